@@ -1,0 +1,22 @@
+"""Everything outside the billing engine: the Flask app factory, settings, the
+Salesforce client, sync, webhooks, the scheduler, the web UI, the JSON API, the
+CLI and the local Salesforce sandbox.
+
+``create_app()`` is the composition root of the web process; the worker, clock
+and CLI use the same wiring (``connector.wiring``).
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from connector.settings import Settings
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    from connector.wiring import build_app
+
+    return build_app(settings)
+
+
+__all__ = ["create_app"]

@@ -1,0 +1,1 @@
+"""The JSON API (health, readiness, and later the finance and admin endpoints)."""

@@ -1,0 +1,134 @@
+"""The ``billsync`` command line. Commands are thin: parse, call one use case, print.
+
+Errors a user can fix (bad settings, bad input) print one line per problem on
+stderr and exit with a non-zero code, never a traceback.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from connector.database import DatabaseError, current_revision, head_revision, upgrade
+from connector.settings import VARIABLES, SettingsError
+from connector.wiring import Services, build_services
+
+EXIT_USAGE = 2
+
+
+class UserError(click.ClickException):
+    """An error the user can fix; printed as ``error: ...`` lines, exit code 2."""
+
+    exit_code = EXIT_USAGE
+
+    def __init__(self, lines: list[str] | str):
+        self.lines = [lines] if isinstance(lines, str) else list(lines)
+        super().__init__("\n".join(self.lines))
+
+    def show(self, file=None) -> None:
+        for line in self.lines:
+            click.echo(f"error: {line}", err=True)
+
+
+def load_services() -> Services:
+    try:
+        return build_services()
+    except SettingsError as exc:
+        raise UserError(exc.problems) from None
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+def cli() -> None:
+    """billsync: Salesforce deals in, correct invoices out."""
+
+
+# ---------------------------------------------------------------- db
+
+
+@cli.group()
+def db() -> None:
+    """Database migrations."""
+
+
+@db.command("upgrade")
+@click.option("--revision", default="head", show_default=True, help="Target revision.")
+def db_upgrade(revision: str) -> None:
+    """Migrate the database to the latest schema (safe to repeat)."""
+    services = load_services()
+    try:
+        upgrade(services.engine, revision)
+    except DatabaseError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:  # connection refused, bad credentials, ...
+        raise UserError(f"cannot migrate {services.engine.url.render_as_string()}: {_first_line(exc)}") from None
+    click.echo(f"database at {current_revision(services.engine)} (head {head_revision()})")
+
+
+@db.command("current")
+def db_current() -> None:
+    """Print the database's migration revision and the code's head."""
+    services = load_services()
+    try:
+        current = current_revision(services.engine)
+    except Exception as exc:
+        raise UserError(f"cannot read {services.engine.url.render_as_string()}: {_first_line(exc)}") from None
+    head = head_revision()
+    state = "up to date" if current == head else "behind: run 'billsync db upgrade'"
+    click.echo(f"current {current or 'none'}  head {head}  ({state})")
+    if current != head:
+        sys.exit(1)
+
+
+# ---------------------------------------------------------------- processes
+
+
+@cli.command("web")
+@click.option("--host", default="127.0.0.1", show_default=True, help="Interface to bind.")
+@click.option("--port", type=int, default=None, help="Port (default: $PORT).")
+def web(host: str, port: int | None) -> None:
+    """Serve the web process with Flask's development server (production: gunicorn)."""
+    services = load_services()
+    from connector.wiring import build_app
+
+    app = build_app(services.settings)
+    app.run(host=host, port=port or services.settings.port, debug=False, use_reloader=False)
+
+
+@cli.command("worker")
+@click.option("--once", is_flag=True, help="Drain what is queued now, then exit.")
+def worker(once: bool) -> None:
+    """Drain the webhook inbox and the Salesforce outbox (run any number)."""
+    load_services()
+    click.echo("worker: no queues to drain yet (sync and webhooks are not built); exiting")
+
+
+@cli.command("clock")
+def clock() -> None:
+    """Run the scheduler that triggers pull, push, bill run and reconciliation (run exactly one)."""
+    load_services()
+    click.echo("clock: no jobs scheduled yet (sync is not built); exiting")
+
+
+@cli.command("config")
+def config() -> None:
+    """Check the environment and print every setting (secrets hidden)."""
+    services = load_services()
+    for var in VARIABLES:
+        value = getattr(services.settings, var.name.lower())
+        if var.secret and value:
+            value = "********"
+        click.echo(f"{var.name}={value if value is not None else ''}")
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0] if text else ''}"
+
+
+def main() -> None:
+    cli(prog_name="billsync")
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

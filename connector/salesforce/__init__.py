@@ -1,0 +1,1 @@
+"""The Salesforce client: auth, retries, limits, SOQL building and error classification."""

@@ -1,0 +1,1 @@
+"""Sync between Salesforce and the engine: pull, push, outbox draining, cursors."""

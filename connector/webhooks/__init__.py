@@ -1,0 +1,1 @@
+"""Salesforce change notifications: Outbound Messages and signed CDC events (inbox, verification, processing)."""

@@ -1,0 +1,91 @@
+"""The one composition root: settings → database engine → Flask app / services.
+
+Web, worker, clock and CLI all build their dependencies here.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+import uuid
+from dataclasses import dataclass
+
+from flask import Flask, g, jsonify, request
+from sqlalchemy import Engine
+from werkzeug.exceptions import HTTPException
+
+from connector.database import make_engine
+from connector.logs import configure_logging
+from connector.settings import Settings, load_settings
+
+log = logging.getLogger("billsync.http")
+
+
+@dataclass
+class Services:
+    """What a process needs, built once from settings."""
+
+    settings: Settings
+    engine: Engine
+
+
+def build_services(settings: Settings | None = None) -> Services:
+    settings = settings or load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    return Services(settings=settings, engine=make_engine(settings.database_url))
+
+
+def build_app(settings: Settings | None = None) -> Flask:
+    services = build_services(settings)
+    app = Flask("billsync")
+    app.extensions["billsync"] = services
+
+    from connector.api.health import blueprint as health
+
+    app.register_blueprint(health)
+    _install_request_log(app)
+    _install_error_handlers(app)
+    return app
+
+
+def services_of(app: Flask) -> Services:
+    return app.extensions["billsync"]
+
+
+def _install_request_log(app: Flask) -> None:
+    @app.before_request
+    def _start() -> None:
+        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        g.started = time.perf_counter()
+
+    @app.after_request
+    def _finish(response):
+        elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
+        response.headers["X-Request-Id"] = g.get("request_id", "")
+        log.info(
+            "%s %s %s",
+            request.method,
+            request.path,
+            response.status_code,
+            extra={"fields": {"request_id": g.get("request_id"), "status": response.status_code,
+                              "ms": round(elapsed_ms, 1)}},
+        )
+        return response
+
+
+def _install_error_handlers(app: Flask) -> None:
+    @app.errorhandler(HTTPException)
+    def _http_error(exc: HTTPException):
+        response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description,
+                           request_id=g.get("request_id"))
+        response.status_code = exc.code or 500
+        return response
+
+    @app.errorhandler(Exception)
+    def _unexpected(exc: Exception):
+        log.exception("unhandled error", extra={"fields": {"request_id": g.get("request_id")}})
+        response = jsonify(error="internal_error",
+                           message="billsync hit an unexpected error; the request id is in the logs",
+                           request_id=g.get("request_id"))
+        response.status_code = 500
+        return response
