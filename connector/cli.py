@@ -121,6 +121,11 @@ def config() -> None:
         click.echo(f"{var.name}={value if value is not None else ''}")
 
 
+from connector.sandbox.cli import sandbox  # noqa: E402
+
+cli.add_command(sandbox)
+
+
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return f"{exc.__class__.__name__}: {text[0] if text else ''}"
