@@ -25,7 +25,11 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
 # Every module that defines tables; imported before metadata is used, so that
 # Alembic and the schema test see all of them.
-MODEL_MODULES: tuple[str, ...] = ("billing_engine.storage.tables",)
+MODEL_MODULES: tuple[str, ...] = (
+    "billing_engine.storage.tables",  # catalog, customers, subscriptions
+    "billing_engine.storage.billing_tables",  # usage, invoices, credit notes, payments, outbox
+    "connector.storage",  # sync cursors, webhook inbox, sync errors
+)
 
 
 class DatabaseError(Exception):
