@@ -175,6 +175,34 @@ VARIABLES: tuple[Var, ...] = (
     Var("PORT", parse_int(1, 65535), "5000", "Port of the web process (gunicorn binds 0.0.0.0:$PORT)."),
     Var("BILLSYNC_TIMEZONE", parse_timezone, "UTC",
         "The org's time zone: default customer time zone and the clock's schedule time zone."),
+    # Salesforce connection (connector/salesforce); cross-checked in _check_salesforce.
+    Var("SF_AUTH", parse_choice("client_credentials", "jwt", "password", "session", "none"), "none",
+        "How billsync logs in to Salesforce: client_credentials, jwt, password, session, or none (not connected)."),
+    Var("SF_LOGIN_URL", parse_https_url, "https://login.salesforce.com",
+        "OAuth server: https://login.salesforce.com, https://test.salesforce.com or your My Domain URL."),
+    Var("SF_CLIENT_ID", parse_text, None, "Connected app consumer key (client_credentials, jwt, password)."),
+    Var("SF_CLIENT_SECRET", parse_text, None, "Connected app consumer secret (client_credentials, password).",
+        secret=True),
+    Var("SF_USERNAME", parse_text, None, "Salesforce username (jwt, password)."),
+    Var("SF_PASSWORD", parse_text, None, "Salesforce password (password).", secret=True),
+    Var("SF_SECURITY_TOKEN", parse_text, None, "Security token appended to the password (password).", secret=True),
+    Var("SF_PRIVATE_KEY_FILE", parse_existing_file, None, "PEM RSA private key that signs the JWT (jwt)."),
+    Var("SF_JWT_AUDIENCE", parse_https_url, None, "JWT aud claim (jwt); default login/test.salesforce.com for a My Domain, else SF_LOGIN_URL."),
+    Var("SF_INSTANCE_URL", parse_https_url, None, "Instance URL of a pre-issued session (session)."),
+    Var("SF_ACCESS_TOKEN", parse_text, None, "Pre-issued access token (session); cannot be renewed.", secret=True),
+    Var("SF_API_VERSION", parse_api_version, "59.0", "Salesforce REST API version (46.0 or later)."),
+    Var("SF_CA_BUNDLE", parse_existing_file, None,
+        "PEM CA bundle that verifies Salesforce's TLS certificate (e.g. the local sandbox's CA); "
+        "used even when REQUESTS_CA_BUNDLE is set."),
+    Var("SF_ORG_ID", parse_org_id, None, "Expected organization id (00D...); a login to another org fails."),
+    Var("SF_TIMEOUT_SECONDS", parse_int(1, 600), "30", "Read timeout of every Salesforce call (connect: at most 10)."),
+    Var("SF_RETRY_ATTEMPTS", parse_int(1, 20), "5",
+        "Attempts per call for transient failures (timeouts, 5xx, UNABLE_TO_LOCK_ROW), first try included."),
+    Var("SF_RETRY_MAX_SECONDS", parse_int(1, 3600), "30", "Longest wait between two attempts (exponential backoff cap)."),
+    Var("SF_API_BUDGET_SHARE", parse_share, "0.5",
+        "Share of the org's daily API allocation billsync may use before it stops syncing (0.5 = half)."),
+    Var("SF_LIMIT_PAUSE_SECONDS", parse_int(1, 86400), "900",
+        "How long sync pauses after REQUEST_LIMIT_EXCEEDED or reaching its API budget."),
 )
 
 
@@ -185,6 +213,25 @@ class Settings:
     log_format: str
     port: int
     billsync_timezone: str
+    sf_auth: str
+    sf_login_url: str
+    sf_client_id: str | None
+    sf_client_secret: str | None
+    sf_username: str | None
+    sf_password: str | None
+    sf_security_token: str | None
+    sf_private_key_file: Path | None
+    sf_jwt_audience: str | None
+    sf_instance_url: str | None
+    sf_access_token: str | None
+    sf_api_version: str
+    sf_ca_bundle: Path | None
+    sf_org_id: str | None
+    sf_timeout_seconds: int
+    sf_retry_attempts: int
+    sf_retry_max_seconds: int
+    sf_api_budget_share: Decimal
+    sf_limit_pause_seconds: int
 
     @property
     def is_sqlite(self) -> bool:
@@ -212,6 +259,33 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
             values[var.name.lower()] = var.parse(raw)
         except ValueError as exc:
             problems.append(f"{var.name}: {exc}")
+    problems.extend(_check_salesforce(values, env))
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
+
+
+_SF_REQUIRED = {
+    "client_credentials": ("SF_CLIENT_ID", "SF_CLIENT_SECRET"),
+    "jwt": ("SF_CLIENT_ID", "SF_USERNAME", "SF_PRIVATE_KEY_FILE"),
+    "password": ("SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME", "SF_PASSWORD"),
+    "session": ("SF_INSTANCE_URL", "SF_ACCESS_TOKEN"),
+}
+
+
+def _check_salesforce(values: dict[str, Any], env: Mapping[str, str]) -> list[str]:
+    """Cross-field checks of the SF_* variables: one line per problem."""
+    mode = values.get("sf_auth")
+    problems = []
+    for name in _SF_REQUIRED.get(mode or "", ()):
+        # A variable that failed to parse already has its own line.
+        if values.get(name.lower()) in (None, "") and not env.get(name):
+            problems.append(f"{name}: required when SF_AUTH={mode}")
+    login_host = urlsplit(values.get("sf_login_url") or "").hostname or ""
+    if mode == "client_credentials" and login_host in ("login.salesforce.com", "test.salesforce.com"):
+        problems.append(f"SF_LOGIN_URL: the client credentials flow needs your My Domain URL "
+                        f"(https://yourdomain.my.salesforce.com), not {login_host}")
+    version = values.get("sf_api_version")
+    if version and float(version) < 46:
+        problems.append(f"SF_API_VERSION: {version} is too old; billsync needs 46.0 or later (upsert results)")
+    return problems
