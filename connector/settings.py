@@ -203,6 +203,27 @@ VARIABLES: tuple[Var, ...] = (
         "Share of the org's daily API allocation billsync may use before it stops syncing (0.5 = half)."),
     Var("SF_LIMIT_PAUSE_SECONDS", parse_int(1, 86400), "900",
         "How long sync pauses after REQUEST_LIMIT_EXCEEDED or reaching its API budget."),
+    # Webhooks (connector/webhooks): Outbound Messages and signed CDC events.
+    Var("WEBHOOK_TOKEN", parse_text, None,
+        "Secret path segment required on /webhooks/salesforce/outbound-message/<token> when set.", secret=True),
+    Var("WEBHOOK_BASIC_USER", parse_text, None, "HTTP basic-auth user required on Outbound Messages when set."),
+    Var("WEBHOOK_BASIC_PASSWORD", parse_text, None, "HTTP basic-auth password for WEBHOOK_BASIC_USER.", secret=True),
+    Var("CDC_HMAC_SECRET", parse_text, None,
+        "Shared secret of the CDC relay's HMAC-SHA256 signature; the CDC endpoint refuses events when unset.",
+        secret=True),
+    Var("CDC_REPLAY_WINDOW_SECONDS", parse_int(10, 86400), "300",
+        "Oldest signature timestamp accepted on CDC events, in seconds."),
+    Var("WEBHOOK_MAX_BODY_BYTES", parse_int(1024, 104857600), "1048576",
+        "Largest webhook body accepted; larger ones get 413."),
+    # Mappings, sync and the clock's schedule.
+    Var("MAPPINGS_DIR", parse_path, None,
+        "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
+    Var("PULL_INTERVAL_SECONDS", parse_int(10, 86400), "300", "How often the clock pulls changes from Salesforce."),
+    Var("PUSH_INTERVAL_SECONDS", parse_int(5, 86400), "60", "How often the clock pushes the outbox to Salesforce."),
+    Var("BILL_RUN_AT", parse_time_of_day, "02:00", "Local time (BILLSYNC_TIMEZONE) of the daily bill run."),
+    Var("RECONCILE_AT", parse_time_of_day, "03:30", "Local time of the nightly reconciliation."),
+    Var("HOLD_INVOICES_FOR_REVIEW", parse_bool, "false",
+        "true leaves bill-run invoices as drafts for finance to review instead of finalizing them."),
 )
 
 
@@ -232,6 +253,18 @@ class Settings:
     sf_retry_max_seconds: int
     sf_api_budget_share: Decimal
     sf_limit_pause_seconds: int
+    webhook_token: str | None
+    webhook_basic_user: str | None
+    webhook_basic_password: str | None
+    cdc_hmac_secret: str | None
+    cdc_replay_window_seconds: int
+    webhook_max_body_bytes: int
+    mappings_dir: Path | None
+    pull_interval_seconds: int
+    push_interval_seconds: int
+    bill_run_at: time
+    reconcile_at: time
+    hold_invoices_for_review: bool
 
     @property
     def is_sqlite(self) -> bool:
@@ -286,6 +319,8 @@ def _check_salesforce(values: dict[str, Any], env: Mapping[str, str]) -> list[st
         problems.append(f"SF_LOGIN_URL: the client credentials flow needs your My Domain URL "
                         f"(https://yourdomain.my.salesforce.com), not {login_host}")
     version = values.get("sf_api_version")
-    if version and float(version) < 46:
+    if version and int(version.split(".")[0]) < 46:
         problems.append(f"SF_API_VERSION: {version} is too old; billsync needs 46.0 or later (upsert results)")
+    if bool(values.get("webhook_basic_user")) != bool(values.get("webhook_basic_password")):
+        problems.append("WEBHOOK_BASIC_PASSWORD: WEBHOOK_BASIC_USER and WEBHOOK_BASIC_PASSWORD go together")
     return problems
