@@ -1,0 +1,94 @@
+"""The contract between the mappings and the connector: engine commands and engine records.
+
+Inbound specs produce *commands* (``{"command": ..., "key": ..., "data": {...}}``); the
+data keys each command may carry are listed here, so ``load_specs`` catches a misspelled
+engine key. Outbound specs read *engine records* (plain dicts the connector builds from
+engine objects); their keys are listed here too. docs/mappings.md explains each key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class CommandContract:
+    names: tuple[str, ...]  # the commands sharing this data shape
+    data_keys: frozenset[str]  # dotted keys nest: billing_address.city → data["billing_address"]["city"]
+    required_keys: frozenset[str] = frozenset()
+    list_key: str | None = None  # the key line items go into
+    item_keys: frozenset[str] = frozenset()
+    required_item_keys: frozenset[str] = frozenset()
+
+
+SUBSCRIPTION_COMMANDS = ("start_subscription", "amend_subscription", "renew_subscription", "cancel_subscription")
+
+_CONTRACTS = [
+    CommandContract(
+        ("upsert_customer",),
+        frozenset({
+            "name", "currency", "timezone", "billing_address.street", "billing_address.city",
+            "billing_address.state", "billing_address.postal_code", "billing_address.country",
+            "payment_terms_days", "tax_rate", "tax_exempt_reason", "vat_id", "salesforce_account_id",
+        }),
+        required_keys=frozenset({"name", "currency"}),
+    ),
+    CommandContract(
+        ("upsert_product",),
+        frozenset({
+            "code", "name", "pricing_model", "charge_type", "interval", "package_size", "included_units",
+            "percent", "percent_of_products", "unit_of_measure", "active", "salesforce_product_id",
+        }),
+        required_keys=frozenset({"code", "name", "pricing_model"}),
+    ),
+    CommandContract(
+        ("upsert_price",),
+        frozenset({
+            "salesforce_product_id", "product_code", "salesforce_pricebook_id", "currency", "unit_price",
+            "tiers", "overage_price", "active",
+        }),
+        required_keys=frozenset({"product_code", "currency", "unit_price"}),
+    ),
+    CommandContract(
+        SUBSCRIPTION_COMMANDS,
+        frozenset({
+            "salesforce_account_id", "salesforce_opportunity_id", "name", "subscription_reference",
+            "starts_on", "term_months", "auto_renew", "anchor_day", "renewal_uplift", "minimum_commitment",
+            "cancellation_mode", "currency",
+        }),
+        required_keys=frozenset({"salesforce_account_id", "starts_on"}),
+        list_key="items",
+        item_keys=frozenset({
+            "salesforce_line_id", "product_code", "salesforce_product_id", "quantity", "unit_price",
+            "list_price", "discount_percent", "discount_amount", "service_date",
+        }),
+        required_item_keys=frozenset({"salesforce_line_id", "product_code", "quantity"}),
+    ),
+]
+
+COMMANDS: dict[str, CommandContract] = {name: c for c in _CONTRACTS for name in c.names}
+
+# Engine records the connector hands to apply_outbound, by kind (an outbound spec's ``source``).
+ENGINE_RECORDS: dict[str, frozenset[str]] = {
+    "invoice": frozenset({
+        "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
+        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
+        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+    }),
+    "invoice_line": frozenset({
+        "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",
+        "starts_on", "ends_before", "quantity", "unit_price", "discount", "amount", "tax_rate", "tax",
+    }),
+    "payment": frozenset({
+        "id", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount", "paid_on",
+        "method", "reference", "status",
+    }),
+    "account_summary": frozenset({
+        "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
+        "billing_status",
+    }),
+    "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status"}),
+}
+
+# What a field's ``default_from`` may name: values the connector puts in the MappingContext.
+CONTEXT_VALUES = ("org_timezone", "customer_timezone", "default_currency")

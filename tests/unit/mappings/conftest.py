@@ -1,0 +1,158 @@
+"""An org describe built from docs/custom-objects.md and the standard fields of
+shared/docs/salesforce-api.md §6.2: what the sandbox declares, as Salesforce describes it."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from mappings import MappingContext, load_specs
+
+
+def f(name: str, type_: str, *, ext: bool = False, ro: bool = False, create_only: bool = False,
+      ref: str | None = None, rel: str | None = None, values: tuple[str, ...] = (), scale: int | None = None,
+      ) -> dict[str, Any]:
+    field = {
+        "name": name, "type": type_, "externalId": ext, "unique": ext, "nillable": True,
+        "createable": not ro, "updateable": not ro and not create_only,
+        "picklistValues": [{"value": v, "active": True} for v in values],
+        "referenceTo": [ref] if ref else [], "relationshipName": rel,
+    }
+    if scale is not None:
+        field["scale"] = scale
+    return field
+
+
+SYSTEM = [f("Id", "id", ro=True), f("SystemModstamp", "datetime", ro=True), f("CreatedDate", "datetime", ro=True),
+          f("LastModifiedDate", "datetime", ro=True)]
+CURRENCY = f("CurrencyIsoCode", "picklist", values=("EUR", "USD", "GBP", "JPY"))
+
+
+def line_fields(parent: tuple[str, str, str]) -> list[dict[str, Any]]:
+    return [
+        f(parent[0], "reference", ref=parent[1], rel=parent[2], create_only=True),
+        f("PricebookEntryId", "reference", ref="PricebookEntry", rel="PricebookEntry", create_only=True),
+        f("Product2Id", "reference", ref="Product2", rel="Product2", create_only=True),
+        f("Quantity", "double", scale=2), f("UnitPrice", "currency", scale=2), f("Discount", "percent", scale=2),
+        f("ListPrice", "currency", ro=True), f("Subtotal", "currency", ro=True), f("TotalPrice", "currency", ro=True),
+        f("ServiceDate", "date"), f("Description", "string"), f("SortOrder", "int"), CURRENCY,
+        f("Discount_Amount__c", "currency", scale=2),
+    ]
+
+
+OBJECTS: dict[str, dict[str, Any]] = {
+    "Account": {"fields": [
+        f("Name", "string"), CURRENCY, f("Type", "picklist", values=("Prospect", "Customer")),
+        f("BillingStreet", "textarea"), f("BillingCity", "string"), f("BillingState", "string"),
+        f("BillingPostalCode", "string"), f("BillingCountry", "string"),
+        f("Billsync_Customer_Id__c", "string", ext=True), f("Payment_Terms_Days__c", "double", scale=0),
+        f("Tax_Rate__c", "percent", scale=3), f("Tax_Exempt_Reason__c", "string"), f("VAT_Id__c", "string"),
+        f("Billing_Timezone__c", "string"), f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
+        f("Balance__c", "currency", scale=2), f("Last_Invoice_Date__c", "date"),
+        f("Billing_Status__c", "picklist", values=("active", "past_due", "cancelled", "none")),
+    ]},
+    "Product2": {"fields": [
+        f("Name", "string"), f("ProductCode", "string"), f("IsActive", "boolean"), f("Description", "textarea"),
+        f("Pricing_Model__c", "picklist",
+          values=("flat", "per_unit", "graduated", "volume", "package", "allowance", "percent_of")),
+        f("Charge_Type__c", "picklist", values=("recurring", "usage", "one_time")),
+        f("Billing_Interval__c", "picklist", values=("week", "month", "quarter", "year")),
+        f("Package_Size__c", "double", scale=0), f("Included_Units__c", "double", scale=6),
+        f("Percent__c", "percent", scale=4), f("Percent_Of_Products__c", "string"), f("Unit_Of_Measure__c", "string"),
+    ]},
+    "Pricebook2": {"fields": [f("Name", "string"), f("IsActive", "boolean"), f("IsStandard", "boolean", ro=True)]},
+    "PricebookEntry": {"fields": [
+        f("Pricebook2Id", "reference", ref="Pricebook2", rel="Pricebook2", create_only=True),
+        f("Product2Id", "reference", ref="Product2", rel="Product2", create_only=True),
+        f("UnitPrice", "currency", scale=2), f("IsActive", "boolean"), f("UseStandardPrice", "boolean"), CURRENCY,
+        f("Name", "string", ro=True), f("ProductCode", "string", ro=True), f("Price_Tiers__c", "textarea"),
+        f("Overage_Price__c", "currency", scale=6),
+    ]},
+    "Opportunity": {"fields": [
+        f("Name", "string"), f("AccountId", "reference", ref="Account", rel="Account"),
+        f("StageName", "picklist", values=("Prospecting", "Closed Won", "Closed Lost")), f("CloseDate", "date"),
+        f("Amount", "currency"), f("IsWon", "boolean", ro=True), f("IsClosed", "boolean", ro=True),
+        f("Type", "picklist", values=("New Business", "Amendment", "Renewal", "Cancellation")),
+        f("Pricebook2Id", "reference", ref="Pricebook2", rel="Pricebook2"),
+        f("SyncedQuoteId", "reference", ref="Quote", rel="SyncedQuote"), CURRENCY,
+        f("Subscription_Reference__c", "string"), f("Billsync_Subscription_Id__c", "string", ext=True),
+        f("Service_Start_Date__c", "date"), f("Term_Months__c", "double", scale=0), f("Auto_Renew__c", "boolean"),
+        f("Billing_Anchor_Day__c", "double", scale=0), f("Renewal_Uplift__c", "percent", scale=2),
+        f("Minimum_Commitment__c", "currency", scale=2),
+        f("Cancellation_Mode__c", "picklist", values=("end_of_term", "immediate")),
+        f("Billing_Review_Flag__c", "string"),
+    ], "childRelationships": [
+        {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
+        {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},
+    ]},
+    "Quote": {"fields": [
+        f("Name", "string"), f("OpportunityId", "reference", ref="Opportunity", rel="Opportunity"),
+        f("IsSyncing", "boolean", ro=True), CURRENCY,
+    ], "childRelationships": [
+        {"childSObject": "QuoteLineItem", "field": "QuoteId", "relationshipName": "QuoteLineItems"},
+    ]},
+    "QuoteLineItem": {"fields": line_fields(("QuoteId", "Quote", "Quote"))},
+    "OpportunityLineItem": {"fields": line_fields(("OpportunityId", "Opportunity", "Opportunity"))},
+    "Invoice__c": {"fields": [
+        f("Name", "string"), f("Billsync_Invoice_Id__c", "string", ext=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Opportunity__c", "reference", ref="Opportunity", rel="Opportunity__r"),
+        f("Status__c", "picklist", values=("draft", "open", "paid", "void", "uncollectible")),
+        f("Payment_Status__c", "picklist", values=("unpaid", "partially_paid", "paid", "overdue", "credited")),
+        f("Issue_Date__c", "date"), f("Due_Date__c", "date"), f("Period_Start__c", "date"), f("Period_End__c", "date"),
+        CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
+                                                       "Amount_Paid__c", "Balance__c")],
+        f("Tax_Note__c", "string"),
+    ]},
+    "Invoice_Line__c": {"fields": [
+        f("Billsync_Line_Id__c", "string", ext=True),
+        f("Invoice__c", "reference", ref="Invoice__c", rel="Invoice__r", create_only=True),
+        f("Product__c", "reference", ref="Product2", rel="Product__r"),
+        f("Kind__c", "picklist", values=("recurring", "proration_credit", "proration_charge", "usage", "one_time",
+                                         "minimum_true_up", "discount")),
+        f("Description__c", "string"), f("Explanation__c", "textarea"), f("Period_Start__c", "date"),
+        f("Period_End__c", "date"), f("Quantity__c", "double", scale=6), f("Unit_Price__c", "currency", scale=6),
+        f("Discount__c", "currency", scale=2), f("Amount__c", "currency", scale=2), f("Tax_Rate__c", "percent"),
+        f("Tax__c", "currency", scale=2),
+    ]},
+    "Payment__c": {"fields": [
+        f("Billsync_Payment_Id__c", "string", ext=True), f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Invoice__c", "reference", ref="Invoice__c", rel="Invoice__r"), CURRENCY,
+        f("Amount__c", "currency", scale=2), f("Unapplied_Amount__c", "currency", scale=2),
+        f("Payment_Date__c", "date"), f("Method__c", "string"), f("Reference__c", "string"),
+        f("Status__c", "picklist", values=("succeeded", "refunded", "partially_refunded")),
+    ]},
+}
+
+
+def build_org() -> dict[str, dict[str, Any]]:
+    org = {}
+    for name, body in OBJECTS.items():
+        org[name] = {"name": name, "fields": SYSTEM + body["fields"],
+                     "childRelationships": body.get("childRelationships", [])}
+    return copy.deepcopy(org)
+
+
+@pytest.fixture
+def org() -> dict[str, dict[str, Any]]:
+    """A fresh, editable describe of the whole org."""
+    return build_org()
+
+
+@pytest.fixture
+def describe(org):
+    return org.get
+
+
+@pytest.fixture(scope="session")
+def defaults():
+    specs = load_specs(None)
+    assert specs.problems == []
+    return specs
+
+
+@pytest.fixture
+def context() -> MappingContext:
+    return MappingContext(org_timezone="Europe/Paris")

@@ -1,0 +1,113 @@
+"""The default outbound specs: engine records (plain dicts) → Salesforce records to upsert."""
+
+from __future__ import annotations
+
+import json
+from datetime import date
+from decimal import Decimal
+
+import pytest
+
+from mappings import InvalidRecordError, apply_outbound
+
+ACC = "0017F00000AbCdEQAV"
+OPP = "0067F000003pmdWQAQ"
+
+
+def invoice(**overrides):
+    record = {
+        "id": "inv_01", "number": "INV-2026-000001", "status": "open", "payment_status": "unpaid",
+        "issued_on": date(2026, 12, 1), "due_on": date(2026, 12, 31), "period_starts_on": date(2026, 12, 1),
+        "period_ends_before": date(2027, 1, 1), "currency": "EUR", "subtotal": Decimal("1950.00"),
+        "discount": Decimal("0.00"), "tax": Decimal("370.50"), "total": Decimal("2320.50"),
+        "amount_paid": Decimal("0.00"), "balance": Decimal("2320.50"), "tax_note": None, "customer_id": "cus_1",
+        "salesforce_account_id": ACC, "salesforce_opportunity_id": None,
+    }
+    return {**record, **overrides}
+
+
+def test_an_invoice_becomes_an_invoice__c_upsert(defaults):
+    out = apply_outbound(defaults.get_outbound("invoice"), invoice())
+    assert out == {
+        "attributes": {"type": "Invoice__c"}, "Billsync_Invoice_Id__c": "inv_01", "Name": "INV-2026-000001",
+        "Account__c": ACC, "Opportunity__c": None, "Status__c": "open", "Payment_Status__c": "unpaid",
+        "Issue_Date__c": "2026-12-01", "Due_Date__c": "2026-12-31", "Period_Start__c": "2026-12-01",
+        "Period_End__c": "2027-01-01", "CurrencyIsoCode": "EUR", "Subtotal__c": Decimal("1950.00"),
+        "Discount__c": Decimal("0.00"), "Tax__c": Decimal("370.50"), "Total__c": Decimal("2320.50"),
+        "Amount_Paid__c": Decimal("0.00"), "Balance__c": Decimal("2320.50"), "Tax_Note__c": None,
+    }
+
+
+def test_a_draft_invoice_is_named_after_its_id(defaults):
+    out = apply_outbound(defaults.get_outbound("invoice"), invoice(number=None, status="draft"))
+    assert out["Name"] == "DRAFT-inv_01"
+
+
+def test_bad_engine_values_are_named(defaults):
+    record = invoice(total=2320.5, status="sent", issued_on="01/12/2026")
+    del record["balance"]
+    with pytest.raises(InvalidRecordError) as raised:
+        apply_outbound(defaults.get_outbound("invoice"), record)
+    assert str(raised.value).splitlines() == [
+        "invoice inv_01: status: 'sent' is not one of the mapped values: 'draft', 'open', 'paid', 'void', "
+        "'uncollectible'",
+        "invoice inv_01: issued_on: '01/12/2026' is not a date (YYYY-MM-DD)",
+        "invoice inv_01: total: 2320.5 is a binary float; exact values must arrive as Decimal or text",
+        "invoice inv_01: balance: is missing from the engine record",
+    ]
+
+
+def test_an_invoice_line_refers_to_its_invoice_by_external_id_and_explains_itself(defaults):
+    record = {
+        "id": "inl_01", "invoice_id": "inv_01", "product_code": "LIC", "salesforce_product_id": "01t7F000000AbCd",
+        "kind": "recurring", "description": "Licences", "explanation": "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100",
+        "starts_on": date(2026, 12, 1), "ends_before": date(2027, 1, 1), "quantity": Decimal("12"),
+        "unit_price": Decimal("162.5"), "discount": Decimal("0"), "amount": Decimal("1950.00"),
+        "tax_rate": Decimal("19"), "tax": Decimal("370.50"),
+    }
+    out = apply_outbound(defaults.get_outbound("invoice_line"), record)
+    assert out["Invoice__r"] == {"Billsync_Invoice_Id__c": "inv_01"}
+    assert out["Billsync_Line_Id__c"] == "inl_01" and out["Product__c"] == "01t7F000000AbCdQAK"
+    assert out["Explanation__c"] == "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100"
+    assert out["Amount__c"] == Decimal("1950.00") and out["Period_End__c"] == "2027-01-01"
+    long = apply_outbound(defaults.get_outbound("invoice_line"), {**record, "description": "x" * 300})
+    assert long["Description__c"] == "x" * 254 + "…"
+    with pytest.raises(InvalidRecordError, match="^invoice_line inl_01: invoice_id: is required but empty$"):
+        apply_outbound(defaults.get_outbound("invoice_line"), {**record, "invoice_id": None})
+
+
+def test_a_payment_without_an_invoice_clears_the_lookup(defaults):
+    record = {"id": "pay_01", "salesforce_account_id": ACC, "first_invoice_id": None, "currency": "EUR",
+              "amount": Decimal("100.00"), "unapplied_amount": Decimal("100.00"), "paid_on": date(2026, 12, 3),
+              "method": "transfer", "reference": "SEPA-123", "status": "succeeded"}
+    out = apply_outbound(defaults.get_outbound("payment"), record)
+    assert out["Invoice__c"] is None and "Invoice__r" not in out
+    assert out["Billsync_Payment_Id__c"] == "pay_01" and out["Payment_Date__c"] == "2026-12-03"
+    paid = apply_outbound(defaults.get_outbound("payment"), {**record, "first_invoice_id": "inv_01"})
+    assert paid["Invoice__r"] == {"Billsync_Invoice_Id__c": "inv_01"} and "Invoice__c" not in paid
+
+
+def test_the_account_summary_updates_the_account_by_id(defaults):
+    spec = defaults.get_outbound("account_summary")
+    assert spec.is_update_by_id
+    out = apply_outbound(spec, {"salesforce_account_id": ACC[:15], "customer_id": "cus_1", "currency": "EUR",
+                                "mrr": Decimal("11250.00"), "arr": Decimal("135000.00"), "balance": Decimal("0"),
+                                "last_invoice_on": None, "billing_status": "past_due"})
+    assert out == {"attributes": {"type": "Account"}, "Id": ACC, "Billsync_Customer_Id__c": "cus_1",
+                   "MRR__c": Decimal("11250.00"), "ARR__c": Decimal("135000.00"), "Balance__c": Decimal("0"),
+                   "Last_Invoice_Date__c": None, "Billing_Status__c": "past_due"}
+    assert json.loads(json.dumps(out, default=str))["MRR__c"] == "11250.00"  # exact through a str encoder
+
+
+def test_an_account_summary_with_too_many_decimals_is_refused(defaults):
+    with pytest.raises(InvalidRecordError, match=r"^account_summary 0017F00000AbCdEQAV: mrr: 8\.333 has more than 2 "
+                                                 r"decimal places$"):
+        apply_outbound(defaults.get_outbound("account_summary"), {
+            "salesforce_account_id": ACC, "customer_id": "c", "currency": "EUR", "mrr": Decimal("8.333"),
+            "arr": Decimal("100"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "active"})
+
+
+def test_the_subscription_id_goes_back_to_the_opportunity(defaults):
+    out = apply_outbound(defaults.get_outbound("subscription_link"),
+                         {"salesforce_opportunity_id": OPP, "subscription_id": "sub_1", "status": "active"})
+    assert out == {"attributes": {"type": "Opportunity"}, "Id": OPP, "Billsync_Subscription_Id__c": "sub_1"}
