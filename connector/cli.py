@@ -10,32 +10,9 @@ import sys
 
 import click
 
+from connector.cli_support import UserError, first_line, load_services
 from connector.database import DatabaseError, current_revision, head_revision, upgrade
-from connector.settings import VARIABLES, SettingsError
-from connector.wiring import Services, build_services
-
-EXIT_USAGE = 2
-
-
-class UserError(click.ClickException):
-    """An error the user can fix; printed as ``error: ...`` lines, exit code 2."""
-
-    exit_code = EXIT_USAGE
-
-    def __init__(self, lines: list[str] | str):
-        self.lines = [lines] if isinstance(lines, str) else list(lines)
-        super().__init__("\n".join(self.lines))
-
-    def show(self, file=None) -> None:
-        for line in self.lines:
-            click.echo(f"error: {line}", err=True)
-
-
-def load_services() -> Services:
-    try:
-        return build_services()
-    except SettingsError as exc:
-        raise UserError(exc.problems) from None
+from connector.settings import VARIABLES
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -61,7 +38,7 @@ def db_upgrade(revision: str) -> None:
     except DatabaseError as exc:
         raise UserError(str(exc)) from None
     except Exception as exc:  # connection refused, bad credentials, ...
-        raise UserError(f"cannot migrate {services.engine.url.render_as_string()}: {_first_line(exc)}") from None
+        raise UserError(f"cannot migrate {services.engine.url.render_as_string()}: {first_line(exc)}") from None
     click.echo(f"database at {current_revision(services.engine)} (head {head_revision()})")
 
 
@@ -72,7 +49,7 @@ def db_current() -> None:
     try:
         current = current_revision(services.engine)
     except Exception as exc:
-        raise UserError(f"cannot read {services.engine.url.render_as_string()}: {_first_line(exc)}") from None
+        raise UserError(f"cannot read {services.engine.url.render_as_string()}: {first_line(exc)}") from None
     head = head_revision()
     state = "up to date" if current == head else "behind: run 'billsync db upgrade'"
     click.echo(f"current {current or 'none'}  head {head}  ({state})")
@@ -95,21 +72,6 @@ def web(host: str, port: int | None) -> None:
     app.run(host=host, port=port or services.settings.port, debug=False, use_reloader=False)
 
 
-@cli.command("worker")
-@click.option("--once", is_flag=True, help="Drain what is queued now, then exit.")
-def worker(once: bool) -> None:
-    """Drain the webhook inbox and the Salesforce outbox (run any number)."""
-    load_services()
-    click.echo("worker: no queues to drain yet (sync and webhooks are not built); exiting")
-
-
-@cli.command("clock")
-def clock() -> None:
-    """Run the scheduler that triggers pull, push, bill run and reconciliation (run exactly one)."""
-    load_services()
-    click.echo("clock: no jobs scheduled yet (sync is not built); exiting")
-
-
 @cli.command("config")
 def config() -> None:
     """Check the environment and print every setting (secrets hidden)."""
@@ -121,14 +83,21 @@ def config() -> None:
         click.echo(f"{var.name}={value if value is not None else ''}")
 
 
-from connector.sandbox.cli import sandbox  # noqa: E402
+def _register_commands() -> None:
+    """Each area keeps its commands in its own module; they are all registered here."""
+    from connector.billing_commands import bill_run, metrics
+    from connector.sandbox.cli import sandbox
+    from connector.scheduler import clock
+    from connector.sync.commands import reconcile, sync
+    from connector.sync.pull_commands import mappings, pull
+    from connector.worker import worker
 
-cli.add_command(sandbox)
+    sync.add_command(pull)
+    for command in (sandbox, sync, mappings, bill_run, metrics, reconcile, worker, clock):
+        cli.add_command(command)
 
 
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return f"{exc.__class__.__name__}: {text[0] if text else ''}"
+_register_commands()
 
 
 def main() -> None:
