@@ -121,3 +121,51 @@ def engine(database_url: str) -> Iterator[Engine]:
 @pytest.fixture
 def settings(database_url: str) -> Settings:
     return load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning"})
+
+
+# ---------------------------------------------------------------- the sandbox org
+
+
+@pytest.fixture(scope="session")
+def sandbox_org(tmp_path_factory):
+    """One local Salesforce sandbox (HTTPS, in memory) for the whole run."""
+    from connector.sandbox.server import SandboxServer
+
+    server = SandboxServer(port=0, data="none", state_dir=tmp_path_factory.mktemp("sandbox")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def org(sandbox_org):
+    """The sandbox, emptied, with no faults and a fresh API allocation for this test."""
+    from connector.sandbox.server import AdminClient
+
+    AdminClient(sandbox_org.url, sandbox_org.admin_token, sandbox_org.ca_path).reset()
+    return sandbox_org
+
+
+def sandbox_environment(server, database_url: str, **extra: str) -> dict[str, str]:
+    """The environment of a billsync process connected to ``server`` (as scripts/run sets it)."""
+    env = {key: str(value) for key, value in server.env().items()}
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", SF_TIMEOUT_SECONDS="10")
+    env.update(extra)
+    return env
+
+
+@pytest.fixture
+def connected_settings(org, database_url, monkeypatch) -> Settings:
+    """Settings of a billsync connected to the emptied sandbox, on the test database."""
+    # CI and this machine may set REQUESTS_CA_BUNDLE: billsync must still trust the sandbox CA.
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
+    return load_settings(sandbox_environment(org, database_url))
+
+
+@pytest.fixture
+def services(connected_settings):
+    """Services (database engine + Salesforce client) wired exactly as the processes wire them."""
+    from connector.wiring import build_services
+
+    built = build_services(connected_settings)
+    yield built
+    built.engine.dispose()
