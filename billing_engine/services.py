@@ -1,0 +1,324 @@
+"""Subscription use cases (issue 3): catalog, customers, subscriptions and amendments.
+
+Each function works inside the caller's ``Session``; the caller owns the
+transaction (``connector.database.transaction``). They convert between rows
+(``billing_engine.storage.tables``) and the pure domain objects, which do all the
+validating: a bad input raises the domain's ``InvalidInputError`` /
+``ConflictError`` naming the field and the reason, before anything is written.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import replace
+from datetime import date
+
+from sqlalchemy.exc import IntegrityError
+from sqlmodel import Session, select
+
+from billing_engine.catalog import ChargeType, Price, Product
+from billing_engine.customers import Address, Customer
+from billing_engine.errors import ConflictError, CurrencyMismatchError, NotFoundError
+from billing_engine.periods import Interval
+from billing_engine.pricing import PriceTerms, make_tiers, tiers_to_rows
+from billing_engine.storage.tables import (
+    AmendmentRow,
+    CustomerRow,
+    PriceRow,
+    ProductRow,
+    SubscriptionItemRow,
+    SubscriptionRow,
+)
+from billing_engine.subscriptions import Amendment, AmendmentAction, Subscription, SubscriptionItem
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+# ------------------------------------------------------------------ customers
+
+
+def upsert_customer(session: Session, customer: Customer) -> Customer:
+    """Create or update a customer by id. A Salesforce Account id belongs to one customer only."""
+    if customer.salesforce_account_id:
+        other = session.exec(select(CustomerRow.id).where(
+            CustomerRow.salesforce_account_id == customer.salesforce_account_id,
+            CustomerRow.id != customer.customer_id)).first()
+        if other is not None:
+            raise ConflictError(f"salesforce_account_id {customer.salesforce_account_id}",
+                                f"already belongs to customer {other}")
+    row = session.get(CustomerRow, customer.customer_id)
+    if row is None:
+        row = CustomerRow(id=customer.customer_id, name=customer.name, currency=customer.currency)
+        session.add(row)
+    elif row.currency != customer.currency and _has_subscriptions(session, customer.customer_id):
+        raise ConflictError(f"customer {customer.customer_id}",
+                            f"has subscriptions in {row.currency}; its currency cannot become {customer.currency}")
+    address = customer.billing_address
+    row.name = customer.name
+    row.currency = customer.currency
+    row.timezone = customer.timezone
+    row.address_line1, row.address_line2 = address.line1, address.line2
+    row.city, row.postal_code, row.region, row.country = address.city, address.postal_code, address.region, \
+        address.country
+    row.payment_terms_days = customer.payment_terms_days
+    row.tax_rate_percent = customer.tax_rate_percent
+    row.tax_exempt_reason = customer.tax_exempt_reason
+    row.vat_id = customer.vat_id
+    row.salesforce_account_id = customer.salesforce_account_id
+    session.flush()
+    return customer
+
+
+def _has_subscriptions(session: Session, customer_id: str) -> bool:
+    return session.exec(select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer_id)).first() \
+        is not None
+
+
+def get_customer(session: Session, customer_id: str) -> Customer:
+    row = session.get(CustomerRow, customer_id)
+    if row is None:
+        raise NotFoundError("customer", customer_id)
+    return Customer(
+        customer_id=row.id, name=row.name, currency=row.currency, timezone=row.timezone,
+        billing_address=Address(row.address_line1, row.address_line2, row.city, row.postal_code, row.region,
+                                row.country),
+        payment_terms_days=row.payment_terms_days, tax_rate_percent=row.tax_rate_percent,
+        tax_exempt_reason=row.tax_exempt_reason, vat_id=row.vat_id, salesforce_account_id=row.salesforce_account_id,
+    )
+
+
+def find_customer_by_salesforce_id(session: Session, account_id: str) -> Customer | None:
+    row = session.exec(select(CustomerRow.id).where(CustomerRow.salesforce_account_id == account_id)).first()
+    return None if row is None else get_customer(session, row)
+
+
+# -------------------------------------------------------------------- catalog
+
+
+def upsert_product(session: Session, product: Product) -> Product:
+    """Create or update a product by id; its code is unique."""
+    other = session.exec(select(ProductRow.id).where(ProductRow.code == product.code,
+                                                     ProductRow.id != product.product_id)).first()
+    if other is not None:
+        raise ConflictError(f"product code {product.code}", f"already belongs to product {other}")
+    row = session.get(ProductRow, product.product_id)
+    if row is None:
+        row = ProductRow(id=product.product_id, code=product.code, name=product.name)
+        session.add(row)
+    row.code, row.name = product.code, product.name
+    row.salesforce_product_id, row.active = product.salesforce_product_id, product.active
+    session.flush()
+    return product
+
+
+def get_product(session: Session, product_id: str) -> Product:
+    row = session.get(ProductRow, product_id)
+    if row is None:
+        raise NotFoundError("product", product_id)
+    return Product(row.id, row.code, row.name, row.salesforce_product_id, row.active)
+
+
+def upsert_price(session: Session, price: Price) -> Price:
+    """Create or update a price by id (its product must exist; one price per product, currency, interval).
+
+    A price already used by subscriptions keeps its terms: sell new terms as a new price.
+    """
+    if session.get(ProductRow, price.product.product_id) is None:
+        raise NotFoundError("product", price.product.product_id)
+    interval = None if price.interval is None else price.interval.value
+    other = session.exec(select(PriceRow.id).where(
+        PriceRow.product_id == price.product.product_id, PriceRow.currency == price.currency,
+        PriceRow.interval == interval if interval is not None else PriceRow.interval.is_(None),
+        PriceRow.id != price.price_id)).first()
+    if other is not None:
+        raise ConflictError(f"price {price.price_id}",
+                            f"product {price.product.code} already has price {other} in {price.currency}"
+                            f" per {interval or 'one-time'}")
+    row = session.get(PriceRow, price.price_id)
+    terms = price.terms
+    if row is None:
+        row = PriceRow(id=price.price_id, product_id=price.product.product_id, currency=price.currency,
+                       charge_type=price.charge_type.value, model=terms.model)
+        session.add(row)
+    elif _price_in_use(session, price.price_id) and _load_price(session, row) != price:
+        raise ConflictError(f"price {price.price_id}", "is used by subscriptions; create a new price instead")
+    row.product_id, row.currency, row.interval = price.product.product_id, price.currency, interval
+    row.charge_type, row.model = price.charge_type.value, terms.model
+    row.unit_price, row.package_size = terms.unit_price, terms.package_size
+    row.included_units, row.overage_unit_price, row.percent = terms.included_units, terms.overage_unit_price, \
+        terms.percent
+    row.tiers_json = json.dumps(tiers_to_rows(terms.tiers))
+    row.covered_product_codes_json = json.dumps(list(terms.covered_product_codes))
+    session.flush()
+    return price
+
+
+def _price_in_use(session: Session, price_id: str) -> bool:
+    used = session.exec(select(SubscriptionItemRow.id).where(SubscriptionItemRow.price_id == price_id)).first()
+    return used is not None or session.exec(
+        select(AmendmentRow.id).where(AmendmentRow.price_id == price_id)).first() is not None
+
+
+def _load_price(session: Session, row: PriceRow, cache: dict | None = None) -> Price:
+    if cache is not None and row.id in cache:
+        return cache[row.id]
+    terms = PriceTerms(
+        model=row.model, unit_price=row.unit_price, tiers=make_tiers(json.loads(row.tiers_json)),
+        package_size=row.package_size, included_units=row.included_units,
+        overage_unit_price=row.overage_unit_price, percent=row.percent,
+        covered_product_codes=tuple(json.loads(row.covered_product_codes_json)),
+    )
+    price = Price(row.id, get_product(session, row.product_id), row.currency,
+                  None if row.interval is None else Interval(row.interval), ChargeType(row.charge_type), terms)
+    if cache is not None:
+        cache[row.id] = price
+    return price
+
+
+def get_price(session: Session, price_id: str, cache: dict | None = None) -> Price:
+    row = session.get(PriceRow, price_id)
+    if row is None:
+        raise NotFoundError("price", price_id)
+    return _load_price(session, row, cache)
+
+
+# -------------------------------------------------------------- subscriptions
+
+
+def start_subscription(session: Session, subscription: Subscription) -> Subscription:
+    """Record a new subscription (its customer and prices must exist, in its currency)."""
+    customer = get_customer(session, subscription.customer_id)
+    if customer.currency != subscription.currency:
+        raise CurrencyMismatchError("currency", customer.currency, subscription.currency)
+    if session.get(SubscriptionRow, subscription.subscription_id) is not None:
+        raise ConflictError(f"subscription {subscription.subscription_id}", "already exists")
+    if subscription.external_key:
+        other = session.exec(select(SubscriptionRow.id).where(
+            SubscriptionRow.external_key == subscription.external_key)).first()
+        if other is not None:
+            raise ConflictError(f"external_key {subscription.external_key}",
+                                f"already belongs to subscription {other}")
+    for item in subscription.items:
+        _check_price_stored(session, item)
+    session.add(SubscriptionRow(
+        id=subscription.subscription_id, customer_id=subscription.customer_id, currency=subscription.currency,
+        starts_on=subscription.starts_on, interval=subscription.interval.value,
+        billing_anchor_on=subscription.billing_anchor_on, term_months=subscription.term_months,
+        auto_renew=subscription.auto_renew, renewal_uplift_percent=subscription.renewal_uplift_percent,
+        minimum_amount=subscription.minimum_amount, external_key=subscription.external_key,
+        status="active", ends_before=subscription.ends_before,
+    ))
+    session.flush()
+    for position, item in enumerate(subscription.items):
+        session.add(SubscriptionItemRow(
+            subscription_id=subscription.subscription_id, item_id=item.item_id, position=position,
+            price_id=item.price.price_id, quantity=item.quantity, contract_unit_price=item.contract_unit_price,
+            discount_percent=item.discount_percent, discount_amount=item.discount_amount,
+        ))
+    for amendment in sorted(subscription.amendments, key=lambda a: a.sequence):
+        session.add(_amendment_row(subscription.subscription_id, amendment))
+    session.flush()
+    return subscription
+
+
+def _check_price_stored(session: Session, item: SubscriptionItem) -> None:
+    stored = get_price(session, item.price.price_id)
+    if stored != item.price:
+        raise ConflictError(f"price {item.price.price_id}", "differs from the stored catalog price")
+
+
+def get_subscription(session: Session, subscription_id: str, *, for_update: bool = False,
+                     price_cache: dict | None = None) -> Subscription:
+    """The pure domain subscription with its whole history."""
+    query = select(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
+    if for_update:
+        query = query.with_for_update()
+    row = session.exec(query).first()
+    if row is None:
+        raise NotFoundError("subscription", subscription_id)
+    cache = {} if price_cache is None else price_cache
+    item_rows = session.exec(select(SubscriptionItemRow).where(SubscriptionItemRow.subscription_id == row.id)
+                             .order_by(SubscriptionItemRow.position)).all()
+    items = tuple(SubscriptionItem(r.item_id, get_price(session, r.price_id, cache), r.quantity,
+                                   r.contract_unit_price, r.discount_percent, r.discount_amount)
+                  for r in item_rows)
+    amendment_rows = session.exec(select(AmendmentRow).where(AmendmentRow.subscription_id == row.id)
+                                  .order_by(AmendmentRow.sequence)).all()
+    amendments = tuple(_amendment(session, r, cache) for r in amendment_rows)
+    return Subscription(
+        subscription_id=row.id, customer_id=row.customer_id, currency=row.currency, starts_on=row.starts_on,
+        items=items, interval=Interval(row.interval), billing_anchor_on=row.billing_anchor_on,
+        term_months=row.term_months, auto_renew=row.auto_renew, renewal_uplift_percent=row.renewal_uplift_percent,
+        minimum_amount=row.minimum_amount, external_key=row.external_key, amendments=amendments,
+    )
+
+
+def _amendment(session: Session, row: AmendmentRow, cache: dict) -> Amendment:
+    item = None
+    action = AmendmentAction(row.action)
+    if action is AmendmentAction.ADD_ITEM:
+        item = SubscriptionItem(row.item_id, get_price(session, row.price_id, cache), row.quantity, row.unit_price,
+                                row.discount_percent, row.discount_amount)
+    return Amendment(
+        amendment_id=row.amendment_id, sequence=row.sequence, action=action, effective_on=row.effective_on,
+        item_id=None if item is not None else row.item_id, quantity=None if item is not None else row.quantity,
+        item=item, unit_price=None if item is not None else row.unit_price, immediate=row.immediate,
+        reason=row.reason,
+    )
+
+
+def _amendment_row(subscription_id: str, amendment: Amendment) -> AmendmentRow:
+    item = amendment.item
+    return AmendmentRow(
+        subscription_id=subscription_id, amendment_id=amendment.amendment_id, sequence=amendment.sequence,
+        action=amendment.action.value, effective_on=amendment.effective_on,
+        item_id=item.item_id if item is not None else amendment.item_id,
+        quantity=item.quantity if item is not None else amendment.quantity,
+        unit_price=item.contract_unit_price if item is not None else amendment.unit_price,
+        immediate=amendment.immediate, reason=amendment.reason,
+        price_id=item.price.price_id if item is not None else None,
+        discount_percent=item.discount_percent if item is not None else None,
+        discount_amount=item.discount_amount if item is not None else None,
+    )
+
+
+def amend_subscription(session: Session, subscription_id: str, amendment: Amendment) -> Subscription:
+    """Record one amendment (any action). Its id defaults to the next ``aN``; recording is serialised
+    per subscription (row lock on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, UNIQUE sequence)."""
+    current = get_subscription(session, subscription_id, for_update=True)
+    if not amendment.amendment_id:
+        amendment = replace(amendment, amendment_id=current.next_amendment_id())
+    if amendment.item is not None:
+        _check_price_stored(session, amendment.item)
+    amended = current.amend(amendment)
+    recorded = max(amended.amendments, key=lambda a: a.sequence)
+    session.add(_amendment_row(subscription_id, recorded))
+    row = session.get(SubscriptionRow, subscription_id)
+    row.status = "cancelled" if amended.cancellation is not None else "active"
+    row.ends_before = amended.ends_before
+    try:
+        session.flush()
+    except IntegrityError:
+        raise ConflictError(f"subscription {subscription_id}",
+                            "was amended concurrently; reload and try again") from None
+    return amended
+
+
+def cancel_subscription(session: Session, subscription_id: str, effective_on: date, *, immediate: bool = False,
+                        amendment_id: str = "", reason: str = "") -> Subscription:
+    """Cancel at the end of the current term (default) or immediately on ``effective_on``."""
+    return amend_subscription(session, subscription_id, Amendment(
+        amendment_id, 0, AmendmentAction.CANCEL, effective_on, immediate=immediate, reason=reason))
+
+
+def renew_subscription(session: Session, subscription_id: str, *, amendment_id: str = "",
+                       reason: str = "") -> Subscription:
+    """Renew a subscription without auto-renew for another term, from its current end, with the uplift."""
+    current = get_subscription(session, subscription_id)
+    if current.ends_before is None:
+        raise ConflictError(f"subscription {subscription_id}", "renews automatically; nothing to renew")
+    return amend_subscription(session, subscription_id, Amendment(
+        amendment_id, 0, AmendmentAction.RENEW, current.ends_before, reason=reason))
