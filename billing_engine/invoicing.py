@@ -1,0 +1,289 @@
+"""Invoice assembly, states, numbering and due dates (pure; standard library only).
+
+``assemble_invoice`` turns the charge lines due for one customer in one currency
+(``billing_engine.charges.ChargeLine``) into a draft: lines with their net
+amounts and tax rate, the per-rate tax breakdown and the totals
+
+    subtotal  = Σ line amounts before any discount
+    discount  = Σ line discounts + the invoice-level discount
+    net       = subtotal − discount
+    tax       = Σ per-rate tax (docs billing-rules "Tax")
+    total     = net + tax                      (never negative)
+    credit_applied = min(customer credit balance, total)
+    amount_due     = total − credit_applied
+
+Rules it follows (docs billing-rules):
+- an invoice-level fixed discount is spread over the positive lines in proportion
+  to their net amounts; each share is rounded, the remainder goes to the largest
+  line, no line goes below zero, and tax is computed on the discounted amounts;
+- a total never goes negative. When the credits on an invoice (proration
+  credits) exceed its charges, the credit lines move to a **credit note** whose
+  tax is recomputed on the rounded credited amount; that credit note settles the
+  invoice and its excess becomes customer credit;
+- states: draft → open → paid | void | uncollectible; a draft has no number;
+  numbers are assigned at finalization (``format_number``);
+- due date = issue date + payment terms (net 30 by default).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol
+
+from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
+from billing_engine.money import check_currency, round_money
+from billing_engine.tax import TaxGroup, TaxRate, credit_note_tax, tax_breakdown
+
+ZERO = Decimal(0)
+DEFAULT_INVOICE_SEQUENCE = "INV-{year}-{seq:06d}"
+DEFAULT_CREDIT_NOTE_SEQUENCE = "CN-{year}-{seq:06d}"
+DEFAULT_PAYMENT_TERMS_DAYS = 30
+
+
+class InvoiceStatus(StrEnum):
+    DRAFT = "draft"
+    OPEN = "open"
+    PAID = "paid"
+    VOID = "void"
+    UNCOLLECTIBLE = "uncollectible"
+
+
+_TRANSITIONS: dict[InvoiceStatus, frozenset[InvoiceStatus]] = {
+    InvoiceStatus.DRAFT: frozenset({InvoiceStatus.OPEN, InvoiceStatus.VOID}),  # a held draft can be discarded
+    InvoiceStatus.OPEN: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID, InvoiceStatus.UNCOLLECTIBLE}),
+    # Written off, then paid after all, or voided (no payment applied).
+    InvoiceStatus.UNCOLLECTIBLE: frozenset({InvoiceStatus.PAID, InvoiceStatus.VOID}),
+    # A refund can reopen a paid invoice's balance.
+    InvoiceStatus.PAID: frozenset({InvoiceStatus.OPEN}),
+    InvoiceStatus.VOID: frozenset(),
+}
+
+
+def check_transition(current: str, new: str, subject: str = "invoice") -> InvoiceStatus:
+    """Raise ``ConflictError`` unless ``current → new`` is allowed; return the new status."""
+    cur, nxt = InvoiceStatus(current), InvoiceStatus(new)
+    if nxt not in _TRANSITIONS[cur]:
+        raise ConflictError(subject, f"cannot go from {cur.value} to {nxt.value}")
+    return nxt
+
+
+def format_number(template: str, year: int, seq: int) -> str:
+    """``format_number("INV-{year}-{seq:06d}", 2026, 1) == "INV-2026-000001"``."""
+    if seq < 1:
+        raise InvalidInputError("seq", "sequence numbers start at 1")
+    return template.format(year=year, seq=seq)
+
+
+def due_on(issued_on: date, payment_terms_days: int = DEFAULT_PAYMENT_TERMS_DAYS) -> date:
+    if payment_terms_days < 0:
+        raise InvalidInputError("payment_terms_days", "payment terms cannot be negative")
+    return issued_on + timedelta(days=payment_terms_days)
+
+
+class ChargeLike(Protocol):
+    """The fields of ``billing_engine.charges.ChargeLine`` that invoicing reads."""
+
+    key: str
+    subscription_id: str
+    item_id: str
+    product_code: str
+    product_name: str
+    kind: str
+    starts_on: date
+    ends_before: date
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal
+    discount: Decimal
+    currency: str
+    description: str
+
+
+@dataclass(frozen=True, slots=True)
+class DraftLine:
+    charge_key: str
+    subscription_id: str
+    item_id: str
+    product_code: str
+    product_name: str
+    kind: str
+    description: str
+    starts_on: date
+    ends_before: date
+    quantity: Decimal
+    unit_price: Decimal
+    gross: Decimal  # amount before any discount
+    line_discount: Decimal  # from the charge
+    invoice_discount: Decimal  # this line's share of the invoice-level discount
+    net: Decimal  # gross − line_discount − invoice_discount
+    tax_percent: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class Totals:
+    subtotal: Decimal
+    discount: Decimal
+    net: Decimal
+    tax: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class CreditNoteDraft:
+    reason: str
+    currency: str
+    lines: tuple[DraftLine, ...]  # amounts are positive credited nets
+    tax_groups: tuple[TaxGroup, ...]
+    net: Decimal
+    tax: Decimal
+    total: Decimal
+
+
+@dataclass(frozen=True, slots=True)
+class InvoiceDraft:
+    currency: str
+    tax_percent: Decimal
+    tax_reason: str
+    lines: tuple[DraftLine, ...]
+    tax_groups: tuple[TaxGroup, ...]
+    totals: Totals
+    credit_note: CreditNoteDraft | None  # credits that exceeded the charges
+    settled_by_credit_note: Decimal  # part of the credit note applied to this invoice
+    credit_applied: Decimal  # customer credit balance applied at finalization
+    credit_created: Decimal  # credit-note excess that becomes customer credit
+    amount_due: Decimal
+
+    @property
+    def is_empty(self) -> bool:
+        return not self.lines and self.credit_note is None
+
+
+def spread_discount(nets: Sequence[Decimal], discount: Decimal, currency: str) -> tuple[Decimal, ...]:
+    """Shares of a fixed invoice discount over line nets (rules "Discounts").
+
+    Only positive lines take a share, in proportion to their net; each share is
+    rounded half up; the rounding remainder goes to the largest line; the
+    discount is capped at the sum of positive nets so no line goes below zero.
+    Example: 10.00 over 30.00 / 30.00 / 40.00 → 3.00 / 3.00 / 4.00;
+    10.00 over 3 × 10.00 → 3.34 / 3.33 / 3.33 (on a tie the first largest line takes the cent).
+    """
+    if discount < 0:
+        raise InvalidInputError("invoice_discount", "a discount cannot be negative")
+    positive = [n if n > 0 else ZERO for n in nets]
+    base = sum(positive, ZERO)
+    if base == 0 or discount == 0:
+        return tuple(ZERO for _ in nets)
+    discount = min(round_money(discount, currency), base)
+    shares = [round_money(discount * n / base, currency) if n > 0 else ZERO for n in positive]
+    remainder = discount - sum(shares, ZERO)
+    if remainder:
+        largest = max(range(len(nets)), key=lambda i: (positive[i], -i))
+        shares[largest] += remainder
+        if shares[largest] > positive[largest]:  # pragma: no cover - impossible while discount <= base
+            raise InvalidInputError("invoice_discount", "discount share exceeds the largest line")
+    return tuple(shares)
+
+
+def assemble_invoice(
+    charges: Sequence[ChargeLike],
+    *,
+    currency: str,
+    tax_rate: TaxRate,
+    invoice_discount: Decimal = ZERO,
+    available_credit: Decimal = ZERO,
+    per_line_tax: bool = False,
+) -> InvoiceDraft:
+    """Build the draft invoice for one customer and one currency from its due charges."""
+    check_currency(currency)
+    if available_credit < 0:
+        raise InvalidInputError("available_credit", "credit balance cannot be negative")
+    keys = set()
+    for charge in charges:
+        if charge.currency != currency:
+            raise CurrencyMismatchError(f"charge {charge.key}", currency, charge.currency)
+        if charge.key in keys:
+            raise InvalidInputError("charges", f"charge {charge.key} appears twice")
+        keys.add(charge.key)
+        if charge.discount < 0:
+            raise InvalidInputError(f"charge {charge.key}", "discount must be >= 0")
+        if charge.amount != round_money(charge.amount, currency):
+            raise InvalidInputError(f"charge {charge.key}", f"amount {charge.amount} is not rounded to {currency}")
+    percent = tax_rate.percent
+    nets = [c.amount for c in charges]
+    shares = spread_discount(nets, invoice_discount, currency)
+    lines = [
+        DraftLine(
+            charge_key=c.key, subscription_id=c.subscription_id, item_id=c.item_id,
+            product_code=c.product_code, product_name=c.product_name, kind=c.kind,
+            description=c.description, starts_on=c.starts_on, ends_before=c.ends_before,
+            quantity=c.quantity, unit_price=c.unit_price, gross=c.amount + c.discount,
+            line_discount=c.discount, invoice_discount=share, net=c.amount - share, tax_percent=percent,
+        )
+        for c, share in zip(charges, shares, strict=True)
+    ]
+    groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in lines), currency, per_line=per_line_tax)
+    totals = _totals(lines, groups)
+    credit_note = None
+    settled = ZERO
+    created = ZERO
+    if totals.total < 0:
+        # Credits exceed charges: the credit lines go to a credit note (own tax,
+        # recomputed on the rounded credited amount); the invoice keeps the charges.
+        credits = [ln for ln in lines if ln.net < 0]
+        lines = [ln for ln in lines if ln.net >= 0]
+        groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in lines), currency, per_line=per_line_tax)
+        totals = _totals(lines, groups)
+        credit_note = build_credit_note(
+            "proration credits exceed the invoice", currency,
+            [(ln, -ln.net) for ln in credits], per_line_tax=per_line_tax,
+        )
+        settled = min(credit_note.total, totals.total)
+        created = credit_note.total - settled
+    remaining = totals.total - settled
+    credit_applied = min(available_credit, remaining)
+    return InvoiceDraft(
+        currency=currency, tax_percent=percent, tax_reason=tax_rate.reason, lines=tuple(lines),
+        tax_groups=groups, totals=totals, credit_note=credit_note, settled_by_credit_note=settled,
+        credit_applied=credit_applied, credit_created=created, amount_due=remaining - credit_applied,
+    )
+
+
+def _totals(lines: Sequence[DraftLine], groups: Sequence[TaxGroup]) -> Totals:
+    subtotal = sum((ln.gross for ln in lines), ZERO)
+    discount = sum((ln.line_discount + ln.invoice_discount for ln in lines), ZERO)
+    net = subtotal - discount
+    tax = sum((g.tax for g in groups), ZERO)
+    return Totals(subtotal=subtotal, discount=discount, net=net, tax=tax, total=net + tax)
+
+
+def build_credit_note(
+    reason: str, currency: str, credited: Sequence[tuple[DraftLine, Decimal]], *, per_line_tax: bool = False
+) -> CreditNoteDraft:
+    """A credit note for ``(line, credited net amount > 0)`` pairs.
+
+    Each credited amount is rounded to the currency first, then tax is computed
+    per rate on the rounded amounts (rules "Tax": credit notes recompute tax on
+    the rounded credited amount).
+    """
+    check_currency(currency)
+    out = []
+    for line, amount in credited:
+        rounded, _ = credit_note_tax(amount, line.tax_percent, currency)
+        if rounded <= 0:
+            raise InvalidInputError("credit", f"credited amount must be positive, got {amount}")
+        out.append(DraftLine(
+            charge_key=line.charge_key, subscription_id=line.subscription_id, item_id=line.item_id,
+            product_code=line.product_code, product_name=line.product_name, kind=line.kind,
+            description=line.description, starts_on=line.starts_on, ends_before=line.ends_before,
+            quantity=line.quantity, unit_price=line.unit_price, gross=rounded, line_discount=ZERO,
+            invoice_discount=ZERO, net=rounded, tax_percent=line.tax_percent,
+        ))
+    groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in out), currency, per_line=per_line_tax)
+    net = sum((ln.net for ln in out), ZERO)
+    tax = sum((g.tax for g in groups), ZERO)
+    return CreditNoteDraft(reason=reason, currency=currency, lines=tuple(out), tax_groups=groups,
+                           net=net, tax=tax, total=net + tax)

@@ -1,0 +1,109 @@
+"""Events for the outside world: the outbox contract (pure part).
+
+Every engine change Salesforce must hear about is written as one row of the
+``outbox`` table (``billing_engine.storage.billing_tables.OutboxRow``) **in the
+same transaction as the change**: the engine services take a session and the
+caller commits, so a row exists if and only if its change does.
+
+Row contract (read by the connector's push, issue "sync"):
+
+- ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
+  ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
+  ``customer.summary_changed``, ``customer.mrr_changed``, ``subscription.*``);
+- ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
+  the push upserts by an external id derived from them, so re-sending is safe;
+- ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
+  ``YYYY-MM-DD``, datetimes ISO with offset; never a float;
+- ``created_at``: when the change happened (from the injected clock);
+- delivery columns, owned by the connector: ``status`` (pending → in_flight →
+  done | dead; back to pending to retry), ``attempts``, ``next_attempt_at``,
+  ``last_error``, ``salesforce_id``, ``locked_by``/``locked_at``. Workers claim
+  rows with ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL, oldest id first.
+
+Ordering: rows of one aggregate are delivered in id order.
+
+Coalescing: ``customer.summary_changed`` and ``customer.mrr_changed`` carry a
+full snapshot (balance, credit, MRR), so one *pending* row per customer and
+topic is enough: a new change rewrites the payload of the pending row instead of
+adding one (``coalesce_key``). All other topics are one row per event.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+INVOICE_FINALIZED = "invoice.finalized"
+INVOICE_STATUS_CHANGED = "invoice.status_changed"
+CREDIT_NOTE_ISSUED = "credit_note.issued"
+PAYMENT_RECORDED = "payment.recorded"
+PAYMENT_REFUNDED = "payment.refunded"
+CUSTOMER_SUMMARY_CHANGED = "customer.summary_changed"
+CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
+SUBSCRIPTION_CREATED = "subscription.created"
+SUBSCRIPTION_CHANGED = "subscription.changed"
+
+TOPICS = frozenset({
+    INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
+    CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
+})
+COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED})
+
+STATUS_PENDING = "pending"
+STATUS_IN_FLIGHT = "in_flight"
+STATUS_DONE = "done"
+STATUS_DEAD = "dead"
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    topic: str
+    aggregate_type: str
+    aggregate_id: str
+    payload: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.topic not in TOPICS:
+            raise ValueError(f"unknown outbox topic {self.topic!r}")
+
+    @property
+    def coalesce_key(self) -> str | None:
+        """Rows sharing this key while pending are merged into one (snapshot topics)."""
+        if self.topic in COALESCED_TOPICS:
+            return f"{self.topic}:{self.aggregate_type}:{self.aggregate_id}"
+        return None
+
+    def payload_json(self) -> str:
+        return encode_payload(self.payload)
+
+
+def _default(value: Any) -> str:
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise TypeError("outbox datetimes must be timezone-aware")
+        return value.isoformat()
+    if isinstance(value, date):
+        return value.isoformat()
+    raise TypeError(f"cannot put {type(value).__name__} in an outbox payload")
+
+
+def _reject_floats(value: Any) -> None:
+    if isinstance(value, float):
+        raise TypeError("floats never go in an outbox payload; use Decimal")
+    if isinstance(value, dict):
+        for v in value.values():
+            _reject_floats(v)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _reject_floats(v)
+
+
+def encode_payload(payload: dict[str, Any]) -> str:
+    """Canonical JSON: sorted keys, Decimal as plain-notation strings, ISO dates."""
+    _reject_floats(payload)
+    return json.dumps(payload, default=_default, sort_keys=True, separators=(",", ":"))

@@ -1,0 +1,194 @@
+"""Payments: validation, allocation, refunds, derived payment status, aging (pure).
+
+Rules (docs billing-rules "Invoices and payments"):
+- a payment is allocated to open invoices: the ones named, else oldest first;
+  partial payments are fine; an overpayment becomes customer credit;
+- a refund is its own record and can never exceed what is left of its payment;
+- balance = total − payments − credits + refunds
+  (Zuora: invoice 1,000, payment 800, refund 300 → balance 500);
+- payment status is derived: unpaid, partially_paid, paid, overdue (open and
+  past due), credited (settled by credit, no payment).
+- aging buckets by days past due: current (not yet due), 0–30, 31–60, 61–90, 90+.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+
+from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
+from billing_engine.money import check_currency, round_money, to_decimal
+
+ZERO = Decimal(0)
+PAYABLE_STATUSES = frozenset({"open", "uncollectible"})
+
+
+def check_amount(value: object, currency: str, field_name: str = "amount") -> Decimal:
+    """A positive amount already expressed in the currency's minor unit."""
+    amount = to_decimal(value, field_name)
+    if amount <= 0:
+        raise InvalidInputError(field_name, f"must be positive, got {amount}")
+    if amount != round_money(amount, currency):
+        raise InvalidInputError(field_name, f"{amount} has more decimals than {currency} allows")
+    return amount
+
+
+def check_payment(amount: object, currency: str, customer_currencies: Iterable[str] | None = None) -> Decimal:
+    """Validate a payment's amount and currency; ``customer_currencies`` are those it is billed in."""
+    check_currency(currency)
+    if customer_currencies is not None:
+        allowed = sorted(set(customer_currencies))
+        if allowed and currency not in allowed:
+            raise CurrencyMismatchError("currency", "/".join(allowed), currency)
+    return check_amount(amount, currency)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenItem:
+    """An invoice a payment may go to."""
+
+    invoice_id: int
+    currency: str
+    status: str
+    issued_on: date
+    balance: Decimal
+    number: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Allocation:
+    applied: tuple[tuple[int, Decimal], ...]  # (invoice id, amount)
+    unapplied: Decimal  # becomes customer credit
+
+
+def allocate_payment(
+    amount: Decimal, currency: str, open_items: Sequence[OpenItem], named: Sequence[int] | None = None
+) -> Allocation:
+    """Allocate ``amount`` to the invoices named (in that order) or else oldest first.
+
+    An invoice that is not payable (void, draft, paid) or in another currency is
+    refused when named and skipped otherwise. Whatever is left is unapplied.
+    """
+    by_id = {item.invoice_id: item for item in open_items}
+    if named:
+        targets = []
+        for invoice_id in named:
+            item = by_id.get(invoice_id)
+            if item is None:
+                raise InvalidInputError("invoice_ids", f"invoice {invoice_id} is not this customer's")
+            if item.status not in PAYABLE_STATUSES:
+                raise ConflictError(f"invoice {item.number or invoice_id}",
+                                    f"is {item.status}; a payment cannot be allocated to it")
+            if item.currency != currency:
+                raise CurrencyMismatchError(f"invoice {item.number or invoice_id}", item.currency, currency)
+            targets.append(item)
+    else:
+        targets = sorted(
+            (i for i in open_items if i.status in PAYABLE_STATUSES and i.currency == currency),
+            key=lambda i: (i.issued_on, i.number, i.invoice_id),
+        )
+    left = amount
+    applied = []
+    for item in targets:
+        if left <= 0:
+            break
+        take = min(left, item.balance)
+        if take > 0:
+            applied.append((item.invoice_id, take))
+            left -= take
+    return Allocation(applied=tuple(applied), unapplied=left)
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    from_credit: Decimal  # taken back from the customer's unapplied credit
+    reopened: tuple[tuple[int, Decimal], ...] = field(default=())  # (invoice id, amount) back on balance
+
+
+def plan_refund(
+    amount: Decimal,
+    *,
+    payment_amount: Decimal,
+    already_refunded: Decimal,
+    unapplied_available: Decimal,
+    allocations_newest_first: Sequence[tuple[int, Decimal]],
+) -> RefundPlan:
+    """Split a refund: first out of the payment's unapplied credit, then reopening
+    the invoices it paid, newest allocation first.
+
+    ``unapplied_available`` is the part of the payment's unapplied amount still
+    in the customer's credit balance; ``allocations_newest_first`` are the
+    payment's allocations net of earlier refunds.
+    """
+    refundable = payment_amount - already_refunded
+    if amount > refundable:
+        raise InvalidInputError(
+            "amount", f"refund {amount} is larger than what is left of the payment ({refundable})"
+        )
+    from_credit = min(amount, max(unapplied_available, ZERO))
+    left = amount - from_credit
+    reopened = []
+    for invoice_id, allocated in allocations_newest_first:
+        if left <= 0:
+            break
+        take = min(left, allocated)
+        if take > 0:
+            reopened.append((invoice_id, take))
+            left -= take
+    if left > 0:
+        raise ConflictError("refund", f"{left} of it was already used as credit on other invoices")
+    return RefundPlan(from_credit=from_credit, reopened=tuple(reopened))
+
+
+def invoice_balance(total: Decimal, paid: Decimal, credited: Decimal, refunded: Decimal) -> Decimal:
+    """balance = total − payments − credits + refunds (Zuora 1,000 − 800 + 300 = 500)."""
+    return total - paid - credited + refunded
+
+
+def payment_status(
+    *, status: str, total: Decimal, paid: Decimal, credited: Decimal, refunded: Decimal,
+    due_on: date | None, as_of: date,
+) -> str | None:
+    """Derived payment status of an invoice; ``None`` for drafts and voided invoices.
+
+    ``paid`` and ``refunded`` are payment money; ``credited`` is customer credit
+    and credit notes applied to it.
+    """
+    if status in ("draft", "void"):
+        return None
+    balance = invoice_balance(total, paid, credited, refunded)
+    if balance <= 0:
+        return "credited" if credited > 0 and paid - refunded <= 0 else "paid"
+    if due_on is not None and as_of > due_on:
+        return "overdue"
+    if balance < total:
+        return "partially_paid"
+    return "unpaid"
+
+
+AGING_BUCKETS = ("current", "0-30", "31-60", "61-90", "90+")
+
+
+def aging_bucket(due_on: date, as_of: date) -> str:
+    """Bucket by days past due: not yet due → current; 0–30; 31–60; 61–90; more → 90+."""
+    days = (as_of - due_on).days
+    if days < 0:
+        return "current"
+    if days <= 30:
+        return "0-30"
+    if days <= 60:
+        return "31-60"
+    if days <= 90:
+        return "61-90"
+    return "90+"
+
+
+def aging(items: Iterable[tuple[date, Decimal]], as_of: date) -> dict[str, Decimal]:
+    """Sum open balances ``(due_on, balance)`` into the aging buckets (all keys present)."""
+    buckets = {name: ZERO for name in AGING_BUCKETS}
+    for due, balance in items:
+        if balance:
+            buckets[aging_bucket(due, as_of)] += balance
+    return buckets

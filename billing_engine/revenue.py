@@ -1,0 +1,289 @@
+"""Revenue metrics: MRR / ARR, monthly movements and the MRR bridge (pure).
+
+Rules (docs billing-rules "Revenue metrics"):
+- item MRR = recurring amount normalised to a month (monthly ×1, quarterly ÷3,
+  yearly ÷12, weekly ×52/12), after discounts, excluding tax, one-time charges
+  and usage (usage revenue is reported apart). It keeps full precision.
+- customer MRR = Σ item MRR, rounded half up to the currency's minor unit;
+  totals = Σ rounded customer MRR (three 100/year items on one customer → 25.00;
+  on three customers → 3 × 8.33 = 24.99). ARR = MRR × 12.
+- movements per customer between consecutive measurement dates: new (0 → >0,
+  first time), reactivation (0 → >0 after an earlier churn), expansion (up),
+  contraction (down, still >0), churn (>0 → 0). A customer is churned, and later
+  reactivated, only if it had MRR > 0 at an earlier measurement date.
+- the bridge holds exactly: opening + new + expansion + reactivation
+  − contraction − churn = closing, every month and every currency.
+
+MRR has no exchange rate: every figure is per currency.
+"""
+
+from __future__ import annotations
+
+import calendar
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from billing_engine.errors import InvalidInputError
+from billing_engine.money import round_money
+
+ZERO = Decimal(0)
+_PER_MONTH = {"month": Decimal(1), "quarter": Decimal(1) / 3, "year": Decimal(1) / 12,
+              "week": Decimal(52) / 12}
+MOVEMENT_KINDS = ("new", "expansion", "reactivation", "contraction", "churn")
+
+CustomerKey = tuple[str, str]  # (customer id, currency)
+
+
+def monthly_amount(amount: Decimal, interval: str, interval_count: int = 1) -> Decimal:
+    """A recurring amount per ``interval_count × interval`` as a full-precision monthly amount."""
+    if interval not in _PER_MONTH:
+        raise InvalidInputError("interval", f"unknown interval {interval!r}")
+    if interval_count < 1:
+        raise InvalidInputError("interval_count", "must be at least 1")
+    if interval == "month":
+        return amount / interval_count
+    if interval == "year":
+        return amount / (12 * interval_count)
+    if interval == "quarter":
+        return amount / (3 * interval_count)
+    return amount * 52 / (12 * interval_count)
+
+
+@dataclass(frozen=True, slots=True)
+class ItemMrr:
+    """One subscription item's contribution on a date (full precision)."""
+
+    customer_id: str
+    subscription_id: str
+    item_id: str
+    currency: str
+    mrr: Decimal
+
+
+def customer_mrr(items: Iterable[ItemMrr]) -> dict[CustomerKey, Decimal]:
+    """Σ item MRR per (customer, currency), rounded half up once per customer."""
+    sums: dict[CustomerKey, Decimal] = {}
+    for item in items:
+        key = (item.customer_id, item.currency)
+        sums[key] = sums.get(key, ZERO) + item.mrr
+    return {key: round_money(value, key[1]) for key, value in sums.items()}
+
+
+def total_mrr(customers: Mapping[CustomerKey, Decimal]) -> dict[str, Decimal]:
+    """Σ rounded customer MRR per currency."""
+    totals: dict[str, Decimal] = {}
+    for (_, currency), value in customers.items():
+        totals[currency] = totals.get(currency, ZERO) + value
+    return totals
+
+
+def classify(before: Decimal, after: Decimal, *, had_mrr_before: bool) -> str | None:
+    """The movement of one customer between two measurement dates, or ``None``.
+
+    ``had_mrr_before``: MRR > 0 at some measurement date before ``before``'s
+    (or at it) — which makes 0 → >0 a reactivation rather than new.
+    """
+    if before == after:
+        return None
+    if before == 0:
+        return "reactivation" if had_mrr_before else "new"
+    if after == 0:
+        return "churn"
+    return "expansion" if after > before else "contraction"
+
+
+@dataclass(frozen=True, slots=True)
+class Movement:
+    period: str  # e.g. "2026-03"
+    customer_id: str
+    currency: str
+    kind: str
+    before: Decimal
+    after: Decimal
+
+    @property
+    def amount(self) -> Decimal:
+        """Signed change (churn and contraction negative)."""
+        return self.after - self.before
+
+
+@dataclass(frozen=True, slots=True)
+class BridgeRow:
+    period: str
+    currency: str
+    opening: Decimal
+    new: Decimal
+    expansion: Decimal
+    reactivation: Decimal
+    contraction: Decimal  # positive magnitude
+    churn: Decimal  # positive magnitude
+    closing: Decimal
+    customers: int  # customers with MRR > 0 at closing
+
+    @property
+    def arr(self) -> Decimal:
+        return self.closing * 12
+
+    def holds(self) -> bool:
+        return (self.opening + self.new + self.expansion + self.reactivation
+                - self.contraction - self.churn) == self.closing
+
+    def as_row(self) -> dict[str, str]:
+        """Strings for CSV/JSON (exact decimals, never floats)."""
+        return {"month": self.period, "currency": self.currency, "opening": str(self.opening),
+                "new": str(self.new), "expansion": str(self.expansion),
+                "reactivation": str(self.reactivation), "contraction": str(self.contraction),
+                "churn": str(self.churn), "closing": str(self.closing), "arr": str(self.arr),
+                "customers": str(self.customers)}
+
+
+def movements_and_bridge(
+    opening: Mapping[CustomerKey, Decimal],
+    periods: Sequence[tuple[str, Mapping[CustomerKey, Decimal]]],
+    *,
+    had_mrr_before: Iterable[CustomerKey] = (),
+) -> tuple[list[Movement], list[BridgeRow]]:
+    """Movements and bridge rows for consecutive measurements.
+
+    ``opening`` is rounded customer MRR at the opening date; ``periods`` are
+    ``(label, rounded customer MRR at the period's closing date)`` in order;
+    ``had_mrr_before`` are the customers with MRR > 0 at a measurement date before
+    the opening one (so a return in range counts as reactivation).
+    """
+    ever = {key for key, value in opening.items() if value > 0} | set(had_mrr_before)
+    currencies = sorted({key[1] for key in opening} | {key[1] for _, snap in periods for key in snap})
+    moves: list[Movement] = []
+    rows: list[BridgeRow] = []
+    before = dict(opening)
+    for label, after in periods:
+        sums = {c: dict.fromkeys(MOVEMENT_KINDS, ZERO) for c in currencies}
+        for key in sorted(set(before) | set(after)):
+            b, a = before.get(key, ZERO), after.get(key, ZERO)
+            kind = classify(b, a, had_mrr_before=key in ever)
+            if kind is None:
+                continue
+            moves.append(Movement(label, key[0], key[1], kind, b, a))
+            sums[key[1]][kind] += abs(a - b)
+        for key, value in after.items():
+            if value > 0:
+                ever.add(key)
+        opening_totals, closing_totals = total_mrr(before), total_mrr(after)
+        for currency in currencies:
+            s = sums[currency]
+            row = BridgeRow(
+                period=label, currency=currency, opening=opening_totals.get(currency, ZERO),
+                new=s["new"], expansion=s["expansion"], reactivation=s["reactivation"],
+                contraction=s["contraction"], churn=s["churn"], closing=closing_totals.get(currency, ZERO),
+                customers=sum(1 for k, v in after.items() if k[1] == currency and v > 0),
+            )
+            if not row.holds():  # pragma: no cover - guarded by construction
+                raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
+            rows.append(row)
+        before = dict(after)
+    return moves, rows
+
+
+def bridge_from_series(
+    labels: Sequence[str],
+    series: Iterable[tuple[CustomerKey, bool, Sequence[Decimal]]],
+    *,
+    collect_movements: bool = True,
+) -> tuple[list[Movement], list[BridgeRow]]:
+    """The bridge from one customer at a time (flat memory in the number of customers).
+
+    Each item is ``(customer key, had MRR > 0 before the opening date, values)`` where
+    ``values[0]`` is rounded customer MRR at the opening date and ``values[i]`` at the
+    close of ``labels[i - 1]``. Same result as ``movements_and_bridge``.
+    """
+    n = len(labels)
+    sums: dict[str, list[dict[str, Decimal]]] = {}
+    opening: dict[str, list[Decimal]] = {}
+    closing: dict[str, list[Decimal]] = {}
+    counts: dict[str, list[int]] = {}
+    moves: list[Movement] = []
+    steady: dict[str, list[Any]] = {}  # customers whose MRR did not move: [Σ MRR, count > 0]
+    for key, had_before, values in series:
+        currency = key[1]
+        if currency not in sums:
+            sums[currency] = [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in range(n)]
+            opening[currency], closing[currency] = [ZERO] * n, [ZERO] * n
+            counts[currency] = [0] * n
+            steady[currency] = [ZERO, 0]
+        first = values[0]
+        if values.count(first) == len(values):  # no movement in the whole range: O(1)
+            acc = steady[currency]
+            acc[0] += first
+            acc[1] += first > 0
+            continue
+        ever = had_before or values[0] > 0
+        for i in range(n):
+            b, a = values[i], values[i + 1]
+            opening[currency][i] += b
+            closing[currency][i] += a
+            if a > 0:
+                counts[currency][i] += 1
+            kind = classify(b, a, had_mrr_before=ever)
+            if kind is not None:
+                sums[currency][i][kind] += abs(a - b)
+                if collect_movements:
+                    moves.append(Movement(labels[i], key[0], currency, kind, b, a))
+            if a > 0:
+                ever = True
+    for currency, (total, count) in steady.items():
+        for i in range(n):
+            opening[currency][i] += total
+            closing[currency][i] += total
+            counts[currency][i] += count
+    rows = []
+    for i, label in enumerate(labels):
+        for currency in sorted(sums):
+            s = sums[currency][i]
+            row = BridgeRow(period=label, currency=currency, opening=opening[currency][i], new=s["new"],
+                            expansion=s["expansion"], reactivation=s["reactivation"],
+                            contraction=s["contraction"], churn=s["churn"], closing=closing[currency][i],
+                            customers=counts[currency][i])
+            if not row.holds():  # pragma: no cover - guarded by construction
+                raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
+            rows.append(row)
+    return moves, rows
+
+
+# ---------------------------------------------------------------- months
+
+
+def parse_month(text: str) -> tuple[int, int]:
+    """``"2026-03"`` → ``(2026, 3)``."""
+    try:
+        year_text, month_text = text.split("-")
+        year, month = int(year_text), int(month_text)
+    except ValueError:
+        raise InvalidInputError("month", f"{text!r} is not YYYY-MM") from None
+    if not 1 <= month <= 12 or year < 1900:
+        raise InvalidInputError("month", f"{text!r} is not YYYY-MM")
+    return year, month
+
+
+def month_end(year: int, month: int) -> date:
+    return date(year, month, calendar.monthrange(year, month)[1])
+
+
+def month_range(from_month: str, to_month: str) -> list[tuple[str, date]]:
+    """``(label, last day)`` for each month from ``from_month`` to ``to_month`` inclusive."""
+    y, m = parse_month(from_month)
+    end = parse_month(to_month)
+    if (y, m) > end:
+        raise InvalidInputError("to", f"{to_month} is before {from_month}")
+    out = []
+    while (y, m) <= end:
+        out.append((f"{y:04d}-{m:02d}", month_end(y, m)))
+        y, m = (y + 1, 1) if m == 12 else (y, m + 1)
+    return out
+
+
+def previous_month_end(from_month: str) -> date:
+    y, m = parse_month(from_month)
+    y, m = (y - 1, 12) if m == 1 else (y, m - 1)
+    return month_end(y, m)

@@ -1,0 +1,91 @@
+"""Helpers for the billing integration tests: a stand-in charge source and table snapshots."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from sqlalchemy import select
+from sqlmodel import Session
+
+from billing_engine.billing_services import BillingAccount
+from billing_engine.storage import billing_tables as db
+from billing_engine.tax import TaxRate
+
+
+@dataclass(frozen=True)
+class Charge:  # same fields as billing_engine.charges.ChargeLine
+    key: str
+    amount: Decimal
+    currency: str = "EUR"
+    kind: str = "recurring"
+    discount: Decimal = Decimal(0)
+    subscription_id: str = "sub-1"
+    item_id: str = "item-1"
+    product_code: str = "PLAN"
+    product_name: str = "Plan"
+    starts_on: date = date(2026, 1, 1)
+    ends_before: date = date(2026, 2, 1)
+    quantity: Decimal = Decimal(1)
+    unit_price: Decimal = Decimal(0)
+    explanation: str = ""
+    description: str = "Plan"
+
+
+class StaticSource:
+    """Fixed charges per customer; already-billed keys come from the database (like charges_due)."""
+
+    def __init__(self, accounts: list[BillingAccount], charges: dict[str, list[Charge]],
+                 broken: set[str] = frozenset()):
+        self.accounts = sorted(accounts, key=lambda a: a.customer_id)
+        self.charges = charges
+        self.broken = broken
+
+    def customers_due(self, session, as_of, after, limit):
+        return [a for a in self.accounts if after is None or a.customer_id > after][:limit]
+
+    def charges_due(self, session, accounts, as_of):
+        wanted = [c for a in accounts for c in self.charges.get(a.customer_id, []) if c.starts_on <= as_of]
+        billed = db.billed_keys(session, [c.key for c in wanted])
+        out = {}
+        for a in accounts:
+            if a.customer_id in self.broken:
+                raise ValueError(f"customer {a.customer_id}: price missing for item item-x")
+            out[a.customer_id] = [c for c in self.charges.get(a.customer_id, [])
+                                  if c.starts_on <= as_of and c.key not in billed]
+        return out
+
+
+def account(customer_id: str, percent: str = "20", terms: int = 30) -> BillingAccount:
+    return BillingAccount(customer_id, TaxRate(Decimal(percent)), terms)
+
+
+def snapshot(engine) -> dict[str, list[tuple]]:
+    """Every billing table's rows, ordered, for table-by-table comparison."""
+    out = {}
+    with Session(engine) as session:
+        for model in db.BILLING_MODELS:
+            table = model.__table__
+            rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
+            out[table.name] = [tuple(r) for r in rows]
+    return out
+
+
+def seed(engine, customers: dict[str, str], subscriptions: dict[str, str]) -> None:
+    """Minimal Engine I rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
+    from billing_engine.storage.tables import CustomerRow, SubscriptionRow
+
+    with Session(engine) as session, session.begin():
+        for cid, currency in customers.items():
+            session.add(CustomerRow(id=cid, name=cid, currency=currency))
+        session.flush()
+        for sid, cid in subscriptions.items():
+            session.add(SubscriptionRow(id=sid, customer_id=cid, currency=customers[cid], starts_on=date(2026, 1, 1),
+                                        interval="month", billing_anchor_on=date(2026, 1, 1)))
+
+
+def seed_source(engine, source: StaticSource) -> None:
+    customers = {a.customer_id: "EUR" for a in source.accounts}
+    subs = {c.subscription_id: cid for cid, charges in source.charges.items() for c in charges}
+    seed(engine, customers, subs)
