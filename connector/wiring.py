@@ -27,6 +27,22 @@ class Services:
 
     settings: Settings
     engine: Engine
+    _salesforce: object | None = None
+
+    def salesforce(self):
+        """The process's Salesforce client, built on first use (raises when SF_AUTH=none).
+
+        Not thread-safe: a process uses it from one thread (worker and clock jobs run
+        one at a time); tests may set their own with ``use_salesforce``.
+        """
+        if self._salesforce is None:
+            from connector.salesforce import build_client
+
+            self._salesforce = build_client(self.settings)
+        return self._salesforce
+
+    def use_salesforce(self, client: object) -> None:
+        self._salesforce = client
 
 
 def build_services(settings: Settings | None = None) -> Services:
@@ -43,6 +59,10 @@ def build_app(settings: Settings | None = None) -> Flask:
     from connector.api.health import blueprint as health
 
     app.register_blueprint(health)
+    from connector.webhooks.config import WebhookConfig
+    from connector.webhooks.routes import install_webhooks
+
+    install_webhooks(app, WebhookConfig.from_settings(services.settings))
     _install_request_log(app)
     _install_error_handlers(app)
     return app

@@ -1,0 +1,22 @@
+"""The shapes of the Salesforce names and ids a notification may carry."""
+
+from __future__ import annotations
+
+import re
+
+from connector.storage import OBJECT_NAME_LENGTH
+
+SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
+OBJECT_NAME = re.compile(rf"[A-Za-z][A-Za-z0-9_]{{0,{OBJECT_NAME_LENGTH - 1}}}")
+WILDCARD_ID = re.compile(r"[A-Za-z0-9]{3}\*")  # CDC: every record with this key prefix
+EMPTY_ID = "000000000000000AAA"  # CDC GAP_OVERFLOW's recordIds
+
+
+def is_salesforce_id(value: object) -> bool:
+    """A 15- or 18-character record id (the suffix is not an integrity check)."""
+    return isinstance(value, str) and SALESFORCE_ID.fullmatch(value) is not None
+
+
+def is_object_name(value: object) -> bool:
+    """An sObject API name: ``Account``, ``Invoice__c``, ``ns__Thing__c``."""
+    return isinstance(value, str) and OBJECT_NAME.fullmatch(value) is not None

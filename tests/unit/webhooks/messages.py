@@ -1,0 +1,81 @@
+"""Builders for the notifications Salesforce (and a CDC relay) send, shaped like §1.1 and §2.3
+of docs/salesforce-api.md. Pure: shared by the unit, integration and e2e webhook tests."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping
+from typing import Any
+from xml.sax.saxutils import escape
+
+ORG_18 = "00D7F00000107XsUAI"
+ORG_15 = "00D7F00000107Xs"
+OTHER_ORG = "00D7F00000107XtUAI"
+SECRET = "cdc-test-secret"
+NOW = 1_795_000_000  # 2026-11-18T..Z, a fixed "now" in unix seconds
+
+
+def notification_id(n: int) -> str:
+    return f"04l7F{n:010d}AAA"
+
+
+def record_id(n: int, prefix: str = "006") -> str:
+    return f"{prefix}7F{n:010d}QAQ"
+
+
+def outbound_envelope(notifications: Iterable[tuple[str, str, str, Mapping[str, Any]]], *,
+                      org_id: str = ORG_18, action_id: str = "04k7F0000008V3hQAE", prolog: str = "") -> bytes:
+    """``notifications``: (Notification/Id, object, record Id, fields); a field value None is sent nil."""
+    parts = [
+        '<?xml version="1.0" encoding="UTF-8"?>', prolog,
+        '<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/" '
+        'xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">',
+        "<soapenv:Body>",
+        '<notifications xmlns="http://soap.sforce.com/2005/09/outbound">',
+        f"<OrganizationId>{org_id}</OrganizationId>",
+        f"<ActionId>{action_id}</ActionId>",
+        '<SessionId xsi:nil="true"/>',
+        "<EnterpriseUrl>https://ap5.salesforce.com/services/Soap/c/47.0/00D7F00000107Xs</EnterpriseUrl>",
+        "<PartnerUrl>https://ap5.salesforce.com/services/Soap/u/47.0/00D7F00000107Xs</PartnerUrl>",
+    ]
+    for note_id, object_name, rec_id, fields in notifications:
+        parts.append(f"<Notification><Id>{note_id}</Id>")
+        parts.append(f'<sObject xsi:type="sf:{object_name}" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">')
+        parts.append(f"<sf:Id>{rec_id}</sf:Id>")
+        for name, value in fields.items():
+            if value is None:
+                parts.append(f'<sf:{name} xsi:nil="true"/>')
+            else:
+                parts.append(f"<sf:{name}>{escape(str(value))}</sf:{name}>")
+        parts.append("</sObject></Notification>")
+    parts.append("</notifications></soapenv:Body></soapenv:Envelope>")
+    return "".join(parts).encode("utf-8")
+
+
+def opportunity_message(count: int = 1, *, start: int = 1, org_id: str = ORG_18) -> bytes:
+    return outbound_envelope(
+        [(notification_id(n), "Opportunity", record_id(n),
+          {"Amount": "120000.0", "StageName": "Closed Won", "CloseDate": "2026-11-20", "Description": None})
+         for n in range(start, start + count)],
+        org_id=org_id)
+
+
+def change_event(change_type: str = "UPDATE", *, entity: str = "Account", record_ids: list[str] | None = None,
+                 transaction_key: str = "0005e192-9e62-2554-3880-3c3718bd6308", sequence: int = 1,
+                 origin: str = "com/salesforce/api/soap/51.0;client=SfdcInternalAPI/", replay_id: int = 12,
+                 envelope: bool = True, **fields: Any) -> dict:
+    """A CometD change event (``envelope``) or its bare payload."""
+    header = {"commitNumber": 74487681550, "commitUser": "005RM000001hv4SYAQ", "sequenceNumber": sequence,
+              "entityName": entity, "changeType": change_type,
+              "changedFields": ["Fax", "LastModifiedDate"] if change_type == "UPDATE" else [],
+              "changeOrigin": origin, "transactionKey": transaction_key, "commitTimestamp": 1608073758000,
+              "recordIds": record_ids if record_ids is not None else ["001RM000004UF9sYAG"]}
+    payload = {"LastModifiedDate": "2020-12-15T23:09:18.000Z", **fields, "ChangeEventHeader": header}
+    if not envelope:
+        return payload
+    return {"data": {"schema": "I8b-dYxvxs5wOtCBr4qsew", "payload": payload, "event": {"replayId": replay_id}},
+            "channel": f"/data/{entity}ChangeEvent"}
+
+
+def cdc_body(events: Any) -> bytes:
+    return json.dumps(events).encode("utf-8")
