@@ -29,6 +29,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "billing_engine.storage.tables",  # catalog, customers, subscriptions
     "billing_engine.storage.billing_tables",  # usage, invoices, credit notes, payments, outbox
     "connector.storage",  # sync cursors, webhook inbox, sync errors
+    "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
 )
 
 
