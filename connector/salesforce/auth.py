@@ -42,6 +42,7 @@ class Token:
     instance_url: str
     org_id: str | None = None
     issued_at: datetime | None = None
+    user_id: str | None = None  # the integration user, from the token's identity URL
 
 
 @dataclass(frozen=True)
@@ -137,7 +138,7 @@ class Authenticator:
             raise SalesforceAuthError("the token response has no instance_url", code="BAD_TOKEN_RESPONSE",
                                       method="POST", path=TOKEN_PATH)
         token = Token(body["access_token"], _https(body["instance_url"]), _org_of(body.get("id")),
-                      self.clock())
+                      self.clock(), _user_of(body.get("id")))
         self._check_org(token)
         return token
 
@@ -168,10 +169,20 @@ def _https(url: str) -> str:
     return url.rstrip("/")
 
 
-def _org_of(identity_url: object) -> str | None:
+def _identity_parts(identity_url: object) -> list[str]:
     """The token response's ``id`` is ``https://login.salesforce.com/id/<orgId>/<userId>``."""
     if not isinstance(identity_url, str):
-        return None
+        return []
     parts = urlsplit(identity_url).path.strip("/").split("/")
-    return parts[1] if len(parts) >= 3 and parts[0] == "id" else None
+    return parts if len(parts) >= 3 and parts[0] == "id" else []
+
+
+def _org_of(identity_url: object) -> str | None:
+    parts = _identity_parts(identity_url)
+    return parts[1] if parts else None
+
+
+def _user_of(identity_url: object) -> str | None:
+    parts = _identity_parts(identity_url)
+    return parts[2] if parts else None
 

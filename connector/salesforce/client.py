@@ -158,6 +158,11 @@ class SalesforceClient:
     def instance_url(self) -> str | None:
         return self._token.instance_url if self._token else None
 
+    @property
+    def user_id(self) -> str | None:
+        """The integration user billsync logged in as (known after the first call)."""
+        return self._token.user_id if self._token else None
+
     # ------------------------------------------------------------ reads
 
     def query_page(self, soql: str, *, include_deleted: bool = False) -> dict[str, Any]:
@@ -369,7 +374,8 @@ def build_client(settings: Any, *, policy: tenacity.Retrying | None = None,
         raise SalesforceNotConfiguredError(
             "Salesforce is not configured: set SF_AUTH to client_credentials, jwt, password or session "
             "and its SF_* variables (README, 'Salesforce connection')", code="NOT_CONFIGURED")
-    session = SalesforceSession(timeout_seconds=settings.sf_timeout_seconds, ca_bundle=settings.sf_ca_bundle)
+    session = SalesforceSession(timeout_seconds=settings.sf_timeout_seconds, ca_bundle=settings.sf_ca_bundle,
+                                client_name=settings.sf_client_id)
     config = AuthConfig(
         mode=settings.sf_auth, login_url=settings.sf_login_url, client_id=settings.sf_client_id,
         client_secret=settings.sf_client_secret, username=settings.sf_username, password=settings.sf_password,

@@ -51,8 +51,13 @@ def parse_limit_info(header: str | None) -> ApiUsage | None:
 class SalesforceSession(requests.Session):
     """A ``requests.Session`` with a default timeout, a pinned CA bundle, a call counter and usage tracking."""
 
-    def __init__(self, *, timeout_seconds: float, ca_bundle: str | Path | None = None):
+    def __init__(self, *, timeout_seconds: float, ca_bundle: str | Path | None = None,
+                 client_name: str | None = None):
         super().__init__()
+        if client_name:
+            # Salesforce records this in CDC's changeOrigin (";client=<name>"), which is how
+            # webhook processing recognises billsync's own writes and never loops.
+            self.headers["Sforce-Call-Options"] = f"client={client_name}"
         self.default_timeout = (min(CONNECT_TIMEOUT_SECONDS, timeout_seconds), timeout_seconds)
         self.ca_bundle = str(ca_bundle) if ca_bundle else None
         if self.ca_bundle:
