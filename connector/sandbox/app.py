@@ -122,8 +122,10 @@ class SandboxApp:
                         body = wire.loads(data)
                     except wire.JsonBodyError as exc:
                         raise ApiError(400, "JSON_PARSER_ERROR", f"Unexpected character: {exc}") from None
+            # As in Salesforce, CDC's changeOrigin names the client given in Sforce-Call-Options.
+            client = _call_option_client(request.headers.get("Sforce-Call-Options")) or session.client_id
             call = Call(request.method, segments[1:], request.args.to_dict(), body,
-                        Caller(session.user_id, session.client_id, version),
+                        Caller(session.user_id, client, version),
                         {k.lower(): v for k, v in request.headers.items()})
             code, result, headers = sb.rest.dispatch(call)
         except ApiError as exc:
@@ -211,3 +213,12 @@ class SandboxApp:
 
 
 __all__ = ["SandboxApp", "OutboundMessage"]
+
+
+def _call_option_client(header: str | None) -> str | None:
+    """``Sforce-Call-Options: client=SampleCaseSensitiveToken/100, defaultNamespace=x`` → the client."""
+    for option in (header or "").split(","):
+        name, _, value = option.strip().partition("=")
+        if name.strip().lower() == "client" and value.strip():
+            return value.strip()
+    return None
