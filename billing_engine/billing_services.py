@@ -23,6 +23,8 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from billing_engine import outbox as ob
+from billing_engine import services as engine_services
+from billing_engine.charges import ChargeLine, charges_due, usage_windows
 from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
 from billing_engine.invoicing import (
     DEFAULT_CREDIT_NOTE_SEQUENCE,
@@ -108,6 +110,9 @@ class ChargeSource(Protocol):
     ``charges_due``: per customer id, the charge lines due up to ``as_of`` that are
     not billed yet (use ``billed_keys_for_subscriptions`` / ``usage_totals`` from
     the billing storage for the already-billed keys and usage quantities).
+    Optional ``customer_mrr_on(session, accounts, on) -> {(customer, currency): MRR}``:
+    when a source has it, the bill run announces MRR changes (``customer.summary_changed``).
+    ``database_charge_source()`` is the ready-made one over the engine's tables.
     """
 
     def customers_due(self, session: Session, as_of: date, after: str | None,
@@ -160,7 +165,9 @@ def run_billing(
         try:
             with Session(engine, expire_on_commit=False) as session, session.begin():
                 charges = source.charges_due(session, accounts, as_of)
-                stats = _bill_batch(session, accounts, charges, as_of, created_at, hold_for_review, sequence)
+                events = _mrr_changes(session, source, accounts, as_of, created_at)
+                stats = _bill_batch(session, accounts, charges, as_of, created_at, hold_for_review, sequence,
+                                    events)
             _merge(result, stats)
         except (db.IntegrityError, db.OperationalError, BillingError, ValueError, ArithmeticError, TypeError,
                 KeyError):
@@ -184,7 +191,8 @@ def _bill_one(engine: Any, source: ChargeSource, account: BillingAccount, as_of:
     try:
         with Session(engine, expire_on_commit=False) as session, session.begin():
             charges = source.charges_due(session, [account], as_of)
-            stats = _bill_batch(session, [account], charges, as_of, created_at, hold, sequence)
+            events = _mrr_changes(session, source, [account], as_of, created_at)
+            stats = _bill_batch(session, [account], charges, as_of, created_at, hold, sequence, events)
             db.clear_bill_run_error(session, as_of, cid)
         _merge(result, stats)
         if not stats.invoices_created:
@@ -198,8 +206,29 @@ def _bill_one(engine: Any, source: ChargeSource, account: BillingAccount, as_of:
             db.record_bill_run_error(session, as_of, cid, reason, created_at)
 
 
+def _mrr_changes(session: Session, source: Any, accounts: Sequence[BillingAccount], as_of: date,
+                 created_at: datetime) -> list[dict[str, Any]]:
+    """``customer.summary_changed`` rows for the customers whose MRR on ``as_of`` differs from the
+    MRR last announced (a cancellation or renewal taking effect, a change dated in the future);
+    the announced MRR is updated in the same transaction. Only for sources that can tell MRR
+    (``customer_mrr_on``, see ``ChargeSource``)."""
+    mrr_on = getattr(source, "customer_mrr_on", None)
+    if mrr_on is None:
+        return []
+    current = mrr_on(session, accounts, as_of)
+    known = db.announced_mrr(session, [a.customer_id for a in accounts])
+    changed = []
+    for key in sorted(set(current) | set(known)):
+        value = current.get(key, round_money(ZERO, key[1]))
+        if known.get(key, ZERO) != value:
+            changed.append({"customer_id": key[0], "currency": key[1], "mrr": value, "measured_on": as_of})
+    db.save_announced_mrr(session, changed)
+    return [_summary_event(cid, created_at) for cid in sorted({row["customer_id"] for row in changed})]
+
+
 def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: Mapping[str, Sequence[ChargeLike]],
-                as_of: date, created_at: datetime, hold: bool, sequence: str) -> BillRunResult:
+                as_of: date, created_at: datetime, hold: bool, sequence: str,
+                mrr_events: Sequence[dict[str, Any]] = ()) -> BillRunResult:
     stats = BillRunResult(as_of=as_of)
     pending: list[tuple[BillingAccount, list[ChargeLike], InvoiceDraft]] = []
     for account in accounts:
@@ -215,6 +244,8 @@ def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: M
             pending.append((account, by_currency[currency], draft))
         if by_currency:
             stats.customers_billed += 1
+    if not pending or hold:
+        db.add_outbox(session, list(mrr_events))
     if not pending:
         return stats
     rows = [_invoice_row(account, draft, as_of, created_at) for account, _, draft in pending]
@@ -248,7 +279,7 @@ def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: M
         ]
         for customer_id, currency, amount, kind, refs in credit_changes:
             db.change_credit(session, customer_id, currency, amount, kind, created_at, **refs)
-        db.add_outbox(session, events)
+        db.add_outbox(session, events + list(mrr_events))
         stats.invoices_finalized = len(ids)
         stats.credit_notes_issued = sum(1 for c in cn_ids if c is not None)
     line_rows, tax_rows = [], []
@@ -332,29 +363,11 @@ def _line_rows(invoice_id: int, draft: InvoiceDraft, credit_note_id: int | None 
     return out
 
 
-@dataclass(frozen=True)
-class _StoredCharge:
-    key: str
-    subscription_id: str
-    item_id: str
-    product_code: str
-    product_name: str
-    kind: str
-    starts_on: date
-    ends_before: date
-    quantity: Decimal
-    unit_price: Decimal
-    amount: Decimal
-    discount: Decimal
-    currency: str
-    description: str
-
-
 def _redraft(invoice: db.Invoice, lines: Sequence[db.InvoiceLine], available_credit: Decimal) -> InvoiceDraft:
     """Re-assemble a stored draft (deterministic) to apply credit and split off a credit note."""
-    charges = [_StoredCharge(ln.charge_key, ln.subscription_id, ln.item_id, ln.product_code, ln.product_name,
-                             ln.kind, ln.starts_on, ln.ends_before, ln.quantity, ln.unit_price,
-                             ln.gross - ln.line_discount, ln.line_discount, invoice.currency, ln.description)
+    charges = [ChargeLine(ln.charge_key, ln.subscription_id, ln.item_id, ln.product_code, ln.product_name,
+                          ln.kind, ln.starts_on, ln.ends_before, ln.quantity, ln.unit_price,
+                          ln.gross - ln.line_discount, ln.line_discount, invoice.currency, "", ln.description)
                for ln in lines]
     invoice_discount = sum((ln.invoice_discount for ln in lines), ZERO)
     rate = TaxRate(invoice.tax_percent, invoice.tax_reason)
@@ -810,9 +823,17 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
 
     width = len(dates)
 
+    zeros: dict[str, Decimal] = {}
+
     def values_of(segments: list[tuple[int, int, Decimal]], currency: str) -> list[Decimal]:
         if all(lo == 0 and hi == width for lo, hi, _ in segments):  # the usual case: one steady amount
             return _rounded([sum((m for _, _, m in segments), ZERO)], currency) * width
+        if len(segments) == 1:  # one amount from one month end to another
+            lo, hi, mrr = segments[0]
+            zero = zeros.get(currency)
+            if zero is None:
+                zero = zeros[currency] = round_money(ZERO, currency)
+            return [zero] * lo + _rounded([mrr], currency) * (hi - lo) + [zero] * (width - hi)
         values = [ZERO] * width
         for lo, hi, mrr in segments:
             for j in range(lo, hi):
@@ -882,59 +903,129 @@ class SubscriptionChargeSource:
 
     ``load_accounts(session, as_of, after, limit)`` lists customers by id;
     ``load_subscriptions(session, customer_ids)`` returns their subscriptions.
-    Already-billed lines and recorded usage come from the billing tables.
+    Already-billed lines and recorded usage come from the billing tables (one query
+    each per batch). It also tells each customer's MRR (``customer_mrr_on``) from the
+    subscriptions of the batch, so the bill run announces MRR changes.
     """
 
     def __init__(self, load_accounts: Callable[[Session, date, str | None, int], Sequence[BillingAccount]],
                  load_subscriptions: Callable[[Session, Sequence[str]], Sequence[Any]]):
         self.load_accounts = load_accounts
         self.load_subscriptions = load_subscriptions
+        self._batch: tuple[tuple[str, ...], list[Any]] = ((), [])
 
     def customers_due(self, session: Session, as_of: date, after: str | None,
                       limit: int) -> Sequence[BillingAccount]:
         return self.load_accounts(session, as_of, after, limit)
 
-    def charges_due(self, session: Session, accounts: Sequence[BillingAccount],
-                    as_of: date) -> Mapping[str, Sequence[ChargeLike]]:
-        from billing_engine.charges import charges_due
+    def _subscriptions(self, session: Session, accounts: Sequence[BillingAccount]) -> list[Any]:
+        ids = tuple(a.customer_id for a in accounts)
+        if self._batch[0] != ids:
+            self._batch = (ids, list(self.load_subscriptions(session, list(ids))))
+        return self._batch[1]
 
-        subs = [s for s in self.load_subscriptions(session, [a.customer_id for a in accounts])
-                if s.starts_on <= as_of]
+    def charges_due(self, session: Session, accounts: Sequence[BillingAccount],
+                    as_of: date) -> Mapping[str, Sequence[ChargeLine]]:
+        self._batch = ((), [])  # a new transaction: load afresh
+        subs = [s for s in self._subscriptions(session, accounts) if s.starts_on <= as_of]
         billed = db.billed_lines_for_subscriptions(session, [s.subscription_id for s in subs])
-        out: dict[str, list[ChargeLike]] = defaultdict(list)
+        metered = [s for s in subs if _has_usage(s, as_of)]
+        records = db.usage_records_for_subscriptions(session, [s.subscription_id for s in metered], as_of) \
+            if metered else {}
+        out: dict[str, list[ChargeLine]] = defaultdict(list)
         for sub in subs:
-            usage = _subscription_usage(session, sub, as_of) if _has_usage(sub, as_of) else None
-            out[sub.customer_id].extend(charges_due(sub, as_of, billed.get(sub.subscription_id, ()), usage))
+            sid = sub.subscription_id
+            usage = _subscription_usage(session, sub, as_of, records.get(sid, [])) if sid in records else None
+            out[sub.customer_id].extend(charges_due(sub, as_of, billed.get(sid, ()), usage))
         return out
+
+    def customer_mrr_on(self, session: Session, accounts: Sequence[BillingAccount],
+                        on: date) -> dict[CustomerKey, Decimal]:
+        """Rounded MRR per (customer, currency) on ``on`` (customers without MRR are left out)."""
+        subs = self._subscriptions(session, accounts)
+        [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
+        return snapshot
 
 
 def _has_usage(sub: Any, as_of: date) -> bool:
     return any(item.price.charge_type == "usage" for v in sub.versions(as_of) for item in v.items.values())
 
 
-def _subscription_usage(session: Session, sub: Any, as_of: date) -> dict[tuple[str, date], Decimal]:
+def _subscription_usage(session: Session, sub: Any, as_of: date,
+                        records: Sequence[tuple[str, date, Decimal]] | None = None) -> dict[tuple[str, date], Decimal]:
     """Σ recorded usage per (item, usage window start) of one subscription, up to ``as_of``.
 
-    A record falls in the window ``usage_windows`` reports for its item and day; when
-    charges_due reports none (it emits no zero line), in the anchored billing period
-    containing the day, clamped to the subscription's start.
+    A record falls in the window ``usage_windows`` reports for its item and day (a
+    record on a day its item was not on the subscription goes to the anchored billing
+    period containing the day, clamped to the subscription's start). ``records``:
+    ``(item id, occurred_on, quantity)``, read from the usage table when not given.
     """
-    from billing_engine.charges import usage_windows
     from billing_engine.periods import period_containing
 
     item_ids = sorted({i.item_id for v in sub.versions(as_of) for i in v.items.values()
                        if i.price.charge_type == "usage"})
-    records = db.usage_totals(session, sub.subscription_id, item_ids, sub.starts_on, as_of)
+    if records is None:
+        records = db.usage_totals(session, sub.subscription_id, item_ids, sub.starts_on, as_of)
+    records = [r for r in records if r[1] >= sub.starts_on and r[0] in item_ids]
     if not records:
         return {}
-    windows = usage_windows(sub, as_of)
+    windows: dict[str, list[Any]] = defaultdict(list)
+    for item_id, window in usage_windows(sub, as_of):
+        windows[item_id].append(window)
     totals: dict[tuple[str, date], Decimal] = {}
     for item_id, on, quantity in records:
-        start = next((w.starts_on for i, w in windows if i == item_id and w.starts_on <= on < w.ends_before), None)
+        start = next((w.starts_on for w in windows.get(item_id, ()) if w.starts_on <= on < w.ends_before), None)
         if start is None:
             start = max(period_containing(sub.billing_anchor_on, sub.interval, on).starts_on, sub.starts_on)
         totals[(item_id, start)] = totals.get((item_id, start), ZERO) + quantity
     return totals
+
+
+class DatabaseChargeSource(SubscriptionChargeSource):
+    """The bill run's ``ChargeSource`` over the engine's own tables.
+
+    Customers with a subscription started by the bill-run date come as ``BillingAccount``
+    rows in id order, a page at a time (``after``/``limit``), taxed at their rate (an
+    exempt customer at 0 % with its reason; no rate: ``default_tax_percent``). Their
+    subscriptions load in three queries per batch (subscriptions, items, amendments;
+    prices once per run), not one per subscription. Make one per run
+    (``database_charge_source()``): it caches the catalog prices it read.
+    """
+
+    def __init__(self, default_tax_percent: Decimal = ZERO):
+        self.default_tax_percent = default_tax_percent
+        self._prices: dict = {}
+        self._rates: dict[tuple[Any, Any], TaxRate] = {}
+        super().__init__(self._load_accounts, self._load_subscriptions)
+
+    def _rate(self, percent: Decimal | None, exempt_reason: str | None) -> TaxRate:
+        key = (percent, exempt_reason)
+        rate = self._rates.get(key)
+        if rate is None:
+            rate = self._rates[key] = TaxRate.exempt(exempt_reason) if exempt_reason else \
+                TaxRate(percent if percent is not None else self.default_tax_percent)
+        return rate
+
+    def _load_accounts(self, session: Session, as_of: date, after: str | None, limit: int) -> list[BillingAccount]:
+        return [BillingAccount(row.id, self._rate(row.tax_rate_percent, row.tax_exempt_reason),
+                               row.payment_terms_days)
+                for row in engine_services.customers_page(session, after=after, limit=limit, starts_by=as_of)]
+
+    def _load_subscriptions(self, session: Session, customer_ids: Sequence[str]) -> list[Any]:
+        return engine_services.subscriptions_of_customers(session, customer_ids, price_cache=self._prices)
+
+
+def database_charge_source(default_tax_percent: Decimal = ZERO) -> DatabaseChargeSource:
+    """A ready-made ``ChargeSource`` reading customers and subscriptions from the database."""
+    return DatabaseChargeSource(default_tax_percent)
+
+
+def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
+                   default_tax_percent: Decimal = ZERO, batch_size: int = 500) -> BillRunResult:
+    """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
+    (finalized, or held as drafts), MRR changes announced. Owns its transactions (``run_billing``)."""
+    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent),
+                       hold_for_review=hold_for_review, batch_size=batch_size, now=now)
 
 
 _MONTHLY_CACHE: dict[tuple[Any, ...], Decimal] = {}
@@ -1001,11 +1092,168 @@ def subscription_mrr_versions(sub: Any, until: date) -> Iterable[tuple[ItemMrr, 
                 yield ItemMrr(sub.customer_id, sub.subscription_id, item.item_id, sub.currency, monthly), starts, stops
 
 
+class DatabaseMrrSource:
+    """An ``MrrSource`` over the engine's tables, streamed a batch of customers at a time, each
+    customer's versions together (what ``mrr_bridge`` needs), in flat memory.
+
+    A subscription without amendments whose items never change in the range (no uplifted
+    renewal before ``until``) is read as plain rows and yields one version for the whole
+    subscription (``item_id`` ``"*"``: the sum of its items' MRR); the others are loaded
+    as ``Subscription`` histories and yield one version per item.
+    """
+
+    def __init__(self, batch_size: int = 2000):
+        self.batch_size = batch_size
+
+    def recurring_versions(self, session: Session, until: date) -> Iterable[tuple[ItemMrr, date, date | None]]:
+        from billing_engine.periods import add_months
+
+        prices: dict = {}
+        amounts: dict[tuple[Any, ...], Decimal] = {}
+        after = None
+        while True:
+            page = engine_services.customers_page(session, after=after, limit=self.batch_size)
+            if not page:
+                return
+            after = page[-1].id
+            subs, item_rows = engine_services.subscription_terms_of_customers(session, [r.id for r in page])
+            items: dict[str, list[Any]] = defaultdict(list)
+            for row in item_rows:
+                items[row[0]].append(row)
+            engine_services.load_prices(session, {row[2] for row in item_rows}, prices)
+            histories = {}
+            complex_ids = [sub.id for sub in subs if sub.amended or (
+                sub.renewal_uplift_percent and sub.auto_renew and sub.term_months is not None
+                and add_months(sub.starts_on, sub.term_months) <= until)]
+            if complex_ids:
+                histories = {h.subscription_id: h for h in engine_services.subscriptions_of_customers(
+                    session, (), subscription_ids=complex_ids, price_cache=prices)}
+            for sub in subs:
+                history = histories.get(sub.id)
+                if history is not None:
+                    yield from subscription_mrr_versions(history, until)
+                    continue
+                terms = tuple(tuple(row[2:]) for row in items.get(sub.id, ()))
+                mrr = amounts.get(terms)
+                if mrr is None:
+                    mrr = amounts[terms] = _subscription_monthly_amount(terms, prices)
+                if mrr:
+                    ends = None if sub.auto_renew or sub.term_months is None else \
+                        add_months(sub.starts_on, sub.term_months)
+                    yield ItemMrr(sub.customer_id, sub.id, "*", sub.currency, mrr), sub.starts_on, ends
+
+
+class _ItemTerms:
+    """The fields of a ``SubscriptionItem`` the MRR calculation reads (rows of the fast path)."""
+
+    __slots__ = ("price", "quantity", "contract_unit_price", "discount_percent", "discount_amount")
+
+    def __init__(self, price, quantity, contract_unit_price, discount_percent, discount_amount):
+        self.price, self.quantity, self.contract_unit_price = price, quantity, contract_unit_price
+        self.discount_percent, self.discount_amount = discount_percent, discount_amount
+
+
+def _subscription_monthly_amount(terms: tuple[tuple[Any, ...], ...], prices: Mapping[str, Any]) -> Decimal:
+    from billing_engine.storage.columns import to_decimal_value
+
+    items = {str(n): _ItemTerms(prices[t[0]], *(to_decimal_value(v) for v in t[1:])) for n, t in enumerate(terms)}
+    return sum((item_monthly_amount(item, items) or ZERO for item in items.values()), ZERO)
+
+
+def database_mrr_source(batch_size: int = 2000) -> DatabaseMrrSource:
+    """A ready-made ``MrrSource`` reading subscriptions from the database."""
+    return DatabaseMrrSource(batch_size)
+
+
+def mrr_bridge_report(session_or_engine: Any, from_month: str, to_month: str) -> list[dict[str, str]]:
+    """The MRR bridge per month and currency from the database: rows of exact decimal strings
+    (``month, currency, opening, new, expansion, reactivation, contraction, churn, closing, arr,
+    customers``). Takes a ``Session`` or an engine (then reads in its own session)."""
+    if isinstance(session_or_engine, Session):
+        return mrr_bridge_rows(session_or_engine, from_month, to_month, source=database_mrr_source())
+    with Session(session_or_engine) as session:
+        return mrr_bridge_rows(session, from_month, to_month, source=database_mrr_source())
+
+
+def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
+    """The customer's MRR on ``on``: Σ item MRR rounded half up once, in the customer's currency
+    (``Decimal("0.00")`` for none; rules "Revenue metrics")."""
+    currency = engine_services.get_customer(session, customer_id).currency
+    return _customer_mrr(engine_services.subscriptions_of_customers(session, [customer_id]), customer_id,
+                         currency, on)
+
+
+def _customer_mrr(subs: Sequence[Any], customer_id: str, currency: str, on: date) -> Decimal:
+    [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
+    return snapshot.get((customer_id, currency), round_money(ZERO, currency))
+
+
+BILLING_STATUSES = ("active", "past_due", "cancelled", "none")
+
+
+@dataclass(frozen=True)
+class AccountBillingSummary:
+    """What the Account push writes to Salesforce for a customer, as of a date.
+
+    ``balance``: what the customer owes (Σ balances of open and uncollectible invoices);
+    ``credit_balance``: customer credit not yet used; ``billing_status``: ``past_due`` when
+    an invoice with a balance is past its due date, else ``active`` while a subscription
+    runs or is about to start, ``cancelled`` when every subscription has ended, ``none``
+    without subscriptions.
+    """
+
+    customer_id: str
+    currency: str
+    mrr: Decimal
+    arr: Decimal
+    balance: Decimal
+    credit_balance: Decimal
+    overdue_invoices: int
+    last_invoice_on: date | None
+    billing_status: str
+    as_of: date
+
+    def as_payload(self) -> dict[str, str | None]:
+        """Strings for JSON (exact decimals, ISO dates)."""
+        return {"customer_id": self.customer_id, "currency": self.currency, "mrr": str(self.mrr),
+                "arr": str(self.arr), "balance": str(self.balance), "credit_balance": str(self.credit_balance),
+                "overdue_invoices": str(self.overdue_invoices),
+                "last_invoice_on": self.last_invoice_on.isoformat() if self.last_invoice_on else None,
+                "billing_status": self.billing_status, "as_of": self.as_of.isoformat()}
+
+
+def account_billing_summary(session: Session, customer_id: str, as_of: date) -> AccountBillingSummary:
+    """Everything the Account push needs (MRR, ARR, balance, last invoice, billing status, currency)."""
+    from billing_engine.subscriptions import SubscriptionStatus
+
+    currency = engine_services.get_customer(session, customer_id).currency
+    subs = engine_services.subscriptions_of_customers(session, [customer_id])
+    mrr = _customer_mrr(subs, customer_id, currency, as_of)
+    invoices = [inv for inv in db.unlocked_payable_invoices(session, customer_id) if inv.currency == currency]
+    overdue = sum(1 for inv in invoices if inv.balance > 0 and inv.due_on is not None and inv.due_on < as_of)
+    if not subs:
+        status = "none"
+    elif overdue:
+        status = "past_due"
+    elif any(s.status_on(as_of) is not SubscriptionStatus.ENDED for s in subs):
+        status = "active"
+    else:
+        status = "cancelled"
+    return AccountBillingSummary(
+        customer_id=customer_id, currency=currency, mrr=mrr, arr=mrr * 12,
+        balance=round_money(sum((inv.balance for inv in invoices), ZERO), currency),
+        credit_balance=db.credit_balances(session, customer_id).get(currency, round_money(ZERO, currency)),
+        overdue_invoices=overdue, last_invoice_on=db.last_invoice_on(session, customer_id),
+        billing_status=status, as_of=as_of)
+
+
 __all__ = [
     "BillingAccount", "ChargeSource", "BillRunResult", "run_billing", "finalize_invoice", "void_invoice",
     "issue_credit_note", "mark_uncollectible", "record_payment", "refund_payment", "PaymentResult",
     "RefundResult", "customer_summary", "CustomerSummary", "invoice_payment_status", "record_usage",
     "usage_quantities", "MrrSource", "mrr_snapshots", "mrr_as_of", "mrr_bridge", "mrr_bridge_rows",
     "usage_revenue", "FinalizedInvoice", "SubscriptionChargeSource", "SubscriptionMrrSource", "account_for",
-    "subscription_mrr_versions", "item_monthly_amount",
+    "subscription_mrr_versions", "item_monthly_amount", "DatabaseChargeSource", "database_charge_source",
+    "bill_customers", "DatabaseMrrSource", "database_mrr_source", "mrr_bridge_report", "customer_mrr",
+    "AccountBillingSummary", "account_billing_summary", "BILLING_STATUSES",
 ]

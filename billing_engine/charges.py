@@ -12,7 +12,9 @@ should exist up to ``through`` (docs billing-rules "Periods", "Proration",
   credits the unused part ``[D, period end)`` of the previous terms and charges the
   same days at the new terms: two lines, never one net line;
 - ``usage``: in arrears, once the usage window has ended, from the quantities the
-  caller passes (``usage[(item_id, window start)]``);
+  caller passes (``usage[(item_id, window start)]``); usage that arrives after its
+  window was billed adds one ``usage`` line on the next billing, dated to the window,
+  for the re-rated total minus what was billed (key ``…:usage#late-<digest>``);
 - ``one_time``: on the day the item starts;
 - percent_of lines follow the covered lines emitted in the same call (so they
   follow proration), and ``minimum_true_up`` lifts an ended period to the minimum.
@@ -464,6 +466,10 @@ def _reconcile(sub: Subscription, drafts: list[_Draft], by_base, through: date, 
         net = sum((line.amount for line in billed), ZERO)
         if net == draft.amount:
             continue
+        late = _late_usage(draft, billed, net) if draft.kind == USAGE else None
+        if late is not None:
+            result.append(late)
+            continue
         result.extend(_correction(sub, draft.key, billed, net, draft))
     for base, billed in by_base.items():
         if base in seen:
@@ -477,6 +483,37 @@ def _reconcile(sub: Subscription, drafts: list[_Draft], by_base, through: date, 
         if net:
             result.extend(_correction(sub, base, billed, net, None, known_items.get(parts[1])))
     return result
+
+
+def _late_usage(draft: _Draft, billed: list, net: Decimal) -> _Draft | None:
+    """Usage that arrived after its window was billed: one ``usage`` line for what it adds.
+
+    The window is re-rated on its whole quantity (so tiers apply to the total) and the
+    line charges the difference with what was billed for the window, dated to the
+    window. Its key is the window's usage key + ``#late-`` + a digest of the new total,
+    so each new figure is billed once. ``None`` when the quantity did not grow (the
+    terms changed instead: that is a correction).
+    """
+    before = sum((getattr(line, "quantity", None) or ZERO for line in billed), ZERO)
+    total = draft.quantity
+    added = total - before
+    if added <= 0:
+        return None
+    diff = draft.amount - net
+    item = draft.item
+    unit = diff / added
+    clean = not (item.discount_percent or item.discount_amount) and unit == unit.quantize(Decimal("0.000001")) \
+        and unit * added == diff
+    name = item.price.product.name
+    label = format_range(draft.starts_on, draft.ends_before)
+    rate = f" × {fmt(unit)}" if clean else f" = {'+' if diff >= 0 else '−'}{fmt(abs(diff))}"
+    explanation = (f"Late usage for {label}: {fmt(total)} total, {fmt(before)} billed before: +{fmt(added)}{rate} "
+                   f"({name} {draft.rating.detail}{_discount_text(item)}, {fmt(net)} billed before)")
+    description = f"{name} late usage ({label})"
+    rating = Rating(diff, draft.rating.detail, unit.quantize(Decimal("0.000001"), ROUND_HALF_UP))
+    key = f"{draft.key}#late-{_digest(total, draft.amount)}"
+    return _Draft(key, USAGE, item, rating, draft.starts_on, draft.ends_before, draft.period, draft.num, draft.den,
+                  draft.version_id, diff, ZERO, draft.due_on, added, draft.index, (explanation, description))
 
 
 def _correction(sub: Subscription, base: str, billed: list, net: Decimal, draft: _Draft | None,

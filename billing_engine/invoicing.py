@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
-from typing import Protocol
 
+from billing_engine.charges import ChargeLine
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.money import check_currency, round_money
 from billing_engine.tax import TaxGroup, TaxRate, credit_note_tax, tax_breakdown
@@ -84,23 +84,8 @@ def due_on(issued_on: date, payment_terms_days: int = DEFAULT_PAYMENT_TERMS_DAYS
     return issued_on + timedelta(days=payment_terms_days)
 
 
-class ChargeLike(Protocol):
-    """The fields of ``billing_engine.charges.ChargeLine`` that invoicing reads."""
-
-    key: str
-    subscription_id: str
-    item_id: str
-    product_code: str
-    product_name: str
-    kind: str
-    starts_on: date
-    ends_before: date
-    quantity: Decimal
-    unit_price: Decimal
-    amount: Decimal
-    discount: Decimal
-    currency: str
-    description: str
+# What invoicing reads: the charge lines of ``billing_engine.charges`` (kept as a public name).
+ChargeLike = ChargeLine
 
 
 @dataclass(frozen=True, slots=True)
@@ -189,7 +174,7 @@ def spread_discount(nets: Sequence[Decimal], discount: Decimal, currency: str) -
 
 
 def assemble_invoice(
-    charges: Sequence[ChargeLike],
+    charges: Sequence[ChargeLine],
     *,
     currency: str,
     tax_rate: TaxRate,

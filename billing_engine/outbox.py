@@ -25,7 +25,10 @@ Ordering: rows of one aggregate are delivered in id order.
 Coalescing: ``customer.summary_changed`` and ``customer.mrr_changed`` carry a
 full snapshot (balance, credit, MRR), so one *pending* row per customer and
 topic is enough: a new change rewrites the payload of the pending row instead of
-adding one (``coalesce_key``). All other topics are one row per event.
+adding one (``coalesce_key``). ``subscription.created`` happens once per
+subscription, so it is keyed the same way: a second write of it while the first is
+pending (the engine writes it in ``start_subscription``; a caller may write it too)
+merges into one row. All other topics are one row per event.
 """
 
 from __future__ import annotations
@@ -51,6 +54,7 @@ TOPICS = frozenset({
     CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED})
+ONCE_PER_AGGREGATE_TOPICS = frozenset({SUBSCRIPTION_CREATED})
 
 STATUS_PENDING = "pending"
 STATUS_IN_FLIGHT = "in_flight"
@@ -72,7 +76,7 @@ class OutboxEvent:
     @property
     def coalesce_key(self) -> str | None:
         """Rows sharing this key while pending are merged into one (snapshot topics)."""
-        if self.topic in COALESCED_TOPICS:
+        if self.topic in COALESCED_TOPICS or self.topic in ONCE_PER_AGGREGATE_TOPICS:
             return f"{self.topic}:{self.aggregate_type}:{self.aggregate_id}"
         return None
 

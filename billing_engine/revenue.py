@@ -200,51 +200,50 @@ def bridge_from_series(
     """
     n = len(labels)
     sums: dict[str, list[dict[str, Decimal]]] = {}
-    opening: dict[str, list[Decimal]] = {}
-    closing: dict[str, list[Decimal]] = {}
-    counts: dict[str, list[int]] = {}
+    # Opening/closing totals and counts as a level at the opening date plus the changes at each
+    # later date: a customer costs O(its changes), not O(months).
+    level: dict[str, list[Any]] = {}  # currency → [Σ MRR at the opening date, count > 0]
+    delta: dict[str, list[Decimal]] = {}
+    count_delta: dict[str, list[int]] = {}
     moves: list[Movement] = []
-    steady: dict[str, list[Any]] = {}  # customers whose MRR did not move: [Σ MRR, count > 0]
     for key, had_before, values in series:
         currency = key[1]
         if currency not in sums:
             sums[currency] = [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in range(n)]
-            opening[currency], closing[currency] = [ZERO] * n, [ZERO] * n
-            counts[currency] = [0] * n
-            steady[currency] = [ZERO, 0]
+            level[currency] = [ZERO, 0]
+            delta[currency], count_delta[currency] = [ZERO] * (n + 1), [0] * (n + 1)
         first = values[0]
-        if values.count(first) == len(values):  # no movement in the whole range: O(1)
-            acc = steady[currency]
-            acc[0] += first
-            acc[1] += first > 0
+        acc = level[currency]
+        acc[0] += first
+        acc[1] += first > 0
+        if values.count(first) == len(values):  # no movement in the whole range
             continue
-        ever = had_before or values[0] > 0
+        ever = had_before or first > 0
+        b = first
         for i in range(n):
-            b, a = values[i], values[i + 1]
-            opening[currency][i] += b
-            closing[currency][i] += a
-            if a > 0:
-                counts[currency][i] += 1
-            kind = classify(b, a, had_mrr_before=ever)
-            if kind is not None:
+            a = values[i + 1]
+            if a != b:
+                delta[currency][i + 1] += a - b
+                count_delta[currency][i + 1] += (a > 0) - (b > 0)
+                kind = classify(b, a, had_mrr_before=ever)
                 sums[currency][i][kind] += abs(a - b)
                 if collect_movements:
                     moves.append(Movement(labels[i], key[0], currency, kind, b, a))
             if a > 0:
                 ever = True
-    for currency, (total, count) in steady.items():
-        for i in range(n):
-            opening[currency][i] += total
-            closing[currency][i] += total
-            counts[currency][i] += count
+            b = a
     rows = []
+    running = {currency: (acc[0], acc[1]) for currency, acc in level.items()}
     for i, label in enumerate(labels):
         for currency in sorted(sums):
+            opening, opening_count = running[currency]
+            closing, closing_count = opening + delta[currency][i + 1], opening_count + count_delta[currency][i + 1]
+            running[currency] = (closing, closing_count)
             s = sums[currency][i]
-            row = BridgeRow(period=label, currency=currency, opening=opening[currency][i], new=s["new"],
+            row = BridgeRow(period=label, currency=currency, opening=opening, new=s["new"],
                             expansion=s["expansion"], reactivation=s["reactivation"],
-                            contraction=s["contraction"], churn=s["churn"], closing=closing[currency][i],
-                            customers=counts[currency][i])
+                            contraction=s["contraction"], churn=s["churn"], closing=closing,
+                            customers=closing_count)
             if not row.holds():  # pragma: no cover - guarded by construction
                 raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
             rows.append(row)

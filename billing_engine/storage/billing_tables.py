@@ -27,6 +27,7 @@ from sqlalchemy import (
     DateTime,
     Index,
     UniqueConstraint,
+    any_,
     bindparam,
     func,
     insert,
@@ -244,6 +245,21 @@ class CreditEntry(SQLModel, table=True):
     created_at: datetime = _at()
 
 
+class CustomerMrr(SQLModel, table=True):
+    """The MRR last announced for a customer (``customer.summary_changed``), per currency.
+
+    The bill run compares each customer's MRR on its date with this row and announces
+    the customers whose MRR changed since (a cancellation or a renewal taking effect,
+    a change dated in the future), so every change reaches Salesforce once.
+    """
+
+    __tablename__ = "customer_mrr"
+    customer_id: str = Field(primary_key=True, foreign_key="customers.id", max_length=64)
+    currency: str = Field(primary_key=True, max_length=3)
+    mrr: Decimal = _money()
+    measured_on: date = Field(nullable=False)
+
+
 class BillRunError(SQLModel, table=True):
     __tablename__ = "bill_run_errors"
     __table_args__ = (UniqueConstraint("run_on", "customer_id", name="uq_bill_run_errors_run_customer"),)
@@ -306,6 +322,35 @@ def next_number(session: Session, name: str, year: int) -> int:
     return value
 
 
+def one_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
+    """``column IN values``; on PostgreSQL ``column = ANY(:array)``: one parameter, so the
+    statement text stays the same whatever the number of values (no re-parsing per batch)."""
+    if is_postgresql(session):
+        return column == any_(bindparam(None, list(values), type_=postgresql.ARRAY(column.type)))
+    return column.in_(list(values))
+
+
+def _copy_rows(session: Session, table: Any, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
+    """PostgreSQL ``COPY ... FROM STDIN`` of ``rows`` (the same keys each) into ``table``.
+
+    Bypasses the column types, so it refuses floats itself (money stays Decimal)."""
+    cursor = session.connection().connection.cursor()
+    try:
+        names = ", ".join(f'"{c}"' for c in columns)
+        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+            for row in rows:
+                values = [row[c] for c in columns]
+                for value in values:
+                    if value.__class__ is float:
+                        raise TypeError(f"refusing to store float {value!r} in {table.name}; use Decimal")
+                copy.write_row(values)
+    finally:
+        cursor.close()
+
+
+COPY_THRESHOLD = 50  # rows; below it an executemany is as quick
+
+
 def _dialect_insert(session: Session, table):
     return (postgresql.insert if is_postgresql(session) else sqlite.insert)(table)
 
@@ -325,7 +370,7 @@ def billed_keys_for_subscriptions(session: Session, subscription_ids: Sequence[s
     found: set[str] = set()
     for start in range(0, len(subscription_ids), 900):
         chunk = list(subscription_ids[start:start + 900])
-        found.update(session.execute(select(t.c.charge_key).where(t.c.subscription_id.in_(chunk))).scalars())
+        found.update(session.execute(select(t.c.charge_key).where(one_of(session, t.c.subscription_id, chunk))).scalars())
     return found
 
 
@@ -341,7 +386,7 @@ def billed_lines_for_subscriptions(session: Session, subscription_ids: Sequence[
             select(t.c.subscription_id, t.c.charge_key, t.c.gross, t.c.line_discount, t.c.quantity, t.c.unit_price,
                    t.c.starts_on, t.c.ends_before)
             .join(inv, inv.c.id == t.c.invoice_id)
-            .where(t.c.subscription_id.in_(chunk)))
+            .where(one_of(session, t.c.subscription_id, chunk)))
         for sid, key, gross, disc, qty, price, starts, ends in rows:
             out.setdefault(sid, []).append(BilledLine(key, gross - disc, qty, price, starts, ends))
     return out
@@ -356,9 +401,13 @@ class BilledLine:
 
 
 def bulk_insert(session: Session, model: type[SQLModel], rows: Sequence[dict[str, Any]]) -> None:
-    """executemany (psycopg 3 pipelines it; the compiled statement is cached)."""
-    if rows:
-        session.execute(insert(model.__table__), list(rows))
+    """Insert rows (the same keys each): ``COPY`` on PostgreSQL for large batches, else executemany."""
+    if not rows:
+        return
+    if len(rows) >= COPY_THRESHOLD and is_postgresql(session):
+        _copy_rows(session, model.__table__, rows, list(rows[0]))
+        return
+    session.execute(insert(model.__table__), list(rows))
 
 
 def insert_returning_id(session: Session, model: type[SQLModel], values: dict[str, Any]) -> int:
@@ -492,6 +541,49 @@ def usage_totals(session: Session, subscription_id: str, item_ids: Sequence[str]
     ).all())
 
 
+def usage_records_for_subscriptions(session: Session, subscription_ids: Sequence[str],
+                                    before: date) -> dict[str, list[tuple[str, date, Decimal]]]:
+    """Per subscription, ``(item id, occurred_on, quantity)`` of its usage records before ``before``:
+    one query per 900 subscriptions."""
+    t = UsageRecord.__table__
+    out: dict[str, list[tuple[str, date, Decimal]]] = {}
+    ids = list(subscription_ids)
+    for start in range(0, len(ids), 900):
+        rows = session.execute(select(t.c.subscription_id, t.c.subscription_item_id, t.c.occurred_on, t.c.quantity)
+                               .where(one_of(session, t.c.subscription_id, ids[start:start + 900]), t.c.occurred_on < before))
+        for sid, item_id, on, quantity in rows:
+            out.setdefault(sid, []).append((item_id, on, quantity))
+    return out
+
+
+def announced_mrr(session: Session, customer_ids: Sequence[str]) -> dict[tuple[str, str], Decimal]:
+    t = CustomerMrr.__table__
+    out: dict[tuple[str, str], Decimal] = {}
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 900):
+        for cid, currency, mrr in session.execute(select(t.c.customer_id, t.c.currency, t.c.mrr)
+                                                  .where(one_of(session, t.c.customer_id, ids[start:start + 900]))):
+            out[(cid, currency)] = mrr
+    return out
+
+
+def save_announced_mrr(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Upsert ``{customer_id, currency, mrr, measured_on}`` rows."""
+    if not rows:
+        return
+    t = CustomerMrr.__table__
+    stmt = _dialect_insert(session, t)
+    stmt = stmt.on_conflict_do_update(index_elements=["customer_id", "currency"],
+                                      set_={"mrr": stmt.excluded.mrr, "measured_on": stmt.excluded.measured_on})
+    session.execute(stmt, list(rows))
+
+
+def last_invoice_on(session: Session, customer_id: str) -> date | None:
+    t = Invoice.__table__
+    return session.execute(select(func.max(t.c.issued_on)).where(
+        t.c.customer_id == customer_id, t.c.status.in_(("open", "paid", "uncollectible")))).scalar()
+
+
 def customers_with_invoices(session: Session) -> list[str]:
     return list(session.execute(select(Invoice.__table__.c.customer_id).distinct()).scalars())
 
@@ -522,6 +614,11 @@ def next_numbers(session: Session, name: str, year: int, count: int) -> int:
 def insert_invoices(session: Session, rows: Sequence[dict[str, Any]]) -> list[int]:
     """Bulk insert draft invoices; ids in the order of ``rows``."""
     t = Invoice.__table__
+    if len(rows) >= COPY_THRESHOLD and is_postgresql(session):
+        ids = list(session.execute(text("SELECT nextval(pg_get_serial_sequence('invoices', 'id')) "
+                                        "FROM generate_series(1, :n)"), {"n": len(rows)}).scalars())
+        _copy_rows(session, t, [{**row, "id": i} for row, i in zip(rows, ids, strict=True)], ["id", *rows[0]])
+        return ids
     result = session.execute(insert(t).returning(t.c.id, sort_by_parameter_order=True), list(rows))
     return [r[0] for r in result]
 
@@ -558,7 +655,7 @@ def lock_accounts(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tup
     for start in range(0, len(customers), 900):
         chunk = customers[start:start + 900]
         rows = session.execute(select(t.c.customer_id, t.c.currency, t.c.credit_balance)
-                               .where(t.c.customer_id.in_(chunk))
+                               .where(one_of(session, t.c.customer_id, chunk))
                                .order_by(t.c.customer_id, t.c.currency).with_for_update())
         for cid, cur, bal in rows:
             out[(cid, cur)] = bal
@@ -629,7 +726,8 @@ def credit_balances(session: Session, customer_id: str) -> dict[str, Decimal]:
 
 
 def usage_revenue(session: Session, from_on: date, before: date) -> dict[str, Decimal]:
-    """Σ net of usage lines (and of corrections of usage lines: charge keys ``…:usage#…``) by period start."""
+    """Σ net of usage lines (late usage lines included, dated to their window; and corrections of
+    usage lines after a price change: charge keys ``…:usage#…``) by period start."""
     ln, inv = InvoiceLine.__table__, Invoice.__table__
     rows = session.execute(select(inv.c.currency, ln.c.net).join(inv, inv.c.id == ln.c.invoice_id)
                            .where(or_(ln.c.kind == "usage", ln.c.charge_key.like("%:usage#%")),
@@ -643,5 +741,5 @@ def usage_revenue(session: Session, from_on: date, before: date) -> dict[str, De
 
 BILLING_MODELS: tuple[type[SQLModel], ...] = (
     NumberSequence, UsageRecord, Invoice, InvoiceLine, InvoiceTax, CreditNote, CreditNoteLine, Payment,
-    PaymentAllocation, Refund, RefundAllocation, CustomerAccount, CreditEntry, BillRunError, OutboxRow,
+    PaymentAllocation, Refund, RefundAllocation, CustomerAccount, CreditEntry, CustomerMrr, BillRunError, OutboxRow,
 )

@@ -55,3 +55,13 @@ class ExactDecimal(TypeDecorator):
         if isinstance(value, float):  # pragma: no cover - would mean a schema drift
             raise TypeError("decimal column came back as float: the column type is wrong")
         return Decimal(str(value))
+
+
+def to_decimal_value(value):
+    """A decimal column's raw driver value (``Decimal`` on PostgreSQL, text on SQLite, or None)
+    as ``Decimal`` (or None): for reads that skip the column types for speed."""
+    if value is None or isinstance(value, Decimal):
+        return value
+    if isinstance(value, float):  # pragma: no cover - would mean a schema drift
+        raise TypeError("decimal column came back as float: the column type is wrong")
+    return Decimal(str(value))

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 
@@ -10,27 +9,17 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from billing_engine.billing_services import BillingAccount
+from billing_engine.charges import ChargeLine
 from billing_engine.storage import billing_tables as db
 from billing_engine.tax import TaxRate
 
 
-@dataclass(frozen=True)
-class Charge:  # same fields as billing_engine.charges.ChargeLine
-    key: str
-    amount: Decimal
-    currency: str = "EUR"
-    kind: str = "recurring"
-    discount: Decimal = Decimal(0)
-    subscription_id: str = "sub-1"
-    item_id: str = "item-1"
-    product_code: str = "PLAN"
-    product_name: str = "Plan"
-    starts_on: date = date(2026, 1, 1)
-    ends_before: date = date(2026, 2, 1)
-    quantity: Decimal = Decimal(1)
-    unit_price: Decimal = Decimal(0)
-    explanation: str = ""
-    description: str = "Plan"
+def Charge(key: str, amount: Decimal, currency: str = "EUR", *, kind: str = "recurring",
+           discount: Decimal = Decimal(0), subscription_id: str = "sub-1", item_id: str = "item-1",
+           starts_on: date = date(2026, 1, 1), ends_before: date = date(2026, 2, 1)) -> ChargeLine:
+    """A charge line as ``billing_engine.charges.charges_due`` makes them."""
+    return ChargeLine(key, subscription_id, item_id, "PLAN", "Plan", kind, starts_on, ends_before, Decimal(1),
+                      Decimal(0), amount, discount, currency, "", "Plan")
 
 
 class StaticSource:

@@ -192,10 +192,12 @@ def test_a_year_of_billing(engine):
         # the late March usage is its own line on May's invoice, dated to March
         may_c = next(i for i in invoices if i.customer_id == "cus-c" and i.bill_run_on.month == 5)
         # the late March usage is billed on May's invoice, dated to March, apart from May's lines:
-        # Engine I's charges_due re-rates March (500 calls → 5,000) against what was billed (2,000),
-        # as a credit "as billed" and a charge: −2,000 + 5,000 = +3,000.
+        # March re-rated on its whole quantity (500 calls → 5,000) minus what was billed (2,000):
+        # one usage line of +3,000 for the 300 calls that came late, with its own charge key.
         late = [ln for ln in db.invoice_lines(s, may_c.id) if ln.item_id == "c-api" and ln.starts_on.month == 3]
-        assert sorted(ln.net for ln in late) == [D(-2000), D(5000)] and sum(ln.net for ln in late) == D(3000)
+        assert [(ln.kind, ln.quantity, ln.net, ln.starts_on, ln.ends_before) for ln in late] == [
+            ("usage", D(300), D(3000), date(2026, 3, 1), date(2026, 4, 1))]
+        assert late[0].charge_key.startswith("sub-c:c-api:2026-03-01:usage#late-")
         apr_c = next(i for i in invoices if i.customer_id == "cus-c" and i.bill_run_on.month == 4)
         assert apr_c.total == D(7700)  # the April invoice (already final) is untouched
         # C's cancellation credit note: 3,333 + 333 tax = 3,666 into C's credit balance

@@ -1,11 +1,11 @@
 """Invoice assembly, discounts, credit notes, numbering and states (docs billing-rules)."""
 
-from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal as D
 
 import pytest
 
+from billing_engine.charges import ChargeLine
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.invoicing import (
     assemble_invoice,
@@ -17,23 +17,12 @@ from billing_engine.invoicing import (
 from billing_engine.tax import TaxRate
 
 
-@dataclass(frozen=True)
-class Charge:  # stand-in for billing_engine.charges.ChargeLine (same fields)
-    key: str
-    amount: D
-    kind: str = "recurring"
-    discount: D = D(0)
-    currency: str = "EUR"
-    subscription_id: str = "sub-1"
-    item_id: str = "item-1"
-    product_code: str = "P"
-    product_name: str = "Product"
-    starts_on: date = date(2026, 5, 1)
-    ends_before: date = date(2026, 6, 1)
-    quantity: D = D(1)
-    unit_price: D = D(0)
-    explanation: str = ""
-    description: str = ""
+def Charge(key: str, amount: D, kind: str = "recurring", *, discount: D = D(0),
+           currency: str = "EUR", starts_on: date = date(2026, 5, 1),
+           ends_before: date = date(2026, 6, 1)) -> ChargeLine:
+    """A charge line as ``billing_engine.charges.charges_due`` makes them."""
+    return ChargeLine(key, "sub-1", "item-1", "P", "Product", kind, starts_on, ends_before, D(1), D(0), amount,
+                      discount, currency, "", "")
 
 
 NO_TAX = TaxRate(D(0))
