@@ -2,7 +2,66 @@
 
 from __future__ import annotations
 
+import csv
+import re
+import sys
+from datetime import date
+
 import click
+
+from billing_engine.errors import BillingError
+from connector.cli_support import UserError, first_line, load_services
+
+BRIDGE_COLUMNS = ("month", "currency", "opening", "new", "expansion", "reactivation", "contraction", "churn",
+                  "closing", "arr", "customers")
+
+
+def parse_day(option: str, raw: str) -> tuple[date | None, str | None]:
+    """``YYYY-MM-DD`` → (date, None) or (None, the problem as one line)."""
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", raw.strip()):
+        return None, f"{option}: {raw!r} is not a date; use YYYY-MM-DD, for example 2026-11-24"
+    try:
+        return date.fromisoformat(raw.strip()), None
+    except ValueError as exc:
+        return None, f"{option}: {raw!r} is not a valid date ({exc})"
+
+
+def parse_month(option: str, raw: str) -> tuple[str | None, str | None]:
+    """``YYYY-MM`` → (the month, None) or (None, the problem as one line)."""
+    match = re.fullmatch(r"(\d{4})-(\d{2})", raw.strip())
+    if not match or not 1 <= int(match.group(2)) <= 12 or int(match.group(1)) < 1900:
+        return None, f"{option}: {raw!r} is not a month; use YYYY-MM, for example 2026-11"
+    return raw.strip(), None
+
+
+@click.command("bill-run")
+@click.option("--as-of", "as_of", required=True, metavar="YYYY-MM-DD",
+              help="Bill everything due up to this date.")
+def bill_run(as_of: str) -> None:
+    """Create (and finalize) the invoices due up to a date.
+
+    Exits 0 when the run completed, even if some customers failed (they are listed
+    with the reason and retried by the next run); non-zero when it could not run.
+    """
+    on, problem = parse_day("--as-of", as_of)
+    if problem:
+        raise UserError(problem)
+    services = load_services()
+    from connector.billing_jobs import run_bill_run
+
+    try:
+        result = run_bill_run(services, on)
+    except Exception as exc:  # database unreachable or not migrated, ...
+        raise UserError(f"bill run as of {on} could not run: {first_line(exc)}") from None
+    held = services.settings.hold_invoices_for_review
+    click.echo(f"bill run as of {on}: {result.invoices_created} invoices created, "
+               f"{result.invoices_finalized} finalized"
+               f"{' (HOLD_INVOICES_FOR_REVIEW: left as drafts)' if held else ''}, "
+               f"{result.credit_notes_issued} credit notes issued")
+    click.echo(f"customers: {result.customers_billed} billed, {result.customers_skipped} skipped "
+               f"(billed by another run), {len(result.failures)} failed")
+    for customer_id, reason in sorted(result.failures.items()):
+        click.echo(f"failed: customer {customer_id}: {reason}")
 
 
 @click.group()
@@ -10,8 +69,43 @@ def metrics() -> None:
     """Revenue metrics (MRR, ARR and movements)."""
 
 
-@click.command("bill-run")
-@click.option("--as-of", required=True, help="Bill everything due up to this date, YYYY-MM-DD.")
-def bill_run(as_of: str) -> None:
-    """Create (and finalize) the invoices due up to a date."""
-    raise click.ClickException("bill-run is not wired yet")
+@metrics.command("mrr")
+@click.option("--from", "from_month", required=True, metavar="YYYY-MM", help="First month of the bridge.")
+@click.option("--to", "to_month", required=True, metavar="YYYY-MM", help="Last month of the bridge.")
+@click.option("--csv", "as_csv", is_flag=True, help="Write CSV on stdout instead of a table.")
+def mrr(from_month: str, to_month: str, as_csv: bool) -> None:
+    """The MRR bridge per month and currency: opening + movements = closing.
+
+    Movements: new, expansion, reactivation (added), contraction and churn (taken
+    away, shown as positive amounts). MRR is measured at each month's end.
+    """
+    start, p1 = parse_month("--from", from_month)
+    end, p2 = parse_month("--to", to_month)
+    problems = [p for p in (p1, p2) if p]
+    if not problems and start > end:
+        problems.append(f"--to: {end} is before --from {start}")
+    if problems:
+        raise UserError(problems)
+    services = load_services()
+    from connector.billing_jobs import mrr_bridge_rows
+
+    try:
+        rows = mrr_bridge_rows(services, start, end)
+    except BillingError as exc:
+        raise UserError(str(exc)) from None
+    except Exception as exc:
+        raise UserError(f"cannot compute the MRR bridge: {first_line(exc)}") from None
+    if as_csv:
+        writer = csv.DictWriter(sys.stdout, fieldnames=BRIDGE_COLUMNS, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        return
+    if not rows:
+        click.echo(f"no recurring revenue from {start} to {end}")
+        return
+    widths = {c: max(len(c), *(len(r[c]) for r in rows)) for c in BRIDGE_COLUMNS}
+    click.echo("  ".join(c.ljust(widths[c]) if c in ("month", "currency") else c.rjust(widths[c])
+                         for c in BRIDGE_COLUMNS))
+    for row in rows:
+        click.echo("  ".join(row[c].ljust(widths[c]) if c in ("month", "currency") else row[c].rjust(widths[c])
+                             for c in BRIDGE_COLUMNS))

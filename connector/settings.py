@@ -101,6 +101,16 @@ def parse_share(raw: str) -> Decimal:
     return value
 
 
+def parse_percent(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not a percentage such as 20 or 8.875") from None
+    if not value.is_finite() or not (Decimal(0) <= value <= Decimal(100)):
+        raise ValueError(f"{raw!r} must be a percentage between 0 and 100")
+    return value
+
+
 def parse_timezone(raw: str) -> str:
     try:
         ZoneInfo(raw.strip())
@@ -222,6 +232,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("PUSH_INTERVAL_SECONDS", parse_int(5, 86400), "60", "How often the clock pushes the outbox to Salesforce."),
     Var("BILL_RUN_AT", parse_time_of_day, "02:00", "Local time (BILLSYNC_TIMEZONE) of the daily bill run."),
     Var("RECONCILE_AT", parse_time_of_day, "03:30", "Local time of the nightly reconciliation."),
+    Var("DEFAULT_TAX_RATE", parse_percent, "0",
+        "The seller's tax rate in percent for customers whose Account has no Tax_Rate__c (e.g. 20)."),
     Var("HOLD_INVOICES_FOR_REVIEW", parse_bool, "false",
         "true leaves bill-run invoices as drafts for finance to review instead of finalizing them."),
 )
@@ -264,6 +276,7 @@ class Settings:
     push_interval_seconds: int
     bill_run_at: time
     reconcile_at: time
+    default_tax_rate: Decimal
     hold_invoices_for_review: bool
 
     @property

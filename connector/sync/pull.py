@@ -758,7 +758,8 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
     preview.currency = new.currency
     preview.invoice_title = ("First invoice" if command["command"] == "start_subscription"
                              else "Charges from this change") + f" (on {day.isoformat()})"
-    draft = assemble_invoice(charges, currency=new.currency, tax_rate=bsvc.account_for(customer).tax_rate)
+    draft = assemble_invoice(charges, currency=new.currency, tax_rate=bsvc.account_for(
+        customer, puller.services.settings.default_tax_rate).tax_rate)
     explanations = {c.key: c for c in charges}
     for line in (*draft.lines, *(draft.credit_note.lines if draft.credit_note else ())):
         charge = explanations[line.charge_key]

@@ -1,0 +1,298 @@
+"""The whole stack on one machine, as ``scripts/run`` starts it: one supervised group.
+
+``python -m connector.demo`` (after ``billsync db upgrade``) starts:
+
+- **sandbox** — only in demo mode: ``billsync sandbox serve --data small`` (a local
+  Salesforce org on HTTPS, kept in ``instance/sandbox/org.db``). Its connection
+  variables (``SF_*``) are read from what it prints and given to the other processes;
+- **web** — ``gunicorn "connector:create_app()"`` on ``HOST:PORT``;
+- **worker** — ``billsync worker``;
+- **clock** — ``billsync clock`` (pulls at once, then every PULL_INTERVAL_SECONDS; pushes
+  every PUSH_INTERVAL_SECONDS; the demo makes them 30 s and 10 s unless they are set).
+
+Demo mode is the default. It is off when ``BILLSYNC_DEMO=0`` or when ``SF_AUTH`` is set
+(a real org): then no sandbox starts and the processes use the environment as it is.
+
+In demo mode the environment of the processes is written to ``instance/demo.env``, so a
+shell can run the same commands: ``set -a; . instance/demo.env; set +a``.
+
+Every child runs in its own session, with its output prefixed by its name. SIGINT and
+SIGTERM are forwarded to all of them; when any child exits, the others are stopped and
+the demo exits non-zero, saying which one it was.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from urllib.error import URLError
+from urllib.request import urlopen
+from zoneinfo import ZoneInfo
+
+INSTANCE = Path("instance")
+SANDBOX_STATE = INSTANCE / "sandbox"
+DEMO_ENV = INSTANCE / "demo.env"
+DEMO_INTERVALS = {"PULL_INTERVAL_SECONDS": "30", "PUSH_INTERVAL_SECONDS": "10"}
+SANDBOX_ENV_KEYS = ("SF_AUTH", "SF_LOGIN_URL", "SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME",
+                    "SF_PRIVATE_KEY_FILE", "SF_CA_BUNDLE", "SF_ORG_ID", "SF_API_VERSION")
+STARTUP_SECONDS = 60
+STOP_SECONDS = 15
+
+
+class DemoError(Exception):
+    """The demo cannot start; the message is one line for people."""
+
+
+def say(line: str) -> None:
+    print(line, flush=True)
+
+
+def is_demo(env: Mapping[str, str]) -> bool:
+    """Demo mode unless BILLSYNC_DEMO=0 or the user configured Salesforce (SF_AUTH)."""
+    if env.get("BILLSYNC_DEMO", "").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return not env.get("SF_AUTH", "").strip()
+
+
+def port_is_free(host: str, port: int) -> bool:
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            s.bind((host, port))
+        except OSError:
+            return False
+    return True
+
+
+@dataclass
+class Child:
+    name: str
+    argv: list[str]
+    process: subprocess.Popen | None = None
+    relay: threading.Thread | None = None
+    lines: list[str] = field(default_factory=list)  # kept until ``keep_lines`` is cleared
+    keep_lines: bool = False
+
+    def start(self, env: Mapping[str, str]) -> None:
+        self.process = subprocess.Popen(self.argv, env=dict(env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                        stdin=subprocess.DEVNULL, text=True, bufsize=1, start_new_session=True)
+        self.relay = threading.Thread(target=self._relay, name=f"relay-{self.name}", daemon=True)
+        self.relay.start()
+
+    def _relay(self) -> None:
+        assert self.process is not None and self.process.stdout is not None
+        for line in self.process.stdout:
+            line = line.rstrip("\n")
+            if self.keep_lines:
+                self.lines.append(line)
+            say(f"{self.name:<8}| {line}")
+
+    def exit_code(self) -> int | None:
+        return None if self.process is None else self.process.poll()
+
+    def signal(self, signum: int) -> None:
+        if self.process is not None and self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signum)  # its own session: gunicorn's workers too
+            except ProcessLookupError:
+                pass
+
+
+class Supervisor:
+    def __init__(self) -> None:
+        self.children: list[Child] = []
+        self.stopping = threading.Event()
+        self.reason = ""
+
+    def start(self, child: Child, env: Mapping[str, str]) -> Child:
+        child.start(env)
+        self.children.append(child)
+        return child
+
+    def on_signal(self, signum: int, _frame: object) -> None:
+        if not self.stopping.is_set():
+            self.reason = signal.Signals(signum).name
+            self.stopping.set()
+
+    def dead_child(self) -> Child | None:
+        return next((c for c in self.children if c.exit_code() is not None), None)
+
+    def wait(self) -> int:
+        """Until a signal or a child's exit; then stop everyone. Returns the exit code."""
+        code = 0
+        while not self.stopping.wait(0.2):
+            dead = self.dead_child()
+            if dead is not None:
+                say(f"==> {dead.name} exited with code {dead.exit_code()}; stopping the others")
+                code = 1
+                break
+        else:
+            say(f"==> {self.reason} received; stopping {', '.join(c.name for c in self.children)}")
+        self.stop_all()
+        return code
+
+    def stop_all(self) -> None:
+        """SIGTERM the processes, then the sandbox they talk to; SIGKILL what is still up after a while."""
+        sandbox = [c for c in self.children if c.name == "sandbox"]
+        others = [c for c in self.children if c.name != "sandbox"]
+        for group in (others, sandbox):
+            for child in group:
+                child.signal(signal.SIGTERM)
+            deadline = time.monotonic() + STOP_SECONDS
+            for child in group:
+                if child.process is None:
+                    continue
+                try:
+                    child.process.wait(timeout=max(0.1, deadline - time.monotonic()))
+                except subprocess.TimeoutExpired:
+                    say(f"==> {child.name} did not stop within {STOP_SECONDS} s; killing it")
+                    child.signal(signal.SIGKILL)
+                    child.process.wait(timeout=5)
+        for child in self.children:
+            if child.relay is not None:
+                child.relay.join(timeout=2)
+        say("==> billsync stopped")
+
+
+def read_sandbox_env(sandbox: Child, supervisor: Supervisor) -> dict[str, str]:
+    """The SF_* lines the sandbox prints once it listens."""
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and not supervisor.stopping.is_set():
+        found = {}
+        for line in list(sandbox.lines):
+            key, sep, value = line.partition("=")
+            if sep and key in SANDBOX_ENV_KEYS:
+                found[key] = value
+        if len(found) == len(SANDBOX_ENV_KEYS):
+            sandbox.keep_lines = False
+            sandbox.lines.clear()
+            return found
+        if sandbox.exit_code() is not None:
+            raise DemoError(f"the sandbox exited with code {sandbox.exit_code()} before it was ready "
+                            f"(is port {sandbox.argv[sandbox.argv.index('--port') + 1]} taken? set SANDBOX_PORT)")
+        time.sleep(0.05)
+    raise DemoError(f"the sandbox did not print its connection settings within {STARTUP_SECONDS} s")
+
+
+def wait_for_web(url: str, supervisor: Supervisor) -> bool:
+    deadline = time.monotonic() + STARTUP_SECONDS
+    while time.monotonic() < deadline and not supervisor.stopping.is_set() and supervisor.dead_child() is None:
+        try:
+            with urlopen(f"{url}/healthz", timeout=2) as response:  # noqa: S310 - our own http URL
+                if response.status == 200:
+                    return True
+        except (URLError, OSError):
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def write_demo_env(values: Mapping[str, str], path: Path = DEMO_ENV) -> None:
+    lines = ["# Written by scripts/run (connector/demo.py) for the demo: the environment of its processes.",
+             "# Load it in a shell to run billsync commands against the sandbox:",
+             "#   set -a; . instance/demo.env; set +a"]
+    lines += [f"{key}={shlex.quote(value)}" for key, value in values.items()]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+
+
+def bin_path(name: str) -> str:
+    """An executable of this virtualenv (billsync, gunicorn), else from PATH."""
+    candidate = Path(sys.executable).parent / name
+    return str(candidate) if candidate.exists() else name
+
+
+def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: bool) -> list[str]:
+    zone = ZoneInfo(env.get("BILLSYNC_TIMEZONE") or "UTC")  # checked by 'billsync config' before
+    today = datetime.now(UTC).astimezone(zone).date().isoformat()
+    month = today[:7]
+    lines = ["==> billsync is running (Ctrl-C stops every process)",
+             f"    web:      {web_url}   (health {web_url}/healthz, readiness {web_url}/readyz)"]
+    if sandbox_url:
+        lines.append(f"    sandbox:  {sandbox_url}   (a local Salesforce org: 20 accounts, 30 opportunities, "
+                     "12 Closed Won; CA instance/sandbox/ca.pem)")
+    lines.append(f"    clock:    pulls now and every {env.get('PULL_INTERVAL_SECONDS', '300')} s, "
+                 f"pushes every {env.get('PUSH_INTERVAL_SECONDS', '60')} s; worker drains the queues")
+    lines.append("    try, in another shell in this folder:")
+    if demo:
+        lines.append("      set -a; . instance/demo.env; set +a      # the demo's settings, for the commands below")
+    lines += ["      billsync sync status                          # customers and deals pulled from Salesforce",
+              f"      billsync bill-run --as-of {today}            # invoice what is due today",
+              "      billsync sync status                          # after one push interval: invoices sent",
+              f"      billsync metrics mrr --from {today[:4]}-01 --to {month}",
+              f"      billsync reconcile --period {month}"]
+    return lines
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    environ = dict(os.environ)
+    environ["PYTHONUNBUFFERED"] = "1"
+    demo = is_demo(environ)
+    host = environ.get("HOST", "127.0.0.1")
+    port = environ.get("PORT", "5000")
+    supervisor = Supervisor()
+    signal.signal(signal.SIGINT, supervisor.on_signal)
+    signal.signal(signal.SIGTERM, supervisor.on_signal)
+    billsync = bin_path("billsync")
+    sandbox_url = None
+    try:
+        if demo:
+            sandbox_port = int(environ.get("SANDBOX_PORT", "8443"))
+            if "SANDBOX_PORT" not in environ and not port_is_free("127.0.0.1", sandbox_port):
+                say(f"==> port {sandbox_port} is taken; the sandbox takes a free port (set SANDBOX_PORT to choose)")
+                sandbox_port = 0
+            SANDBOX_STATE.mkdir(parents=True, exist_ok=True)
+            say("==> demo mode: starting the local Salesforce sandbox (BILLSYNC_DEMO=0 or SF_AUTH turns it off)")
+            sandbox = Child("sandbox", [billsync, "sandbox", "serve", "--data", "small", "--port", str(sandbox_port),
+                                        "--state-dir", str(SANDBOX_STATE), "--db", str(SANDBOX_STATE / "org.db")],
+                            keep_lines=True)
+            supervisor.start(sandbox, environ)
+            sf_env = read_sandbox_env(sandbox, supervisor)
+            sandbox_url = sf_env["SF_LOGIN_URL"]
+            demo_env = {**sf_env, **{k: environ.get(k) or v for k, v in DEMO_INTERVALS.items()}}
+            if environ.get("DATABASE_URL"):
+                demo_env["DATABASE_URL"] = environ["DATABASE_URL"]
+            write_demo_env(demo_env)
+            environ.update(demo_env)
+            say(f"==> sandbox ready at {sandbox_url}; its settings are in {DEMO_ENV}")
+        elif not environ.get("SF_AUTH", "").strip() or environ.get("SF_AUTH", "").strip() == "none":
+            say("==> Salesforce is not configured (SF_AUTH): billsync runs unconnected; see README 'Connect a real org'")
+        else:
+            say(f"==> connecting to Salesforce at {environ.get('SF_LOGIN_URL', 'https://login.salesforce.com')} "
+                f"(SF_AUTH={environ['SF_AUTH']})")
+        if supervisor.stopping.is_set():
+            supervisor.stop_all()
+            return 0
+        web_url = f"http://{host}:{port}"
+        supervisor.start(Child("web", [bin_path("gunicorn"), "--bind", f"{host}:{port}", "--workers",
+                                       environ.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",
+                                       # load the app before listening: no request waits on a booting worker
+                                       "--preload", "connector:create_app()"]), environ)
+        # The worker and the clock start once the web answers: on a small machine their start-up
+        # (and the first pull) would otherwise slow the web's.
+        if wait_for_web(web_url, supervisor):
+            supervisor.start(Child("worker", [billsync, "worker"]), environ)
+            supervisor.start(Child("clock", [billsync, "clock"]), environ)
+            for line in banner(web_url, sandbox_url, environ, demo):
+                say(line)
+        elif not supervisor.stopping.is_set() and supervisor.dead_child() is None:
+            raise DemoError(f"the web process did not answer on {web_url}/healthz within {STARTUP_SECONDS} s")
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        supervisor.stop_all()
+        return 1
+    return supervisor.wait()
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

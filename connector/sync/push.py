@@ -1,0 +1,599 @@
+"""The push (engine → Salesforce): drain the outbox with upserts by external id.
+
+``push_outbox`` claims due outbox rows (``outbox_claims``), reads the **current**
+engine state they are about (``records``), turns it into Salesforce records through
+the outbound mappings, and sends them through sObject Collections subrequests packed
+into ``composite`` calls:
+
+- records are grouped per (object, key field): upserts by External ID go to
+  ``PATCH composite/sobjects/{Object}/{ExtField}``, updates by Id (the account
+  summary) to ``PATCH composite/sobjects``; at most 200 records per collection;
+- at most ``COLLECTIONS_PER_COMPOSITE`` (5) collection subrequests per composite call:
+  Salesforce allows 25 subrequests of which at most 5 may be sObject Collections or
+  queries (REST API guide, "Composite"); 60,000 records are 300 collections in 60 calls;
+- parents go first, and a composite never holds a child collection after its parents'
+  in the same call (Invoice_Line__c and Payment__c reference Invoice__c by external id;
+  with ``collateSubrequests`` Salesforce may reorder "unrelated" subrequests), so
+  children are only sent once their parents' call has returned;
+- ``allOrNone`` is false: each record succeeds or fails alone.
+
+Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
+transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
+push, then retried soon), failed (attempts + 1, backoff, dead letter after
+``MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
+the pause ends and stops the push; a 5xx/timeout that survived the client's retries
+releases them with a short delay and stops; an auth failure releases them and raises.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlmodel import Session
+
+from billing_engine import outbox as ob
+from connector.salesforce.errors import (
+    RETRYABLE_CODES,
+    RecordResult,
+    SalesforceAuthError,
+    SalesforceError,
+    SalesforceLimitError,
+    SalesforceRetryableError,
+)
+from connector.sync import records as rec
+from connector.sync.outbox_claims import (
+    DEFAULT_LEASE,
+    TRANSIENT_DELAY,
+    ClaimedRow,
+    Settlement,
+    claim_rows,
+    settle_rows,
+)
+from mappings import InvalidRecordError, MappingsError, load_specs
+
+log = logging.getLogger("billsync.push")
+
+COLLECTION_SIZE = 200
+COLLECTIONS_PER_COMPOSITE = 5
+TRANSIENT_ROUNDS = 2
+DEFAULT_BATCH_SIZE = 1000
+DEFAULT_CONCURRENCY = 2
+#: Sources in the order Salesforce must receive them (parents first).
+SOURCE_ORDER = ("invoice", "invoice_line", "payment", "account_summary", "subscription_link")
+#: A collection of these sources references records of the listed sources (by external id).
+DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"})}
+
+INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
+PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
+SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.CUSTOMER_MRR_CHANGED})
+SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
+
+Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("account_summary", "cus_1"), ...
+Identity = tuple[str, str, str]  # (object, key field, key value): one Salesforce record
+
+
+def default_worker_id() -> str:
+    return f"{os.environ.get('DYNO') or socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class PushReport:
+    started_at: datetime
+    finished_at: datetime | None = None
+    batches: int = 0
+    claimed: int = 0
+    done: int = 0
+    retrying: int = 0  # failed or transient, back to pending with a delay
+    dead: int = 0
+    released: int = 0  # put back untouched (the push stopped before sending them)
+    superseded: int = 0
+    records_sent: int = 0
+    records_failed: int = 0
+    composite_calls: int = 0
+    paused_until: datetime | None = None
+    stop_reason: str | None = None  # why the push stopped early (limit, Salesforce unavailable)
+
+    @property
+    def records_per_call(self) -> float:
+        return self.records_sent / self.composite_calls if self.composite_calls else 0.0
+
+    def lines(self) -> list[str]:
+        out = [f"pushed {self.claimed} outbox rows in {self.batches} batches: {self.done} done, "
+               f"{self.retrying} to retry, {self.dead} dead, {self.released} released"
+               + (f", {self.superseded} superseded" if self.superseded else ""),
+               f"{self.records_sent} records in {self.composite_calls} composite calls "
+               f"({self.records_per_call:.0f} records/call), {self.records_failed} record failures"]
+        if self.paused_until:
+            out.append(f"paused until {self.paused_until.isoformat(timespec='seconds')}: {self.stop_reason}")
+        elif self.stop_reason:
+            out.append(f"stopped: {self.stop_reason}")
+        if self.retrying or self.dead:
+            out.append("see 'billsync sync status' for the errors; 'billsync sync retry' re-queues dead letters")
+        return out
+
+
+class _SendStopped(Exception):
+    def __init__(self, error: SalesforceError):
+        super().__init__(str(error))
+        self.error = error
+
+
+@dataclass
+class _Batch:
+    rows: list[ClaimedRow]
+    now: datetime
+    needs: dict[int, list[Need]] = field(default_factory=dict)  # row id → its needs, main one first
+    row_errors: dict[int, str] = field(default_factory=dict)
+    row_notes: dict[int, str] = field(default_factory=dict)
+    need_identities: dict[Need, list[Identity]] = field(default_factory=dict)
+    need_errors: dict[Need, str] = field(default_factory=dict)
+    need_notes: dict[Need, str] = field(default_factory=dict)
+    records: dict[Identity, tuple[str, dict[str, Any]]] = field(default_factory=dict)  # → (source, sf record)
+    results: dict[Identity, str | None] = field(default_factory=dict)  # → Salesforce id when it succeeded
+    errors: dict[Identity, tuple[str, bool]] = field(default_factory=dict)  # → (message, transient)
+
+
+# ---------------------------------------------------------------- the use case
+
+
+def push_outbox(services: Any, *, worker_id: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+                now: datetime | None = None, lease: timedelta = DEFAULT_LEASE, max_batches: int | None = None,
+                should_stop: Callable[[], bool] | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> PushReport:
+    """Push every due outbox row to Salesforce, ``batch_size`` rows per claim, until none is due.
+
+    ``now`` (tz-aware) pins the clock (tests); by default each batch reads the time.
+    Stops early when Salesforce pauses us (``report.paused_until``) or stays unavailable
+    (``report.stop_reason``), after ``max_batches``, or when ``should_stop()`` is true.
+    Raises ``SalesforceAuthError``/``SalesforceNotConfiguredError`` (rows released first).
+
+    Pipelined: while one batch is sent and settled (by a sender thread, FIFO, so a
+    record read later is always sent later), the next one is claimed and built. Within
+    a batch, independent composite calls go out on up to ``concurrency`` connections
+    (the process's client plus clients of its own); children wait for their parents.
+    """
+    if now is not None and (now.tzinfo is None or now.utcoffset() is None):
+        raise ValueError("now must be timezone-aware")
+    if concurrency < 1:
+        raise ValueError("concurrency must be at least 1")
+    worker_id = worker_id or default_worker_id()
+    clock = (lambda: now) if now is not None else (lambda: datetime.now(UTC))
+    report = PushReport(started_at=clock())
+    client = services.salesforce()
+    specs = load_specs(services.settings.mappings_dir)
+    timezone = ZoneInfo(getattr(services.settings, "billsync_timezone", None) or "UTC")
+    sender = _Sender(services, client, concurrency, worker_id, report)
+    try:
+        while max_batches is None or report.batches < max_batches:
+            if sender.stopped.is_set() or (should_stop is not None and should_stop()):
+                break
+            batch_now = clock()
+            rows = claim_rows(services.engine, worker_id=worker_id, limit=batch_size, now=batch_now, lease=lease)
+            if not rows:
+                break
+            report.batches += 1
+            report.claimed += len(rows)
+            batch = _Batch(rows, now=batch_now)
+            try:
+                _plan(batch)
+                with Session(services.engine) as session:
+                    _build(batch, session, specs, batch_now.astimezone(timezone).date())
+                    session.rollback()
+            except BaseException:
+                _release(services.engine, rows, worker_id, batch_now)
+                raise
+            sender.submit(batch)
+    finally:
+        sender.close()
+    report.finished_at = clock() if now is None else now
+    if isinstance(sender.stop, SalesforceAuthError):
+        raise sender.stop
+    if sender.failure is not None:
+        raise sender.failure
+    return report
+
+
+def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime) -> None:
+    settle_rows(engine, [Settlement(r.id, "release") for r in rows], worker_id=worker_id, now=now,
+                claimed={r.id: r for r in rows})
+
+
+class _Sender:
+    """Sends and settles built batches in order, on its own thread."""
+
+    def __init__(self, services: Any, client: Any, concurrency: int, worker_id: str, report: PushReport):
+        self.services, self.worker_id, self.report = services, worker_id, report
+        self.clients = [client]
+        self.concurrency = concurrency
+        self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self.stopped = threading.Event()
+        self.stop: SalesforceError | None = None
+        self.failure: BaseException | None = None
+        self.lock = threading.Lock()
+        self.pool = ThreadPoolExecutor(max_workers=concurrency) if concurrency > 1 else None
+        self.thread = threading.Thread(target=self._run, name="billsync-push-sender", daemon=True)
+        self.thread.start()
+
+    def submit(self, batch: _Batch) -> None:
+        self.queue.put(batch)
+
+    def close(self) -> None:
+        self.queue.put(None)
+        self.thread.join()
+        if self.pool is not None:
+            self.pool.shutdown(wait=True)
+
+    def _run(self) -> None:
+        while True:
+            batch = self.queue.get()
+            if batch is None:
+                return
+            try:
+                if self.stopped.is_set():  # the push stopped: give the batch back untouched
+                    self._settle(batch, None, release_all=True)
+                    continue
+                stop = self._deliver(batch)
+            except BaseException as exc:  # a bug or the database: release, stop, raise in the caller
+                self.failure = self.failure or exc
+                self.stopped.set()
+                try:
+                    _release(self.services.engine, batch.rows, self.worker_id, batch.now)
+                except BaseException:  # the lease makes them claimable again anyway
+                    log.exception("push: cannot release rows %s..%s", batch.rows[0].id, batch.rows[-1].id)
+                continue
+            if stop is not None:
+                self.stop = stop
+                self.stopped.set()
+                self._report_stop(stop)
+
+    def _deliver(self, batch: _Batch) -> SalesforceError | None:
+        stop: SalesforceError | None = None
+        try:
+            self._send(batch, list(batch.records))
+            for _ in range(TRANSIENT_ROUNDS):
+                again = _transient_identities(batch)
+                if not again:
+                    break
+                self._send(batch, again)
+        except _SendStopped as stopped:
+            stop = stopped.error
+        self._settle(batch, stop)
+        return stop
+
+    def _settle(self, batch: _Batch, stop: SalesforceError | None, *, release_all: bool = False) -> None:
+        if release_all:
+            settlements = [Settlement(r.id, "release") for r in batch.rows]
+        else:
+            settlements = _settlements(batch, stop, batch.now)
+        counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=batch.now,
+                             claimed={r.id: r for r in batch.rows})
+        with self.lock:
+            r = self.report
+            r.done += counts.done
+            r.retrying += counts.retrying
+            r.dead += counts.dead
+            r.released += counts.released
+            r.superseded += counts.superseded
+            r.records_failed += sum(1 for _, transient in batch.errors.values() if not transient)
+
+    def _report_stop(self, stop: SalesforceError) -> None:
+        if isinstance(stop, SalesforceLimitError):
+            self.report.paused_until = stop.resume_after
+            self.report.stop_reason = stop.message
+            log.warning("push paused until %s: %s", stop.resume_after, stop.message)
+        elif not isinstance(stop, SalesforceAuthError):
+            self.report.stop_reason = f"Salesforce unavailable: {stop}"
+            log.warning("push stopped: %s", stop)
+
+    def _client(self, index: int) -> Any:
+        while len(self.clients) <= index:
+            from connector.salesforce import build_client
+
+            self.clients.append(build_client(self.services.settings))
+        return self.clients[index]
+
+    def _send(self, batch: _Batch, identities: list[Identity]) -> None:
+        """Stage by stage (parents, then children); within a stage up to ``concurrency`` calls at once."""
+        for stage in _stages(self._client(0), batch, identities):
+            if self.pool is None or len(stage) == 1:
+                for call in stage:
+                    _send_call(self._client(0), batch, call, self.report, self.lock)
+                continue
+            for start in range(0, len(stage), self.concurrency):
+                wave = stage[start:start + self.concurrency]
+                futures = [self.pool.submit(_send_call, self._client(i), batch, call, self.report, self.lock)
+                           for i, call in enumerate(wave)]
+                stopped: _SendStopped | None = None
+                for future in futures:
+                    try:
+                        future.result()
+                    except _SendStopped as exc:
+                        stopped = stopped or exc
+                if stopped is not None:
+                    raise stopped
+
+
+# ---------------------------------------------------------------- rows → needs → records
+
+
+def _plan(batch: _Batch) -> None:
+    """What each row needs pushed (its main record first)."""
+    for row in batch.rows:
+        payload = row.payload
+        try:
+            if row.topic == ob.INVOICE_FINALIZED:
+                iid = int(row.aggregate_id)
+                needs: list[Need] = [("invoice", iid), ("invoice_lines", iid)]
+            elif row.topic == ob.INVOICE_STATUS_CHANGED:
+                needs = [("invoice", int(row.aggregate_id))]
+            elif row.topic == ob.CREDIT_NOTE_ISSUED:
+                # Credit notes have no Salesforce object: push the invoice figures they changed.
+                iid = payload.get("invoice_id")
+                needs = [("invoice", int(iid))] if iid is not None else []
+                if not needs:
+                    batch.row_notes[row.id] = "credit note without an invoice: nothing to push"
+            elif row.topic in PAYMENT_TOPICS:
+                needs = [("payment", int(row.aggregate_id))]
+            elif row.topic in SUMMARY_TOPICS:
+                needs = [("account_summary", str(payload.get("customer_id") or row.aggregate_id))]
+            elif row.topic in SUBSCRIPTION_TOPICS:
+                needs = [("subscription_link", str(row.aggregate_id))]
+            else:
+                batch.row_errors[row.id] = f"no push is defined for topic {row.topic!r}"
+                needs = []
+        except (TypeError, ValueError) as exc:
+            batch.row_errors[row.id] = f"bad outbox row: {exc}"
+            needs = []
+        batch.needs[row.id] = needs
+
+
+def _build(batch: _Batch, session: Session, specs: Any, as_of: Any) -> None:
+    wanted: dict[str, set[Any]] = defaultdict(set)
+    for needs in batch.needs.values():
+        for kind, key in needs:
+            wanted[kind].add(key)
+    payments = rec.load_payments(session, wanted["payment"]) if wanted["payment"] else {}
+    # A payment changes what its invoices have been paid: push those invoices (before the payment).
+    paid_invoices = rec.payment_invoice_ids(session, payments) if payments else {}
+    for row in batch.rows:
+        needs = batch.needs[row.id]
+        if needs and needs[0][0] == "payment":
+            extra = [("invoice", iid) for iid in paid_invoices.get(needs[0][1], [])]
+            needs.extend(extra)
+            wanted["invoice"].update(i for _, i in extra)
+    invoices = rec.load_invoices(session, wanted["invoice"], as_of) if wanted["invoice"] else {}
+    lines = rec.load_invoice_lines(session, wanted["invoice_lines"]) if wanted["invoice_lines"] else {}
+    summaries = rec.load_account_summaries(session, wanted["account_summary"], as_of) \
+        if wanted["account_summary"] else {}
+    links = rec.load_subscription_links(session, wanted["subscription_link"]) if wanted["subscription_link"] else {}
+
+    for kind, keys in wanted.items():
+        for key in keys:
+            need = (kind, key)
+            if kind == "invoice":
+                _add(batch, specs, need, "invoice", [invoices.get(key)], f"invoice {key} not found")
+            elif kind == "invoice_lines":
+                if key not in invoices and not lines.get(key):
+                    batch.need_identities[need] = []
+                else:
+                    _add(batch, specs, need, "invoice_line", lines.get(key, []), None)
+            elif kind == "payment":
+                _add(batch, specs, need, "payment", [payments.get(key)], f"payment {key} not found")
+            elif kind == "account_summary":
+                if key not in summaries:
+                    batch.need_errors[need] = f"customer {key} not found"
+                elif summaries[key] is None:
+                    batch.need_identities[need] = []
+                    batch.need_notes[need] = f"customer {key} has no Salesforce Account: nothing to push"
+                else:
+                    _add(batch, specs, need, "account_summary", [summaries[key]], None)
+            elif kind == "subscription_link":
+                if links.get(key) is None:
+                    batch.need_identities[need] = []
+                    batch.need_notes[need] = f"subscription {key} did not come from an Opportunity: nothing to push"
+                else:
+                    _add(batch, specs, need, "subscription_link", [links[key]], None)
+
+
+def _add(batch: _Batch, specs: Any, need: Need, source: str, engine_records: list[dict[str, Any] | None],
+         missing: str | None) -> None:
+    identities: list[Identity] = []
+    batch.need_identities[need] = identities
+    for engine_record in engine_records:
+        if engine_record is None:
+            batch.need_errors[need] = missing or f"{need[0]} {need[1]} not found"
+            return
+        for spec in specs.outbound_for(source):
+            try:
+                sf_record = _apply(spec, engine_record)
+            except InvalidRecordError as exc:
+                batch.need_errors[need] = f"{spec.object} {engine_record.get(spec.key.sources[0])}: " + "; ".join(
+                    f"{e.field}: {e.reason}" for e in exc.errors)
+                return
+            except MappingsError as exc:
+                batch.need_errors[need] = f"mapping {spec.name!r} cannot be used: {exc}"
+                return
+            key_value = sf_record.get(spec.key.name)
+            if key_value in (None, ""):
+                batch.need_errors[need] = f"{spec.object}: the key {spec.key.name} is empty"
+                return
+            identity = (spec.object, spec.key.name, str(key_value))
+            identities.append(identity)
+            batch.records.setdefault(identity, (source, sf_record))
+
+
+def _apply(spec: Any, engine_record: dict[str, Any]) -> dict[str, Any]:
+    from mappings import apply_outbound
+
+    return apply_outbound(spec, engine_record)
+
+
+# ---------------------------------------------------------------- sending
+
+
+def _transient_identities(batch: _Batch) -> list[Identity]:
+    """Every record of the rows that met a transient error (children included: they may have failed
+    only because their parent did)."""
+    bad = {i for i, (_, transient) in batch.errors.items() if transient}
+    if not bad:
+        return []
+    again: list[Identity] = []
+    seen: set[Identity] = set()
+    for row in batch.rows:
+        identities = [i for need in batch.needs[row.id] for i in batch.need_identities.get(need, [])]
+        if any(i in bad for i in identities):
+            for i in identities:
+                if i not in seen:
+                    seen.add(i)
+                    again.append(i)
+    for i in again:
+        batch.errors.pop(i, None)
+        batch.results.pop(i, None)
+    rank = {identity: n for n, identity in enumerate(batch.records)}
+    return sorted(again, key=lambda i: rank[i])
+
+
+def _stages(client: Any, batch: _Batch, identities: list[Identity]) -> list[list[list[tuple[str, dict, list]]]]:
+    """Composite calls grouped in stages: a stage's calls only reference records of earlier stages.
+
+    Each call is a list of (source, subrequest, identities): at most
+    ``COLLECTIONS_PER_COMPOSITE`` collections of at most ``COLLECTION_SIZE`` records.
+    """
+    groups: dict[tuple[int, str, str], list[Identity]] = {}
+    for identity in identities:
+        source, _ = batch.records[identity]
+        groups.setdefault((SOURCE_ORDER.index(source), identity[0], identity[1]), []).append(identity)
+    base = f"/services/data/v{client.api_version}/composite/sobjects"
+    by_stage: dict[int, list[tuple[str, dict, list]]] = defaultdict(list)
+    number = 0
+    for (rank, obj, key_field), members in sorted(groups.items(), key=lambda kv: kv[0][0]):
+        source = SOURCE_ORDER[rank]
+        for start in range(0, len(members), COLLECTION_SIZE):
+            chunk = members[start:start + COLLECTION_SIZE]
+            number += 1
+            url = base if key_field == "Id" else f"{base}/{obj}/{key_field}"
+            sub = {"method": "PATCH", "url": url, "referenceId": f"c{number}",
+                   "body": {"allOrNone": False, "records": [batch.records[i][1] for i in chunk]}}
+            by_stage[_stage_of(source)].append((source, sub, chunk))
+    return [[subs[i:i + COLLECTIONS_PER_COMPOSITE] for i in range(0, len(subs), COLLECTIONS_PER_COMPOSITE)]
+            for _, subs in sorted(by_stage.items())]
+
+
+def _stage_of(source: str) -> int:
+    parents = DEPENDS_ON.get(source, frozenset())
+    return 1 + max((_stage_of(p) for p in parents), default=-1)
+
+
+def _send_call(client: Any, batch: _Batch, call: list[tuple[str, dict, list]], report: PushReport,
+               lock: threading.Lock) -> None:
+    try:
+        answers = client.composite([sub for _, sub, _ in call], all_or_none=False)
+    except (SalesforceLimitError, SalesforceRetryableError, SalesforceAuthError) as exc:
+        raise _SendStopped(exc) from exc
+    except SalesforceError as exc:  # our request was refused as a whole: every record in it failed
+        for _, _, chunk in call:
+            for identity in chunk:
+                batch.errors[identity] = (f"{exc}", False)
+        with lock:
+            report.composite_calls += 1
+        return
+    with lock:
+        report.composite_calls += 1
+        report.records_sent += sum(len(chunk) for _, _, chunk in call)
+    by_ref = {a.reference_id: a for a in answers}
+    for _, sub, chunk in call:
+        answer = by_ref.get(sub["referenceId"])
+        if answer is None:
+            for identity in chunk:
+                batch.errors[identity] = ("no answer for this record in the composite response", True)
+            continue
+        if not answer.success or not isinstance(answer.body, list):
+            code, message = _subrequest_error(answer.body, answer.status)
+            transient = code in RETRYABLE_CODES or answer.status >= 500
+            for identity in chunk:
+                batch.errors[identity] = (f"{code}: {message}", transient)
+            continue
+        results = [RecordResult.from_json(item) for item in answer.body]
+        for index, identity in enumerate(chunk):
+            result = results[index] if index < len(results) else None
+            if result is None:
+                batch.errors[identity] = ("no result for this record", True)
+            elif result.success:
+                batch.results[identity] = result.id
+            else:
+                batch.errors[identity] = _record_error(identity, result)
+
+
+def _subrequest_error(body: Any, status: int) -> tuple[str, str]:
+    item = body[0] if isinstance(body, list) and body else body
+    if isinstance(item, dict):
+        return (str(item.get("errorCode") or item.get("statusCode") or f"HTTP_{status}"),
+                str(item.get("message") or ""))
+    return f"HTTP_{status}", str(body)[:200]
+
+
+def _record_error(identity: Identity, result: RecordResult) -> tuple[str, bool]:
+    errors = result.errors or ()
+    if not errors:
+        return f"{identity[0]} {identity[2]}: rejected without a reason", False
+    first = errors[0]
+    fields = f" ({', '.join(first.fields)})" if first.fields else ""
+    text = f"{identity[0]} {identity[2]}: {first.code}: {first.message}{fields}"
+    return text, all(e.is_transient for e in errors)
+
+
+# ---------------------------------------------------------------- verdicts
+
+
+def _settlements(batch: _Batch, stop: SalesforceError | None, now: datetime) -> list[Settlement]:
+    out: list[Settlement] = []
+    for row in batch.rows:
+        if row.id in batch.row_errors:
+            out.append(Settlement(row.id, "failed", batch.row_errors[row.id]))
+            continue
+        needs = batch.needs[row.id]
+        need_errors = [batch.need_errors[n] for n in needs if n in batch.need_errors]
+        if need_errors:
+            out.append(Settlement(row.id, "failed", "; ".join(need_errors)))
+            continue
+        identities = [i for need in needs for i in batch.need_identities.get(need, [])]
+        unsent = [i for i in identities if i not in batch.results and i not in batch.errors]
+        if unsent and stop is not None:
+            if isinstance(stop, SalesforceLimitError):
+                out.append(Settlement(row.id, "release", retry_at=stop.resume_after))
+            elif isinstance(stop, SalesforceAuthError):
+                out.append(Settlement(row.id, "release"))
+            else:
+                out.append(Settlement(row.id, "transient", f"Salesforce unavailable: {stop}",
+                                      retry_at=now + TRANSIENT_DELAY))
+            continue
+        errors = [batch.errors[i] for i in identities if i in batch.errors]
+        if unsent:
+            errors.append(("not sent", True))
+        if any(transient for _, transient in errors):
+            message = next(m for m, transient in errors if transient)
+            out.append(Settlement(row.id, "transient", message))
+        elif errors:
+            out.append(Settlement(row.id, "failed", "; ".join(m for m, _ in errors[:3])
+                                  + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")))
+        else:
+            main = batch.need_identities.get(needs[0], []) if needs else []
+            notes = [batch.need_notes[n] for n in needs if n in batch.need_notes]
+            note = batch.row_notes.get(row.id) or ("; ".join(notes) if notes else None)
+            out.append(Settlement(row.id, "done", note, salesforce_id=batch.results.get(main[0]) if main else None))
+    return out
+
+
+def iter_topics() -> Iterable[str]:
+    """Topics the push knows how to deliver."""
+    return sorted(INVOICE_TOPICS | PAYMENT_TOPICS | SUMMARY_TOPICS | SUBSCRIPTION_TOPICS | {ob.CREDIT_NOTE_ISSUED})

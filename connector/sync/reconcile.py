@@ -1,0 +1,422 @@
+"""Reconciliation: do the engine and Salesforce agree on a month's invoices and payments?
+
+``reconcile_period(services, "2026-11")`` reads, for the month:
+
+- the engine's finalized invoices issued in it (``issued_on``) and its payments received
+  in it (``received_on``);
+- Salesforce's ``Invoice__c`` by ``Issue_Date__c`` and ``Payment__c`` by
+  ``Payment_Date__c`` in the month (SOQL through the client; every value escaped).
+
+It compares them per currency and status (count and sum) and record by record, keyed by
+the external ids the push writes (``Billsync_Invoice_Id__c``, ``Billsync_Payment_Id__c``):
+missing in Salesforce, missing in the engine, an amount different (``Total__c``,
+``Balance__c``; ``Amount__c``), or a status different
+(``Status__c``, ``Payment_Status__c``). Amounts are exact decimals, compared to the cent.
+
+``requeue_drift(services, report)`` (``billsync reconcile --repair``) puts the outbox rows
+of every drifted engine record back to pending, so the next push writes it again (the
+push upserts by external id, so replaying is safe). A record that exists only in
+Salesforce cannot be fixed by a push: it is reported for a person to look at.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import and_, select, update
+from sqlmodel import Session
+
+from billing_engine import outbox as ob
+from billing_engine.payments import payment_status
+from billing_engine.storage.billing_tables import Invoice, OutboxRow, Payment, Refund
+from billing_engine.storage.tables import CustomerRow
+from connector.database import transaction
+from connector.salesforce.soql import build_soql
+from connector.sync.records import invoice_external_id, payment_external_id
+
+ZERO = Decimal(0)
+
+INVOICE_SOQL = ("SELECT Id, Name, Billsync_Invoice_Id__c, Status__c, Payment_Status__c, Total__c, Balance__c, "
+                "CurrencyIsoCode, Issue_Date__c FROM Invoice__c "
+                "WHERE Issue_Date__c >= {} AND Issue_Date__c < {} ORDER BY Issue_Date__c, Name")
+PAYMENT_SOQL = ("SELECT Id, Name, Billsync_Payment_Id__c, Status__c, Amount__c, Unapplied_Amount__c, "
+                "CurrencyIsoCode, Payment_Date__c FROM Payment__c "
+                "WHERE Payment_Date__c >= {} AND Payment_Date__c < {} ORDER BY Payment_Date__c, Name")
+
+# The fields compared record by record: (Salesforce field, kind of mismatch).
+INVOICE_FIELDS = (("Status__c", "status"), ("Payment_Status__c", "status"), ("Total__c", "amount"),
+                  ("Balance__c", "amount"), ("CurrencyIsoCode", "status"))
+PAYMENT_FIELDS = (("Status__c", "status"), ("Amount__c", "amount"), ("CurrencyIsoCode", "status"))
+REQUEUE_TOPICS = {
+    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED),
+    "payment": (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED),
+}
+
+
+class ReconcileError(Exception):
+    """The comparison cannot run (bad period); the message is one line for people."""
+
+
+def parse_period(text: str) -> tuple[date, date]:
+    """``"2026-11"`` → ``[2026-11-01, 2026-12-01)``; raises ``ReconcileError``."""
+    parts = text.strip().split("-")
+    if len(parts) != 2 or len(parts[0]) != 4 or len(parts[1]) != 2 or not all(p.isdigit() for p in parts) \
+            or not 1 <= int(parts[1]) <= 12 or int(parts[0]) < 1900:
+        raise ReconcileError(f"{text!r} is not a month; use YYYY-MM, for example 2026-11")
+    year, month = int(parts[0]), int(parts[1])
+    starts_on = date(year, month, 1)
+    ends_before = date(year + 1, 1, 1) if month == 12 else date(year, month + 1, 1)
+    return starts_on, ends_before
+
+
+# ---------------------------------------------------------------- the report
+
+
+@dataclass(frozen=True)
+class Side:
+    """One record as one side sees it: the compared fields, as strings or exact decimals."""
+
+    object_name: str  # "invoice" | "payment"
+    external_id: str
+    label: str  # invoice number / payment reference, for people
+    currency: str
+    status: str
+    amount: Decimal  # total (invoice) or amount (payment): what the per-status sums add
+    fields: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Mismatch:
+    object_name: str
+    external_id: str
+    label: str
+    kind: str  # missing_in_salesforce | missing_in_engine | amount | status
+    field: str = ""
+    engine_value: Any = None
+    salesforce_value: Any = None
+
+    def describe(self) -> str:
+        what = f"{self.object_name} {self.label}"
+        if self.label != self.external_id:
+            what += f" (billsync id {self.external_id})"
+        if self.kind == "missing_in_salesforce":
+            return f"{what}: missing in Salesforce"
+        if self.kind == "missing_in_engine":
+            return f"{what}: in Salesforce but not in billsync"
+        return (f"{what}: {self.kind} differs on {self.field}: billsync {_show(self.engine_value)}, "
+                f"Salesforce {_show(self.salesforce_value)}")
+
+
+def _show(value: Any) -> str:
+    return "empty" if value is None or value == "" else str(value)
+
+
+@dataclass
+class StatusTotal:
+    object_name: str
+    currency: str
+    status: str
+    engine_count: int = 0
+    engine_sum: Decimal = ZERO
+    salesforce_count: int = 0
+    salesforce_sum: Decimal = ZERO
+
+    @property
+    def agrees(self) -> bool:
+        return self.engine_count == self.salesforce_count and self.engine_sum == self.salesforce_sum
+
+
+@dataclass
+class ReconcileReport:
+    period: str
+    starts_on: date
+    ends_before: date
+    totals: list[StatusTotal] = field(default_factory=list)
+    mismatches: list[Mismatch] = field(default_factory=list)
+    engine_records: int = 0
+    salesforce_records: int = 0
+
+    @property
+    def agrees(self) -> bool:
+        return not self.mismatches and all(t.agrees for t in self.totals)
+
+
+# ---------------------------------------------------------------- reading both sides
+
+
+def _decimal(value: Any) -> Decimal | None:
+    if value is None or value == "":
+        return None
+    return value if isinstance(value, Decimal) else Decimal(str(value))
+
+
+def engine_invoices(session: Session, starts_on: date, ends_before: date, today: date) -> list[Side]:
+    rows = session.execute(
+        select(Invoice).where(Invoice.issued_on >= starts_on, Invoice.issued_on < ends_before,
+                              Invoice.status != "draft").order_by(Invoice.issued_on, Invoice.number)
+    ).scalars().all()
+    out = []
+    for inv in rows:
+        pay = payment_status(status=inv.status, total=inv.total, paid=inv.amount_paid, credited=inv.amount_credited,
+                             refunded=inv.amount_refunded, due_on=inv.due_on, as_of=today)
+        out.append(Side("invoice", invoice_external_id(inv.id), inv.number or f"DRAFT-{inv.id}", inv.currency,
+                        inv.status, inv.total,
+                        {"Status__c": inv.status, "Payment_Status__c": pay, "Total__c": inv.total,
+                         "Balance__c": inv.balance, "CurrencyIsoCode": inv.currency}))
+    return out
+
+
+def _payment_status(amount: Decimal, refunded: Decimal) -> str:
+    if refunded <= 0:
+        return "succeeded"
+    return "refunded" if refunded >= amount else "partially_refunded"
+
+
+def engine_payments(session: Session, starts_on: date, ends_before: date) -> list[Side]:
+    rows = session.execute(
+        select(Payment).where(Payment.received_on >= starts_on, Payment.received_on < ends_before)
+        .order_by(Payment.received_on, Payment.id)).scalars().all()
+    refunded: dict[int, Decimal] = defaultdict(Decimal)
+    ids = [p.id for p in rows]
+    for start in range(0, len(ids), 900):
+        for refund in session.execute(select(Refund).where(Refund.payment_id.in_(ids[start:start + 900]))).scalars():
+            refunded[refund.payment_id] += refund.amount
+    out = []
+    for p in rows:
+        status = _payment_status(p.amount, refunded.get(p.id, ZERO))
+        unapplied = p.unapplied
+        out.append(Side("payment", payment_external_id(p.id), p.external_reference or str(p.id), p.currency, status,
+                        p.amount, {"Status__c": status, "Amount__c": p.amount, "Unapplied_Amount__c": unapplied,
+                                   "CurrencyIsoCode": p.currency}))
+    return out
+
+
+def salesforce_invoices(client: Any, starts_on: date, ends_before: date) -> list[Side]:
+    out = []
+    for rec in client.query_all(build_soql(INVOICE_SOQL, starts_on, ends_before)):
+        ext = rec.get("Billsync_Invoice_Id__c") or ""
+        total = _decimal(rec.get("Total__c")) or ZERO
+        out.append(Side("invoice", ext or rec["Id"], rec.get("Name") or rec["Id"], rec.get("CurrencyIsoCode") or "",
+                        rec.get("Status__c") or "", total,
+                        {"Status__c": rec.get("Status__c"), "Payment_Status__c": rec.get("Payment_Status__c"),
+                         "Total__c": _decimal(rec.get("Total__c")), "Balance__c": _decimal(rec.get("Balance__c")),
+                         "CurrencyIsoCode": rec.get("CurrencyIsoCode")}))
+    return out
+
+
+def salesforce_payments(client: Any, starts_on: date, ends_before: date) -> list[Side]:
+    out = []
+    for rec in client.query_all(build_soql(PAYMENT_SOQL, starts_on, ends_before)):
+        ext = rec.get("Billsync_Payment_Id__c") or ""
+        out.append(Side("payment", ext or rec["Id"], rec.get("Name") or rec["Id"], rec.get("CurrencyIsoCode") or "",
+                        rec.get("Status__c") or "", _decimal(rec.get("Amount__c")) or ZERO,
+                        {"Status__c": rec.get("Status__c"), "Amount__c": _decimal(rec.get("Amount__c")),
+                         "Unapplied_Amount__c": _decimal(rec.get("Unapplied_Amount__c")),
+                         "CurrencyIsoCode": rec.get("CurrencyIsoCode")}))
+    return out
+
+
+# ---------------------------------------------------------------- comparing
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, Decimal) or isinstance(b, Decimal):
+        return (a if a is not None else ZERO) == (b if b is not None else ZERO)
+    return (a or "") == (b or "")
+
+
+def compare(engine: Iterable[Side], salesforce: Iterable[Side],
+            fields: tuple[tuple[str, str], ...]) -> tuple[list[StatusTotal], list[Mismatch]]:
+    """Per (object, currency, status) counts and sums, and every record-level mismatch (pure)."""
+    totals: dict[tuple[str, str, str], StatusTotal] = {}
+
+    def total(side: Side) -> StatusTotal:
+        key = (side.object_name, side.currency, side.status)
+        if key not in totals:
+            totals[key] = StatusTotal(*key)
+        return totals[key]
+
+    mismatches: list[Mismatch] = []
+    sf_by_id: dict[str, Side] = {}
+    for rec in salesforce:
+        t = total(rec)
+        t.salesforce_count += 1
+        t.salesforce_sum += rec.amount
+        sf_by_id[rec.external_id] = rec
+    seen: set[str] = set()
+    for rec in engine:
+        t = total(rec)
+        t.engine_count += 1
+        t.engine_sum += rec.amount
+        seen.add(rec.external_id)
+        other = sf_by_id.get(rec.external_id)
+        if other is None:
+            mismatches.append(Mismatch(rec.object_name, rec.external_id, rec.label, "missing_in_salesforce"))
+            continue
+        for name, kind in fields:
+            if not _same(rec.fields.get(name), other.fields.get(name)):
+                mismatches.append(Mismatch(rec.object_name, rec.external_id, rec.label, kind, name,
+                                           rec.fields.get(name), other.fields.get(name)))
+    for ext, rec in sf_by_id.items():
+        if ext not in seen:
+            mismatches.append(Mismatch(rec.object_name, rec.external_id, rec.label, "missing_in_engine"))
+    ordered = sorted(totals.values(), key=lambda t: (t.object_name, t.currency, t.status))
+    return ordered, mismatches
+
+
+def reconcile_period(services: Any, period: str, *, today: date | None = None) -> ReconcileReport:
+    """Compare the engine and Salesforce for one month (``YYYY-MM``); read-only.
+
+    ``today`` (default: today in BILLSYNC_TIMEZONE) decides which unpaid invoices are overdue.
+    """
+    from connector.billing_jobs import today_in
+
+    starts_on, ends_before = parse_period(period)
+    today = today or today_in(services.settings.billsync_timezone)
+    with Session(services.engine) as session:
+        e_invoices = engine_invoices(session, starts_on, ends_before, today)
+        e_payments = engine_payments(session, starts_on, ends_before)
+    client = services.salesforce()
+    s_invoices = salesforce_invoices(client, starts_on, ends_before)
+    s_payments = salesforce_payments(client, starts_on, ends_before)
+    report = ReconcileReport(f"{starts_on:%Y-%m}", starts_on, ends_before,
+                             engine_records=len(e_invoices) + len(e_payments),
+                             salesforce_records=len(s_invoices) + len(s_payments))
+    for engine_side, sf_side, fields in ((e_invoices, s_invoices, INVOICE_FIELDS),
+                                         (e_payments, s_payments, PAYMENT_FIELDS)):
+        totals, mismatches = compare(engine_side, sf_side, fields)
+        report.totals.extend(totals)
+        report.mismatches.extend(mismatches)
+    return report
+
+
+# ---------------------------------------------------------------- repairing
+
+
+@dataclass
+class RepairResult:
+    requeued: list[str] = field(default_factory=list)  # "invoice INV-2026-000001"
+    not_repairable: list[Mismatch] = field(default_factory=list)
+
+
+def requeue_drift(services: Any, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
+    """Put the outbox rows of every drifted engine record back to pending (one transaction).
+
+    The rows are replayed in their original order, so Salesforce ends with the engine's
+    current state. A record only Salesforce has is left for a person.
+    """
+    now = now or datetime.now(UTC)
+    result = RepairResult()
+    drifted: dict[tuple[str, str], str] = {}
+    for m in report.mismatches:
+        if m.kind == "missing_in_engine":
+            result.not_repairable.append(m)
+        else:
+            drifted.setdefault((m.object_name, m.external_id), m.label)
+    if not drifted:
+        return result
+    t = OutboxRow.__table__
+    with transaction(services.engine) as session:
+        for (object_name, external_id), label in sorted(drifted.items()):
+            topics = REQUEUE_TOPICS[object_name]
+            where = and_(t.c.aggregate_type == object_name, t.c.aggregate_id == external_id,
+                         t.c.topic.in_(topics))
+            rows = session.execute(select(t.c.id, t.c.status).where(where)).all()
+            if not rows:
+                result.not_repairable.append(Mismatch(object_name, external_id, label, "no_outbox_row"))
+                continue
+            session.execute(update(t).where(where, t.c.status.in_((ob.STATUS_DONE, ob.STATUS_DEAD)))
+                            .values(status=ob.STATUS_PENDING, attempts=0, next_attempt_at=now, last_error=None,
+                                    locked_by=None, locked_at=None))
+            result.requeued.append(f"{object_name} {label}")
+        _requeue_summaries(session, drifted, now)
+    return result
+
+
+def _requeue_summaries(session: Session, drifted: dict[tuple[str, str], str], now: datetime) -> None:
+    """The Account summary of the customers concerned is pushed again too (a fresh snapshot row)."""
+    invoice_ids = [int(ext) for (obj, ext) in drifted if obj == "invoice" and ext.isdigit()]
+    payment_ids = [int(ext) for (obj, ext) in drifted if obj == "payment" and ext.isdigit()]
+    customers: set[str] = set()
+    if invoice_ids:
+        customers.update(session.execute(select(Invoice.customer_id).where(Invoice.id.in_(invoice_ids))).scalars())
+    if payment_ids:
+        customers.update(session.execute(select(Payment.customer_id).where(Payment.id.in_(payment_ids))).scalars())
+    known = set(session.execute(select(CustomerRow.id).where(CustomerRow.id.in_(list(customers)))).scalars()) \
+        if customers else set()
+    from billing_engine.storage.billing_tables import add_outbox
+
+    rows = []
+    for customer_id in sorted(known):
+        event = ob.OutboxEvent(ob.CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id})
+        rows.append({"topic": event.topic, "aggregate_type": event.aggregate_type,
+                     "aggregate_id": event.aggregate_id, "payload": event.payload_json(),
+                     "coalesce_key": event.coalesce_key, "created_at": now, "status": ob.STATUS_PENDING,
+                     "attempts": 0})
+    add_outbox(session, rows)
+
+
+# ---------------------------------------------------------------- the command (``billsync reconcile``)
+
+
+def format_report(report: ReconcileReport) -> list[str]:
+    """The table of counts and sums per object, currency and status, then one line per mismatch."""
+    lines = [f"reconcile {report.period} ({report.starts_on} to {report.ends_before}, end excluded): "
+             f"{report.engine_records} records in billsync, {report.salesforce_records} in Salesforce"]
+    header = ("object", "currency", "status", "billsync #", "billsync sum", "Salesforce #", "Salesforce sum", "")
+    rows = [(t.object_name, t.currency, t.status, str(t.engine_count), str(t.engine_sum), str(t.salesforce_count),
+             str(t.salesforce_sum), "ok" if t.agrees else "DIFFERS") for t in report.totals]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    for row in (header, *rows):
+        lines.append("  ".join(v.rjust(w) if 3 <= i <= 6 else v.ljust(w)
+                               for i, (v, w) in enumerate(zip(row, widths, strict=True))).rstrip())
+    lines.extend(f"mismatch: {m.describe()}" for m in report.mismatches)
+    if report.agrees:
+        lines.append(f"billsync and Salesforce agree for {report.period}")
+    else:
+        lines.append(f"{len(report.mismatches)} mismatches for {report.period}")
+    return lines
+
+
+def run_command(period: str, repair: bool) -> int:
+    """``billsync reconcile``: print the comparison (and the repair); 0 iff both sides agree."""
+    import click
+
+    from connector.cli_support import UserError, first_line, load_services
+    from connector.salesforce.errors import SalesforceError
+
+    try:
+        parse_period(period)
+    except ReconcileError as exc:
+        raise UserError(f"--period: {exc}") from None
+    services = load_services()
+    try:
+        report = reconcile_period(services, period)
+    except SalesforceError as exc:
+        raise UserError(f"reconcile {period}: Salesforce: {exc}") from None
+    except Exception as exc:
+        raise UserError(f"reconcile {period} could not run: {first_line(exc)}") from None
+    for line in format_report(report):
+        click.echo(line)
+    if report.agrees:
+        return 0
+    if repair:
+        try:
+            result = requeue_drift(services, report)
+        except Exception as exc:
+            raise UserError(f"reconcile --repair could not re-queue: {first_line(exc)}") from None
+        for name in result.requeued:
+            click.echo(f"re-queued: {name}")
+        for mismatch in result.not_repairable:
+            reason = ("exists only in Salesforce: a person must decide" if mismatch.kind == "missing_in_engine"
+                      else "has no outbox row to replay")
+            click.echo(f"not repaired: {mismatch.object_name} {mismatch.label}: {reason}")
+        if result.requeued:
+            click.echo("the next push sends them ('billsync sync push', or the clock within PUSH_INTERVAL_SECONDS); "
+                       "run reconcile again after it")
+    return 1

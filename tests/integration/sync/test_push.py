@@ -1,0 +1,180 @@
+"""The push against the sandbox over HTTPS: what lands in Salesforce, ids written back, failures kept."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select, update
+from sqlmodel import Session
+
+from billing_engine import billing_services as bs
+from billing_engine.storage.billing_tables import OutboxRow
+from billing_engine.storage.tables import CustomerRow
+from connector.cli import cli
+from connector.database import transaction
+from connector.sandbox.server import AdminClient
+from connector.sync.outbox_claims import MAX_ATTEMPTS, retry_dead_letters
+from connector.sync.push import push_outbox
+from tests.conftest import sandbox_environment
+from tests.integration.sync.test_push_support import (
+    NOW,
+    bill_customers,
+    create_accounts,
+    engine_invoices,
+    outbox_statuses,
+    salesforce_invoices,
+)
+
+
+def rows(engine) -> list[OutboxRow]:
+    with Session(engine) as session:
+        return list(session.scalars(select(OutboxRow).order_by(OutboxRow.id)).all())
+
+
+def admin_of(org) -> AdminClient:
+    return AdminClient(org.url, org.admin_token, org.ca_path)
+
+
+def test_push_upserts_invoices_lines_and_summaries_and_writes_ids_back(services, org):
+    client = services.salesforce()
+    accounts = create_accounts(client, 30)
+    bill_customers(services.engine, accounts, lines=5)
+    calls_before = admin_of(org).stats()["api_calls"]
+
+    report = push_outbox(services, worker_id="w1", now=NOW + timedelta(hours=1))
+
+    # 30 invoices (1 collection) first; then 150 lines (1) + 30 account updates (1): 2 composite calls.
+    assert (report.done, report.retrying, report.dead) == (60, 0, 0)
+    assert report.records_sent == 30 + 150 + 30
+    assert admin_of(org).stats()["api_calls"] - calls_before == report.composite_calls == 2
+    state, duplicates = salesforce_invoices(client)
+    assert duplicates == []
+    assert state == engine_invoices(services.engine)
+    first = client.query_page("SELECT Name, Total__c, Status__c, Payment_Status__c, CurrencyIsoCode, Account__c, "
+                              "Issue_Date__c, Due_Date__c, Period_Start__c, Period_End__c, Balance__c "
+                              "FROM Invoice__c WHERE Billsync_Invoice_Id__c = '1'")["records"][0]
+    with Session(services.engine) as session:
+        invoice = session.get(bs.db.Invoice, 1)
+        customer = session.get(CustomerRow, invoice.customer_id)
+    assert first["Name"] == invoice.number and first["Account__c"] == customer.salesforce_account_id
+    assert (first["Status__c"], first["Payment_Status__c"], first["CurrencyIsoCode"]) == ("open", "unpaid", "EUR")
+    assert Decimal(str(first["Total__c"])) == invoice.total == Decimal(str(first["Balance__c"]))
+    assert (first["Period_Start__c"], first["Period_End__c"]) == ("2026-11-01", "2026-12-01")
+    account = client.get("Account", customer.salesforce_account_id)
+    assert Decimal(str(account["Balance__c"])) == invoice.total
+    assert account["Billsync_Customer_Id__c"] == customer.id and account["Last_Invoice_Date__c"] == "2026-11-01"
+    # The Salesforce id of each row's main record is written back on the row.
+    invoice_ids = {r["Billsync_Invoice_Id__c"]: r["Id"]
+                   for r in client.query_all("SELECT Id, Billsync_Invoice_Id__c FROM Invoice__c")}
+    for row in rows(services.engine):
+        assert row.status == "done" and row.locked_by is None
+        expected = invoice_ids[row.aggregate_id] if row.aggregate_type == "invoice" else None
+        if row.aggregate_type == "customer":
+            with Session(services.engine) as session:
+                expected = session.get(CustomerRow, row.aggregate_id).salesforce_account_id
+        assert row.salesforce_id == expected
+
+    # Nothing left: a second push makes no call.
+    again = push_outbox(services, worker_id="w1", now=NOW + timedelta(hours=2))
+    assert (again.claimed, again.composite_calls) == (0, 0)
+
+
+def test_a_payment_pushes_the_payment_and_the_invoice_figures_it_changed(services, org):
+    client = services.salesforce()
+    accounts = create_accounts(client, 2)
+    bill_customers(services.engine, accounts, lines=2)
+    push_outbox(services, worker_id="w1", now=NOW)
+    with transaction(services.engine) as session:
+        invoice = session.get(bs.db.Invoice, 1)
+        part = (invoice.total / 2).quantize(Decimal("0.01"))
+        bs.record_payment(session, customer_id=invoice.customer_id, amount=part, currency="EUR",
+                          received_on=date(2026, 11, 5), method="transfer", source="bank", external_reference="TX-1",
+                          now=NOW + timedelta(days=4))
+
+    report = push_outbox(services, worker_id="w1", now=NOW + timedelta(days=4))
+
+    assert report.done == 2 and report.dead == report.retrying == 0  # payment.recorded + summary
+    pay = client.query_page("SELECT Amount__c, Invoice__c, Status__c, Payment_Date__c, Reference__c FROM Payment__c"
+                            )["records"]
+    [inv] = client.query_page("SELECT Id, Amount_Paid__c, Balance__c, Payment_Status__c FROM Invoice__c "
+                              "WHERE Billsync_Invoice_Id__c = '1'")["records"]
+    assert len(pay) == 1 and Decimal(str(pay[0]["Amount__c"])) == part and pay[0]["Invoice__c"] == inv["Id"]
+    assert (pay[0]["Status__c"], pay[0]["Payment_Date__c"], pay[0]["Reference__c"]) == ("succeeded", "2026-11-05",
+                                                                                         "TX-1")
+    assert Decimal(str(inv["Amount_Paid__c"])) == part and inv["Payment_Status__c"] == "partially_paid"
+    assert Decimal(str(inv["Balance__c"])) == invoice.total - part
+    state, duplicates = salesforce_invoices(client)
+    assert duplicates == [] and state == engine_invoices(services.engine)
+
+
+def test_record_errors_stay_on_the_row_back_off_then_dead_letter_until_retried(services, org):
+    client = services.salesforce()
+    accounts = create_accounts(client, 3)
+    bill_customers(services.engine, accounts, lines=2)
+    # Someone deletes customer c000001's Account in Salesforce: its invoice cannot be attached to it.
+    client._call("DELETE", "sobjects/Account", lambda sf: sf.Account.delete(accounts[1]))
+
+    report = push_outbox(services, worker_id="w1", now=NOW)
+
+    assert report.done == 4 and report.retrying == 2  # the other customers' rows are not held back
+    by_key = {(r.aggregate_type, r.aggregate_id): r for r in rows(services.engine)}
+    bad = by_key[("invoice", "2")]
+    assert bad.status == "pending" and bad.attempts == 1
+    assert "Account__c" in bad.last_error or "ENTITY_IS_DELETED" in bad.last_error \
+        or "INVALID_CROSS_REFERENCE_KEY" in bad.last_error, bad.last_error
+    assert bad.next_attempt_at.replace(tzinfo=None) == (NOW + timedelta(minutes=1)).replace(tzinfo=None)
+    # Not due yet: a push a few seconds later leaves it alone.
+    assert push_outbox(services, worker_id="w1", now=NOW + timedelta(seconds=30)).claimed == 0
+
+    at = NOW
+    for _ in range(MAX_ATTEMPTS - 1):
+        at += timedelta(hours=1)
+        push_outbox(services, worker_id="w1", now=at)
+    bad = {(r.aggregate_type, r.aggregate_id): r for r in rows(services.engine)}[("invoice", "2")]
+    assert bad.status == "dead" and bad.attempts == MAX_ATTEMPTS
+    assert push_outbox(services, worker_id="w1", now=at + timedelta(days=1)).claimed == 0  # parked
+
+    env = sandbox_environment(org, str(services.engine.url.render_as_string(hide_password=False)))
+    runner = CliRunner()
+    status = runner.invoke(cli, ["sync", "status"], env=env)
+    assert status.exit_code == 0, status.output
+    assert "0 in flight" in status.output and "2 dead" in status.output
+    assert f"#{bad.id} invoice.finalized invoice 2: {MAX_ATTEMPTS} attempts" in status.output
+    assert "API usage" in status.output and "Pull (cursors)" in status.output
+    assert "Notifications (webhook inbox)" in status.output
+
+    # The admin links the customer to a live Account, then re-queues the dead letters.
+    [fresh] = create_accounts(client, 1, prefix="Fresh")
+    with transaction(services.engine) as session:
+        session.execute(update(CustomerRow).where(CustomerRow.id == "c000001").values(salesforce_account_id=fresh))
+    retried = runner.invoke(cli, ["sync", "retry", "--id", str(bad.id)], env=env)
+    assert retried.exit_code == 0 and "re-queued 1 outbox row and 0 notifications;" in retried.output
+    with transaction(services.engine) as session:
+        assert retry_dead_letters(session) == 1  # the summary row, dead too
+    final = push_outbox(services, worker_id="w1", now=at + timedelta(days=1))
+    assert final.done == 2 and outbox_statuses(services.engine) == {"done": 6}
+    state, duplicates = salesforce_invoices(client)
+    assert duplicates == [] and state == engine_invoices(services.engine)
+
+
+def test_sync_push_command_prints_what_it_did(services, org):
+    accounts = create_accounts(services.salesforce(), 3)
+    bill_customers(services.engine, accounts, lines=1)
+    env = sandbox_environment(org, str(services.engine.url.render_as_string(hide_password=False)))
+    result = CliRunner().invoke(cli, ["sync", "push"], env=env)
+    assert result.exit_code == 0, result.output
+    assert "pushed 6 outbox rows in 1 batches: 6 done, 0 to retry, 0 dead" in result.output
+    assert "9 records in 2 composite calls" in result.output
+
+
+@pytest.mark.parametrize("topic", ["no.such.topic"])
+def test_a_row_the_push_cannot_deliver_is_kept_with_its_reason(services, org, topic):
+    with transaction(services.engine) as session:
+        session.add(OutboxRow(topic=topic, aggregate_type="thing", aggregate_id="1", payload="{}", created_at=NOW))
+    report = push_outbox(services, worker_id="w1", now=NOW)
+    [row] = rows(services.engine)
+    assert report.retrying == 1 and row.status == "pending" and row.attempts == 1
+    assert row.last_error == f"no push is defined for topic {topic!r}"

@@ -1,0 +1,154 @@
+"""``billsync bill-run`` and ``billsync metrics mrr`` through the CLI, on deals pulled from the sandbox."""
+
+from __future__ import annotations
+
+import csv
+import io
+from decimal import Decimal
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import Session, select
+
+from billing_engine.storage.billing_tables import Invoice
+from connector.cli import cli
+from connector.sandbox.server import AdminClient
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def run(args, env):
+    result = CliRunner().invoke(cli, args, env=env, catch_exceptions=False)
+    return result.exit_code, result.output
+
+
+@pytest.fixture
+def pulled(org, services, connected_settings):
+    """The sandbox's small org (20 accounts, 12 won deals) pulled into billsync."""
+    from connector.sync.pull import pull_changes
+
+    AdminClient(org.url, org.admin_token, org.ca_path).reset("small")
+    report = pull_changes(services)
+    assert report.failed_records == 0, report.object_errors
+    from tests.conftest import sandbox_environment
+
+    return services, sandbox_environment(org, connected_settings.database_url)
+
+
+@pytest.mark.parametrize("as_of, message", [
+    ("2026-13-01", "--as-of: '2026-13-01' is not a valid date"),
+    ("2026/11/01", "--as-of: '2026/11/01' is not a date; use YYYY-MM-DD"),
+    ("tomorrow", "--as-of: 'tomorrow' is not a date"),
+])
+def test_a_bad_date_is_one_clear_line(settings, as_of, message):
+    code, output = run(["bill-run", "--as-of", as_of], {"DATABASE_URL": settings.database_url})
+    assert code == 2
+    assert output.strip().splitlines() == [output.strip().splitlines()[0]]
+    assert output.startswith(f"error: {message}")
+    assert "Traceback" not in output
+
+
+def test_bill_run_invoices_each_won_deal_once(pulled):
+    services, env = pulled
+    code, output = run(["bill-run", "--as-of", "2026-11-24"], env)
+    assert code == 0, output
+    assert "bill run as of 2026-11-24: 12 invoices created, 12 finalized" in output
+    assert "customers: 12 billed, 0 skipped (billed by another run), 0 failed" in output
+    with Session(services.engine) as session:
+        invoices = session.exec(select(Invoice)).all()
+    assert len(invoices) == 12
+    assert {inv.status for inv in invoices} <= {"open", "paid"}
+    assert sorted(inv.number for inv in invoices) == [f"INV-2026-{n:06d}" for n in range(1, 13)]
+
+    # Idempotent: the same date bills nothing more.
+    code, output = run(["bill-run", "--as-of", "2026-11-24"], env)
+    assert code == 0
+    assert "0 invoices created" in output
+
+
+def test_bill_run_holds_drafts_when_finance_reviews(pulled):
+    services, env = pulled
+    code, output = run(["bill-run", "--as-of", "2026-02-01"], {**env, "HOLD_INVOICES_FOR_REVIEW": "true"})
+    assert code == 0, output
+    assert "0 finalized (HOLD_INVOICES_FOR_REVIEW: left as drafts)" in output
+    with Session(services.engine) as session:
+        statuses = {inv.status for inv in session.exec(select(Invoice)).all()}
+    assert statuses == {"draft"}
+
+
+def test_bill_run_on_a_database_that_is_not_there_fails_clearly(tmp_path):
+    code, output = run(["bill-run", "--as-of", "2026-11-24"],
+                       {"DATABASE_URL": f"sqlite:///{tmp_path}/missing/none.db"})
+    assert code != 0
+    assert output.startswith("error: bill run as of 2026-11-24 could not run:")
+    assert "Traceback" not in output
+
+
+def test_mrr_bridge_table_and_csv_hold_exactly(pulled):
+    _, env = pulled
+    code, output = run(["metrics", "mrr", "--from", "2026-01", "--to", "2026-12", "--csv"], env)
+    assert code == 0, output
+    rows = list(csv.DictReader(io.StringIO(output)))
+    assert {r["currency"] for r in rows} == {"EUR", "USD", "JPY"}
+    assert {r["month"] for r in rows} == {f"2026-{m:02d}" for m in range(1, 13)}
+    closing: dict[str, Decimal] = {}
+    for row in rows:
+        d = {k: Decimal(row[k]) for k in ("opening", "new", "expansion", "reactivation", "contraction", "churn",
+                                          "closing", "arr")}
+        assert d["opening"] + d["new"] + d["expansion"] + d["reactivation"] - d["contraction"] - d["churn"] \
+            == d["closing"], row
+        assert d["arr"] == d["closing"] * 12
+        # Each month opens where the previous one closed.
+        assert d["opening"] == closing.get(row["currency"], Decimal(0)), row
+        closing[row["currency"]] = d["closing"]
+    # 12 won deals in the seed, none churned this year: every currency ends with recurring revenue.
+    assert all(value > 0 for value in closing.values())
+    assert sum(int(r["customers"]) for r in rows if r["month"] == "2026-12") == 12
+
+    code, table = run(["metrics", "mrr", "--from", "2026-01", "--to", "2026-02"], env)
+    assert code == 0
+    lines = table.splitlines()
+    assert lines[0].split() == ["month", "currency", "opening", "new", "expansion", "reactivation",
+                                "contraction", "churn", "closing", "arr", "customers"]
+    assert len(lines) == 1 + 2 * 3
+
+
+def test_mrr_bad_months_are_reported_one_line_each(settings):
+    code, output = run(["metrics", "mrr", "--from", "2026/11", "--to", "2026-13"],
+                       {"DATABASE_URL": settings.database_url})
+    assert code == 2
+    assert output.splitlines() == [
+        "error: --from: '2026/11' is not a month; use YYYY-MM, for example 2026-11",
+        "error: --to: '2026-13' is not a month; use YYYY-MM, for example 2026-11",
+    ]
+    code, output = run(["metrics", "mrr", "--from", "2026-05", "--to", "2026-01"],
+                       {"DATABASE_URL": settings.database_url})
+    assert code == 2
+    assert output.splitlines() == ["error: --to: 2026-01 is before --from 2026-05"]
+
+
+def test_customers_without_a_tax_rate_are_taxed_at_the_sellers_default(pulled):
+    """Rules "Tax": a customer is taxed at its rate, else the seller's default (DEFAULT_TAX_RATE)."""
+    from billing_engine.storage.tables import CustomerRow
+    from connector.sync.pull import pull_changes
+
+    services, env = pulled
+    client = services.salesforce()
+    accounts = list(client.query_all("SELECT Id FROM Account WHERE Tax_Exempt_Reason__c = null"))
+    client.collections_update([{"attributes": {"type": "Account"}, "Id": a["Id"], "Tax_Rate__c": None}
+                               for a in accounts])
+    assert pull_changes(services, objects=["Account"]).failed_records == 0
+    with Session(services.engine) as session:
+        untaxed = {c.id for c in session.exec(select(CustomerRow)).all()
+                   if c.tax_rate_percent is None and not c.tax_exempt_reason}
+    assert untaxed, "clearing Tax_Rate__c in Salesforce should leave customers without a rate"
+    code, output = run(["bill-run", "--as-of", "2026-11-24"], {**env, "DEFAULT_TAX_RATE": "20"})
+    assert code == 0, output
+    with Session(services.engine) as session:
+        invoices = [inv for inv in session.exec(select(Invoice)).all() if inv.customer_id in untaxed]
+    assert invoices
+    for inv in invoices:
+        assert inv.tax_percent == Decimal("20")
+        # One rate on the invoice: tax = net × 20 %, rounded half up once (EN 16931 breakdown).
+        assert inv.tax == (inv.net * Decimal("0.20")).quantize(Decimal("0.01") if inv.currency != "JPY"
+                                                                 else Decimal("1"))

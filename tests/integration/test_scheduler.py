@@ -1,0 +1,193 @@
+"""The clock: its jobs, their triggers, what each calls, and that a failing job never stops it."""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+import types
+from datetime import UTC, date, datetime, timedelta
+from datetime import time as time_of_day
+
+import pytest
+from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+from click.testing import CliRunner
+from sqlmodel import Session, select
+
+from billing_engine.storage.tables import SubscriptionRow
+from connector import scheduler as clock_module
+from connector.cli import cli
+from connector.sandbox.server import AdminClient
+from connector.settings import load_settings
+from connector.wiring import build_services
+
+pytestmark = pytest.mark.timeout(120)
+
+CONNECTED = {"SF_AUTH": "session", "SF_INSTANCE_URL": "https://example.my.salesforce.com",
+             "SF_ACCESS_TOKEN": "token"}
+
+
+def make_services(database_url, **env):
+    return build_services(load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning", **env}))
+
+
+def jobs_of(services):
+    scheduler = build = clock_module.build_scheduler(services, BackgroundScheduler)
+    assert build is scheduler
+    return {job.id: job for job in scheduler.get_jobs()}, scheduler
+
+
+def test_a_connected_clock_schedules_the_four_jobs_from_settings(database_url):
+    services = make_services(database_url, **CONNECTED, BILLSYNC_TIMEZONE="Europe/Paris",
+                             PULL_INTERVAL_SECONDS="120", PUSH_INTERVAL_SECONDS="15", BILL_RUN_AT="01:45",
+                             RECONCILE_AT="04:10")
+    jobs, scheduler = jobs_of(services)
+    assert set(jobs) == {"pull", "push", "bill_run", "reconcile"}
+    assert str(scheduler.timezone) == "Europe/Paris"
+
+    pull, push = jobs["pull"].trigger, jobs["push"].trigger
+    assert isinstance(pull, IntervalTrigger) and pull.interval == timedelta(seconds=120)
+    assert isinstance(push, IntervalTrigger) and push.interval == timedelta(seconds=15)
+    for name, (hour, minute) in {"bill_run": ("1", "45"), "reconcile": ("4", "10")}.items():
+        trigger = jobs[name].trigger
+        assert isinstance(trigger, CronTrigger)
+        fields = {f.name: str(f) for f in trigger.fields}
+        assert (fields["hour"], fields["minute"]) == (hour, minute)
+        assert str(trigger.timezone) == "Europe/Paris"
+    for job in jobs.values():
+        assert job.max_instances == 1 and job.coalesce is True and job.misfire_grace_time > 0
+
+
+def test_pull_and_push_run_as_soon_as_the_clock_starts(database_url):
+    services = make_services(database_url, **CONNECTED)
+    start = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)
+    scheduler = clock_module.build_scheduler(services, BackgroundScheduler, now=start)
+    scheduler.start(paused=True)
+    try:
+        jobs = {job.id: job for job in scheduler.get_jobs()}
+        assert jobs["pull"].next_run_time == start
+        assert jobs["push"].next_run_time == start
+        # The bill run waits for its time of day (02:00 UTC by default).
+        assert jobs["bill_run"].next_run_time.astimezone(UTC).time() == time_of_day(2, 0)
+    finally:
+        scheduler.shutdown(wait=False)
+
+
+def test_without_salesforce_only_the_bill_run_is_scheduled(database_url):
+    jobs, _ = jobs_of(make_services(database_url))
+    assert set(jobs) == {"bill_run"}
+
+
+@pytest.fixture
+def recorded(monkeypatch):
+    """Replace each use case with a recorder, where the CLI commands find them too."""
+    calls: list[tuple[str, tuple, dict]] = []
+
+    def recorder(name, result=None):
+        def record(*args, **kwargs):
+            calls.append((name, args, kwargs))
+            return result
+        return record
+
+    import connector.billing_jobs
+    import connector.sync.pull
+    import connector.sync.reconcile
+
+    try:
+        import connector.sync.push as push_module
+    except ImportError:  # the push is built in parallel: stand in for its module
+        push_module = types.ModuleType("connector.sync.push")
+        monkeypatch.setitem(sys.modules, "connector.sync.push", push_module)
+    report = types.SimpleNamespace(agrees=True, mismatches=[])
+    bill = types.SimpleNamespace(invoices_created=0, invoices_finalized=0, failures={})
+    monkeypatch.setattr(connector.sync.pull, "pull_changes", recorder("pull"))
+    monkeypatch.setattr(push_module, "push_outbox", recorder("push"), raising=False)
+    monkeypatch.setattr(connector.billing_jobs, "run_bill_run", recorder("bill_run", bill))
+    monkeypatch.setattr(connector.sync.reconcile, "reconcile_period", recorder("reconcile", report))
+    return calls
+
+
+def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monkeypatch):
+    services = make_services(database_url, **CONNECTED, BILLSYNC_TIMEZONE="Pacific/Auckland")
+    # 23:30 UTC on 30 November is already 1 December in Auckland.
+    monkeypatch.setattr(clock_module, "_now", lambda: datetime(2026, 11, 30, 23, 30, tzinfo=UTC))
+    jobs, _ = jobs_of(services)
+    for name in ("pull", "push", "bill_run", "reconcile"):
+        jobs[name].func(*jobs[name].args)
+    by_name = {}
+    for name, args, kwargs in recorded:
+        by_name.setdefault(name, []).append((args, kwargs))
+    assert by_name["pull"] == [((services,), {})]
+    [(args, kwargs)] = by_name["push"]
+    assert args == (services,) and kwargs["batch_size"] > 0 and kwargs["worker_id"].startswith("clock-")
+    assert by_name["bill_run"] == [((services, date(2026, 12, 1)), {})]
+    assert by_name["reconcile"] == [((services, "2026-11"), {}), ((services, "2026-12"), {})]
+
+
+def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch):
+    import connector.sync.pull
+
+    attempts = []
+
+    def broken(services):
+        attempts.append(time.monotonic())
+        raise RuntimeError("Salesforce said no")
+
+    monkeypatch.setattr(connector.sync.pull, "pull_changes", broken)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("billsync.clock")
+    logger.addHandler(handler)
+    services = make_services(database_url, **CONNECTED, PULL_INTERVAL_SECONDS="10")
+    scheduler = clock_module.build_scheduler(services, BackgroundScheduler)
+    scheduler.remove_job("push")
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 20
+        while len(attempts) < 2 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert scheduler.running
+    finally:
+        scheduler.shutdown(wait=True)
+        logger.removeHandler(handler)
+    assert len(attempts) == 2  # failed at start, ran again 10 s later
+    assert len(records) == 2
+    assert records[0].getMessage() == "clock job pull failed; it runs again at its next time"
+    assert "Salesforce said no" in str(records[0].exc_info[1])
+
+
+def test_a_started_clock_pulls_the_sandbox_deals_at_once(org, services):
+    AdminClient(org.url, org.admin_token, org.ca_path).reset("small")
+    scheduler = clock_module.build_scheduler(services, BackgroundScheduler)
+    scheduler.remove_job("push")
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 60
+        count = 0
+        while time.monotonic() < deadline:
+            with Session(services.engine) as session:
+                count = len(session.exec(select(SubscriptionRow.id)).all())
+            if count == 12:
+                break
+            time.sleep(0.2)
+    finally:
+        scheduler.shutdown(wait=True)
+    assert count == 12  # the seed's 12 Closed Won deals
+
+
+def test_clock_list_prints_the_schedule(database_url):
+    env = {"DATABASE_URL": database_url, **CONNECTED, "PUSH_INTERVAL_SECONDS": "10", "BILL_RUN_AT": "02:30"}
+    result = CliRunner().invoke(cli, ["clock", "--list"], env=env)
+    assert result.exit_code == 0, result.output
+    lines = result.output.splitlines()
+    assert lines[0] == "clock: 4 jobs (time zone UTC)"
+    text = "\n".join(lines)
+    assert "push       every 10 s" in text and "connector.sync.push.push_outbox" in text
+    assert "bill_run   daily at 02:30 UTC" in text and "connector.billing_jobs.run_bill_run" in text
+
+    result = CliRunner().invoke(cli, ["clock", "--list"], env={"DATABASE_URL": database_url})
+    assert result.exit_code == 0
+    assert "Salesforce is not configured (SF_AUTH=none): pull, push and reconcile are not scheduled" in result.output
