@@ -358,7 +358,7 @@ def _line_rows(invoice_id: int, draft: InvoiceDraft, credit_note_id: int | None 
                     "starts_on": ln.starts_on, "ends_before": ln.ends_before, "quantity": ln.quantity,
                     "unit_price": ln.unit_price, "gross": -ln.gross if is_credit_note_line else ln.gross,
                     "line_discount": ln.line_discount, "invoice_discount": ln.invoice_discount, "net": net,
-                    "tax_percent": ln.tax_percent,
+                    "tax_percent": ln.tax_percent, "explanation": ln.explanation,
                     "credit_note_id": credit_note_id if is_credit_note_line else None})
     return out
 
@@ -367,7 +367,8 @@ def _redraft(invoice: db.Invoice, lines: Sequence[db.InvoiceLine], available_cre
     """Re-assemble a stored draft (deterministic) to apply credit and split off a credit note."""
     charges = [ChargeLine(ln.charge_key, ln.subscription_id, ln.item_id, ln.product_code, ln.product_name,
                           ln.kind, ln.starts_on, ln.ends_before, ln.quantity, ln.unit_price,
-                          ln.gross - ln.line_discount, ln.line_discount, invoice.currency, "", ln.description)
+                          ln.gross - ln.line_discount, ln.line_discount, invoice.currency, ln.explanation,
+                          ln.description)
                for ln in lines]
     invoice_discount = sum((ln.invoice_discount for ln in lines), ZERO)
     rate = TaxRate(invoice.tax_percent, invoice.tax_reason)

@@ -106,6 +106,7 @@ class DraftLine:
     invoice_discount: Decimal  # this line's share of the invoice-level discount
     net: Decimal  # gross − line_discount − invoice_discount
     tax_percent: Decimal
+    explanation: str = ""  # how the amount was computed; travels to Salesforce's Explanation__c
 
 
 @dataclass(frozen=True, slots=True)
@@ -207,6 +208,7 @@ def assemble_invoice(
             description=c.description, starts_on=c.starts_on, ends_before=c.ends_before,
             quantity=c.quantity, unit_price=c.unit_price, gross=c.amount + c.discount,
             line_discount=c.discount, invoice_discount=share, net=c.amount - share, tax_percent=percent,
+            explanation=c.explanation,
         )
         for c, share in zip(charges, shares, strict=True)
     ]
@@ -265,7 +267,7 @@ def build_credit_note(
             product_code=line.product_code, product_name=line.product_name, kind=line.kind,
             description=line.description, starts_on=line.starts_on, ends_before=line.ends_before,
             quantity=line.quantity, unit_price=line.unit_price, gross=rounded, line_discount=ZERO,
-            invoice_discount=ZERO, net=rounded, tax_percent=line.tax_percent,
+            invoice_discount=ZERO, net=rounded, tax_percent=line.tax_percent, explanation=line.explanation,
         ))
     groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in out), currency, per_line=per_line_tax)
     net = sum((ln.net for ln in out), ZERO)

@@ -26,6 +26,7 @@ from sqlalchemy import (
     Column,
     DateTime,
     Index,
+    Text,
     UniqueConstraint,
     any_,
     bindparam,
@@ -106,6 +107,8 @@ class Invoice(SQLModel, table=True):
     created_at: datetime = _at()
     finalized_at: datetime | None = _at(nullable=True)
     status_changed_at: datetime | None = _at(nullable=True)
+    # The Invoice__c record this invoice was pushed to (written back by the connector).
+    salesforce_id: str | None = Field(default=None, max_length=18)
 
     @property
     def balance(self) -> Decimal:
@@ -133,6 +136,8 @@ class InvoiceLine(SQLModel, table=True):
     invoice_discount: Decimal = _money()
     net: Decimal = _money()
     tax_percent: Decimal = _money()
+    # How the amount was computed ("Licences 12 × graduated: 5 × 200 + ..."), for Salesforce.
+    explanation: str = Field(default="", sa_type=Text, nullable=False)
     # Set when a credit line moved to a credit note (credits exceeded charges).
     credit_note_id: int | None = Field(default=None, foreign_key="credit_notes.id")
 
@@ -188,6 +193,8 @@ class Payment(SQLModel, table=True):
     source: str = Field(max_length=80, nullable=False)
     external_reference: str = Field(max_length=200, nullable=False)
     created_at: datetime = _at()
+    # The Payment__c record this payment was pushed to (written back by the connector).
+    salesforce_id: str | None = Field(default=None, max_length=18)
 
 
 class PaymentAllocation(SQLModel, table=True):
@@ -743,3 +750,14 @@ BILLING_MODELS: tuple[type[SQLModel], ...] = (
     NumberSequence, UsageRecord, Invoice, InvoiceLine, InvoiceTax, CreditNote, CreditNoteLine, Payment,
     PaymentAllocation, Refund, RefundAllocation, CustomerAccount, CreditEntry, CustomerMrr, BillRunError, OutboxRow,
 )
+
+
+def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> None:
+    """Remember the Salesforce record each invoice or payment was pushed to (``kind``:
+    ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
+    if not ids:
+        return
+    table = {"invoice": Invoice, "payment": Payment}[kind].__table__
+    session.connection().execute(
+        update(table).where(table.c.id == bindparam("b_id")).values(salesforce_id=bindparam("b_sfid")),
+        [{"b_id": engine_id, "b_sfid": sfid} for engine_id, sfid in ids.items()])

@@ -36,7 +36,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from billing_engine import outbox as ob
-from billing_engine.storage.billing_tables import OutboxRow
+from billing_engine.storage.billing_tables import OutboxRow, record_salesforce_ids
 from connector.database import is_postgresql
 
 log = logging.getLogger("billsync.push")
@@ -248,6 +248,7 @@ def _settle(session: Session, settlements: Sequence[Settlement], *, worker_id: s
                                 "b_next": now + backoff(attempts)})
         else:
             raise ValueError(f"unknown outcome {s.outcome!r}")
+    _write_back_salesforce_ids(session, settlements, claimed)
     mine = and_(_T.c.id == bindparam("b_id"), _T.c.status == ob.STATUS_IN_FLIGHT,
                 _T.c.locked_by == worker_id[:100])
     conn = session.connection()
@@ -270,6 +271,19 @@ def _settle(session: Session, settlements: Sequence[Settlement], *, worker_id: s
             locked_by=None, locked_at=None, next_attempt_at=None), dead)
     return SettleCounts(done=len(done) - superseded, retrying=retrying, dead=len(dead), released=released,
                         superseded=superseded)
+
+
+def _write_back_salesforce_ids(session: Session, settlements: Sequence[Settlement],
+                               claimed: dict[int, ClaimedRow]) -> None:
+    """Store on the engine's invoices and payments the Salesforce ids their push returned."""
+    by_kind: dict[str, dict[int, str]] = {"invoice": {}, "payment": {}}
+    for s in settlements:
+        row = claimed[s.row_id]
+        if s.outcome == "done" and s.salesforce_id and row.aggregate_type in by_kind \
+                and str(row.aggregate_id).isdigit():
+            by_kind[row.aggregate_type][int(row.aggregate_id)] = s.salesforce_id
+    for kind, ids in by_kind.items():
+        record_salesforce_ids(session, kind, ids)
 
 
 def _pending_with_keys(session: Session, keys: Iterable[str | None]) -> dict[str, int]:

@@ -132,7 +132,7 @@ def load_invoice_lines(session: Session, invoice_ids: Iterable[int]) -> dict[int
     t = InvoiceLine.__table__
     columns = (t.c.id, t.c.invoice_id, t.c.position, t.c.product_code, t.c.product_name, t.c.kind, t.c.description,
                t.c.starts_on, t.c.ends_before, t.c.quantity, t.c.unit_price, t.c.line_discount,
-               t.c.invoice_discount, t.c.net, t.c.tax_percent)
+               t.c.invoice_discount, t.c.net, t.c.tax_percent, t.c.explanation)
     lines: list[Any] = []  # Core rows: 5 lines an invoice make this the biggest read of a push
     for chunk in _chunks(int(i) for i in invoice_ids):
         lines.extend(session.execute(select(*columns).where(t.c.invoice_id.in_(chunk),
@@ -157,7 +157,7 @@ def load_invoice_lines(session: Session, invoice_ids: Iterable[int]) -> dict[int
             "salesforce_product_id": products.get(ln.product_code),
             "kind": ln.kind,
             "description": ln.description or ln.product_name,
-            "explanation": None,  # the engine does not store how a line was computed (yet)
+            "explanation": ln.explanation,
             "starts_on": ln.starts_on,
             "ends_before": ln.ends_before,
             "quantity": ln.quantity,

@@ -132,11 +132,12 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
         invoices = {str(inv.id): inv for inv in session.exec(select(Invoice)).all()}
         lines = {str(ln.id): ln for ln in session.exec(select(InvoiceLine).where(InvoiceLine.credit_note_id.is_(None)))}
     sf_invoices = {r["Billsync_Invoice_Id__c"]: r for r in query(
-        sf, "SELECT Billsync_Invoice_Id__c, Name, Account__c, Status__c, Issue_Date__c, CurrencyIsoCode, "
+        sf, "SELECT Id, Billsync_Invoice_Id__c, Name, Account__c, Status__c, Issue_Date__c, CurrencyIsoCode, "
             "Subtotal__c, Discount__c, Tax__c, Total__c, Balance__c FROM Invoice__c")}
     assert set(sf_invoices) == set(invoices)
     for key, inv in invoices.items():
         rec = sf_invoices[key]
+        assert inv.salesforce_id == rec["Id"], "the engine remembers each invoice's Salesforce record"
         assert (rec["Name"], rec["Status__c"], rec["Issue_Date__c"], rec["CurrencyIsoCode"]) == \
             (inv.number, inv.status, inv.issued_on.isoformat(), inv.currency), key
         assert (rec["Subtotal__c"], rec["Discount__c"], rec["Tax__c"], rec["Total__c"], rec["Balance__c"]) == \
@@ -144,7 +145,7 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
 
     sf_lines = {r["Billsync_Line_Id__c"]: r for r in query(
         sf, "SELECT Billsync_Line_Id__c, Invoice__r.Billsync_Invoice_Id__c, Kind__c, Quantity__c, Amount__c, "
-            "Period_Start__c, Period_End__c FROM Invoice_Line__c")}
+            "Period_Start__c, Period_End__c, Explanation__c FROM Invoice_Line__c")}
     assert set(sf_lines) == set(lines)
     for key, ln in lines.items():
         rec = sf_lines[key]
@@ -152,6 +153,8 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
         assert (rec["Kind__c"], rec["Quantity__c"], rec["Amount__c"]) == (ln.kind, ln.quantity, ln.net), key
         assert (rec["Period_Start__c"], rec["Period_End__c"]) == (ln.starts_on.isoformat(),
                                                                   ln.ends_before.isoformat())
+        # A rep sees why the amount is what it is.
+        assert rec["Explanation__c"] and rec["Explanation__c"] == ln.explanation, key
 
     # Acme, by hand (module docstring).
     acme_invoices = sorted((r for r in sf_invoices.values() if r["Account__c"] == acme["AccountId"]),
@@ -166,6 +169,9 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
     for rec in sf_lines.values():
         if rec["Invoice__r"]["Billsync_Invoice_Id__c"] == july:
             july_lines[rec["Kind__c"]].append(rec["Amount__c"])
+    july_explanations = sorted(rec["Explanation__c"] for rec in sf_lines.values()
+                               if rec["Invoice__r"]["Billsync_Invoice_Id__c"] == july)
+    assert any("days" in text for text in july_explanations), july_explanations  # e.g. "Unused time 16/30 days"
     assert {k: sorted(v) for k, v in july_lines.items()} == {
         "recurring": [D("225.00"), D("500.00"), D("2250.00")],
         "proration_credit": [D("-975.00")],
