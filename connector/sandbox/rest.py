@@ -495,10 +495,12 @@ class Rest:
         if len(subrequests) > COMPOSITE_LIMIT:
             raise ApiError(400, "LIMIT_EXCEEDED", f"Composite Request limit exceeded: at most {COMPOSITE_LIMIT} "
                            "subrequests")
-        queries = sum(1 for s in subrequests if isinstance(s, dict) and
-                      re.search(r"/query(All)?(/|\?|$)", str(s.get("url", ""))))
-        if queries > COMPOSITE_QUERY_LIMIT:
-            raise ApiError(400, "LIMIT_EXCEEDED", f"at most {COMPOSITE_QUERY_LIMIT} query subrequests")
+        # Salesforce allows at most 5 subrequests that are queries or sObject Collections.
+        heavy = sum(1 for s in subrequests if isinstance(s, dict) and
+                    re.search(r"/(query(All)?|composite/sobjects)(/|\?|$)", str(s.get("url", ""))))
+        if heavy > COMPOSITE_QUERY_LIMIT:
+            raise ApiError(400, "LIMIT_EXCEEDED", f"at most {COMPOSITE_QUERY_LIMIT} subrequests may be queries "
+                           "or sObject Collections")
         all_or_none = bool(body.get("allOrNone", False))
         refs: dict[str, Any] = {}
         responses: list[dict] = []

@@ -1,6 +1,6 @@
 """Salesforce change notifications: Outbound Messages and signed CDC events (inbox, verification, processing).
 
-Receiving (this package today): store durably, deduplicated, then acknowledge.
+Receiving (the web process): store durably, deduplicated, then acknowledge.
 
 - ``routes``: the Flask endpoints (thin: bounded body read, one use case, one transaction).
 - ``receive``: the use cases ``receive_outbound_message`` and ``receive_cdc_events``.
@@ -8,6 +8,9 @@ Receiving (this package today): store durably, deduplicated, then acknowledge.
 - ``verification``: org id, path token, basic auth and HMAC signature checks (pure).
 - ``config``: ``WebhookConfig``; ``errors``: refusals classified by what the sender should do.
 
-The inbox table and its insert live in ``connector.storage``. Processing the inbox
-(claim, coalesce, refetch, retry, park) comes later.
+Processing (the worker): ``processing`` claims inbox rows, coalesces them per record,
+re-reads the records from Salesforce (never trusting the payload), applies them as the
+pull does, skips billsync's own changes, and retries with backoff before parking a row.
+
+The inbox table and its insert live in ``connector.storage``.
 """

@@ -167,3 +167,17 @@ def test_limits_report_the_daily_allocation(sf, sandbox):
     limits = sf.limits()
     assert limits["DailyApiRequests"]["Max"] == 100000
     assert limits["DailyApiRequests"]["Remaining"] == 100000 - sandbox.api_calls
+
+
+def test_composite_takes_at_most_five_collections_or_queries(sf):
+    """Salesforce: of a composite's 25 subrequests, at most 5 may be sObject Collections or queries."""
+    def collection(n):
+        return {"method": "POST", "url": "/services/data/v59.0/composite/sobjects", "referenceId": f"c{n}",
+                "body": {"records": [account(f"C{n}")]}}
+
+    accepted = sf.restful("composite", method="POST", json={"compositeRequest": [collection(n) for n in range(5)]})
+    assert [r["httpStatusCode"] for r in accepted["compositeResponse"]] == [200] * 5
+    with pytest.raises(SalesforceMalformedRequest) as err:
+        sf.restful("composite", method="POST", json={"compositeRequest": [collection(n) for n in range(6)]})
+    assert err.value.content[0]["errorCode"] == "LIMIT_EXCEEDED"
+    assert sf.query("SELECT COUNT() FROM Account")["totalSize"] == 5  # the refused call wrote nothing
