@@ -27,3 +27,14 @@ def test_dates_and_aware_datetimes():
 def test_values_salesforce_would_misread_are_refused(value):
     with pytest.raises(ValueError):
         encode_payload({"x": value})
+
+
+def test_a_float_is_refused_even_when_it_looks_harmless():
+    with pytest.raises(ValueError, match="use Decimal"):
+        encode_payload({"records": [{"Amount__c": 0.5}]})
+
+
+def test_text_that_looks_like_a_number_stays_text():
+    text = encode_payload({"Name": "1234.50", "Description__c": "decimal:12", "Amount__c": Decimal("-0.000001")})
+    assert text == '{"Name":"1234.50","Description__c":"decimal:12","Amount__c":-0.000001}'
+    assert json.loads(text, parse_float=Decimal)["Amount__c"] == Decimal("-0.000001")
