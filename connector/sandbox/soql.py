@@ -34,6 +34,8 @@ from decimal import Decimal
 from operator import methodcaller
 from typing import Any, Protocol
 
+from connector.sandbox.ids import to18
+
 __all__ = [
     "FieldDef",
     "Query",
@@ -700,17 +702,6 @@ def _type_label(fd: FieldDef) -> str:
     }.get(t, t if t in ("id", "int", "double", "boolean", "date", "long") else "string")
 
 
-def _to18(id15: str) -> str:
-    suffix = ""
-    for i in range(3):
-        bits = 0
-        for j, c in enumerate(id15[i * 5 : (i + 1) * 5]):
-            if "A" <= c <= "Z":
-                bits |= 1 << j
-        suffix += "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"[bits]
-    return id15 + suffix
-
-
 _DT_CACHE: dict[str, str] = {}
 
 
@@ -1065,7 +1056,7 @@ class _Ctx:
             if cat == "string":
                 return s.lower()
             if len(s) == 15 and s.isalnum():
-                return _to18(s)
+                return to18(s)
             return s
         if kind == "dateliteral":
             lo, hi = _date_range(v.value[0], v.value[1], self.today)

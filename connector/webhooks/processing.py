@@ -51,6 +51,7 @@ from connector.database import is_postgresql
 from connector.salesforce.errors import SalesforceAuthError, SalesforceError, SalesforceLimitError
 from connector.salesforce.soql import build_soql
 from connector.storage import WebhookInbox
+from connector.sync.outbox_claims import backoff  # one retry policy for the outbox and the inbox
 from connector.sync.pull import (
     OBJECT_ORDER,
     ObjectReport,
@@ -61,6 +62,7 @@ from connector.sync.pull import (
     pull_records,
 )
 from connector.sync.tables import SyncRecordError
+from mappings.transforms import to_id18
 
 log = logging.getLogger("billsync.webhooks")
 
@@ -68,9 +70,7 @@ DEFAULT_BATCH_SIZE = 200
 #: A row in flight longer than this belongs to a dead worker and may be claimed again.
 DEFAULT_LEASE = timedelta(minutes=10)
 #: Failed attempts before a row is parked as ``dead``.
-MAX_ATTEMPTS = 8
-BACKOFF_BASE = timedelta(minutes=1)
-BACKOFF_CAP = timedelta(hours=1)
+MAX_ATTEMPTS = 8  # as the outbox's
 #: How long to wait when Salesforce says the limit is reached without saying until when.
 DEFAULT_LIMIT_PAUSE = timedelta(minutes=15)
 ERROR_MAX_LENGTH = 2000
@@ -80,29 +80,15 @@ _CLAIM_LOCK_KEY = 0x6269_6C6C_696E_6278  # "billinbx": not the outbox's key
 _CHUNK = 900  # SQLite's bound-parameter limit, with room to spare
 _T = WebhookInbox.__table__
 _CLIENT = re.compile(r";\s*client=([^;/\s]+)")
-_ID_SUFFIX_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZ012345"
 _SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
 # ---------------------------------------------------------------- small pure pieces
 
 
-def backoff(attempts: int) -> timedelta:
-    """Delay before retry number ``attempts``: 1 min × 2^(n−1), at most 1 h."""
-    if attempts < 1:
-        return timedelta(0)
-    return min(BACKOFF_BASE * (2 ** min(attempts - 1, 20)), BACKOFF_CAP)
-
-
 def id18(record_id: str) -> str:
     """A Salesforce id in its 18-character form (the suffix encodes the upper-case letters)."""
-    if len(record_id) != 15:
-        return record_id
-    suffix = ""
-    for i in range(3):
-        bits = sum(1 << j for j, char in enumerate(record_id[i * 5:(i + 1) * 5]) if "A" <= char <= "Z")
-        suffix += _ID_SUFFIX_CHARS[bits]
-    return record_id + suffix
+    return to_id18(record_id) if len(record_id) == 15 else record_id
 
 
 def is_own_change(change_origin: str | None, *, client_id: str | None, user_id: str | None) -> bool:
