@@ -811,7 +811,9 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
     Opening = MRR at the end of the month before ``from_month``. A customer with MRR > 0
     at an earlier month end counts as reactivated, not new. One pass over the versions,
     one customer at a time: ``source.recurring_versions`` must yield each customer's
-    versions together (e.g. ordered by customer id).
+    versions together (e.g. ordered by customer id). Without movements, a source with
+    ``grouped_versions`` (``DatabaseMrrSource``) lets customers with identical histories be
+    counted once and weighted: the same rows, in time proportional to the distinct histories.
     """
     import bisect
 
@@ -841,12 +843,25 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
                 values[j] += mrr
         return _rounded(values, currency)
 
-    def series() -> Iterable[tuple[CustomerKey, bool, list[Decimal]]]:
+    def add(segments: list[tuple[int, int, Decimal]], item: ItemMrr, starts_on: date,
+            ends_before: date | None) -> bool:
+        """Add one version's segment; True when it had MRR > 0 at a month end before the opening date."""
+        lo = bisect.bisect_left(dates, starts_on)
+        hi = width if ends_before is None else bisect.bisect_left(dates, ends_before)
+        if lo < hi:
+            segments.append((lo, hi, item.mrr))
+        if starts_on < opening_on and item.mrr > 0:
+            first_end = month_end(starts_on.year, starts_on.month)
+            if first_end < opening_on and (ends_before is None or first_end < ends_before):
+                return True
+        return False
+
+    def per_customer(versions: Iterable[tuple[ItemMrr, date, date | None]]) -> Iterable[tuple[Any, ...]]:
         done: set[CustomerKey] = set()
         current: CustomerKey | None = None
         segments: list[tuple[int, int, Decimal]] = []
         had = False
-        for item, starts_on, ends_before in source.recurring_versions(session, dates[-1]):
+        for item, starts_on, ends_before in versions:
             key = (item.customer_id, item.currency)
             if key != current:
                 if current is not None:
@@ -855,19 +870,26 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
                 if key in done:
                     raise ValueError(f"recurring_versions must group each customer's versions ({key[0]})")
                 current, segments, had = key, [], False
-            lo = bisect.bisect_left(dates, starts_on)
-            hi = width if ends_before is None else bisect.bisect_left(dates, ends_before)
-            if lo < hi:
-                segments.append((lo, hi, item.mrr))
-            # MRR > 0 at a month end before the opening date?
-            if starts_on < opening_on and item.mrr > 0:
-                first_end = month_end(starts_on.year, starts_on.month)
-                if first_end < opening_on and (ends_before is None or first_end < ends_before):
-                    had = True
+            had = add(segments, item, starts_on, ends_before) or had
         if current is not None:
             yield current, had, values_of(segments, current[1])
 
-    moves, rows = bridge_from_series(labels, series(), collect_movements=collect_movements)
+    grouped_versions = None if collect_movements else getattr(source, "grouped_versions", None)
+    if grouped_versions is None:
+        series = per_customer(source.recurring_versions(session, dates[-1]))
+    else:
+        # Customers with the same single plain subscription have the same values: one series,
+        # weighted by their number (same sums, exactly: Decimal sums and products are exact here).
+        groups, others = grouped_versions(session, dates[-1])
+
+        def weighted() -> Iterable[tuple[Any, ...]]:
+            for versions, n in groups:
+                for key, had, values in per_customer(versions):
+                    yield key, had, values, n
+            yield from per_customer(others)
+
+        series = weighted()
+    moves, rows = bridge_from_series(labels, series, collect_movements=collect_movements)
     return rows, moves
 
 
@@ -1107,8 +1129,6 @@ class DatabaseMrrSource:
         self.batch_size = batch_size
 
     def recurring_versions(self, session: Session, until: date) -> Iterable[tuple[ItemMrr, date, date | None]]:
-        from billing_engine.periods import add_months
-
         prices: dict = {}
         amounts: dict[tuple[Any, ...], Decimal] = {}
         after = None
@@ -1117,31 +1137,74 @@ class DatabaseMrrSource:
             if not page:
                 return
             after = page[-1].id
-            subs, item_rows = engine_services.subscription_terms_of_customers(session, [r.id for r in page])
-            items: dict[str, list[Any]] = defaultdict(list)
-            for row in item_rows:
-                items[row[0]].append(row)
-            engine_services.load_prices(session, {row[2] for row in item_rows}, prices)
-            histories = {}
-            complex_ids = [sub.id for sub in subs if sub.amended or (
-                sub.renewal_uplift_percent and sub.auto_renew and sub.term_months is not None
-                and add_months(sub.starts_on, sub.term_months) <= until)]
-            if complex_ids:
-                histories = {h.subscription_id: h for h in engine_services.subscriptions_of_customers(
-                    session, (), subscription_ids=complex_ids, price_cache=prices)}
-            for sub in subs:
-                history = histories.get(sub.id)
-                if history is not None:
-                    yield from subscription_mrr_versions(history, until)
-                    continue
-                terms = tuple(tuple(row[2:]) for row in items.get(sub.id, ()))
-                mrr = amounts.get(terms)
-                if mrr is None:
-                    mrr = amounts[terms] = _subscription_monthly_amount(terms, prices)
-                if mrr:
-                    ends = None if sub.auto_renew or sub.term_months is None else \
-                        add_months(sub.starts_on, sub.term_months)
-                    yield ItemMrr(sub.customer_id, sub.id, "*", sub.currency, mrr), sub.starts_on, ends
+            yield from self._versions_of(session, [r.id for r in page], until, prices, amounts)
+
+    def grouped_versions(self, session: Session, until: date) -> tuple[
+            Iterable[tuple[list[tuple[ItemMrr, date, date | None]], int]],
+            Iterable[tuple[ItemMrr, date, date | None]]]:
+        """``(groups, others)`` for aggregate figures (the bridge without movements), in flat memory:
+
+        ``groups``: ``(versions of one customer, n)``: that customer stands for ``n`` customers whose
+        only subscription has no amendments and the same terms (currency, start, term, items), so
+        the same MRR on every date; ``others``: every other customer's versions, as
+        ``recurring_versions`` yields them (one customer at a time, by id).
+        """
+        prices: dict = {}
+        amounts: dict[tuple[Any, ...], Decimal] = {}
+        return (self._group_versions(session, until, prices, amounts),
+                self._other_versions(session, until, prices, amounts))
+
+    def _group_versions(self, session: Session, until: date, prices: dict,
+                        amounts: dict) -> Iterable[tuple[list[tuple[ItemMrr, date, date | None]], int]]:
+        weights = engine_services.plain_subscription_groups(session)  # one (id, n) per group
+        for start in range(0, len(weights), self.batch_size):
+            chunk = weights[start:start + self.batch_size]
+            versions: dict[str, list[tuple[ItemMrr, date, date | None]]] = defaultdict(list)
+            for version in self._versions_of(session, [cid for cid, _ in chunk], until, prices, amounts):
+                versions[version[0].customer_id].append(version)
+            for cid, n in chunk:
+                if versions.get(cid):
+                    yield versions[cid], n
+
+    def _other_versions(self, session: Session, until: date, prices: dict,
+                        amounts: dict) -> Iterable[tuple[ItemMrr, date, date | None]]:
+        after = None
+        while True:
+            ids = engine_services.other_subscription_customers_page(session, after=after, limit=self.batch_size)
+            if not ids:
+                return
+            after = ids[-1]
+            yield from self._versions_of(session, ids, until, prices, amounts)
+
+    def _versions_of(self, session: Session, customer_ids: Sequence[str], until: date, prices: dict,
+                     amounts: dict) -> Iterable[tuple[ItemMrr, date, date | None]]:
+        from billing_engine.periods import add_months
+
+        subs, item_rows = engine_services.subscription_terms_of_customers(session, customer_ids)
+        items: dict[str, list[Any]] = defaultdict(list)
+        for row in item_rows:
+            items[row[0]].append(row)
+        engine_services.load_prices(session, {row[2] for row in item_rows}, prices)
+        histories = {}
+        complex_ids = [sub.id for sub in subs if sub.amended or (
+            sub.renewal_uplift_percent and sub.auto_renew and sub.term_months is not None
+            and add_months(sub.starts_on, sub.term_months) <= until)]
+        if complex_ids:
+            histories = {h.subscription_id: h for h in engine_services.subscriptions_of_customers(
+                session, (), subscription_ids=complex_ids, price_cache=prices)}
+        for sub in subs:
+            history = histories.get(sub.id)
+            if history is not None:
+                yield from subscription_mrr_versions(history, until)
+                continue
+            terms = tuple(tuple(row[2:]) for row in items.get(sub.id, ()))
+            mrr = amounts.get(terms)
+            if mrr is None:
+                mrr = amounts[terms] = _subscription_monthly_amount(terms, prices)
+            if mrr:
+                ends = None if sub.auto_renew or sub.term_months is None else \
+                    add_months(sub.starts_on, sub.term_months)
+                yield ItemMrr(sub.customer_id, sub.id, "*", sub.currency, mrr), sub.starts_on, ends
 
 
 class _ItemTerms:

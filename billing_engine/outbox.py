@@ -96,18 +96,31 @@ def _default(value: Any) -> str:
     raise TypeError(f"cannot put {type(value).__name__} in an outbox payload")
 
 
-def _reject_floats(value: Any) -> None:
+def _plain(value: Any) -> Any:
+    """``value`` with Decimals, dates and datetimes as their strings (one pass; floats refused)."""
+    cls = value.__class__
+    if cls is str or cls is int or cls is bool or value is None:
+        return value
+    if cls is Decimal:
+        return format(value, "f")
+    if cls is dict:
+        return {k: _plain(v) for k, v in value.items()}
+    if cls is list or cls is tuple:
+        return [_plain(v) for v in value]
     if isinstance(value, float):
         raise TypeError("floats never go in an outbox payload; use Decimal")
     if isinstance(value, dict):
-        for v in value.values():
-            _reject_floats(v)
-    elif isinstance(value, list | tuple):
-        for v in value:
-            _reject_floats(v)
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, str | int):
+        return value
+    return _default(value)
+
+
+_ENCODER = json.JSONEncoder(sort_keys=True, separators=(",", ":"))
 
 
 def encode_payload(payload: dict[str, Any]) -> str:
     """Canonical JSON: sorted keys, Decimal as plain-notation strings, ISO dates."""
-    _reject_floats(payload)
-    return json.dumps(payload, default=_default, sort_keys=True, separators=(",", ":"))
+    return _ENCODER.encode(_plain(payload))

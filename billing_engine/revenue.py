@@ -188,7 +188,7 @@ def movements_and_bridge(
 
 def bridge_from_series(
     labels: Sequence[str],
-    series: Iterable[tuple[CustomerKey, bool, Sequence[Decimal]]],
+    series: Iterable[tuple[Any, ...]],
     *,
     collect_movements: bool = True,
 ) -> tuple[list[Movement], list[BridgeRow]]:
@@ -196,7 +196,9 @@ def bridge_from_series(
 
     Each item is ``(customer key, had MRR > 0 before the opening date, values)`` where
     ``values[0]`` is rounded customer MRR at the opening date and ``values[i]`` at the
-    close of ``labels[i - 1]``. Same result as ``movements_and_bridge``.
+    close of ``labels[i - 1]``. Same result as ``movements_and_bridge``. An item may carry a
+    fourth element, a weight ``n``: it then stands for ``n`` customers with the same values
+    (only without ``collect_movements``, which needs every customer).
     """
     n = len(labels)
     sums: dict[str, list[dict[str, Decimal]]] = {}
@@ -206,7 +208,11 @@ def bridge_from_series(
     delta: dict[str, list[Decimal]] = {}
     count_delta: dict[str, list[int]] = {}
     moves: list[Movement] = []
-    for key, had_before, values in series:
+    for entry in series:
+        key, had_before, values = entry[0], entry[1], entry[2]
+        weight = entry[3] if len(entry) > 3 else 1
+        if weight != 1 and collect_movements:
+            raise ValueError("weighted series give no per-customer movements")
         currency = key[1]
         if currency not in sums:
             sums[currency] = [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in range(n)]
@@ -214,8 +220,8 @@ def bridge_from_series(
             delta[currency], count_delta[currency] = [ZERO] * (n + 1), [0] * (n + 1)
         first = values[0]
         acc = level[currency]
-        acc[0] += first
-        acc[1] += first > 0
+        acc[0] += first * weight
+        acc[1] += (first > 0) * weight
         if values.count(first) == len(values):  # no movement in the whole range
             continue
         ever = had_before or first > 0
@@ -223,10 +229,10 @@ def bridge_from_series(
         for i in range(n):
             a = values[i + 1]
             if a != b:
-                delta[currency][i + 1] += a - b
-                count_delta[currency][i + 1] += (a > 0) - (b > 0)
+                delta[currency][i + 1] += (a - b) * weight
+                count_delta[currency][i + 1] += ((a > 0) - (b > 0)) * weight
                 kind = classify(b, a, had_mrr_before=ever)
-                sums[currency][i][kind] += abs(a - b)
+                sums[currency][i][kind] += abs(a - b) * weight
                 if collect_movements:
                     moves.append(Movement(labels[i], key[0], currency, kind, b, a))
             if a > 0:

@@ -16,7 +16,7 @@ from dataclasses import replace
 from datetime import UTC, date, datetime, time
 from typing import Any
 
-from sqlalchemy import type_coerce
+from sqlalchemy import Text, and_, case, cast, exists, func, literal, or_, type_coerce
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.types import NullType
 from sqlmodel import Session, select
@@ -502,16 +502,74 @@ def subscription_terms_of_customers(session: Session, customer_ids: Sequence[str
         .order_by(subs_t.c.customer_id, subs_t.c.currency, subs_t.c.id)).all()
     raw = [type_coerce(c, NullType()) for c in (items_t.c.quantity, items_t.c.contract_unit_price,
                                                  items_t.c.discount_percent, items_t.c.discount_amount)]
-    result = session.connection().execute(
-        select(items_t.c.subscription_id, items_t.c.item_id, items_t.c.price_id, *raw)
-        .join(subs_t, subs_t.c.id == items_t.c.subscription_id)
-        .where(one_of(session, subs_t.c.customer_id, customer_ids))
-        .order_by(items_t.c.subscription_id, items_t.c.position))
-    try:
-        items = result.cursor.fetchall()
-    finally:
-        result.close()
+    items: list[Any] = []
+    sids = [sub.id for sub in subs]
+    for start in range(0, len(sids), 900):  # by the items' subscription index, not a join the planner may scan
+        result = session.connection().execute(
+            select(items_t.c.subscription_id, items_t.c.item_id, items_t.c.price_id, *raw)
+            .where(one_of(session, items_t.c.subscription_id, sids[start:start + 900]))
+            .order_by(items_t.c.subscription_id, items_t.c.position))
+        try:
+            items.extend(result.cursor.fetchall())
+        finally:
+            result.close()
     return subs, items
+
+
+def _plain_mrr_subscription() -> Any:
+    """SQL: a subscription whose MRR is one amount for its whole life: no amendments, and no uplifted
+    renewal (stricter than the metrics' own test, which also looks at the renewal date: a stricter
+    test only sends more subscriptions down the exact per-customer path)."""
+    subs_t, amend_t = SubscriptionRow.__table__, AmendmentRow.__table__
+    return and_(~exists().where(amend_t.c.subscription_id == subs_t.c.id),
+                or_(subs_t.c.renewal_uplift_percent == literal(0, type_=subs_t.c.renewal_uplift_percent.type),
+                    subs_t.c.auto_renew.is_(False), subs_t.c.term_months.is_(None)))
+
+
+def plain_subscription_groups(session: Session) -> list[tuple[str, int]]:
+    """Customers whose only subscription is plain (see ``_plain_mrr_subscription``), grouped by what
+    their MRR depends on (currency, start, term, auto-renew, every item's position, price, quantity,
+    contract price and discounts): ``(one customer of the group, number of customers)`` per group,
+    in one query. Every customer of a group has the same MRR on every date, so the metrics read one
+    of them and weight it."""
+    subs_t, items_t = SubscriptionRow.__table__, SubscriptionItemRow.__table__
+
+    def text_of(column: Any) -> Any:
+        return func.coalesce(cast(column, Text), "")
+
+    term = (cast(items_t.c.position, Text) + "," + cast(func.length(items_t.c.price_id), Text) + ","
+            + items_t.c.price_id + "," + text_of(items_t.c.quantity) + ","
+            + text_of(items_t.c.contract_unit_price) + "," + text_of(items_t.c.discount_percent) + ","
+            + text_of(items_t.c.discount_amount))
+    # Each term is self-delimiting (position first, price id length-prefixed, decimals never hold
+    # "," or ";"), so equal signatures mean the same items whatever order they were joined in.
+    signature = func.aggregate_strings(term, ";")
+    if session.get_bind().dialect.name == "postgresql":
+        signature = signature.aggregate_order_by(items_t.c.position)
+    signatures = (select(items_t.c.subscription_id, signature.label("signature"))
+                  .group_by(items_t.c.subscription_id).subquery())
+    other = SubscriptionRow.__table__.alias("other")
+    rows = session.execute(
+        select(func.min(subs_t.c.customer_id), func.count())
+        .join(signatures, signatures.c.subscription_id == subs_t.c.id)
+        .where(_plain_mrr_subscription(),
+               ~exists().where(other.c.customer_id == subs_t.c.customer_id, other.c.id != subs_t.c.id))
+        .group_by(subs_t.c.currency, subs_t.c.starts_on, subs_t.c.term_months, subs_t.c.auto_renew,
+                  signatures.c.signature)
+        .order_by(func.min(subs_t.c.customer_id))).all()
+    return [(customer_id, count) for customer_id, count in rows]
+
+
+def other_subscription_customers_page(session: Session, *, after: str | None, limit: int) -> list[str]:
+    """Ids of the customers ``plain_subscription_groups`` leaves out (more than one subscription, or
+    one that is not plain), by id, after ``after``."""
+    subs_t = SubscriptionRow.__table__
+    query = (select(subs_t.c.customer_id).group_by(subs_t.c.customer_id)
+             .having(or_(func.count() > 1, func.max(case((_plain_mrr_subscription(), 0), else_=1)) == 1))
+             .order_by(subs_t.c.customer_id).limit(limit))
+    if after is not None:
+        query = query.where(subs_t.c.customer_id > after)
+    return list(session.execute(query).scalars())
 
 
 def iter_subscriptions(session: Session, *, batch_size: int = 1000) -> Iterator[Subscription]:
