@@ -1,1 +1,1 @@
-"""The JSON API (health, readiness, and later the finance and admin endpoints)."""
+"""The JSON API. Today: the health and readiness probes (connector.api.health)."""

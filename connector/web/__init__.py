@@ -1,1 +1,1 @@
-"""The admin and finance web UI."""
+"""The admin and finance web UI. Not built yet: finance uses the CLI (bill-run, metrics, reconcile, sync status)."""
