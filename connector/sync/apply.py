@@ -528,15 +528,24 @@ def amendment_actions(subscription: Subscription, command: Mapping[str, Any],
     return actions
 
 
+def _when_already_recorded(session, command, object_name, synced, modstamp, now, subscription,
+                           what: str) -> ApplyResult | None:
+    """A deal that already changed this subscription is applied once: later edits are flagged."""
+    if not _already_recorded(subscription, command["key"]):
+        return None
+    if synced is not None:
+        return _changed_after_apply(session, command, object_name, synced, modstamp, now,
+                                    subscription.subscription_id)
+    _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
+    return ApplyResult(UNCHANGED, subscription.subscription_id, f"{what} already recorded")
+
+
 def _amend_subscription(session, command, object_name, synced, modstamp, now) -> ApplyResult:
     subscription, customer = _referenced(session, command)
     opportunity_id = command["key"]
-    if _already_recorded(subscription, opportunity_id):
-        if synced is not None:
-            return _changed_after_apply(session, command, object_name, synced, modstamp, now,
-                                        subscription.subscription_id)
-        _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-        return ApplyResult(UNCHANGED, subscription.subscription_id, "amendment already recorded")
+    done = _when_already_recorded(session, command, object_name, synced, modstamp, now, subscription, "amendment")
+    if done is not None:
+        return done
     currency = subscription.currency
     actions = amendment_actions(subscription, command, lambda line: _price_for(session, line, currency))
     for amendment in actions:
@@ -565,12 +574,9 @@ def _describe_amendment(amendment: Amendment) -> str:
 def _renew_subscription(session, command, object_name, synced, modstamp, now) -> ApplyResult:
     subscription, customer = _referenced(session, command)
     opportunity_id = command["key"]
-    if _already_recorded(subscription, opportunity_id):
-        if synced is not None:
-            return _changed_after_apply(session, command, object_name, synced, modstamp, now,
-                                        subscription.subscription_id)
-        _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-        return ApplyResult(UNCHANGED, subscription.subscription_id, "renewal already recorded")
+    done = _when_already_recorded(session, command, object_name, synced, modstamp, now, subscription, "renewal")
+    if done is not None:
+        return done
     renewed = svc.renew_subscription(session, subscription.subscription_id, amendment_id=opportunity_id,
                                      reason=f"Salesforce opportunity {opportunity_id}")
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
@@ -584,12 +590,9 @@ def _renew_subscription(session, command, object_name, synced, modstamp, now) ->
 def _cancel_subscription(session, command, object_name, synced, modstamp, now) -> ApplyResult:
     subscription, customer = _referenced(session, command)
     opportunity_id = command["key"]
-    if _already_recorded(subscription, opportunity_id):
-        if synced is not None:
-            return _changed_after_apply(session, command, object_name, synced, modstamp, now,
-                                        subscription.subscription_id)
-        _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-        return ApplyResult(UNCHANGED, subscription.subscription_id, "cancellation already recorded")
+    done = _when_already_recorded(session, command, object_name, synced, modstamp, now, subscription, "cancellation")
+    if done is not None:
+        return done
     data = command["data"]
     immediate = data.get("cancellation_mode") == "immediate"
     cancelled = svc.cancel_subscription(session, subscription.subscription_id, data.get("starts_on"),
