@@ -15,7 +15,31 @@ from connector.database import DatabaseError, current_revision, head_revision, u
 from connector.settings import VARIABLES
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class BillsyncGroup(click.Group):
+    """Turns the failures a user can act on into one ``error:`` line and exit code 2.
+
+    Commands handle the errors they expect; this is the safety net for the rest (a
+    database that is down or not migrated, Salesforce refusing, a port in use), so no
+    command ever ends in a traceback for them.
+    """
+
+    def invoke(self, ctx: click.Context):
+        from sqlalchemy.exc import SQLAlchemyError
+
+        from connector.salesforce.errors import SalesforceError
+
+        try:
+            return super().invoke(ctx)
+        except SQLAlchemyError as exc:
+            raise UserError(f"the database is unreachable or not migrated ({first_line(exc)}); "
+                            "check DATABASE_URL and run 'billsync db upgrade'") from None
+        except SalesforceError as exc:
+            raise UserError(f"Salesforce: {first_line(exc)}") from None
+        except OSError as exc:
+            raise UserError(first_line(exc)) from None
+
+
+@click.group(cls=BillsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
 def cli() -> None:
     """billsync: Salesforce deals in, correct invoices out."""
 

@@ -45,3 +45,17 @@ def test_one_json_log_line_per_request_with_its_request_id(settings, capfd):
     http = [line for line in lines if line["logger"] == "billsync.http"]
     assert len(http) == 1
     assert http[0]["request_id"] == "abc123" and http[0]["status"] == 200
+
+
+def test_cli_commands_on_a_database_that_is_not_migrated_give_one_line(tmp_path):
+    """A database that is not there yet: one `error:` line naming the fix, exit 2, no traceback."""
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    env = {"DATABASE_URL": f"sqlite:///{tmp_path}/empty.db", "SF_AUTH": "none"}
+    for args in (["sync", "status"], ["sync", "retry"]):
+        result = CliRunner().invoke(cli, args, env=env)
+        assert result.exit_code == 2, (args, result.output)
+        assert "Traceback" not in result.output
+        assert "billsync db upgrade" in result.output, (args, result.output)

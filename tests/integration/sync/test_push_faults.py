@@ -180,11 +180,14 @@ def _claimed_by(engine, worker_id: str) -> int:
         return len(session.scalars(select(OutboxRow.id).where(OutboxRow.locked_by == worker_id)).all())
 
 
-def test_workers_killed_at_random_points_leave_nothing_lost_or_doubled(fast_env, fast_services):
+def test_workers_killed_at_random_points_leave_nothing_lost_or_doubled(fast_env, fast_services, admin):
     """10 push workers (forked from a pre-imported parent) are SIGKILLed at random points while rows
     are in flight; a normal ``billsync worker --once`` then finishes the job."""
     accounts = create_accounts(fast_services.salesforce(), 2000)
     bill_customers(fast_services.engine, accounts, lines=2)
+    # Salesforce-like latency keeps each worker's push longer than the kill window, however fast
+    # this machine is, so every kill lands mid-push (claim → build → send → settle).
+    admin.faults(latency_ms=150)
     env = {**os.environ, **fast_env, "PYTHONPATH": str(ROOT)}
     zygote = subprocess.Popen([sys.executable, str(Path(__file__).with_name("test_push_zygote.py"))], env=env,
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
@@ -213,6 +216,7 @@ def test_workers_killed_at_random_points_leave_nothing_lost_or_doubled(fast_env,
     statuses = outbox_statuses(fast_services.engine)
     assert statuses["pending"] + statuses["in_flight"] > 0, "work was left for the rerun"
 
+    admin.faults(latency_ms=0)
     final = subprocess.run([sys.executable, "-m", "connector.cli", "worker", "--once", "--lease-seconds", "0"],
                            env=env, cwd=ROOT, capture_output=True, text=True, timeout=120)
     assert final.returncode == 0, final.stderr
