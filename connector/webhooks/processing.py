@@ -50,7 +50,6 @@ from sqlmodel import Session
 from connector.database import is_postgresql
 from connector.salesforce.errors import SalesforceAuthError, SalesforceError, SalesforceLimitError
 from connector.salesforce.soql import build_soql
-from connector.storage import WebhookInbox
 from connector.sync.outbox_claims import backoff  # one retry policy for the outbox and the inbox
 from connector.sync.pull import (
     OBJECT_ORDER,
@@ -62,6 +61,7 @@ from connector.sync.pull import (
     pull_records,
 )
 from connector.sync.tables import SyncRecordError
+from connector.webhooks.inbox import WebhookInbox
 from mappings.transforms import to_id18
 
 log = logging.getLogger("billsync.webhooks")

@@ -11,7 +11,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from connector.database import transaction
-from connector.storage import WebhookInbox, add_to_inbox
+from connector.webhooks.inbox import WebhookInbox, add_to_inbox
 from connector.webhooks.processing import (
     DEFAULT_LEASE,
     MAX_ATTEMPTS,

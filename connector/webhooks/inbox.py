@@ -1,4 +1,4 @@
-"""Tables owned by the connector, and their queries.
+"""The webhook inbox table and its insert.
 
 ``webhook_inbox`` holds every change notification billsync has acknowledged to
 Salesforce, one row per record (or per object for a full resync), stored before
