@@ -59,8 +59,8 @@ from connector.sync.pull import (
     ordered_specs,
     pull_changes,
     pull_records,
+    record_errors,
 )
-from connector.sync.tables import SyncRecordError
 from connector.webhooks.inbox import WebhookInbox
 from mappings.transforms import to_id18
 
@@ -409,14 +409,8 @@ def _pull_changes(services: Any, objects: list[str], *, full: bool, now: datetim
 
 def _record_errors(engine: Any, object_name: str, ids: list[str]) -> dict[str, str]:
     """The pull's current error per record (``sync_record_errors``), for these ids."""
-    found: dict[str, str] = {}
-    table = SyncRecordError.__table__
     with Session(engine) as session:
-        for chunk in queue.chunks(ids):
-            for record_id, reason in session.execute(select(table.c.record_id, table.c.reason).where(
-                    table.c.object_name == object_name, table.c.record_id.in_(chunk))):
-                found[record_id] = reason
-    return found
+        return record_errors(session, object_name, ids)
 
 
 def _guard(call: Any, *, default: Any, what: str) -> Any:
