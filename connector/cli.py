@@ -112,11 +112,13 @@ def _register_commands() -> None:
     from connector.billing_commands import bill_run, metrics
     from connector.sandbox.cli import sandbox
     from connector.scheduler import clock
+    from connector.status_commands import retry, status
     from connector.sync.commands import reconcile, sync
     from connector.sync.pull_commands import mappings, pull
     from connector.worker import worker
 
-    sync.add_command(pull)
+    for subcommand in (status, retry, pull):
+        sync.add_command(subcommand)
     for command in (sandbox, sync, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
 

@@ -28,7 +28,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 MODEL_MODULES: tuple[str, ...] = (
     "billing_engine.storage.tables",  # catalog, customers, subscriptions
     "billing_engine.storage.billing_tables",  # usage, invoices, credit notes, payments, outbox
-    "connector.storage",  # sync cursors, webhook inbox, sync errors
+    "connector.webhooks.inbox",  # webhook inbox
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
 )
 

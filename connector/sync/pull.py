@@ -563,6 +563,15 @@ def pull_status(session: Session, *, error_limit: int | None = None) -> PullStat
     return PullStatus(cursors, errors, flags)
 
 
+def record_errors(session: Session, object_name: str, ids: Iterable[str]) -> dict[str, str]:
+    """The current reason each of these records of ``object_name`` could not be applied (failing ones only)."""
+    found: dict[str, str] = {}
+    for chunk in _chunks(ids):
+        found.update(session.exec(select(SyncRecordError.record_id, SyncRecordError.reason).where(
+            SyncRecordError.object_name == object_name, SyncRecordError.record_id.in_(chunk))).all())
+    return found
+
+
 def review_flags_to_note(session: Session, limit: int = 200) -> list[ReviewFlagStatus]:
     """Open flags not yet written to ``Billing_Review_Flag__c`` (for the push)."""
     rows = session.exec(select(ReviewFlag).where(ReviewFlag.resolved_at.is_(None),

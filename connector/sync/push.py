@@ -20,7 +20,7 @@ into ``composite`` calls:
 Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
 transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
 push, then retried soon), failed (attempts + 1, backoff, dead letter after
-``MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
+``queue.MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
 the pause ends and stops the push; a 5xx/timeout that survived the client's retries
 releases them with a short delay and stops; an auth failure releases them and raises.
 """
@@ -43,6 +43,7 @@ from zoneinfo import ZoneInfo
 from sqlmodel import Session
 
 from billing_engine import outbox as ob
+from connector.queue import DEFAULT_LEASE, TRANSIENT_DELAY, Outcome
 from connector.salesforce.errors import (
     RETRYABLE_CODES,
     RecordResult,
@@ -52,14 +53,7 @@ from connector.salesforce.errors import (
     SalesforceRetryableError,
 )
 from connector.sync import records as rec
-from connector.sync.outbox_claims import (
-    DEFAULT_LEASE,
-    TRANSIENT_DELAY,
-    ClaimedRow,
-    Settlement,
-    claim_rows,
-    settle_rows,
-)
+from connector.sync.outbox_claims import ClaimedRow, Settlement, claim_rows, settle_rows
 from mappings import InvalidRecordError, MappingsError, load_specs
 
 log = logging.getLogger("billsync.push")
@@ -204,7 +198,7 @@ def push_outbox(services: Any, *, worker_id: str | None = None, batch_size: int 
 
 
 def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime) -> None:
-    settle_rows(engine, [Settlement(r.id, "release") for r in rows], worker_id=worker_id, now=now,
+    settle_rows(engine, [Settlement(r.id, Outcome.RELEASE) for r in rows], worker_id=worker_id, now=now,
                 claimed={r.id: r for r in rows})
 
 
@@ -272,7 +266,7 @@ class _Sender:
 
     def _settle(self, batch: _Batch, stop: SalesforceError | None, *, release_all: bool = False) -> None:
         if release_all:
-            settlements = [Settlement(r.id, "release") for r in batch.rows]
+            settlements = [Settlement(r.id, Outcome.RELEASE) for r in batch.rows]
         else:
             settlements = _settlements(batch, stop, batch.now)
         counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=batch.now,
@@ -559,22 +553,22 @@ def _settlements(batch: _Batch, stop: SalesforceError | None, now: datetime) -> 
     out: list[Settlement] = []
     for row in batch.rows:
         if row.id in batch.row_errors:
-            out.append(Settlement(row.id, "failed", batch.row_errors[row.id]))
+            out.append(Settlement(row.id, Outcome.FAILED, batch.row_errors[row.id]))
             continue
         needs = batch.needs[row.id]
         need_errors = [batch.need_errors[n] for n in needs if n in batch.need_errors]
         if need_errors:
-            out.append(Settlement(row.id, "failed", "; ".join(need_errors)))
+            out.append(Settlement(row.id, Outcome.FAILED, "; ".join(need_errors)))
             continue
         identities = [i for need in needs for i in batch.need_identities.get(need, [])]
         unsent = [i for i in identities if i not in batch.results and i not in batch.errors]
         if unsent and stop is not None:
             if isinstance(stop, SalesforceLimitError):
-                out.append(Settlement(row.id, "release", retry_at=stop.resume_after))
+                out.append(Settlement(row.id, Outcome.RELEASE, retry_at=stop.resume_after))
             elif isinstance(stop, SalesforceAuthError):
-                out.append(Settlement(row.id, "release"))
+                out.append(Settlement(row.id, Outcome.RELEASE))
             else:
-                out.append(Settlement(row.id, "transient", f"Salesforce unavailable: {stop}",
+                out.append(Settlement(row.id, Outcome.TRANSIENT, f"Salesforce unavailable: {stop}",
                                       retry_at=now + TRANSIENT_DELAY))
             continue
         errors = [batch.errors[i] for i in identities if i in batch.errors]
@@ -582,15 +576,15 @@ def _settlements(batch: _Batch, stop: SalesforceError | None, now: datetime) -> 
             errors.append(("not sent", True))
         if any(transient for _, transient in errors):
             message = next(m for m, transient in errors if transient)
-            out.append(Settlement(row.id, "transient", message))
+            out.append(Settlement(row.id, Outcome.TRANSIENT, message))
         elif errors:
-            out.append(Settlement(row.id, "failed", "; ".join(m for m, _ in errors[:3])
+            out.append(Settlement(row.id, Outcome.FAILED, "; ".join(m for m, _ in errors[:3])
                                   + (f" (+{len(errors) - 3} more)" if len(errors) > 3 else "")))
         else:
             main = batch.need_identities.get(needs[0], []) if needs else []
             notes = [batch.need_notes[n] for n in needs if n in batch.need_notes]
             note = batch.row_notes.get(row.id) or ("; ".join(notes) if notes else None)
-            out.append(Settlement(row.id, "done", note, salesforce_id=batch.results.get(main[0]) if main else None))
+            out.append(Settlement(row.id, Outcome.DONE, note, result=batch.results.get(main[0]) if main else None))
     return out
 
 

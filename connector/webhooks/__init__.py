@@ -12,5 +12,9 @@ Processing (the worker): ``processing`` claims inbox rows, coalesces them per re
 re-reads the records from Salesforce (never trusting the payload), applies them as the
 pull does, skips billsync's own changes, and retries with backoff before parking a row.
 
-The inbox table and its insert live in ``connector.storage``.
+The inbox table and its insert live in ``inbox``; claiming, leases and retries are ``connector.queue``'s.
+
+``connector.sync`` and ``connector.webhooks`` do not import each other, with one exception:
+``processing`` imports ``connector.sync.pull``, to apply the records it re-reads exactly as
+the pull applies them.
 """

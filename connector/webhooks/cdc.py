@@ -16,9 +16,9 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from connector.storage import CHANGE_ORIGIN_LENGTH
 from connector.webhooks.errors import MalformedNotificationError
 from connector.webhooks.identifiers import EMPTY_ID, WILDCARD_ID, is_object_name, is_salesforce_id
+from connector.webhooks.inbox import CHANGE_ORIGIN_LENGTH
 
 CHANGE_ACTIONS = {
     "CREATE": "upsert",

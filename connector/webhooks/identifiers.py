@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from connector.storage import OBJECT_NAME_LENGTH
+from connector.webhooks.inbox import OBJECT_NAME_LENGTH
 
 SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 OBJECT_NAME = re.compile(rf"[A-Za-z][A-Za-z0-9_]{{0,{OBJECT_NAME_LENGTH - 1}}}")

@@ -3,11 +3,10 @@
 ``process_inbox(services, worker_id=...)`` is the worker's use case; ``drain_inbox`` repeats
 it until nothing is due. One call handles one batch:
 
-1. **claim** (``claim_inbox``): due rows (``pending`` or ``failed`` with ``next_attempt_at <= now``, or
-   ``in_flight`` whose lease ran out because its worker died) are marked ``in_flight`` with
-   ``next_attempt_at = now + lease`` (the lease) and committed. PostgreSQL: ``FOR UPDATE
-   SKIP LOCKED`` plus a transaction-scoped advisory lock, so claimers see each other's
-   claims; SQLite: ``BEGIN IMMEDIATE`` serialises claimers. A record already in flight in
+1. **claim** (``claim_inbox``, through ``connector.queue`` with the ``INBOX`` descriptor): due
+   rows (``pending`` or ``failed`` with ``next_attempt_at <= now``, or ``in_flight`` whose lease
+   ran out because its worker died, which counts an attempt) are marked ``in_flight`` with
+   ``next_attempt_at = now + lease`` (the lease) and committed. A record already in flight in
    another worker is left for later, so one record is never processed twice at once.
 2. **own changes**: a row whose ``change_origin`` is billsync's own write (CDC
    ``...;client=<SF_CLIENT_ID>``; Outbound Message ``user:<integration user id>`` when that
@@ -24,8 +23,9 @@ it until nothing is due. One call handles one batch:
 4. **dependencies**: when a record fails in an object that depends on others (a deal whose
    Account or prices were never pulled), the objects before it are pulled once
    (incrementally, from their cursors) and the failed records are read again.
-5. **settle**: each row is ``done``, or ``failed`` with its reason (``attempts + 1``,
-   claimed again after ``backoff(attempts)``) and ``dead`` after ``MAX_ATTEMPTS``; ``dead``
+5. **settle** (``queue.Outcome``): each row is ``done``, or ``failed`` with its reason
+   (``attempts + 1``, claimed again after ``queue.backoff(attempts)``) and ``dead`` after
+   ``queue.MAX_ATTEMPTS``; ``dead``
    and ``failed`` rows are listed by ``inbox_status`` (``billsync sync status``) and re-queued by
    ``retry_inbox_letters``. A Salesforce limit pause releases the rows untouched until the
    pause ends; an authentication failure releases them and raises.
@@ -39,19 +39,18 @@ from __future__ import annotations
 import logging
 import re
 from collections import defaultdict
-from collections.abc import Iterable
+from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, func, select, text, update
+from sqlalchemy import select
 from sqlmodel import Session
 
-from connector.database import is_postgresql
+from connector import queue
+from connector.queue import Outcome, SettleCounts, Settlement, utc, utc_now
 from connector.salesforce.errors import SalesforceAuthError, SalesforceError, SalesforceLimitError
 from connector.salesforce.soql import build_soql
-from connector.storage import WebhookInbox
-from connector.sync.outbox_claims import backoff  # one retry policy for the outbox and the inbox
 from connector.sync.pull import (
     OBJECT_ORDER,
     ObjectReport,
@@ -60,25 +59,20 @@ from connector.sync.pull import (
     ordered_specs,
     pull_changes,
     pull_records,
+    record_errors,
 )
-from connector.sync.tables import SyncRecordError
+from connector.webhooks.inbox import WebhookInbox
 from mappings.transforms import to_id18
 
 log = logging.getLogger("billsync.webhooks")
 
 DEFAULT_BATCH_SIZE = 200
-#: A row in flight longer than this belongs to a dead worker and may be claimed again.
-DEFAULT_LEASE = timedelta(minutes=10)
-#: Failed attempts before a row is parked as ``dead``.
-MAX_ATTEMPTS = 8  # as the outbox's
 #: How long to wait when Salesforce says the limit is reached without saying until when.
 DEFAULT_LIMIT_PAUSE = timedelta(minutes=15)
-ERROR_MAX_LENGTH = 2000
 OWN_CHANGE_NOTE = "ignored: billsync's own change"
+#: Status of a row waiting for its retry after a failure.
+FAILED = "failed"
 
-_CLAIM_LOCK_KEY = 0x6269_6C6C_696E_6278  # "billinbx": not the outbox's key
-_CHUNK = 900  # SQLite's bound-parameter limit, with room to spare
-_T = WebhookInbox.__table__
 _CLIENT = re.compile(r";\s*client=([^;/\s]+)")
 _SALESFORCE_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
@@ -108,21 +102,6 @@ def is_own_change(change_origin: str | None, *, client_id: str | None, user_id: 
     return bool(client_id) and match is not None and match.group(1) == client_id
 
 
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC)
-
-
-def utc(value: datetime | None) -> datetime | None:
-    """A stored datetime as aware UTC (SQLite gives naive values back)."""
-    if value is None:
-        return None
-    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
-
-
 def _rank(object_name: str) -> tuple[int, str]:
     order = {name.lower(): i for i, name in enumerate(OBJECT_ORDER)}
     return order.get(object_name.lower(), len(order)), object_name
@@ -145,7 +124,39 @@ class InboxRow:
 
     @property
     def record_key(self) -> tuple[str, str]:
-        return self.object_name.lower(), id18(self.record_id) if self.record_id else "*"
+        return _record_key(self.object_name, self.record_id)
+
+
+def _record_key(object_name: str, record_id: str | None) -> tuple[str, str]:
+    return object_name.lower(), id18(record_id) if record_id else "*"
+
+
+def _group(row: Mapping[str, Any]) -> Hashable:
+    return _record_key(row["object_name"], row["record_id"])
+
+
+def _held_back_by(key: Hashable) -> tuple[Hashable, ...]:
+    """A record waits while it, or a full resync of its object, is in flight elsewhere."""
+    object_name, _ = key  # type: ignore[misc]
+    return key, (object_name, "*")
+
+
+#: The inbox as a queue: the lease is the next attempt time while a row is in flight, a
+#: failure waits as ``failed``, one record (or a whole object's resync) is in flight in one
+#: worker at a time, and a row taken back after its worker died counts an attempt.
+INBOX = queue.QueueTable(
+    WebhookInbox.__table__,
+    columns=("source", "object_name", "record_id", "action", "change_origin"),
+    lease=queue.LONG_LEASE,
+    failed_status=FAILED,
+    order_by=("next_attempt_at", "id"),
+    settled_at="processed_at",
+    group_columns=("object_name", "record_id"),
+    group_key=_group,
+    blocked_by=_held_back_by,
+    count_lost_lease=True,
+)
+DEFAULT_LEASE = INBOX.lease
 
 
 def claim_inbox(engine: Any, *, worker_id: str, limit: int, now: datetime,
@@ -155,117 +166,18 @@ def claim_inbox(engine: Any, *, worker_id: str, limit: int, now: datetime,
     A row taken back from a worker whose lease ran out counts one attempt (a row that kills
     its worker every time ends up ``dead`` instead of looping).
     """
-    if limit < 1:
-        raise ValueError("limit must be at least 1")
-    now = _now(now)
-    due = and_(_T.c.status.in_(("pending", "failed", "in_flight")), _T.c.next_attempt_at <= now)
-    with Session(engine) as session, session.begin():
-        postgres = is_postgresql(session)
-        if postgres:
-            session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _CLAIM_LOCK_KEY})
-        busy = {(o.lower(), id18(r) if r else "*") for o, r in session.execute(
-            select(_T.c.object_name, _T.c.record_id).where(_T.c.status == "in_flight", _T.c.next_attempt_at > now))}
-        stmt = (select(_T.c.id, _T.c.source, _T.c.object_name, _T.c.record_id, _T.c.action, _T.c.change_origin,
-                       _T.c.attempts, _T.c.status)
-                .where(due).order_by(_T.c.next_attempt_at, _T.c.id).limit(limit))
-        if postgres:
-            stmt = stmt.with_for_update(skip_locked=True)
-        claimed: list[InboxRow] = []
-        expired: list[dict[str, Any]] = []
-        for r in session.execute(stmt).all():
-            row = InboxRow(r.id, r.source, r.object_name, r.record_id, r.action, r.change_origin, r.attempts)
-            whole_object = (row.object_name.lower(), "*")
-            if row.record_key in busy or whole_object in busy:
-                continue
-            if r.status == "in_flight":  # its worker died: count the attempt
-                attempts = row.attempts + 1
-                if attempts >= MAX_ATTEMPTS:
-                    expired.append({"b_id": row.id, "b_attempts": attempts, "b_status": "dead",
-                                    "b_processed": now})
-                    continue
-                expired.append({"b_id": row.id, "b_attempts": attempts, "b_status": "in_flight",
-                                "b_processed": None})
-                row = InboxRow(row.id, row.source, row.object_name, row.record_id, row.action, row.change_origin,
-                               attempts)
-            claimed.append(row)
-        conn = session.connection()
-        if expired:
-            conn.execute(update(_T).where(_T.c.id == bindparam("b_id")).values(
-                attempts=bindparam("b_attempts"), status=bindparam("b_status"),
-                processed_at=bindparam("b_processed", type_=_T.c.processed_at.type),
-                last_error=f"its worker stopped while processing it (lease of {lease} ran out)"), expired)
-        ids = [row.id for row in claimed]
-        for start in range(0, len(ids), _CHUNK):
-            conn.execute(update(_T).where(_T.c.id.in_(ids[start:start + _CHUNK]))
-                         .values(status="in_flight", next_attempt_at=now + lease))
+    claimed = [InboxRow(r["id"], r["source"], r["object_name"], r["record_id"], r["action"], r["change_origin"],
+                        r["attempts"])
+               for r in queue.claim(engine, INBOX, worker_id=worker_id, limit=limit, now=now, lease=lease)]
     if claimed:
         log.debug("inbox: %s claimed %d rows", worker_id, len(claimed))
     return claimed
 
 
-# ---------------------------------------------------------------- outcomes and settling
-
-
-@dataclass(frozen=True)
-class Outcome:
-    """What became of one claimed row: ``done`` (with an optional note), ``failed`` (with its
-    reason) or ``release`` (back to pending untouched, due at ``retry_at``)."""
-
-    row_id: int
-    outcome: str
-    note: str | None = None
-    retry_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class SettleCounts:
-    done: int = 0
-    retrying: int = 0
-    dead: int = 0
-    released: int = 0
-
-
-def settle_inbox(engine: Any, rows: Iterable[InboxRow], outcomes: Iterable[Outcome], *,
+def settle_inbox(engine: Any, rows: Iterable[InboxRow], settlements: Iterable[Settlement], *,
                  now: datetime) -> SettleCounts:
-    """Record the outcomes of claimed rows in one transaction (only rows still ``in_flight``)."""
-    now = _now(now)
-    by_id = {row.id: row for row in rows}
-    done, pending, released, dead = [], [], [], []
-    for o in outcomes:
-        row = by_id[o.row_id]
-        note = o.note[:ERROR_MAX_LENGTH] if o.note else None
-        if o.outcome == "done":
-            done.append({"b_id": row.id, "b_note": note})
-        elif o.outcome == "release":
-            released.append({"b_id": row.id, "b_next": o.retry_at or now})
-        elif o.outcome == "failed":
-            attempts = row.attempts + 1
-            if attempts >= MAX_ATTEMPTS:
-                dead.append({"b_id": row.id, "b_attempts": attempts, "b_note": note})
-            else:
-                pending.append({"b_id": row.id, "b_attempts": attempts, "b_note": note,
-                                "b_next": now + backoff(attempts)})
-        else:
-            raise ValueError(f"unknown outcome {o.outcome!r}")
-    mine = and_(_T.c.id == bindparam("b_id"), _T.c.status == "in_flight")
-    at = _T.c.next_attempt_at.type
-    with Session(engine) as session, session.begin():
-        conn = session.connection()
-        if done:
-            conn.execute(update(_T).where(mine).values(status="done", last_error=bindparam("b_note"),
-                                                       processed_at=now, next_attempt_at=now), done)
-        if pending:
-            conn.execute(update(_T).where(mine).values(
-                status="failed", attempts=bindparam("b_attempts"), last_error=bindparam("b_note"),
-                next_attempt_at=bindparam("b_next", type_=at)), pending)
-        if released:
-            conn.execute(update(_T).where(mine).values(status="pending",
-                                                       next_attempt_at=bindparam("b_next", type_=at)), released)
-        if dead:
-            conn.execute(update(_T).where(mine).values(status="dead", attempts=bindparam("b_attempts"),
-                                                       last_error=bindparam("b_note"), processed_at=now,
-                                                       next_attempt_at=now), dead)
-    return SettleCounts(len(done), len(pending), len(dead), len(released))
+    """Record what became of claimed rows in one transaction (only rows still ``in_flight``)."""
+    return queue.settle(engine, INBOX, settlements, attempts={row.id: row.attempts for row in rows}, now=now)
 
 
 # ---------------------------------------------------------------- the use case
@@ -357,12 +269,12 @@ def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BA
     Raises ``SalesforceAuthError`` (``SalesforceNotConfiguredError`` included) after releasing
     the rows untouched: a person has to fix the connection. Everything else ends in the report.
     """
-    now = _now(now)
+    now = utc_now(now)
     rows = claim_inbox(services.engine, worker_id=worker_id, limit=batch_size, now=now, lease=lease)
     report = ProcessReport(claimed=len(rows))
     if not rows:
         return report
-    outcomes: dict[int, Outcome] = {}
+    outcomes: dict[int, Settlement] = {}
     try:
         _process(services, rows, now, report, outcomes)
     except _Paused as paused:
@@ -370,10 +282,10 @@ def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BA
         report.pause_message = paused.message
         retry_at = paused.until or now + DEFAULT_LIMIT_PAUSE
         for row in rows:
-            outcomes.setdefault(row.id, Outcome(row.id, "release", retry_at=retry_at))
+            outcomes.setdefault(row.id, Settlement(row.id, Outcome.RELEASE, retry_at=retry_at))
     except BaseException:
         for row in rows:
-            outcomes.setdefault(row.id, Outcome(row.id, "release"))
+            outcomes.setdefault(row.id, Settlement(row.id, Outcome.RELEASE))
         settle_inbox(services.engine, rows, outcomes.values(), now=now)
         raise
     counts = settle_inbox(services.engine, rows, outcomes.values(), now=now)
@@ -397,7 +309,7 @@ def drain_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATC
 
 
 def _process(services: Any, rows: list[InboxRow], now: datetime, report: ProcessReport,
-             outcomes: dict[int, Outcome]) -> None:
+             outcomes: dict[int, Settlement]) -> None:
     client_id = getattr(services.settings, "sf_client_id", None)
     user_id = None
     if any((row.change_origin or "").startswith("user:") for row in rows):
@@ -406,7 +318,7 @@ def _process(services: Any, rows: list[InboxRow], now: datetime, report: Process
     work: list[InboxRow] = []
     for row in rows:
         if is_own_change(row.change_origin, client_id=client_id, user_id=user_id):
-            outcomes[row.id] = Outcome(row.id, "done", f"{OWN_CHANGE_NOTE} ({row.change_origin})")
+            outcomes[row.id] = Settlement(row.id, Outcome.DONE, f"{OWN_CHANGE_NOTE} ({row.change_origin})")
             report.own_changes += 1
         else:
             work.append(row)
@@ -416,14 +328,14 @@ def _process(services: Any, rows: list[InboxRow], now: datetime, report: Process
         specs = load_inbound_specs(services.settings)
     except PullError as exc:
         for row in work:
-            outcomes[row.id] = Outcome(row.id, "failed", str(exc))
+            outcomes[row.id] = Settlement(row.id, Outcome.FAILED, str(exc))
         return
     mapped = {spec.object.lower(): spec.object for spec in ordered_specs(specs)}
     groups: dict[str, list[InboxRow]] = defaultdict(list)
     for row in work:
         name = mapped.get(row.object_name.lower())
         if name is None:
-            outcomes[row.id] = Outcome(row.id, "done", f"no mapping reads {row.object_name}")
+            outcomes[row.id] = Settlement(row.id, Outcome.DONE, f"no mapping reads {row.object_name}")
             report.unmapped += 1
         else:
             groups[name].append(row)
@@ -441,7 +353,7 @@ def _process(services: Any, rows: list[InboxRow], now: datetime, report: Process
             log.warning("inbox: %s rows of %s not processed: %s", len(group), object_name, reason,
                         exc_info=not isinstance(exc, SalesforceError | PullError))
             for row in group:
-                outcomes.setdefault(row.id, Outcome(row.id, "failed", reason))
+                outcomes.setdefault(row.id, Settlement(row.id, Outcome.FAILED, reason))
 
 
 @dataclass
@@ -451,7 +363,7 @@ class _BatchState:
 
 
 def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: datetime, report: ProcessReport,
-                    outcomes: dict[int, Outcome], state: _BatchState) -> None:
+                    outcomes: dict[int, Settlement], state: _BatchState) -> None:
     resync = [row for row in rows if row.action == "resync_object" or not row.record_id]
     records = [row for row in rows if row.action != "resync_object" and row.record_id]
     ids = sorted({id18(row.record_id) for row in records if row.record_id})
@@ -462,11 +374,11 @@ def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: 
         report.resynced.append(object_name)
         if object_report.error:
             for row in rows:
-                outcomes[row.id] = Outcome(row.id, "failed", f"full resync of {object_name} failed: "
+                outcomes[row.id] = Settlement(row.id, Outcome.FAILED, f"full resync of {object_name} failed: "
                                                              f"{object_report.error}")
             return
         for row in resync:
-            outcomes[row.id] = Outcome(row.id, "done", f"resynced {object_name}: {object_report.line()}")
+            outcomes[row.id] = Settlement(row.id, Outcome.DONE, f"resynced {object_name}: {object_report.line()}")
         report.coalesced += len(records)  # the full resync read these records too
     elif ids:
         report.objects.append(pull_records(services, object_name, ids, now=now))
@@ -485,7 +397,7 @@ def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: 
         errors = _record_errors(services.engine, object_name, ids)
     for row in records:
         reason = errors.get(id18(row.record_id)) if row.record_id else None
-        outcomes[row.id] = Outcome(row.id, "failed", reason) if reason else Outcome(row.id, "done")
+        outcomes[row.id] = Settlement(row.id, Outcome.FAILED, reason) if reason else Settlement(row.id, Outcome.DONE)
 
 
 def _pull_changes(services: Any, objects: list[str], *, full: bool, now: datetime) -> Any:
@@ -497,15 +409,8 @@ def _pull_changes(services: Any, objects: list[str], *, full: bool, now: datetim
 
 def _record_errors(engine: Any, object_name: str, ids: list[str]) -> dict[str, str]:
     """The pull's current error per record (``sync_record_errors``), for these ids."""
-    found: dict[str, str] = {}
-    table = SyncRecordError.__table__
     with Session(engine) as session:
-        for start in range(0, len(ids), _CHUNK):
-            chunk = ids[start:start + _CHUNK]
-            for record_id, reason in session.execute(select(table.c.record_id, table.c.reason).where(
-                    table.c.object_name == object_name, table.c.record_id.in_(chunk))):
-                found[record_id] = reason
-    return found
+        return record_errors(session, object_name, ids)
 
 
 def _guard(call: Any, *, default: Any, what: str) -> Any:
@@ -549,43 +454,32 @@ class InboxLetter:
 @dataclass(frozen=True)
 class InboxStatus:
     counts: dict[str, int]  # rows per status, every status present (zeros included)
-    dead: list[InboxLetter]  # parked after MAX_ATTEMPTS failures
+    dead: list[InboxLetter]  # parked after queue.MAX_ATTEMPTS failures
     failed: list[InboxLetter]  # failed, retried at next_attempt_at
 
 
 def inbox_status(session: Session, *, limit: int | None = 50) -> InboxStatus:
     """Rows per status, and the dead and failed rows (oldest first, at most ``limit`` each)."""
-    counts = {status: 0 for status in ("pending", "in_flight", "done", "failed", "dead")}
-    for status, count in session.execute(select(_T.c.status, func.count()).group_by(_T.c.status)):
-        counts[status] = count
+    table = INBOX.table
 
-    def letters(where: Any) -> list[InboxLetter]:
-        query = select(_T).where(where).order_by(_T.c.id)
+    def letters(status: str) -> list[InboxLetter]:
+        query = select(table).where(table.c.status == status).order_by(table.c.id)
         if limit is not None:
             query = query.limit(limit)
         return [InboxLetter(r.id, r.source, r.object_name, r.record_id, r.action, r.status, r.attempts,
                             r.last_error, utc(r.next_attempt_at), utc(r.received_at))
                 for r in session.execute(query).all()]
 
-    return InboxStatus(counts, letters(_T.c.status == "dead"), letters(_T.c.status == "failed"))
+    return InboxStatus(queue.count_by_status(session, INBOX), letters(queue.DEAD), letters(FAILED))
 
 
 def retry_inbox_letters(session: Session, *, now: datetime, ids: Iterable[int] | None = None) -> int:
     """Re-queue dead and failed rows now, with their attempts reset (the caller commits)."""
-    now = _now(now)
-    where = _T.c.status.in_(("dead", "failed"))
-    if ids is not None:
-        wanted = sorted({int(i) for i in ids})
-        if not wanted:
-            return 0
-        where = and_(where, _T.c.id.in_(wanted))
-    result = session.execute(update(_T).where(where).values(status="pending", attempts=0, next_attempt_at=now,
-                                                            processed_at=None))
-    return result.rowcount or 0
+    return queue.requeue(session, INBOX, ids=ids, now=now)
 
 
 __all__ = [
-    "DEFAULT_BATCH_SIZE", "MAX_ATTEMPTS", "InboxLetter", "InboxRow", "InboxStatus", "Outcome", "ProcessReport",
-    "backoff", "claim_inbox", "drain_inbox", "id18", "inbox_status", "integration_user_id", "is_own_change",
+    "DEFAULT_BATCH_SIZE", "DEFAULT_LEASE", "INBOX", "InboxLetter", "InboxRow", "InboxStatus", "ProcessReport",
+    "claim_inbox", "drain_inbox", "id18", "inbox_status", "integration_user_id", "is_own_change",
     "process_inbox", "retry_inbox_letters", "settle_inbox",
 ]

@@ -15,9 +15,9 @@ from typing import Any
 
 from sqlmodel import Session
 
-from connector.storage import add_to_inbox
 from connector.webhooks.cdc import ChangeEvent, parse_change_events
 from connector.webhooks.config import WebhookConfig
+from connector.webhooks.inbox import add_to_inbox
 from connector.webhooks.outbound_message import OutboundNotification, parse_outbound_message
 from connector.webhooks.verification import (
     SIGNATURE_HEADER,

@@ -16,7 +16,7 @@ import requests
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from connector.storage import WebhookInbox
+from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.outbound_message import ACK
 from connector.webhooks.verification import sign_cdc
 from tests.unit.webhooks.messages import ORG_15, SECRET, cdc_body, change_event, opportunity_message

@@ -15,8 +15,9 @@ from billing_engine.storage.billing_tables import OutboxRow
 from billing_engine.storage.tables import CustomerRow
 from connector.cli import cli
 from connector.database import transaction
+from connector.queue import MAX_ATTEMPTS
 from connector.sandbox.server import AdminClient
-from connector.sync.outbox_claims import MAX_ATTEMPTS, retry_dead_letters
+from connector.sync.outbox_claims import retry_dead_letters
 from connector.sync.push import push_outbox
 from tests.conftest import sandbox_environment
 from tests.integration.sync.test_push_support import (

@@ -71,7 +71,7 @@ def test_worker_applies_stored_notifications_against_fresh_salesforce_data(servi
 
     from billing_engine.storage.tables import CustomerRow
     from connector.database import transaction
-    from connector.storage import WebhookInbox, add_to_inbox
+    from connector.webhooks.inbox import WebhookInbox, add_to_inbox
 
     [account] = create_accounts(services.salesforce(), 1, prefix="Notified")
     now = datetime.now(UTC)

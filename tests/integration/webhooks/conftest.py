@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from connector import create_app
-from connector.storage import WebhookInbox
+from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.routes import EXTENSION
 from tests.unit.webhooks.messages import NOW, ORG_18, SECRET
 

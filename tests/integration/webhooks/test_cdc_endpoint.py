@@ -141,7 +141,7 @@ def test_a_wrong_content_type_is_415_and_nothing_is_stored(client, inbox, conten
 
 
 def test_a_storage_failure_is_a_503_not_a_500(client, inbox, monkeypatch):
-    from connector.storage import add_to_inbox
+    from connector.webhooks.inbox import add_to_inbox
 
     def broken(session, rows):
         add_to_inbox(session, rows)

@@ -175,7 +175,7 @@ def test_a_wrong_content_type_is_415_and_nothing_is_stored(client, inbox, conten
 
 
 def test_a_storage_failure_is_a_503_fault_not_a_500_and_no_ack(client, inbox, monkeypatch):
-    from connector.storage import add_to_inbox
+    from connector.webhooks.inbox import add_to_inbox
 
     def broken(session, rows):
         add_to_inbox(session, rows)  # the rows are written, then the transaction fails: all rolled back

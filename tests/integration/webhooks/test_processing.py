@@ -13,9 +13,10 @@ from sqlmodel import Session
 
 from billing_engine.storage.tables import CustomerRow, SubscriptionRow
 from connector.database import transaction
-from connector.storage import WebhookInbox, add_to_inbox
+from connector.queue import backoff
 from connector.sync.tables import ReviewFlag
-from connector.webhooks.processing import OWN_CHANGE_NOTE, backoff, inbox_status, process_inbox
+from connector.webhooks.inbox import WebhookInbox, add_to_inbox
+from connector.webhooks.processing import OWN_CHANGE_NOTE, inbox_status, process_inbox
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -11,12 +11,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from connector.database import transaction
-from connector.storage import WebhookInbox, add_to_inbox
+from connector.queue import MAX_ATTEMPTS, Outcome, Settlement, backoff
+from connector.webhooks.inbox import WebhookInbox, add_to_inbox
 from connector.webhooks.processing import (
     DEFAULT_LEASE,
-    MAX_ATTEMPTS,
-    Outcome,
-    backoff,
     claim_inbox,
     inbox_status,
     retry_inbox_letters,
@@ -69,9 +67,9 @@ def test_failures_back_off_then_park_the_row_where_sync_status_shows_it(engine):
     for attempt in range(1, MAX_ATTEMPTS + 1):
         claimed = claim_inbox(engine, worker_id="w", limit=10, now=now)
         assert [r.record_id for r in claimed] == ([opp(1), opp(2)] if attempt == 1 else [opp(1)])
-        outcomes = [Outcome(claimed[0].id, "failed", f"Account 001 has no billsync customer (try {attempt})")]
+        outcomes = [Settlement(claimed[0].id, Outcome.FAILED, f"Account 001 has no billsync customer (try {attempt})")]
         if attempt == 1:
-            outcomes.append(Outcome(claimed[1].id, "done"))
+            outcomes.append(Settlement(claimed[1].id, Outcome.DONE))
         settle_inbox(engine, claimed, outcomes, now=now)
         failing = stored(engine)["cdc:tx1:1:" + opp(1)]
         if attempt < MAX_ATTEMPTS:
@@ -99,7 +97,7 @@ def test_released_rows_keep_their_attempts_and_come_back_when_the_pause_ends(eng
     add(engine, row(1, opp(1)))
     [claimed] = claim_inbox(engine, worker_id="w", limit=10, now=T0)
     resume = T0 + timedelta(minutes=15)
-    settle_inbox(engine, [claimed], [Outcome(claimed.id, "release", retry_at=resume)], now=T0)
+    settle_inbox(engine, [claimed], [Settlement(claimed.id, Outcome.RELEASE, retry_at=resume)], now=T0)
     assert claim_inbox(engine, worker_id="w", limit=10, now=resume - timedelta(seconds=1)) == []
     [again] = claim_inbox(engine, worker_id="w", limit=10, now=resume)
     assert (again.attempts, stored(engine)["cdc:tx1:1:" + opp(1)].last_error) == (0, None)

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from connector.queue import backoff
 from connector.salesforce.errors import SalesforceLimitError
-from connector.sync.outbox_claims import ClaimedRow, backoff, ordering_key
+from connector.sync.outbox_claims import ClaimedRow, ordering_key
 from connector.sync.push import COLLECTION_SIZE, COLLECTIONS_PER_COMPOSITE, _Batch, _settlements, _stages
 
 NOW = datetime(2026, 11, 24, 12, tzinfo=UTC)

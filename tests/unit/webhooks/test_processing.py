@@ -6,8 +6,9 @@ from datetime import timedelta
 
 import pytest
 
+from connector.queue import MAX_ATTEMPTS, backoff
 from connector.sync.pull import ObjectReport
-from connector.webhooks.processing import MAX_ATTEMPTS, ProcessReport, backoff, id18, is_own_change
+from connector.webhooks.processing import ProcessReport, id18, is_own_change
 
 CLIENT = "3MVG9sandbox.abc123"
 USER = "005Dn0000000001AAA"

@@ -1,4 +1,4 @@
-"""Tables owned by the connector, and their queries.
+"""The webhook inbox table and its insert.
 
 ``webhook_inbox`` holds every change notification billsync has acknowledged to
 Salesforce, one row per record (or per object for a full resync), stored before
@@ -12,8 +12,12 @@ the acknowledgement and processed after it. Invariants:
 - ``change_origin`` is CDC's ``changeOrigin``, or ``user:<LastModifiedById>`` for an
   Outbound Message carrying that field: what processing uses to ignore billsync's
   own writes;
-- the worker claims ``status = 'pending' AND next_attempt_at <= now`` (index on
-  ``(status, next_attempt_at)``), with ``FOR UPDATE SKIP LOCKED`` on PostgreSQL.
+- the worker works it as a queue (``connector.queue``, described by
+  ``connector.webhooks.processing.INBOX``): it claims rows whose ``status`` is
+  ``pending`` or ``failed`` (or ``in_flight`` under a lease that ran out) with
+  ``next_attempt_at <= now`` (index on ``(status, next_attempt_at)``), with
+  ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; while a row is in flight,
+  ``next_attempt_at`` is the end of its lease.
 """
 
 from __future__ import annotations

@@ -1,0 +1,120 @@
+"""``billsync sync status`` and ``billsync sync retry``: the operator's view of both queues
+(the outbox and the webhook inbox) and of the pull.
+
+They read ``connector.sync`` and ``connector.webhooks`` side by side, so they live above
+both packages (which do not import each other) and are added to the ``sync`` group by
+``connector.cli``.
+"""
+
+from __future__ import annotations
+
+import click
+
+from connector.cli_support import first_line, load_services
+from connector.salesforce.errors import SalesforceError
+from connector.sync.outbox_claims import outbox_counts, outbox_letters, retry_dead_letters
+
+STATUS_LIST_LIMIT = 50
+
+
+@click.command("status")
+def status() -> None:
+    """API usage, outbox counts, dead letters, and the pull's cursors, record errors and review flags."""
+    from sqlmodel import Session
+
+    services = load_services()
+    click.echo("Salesforce")
+    if services.settings.sf_auth == "none":
+        click.echo("  not configured (SF_AUTH=none)")
+    else:
+        try:
+            click.echo("  " + services.salesforce().refresh_status().describe())
+        except SalesforceError as exc:
+            click.echo(f"  API usage unknown: {first_line(exc)}")
+    with Session(services.engine) as session:
+        counts = outbox_counts(session)
+        dead = outbox_letters(session, status="dead", limit=STATUS_LIST_LIMIT)
+        failing = outbox_letters(session, status="failing", limit=STATUS_LIST_LIMIT)
+        click.echo("Push (outbox)")
+        click.echo(f"  {counts['pending']} pending ({counts['failing']} after an error), {counts['in_flight']} in "
+                   f"flight, {counts['done']} done, {counts['dead']} dead")
+        _letters("Dead letters ('billsync sync retry' re-queues them)", dead, counts["dead"])
+        _letters("Failing, will retry", failing, counts["failing"])
+        _inbox_status(session)
+        _pull_status(session)
+
+
+def _letters(title: str, letters: list, total: int) -> None:
+    if not letters:
+        return
+    click.echo(f"{title}: {total}")
+    for x in letters:
+        when = f", next try {x.next_attempt_at.isoformat(timespec='seconds')}" if x.next_attempt_at else ""
+        click.echo(f"  #{x.id} {x.topic} {x.aggregate_type} {x.aggregate_id}: {x.attempts} attempts{when}: "
+                   f"{x.last_error or ''}")
+    if total > len(letters):
+        click.echo(f"  ... and {total - len(letters)} more")
+
+
+def _inbox_status(session) -> None:
+    from connector.webhooks.processing import inbox_status
+
+    state = inbox_status(session, limit=STATUS_LIST_LIMIT)
+    c = state.counts
+    click.echo("Notifications (webhook inbox)")
+    click.echo(f"  {c['pending']} pending, {c['in_flight']} in flight, {c['failed']} failed (will retry), "
+               f"{c['done']} done, {c['dead']} dead")
+    for title, letters, total in (("Dead notifications ('billsync sync retry' re-queues them)", state.dead, c["dead"]),
+                                  ("Failed notifications, will retry", state.failed, c["failed"])):
+        if not letters:
+            continue
+        click.echo(f"{title}: {total}")
+        for x in letters:
+            record = f"{x.object_name} {x.record_id or '(whole object)'}"
+            click.echo(f"  #{x.id} {x.source} {record} {x.action}: {x.attempts} attempts: {x.last_error or ''}")
+        if total > len(letters):
+            click.echo(f"  ... and {total - len(letters)} more")
+
+
+def _pull_status(session) -> None:
+    from connector.sync.pull import pull_status
+
+    state = pull_status(session, error_limit=STATUS_LIST_LIMIT)
+    click.echo("Pull (cursors)")
+    if not state.cursors:
+        click.echo("  never run")
+    for c in state.cursors:
+        last = c.last_run_at.isoformat(timespec="seconds") if c.last_run_at else "never"
+        mark = c.last_modstamp.isoformat(timespec="seconds") if c.last_modstamp else "-"
+        click.echo(f"  {c.object_name}: {c.last_status} at {last}, up to {mark}; fetched {c.fetched}, "
+                   f"applied {c.applied}, failed {c.failed}" + (f" ({c.last_message})" if c.last_message else ""))
+    if state.errors:
+        click.echo(f"Pull record errors: {len(state.errors)}")
+        for e in state.errors:
+            click.echo(f"  {e.object_name} {e.record_id}: {e.reason} ({e.attempts} attempts)")
+    if state.flags:
+        click.echo(f"Review flags: {len(state.flags)}")
+        for f in state.flags:
+            click.echo(f"  #{f.id} {f.object_name} {f.record_id} {f.kind}: {f.reason}")
+
+
+@click.command("retry")
+@click.option("--id", "ids", type=int, multiple=True, help="Only this outbox row (repeatable).")
+@click.option("--notification", "notification_ids", type=int, multiple=True,
+              help="Only this webhook inbox row (repeatable).")
+def retry(ids: tuple[int, ...], notification_ids: tuple[int, ...]) -> None:
+    """Re-queue dead letters and failing rows (outbox and notifications), attempts reset."""
+    from datetime import UTC, datetime
+
+    from connector.database import transaction
+    from connector.webhooks.processing import retry_inbox_letters
+
+
+    services = load_services()
+    everything = not ids and not notification_ids
+    with transaction(services.engine) as session:
+        count = retry_dead_letters(session, list(ids) or None) if ids or everything else 0
+        notes = (retry_inbox_letters(session, now=datetime.now(UTC), ids=list(notification_ids) or None)
+                 if notification_ids or everything else 0)
+    click.echo(f"re-queued {count} outbox row{'s' if count != 1 else ''} and {notes} "
+               f"notification{'s' if notes != 1 else ''}; the next worker pass handles them")
