@@ -13,7 +13,8 @@ Each job runs at most once at a time (``max_instances=1``), missed runs are coal
 into one, and a job's exception is logged and never stops the clock. Without a
 Salesforce connection (``SF_AUTH=none``) only the bill run is scheduled.
 
-APScheduler 3 keeps its jobs in memory here: run exactly one clock.
+APScheduler 3 keeps its jobs in memory here: run exactly one clock (``billsync clock``, in
+``connector.cli.processes``).
 """
 
 from __future__ import annotations
@@ -21,20 +22,16 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
 
-import click
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
-
-from connector.cli_support import load_services
 
 log = logging.getLogger("billsync.clock")
 
@@ -173,31 +170,3 @@ def describe_trigger(name: str, settings: Any) -> str:
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
     }[name]
-
-
-@click.command("clock")
-@click.option("--list", "list_only", is_flag=True, help="Print the schedule and exit.")
-def clock(list_only: bool) -> None:
-    """Run the scheduler that triggers pull, push, bill run and reconciliation (run exactly one)."""
-    services = load_services()
-    settings = services.settings
-    if settings.log_level != "debug":  # APScheduler logs every run at info: keep the clock's own lines
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = build_scheduler(services)
-    jobs = scheduler.get_jobs()
-    click.echo(f"clock: {len(jobs)} jobs (time zone {settings.billsync_timezone})")
-    for job in jobs:
-        click.echo(f"  {job.id:<10} {describe_trigger(job.id, settings):<28} → {USE_CASES[job.id]}")
-    if not is_connected(settings):
-        click.echo("  Salesforce is not configured (SF_AUTH=none): pull, push and reconcile are not scheduled")
-    if list_only:
-        return
-
-    def _stop(signum: int, _frame: Any) -> None:
-        click.echo(f"clock: {signal.Signals(signum).name} received, stopping")
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    scheduler.start()
-    click.echo("clock: stopped")

@@ -1,10 +1,10 @@
-"""``billsync sync push|status|retry`` and ``billsync reconcile``."""
+"""``billsync sync pull|push|status|retry``: move data between Salesforce and billsync."""
 
 from __future__ import annotations
 
 import click
 
-from connector.cli_support import UserError, first_line, load_services
+from connector.cli.support import UserError, first_line, load_services
 from connector.salesforce.errors import SalesforceAuthError, SalesforceError
 from connector.sync.outbox_claims import outbox_counts, outbox_letters, retry_dead_letters
 
@@ -14,6 +14,40 @@ STATUS_LIST_LIMIT = 50
 @click.group()
 def sync() -> None:
     """Move data between Salesforce and billsync."""
+
+
+@sync.command("pull")
+@click.option("--full", is_flag=True, help="Read every record again, not only what changed since the last pull.")
+@click.option("--object", "objects", multiple=True, metavar="NAME",
+              help="Pull only this Salesforce object (repeatable), e.g. --object Account.")
+def pull(full: bool, objects: tuple[str, ...]) -> None:
+    """Pull changed records from Salesforce into the engine.
+
+    Per object: fetched, applied, unchanged, failed, deleted and flagged records. Records
+    that fail are listed by `billsync sync status` and retried by the next pull; the exit
+    code is 0 whenever the pull ran.
+    """
+    from connector.sync.pull import PullError, pull_changes
+
+    services = load_services()
+    try:
+        report = pull_changes(services, objects=list(objects) or None, full=full)
+    except PullError as exc:
+        raise UserError(exc.lines) from None
+    except SalesforceAuthError as exc:  # not connected, or the login was refused: the message says which
+        raise UserError(exc.message) from None
+    for line in (o.line() for o in report.objects):
+        click.echo(line)
+    if report.paused_until is not None or report.pause_message:
+        until = report.paused_until.isoformat(timespec="seconds") if report.paused_until else "later"
+        click.echo(f"paused until {until}: {report.pause_message}; the next pull resumes where this one stopped")
+    if report.failed_records:
+        click.echo(f"{report.failed_records} record(s) not applied: see `billsync sync status`; "
+                   "they are retried on the next pull")
+    for error in report.object_errors:
+        click.echo(f"error: {error}", err=True)
+    if report.objects and not any(o.ran for o in report.objects):
+        raise SystemExit(1)  # no object could be pulled at all
 
 
 @sync.command("push")
@@ -132,19 +166,3 @@ def retry(ids: tuple[int, ...], notification_ids: tuple[int, ...]) -> None:
                  if notification_ids or everything else 0)
     click.echo(f"re-queued {count} outbox row{'s' if count != 1 else ''} and {notes} "
                f"notification{'s' if notes != 1 else ''}; the next worker pass handles them")
-
-
-@click.command("reconcile")
-@click.option("--period", required=True, metavar="YYYY-MM", help="Month to compare.")
-@click.option("--repair", is_flag=True, help="Re-queue the pushes that fix the drift (the next push sends them).")
-def reconcile(period: str, repair: bool) -> None:
-    """Compare engine and Salesforce invoices and payments for a month.
-
-    Invoices by issue date, payments by payment date: counts and sums per currency and
-    status, then one line per mismatch. Exits 0 only when both sides agree, 1 when they
-    differ (also with --repair: the fix lands with the next push; run it again after).
-    """
-    from connector.sync.reconcile import run_command
-
-    raise SystemExit(run_command(period, repair))
-
