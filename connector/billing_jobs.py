@@ -30,11 +30,6 @@ def run_bill_run(services: Any, as_of: date, *, now: datetime | None = None) -> 
                              default_tax_percent=settings.default_tax_rate)
 
 
-def run_scheduled_bill_run(services: Any, *, now: datetime | None = None) -> bs.BillRunResult:
-    """The clock's daily bill run: as of today in the org's time zone."""
-    return run_bill_run(services, today_in(services.settings.billsync_timezone, now), now=now)
-
-
 def mrr_bridge_rows(services: Any, from_month: str, to_month: str) -> list[dict[str, str]]:
     """The MRR bridge per month and currency: rows of exact decimal strings."""
     return bs.mrr_bridge_report(services.engine, from_month, to_month)
