@@ -26,12 +26,16 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.clock")
 
@@ -71,7 +75,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _today(services: Any) -> date:
+def _today(services: Services) -> date:
     from connector.billing_jobs import today_in
 
     return today_in(services.settings.billsync_timezone, _now())
@@ -85,18 +89,18 @@ def previous_and_current_month(today: date) -> list[str]:
 # ---------------------------------------------------------------- the jobs
 
 
-def pull_job(services: Any) -> Any:
+def pull_job(services: Services) -> Any:
     report = USE_CASES["pull"].resolve()(services)
     for line in getattr(report, "object_errors", []) or []:
         log.warning("pull: %s", line)
     return report
 
 
-def push_job(services: Any) -> Any:
+def push_job(services: Services) -> Any:
     return USE_CASES["push"].resolve()(services, worker_id=worker_id(), batch_size=PUSH_BATCH_SIZE)
 
 
-def bill_run_job(services: Any) -> Any:
+def bill_run_job(services: Services) -> Any:
     as_of = _today(services)
     result = USE_CASES["bill_run"].resolve()(services, as_of)
     log.info("bill run as of %s: %s invoices created, %s finalized, %s failed", as_of,
@@ -106,7 +110,7 @@ def bill_run_job(services: Any) -> Any:
     return result
 
 
-def reconcile_job(services: Any) -> list[Any]:
+def reconcile_job(services: Services) -> list[Any]:
     reports = []
     for period in previous_and_current_month(_today(services)):
         report = USE_CASES["reconcile"].resolve()(services, period)
@@ -124,7 +128,7 @@ JOB_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def run_job(name: str, services: Any) -> None:
+def run_job(name: str, services: Services) -> None:
     """Run one job; its exception is logged, never raised (the clock keeps going)."""
     try:
         JOB_FUNCTIONS[name](services)
@@ -135,11 +139,11 @@ def run_job(name: str, services: Any) -> None:
 # ---------------------------------------------------------------- the scheduler
 
 
-def is_connected(settings: Any) -> bool:
+def is_connected(settings: Settings) -> bool:
     return settings.sf_auth != "none"
 
 
-def build_scheduler(services: Any, scheduler_cls: type[BaseScheduler] = BlockingScheduler,
+def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = BlockingScheduler,
                     *, now: datetime | None = None) -> BaseScheduler:
     """The clock's scheduler with its jobs (not started). Tests pass ``BackgroundScheduler``."""
     settings = services.settings
@@ -163,7 +167,7 @@ def build_scheduler(services: Any, scheduler_cls: type[BaseScheduler] = Blocking
     return scheduler
 
 
-def describe_trigger(name: str, settings: Any) -> str:
+def describe_trigger(name: str, settings: Settings) -> str:
     return {
         "pull": f"every {settings.pull_interval_seconds} s",
         "push": f"every {settings.push_interval_seconds} s",

@@ -18,7 +18,10 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.worker")
 
@@ -31,7 +34,7 @@ class Drain:
 
 
 class _OutboxDrain:
-    def __init__(self, services: Any, worker_id: str, batch_size: int, lease: timedelta):
+    def __init__(self, services: Services, worker_id: str, batch_size: int, lease: timedelta):
         self.services, self.worker_id, self.batch_size, self.lease = services, worker_id, batch_size, lease
         self.paused_until: datetime | None = None
 
@@ -50,7 +53,7 @@ class _OutboxDrain:
 class _InboxDrain:
     """Salesforce notifications stored by the web process: re-read their records and apply them."""
 
-    def __init__(self, services: Any, worker_id: str, batch_size: int):
+    def __init__(self, services: Services, worker_id: str, batch_size: int):
         self.services, self.worker_id, self.batch_size = services, worker_id, batch_size
         self.paused_until: datetime | None = None
 
@@ -65,7 +68,7 @@ class _InboxDrain:
         return report.done + report.dead
 
 
-def drains_for(services: Any, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
+def drains_for(services: Services, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
     """What a worker drains, in order: notifications first (they change what the push sends), then the outbox."""
     drains: list[Drain] = []
     if services.settings.sf_auth != "none":

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 from sqlmodel import Session
@@ -38,6 +38,9 @@ from billing_engine.storage.tables import CustomerRow
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
 from connector.sync.records import invoice_external_id, payment_external_id
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 ZERO = Decimal(0)
 
@@ -269,7 +272,7 @@ def compare(engine: Iterable[Side], salesforce: Iterable[Side],
     return ordered, mismatches
 
 
-def reconcile_period(services: Any, period: str, *, today: date | None = None) -> ReconcileReport:
+def reconcile_period(services: Services, period: str, *, today: date | None = None) -> ReconcileReport:
     """Compare the engine and Salesforce for one month (``YYYY-MM``); read-only.
 
     ``today`` (default: today in BILLSYNC_TIMEZONE) decides which unpaid invoices are overdue.
@@ -304,7 +307,7 @@ class RepairResult:
     not_repairable: list[Mismatch] = field(default_factory=list)
 
 
-def requeue_drift(services: Any, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
+def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
     """Put the outbox rows of every drifted engine record back to pending (one transaction).
 
     The rows are replayed in their original order, so Salesforce ends with the engine's

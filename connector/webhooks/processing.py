@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, bindparam, func, select, text, update
 from sqlmodel import Session
@@ -63,6 +63,9 @@ from connector.sync.pull import (
 )
 from connector.sync.tables import SyncRecordError
 from mappings.transforms import to_id18
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.webhooks")
 
@@ -325,32 +328,28 @@ class _Paused(Exception):
 _USER_IDS: dict[tuple[str, str], str | None] = {}
 
 
-def integration_user_id(services: Any) -> str | None:
+def integration_user_id(services: Services) -> str | None:
     """billsync's integration user (18 characters), or ``None`` when it cannot be known.
 
-    From, in order: a ``sf_integration_user_id`` setting, the client's ``user_id`` (the token
-    response's identity URL ends with ``/<orgId>/<userId>``), or one SOQL query by
-    ``SF_USERNAME`` (cached for the process).
+    From, in order: the client's ``user_id`` (the token response's identity URL ends with
+    ``/<orgId>/<userId>``), or one SOQL query by ``SF_USERNAME`` (cached for the process).
     """
     settings = services.settings
-    explicit = getattr(settings, "sf_integration_user_id", None)
-    if isinstance(explicit, str) and _SALESFORCE_ID.fullmatch(explicit):
-        return id18(explicit)
     client = services.salesforce()
     known = getattr(client, "user_id", None)
     if isinstance(known, str) and _SALESFORCE_ID.fullmatch(known):
         return id18(known)
-    username = getattr(settings, "sf_username", None)
+    username = settings.sf_username
     if not username:
         return None
-    key = (str(getattr(settings, "sf_login_url", "")), username)
+    key = (settings.sf_login_url, username)
     if key not in _USER_IDS:
         rows = list(client.query_all(build_soql("SELECT Id FROM User WHERE Username = {}", username)))
         _USER_IDS[key] = rows[0]["Id"] if rows else None
     return _USER_IDS[key]
 
 
-def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE,
+def process_inbox(services: Services, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE,
                   now: datetime | None = None, lease: timedelta = DEFAULT_LEASE) -> ProcessReport:
     """Claim one batch of due inbox rows and process it (see the module docstring).
 
@@ -384,7 +383,7 @@ def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BA
     return report
 
 
-def drain_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int = 100,
+def drain_inbox(services: Services, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int = 100,
                 now: datetime | None = None) -> ProcessReport:
     """``process_inbox`` until nothing is due (or a pause, or ``max_batches``): the worker's drain."""
     total = ProcessReport()
@@ -396,9 +395,9 @@ def drain_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATC
     return total
 
 
-def _process(services: Any, rows: list[InboxRow], now: datetime, report: ProcessReport,
+def _process(services: Services, rows: list[InboxRow], now: datetime, report: ProcessReport,
              outcomes: dict[int, Outcome]) -> None:
-    client_id = getattr(services.settings, "sf_client_id", None)
+    client_id = services.settings.sf_client_id
     user_id = None
     if any((row.change_origin or "").startswith("user:") for row in rows):
         user_id = _guard(lambda: integration_user_id(services), default=None,
@@ -450,7 +449,7 @@ class _BatchState:
     dependencies_pulled: bool = False
 
 
-def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: datetime, report: ProcessReport,
+def _process_object(services: Services, object_name: str, rows: list[InboxRow], now: datetime, report: ProcessReport,
                     outcomes: dict[int, Outcome], state: _BatchState) -> None:
     resync = [row for row in rows if row.action == "resync_object" or not row.record_id]
     records = [row for row in rows if row.action != "resync_object" and row.record_id]
@@ -488,7 +487,7 @@ def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: 
         outcomes[row.id] = Outcome(row.id, "failed", reason) if reason else Outcome(row.id, "done")
 
 
-def _pull_changes(services: Any, objects: list[str], *, full: bool, now: datetime) -> Any:
+def _pull_changes(services: Services, objects: list[str], *, full: bool, now: datetime) -> Any:
     pulled = pull_changes(services, objects=objects, full=full, now=now)
     if pulled.paused_until is not None or pulled.pause_message:
         raise _Paused(pulled.paused_until, pulled.pause_message)
@@ -581,7 +580,7 @@ def retry_inbox_letters(session: Session, *, now: datetime, ids: Iterable[int] |
         where = and_(where, _T.c.id.in_(wanted))
     result = session.execute(update(_T).where(where).values(status="pending", attempts=0, next_attempt_at=now,
                                                             processed_at=None))
-    return result.rowcount or 0
+    return result.rowcount or 0  # type: ignore[attr-defined]  # an UPDATE gives a CursorResult
 
 
 __all__ = [
