@@ -282,7 +282,8 @@ def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: M
         db.add_outbox(session, events + list(mrr_events))
         stats.invoices_finalized = len(ids)
         stats.credit_notes_issued = sum(1 for c in cn_ids if c is not None)
-    line_rows, tax_rows = [], []
+    line_rows: list[dict[str, Any]] = []
+    tax_rows: list[dict[str, Any]] = []
     for invoice_id, draft, cn_id in zip(ids, drafts, cn_ids, strict=True):
         line_rows.extend(_line_rows(invoice_id, draft, cn_id))
         tax_rows.extend({"invoice_id": invoice_id, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
@@ -415,7 +416,10 @@ def _finalize_many(session: Session, invoice_ids: Sequence[int], *, issued_on: d
     numbers = _numbers(session, sequence, issued_on.year, len(invoices))
     cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, issued_on.year,
                           sum(1 for d in drafts if d.credit_note is not None))
-    out, updates, events, credit_changes = [], [], [], []
+    out: list[Any] = []
+    updates: list[Any] = []
+    events: list[Any] = []
+    credit_changes: list[Any] = []
     for inv, draft, number in zip(invoices, drafts, numbers, strict=True):
         fields = _final_fields(draft, number, issued_on, inv.payment_terms_days, now)
         row = {"customer_id": inv.customer_id, **fields}
@@ -580,8 +584,8 @@ def record_payment(session: Session, *, customer_id: str, amount: object, curren
     changes nothing. Bad input raises before anything is written.
     """
     now = _now(now, received_on)
-    for name, value in (("method", method), ("source", source), ("external_reference", external_reference)):
-        if not isinstance(value, str) or not value.strip():
+    for name, text in (("method", method), ("source", source), ("external_reference", external_reference)):
+        if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(name, "is required")
     existing = db.find_payment(session, source, external_reference)
     if existing is not None:

@@ -12,6 +12,7 @@ import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
+from typing import Any
 
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import check_currency, check_unit_price, to_decimal
@@ -35,7 +36,7 @@ class ChargeType(StrEnum):
     ONE_TIME = "one_time"  # billed on the first invoice
 
     @classmethod
-    def parse(cls, value: object, field: str = "charge_type") -> ChargeType:
+    def parse(cls, value: Any, field: str = "charge_type") -> ChargeType:
         try:
             return cls(value)
         except ValueError:
@@ -111,7 +112,8 @@ def make_price(
 ) -> Price:
     """A validated price from plain input (decimal strings, ints or Decimals; never floats)."""
     kind = ChargeType.parse(charge_type)
-    parsed_tiers = tuple(tiers) if all(isinstance(t, Tier) for t in tiers) else make_tiers(tiers)  # type: ignore[arg-type]
+    parsed_tiers: tuple[Tier, ...] = (tuple(tiers) if all(isinstance(t, Tier) for t in tiers)  # type: ignore[arg-type]
+                                      else make_tiers(tiers))  # type: ignore[arg-type]
     terms = PriceTerms(
         model=get_model(model).name,
         unit_price=None if unit_price is None else check_unit_price(unit_price, "unit_price"),

@@ -76,7 +76,7 @@ def round_intermediate(value: Decimal) -> Decimal:
 
 def check_unit_price(value: object, field: str) -> Decimal:
     price = to_decimal(value, field)
-    if price.as_tuple().exponent < -UNIT_PRICE_PLACES and price != round_unit_price(price):
+    if price.as_tuple().exponent < -UNIT_PRICE_PLACES and price != round_unit_price(price):  # type: ignore[operator]
         raise InvalidInputError(field, f"{price} has more than {UNIT_PRICE_PLACES} decimals")
     return price
 

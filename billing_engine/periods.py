@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from enum import StrEnum
 from functools import lru_cache
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from billing_engine.errors import InvalidInputError
@@ -36,7 +37,7 @@ class Interval(StrEnum):
         return _MONTHS[self]
 
     @classmethod
-    def parse(cls, value: object, field: str = "interval") -> Interval:
+    def parse(cls, value: Any, field: str = "interval") -> Interval:
         try:
             return cls(value)
         except ValueError:

@@ -384,7 +384,7 @@ def load_prices(session: Session, price_ids: Iterable[str], cache: dict) -> None
     if not missing:
         return
     prices, products = PriceRow.__table__, ProductRow.__table__
-    rows = []
+    rows: list[Any] = []
     for start in range(0, len(missing), 900):
         rows.extend(session.execute(select(prices).where(prices.c.id.in_(missing[start:start + 900]))).all())
     product_ids = sorted({r.product_id for r in rows})
@@ -483,7 +483,7 @@ def customers_page(session: Session, *, after: str | None, limit: int, starts_by
                                 .order_by(customers.c.id)).all())
 
 
-def subscription_terms_of_customers(session: Session, customer_ids: Sequence[str]) -> tuple[list[Any], list[Any]]:
+def subscription_terms_of_customers(session: Session, customer_ids: Sequence[str]) -> tuple[Sequence[Any], list[Any]]:
     """The raw rows the metrics' fast path reads, two queries: subscriptions of these customers
     ``(id, customer_id, currency, starts_on, term_months, auto_renew, renewal_uplift_percent, amended)``
     ordered by customer, currency, id, and their items ``(subscription_id, item_id, price_id, quantity,
@@ -496,8 +496,8 @@ def subscription_terms_of_customers(session: Session, customer_ids: Sequence[str
     subs_t, items_t, amend_t = SubscriptionRow.__table__, SubscriptionItemRow.__table__, AmendmentRow.__table__
     amended = select(amend_t.c.id).where(amend_t.c.subscription_id == subs_t.c.id).exists()
     subs = session.execute(
-        select(subs_t.c.id, subs_t.c.customer_id, subs_t.c.currency, subs_t.c.starts_on, subs_t.c.term_months,
-               subs_t.c.auto_renew, subs_t.c.renewal_uplift_percent, amended.label("amended"))
+        select(subs_t.c.id, subs_t.c.customer_id, subs_t.c.currency, subs_t.c.starts_on,  # type: ignore[call-overload]
+               subs_t.c.term_months, subs_t.c.auto_renew, subs_t.c.renewal_uplift_percent, amended.label("amended"))
         .where(one_of(session, subs_t.c.customer_id, customer_ids))
         .order_by(subs_t.c.customer_id, subs_t.c.currency, subs_t.c.id)).all()
     raw = [type_coerce(c, NullType()) for c in (items_t.c.quantity, items_t.c.contract_unit_price,
@@ -543,7 +543,7 @@ def plain_subscription_groups(session: Session) -> list[tuple[str, int]]:
             + text_of(items_t.c.discount_amount))
     # Each term is self-delimiting (position first, price id length-prefixed, decimals never hold
     # "," or ";"), so equal signatures mean the same items whatever order they were joined in.
-    signature = func.aggregate_strings(term, ";")
+    signature: Any = func.aggregate_strings(term, ";")
     if session.get_bind().dialect.name == "postgresql":
         signature = signature.aggregate_order_by(items_t.c.position)
     signatures = (select(items_t.c.subscription_id, signature.label("signature"))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field, replace
 from datetime import date
 from decimal import Decimal
 from enum import StrEnum
+from typing import Any
 
 from billing_engine.catalog import ChargeType, Price, check_id
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
@@ -43,7 +44,7 @@ class AmendmentAction(StrEnum):
     RENEW = "renew"
 
     @classmethod
-    def parse(cls, value: object, field_name: str = "action") -> AmendmentAction:
+    def parse(cls, value: Any, field_name: str = "action") -> AmendmentAction:
         try:
             return cls(value)
         except ValueError:

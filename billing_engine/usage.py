@@ -48,7 +48,7 @@ def check_usage(item_id: object, quantity: object, occurred_at: object, source: 
             raise InvalidInputError(name, "is required")
         if len(value) > MAX_KEY_LENGTH:
             raise InvalidInputError(name, f"longer than {MAX_KEY_LENGTH} characters")
-    return UsageInput(item_id, qty, occurred_at, source, idempotency_key)
+    return UsageInput(item_id, qty, occurred_at, source, idempotency_key)  # type: ignore[arg-type]  # checked above
 
 
 def usage_date(occurred_at: datetime, timezone: str = "UTC") -> date:

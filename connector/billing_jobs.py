@@ -8,10 +8,13 @@ functions; the engine does the work (``billing_services.bill_customers`` and
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from billing_engine import billing_services as bs
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 
 def today_in(timezone: str, now: datetime | None = None) -> date:
@@ -20,7 +23,7 @@ def today_in(timezone: str, now: datetime | None = None) -> date:
     return now.astimezone(ZoneInfo(timezone)).date()
 
 
-def run_bill_run(services: Any, as_of: date, *, now: datetime | None = None) -> bs.BillRunResult:
+def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None) -> bs.BillRunResult:
     """Bill everything due up to ``as_of`` (finalized, or drafts when HOLD_INVOICES_FOR_REVIEW).
 
     Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE.
@@ -30,11 +33,6 @@ def run_bill_run(services: Any, as_of: date, *, now: datetime | None = None) -> 
                              default_tax_percent=settings.default_tax_rate)
 
 
-def run_scheduled_bill_run(services: Any, *, now: datetime | None = None) -> bs.BillRunResult:
-    """The clock's daily bill run: as of today in the org's time zone."""
-    return run_bill_run(services, today_in(services.settings.billsync_timezone, now), now=now)
-
-
-def mrr_bridge_rows(services: Any, from_month: str, to_month: str) -> list[dict[str, str]]:
+def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[dict[str, str]]:
     """The MRR bridge per month and currency: rows of exact decimal strings."""
     return bs.mrr_bridge_report(services.engine, from_month, to_month)

@@ -34,10 +34,18 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+def for_people(record: logging.LogRecord) -> bool:
+    """Text logs are read on a terminal: records logged with ``extra={"terminal": False}``
+    (a command's traceback, already summed up in one ``error:`` line) stay out of them."""
+    return getattr(record, "terminal", True) is not False
+
+
 def configure_logging(level: str, fmt: str) -> None:
     root = logging.getLogger()
     handler = logging.StreamHandler()
     handler.setFormatter(JsonFormatter() if fmt == "json" else TextFormatter())
+    if fmt != "json":
+        handler.addFilter(for_people)
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # Werkzeug's own access log would duplicate ours.

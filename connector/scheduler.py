@@ -13,7 +13,8 @@ Each job runs at most once at a time (``max_instances=1``), missed runs are coal
 into one, and a job's exception is logged and never stops the clock. Without a
 Salesforce connection (``SF_AUTH=none``) only the bill run is scheduled.
 
-APScheduler 3 keeps its jobs in memory here: run exactly one clock.
+APScheduler 3 keeps its jobs in memory here: run exactly one clock (``billsync clock``, in
+``connector.cli.processes``).
 """
 
 from __future__ import annotations
@@ -21,20 +22,20 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import signal
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import click
 from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
-from connector.cli_support import load_services
+if TYPE_CHECKING:
+    from connector.settings import Settings
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.clock")
 
@@ -74,7 +75,7 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
-def _today(services: Any) -> date:
+def _today(services: Services) -> date:
     from connector.billing_jobs import today_in
 
     return today_in(services.settings.billsync_timezone, _now())
@@ -88,18 +89,18 @@ def previous_and_current_month(today: date) -> list[str]:
 # ---------------------------------------------------------------- the jobs
 
 
-def pull_job(services: Any) -> Any:
+def pull_job(services: Services) -> Any:
     report = USE_CASES["pull"].resolve()(services)
     for line in getattr(report, "object_errors", []) or []:
         log.warning("pull: %s", line)
     return report
 
 
-def push_job(services: Any) -> Any:
+def push_job(services: Services) -> Any:
     return USE_CASES["push"].resolve()(services, worker_id=worker_id(), batch_size=PUSH_BATCH_SIZE)
 
 
-def bill_run_job(services: Any) -> Any:
+def bill_run_job(services: Services) -> Any:
     as_of = _today(services)
     result = USE_CASES["bill_run"].resolve()(services, as_of)
     log.info("bill run as of %s: %s invoices created, %s finalized, %s failed", as_of,
@@ -109,7 +110,7 @@ def bill_run_job(services: Any) -> Any:
     return result
 
 
-def reconcile_job(services: Any) -> list[Any]:
+def reconcile_job(services: Services) -> list[Any]:
     reports = []
     for period in previous_and_current_month(_today(services)):
         report = USE_CASES["reconcile"].resolve()(services, period)
@@ -127,7 +128,7 @@ JOB_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
 }
 
 
-def run_job(name: str, services: Any) -> None:
+def run_job(name: str, services: Services) -> None:
     """Run one job; its exception is logged, never raised (the clock keeps going)."""
     try:
         JOB_FUNCTIONS[name](services)
@@ -138,11 +139,11 @@ def run_job(name: str, services: Any) -> None:
 # ---------------------------------------------------------------- the scheduler
 
 
-def is_connected(settings: Any) -> bool:
+def is_connected(settings: Settings) -> bool:
     return settings.sf_auth != "none"
 
 
-def build_scheduler(services: Any, scheduler_cls: type[BaseScheduler] = BlockingScheduler,
+def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = BlockingScheduler,
                     *, now: datetime | None = None) -> BaseScheduler:
     """The clock's scheduler with its jobs (not started). Tests pass ``BackgroundScheduler``."""
     settings = services.settings
@@ -166,38 +167,10 @@ def build_scheduler(services: Any, scheduler_cls: type[BaseScheduler] = Blocking
     return scheduler
 
 
-def describe_trigger(name: str, settings: Any) -> str:
+def describe_trigger(name: str, settings: Settings) -> str:
     return {
         "pull": f"every {settings.pull_interval_seconds} s",
         "push": f"every {settings.push_interval_seconds} s",
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
     }[name]
-
-
-@click.command("clock")
-@click.option("--list", "list_only", is_flag=True, help="Print the schedule and exit.")
-def clock(list_only: bool) -> None:
-    """Run the scheduler that triggers pull, push, bill run and reconciliation (run exactly one)."""
-    services = load_services()
-    settings = services.settings
-    if settings.log_level != "debug":  # APScheduler logs every run at info: keep the clock's own lines
-        logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = build_scheduler(services)
-    jobs = scheduler.get_jobs()
-    click.echo(f"clock: {len(jobs)} jobs (time zone {settings.billsync_timezone})")
-    for job in jobs:
-        click.echo(f"  {job.id:<10} {describe_trigger(job.id, settings):<28} → {USE_CASES[job.id]}")
-    if not is_connected(settings):
-        click.echo("  Salesforce is not configured (SF_AUTH=none): pull, push and reconcile are not scheduled")
-    if list_only:
-        return
-
-    def _stop(signum: int, _frame: Any) -> None:
-        click.echo(f"clock: {signal.Signals(signum).name} received, stopping")
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    scheduler.start()
-    click.echo("clock: stopped")

@@ -7,23 +7,21 @@ row, and a worker killed mid-push leaves its rows to be claimed again after the 
 
 Each pass runs every drain in ``drains_for(services)`` in turn; a drain returns how
 many items it handled. The loop sleeps ``--poll-seconds`` when a pass found nothing,
-and stops after the current batch on SIGTERM or SIGINT.
+and stops after the current batch on SIGTERM or SIGINT (``billsync worker``, in
+``connector.cli.processes``).
 """
 
 from __future__ import annotations
 
 import logging
-import signal
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING
 
-import click
-
-from connector.cli_support import UserError, load_services
-from connector.salesforce.errors import SalesforceAuthError
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.worker")
 
@@ -36,7 +34,7 @@ class Drain:
 
 
 class _OutboxDrain:
-    def __init__(self, services: Any, worker_id: str, batch_size: int, lease: timedelta):
+    def __init__(self, services: Services, worker_id: str, batch_size: int, lease: timedelta):
         self.services, self.worker_id, self.batch_size, self.lease = services, worker_id, batch_size, lease
         self.paused_until: datetime | None = None
 
@@ -55,7 +53,7 @@ class _OutboxDrain:
 class _InboxDrain:
     """Salesforce notifications stored by the web process: re-read their records and apply them."""
 
-    def __init__(self, services: Any, worker_id: str, batch_size: int):
+    def __init__(self, services: Services, worker_id: str, batch_size: int):
         self.services, self.worker_id, self.batch_size = services, worker_id, batch_size
         self.paused_until: datetime | None = None
 
@@ -70,7 +68,7 @@ class _InboxDrain:
         return report.done + report.dead
 
 
-def drains_for(services: Any, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
+def drains_for(services: Services, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
     """What a worker drains, in order: notifications first (they change what the push sends), then the outbox."""
     drains: list[Drain] = []
     if services.settings.sf_auth != "none":
@@ -108,40 +106,3 @@ def run_worker(drains: list[Drain], *, once: bool, poll_seconds: float, stop: th
                 break
             stop.wait(delay)
     return total
-
-
-@click.command("worker")
-@click.option("--once", is_flag=True, help="Drain what is queued now, then exit.")
-@click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
-              help="Outbox rows claimed per batch.")
-@click.option("--poll-seconds", type=click.FloatRange(0.1, 3600), default=None,
-              help="Sleep between passes that found nothing (default: PUSH_INTERVAL_SECONDS, at most 5).")
-@click.option("--lease-seconds", type=click.IntRange(0, 86400), default=300, show_default=True,
-              help="A row in flight longer than this belongs to a dead worker and is claimed again.")
-def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_seconds: int) -> None:
-    """Drain the webhook inbox and the Salesforce outbox (run any number)."""
-    from connector.sync.push import default_worker_id
-
-    services = load_services()
-    worker_id = f"worker-{default_worker_id()}"
-    drains = drains_for(services, worker_id=worker_id, batch_size=batch_size,
-                        lease=timedelta(seconds=lease_seconds))
-    if not drains:
-        click.echo("worker: nothing to drain (Salesforce is not configured: SF_AUTH=none)")
-        return
-    stop = threading.Event()
-
-    def _stop(signum, _frame) -> None:
-        log.info("worker: signal %s, stopping after the current batch", signum)
-        stop.set()
-
-    signal.signal(signal.SIGTERM, _stop)
-    signal.signal(signal.SIGINT, _stop)
-    poll = poll_seconds if poll_seconds is not None else min(5.0, float(services.settings.push_interval_seconds))
-    click.echo(f"worker {worker_id}: draining {', '.join(d.name for d in drains)}"
-               + (" once" if once else f", polling every {poll:g} s"))
-    try:
-        total = run_worker(drains, once=once, poll_seconds=poll, stop=stop)
-    except SalesforceAuthError as exc:
-        raise UserError(f"Salesforce refused billsync: {exc}") from None
-    click.echo(f"worker {worker_id}: stopped after {total} items")

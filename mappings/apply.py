@@ -8,7 +8,7 @@ field and the value; all of a record's errors are raised together as
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import Any
@@ -199,7 +199,7 @@ def _child_records(value: Any) -> list[Mapping[str, Any]]:
 
 
 def apply_inbound(spec: InboundSpec, record: Mapping[str, Any], context: MappingContext,
-                  lines: list[Mapping[str, Any]] | None = None) -> dict[str, Any]:
+                  lines: Sequence[Mapping[str, Any]] | None = None) -> dict[str, Any]:
     """Turn a Salesforce record (query JSON) into ``{"command", "key", "data"}``.
 
     Line items: when the spec has ``lines``, the source chosen by ``select_line_source``

@@ -349,7 +349,7 @@ def _parse_field(reader: _Reader, name: str, raw: Any, line: int, where: str, *,
     uses_source = transform.uses_source if transform else "from" in raw
     if not uses_source and "from" in raw:
         reader.problem(raw.line_of("from"), _join(where, "from"),
-                       f"transform {transform.name!r} reads no field: remove 'from'")  # type: ignore[union-attr]
+                       f"transform {transform.name!r} reads no field: remove 'from'")
     elif uses_source and "from" not in raw:
         reader.problem(raw.line, where, "missing key 'from'")
     elif uses_source:
@@ -529,7 +529,7 @@ def _parse_inbound(reader: _Reader, raw: Any, line: int) -> InboundSpec | None:
     if not isinstance(filter_text, str):
         reader.problem(raw.line_of("filter"), "filter", f"{filter_text!r} is not a SOQL condition (text)")
         filter_text = ""
-    fields, _ = ([], False)
+    fields: list[Any] = []
     if "fields" in raw:
         fields, _ = _parse_fields(reader, raw["fields"], raw.line_of("fields"), "fields", outbound=False,
                                   allowed=contract.data_keys if contract else None,

@@ -445,13 +445,13 @@ def bulk_insert(session: Session, model: type[SQLModel], rows: Sequence[dict[str
     if not rows:
         return
     if len(rows) >= COPY_THRESHOLD and is_postgresql(session):
-        _copy_rows(session, model.__table__, rows, list(rows[0]))
+        _copy_rows(session, model.__table__, rows, list(rows[0]))  # type: ignore[attr-defined]  # every table class has one
         return
-    session.execute(insert(model.__table__), list(rows))
+    session.execute(insert(model.__table__), list(rows))  # type: ignore[attr-defined]  # every table class has one
 
 
 def insert_returning_id(session: Session, model: type[SQLModel], values: dict[str, Any]) -> int:
-    table = model.__table__
+    table = model.__table__  # type: ignore[attr-defined]  # every table class has one
     return session.execute(insert(table).values(**values).returning(table.c.id)).scalar_one()
 
 
@@ -634,7 +634,7 @@ def customers_with_invoices(session: Session) -> list[str]:
 
 
 def count_rows(session: Session, model: type[SQLModel]) -> int:
-    return session.execute(select(func.count()).select_from(model.__table__)).scalar_one()
+    return session.execute(select(func.count()).select_from(model.__table__)).scalar_one()  # type: ignore[attr-defined]  # every table class has one
 
 
 def next_numbers(session: Session, name: str, year: int, count: int) -> int:
@@ -795,7 +795,7 @@ def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> N
     ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
     if not ids:
         return
-    table = {"invoice": Invoice, "payment": Payment}[kind].__table__
+    table = {"invoice": Invoice, "payment": Payment}[kind].__table__  # type: ignore[attr-defined]  # every table class has one
     session.connection().execute(
         update(table).where(table.c.id == bindparam("b_id")).values(salesforce_id=bindparam("b_sfid")),
         [{"b_id": engine_id, "b_sfid": sfid} for engine_id, sfid in ids.items()])

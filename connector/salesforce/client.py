@@ -24,7 +24,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import requests
 import tenacity
@@ -44,6 +44,9 @@ from connector.salesforce.errors import (
 from connector.salesforce.payload import encode_payload
 from connector.salesforce.retry import retry_policy
 from connector.salesforce.transport import ApiUsage, SalesforceSession
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
 
 log = logging.getLogger("billsync.salesforce")
 
@@ -367,7 +370,7 @@ class SalesforceClient:
 # ---------------------------------------------------------------- factory
 
 
-def build_client(settings: Any, *, policy: tenacity.Retrying | None = None,
+def build_client(settings: Settings, *, policy: tenacity.Retrying | None = None,
                  clock: Callable[[], datetime] | None = None) -> SalesforceClient:
     """The client for the org the settings describe; ``SalesforceNotConfiguredError`` when SF_AUTH=none."""
     if settings.sf_auth == "none":

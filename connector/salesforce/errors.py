@@ -159,7 +159,7 @@ def classify(failure: BaseException | requests.Response, *, record: bool = False
 
 def _classify_status(status: int, content: Any, *, record: bool, method: str, path: str) -> SalesforceError:
     code, message, fields = _first_error(content)
-    kw = {"code": code, "status": status, "method": method, "path": path}
+    kw: dict[str, Any] = {"code": code, "status": status, "method": method, "path": path}
     if code in LIMIT_CODES:
         return SalesforceLimitError(message or "API request limit exceeded", **kw)
     if code in RETRYABLE_CODES or status >= 500 or status == 429:

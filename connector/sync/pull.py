@@ -31,7 +31,7 @@ import logging
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
@@ -58,6 +58,10 @@ from mappings import (
     soql_for,
     soql_for_lines,
 )
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.pull")
 
@@ -149,7 +153,7 @@ def ordered_specs(specs: MappingSet) -> list[InboundSpec]:
     return sorted(specs.inbound, key=lambda s: (rank.get(s.object.lower(), len(rank)), s.object, s.name))
 
 
-def load_inbound_specs(settings: Any) -> MappingSet:
+def load_inbound_specs(settings: Settings) -> MappingSet:
     specs = load_specs(settings.mappings_dir)
     if specs.problems:
         shown = [str(p) for p in specs.problems[:10]]
@@ -167,7 +171,7 @@ def _is_subscription_spec(spec: InboundSpec) -> bool:
 
 
 class _Puller:
-    def __init__(self, services: Any, specs: MappingSet, now: datetime, full: bool):
+    def __init__(self, services: Services, specs: MappingSet, now: datetime, full: bool):
         self.services = services
         self.engine = services.engine
         self.client = services.salesforce()
@@ -175,7 +179,6 @@ class _Puller:
         self.now = now
         self.full = full
         self.org_timezone = services.settings.billsync_timezone
-        self.default_currency = getattr(services.settings, "default_currency", None)
 
     # ---------------------------------------------------------- one object
 
@@ -262,8 +265,7 @@ class _Puller:
 
             customer = find_customer_by_salesforce_id(session, account_id)
             customer_timezone = customer.timezone if customer else None
-        return MappingContext(org_timezone=self.org_timezone, customer_timezone=customer_timezone,
-                              default_currency=self.default_currency)
+        return MappingContext(org_timezone=self.org_timezone, customer_timezone=customer_timezone)
 
     def apply_batch(self, spec: InboundSpec, records: list[dict[str, Any]], report: ObjectReport) -> None:
         if not records:
@@ -440,7 +442,7 @@ def _select_specs(specs: MappingSet, objects: Sequence[str] | None) -> list[Inbo
 # ------------------------------------------------------------------ use cases
 
 
-def pull_changes(services: Any, *, objects: Sequence[str] | None = None, full: bool = False,
+def pull_changes(services: Services, *, objects: Sequence[str] | None = None, full: bool = False,
                  now: datetime | None = None) -> PullReport:
     """Pull what changed in Salesforce since each object's cursor (everything with ``full``).
 
@@ -476,7 +478,7 @@ def pull_changes(services: Any, *, objects: Sequence[str] | None = None, full: b
     return report
 
 
-def pull_records(services: Any, object_name: str, ids: Iterable[str], *,
+def pull_records(services: Services, object_name: str, ids: Iterable[str], *,
                  now: datetime | None = None) -> ObjectReport:
     """Apply these records of ``object_name`` by Id (one query per 200 ids), as the pull would.
 
@@ -600,7 +602,7 @@ def resolve_review_flag(session: Session, flag_id: int, at: datetime) -> bool:
 # ------------------------------------------------------------------ mappings check and preview
 
 
-def check_mappings(services: Any) -> tuple[MappingSet, list[Any]]:
+def check_mappings(services: Services) -> tuple[MappingSet, list[Any]]:
     """Every problem of the mapping files against the org's describe (``mappings.Problem``s, sorted)."""
     from mappings import check_specs
 
@@ -659,7 +661,7 @@ def _object_for_id(client: Any, record_id: str) -> str:
     return name
 
 
-def preview_record(services: Any, record_id: str, *, now: datetime | None = None) -> list[Preview]:
+def preview_record(services: Services, record_id: str, *, now: datetime | None = None) -> list[Preview]:
     """What ``record_id`` would become through each inbound mapping of its object.
 
     Runs the engine command in a transaction that is always rolled back, so the preview
@@ -816,6 +818,7 @@ def _apply_dependency(puller: _Puller, session: Session, missing: Any, preview: 
     if not specs:
         raise PullError(f"no inbound mapping reads {object_name}")
     spec = specs[0]
+    values: tuple[str, ...]
     if object_name == "PricebookEntry":
         code, _, currency = missing.reference.partition(" in ")
         where, values = "Product2.ProductCode = {} AND CurrencyIsoCode = {}", (code, currency)

@@ -37,7 +37,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from sqlmodel import Session
@@ -55,6 +55,9 @@ from connector.salesforce.errors import (
 from connector.sync import records as rec
 from connector.sync.outbox_claims import ClaimedRow, Settlement, claim_rows, settle_rows
 from mappings import InvalidRecordError, MappingsError, load_specs
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.push")
 
@@ -141,7 +144,7 @@ class _Batch:
 # ---------------------------------------------------------------- the use case
 
 
-def push_outbox(services: Any, *, worker_id: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
+def push_outbox(services: Services, *, worker_id: str | None = None, batch_size: int = DEFAULT_BATCH_SIZE,
                 now: datetime | None = None, lease: timedelta = DEFAULT_LEASE, max_batches: int | None = None,
                 should_stop: Callable[[], bool] | None = None, concurrency: int = DEFAULT_CONCURRENCY) -> PushReport:
     """Push every due outbox row to Salesforce, ``batch_size`` rows per claim, until none is due.
@@ -165,7 +168,7 @@ def push_outbox(services: Any, *, worker_id: str | None = None, batch_size: int 
     report = PushReport(started_at=clock())
     client = services.salesforce()
     specs = load_specs(services.settings.mappings_dir)
-    timezone = ZoneInfo(getattr(services.settings, "billsync_timezone", None) or "UTC")
+    timezone = ZoneInfo(services.settings.billsync_timezone)
     sender = _Sender(services, client, concurrency, worker_id, report)
     try:
         while max_batches is None or report.batches < max_batches:
@@ -205,7 +208,7 @@ def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime)
 class _Sender:
     """Sends and settles built batches in order, on its own thread."""
 
-    def __init__(self, services: Any, client: Any, concurrency: int, worker_id: str, report: PushReport):
+    def __init__(self, services: Services, client: Any, concurrency: int, worker_id: str, report: PushReport):
         self.services, self.worker_id, self.report = services, worker_id, report
         self.clients = [client]
         self.concurrency = concurrency

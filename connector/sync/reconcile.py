@@ -26,7 +26,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import and_, select, update
 from sqlmodel import Session
@@ -38,6 +38,9 @@ from billing_engine.storage.tables import CustomerRow
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
 from connector.sync.records import invoice_external_id, payment_external_id
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 ZERO = Decimal(0)
 
@@ -269,7 +272,7 @@ def compare(engine: Iterable[Side], salesforce: Iterable[Side],
     return ordered, mismatches
 
 
-def reconcile_period(services: Any, period: str, *, today: date | None = None) -> ReconcileReport:
+def reconcile_period(services: Services, period: str, *, today: date | None = None) -> ReconcileReport:
     """Compare the engine and Salesforce for one month (``YYYY-MM``); read-only.
 
     ``today`` (default: today in BILLSYNC_TIMEZONE) decides which unpaid invoices are overdue.
@@ -304,7 +307,7 @@ class RepairResult:
     not_repairable: list[Mismatch] = field(default_factory=list)
 
 
-def requeue_drift(services: Any, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
+def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
     """Put the outbox rows of every drifted engine record back to pending (one transaction).
 
     The rows are replayed in their original order, so Salesforce ends with the engine's
@@ -359,64 +362,3 @@ def _requeue_summaries(session: Session, drifted: dict[tuple[str, str], str], no
                      "coalesce_key": event.coalesce_key, "created_at": now, "status": ob.STATUS_PENDING,
                      "attempts": 0})
     add_outbox(session, rows)
-
-
-# ---------------------------------------------------------------- the command (``billsync reconcile``)
-
-
-def format_report(report: ReconcileReport) -> list[str]:
-    """The table of counts and sums per object, currency and status, then one line per mismatch."""
-    lines = [f"reconcile {report.period} ({report.starts_on} to {report.ends_before}, end excluded): "
-             f"{report.engine_records} records in billsync, {report.salesforce_records} in Salesforce"]
-    header = ("object", "currency", "status", "billsync #", "billsync sum", "Salesforce #", "Salesforce sum", "")
-    rows = [(t.object_name, t.currency, t.status, str(t.engine_count), str(t.engine_sum), str(t.salesforce_count),
-             str(t.salesforce_sum), "ok" if t.agrees else "DIFFERS") for t in report.totals]
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
-    for row in (header, *rows):
-        lines.append("  ".join(v.rjust(w) if 3 <= i <= 6 else v.ljust(w)
-                               for i, (v, w) in enumerate(zip(row, widths, strict=True))).rstrip())
-    lines.extend(f"mismatch: {m.describe()}" for m in report.mismatches)
-    if report.agrees:
-        lines.append(f"billsync and Salesforce agree for {report.period}")
-    else:
-        lines.append(f"{len(report.mismatches)} mismatches for {report.period}")
-    return lines
-
-
-def run_command(period: str, repair: bool) -> int:
-    """``billsync reconcile``: print the comparison (and the repair); 0 iff both sides agree."""
-    import click
-
-    from connector.cli_support import UserError, first_line, load_services
-    from connector.salesforce.errors import SalesforceError
-
-    try:
-        parse_period(period)
-    except ReconcileError as exc:
-        raise UserError(f"--period: {exc}") from None
-    services = load_services()
-    try:
-        report = reconcile_period(services, period)
-    except SalesforceError as exc:
-        raise UserError(f"reconcile {period}: Salesforce: {exc}") from None
-    except Exception as exc:
-        raise UserError(f"reconcile {period} could not run: {first_line(exc)}") from None
-    for line in format_report(report):
-        click.echo(line)
-    if report.agrees:
-        return 0
-    if repair:
-        try:
-            result = requeue_drift(services, report)
-        except Exception as exc:
-            raise UserError(f"reconcile --repair could not re-queue: {first_line(exc)}") from None
-        for name in result.requeued:
-            click.echo(f"re-queued: {name}")
-        for mismatch in result.not_repairable:
-            reason = ("exists only in Salesforce: a person must decide" if mismatch.kind == "missing_in_engine"
-                      else "has no outbox row to replay")
-            click.echo(f"not repaired: {mismatch.object_name} {mismatch.label}: {reason}")
-        if result.requeued:
-            click.echo("the next push sends them ('billsync sync push', or the clock within PUSH_INTERVAL_SECONDS); "
-                       "run reconcile again after it")
-    return 1

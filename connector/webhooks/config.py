@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from connector.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -35,23 +38,16 @@ class WebhookConfig:
         return self.basic_user is not None or self.basic_password is not None
 
     @classmethod
-    def from_settings(cls, settings: Any) -> WebhookConfig:
+    def from_settings(cls, settings: Settings) -> WebhookConfig:
         """Read the webhook fields of ``Settings`` (``SF_ORG_ID``, ``WEBHOOK_TOKEN``,
         ``WEBHOOK_BASIC_USER``, ``WEBHOOK_BASIC_PASSWORD``, ``CDC_HMAC_SECRET``,
-        ``CDC_REPLAY_WINDOW_SECONDS``, ``WEBHOOK_MAX_BODY_BYTES``); absent fields take
-        the defaults above."""
-        defaults = cls()
-
-        def read(name: str, default: Any) -> Any:
-            value = getattr(settings, name, None)
-            return default if value is None or value == "" else value
-
+        ``CDC_REPLAY_WINDOW_SECONDS``, ``WEBHOOK_MAX_BODY_BYTES``)."""
         return cls(
-            org_id=read("sf_org_id", None),
-            outbound_token=read("webhook_token", None),
-            basic_user=read("webhook_basic_user", None),
-            basic_password=read("webhook_basic_password", None),
-            cdc_secret=read("cdc_hmac_secret", None),
-            cdc_replay_window_seconds=int(read("cdc_replay_window_seconds", defaults.cdc_replay_window_seconds)),
-            max_body_bytes=int(read("webhook_max_body_bytes", defaults.max_body_bytes)),
+            org_id=settings.sf_org_id or None,
+            outbound_token=settings.webhook_token or None,
+            basic_user=settings.webhook_basic_user or None,
+            basic_password=settings.webhook_basic_password or None,
+            cdc_secret=settings.cdc_hmac_secret or None,
+            cdc_replay_window_seconds=settings.cdc_replay_window_seconds,
+            max_body_bytes=settings.webhook_max_body_bytes,
         )

@@ -42,7 +42,7 @@ from collections import defaultdict
 from collections.abc import Hashable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlmodel import Session
@@ -63,6 +63,9 @@ from connector.sync.pull import (
 )
 from connector.webhooks.inbox import WebhookInbox
 from mappings.transforms import to_id18
+
+if TYPE_CHECKING:
+    from connector.wiring import Services
 
 log = logging.getLogger("billsync.webhooks")
 
@@ -237,32 +240,28 @@ class _Paused(Exception):
 _USER_IDS: dict[tuple[str, str], str | None] = {}
 
 
-def integration_user_id(services: Any) -> str | None:
+def integration_user_id(services: Services) -> str | None:
     """billsync's integration user (18 characters), or ``None`` when it cannot be known.
 
-    From, in order: a ``sf_integration_user_id`` setting, the client's ``user_id`` (the token
-    response's identity URL ends with ``/<orgId>/<userId>``), or one SOQL query by
-    ``SF_USERNAME`` (cached for the process).
+    From, in order: the client's ``user_id`` (the token response's identity URL ends with
+    ``/<orgId>/<userId>``), or one SOQL query by ``SF_USERNAME`` (cached for the process).
     """
     settings = services.settings
-    explicit = getattr(settings, "sf_integration_user_id", None)
-    if isinstance(explicit, str) and _SALESFORCE_ID.fullmatch(explicit):
-        return id18(explicit)
     client = services.salesforce()
     known = getattr(client, "user_id", None)
     if isinstance(known, str) and _SALESFORCE_ID.fullmatch(known):
         return id18(known)
-    username = getattr(settings, "sf_username", None)
+    username = settings.sf_username
     if not username:
         return None
-    key = (str(getattr(settings, "sf_login_url", "")), username)
+    key = (settings.sf_login_url, username)
     if key not in _USER_IDS:
         rows = list(client.query_all(build_soql("SELECT Id FROM User WHERE Username = {}", username)))
         _USER_IDS[key] = rows[0]["Id"] if rows else None
     return _USER_IDS[key]
 
 
-def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE,
+def process_inbox(services: Services, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE,
                   now: datetime | None = None, lease: timedelta = DEFAULT_LEASE) -> ProcessReport:
     """Claim one batch of due inbox rows and process it (see the module docstring).
 
@@ -296,7 +295,7 @@ def process_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BA
     return report
 
 
-def drain_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int = 100,
+def drain_inbox(services: Services, *, worker_id: str, batch_size: int = DEFAULT_BATCH_SIZE, max_batches: int = 100,
                 now: datetime | None = None) -> ProcessReport:
     """``process_inbox`` until nothing is due (or a pause, or ``max_batches``): the worker's drain."""
     total = ProcessReport()
@@ -308,9 +307,9 @@ def drain_inbox(services: Any, *, worker_id: str, batch_size: int = DEFAULT_BATC
     return total
 
 
-def _process(services: Any, rows: list[InboxRow], now: datetime, report: ProcessReport,
+def _process(services: Services, rows: list[InboxRow], now: datetime, report: ProcessReport,
              outcomes: dict[int, Settlement]) -> None:
-    client_id = getattr(services.settings, "sf_client_id", None)
+    client_id = services.settings.sf_client_id
     user_id = None
     if any((row.change_origin or "").startswith("user:") for row in rows):
         user_id = _guard(lambda: integration_user_id(services), default=None,
@@ -362,7 +361,7 @@ class _BatchState:
     dependencies_pulled: bool = False
 
 
-def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: datetime, report: ProcessReport,
+def _process_object(services: Services, object_name: str, rows: list[InboxRow], now: datetime, report: ProcessReport,
                     outcomes: dict[int, Settlement], state: _BatchState) -> None:
     resync = [row for row in rows if row.action == "resync_object" or not row.record_id]
     records = [row for row in rows if row.action != "resync_object" and row.record_id]
@@ -400,7 +399,7 @@ def _process_object(services: Any, object_name: str, rows: list[InboxRow], now: 
         outcomes[row.id] = Settlement(row.id, Outcome.FAILED, reason) if reason else Settlement(row.id, Outcome.DONE)
 
 
-def _pull_changes(services: Any, objects: list[str], *, full: bool, now: datetime) -> Any:
+def _pull_changes(services: Services, objects: list[str], *, full: bool, now: datetime) -> Any:
     pulled = pull_changes(services, objects=objects, full=full, now=now)
     if pulled.paused_until is not None or pulled.pause_message:
         raise _Paused(pulled.paused_until, pulled.pause_message)

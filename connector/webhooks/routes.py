@@ -126,7 +126,8 @@ def cdc_events() -> Response:
         raw = _read_body(config.max_body_bytes, JSON_TYPES)
         try:
             with transaction(current_app.extensions["billsync"].engine) as session:
-                receipt = receive_cdc_events(session, raw, request.headers, config, runtime.clock())
+                receipt = receive_cdc_events(session, raw, request.headers,  # type: ignore[arg-type]  # a Mapping
+                                             config, runtime.clock())
         except SQLAlchemyError:
             raise _storage_unavailable("change events") from None
     except WebhookError as exc:

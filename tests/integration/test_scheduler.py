@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import logging
 import sys
-import time
 import types
 from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 
 import pytest
+from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
+from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from click.testing import CliRunner
@@ -126,13 +127,50 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     assert by_name["reconcile"] == [((services, "2026-11"), {}), ((services, "2026-12"), {})]
 
 
-def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch):
+class SteppedScheduler(BaseScheduler):
+    """APScheduler's own job processing, stepped by the test instead of a thread.
+
+    Due jobs run in the calling thread (``DebugExecutor``); ``run_due()`` is one pass of the
+    scheduler's loop at the time of the ``virtual_clock`` fixture.
+    """
+
+    def wakeup(self) -> None:  # nothing sleeps: the test calls run_due()
+        pass
+
+    def shutdown(self, wait: bool = True) -> None:
+        super().shutdown(wait)
+
+    def _create_default_executor(self) -> DebugExecutor:
+        return DebugExecutor()
+
+    def run_due(self) -> None:
+        self._process_jobs()
+
+
+@pytest.fixture
+def virtual_clock(monkeypatch):
+    """The time APScheduler's scheduler sees; ``advance(seconds=...)`` moves it, nothing waits."""
+    from apscheduler.schedulers import base
+
+    clock = types.SimpleNamespace(now=datetime.now(UTC).replace(microsecond=0))
+    clock.advance = lambda **delta: setattr(clock, "now", clock.now + timedelta(**delta))
+
+    class VirtualDatetime(datetime):
+        @classmethod
+        def now(cls, tz=None):
+            return clock.now.astimezone(tz) if tz else clock.now.replace(tzinfo=None)
+
+    monkeypatch.setattr(base, "datetime", VirtualDatetime)
+    return clock
+
+
+def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch, virtual_clock):
     import connector.sync.pull
 
     attempts = []
 
     def broken(services):
-        attempts.append(time.monotonic())
+        attempts.append(virtual_clock.now)
         raise RuntimeError("Salesforce said no")
 
     monkeypatch.setattr(connector.sync.pull, "pull_changes", broken)
@@ -142,39 +180,38 @@ def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch
     logger = logging.getLogger("billsync.clock")
     logger.addHandler(handler)
     services = make_services(database_url, **CONNECTED, PULL_INTERVAL_SECONDS="10")
-    scheduler = clock_module.build_scheduler(services, BackgroundScheduler)
+    start = virtual_clock.now
+    scheduler = clock_module.build_scheduler(services, SteppedScheduler, now=start)
     scheduler.remove_job("push")
     scheduler.start()
     try:
-        deadline = time.monotonic() + 20
-        while len(attempts) < 2 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        scheduler.run_due()  # at start: the pull fails
+        virtual_clock.advance(seconds=5)
+        scheduler.run_due()  # not due yet
+        virtual_clock.advance(seconds=5)
+        scheduler.run_due()  # 10 s after the failure: it runs again
         assert scheduler.running
+        assert scheduler.get_job("pull").next_run_time == start + timedelta(seconds=20)
     finally:
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=False)
         logger.removeHandler(handler)
-    assert len(attempts) == 2  # failed at start, ran again 10 s later
+    assert attempts == [start, start + timedelta(seconds=10)]  # failed at start, ran again 10 s later
     assert len(records) == 2
     assert records[0].getMessage() == "clock job pull failed; it runs again at its next time"
     assert "Salesforce said no" in str(records[0].exc_info[1])
 
 
-def test_a_started_clock_pulls_the_sandbox_deals_at_once(org, services):
+def test_a_started_clock_pulls_the_sandbox_deals_at_once(org, services, virtual_clock):
     AdminClient(org.url, org.admin_token, org.ca_path).reset("small")
-    scheduler = clock_module.build_scheduler(services, BackgroundScheduler)
+    scheduler = clock_module.build_scheduler(services, SteppedScheduler, now=virtual_clock.now)
     scheduler.remove_job("push")
     scheduler.start()
     try:
-        deadline = time.monotonic() + 60
-        count = 0
-        while time.monotonic() < deadline:
-            with Session(services.engine) as session:
-                count = len(session.exec(select(SubscriptionRow.id)).all())
-            if count == 12:
-                break
-            time.sleep(0.2)
+        scheduler.run_due()  # the clock's first pass, as it starts
     finally:
-        scheduler.shutdown(wait=True)
+        scheduler.shutdown(wait=False)
+    with Session(services.engine) as session:
+        count = len(session.exec(select(SubscriptionRow.id)).all())
     assert count == 12  # the seed's 12 Closed Won deals
 
 

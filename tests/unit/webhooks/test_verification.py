@@ -7,6 +7,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from connector.settings import load_settings
 from connector.webhooks.config import WebhookConfig
 from connector.webhooks.errors import (
     UnauthenticatedError,
@@ -121,11 +122,7 @@ def test_without_a_secret_cdc_events_wait_for_configuration():
 
 
 def test_config_reads_the_settings_fields_and_falls_back_to_defaults():
-    class Partial:
-        sf_org_id = ORG_15
-        webhook_token = "tok"
-        cdc_replay_window_seconds = 60
-
-    config = WebhookConfig.from_settings(Partial())
+    settings = load_settings({"SF_ORG_ID": ORG_15, "WEBHOOK_TOKEN": "tok", "CDC_REPLAY_WINDOW_SECONDS": "60"})
+    config = WebhookConfig.from_settings(settings)
     assert (config.org_id, config.outbound_token, config.cdc_replay_window_seconds) == (ORG_15, "tok", 60)
     assert config.cdc_secret is None and config.max_body_bytes == 1_048_576 and not config.requires_basic_auth

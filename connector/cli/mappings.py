@@ -1,4 +1,4 @@
-"""``billsync sync pull`` and ``billsync mappings check|preview``: parse, call one use case, print."""
+"""``billsync mappings check|preview``: the admin's mapping files against the org."""
 
 from __future__ import annotations
 
@@ -9,21 +9,8 @@ from typing import Any
 
 import click
 
-from connector.cli_support import UserError, first_line, load_services
-from connector.salesforce.errors import SalesforceAuthError, SalesforceError, SalesforceLimitError
-
-
-def _salesforce_failure(exc: SalesforceError) -> UserError:
-    if isinstance(exc, SalesforceLimitError):
-        until = exc.resume_after.isoformat(timespec="seconds") if exc.resume_after else "later"
-        return UserError(f"Salesforce calls are paused until {until}: {exc.message}")
-    if isinstance(exc, SalesforceAuthError):
-        return UserError(exc.message)
-    return UserError(f"Salesforce: {exc}")
-
-
-def _database_failure(exc: Exception) -> UserError:
-    return UserError(f"the database is not ready ({first_line(exc)}); run `billsync db upgrade`")
+from connector.cli.support import UserError, load_services
+from connector.salesforce.errors import SalesforceAuthError
 
 
 def _show_path(file: str) -> str:
@@ -49,47 +36,6 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-# ------------------------------------------------------------------ sync pull
-
-
-@click.command("pull")
-@click.option("--full", is_flag=True, help="Read every record again, not only what changed since the last pull.")
-@click.option("--object", "objects", multiple=True, metavar="NAME",
-              help="Pull only this Salesforce object (repeatable), e.g. --object Account.")
-def pull(full: bool, objects: tuple[str, ...]) -> None:
-    """Pull changed records from Salesforce into the engine.
-
-    Per object: fetched, applied, unchanged, failed, deleted and flagged records. Records
-    that fail are listed by `billsync sync status` and retried by the next pull; the exit
-    code is 0 whenever the pull ran.
-    """
-    from sqlalchemy.exc import SQLAlchemyError
-
-    from connector.sync.pull import PullError, pull_changes
-
-    services = load_services()
-    try:
-        report = pull_changes(services, objects=list(objects) or None, full=full)
-    except PullError as exc:
-        raise UserError(exc.lines) from None
-    except SalesforceError as exc:
-        raise _salesforce_failure(exc) from None
-    except SQLAlchemyError as exc:
-        raise _database_failure(exc) from None
-    for line in (o.line() for o in report.objects):
-        click.echo(line)
-    if report.paused_until is not None or report.pause_message:
-        until = report.paused_until.isoformat(timespec="seconds") if report.paused_until else "later"
-        click.echo(f"paused until {until}: {report.pause_message}; the next pull resumes where this one stopped")
-    if report.failed_records:
-        click.echo(f"{report.failed_records} record(s) not applied: see `billsync sync status`; "
-                   "they are retried on the next pull")
-    for error in report.object_errors:
-        click.echo(f"error: {error}", err=True)
-    if report.objects and not any(o.ran for o in report.objects):
-        raise SystemExit(1)  # no object could be pulled at all
-
-
 # ------------------------------------------------------------------ mappings
 
 
@@ -106,8 +52,8 @@ def check() -> None:
     services = load_services()
     try:
         specs, problems = check_mappings(services)
-    except SalesforceError as exc:
-        raise _salesforce_failure(exc) from None
+    except SalesforceAuthError as exc:  # not connected, or the login was refused: the message says which
+        raise UserError(exc.message) from None
     if problems:
         for problem in problems:
             click.echo(f"{_show_path(problem.file)}:{problem.line}: {problem.field}: {problem.reason}")
@@ -121,8 +67,6 @@ def check() -> None:
 @click.argument("record_id")
 def preview(record_id: str) -> None:
     """Show what a Salesforce record would become, without writing anything."""
-    from sqlalchemy.exc import SQLAlchemyError
-
     from connector.sync.pull import PullError, preview_record
 
     services = load_services()
@@ -130,10 +74,8 @@ def preview(record_id: str) -> None:
         previews = preview_record(services, record_id)
     except PullError as exc:
         raise UserError(exc.lines) from None
-    except SalesforceError as exc:
-        raise _salesforce_failure(exc) from None
-    except SQLAlchemyError as exc:
-        raise _database_failure(exc) from None
+    except SalesforceAuthError as exc:  # not connected, or the login was refused: the message says which
+        raise UserError(exc.message) from None
     failed = False
     for result in previews:
         failed |= _print_preview(result)

@@ -1,23 +1,72 @@
-"""``billsync sync status`` and ``billsync sync retry``: the operator's view of both queues
-(the outbox and the webhook inbox) and of the pull.
-
-They read ``connector.sync`` and ``connector.webhooks`` side by side, so they live above
-both packages (which do not import each other) and are added to the ``sync`` group by
-``connector.cli``.
-"""
+"""``billsync sync pull|push|status|retry``: move data between Salesforce and billsync."""
 
 from __future__ import annotations
 
 import click
 
-from connector.cli_support import first_line, load_services
-from connector.salesforce.errors import SalesforceError
+from connector.cli.support import UserError, first_line, load_services
+from connector.salesforce.errors import SalesforceAuthError, SalesforceError
 from connector.sync.outbox_claims import outbox_counts, outbox_letters, retry_dead_letters
 
 STATUS_LIST_LIMIT = 50
 
 
-@click.command("status")
+@click.group()
+def sync() -> None:
+    """Move data between Salesforce and billsync."""
+
+
+@sync.command("pull")
+@click.option("--full", is_flag=True, help="Read every record again, not only what changed since the last pull.")
+@click.option("--object", "objects", multiple=True, metavar="NAME",
+              help="Pull only this Salesforce object (repeatable), e.g. --object Account.")
+def pull(full: bool, objects: tuple[str, ...]) -> None:
+    """Pull changed records from Salesforce into the engine.
+
+    Per object: fetched, applied, unchanged, failed, deleted and flagged records. Records
+    that fail are listed by `billsync sync status` and retried by the next pull; the exit
+    code is 0 whenever the pull ran.
+    """
+    from connector.sync.pull import PullError, pull_changes
+
+    services = load_services()
+    try:
+        report = pull_changes(services, objects=list(objects) or None, full=full)
+    except PullError as exc:
+        raise UserError(exc.lines) from None
+    except SalesforceAuthError as exc:  # not connected, or the login was refused: the message says which
+        raise UserError(exc.message) from None
+    for line in (o.line() for o in report.objects):
+        click.echo(line)
+    if report.paused_until is not None or report.pause_message:
+        until = report.paused_until.isoformat(timespec="seconds") if report.paused_until else "later"
+        click.echo(f"paused until {until}: {report.pause_message}; the next pull resumes where this one stopped")
+    if report.failed_records:
+        click.echo(f"{report.failed_records} record(s) not applied: see `billsync sync status`; "
+                   "they are retried on the next pull")
+    for error in report.object_errors:
+        click.echo(f"error: {error}", err=True)
+    if report.objects and not any(o.ran for o in report.objects):
+        raise SystemExit(1)  # no object could be pulled at all
+
+
+@sync.command("push")
+@click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
+              help="Outbox rows claimed per batch.")
+def push(batch_size: int) -> None:
+    """Push the engine's pending changes (invoices, lines, payments, account summaries) to Salesforce."""
+    from connector.sync.push import default_worker_id, push_outbox
+
+    services = load_services()
+    try:
+        report = push_outbox(services, worker_id=f"cli-{default_worker_id()}", batch_size=batch_size)
+    except SalesforceAuthError as exc:
+        raise UserError(f"Salesforce refused billsync: {exc}") from None
+    for line in report.lines():
+        click.echo(line)
+
+
+@sync.command("status")
 def status() -> None:
     """API usage, outbox counts, dead letters, and the pull's cursors, record errors and review flags."""
     from sqlmodel import Session
@@ -98,7 +147,7 @@ def _pull_status(session) -> None:
             click.echo(f"  #{f.id} {f.object_name} {f.record_id} {f.kind}: {f.reason}")
 
 
-@click.command("retry")
+@sync.command("retry")
 @click.option("--id", "ids", type=int, multiple=True, help="Only this outbox row (repeatable).")
 @click.option("--notification", "notification_ids", type=int, multiple=True,
               help="Only this webhook inbox row (repeatable).")
@@ -108,7 +157,6 @@ def retry(ids: tuple[int, ...], notification_ids: tuple[int, ...]) -> None:
 
     from connector.database import transaction
     from connector.webhooks.processing import retry_inbox_letters
-
 
     services = load_services()
     everything = not ids and not notification_ids

@@ -9,8 +9,7 @@ from datetime import date
 
 import click
 
-from billing_engine.errors import BillingError
-from connector.cli_support import UserError, first_line, load_services
+from connector.cli.support import UserError, load_services, reported_as
 
 BRIDGE_COLUMNS = ("month", "currency", "opening", "new", "expansion", "reactivation", "contraction", "churn",
                   "closing", "arr", "customers")
@@ -49,10 +48,8 @@ def bill_run(as_of: str) -> None:
     services = load_services()
     from connector.billing_jobs import run_bill_run
 
-    try:
+    with reported_as(f"bill run as of {on} could not run"):
         result = run_bill_run(services, on)
-    except Exception as exc:  # database unreachable or not migrated, ...
-        raise UserError(f"bill run as of {on} could not run: {first_line(exc)}") from None
     held = services.settings.hold_invoices_for_review
     click.echo(f"bill run as of {on}: {result.invoices_created} invoices created, "
                f"{result.invoices_finalized} finalized"
@@ -89,12 +86,8 @@ def mrr(from_month: str, to_month: str, as_csv: bool) -> None:
     services = load_services()
     from connector.billing_jobs import mrr_bridge_rows
 
-    try:
+    with reported_as():
         rows = mrr_bridge_rows(services, start, end)
-    except BillingError as exc:
-        raise UserError(str(exc)) from None
-    except Exception as exc:
-        raise UserError(f"cannot compute the MRR bridge: {first_line(exc)}") from None
     if as_csv:
         writer = csv.DictWriter(sys.stdout, fieldnames=BRIDGE_COLUMNS, lineterminator="\n")
         writer.writeheader()

@@ -1,0 +1,97 @@
+"""The ``billsync`` command line: the root group, its error handling and the command groups.
+
+One module per command group; commands are thin: parse, call one use case, print.
+
+| module | commands |
+|---|---|
+| ``database`` | ``db upgrade``, ``db current`` |
+| ``config`` | ``config`` |
+| ``processes`` | ``web``, ``worker``, ``clock`` |
+| ``billing`` | ``bill-run``, ``metrics mrr`` |
+| ``sync`` | ``sync pull``, ``sync push``, ``sync status``, ``sync retry`` |
+| ``reconcile`` | ``reconcile`` |
+| ``mappings`` | ``mappings check``, ``mappings preview`` |
+| (the sandbox) | ``sandbox ...``, when the sandbox is installed |
+
+Errors: a user-fixable problem (``support.KNOWN_ERRORS``: settings, input, database,
+Salesforce, files) prints one ``error:`` line per problem and exits 2. Anything else is a
+bug: its traceback goes to the log (logger ``billsync.cli``), the terminal gets one
+``error: unexpected failure (<type>)`` line and the exit code is 1. ``--debug`` (or
+``LOG_LEVEL=debug``) also prints the traceback on the terminal.
+"""
+
+from __future__ import annotations
+
+import logging
+import traceback
+from typing import Any
+
+import click
+
+from connector.cli.support import KNOWN_ERRORS, UnexpectedFailure, UserError, describe
+
+log = logging.getLogger("billsync.cli")
+log.addHandler(logging.NullHandler())  # before settings are loaded, no last-resort traceback on stderr
+
+
+class BillsyncGroup(click.Group):
+    """Turns known failures into one ``error:`` line (exit 2) and bugs into a logged traceback (exit 1).
+
+    Commands add context to the errors they expect (``support.reported_as``); this is the
+    net for the rest, so no command ever ends in a traceback on the terminal unless asked.
+    """
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
+            raise
+        except KNOWN_ERRORS as exc:
+            raise UserError(describe(exc)) from None
+        except Exception as exc:
+            show = bool(ctx.params.get("debug")) or logging.getLogger("billsync").isEnabledFor(logging.DEBUG)
+            # Text logs go to the terminal, where the traceback appears only when asked for
+            # (``terminal``: see ``connector.logs``); JSON logs and other handlers keep it.
+            log.error("unexpected failure in 'billsync %s'", ctx.invoked_subcommand or "", exc_info=exc,
+                      extra={"terminal": False})
+            if show:
+                click.echo("".join(traceback.format_exception(exc)).rstrip(), err=True)
+            raise UnexpectedFailure(exc) from None
+
+
+@click.group(cls=BillsyncGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--debug", is_flag=True, help="Print the traceback of an unexpected failure on the terminal.")
+def cli(debug: bool) -> None:
+    """billsync: Salesforce deals in, correct invoices out."""
+
+
+def _register_commands() -> None:
+    """Each command group lives in its own module; they are all registered here."""
+    from connector.cli.billing import bill_run, metrics
+    from connector.cli.config import config
+    from connector.cli.database import db
+    from connector.cli.mappings import mappings
+    from connector.cli.processes import clock, web, worker
+    from connector.cli.reconcile import reconcile
+    from connector.cli.sync import sync
+
+    for command in (db, config, web, sync, mappings, bill_run, metrics, reconcile, worker, clock):
+        cli.add_command(command)
+    _register_sandbox()
+
+
+def _register_sandbox() -> None:
+    """The local Salesforce sandbox brings its own ``sandbox`` group, when it is installed."""
+    try:
+        from connector.sandbox.cli import sandbox
+    except ImportError as exc:  # installed without the sandbox
+        log.debug("no sandbox commands: %s", exc)
+        return
+    cli.add_command(sandbox)
+
+
+_register_commands()
+
+
+def main() -> None:
+    cli(prog_name="billsync")
