@@ -265,7 +265,7 @@ def _busy(session: Session, q: QueueTable, worker_id: str, now: datetime, lease:
     if not_mine is not None:
         where = and_(where, not_mine)
     rows = session.execute(select(*[q.col(n) for n in q.group_columns]).where(where))
-    return {q.group_key(row._mapping) for row in rows}
+    return {q.group_key(dict(row._mapping)) for row in rows}
 
 
 def claim(engine: Any, q: QueueTable, *, worker_id: str, limit: int, now: datetime,
@@ -395,7 +395,7 @@ def _settle(session: Session, q: QueueTable, settlements: list[Settlement], atte
     if q.claimed_by:
         mine = and_(mine, q.col(q.claimed_by) == worker_id[:WORKER_ID_LENGTH])
     next_at = bindparam("b_next", type_=q.col(q.next_attempt_at).type)
-    error_at = bindparam("b_error")
+    error_at: Any = bindparam("b_error")
     conn = session.connection()
     if done:
         values = {q.status: DONE, q.last_error: error_at, **q.finished(now)}
@@ -462,7 +462,7 @@ def requeue(session: Session, q: QueueTable, *, ids: Iterable[int] | None = None
     if q.settled_at:
         values[q.settled_at] = None
     if not q.coalesce_key:
-        return session.execute(update(t).where(where).values(values)).rowcount or 0
+        return session.execute(update(t).where(where).values(values)).rowcount or 0  # type: ignore[attr-defined]
     rows = session.execute(select(t.c.id, q.col(q.coalesce_key)).where(where).order_by(t.c.id)).all()
     pending = pending_with_keys(session, q, [key for _, key in rows])
     again: list[dict[str, Any]] = []

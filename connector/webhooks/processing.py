@@ -140,7 +140,7 @@ def _group(row: Mapping[str, Any]) -> Hashable:
 
 def _held_back_by(key: Hashable) -> tuple[Hashable, ...]:
     """A record waits while it, or a full resync of its object, is in flight elsewhere."""
-    object_name, _ = key  # type: ignore[misc]
+    object_name: Any = key[0]  # type: ignore[index]
     return key, (object_name, "*")
 
 
