@@ -1,11 +1,12 @@
 """Events for the outside world: the outbox contract (pure part).
 
 Every engine change Salesforce must hear about is written as one row of the
-``outbox`` table (``billing_engine.storage.billing_tables.OutboxRow``) **in the
-same transaction as the change**: the engine services take a session and the
-caller commits, so a row exists if and only if its change does.
+``outbox`` table (``billing_engine.storage.outbox``, written by ``add_events`` only)
+**in the same transaction as the change**: the engine use cases take a session and
+the caller commits, so a row exists if and only if its change does. An event is
+built by ``new_event`` (topic, aggregate, payload, when it happened).
 
-Row contract (read by the connector's push, issue "sync"):
+Row contract (read by the connector's push):
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
@@ -35,9 +36,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+
+from billing_engine.errors import InvalidInputError
 
 INVOICE_FINALIZED = "invoice.finalized"
 INVOICE_STATUS_CHANGED = "invoice.status_changed"
@@ -68,6 +71,7 @@ class OutboxEvent:
     aggregate_type: str
     aggregate_id: str
     payload: dict[str, Any]
+    created_at: datetime | None = None  # when the change happened; required to be written
 
     def __post_init__(self) -> None:
         if self.topic not in TOPICS:
@@ -82,6 +86,30 @@ class OutboxEvent:
 
     def payload_json(self) -> str:
         return encode_payload(self.payload)
+
+
+def new_event(topic: str, aggregate_type: str, aggregate_id: object, payload: dict[str, Any],
+              created_at: datetime) -> OutboxEvent:
+    """The one way an event is built: ``aggregate_id`` as text, ``created_at`` timezone-aware."""
+    if created_at.tzinfo is None:
+        raise ValueError("an outbox event's created_at must be timezone-aware")
+    return OutboxEvent(topic, aggregate_type, str(aggregate_id), payload, created_at)
+
+
+def customer_summary_event(customer_id: str, created_at: datetime) -> OutboxEvent:
+    """``customer.summary_changed``: the customer's Account summary (MRR, ARR, balance, credit,
+    status) is to be pushed again. A snapshot, coalesced per customer: the push reads the
+    current figures (``use_cases.exports.account_summaries``)."""
+    return new_event(CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id}, created_at)
+
+
+def changed_at(now: datetime | None, on: date) -> datetime:
+    """When a change happened: ``now`` (timezone-aware) if given, else midnight UTC of its business date."""
+    if now is None:
+        return datetime.combine(on, time(), UTC)
+    if now.tzinfo is None:
+        raise InvalidInputError("now", "must be timezone-aware")
+    return now
 
 
 def _default(value: Any) -> str:

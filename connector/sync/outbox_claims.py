@@ -36,7 +36,8 @@ from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from billing_engine import outbox as ob
-from billing_engine.storage.billing_tables import OutboxRow, record_salesforce_ids
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.use_cases.exports import record_salesforce_ids
 from connector.database import is_postgresql
 
 log = logging.getLogger("billsync.push")

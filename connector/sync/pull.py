@@ -258,7 +258,7 @@ class _Puller:
         customer_timezone = None
         account_id = record.get("AccountId")
         if _is_subscription_spec(spec) and isinstance(account_id, str) and account_id:
-            from billing_engine.services import find_customer_by_salesforce_id
+            from billing_engine.use_cases.customers import find_customer_by_salesforce_id
 
             customer = find_customer_by_salesforce_id(session, account_id)
             customer_timezone = customer.timezone if customer else None
@@ -709,9 +709,10 @@ def _preview_one(puller: _Puller, spec: InboundSpec, record_id: str) -> Preview:
 
 def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict[str, Any],
              preview: Preview) -> None:
-    from billing_engine import billing_services as bsvc
-    from billing_engine import services as svc
     from billing_engine.errors import BillingError
+    from billing_engine.use_cases import billing as bsvc
+    from billing_engine.use_cases import customers as svc
+    from billing_engine.use_cases import revenue as revenue_uc
     from connector.sync.apply import ApplyError, MissingDependencyError
 
     is_subscription = command["command"] in SUBSCRIPTION_COMMANDS
@@ -745,7 +746,7 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
         return
     from billing_engine.charges import charges_due
     from billing_engine.invoicing import assemble_invoice
-    from billing_engine.storage.billing_tables import billed_lines_for_subscriptions
+    from billing_engine.storage.invoices import billed_lines_for_subscriptions
 
     if command["command"] == "start_subscription":  # its first invoice, even if it was applied already
         before = [s for s in before if s.subscription_id != sid]
@@ -772,8 +773,8 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
         preview.invoice_totals["credit_note"] = draft.credit_note.total
 
     def mrr(subscriptions: list[Any]) -> Any:
-        versions = [v for s in subscriptions for v in bsvc.subscription_mrr_versions(s, day)]
-        [snapshot] = bsvc.mrr_snapshots(versions, [day])
+        versions = [v for s in subscriptions for v in revenue_uc.subscription_mrr_versions(s, day)]
+        [snapshot] = revenue_uc.mrr_snapshots(versions, [day])
         return snapshot.get((new.customer_id, new.currency), _zero())
 
     preview.mrr_before, preview.mrr_after = mrr(before), mrr(after)
@@ -786,8 +787,9 @@ def _zero() -> Any:
 
 
 def _customer_subscriptions(session: Session, command: dict[str, Any]) -> list[Any]:
-    from billing_engine import services as svc
-    from billing_engine.storage.tables import SubscriptionRow
+    from billing_engine.storage.subscriptions import SubscriptionRow
+    from billing_engine.use_cases import customers as svc
+    from billing_engine.use_cases import subscriptions as subscriptions_uc
 
     account_id = command["data"].get("salesforce_account_id")
     customer = svc.find_customer_by_salesforce_id(session, account_id) if account_id else None
@@ -795,7 +797,7 @@ def _customer_subscriptions(session: Session, command: dict[str, Any]) -> list[A
         return []
     ids = session.exec(select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer.customer_id)
                        .order_by(SubscriptionRow.id)).all()
-    return [svc.get_subscription(session, sid) for sid in ids]
+    return [subscriptions_uc.get_subscription(session, sid) for sid in ids]
 
 
 def _apply_dependency(puller: _Puller, session: Session, missing: Any, preview: Preview) -> None:

@@ -33,8 +33,10 @@ from sqlmodel import Session
 
 from billing_engine import outbox as ob
 from billing_engine.payments import payment_status
-from billing_engine.storage.billing_tables import Invoice, OutboxRow, Payment, Refund
-from billing_engine.storage.tables import CustomerRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.outbox import OutboxRow, add_events
+from billing_engine.storage.payments import Payment, Refund
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
 from connector.sync.records import invoice_external_id, payment_external_id
@@ -349,16 +351,7 @@ def _requeue_summaries(session: Session, drifted: dict[tuple[str, str], str], no
         customers.update(session.execute(select(Payment.customer_id).where(Payment.id.in_(payment_ids))).scalars())
     known = set(session.execute(select(CustomerRow.id).where(CustomerRow.id.in_(list(customers)))).scalars()) \
         if customers else set()
-    from billing_engine.storage.billing_tables import add_outbox
-
-    rows = []
-    for customer_id in sorted(known):
-        event = ob.OutboxEvent(ob.CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id})
-        rows.append({"topic": event.topic, "aggregate_type": event.aggregate_type,
-                     "aggregate_id": event.aggregate_id, "payload": event.payload_json(),
-                     "coalesce_key": event.coalesce_key, "created_at": now, "status": ob.STATUS_PENDING,
-                     "attempts": 0})
-    add_outbox(session, rows)
+    add_events(session, [ob.customer_summary_event(customer_id, now) for customer_id in sorted(known)])
 
 
 # ---------------------------------------------------------------- the command (``billsync reconcile``)

@@ -21,12 +21,15 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlmodel import Session
 
-from billing_engine import billing_services as bs
-from billing_engine import services as engine_services
 from billing_engine.money import round_money
 from billing_engine.payments import payment_status
-from billing_engine.storage.billing_tables import Invoice, InvoiceLine, Payment, PaymentAllocation, Refund
-from billing_engine.storage.tables import CustomerRow, ProductRow, SubscriptionRow
+from billing_engine.storage.catalog import CustomerRow, ProductRow
+from billing_engine.storage.invoices import Invoice, InvoiceLine
+from billing_engine.storage.payments import Payment, PaymentAllocation, Refund
+from billing_engine.storage.subscriptions import SubscriptionRow
+from billing_engine.use_cases import payments as bs
+from billing_engine.use_cases import revenue as revenue_uc
+from billing_engine.use_cases import subscriptions as engine_services
 
 ZERO = Decimal(0)
 _CHUNK = 900
@@ -251,7 +254,7 @@ def load_account_summaries(session: Session, customer_ids: Iterable[str],
     if not linked:
         return out
     subs = _subscriptions_of(session, linked)
-    mrr = bs.mrr_as_of(session, as_of, source=bs.SubscriptionMrrSource(lambda _session: subs))
+    mrr = revenue_uc.mrr_as_of(session, as_of, source=revenue_uc.SubscriptionMrrSource(lambda _session: subs))
     statuses: dict[str, set[str]] = defaultdict(set)
     s = SubscriptionRow.__table__
     for chunk in _chunks(linked):
