@@ -10,7 +10,7 @@ Row contract (read by the connector's push):
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
-  ``customer.summary_changed``, ``customer.mrr_changed``, ``subscription.*``);
+  ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
   the push upserts by an external id derived from them, so re-sending is safe;
 - ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
@@ -23,10 +23,14 @@ Row contract (read by the connector's push):
 
 Ordering: rows of one aggregate are delivered in id order.
 
-Coalescing: ``customer.summary_changed`` and ``customer.mrr_changed`` carry a
-full snapshot (balance, credit, MRR), so one *pending* row per customer and
-topic is enough: a new change rewrites the payload of the pending row instead of
-adding one (``coalesce_key``). ``subscription.created`` happens once per
+One fact, one event: ``customer.summary_changed`` is the only event that makes the
+push write a customer's Account summary (MRR, ARR, balance, credit, status); every
+change that moves one of those figures writes it (a new subscription, an amendment,
+an invoice, a payment, an MRR change the bill run sees take effect).
+
+Coalescing: ``customer.summary_changed`` is a snapshot (the push reads the current
+figures), so one *pending* row per customer is enough: a new change rewrites the
+payload of the pending row instead of adding one (``coalesce_key``). ``subscription.created`` happens once per
 subscription, so it is keyed the same way: a second write of it while the first is
 pending (the engine writes it in ``start_subscription``; a caller may write it too)
 merges into one row. All other topics are one row per event.
@@ -48,15 +52,17 @@ CREDIT_NOTE_ISSUED = "credit_note.issued"
 PAYMENT_RECORDED = "payment.recorded"
 PAYMENT_REFUNDED = "payment.refunded"
 CUSTOMER_SUMMARY_CHANGED = "customer.summary_changed"
-CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
 SUBSCRIPTION_CREATED = "subscription.created"
 SUBSCRIPTION_CHANGED = "subscription.changed"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
-    CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
+    CUSTOMER_SUMMARY_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
 })
-COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED})
+COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
+#: Written by earlier versions next to ``customer.summary_changed`` for the same change; no
+#: longer written, still read by the push so rows left in an outbox drain as summaries.
+LEGACY_CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
 ONCE_PER_AGGREGATE_TOPICS = frozenset({SUBSCRIPTION_CREATED})
 
 STATUS_PENDING = "pending"

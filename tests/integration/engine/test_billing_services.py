@@ -280,3 +280,16 @@ def test_usage_is_recorded_once_per_source_key(engine):
         # 23:30 UTC on Jan 31 is Feb 1 in Paris: counted in February's window
         totals = usage_quantities(s, "sub-u", ["item-9"], JAN, date(2026, 3, 1), lambda _i, on: on.replace(day=1))
     assert totals == {("item-9", FEB): D("12.5")}
+
+
+def test_a_bug_in_a_charge_source_fails_the_bill_run_instead_of_being_recorded_as_bad_data(engine):
+    source = basic_source(engine)
+
+    def broken(session, accounts, as_of):
+        raise TypeError("unsupported operand type(s) for +: 'Decimal' and 'NoneType'")
+
+    source.charges_due = broken
+    with pytest.raises(TypeError):
+        run_billing(engine, JAN, source=source)
+    with Session(engine) as s:
+        assert count_rows(s, BillRunError) == 0

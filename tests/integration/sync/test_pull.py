@@ -220,3 +220,20 @@ def test_the_cli_refuses_to_pull_without_salesforce_with_one_line(database_url):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Salesforce is not configured")
+
+
+def test_a_won_deal_writes_exactly_one_account_summary_event(seeded, org):
+    from billing_engine.storage.outbox import OutboxRow
+    from connector.sync.push import SUMMARY_TOPICS
+
+    pull_changes(seeded)
+    sf = salesforce(org)
+    won = won_opportunities(sf)
+    with Session(seeded.engine) as session:
+        rows = session.exec(select(OutboxRow)).all()
+        customers = {find_customer_by_salesforce_id(session, o["AccountId"]).customer_id for o in won}
+    for customer_id in customers:
+        summaries = [r.topic for r in rows if r.topic in SUMMARY_TOPICS and r.aggregate_id == customer_id]
+        assert summaries == ["customer.summary_changed"], (customer_id, summaries)
+    created = [r.aggregate_id for r in rows if r.topic == "subscription.created"]
+    assert sorted(created) == sorted(subscription_id_for(o["Id"]) for o in won)
