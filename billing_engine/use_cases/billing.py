@@ -271,11 +271,11 @@ def _numbers(session: Session, sequence: str, year: int, count: int) -> list[str
     return [format_number(sequence, year, first + i) for i in range(count)]
 
 
-def _final_fields(draft: InvoiceDraft, number: str, issued_on: date, terms: int, now: datetime) -> dict[str, Any]:
+def _final_fields(draft: InvoiceDraft, number: str, invoice_issued_on: date, terms: int, now: datetime) -> dict[str, Any]:
     t = draft.totals
     credited = draft.credit_applied + draft.settled_by_credit_note
-    return {"status": "paid" if t.total - credited == 0 else "open", "number": number, "issued_on": issued_on,
-            "due_on": due_on(issued_on, terms), "subtotal": t.subtotal, "discount": t.discount, "net": t.net,
+    return {"status": "paid" if t.total - credited == 0 else "open", "number": number, "issued_on": invoice_issued_on,
+            "due_on": due_on(invoice_issued_on, terms), "subtotal": t.subtotal, "discount": t.discount, "net": t.net,
             "tax": t.tax, "total": t.total, "amount_credited": credited, "finalized_at": now,
             "status_changed_at": now}
 
