@@ -23,7 +23,9 @@ from decimal import Decimal
 from typing import Any, Protocol
 
 from billing_engine import outbox as ob
+from billing_engine.catalog import Price
 from billing_engine.charges import ChargeLine, charges_due, usage_windows
+from billing_engine.customers import Customer
 from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
 from billing_engine.invoicing import (
     DEFAULT_CREDIT_NOTE_SEQUENCE,
@@ -537,7 +539,7 @@ def mark_uncollectible(session: Session, invoice_id: int, *, on: date, now: date
 # ================================================================ charge sources over the domain
 
 
-def account_for(customer: Any, default_tax_percent: Decimal = ZERO,
+def account_for(customer: Customer, default_tax_percent: Decimal = ZERO,
                 invoice_discount: Decimal = ZERO) -> BillingAccount:
     """A ``BillingAccount`` from ``billing_engine.customers.Customer``."""
     percent = customer.tax_rate(default_tax_percent)
@@ -642,7 +644,7 @@ class DatabaseChargeSource(SubscriptionChargeSource):
 
     def __init__(self, default_tax_percent: Decimal = ZERO):
         self.default_tax_percent = default_tax_percent
-        self._prices: dict[str, Any] = {}
+        self._prices: dict[str, Price] = {}
         self._rates: dict[tuple[Any, Any], TaxRate] = {}
         super().__init__(self._load_accounts, self._load_subscriptions)
 
