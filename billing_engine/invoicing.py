@@ -78,10 +78,11 @@ def format_number(template: str, year: int, seq: int) -> str:
     return template.format(year=year, seq=seq)
 
 
-def due_on(issued_on: date, payment_terms_days: int = DEFAULT_PAYMENT_TERMS_DAYS) -> date:
+def due_on(invoice_issued_on: date, payment_terms_days: int = DEFAULT_PAYMENT_TERMS_DAYS) -> date:
+    """The due date: the issue date plus the payment terms (calendar days)."""
     if payment_terms_days < 0:
         raise InvalidInputError("payment_terms_days", "payment terms cannot be negative")
-    return issued_on + timedelta(days=payment_terms_days)
+    return invoice_issued_on + timedelta(days=payment_terms_days)
 
 
 # What invoicing reads: the charge lines of ``billing_engine.charges`` (kept as a public name).

@@ -1,8 +1,9 @@
 """Money: ``Decimal`` amounts with an ISO 4217 currency. Never a float.
 
-Rules (docs billing-rules "Money"): line amounts round to the currency's minor
+Rules (docs/billing-rules.md, "Money"): line amounts round to the currency's minor
 unit with ROUND_HALF_UP; unit prices keep up to 6 decimals; intermediate
-fractions keep at least 9 decimals.
+fractions are not rounded (``Decimal``'s 28 significant digits, well over the 9
+decimals the rules ask for).
 """
 
 from __future__ import annotations
@@ -26,9 +27,8 @@ MINOR_UNITS: dict[str, int] = {
 }
 
 UNIT_PRICE_PLACES = 6
-INTERMEDIATE_PLACES = 12  # at least 9 per the rules
 
-_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(0, 13)}
+_QUANTA = {places: Decimal(1).scaleb(-places) for places in range(0, UNIT_PRICE_PLACES + 1)}
 
 
 def check_currency(code: str, field: str = "currency") -> str:
@@ -68,10 +68,6 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
 
 def round_unit_price(price: Decimal) -> Decimal:
     return price.quantize(_QUANTA[UNIT_PRICE_PLACES], rounding=ROUND_HALF_UP)
-
-
-def round_intermediate(value: Decimal) -> Decimal:
-    return value.quantize(_QUANTA[INTERMEDIATE_PLACES], rounding=ROUND_HALF_UP)
 
 
 def check_unit_price(value: object, field: str) -> Decimal:
@@ -139,9 +135,6 @@ class Money:
 
     def rounded(self) -> Money:
         return Money(round_money(self.amount, self.currency), self.currency)
-
-    def is_zero(self) -> bool:
-        return self.amount == 0
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"

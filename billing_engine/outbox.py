@@ -1,15 +1,16 @@
 """Events for the outside world: the outbox contract (pure part).
 
 Every engine change Salesforce must hear about is written as one row of the
-``outbox`` table (``billing_engine.storage.billing_tables.OutboxRow``) **in the
-same transaction as the change**: the engine services take a session and the
-caller commits, so a row exists if and only if its change does.
+``outbox`` table (``billing_engine.storage.outbox``, written by ``add_events`` only)
+**in the same transaction as the change**: the engine use cases take a session and
+the caller commits, so a row exists if and only if its change does. An event is
+built by ``new_event`` (topic, aggregate, payload, when it happened).
 
-Row contract (read by the connector's push, issue "sync"):
+Row contract (read by the connector's push):
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
-  ``customer.summary_changed``, ``customer.mrr_changed``, ``subscription.*``);
+  ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
   the push upserts by an external id derived from them, so re-sending is safe;
 - ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
@@ -22,10 +23,14 @@ Row contract (read by the connector's push, issue "sync"):
 
 Ordering: rows of one aggregate are delivered in id order.
 
-Coalescing: ``customer.summary_changed`` and ``customer.mrr_changed`` carry a
-full snapshot (balance, credit, MRR), so one *pending* row per customer and
-topic is enough: a new change rewrites the payload of the pending row instead of
-adding one (``coalesce_key``). ``subscription.created`` happens once per
+One fact, one event: ``customer.summary_changed`` is the only event that makes the
+push write a customer's Account summary (MRR, ARR, balance, credit, status); every
+change that moves one of those figures writes it (a new subscription, an amendment,
+an invoice, a payment, an MRR change the bill run sees take effect).
+
+Coalescing: ``customer.summary_changed`` is a snapshot (the push reads the current
+figures), so one *pending* row per customer is enough: a new change rewrites the
+payload of the pending row instead of adding one (``coalesce_key``). ``subscription.created`` happens once per
 subscription, so it is keyed the same way: a second write of it while the first is
 pending (the engine writes it in ``start_subscription``; a caller may write it too)
 merges into one row. All other topics are one row per event.
@@ -35,9 +40,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime, time
 from decimal import Decimal
 from typing import Any
+
+from billing_engine.errors import InvalidInputError
 
 INVOICE_FINALIZED = "invoice.finalized"
 INVOICE_STATUS_CHANGED = "invoice.status_changed"
@@ -45,15 +52,17 @@ CREDIT_NOTE_ISSUED = "credit_note.issued"
 PAYMENT_RECORDED = "payment.recorded"
 PAYMENT_REFUNDED = "payment.refunded"
 CUSTOMER_SUMMARY_CHANGED = "customer.summary_changed"
-CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
 SUBSCRIPTION_CREATED = "subscription.created"
 SUBSCRIPTION_CHANGED = "subscription.changed"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
-    CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
+    CUSTOMER_SUMMARY_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
 })
-COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED, CUSTOMER_MRR_CHANGED})
+COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
+#: Written by earlier versions next to ``customer.summary_changed`` for the same change; no
+#: longer written, still read by the push so rows left in an outbox drain as summaries.
+LEGACY_CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
 ONCE_PER_AGGREGATE_TOPICS = frozenset({SUBSCRIPTION_CREATED})
 
 STATUS_PENDING = "pending"
@@ -68,6 +77,7 @@ class OutboxEvent:
     aggregate_type: str
     aggregate_id: str
     payload: dict[str, Any]
+    created_at: datetime | None = None  # when the change happened; required to be written
 
     def __post_init__(self) -> None:
         if self.topic not in TOPICS:
@@ -82,6 +92,30 @@ class OutboxEvent:
 
     def payload_json(self) -> str:
         return encode_payload(self.payload)
+
+
+def new_event(topic: str, aggregate_type: str, aggregate_id: object, payload: dict[str, Any],
+              created_at: datetime) -> OutboxEvent:
+    """The one way an event is built: ``aggregate_id`` as text, ``created_at`` timezone-aware."""
+    if created_at.tzinfo is None:
+        raise ValueError("an outbox event's created_at must be timezone-aware")
+    return OutboxEvent(topic, aggregate_type, str(aggregate_id), payload, created_at)
+
+
+def customer_summary_event(customer_id: str, created_at: datetime) -> OutboxEvent:
+    """``customer.summary_changed``: the customer's Account summary (MRR, ARR, balance, credit,
+    status) is to be pushed again. A snapshot, coalesced per customer: the push reads the
+    current figures (``use_cases.exports.account_summaries``)."""
+    return new_event(CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id}, created_at)
+
+
+def changed_at(now: datetime | None, on: date) -> datetime:
+    """When a change happened: ``now`` (timezone-aware) if given, else midnight UTC of its business date."""
+    if now is None:
+        return datetime.combine(on, time(), UTC)
+    if now.tzinfo is None:
+        raise InvalidInputError("now", "must be timezone-aware")
+    return now
 
 
 def _default(value: Any) -> str:

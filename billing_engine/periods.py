@@ -164,13 +164,6 @@ def periods_between(anchor: date, interval: Interval, starts_on: date, ends_befo
     return result
 
 
-def days_fraction(part: Period, full: Period) -> tuple[int, int]:
-    """``(days used, days in the full period)`` for prorating ``part`` of ``full``."""
-    if part.starts_on < full.starts_on or part.ends_before > full.ends_before:
-        raise InvalidInputError("period", f"{part.label()} is not inside {full.label()}")
-    return part.days, full.days
-
-
 def check_timezone(name: str, field: str = "timezone") -> ZoneInfo:
     try:
         return ZoneInfo(name)

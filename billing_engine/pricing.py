@@ -308,10 +308,6 @@ def get_model(name: str, field_name: str = "model") -> PricingModel:
         ) from None
 
 
-def validate_terms(terms: PriceTerms) -> None:
-    get_model(terms.model).validate(terms)
-
-
 def rate(terms: PriceTerms, quantity: Decimal) -> Rating:
     """The full-period amount for ``quantity`` (unrounded) and its explanation."""
     if quantity < 0:

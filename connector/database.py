@@ -26,8 +26,7 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 # Every module that defines tables; imported before metadata is used, so that
 # Alembic and the schema test see all of them.
 MODEL_MODULES: tuple[str, ...] = (
-    "billing_engine.storage.tables",  # catalog, customers, subscriptions
-    "billing_engine.storage.billing_tables",  # usage, invoices, credit notes, payments, outbox
+    "billing_engine.storage",  # every engine table: catalog, subscriptions, invoices, payments, usage, outbox
     "connector.webhooks.inbox",  # webhook inbox
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
 )

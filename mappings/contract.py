@@ -85,7 +85,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     }),
     "account_summary": frozenset({
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
-        "billing_status",
+        "billing_status", "billing_ends_on",
     }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status"}),
 }

@@ -5,10 +5,10 @@
         [--database-url postgresql://postgres@127.0.0.1:5432/test] [--batch-size 500]
 
 Creates its own PostgreSQL schema (dropped at the end), stores the catalog through
-``billing_engine.services`` and N customers with one monthly subscription of 3 recurring
+``billing_engine.use_cases.catalog`` and N customers with one monthly subscription of 3 recurring
 items each (graduated seats, flat platform, percent_of support) in the engine's tables
 (bulk rows, as ``start_subscription`` writes them), then runs
-``billing_services.bill_customers`` for 2026-01-01 (the database charge source: customers
+``use_cases.billing.bill_customers`` for 2026-01-01 (the database charge source: customers
 paged by id, subscriptions loaded per batch; every invoice finalized), a second,
 idempotent run, and ``mrr_bridge_report`` for 2026-01..2026-12 (subscriptions streamed
 from the database). Prints invoices/s, peak RSS and the bridge time. The seeded tables are
@@ -32,11 +32,14 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sqlalchemy import insert, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
-from billing_engine import billing_services as svc  # noqa: E402
-from billing_engine import services  # noqa: E402
 from billing_engine.catalog import make_price, make_product  # noqa: E402
-from billing_engine.storage import billing_tables as db  # noqa: E402
-from billing_engine.storage.tables import CustomerRow, SubscriptionItemRow, SubscriptionRow  # noqa: E402
+from billing_engine.storage.catalog import CustomerRow  # noqa: E402
+from billing_engine.storage.database import count_rows  # noqa: E402
+from billing_engine.storage.invoices import InvoiceLine  # noqa: E402
+from billing_engine.storage.subscriptions import SubscriptionItemRow, SubscriptionRow  # noqa: E402
+from billing_engine.use_cases.billing import bill_customers  # noqa: E402
+from billing_engine.use_cases.catalog import upsert_price, upsert_product  # noqa: E402
+from billing_engine.use_cases.revenue import mrr_bridge_report  # noqa: E402
 from connector.database import make_engine, upgrade  # noqa: E402
 
 START = date(2026, 1, 1)
@@ -56,8 +59,8 @@ def customer_id(n: int) -> str:
 def seed(engine, n: int) -> None:
     with Session(engine) as session, session.begin():
         for price in (SEATS, PLATFORM, SUPPORT):
-            services.upsert_product(session, price.product)
-            services.upsert_price(session, price)
+            upsert_product(session, price.product)
+            upsert_price(session, price)
     chunk = 10000
     for lo in range(0, n, chunk):
         numbers = range(lo, min(n, lo + chunk))
@@ -112,20 +115,20 @@ def main() -> int:
         print(f"RSS after seeding: {rss_mb():.0f} MB")
 
         t0 = time.perf_counter()
-        result = svc.bill_customers(engine, START, batch_size=args.batch_size)
+        result = bill_customers(engine, START, batch_size=args.batch_size)
         elapsed = time.perf_counter() - t0
         print(f"bill run: {result.invoices_created} invoices created, {result.invoices_finalized} finalized, "
               f"{len(result.failures)} failures in {elapsed:.1f} s → {result.invoices_created / elapsed:,.0f} invoices/s")
         print(f"peak RSS after bill run: {rss_mb():.0f} MB")
 
         t0 = time.perf_counter()
-        again = svc.bill_customers(engine, START, batch_size=args.batch_size)
+        again = bill_customers(engine, START, batch_size=args.batch_size)
         print(f"second run (idempotent): {again.invoices_created} invoices in {time.perf_counter() - t0:.1f} s")
 
         with Session(engine) as session:
-            n_lines = db.count_rows(session, db.InvoiceLine)
+            n_lines = count_rows(session, InvoiceLine)
         t0 = time.perf_counter()
-        rows = svc.mrr_bridge_report(engine, "2026-01", "2026-12")
+        rows = mrr_bridge_report(engine, "2026-01", "2026-12")
         bridge_s = time.perf_counter() - t0
         print(f"invoice lines: {n_lines}")
         print(f"MRR bridge 2026-01..2026-12: {bridge_s:.2f} s; Jan closing {rows[0]['closing']} {rows[0]['currency']}; "

@@ -3,16 +3,19 @@
 SQLite has no decimal type: a ``NUMERIC`` column there stores a binary float, so
 ``0.1`` would come back as ``0.1000000000000000055511151231257827``. billsync
 stores decimals as canonical text on SQLite and as unconstrained ``NUMERIC`` on
-PostgreSQL (exact, and it keeps the scale it was given).
+PostgreSQL (exact, and it keeps the scale it was given). The ``*_field`` helpers declare
+model fields of these types.
 """
 
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Any
 
-from sqlalchemy import String
+from sqlalchemy import Column, DateTime, String
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.types import TypeDecorator
+from sqlmodel import Field
 
 
 class ExactDecimal(TypeDecorator):
@@ -65,3 +68,18 @@ def to_decimal_value(value):
     if isinstance(value, float):  # pragma: no cover - would mean a schema drift
         raise TypeError("decimal column came back as float: the column type is wrong")
     return Decimal(str(value))
+
+
+def decimal_field(nullable: bool = False, **kw: Any) -> Any:
+    """A model field of ``ExactDecimal`` (0 by default; None when ``nullable``)."""
+    return Field(default=None if nullable else Decimal(0), sa_type=ExactDecimal, nullable=nullable, **kw)
+
+
+def money_field(**kw: Any) -> Any:
+    """A required ``ExactDecimal`` money or quantity field, 0 by default."""
+    return Field(default=Decimal(0), sa_type=ExactDecimal, nullable=False, **kw)
+
+
+def timestamp_field(nullable: bool = False) -> Any:
+    """A timezone-aware ``DateTime`` field (``*_at``)."""
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=nullable))

@@ -44,13 +44,9 @@ from typing import Any
 
 from sqlmodel import Session, select
 
-from billing_engine import outbox as ob
-from billing_engine import services as svc
 from billing_engine.catalog import Price, Product, make_price
 from billing_engine.customers import Address, Customer
 from billing_engine.errors import BillingError, NotFoundError
-from billing_engine.storage.billing_tables import add_outbox
-from billing_engine.storage.tables import PriceRow, ProductRow, SubscriptionRow
 from billing_engine.subscriptions import (
     Amendment,
     AmendmentAction,
@@ -58,6 +54,9 @@ from billing_engine.subscriptions import (
     SubscriptionItem,
     make_subscription,
 )
+from billing_engine.use_cases import catalog as catalog_uc
+from billing_engine.use_cases import customers as customers_uc
+from billing_engine.use_cases import subscriptions as subscriptions_uc
 from connector.sync.tables import ReviewFlag, SyncedRecord
 
 APPLIED, UNCHANGED, FLAGGED = "applied", "unchanged", "flagged"
@@ -163,14 +162,6 @@ def _remember(session: Session, object_name: str, command: Mapping[str, Any], en
     session.flush()
 
 
-def _outbox(session: Session, topic: str, aggregate_type: str, aggregate_id: str, payload: dict[str, Any],
-            now: datetime) -> None:
-    event = ob.OutboxEvent(topic, aggregate_type, aggregate_id, payload)
-    add_outbox(session, [{"topic": topic, "aggregate_type": aggregate_type, "aggregate_id": aggregate_id,
-                          "payload": event.payload_json(), "coalesce_key": event.coalesce_key, "created_at": now,
-                          "status": ob.STATUS_PENDING, "attempts": 0}])
-
-
 # ------------------------------------------------------------------ the use case
 
 
@@ -254,12 +245,12 @@ def customer_from(data: Mapping[str, Any], customer_id: str) -> Customer:
 def _upsert_customer(session, command, object_name, synced, modstamp, now) -> ApplyResult:
     data = command["data"]
     account_id = data.get("salesforce_account_id") or command["key"]
-    existing = svc.find_customer_by_salesforce_id(session, account_id)
+    existing = customers_uc.find_customer_by_salesforce_id(session, account_id)
     customer_id = existing.customer_id if existing else f"cus-{account_id}"
     customer = customer_from({**data, "salesforce_account_id": account_id}, customer_id)
-    svc.upsert_customer(session, customer)
+    customers_uc.upsert_customer(session, customer)
     _remember(session, object_name, command, customer_id, modstamp, now)
-    _outbox(session, ob.CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id}, now)
+    customers_uc.request_customer_summary(session, customer_id, now=now)
     return ApplyResult(APPLIED, customer_id, f"{'updated' if existing else 'created'} customer {customer_id}")
 
 
@@ -312,17 +303,17 @@ def _upsert_product(session, command, object_name, synced, modstamp, now) -> App
     data = command["data"]
     salesforce_id = data.get("salesforce_product_id") or command["key"]
     product_id = product_id_for(salesforce_id)
-    existed = session.get(ProductRow, product_id) is not None
+    existed = catalog_uc.find_product(session, product_id) is not None
     product = Product(product_id, data.get("code") or "", data.get("name") or "", salesforce_id,
                       True if data.get("active") is None else bool(data["active"]))
-    svc.upsert_product(session, product)
+    catalog_uc.upsert_product(session, product)
     _remember(session, object_name, command, product_id, modstamp, now)
     # Its prices carry the product's model, charge type and interval: derive them again.
     repriced = 0
     for price_record in session.exec(select(SyncedRecord).where(SyncedRecord.object_name == "PricebookEntry",
                                                                 SyncedRecord.parent_id == salesforce_id)).all():
         price_data = _decimals(json.loads(price_record.command_json)["data"])
-        svc.upsert_price(session, price_from(product, data, price_data, price_record.engine_id))
+        catalog_uc.upsert_price(session, price_from(product, data, price_data, price_record.engine_id))
         repriced += 1
     verb = "updated" if existed else "created"
     extra = f" and re-derived {repriced} price(s)" if repriced else ""
@@ -340,10 +331,10 @@ def _upsert_price(session, command, object_name, synced, modstamp, now) -> Apply
                                      f"product {data.get('product_code')} (Product2 {salesforce_product_id}) "
                                      "has not been pulled yet; it will be retried after the product")
     product_data = _decimals(product_command["data"])
-    product = svc.get_product(session, product_id_for(salesforce_product_id))
+    product = catalog_uc.get_product(session, product_id_for(salesforce_product_id))
     price_id = f"price-{command['key']}"
-    existed = session.get(PriceRow, price_id) is not None
-    svc.upsert_price(session, price_from(product, product_data, data, price_id))
+    existed = catalog_uc.find_price(session, price_id) is not None
+    catalog_uc.upsert_price(session, price_from(product, product_data, data, price_id))
     _remember(session, object_name, command, price_id, modstamp, now, parent_id=salesforce_product_id)
     return ApplyResult(APPLIED, price_id, f"{'updated' if existed else 'created'} price {price_id} "
                                           f"({product.code} in {data.get('currency')})")
@@ -351,12 +342,7 @@ def _upsert_price(session, command, object_name, synced, modstamp, now) -> Apply
 
 def find_price(session: Session, product_code: str, currency: str) -> Price | None:
     """The catalog price of a product in a currency (the recurring one first)."""
-    product_id = session.exec(select(ProductRow.id).where(ProductRow.code == product_code)).first()
-    if product_id is None:
-        return None
-    ids = session.exec(select(PriceRow.id).where(PriceRow.product_id == product_id, PriceRow.currency == currency)
-                       .order_by(PriceRow.id)).all()
-    return svc.get_price(session, ids[0]) if ids else None
+    return catalog_uc.find_price_of_product(session, product_code, currency)
 
 
 # ------------------------------------------------------------------ subscriptions
@@ -368,7 +354,7 @@ def subscription_id_for(opportunity_id: str) -> str:
 
 def _customer_for(session: Session, data: Mapping[str, Any]) -> Customer:
     account_id = data.get("salesforce_account_id")
-    customer = svc.find_customer_by_salesforce_id(session, account_id) if account_id else None
+    customer = customers_uc.find_customer_by_salesforce_id(session, account_id) if account_id else None
     if customer is None:
         raise MissingDependencyError("Account", account_id or "",
                                      f"Account {account_id} has no billsync customer yet (not pulled, or it "
@@ -424,10 +410,6 @@ def subscription_from(session: Session, command: Mapping[str, Any], customer: Cu
     )
 
 
-def _find_subscription_by_key(session: Session, opportunity_id: str) -> str | None:
-    return session.exec(select(SubscriptionRow.id).where(SubscriptionRow.external_key == opportunity_id)).first()
-
-
 def _changed_after_apply(session, command, object_name, synced, modstamp, now, engine_id: str) -> ApplyResult:
     reason = (f"the won deal changed in Salesforce after billsync applied it ({command['command']} → "
               f"{engine_id}); billsync does not re-apply a won deal: record the change as an Amendment "
@@ -439,7 +421,7 @@ def _changed_after_apply(session, command, object_name, synced, modstamp, now, e
 
 def _start_subscription(session, command, object_name, synced, modstamp, now) -> ApplyResult:
     opportunity_id = command["key"]
-    existing = _find_subscription_by_key(session, opportunity_id)
+    existing = subscriptions_uc.find_subscription_id_by_key(session, opportunity_id)
     if synced is not None and existing is not None:
         return _changed_after_apply(session, command, object_name, synced, modstamp, now, existing)
     if existing is not None:  # applied before, e.g. by another path: adopt it
@@ -447,21 +429,18 @@ def _start_subscription(session, command, object_name, synced, modstamp, now) ->
         return ApplyResult(UNCHANGED, existing, f"subscription {existing} already exists")
     customer = _customer_for(session, command["data"])
     subscription = subscription_from(session, command, customer)
-    svc.start_subscription(session, subscription)
+    # The engine announces it: subscription.created (with the Opportunity id) and the Account summary.
+    subscriptions_uc.start_subscription(session, subscription, now=now)
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-    _subscription_events(session, ob.SUBSCRIPTION_CREATED, subscription.subscription_id, opportunity_id,
-                         customer.customer_id, now)
     return ApplyResult(APPLIED, subscription.subscription_id,
                        f"started subscription {subscription.subscription_id} for customer {customer.customer_id} "
                        f"({len(subscription.items)} items, from {subscription.starts_on.isoformat()})")
 
 
-def _subscription_events(session: Session, topic: str, subscription_id: str, opportunity_id: str,
-                         customer_id: str, now: datetime) -> None:
-    _outbox(session, topic, "subscription", subscription_id,
-            {"subscription_id": subscription_id, "salesforce_opportunity_id": opportunity_id,
-             "customer_id": customer_id}, now)
-    _outbox(session, ob.CUSTOMER_MRR_CHANGED, "customer", customer_id, {"customer_id": customer_id}, now)
+def _subscription_changed(session: Session, subscription_id: str, opportunity_id: str, customer_id: str,
+                          now: datetime) -> None:
+    subscriptions_uc.announce_subscription_change(session, subscription_id, customer_id=customer_id,
+                                                  opportunity_id=opportunity_id, now=now)
 
 
 def _referenced(session: Session, command: Mapping[str, Any]) -> tuple[Subscription, Customer]:
@@ -471,7 +450,7 @@ def _referenced(session: Session, command: Mapping[str, Any]) -> tuple[Subscript
         raise ApplyError(f"Subscription_Reference__c is empty: {command['command']} needs the billsync "
                          "subscription id")
     try:
-        subscription = svc.get_subscription(session, reference)
+        subscription = subscriptions_uc.get_subscription(session, reference)
     except NotFoundError:
         raise ApplyError(f"Subscription_Reference__c: no billsync subscription {reference!r}") from None
     customer = _customer_for(session, data)
@@ -549,11 +528,10 @@ def _amend_subscription(session, command, object_name, synced, modstamp, now) ->
     currency = subscription.currency
     actions = amendment_actions(subscription, command, lambda line: _price_for(session, line, currency))
     for amendment in actions:
-        svc.amend_subscription(session, subscription.subscription_id, amendment)
+        subscriptions_uc.amend_subscription(session, subscription.subscription_id, amendment)
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
     if actions:
-        _subscription_events(session, ob.SUBSCRIPTION_CHANGED, subscription.subscription_id, opportunity_id,
-                             customer.customer_id, now)
+        _subscription_changed(session, subscription.subscription_id, opportunity_id, customer.customer_id, now)
     summary = ", ".join(_describe_amendment(a) for a in actions) or "nothing to change"
     return ApplyResult(APPLIED, subscription.subscription_id,
                        f"amended subscription {subscription.subscription_id} from "
@@ -577,11 +555,10 @@ def _renew_subscription(session, command, object_name, synced, modstamp, now) ->
     done = _when_already_recorded(session, command, object_name, synced, modstamp, now, subscription, "renewal")
     if done is not None:
         return done
-    renewed = svc.renew_subscription(session, subscription.subscription_id, amendment_id=opportunity_id,
+    renewed = subscriptions_uc.renew_subscription(session, subscription.subscription_id, amendment_id=opportunity_id,
                                      reason=f"Salesforce opportunity {opportunity_id}")
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-    _subscription_events(session, ob.SUBSCRIPTION_CHANGED, subscription.subscription_id, opportunity_id,
-                         customer.customer_id, now)
+    _subscription_changed(session, subscription.subscription_id, opportunity_id, customer.customer_id, now)
     end = renewed.ends_before.isoformat() if renewed.ends_before else "open-ended"
     return ApplyResult(APPLIED, subscription.subscription_id,
                        f"renewed subscription {subscription.subscription_id} (now ends before {end})")
@@ -595,12 +572,11 @@ def _cancel_subscription(session, command, object_name, synced, modstamp, now) -
         return done
     data = command["data"]
     immediate = data.get("cancellation_mode") == "immediate"
-    cancelled = svc.cancel_subscription(session, subscription.subscription_id, data.get("starts_on"),
+    cancelled = subscriptions_uc.cancel_subscription(session, subscription.subscription_id, data.get("starts_on"),
                                         immediate=immediate, amendment_id=opportunity_id,
                                         reason=f"Salesforce opportunity {opportunity_id}")
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
-    _subscription_events(session, ob.SUBSCRIPTION_CHANGED, subscription.subscription_id, opportunity_id,
-                         customer.customer_id, now)
+    _subscription_changed(session, subscription.subscription_id, opportunity_id, customer.customer_id, now)
     return ApplyResult(APPLIED, subscription.subscription_id,
                        f"cancelled subscription {subscription.subscription_id} "
                        f"({'immediately' if immediate else 'at the end of the term'}; ends before "

@@ -34,7 +34,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
-from billing_engine.storage.billing_tables import OutboxRow, record_salesforce_ids
+from billing_engine.use_cases.exports import outbox_table, record_salesforce_ids
 from connector import queue
 from connector.queue import PENDING, SettleCounts, utc
 
@@ -98,7 +98,7 @@ def _group(row: Mapping[str, Any]) -> str:
 
 
 OUTBOX = queue.QueueTable(
-    OutboxRow.__table__,
+    outbox_table(),
     columns=("topic", "aggregate_type", "aggregate_id", "payload", "coalesce_key"),
     lease=queue.DEFAULT_LEASE,
     claimed_by="locked_by",

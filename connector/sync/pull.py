@@ -261,7 +261,7 @@ class _Puller:
         customer_timezone = None
         account_id = record.get("AccountId")
         if _is_subscription_spec(spec) and isinstance(account_id, str) and account_id:
-            from billing_engine.services import find_customer_by_salesforce_id
+            from billing_engine.use_cases.customers import find_customer_by_salesforce_id
 
             customer = find_customer_by_salesforce_id(session, account_id)
             customer_timezone = customer.timezone if customer else None
@@ -720,9 +720,8 @@ def _preview_one(puller: _Puller, spec: InboundSpec, record_id: str) -> Preview:
 
 def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict[str, Any],
              preview: Preview) -> None:
-    from billing_engine import billing_services as bsvc
-    from billing_engine import services as svc
     from billing_engine.errors import BillingError
+    from billing_engine.use_cases.preview import preview_subscription_change
     from connector.sync.apply import ApplyError, MissingDependencyError
 
     is_subscription = command["command"] in SUBSCRIPTION_COMMANDS
@@ -748,65 +747,29 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
     if not is_subscription or result.engine_id is None:
         return
     day = command["data"].get("starts_on")
-    after = _customer_subscriptions(session, command)
-    sid = result.engine_id
-    old = next((s for s in before if s.subscription_id == sid), None)
-    new = next((s for s in after if s.subscription_id == sid), None)
-    if new is None or day is None:
+    if day is None:
         return
-    from billing_engine.charges import charges_due
-    from billing_engine.invoicing import assemble_invoice
-    from billing_engine.storage.billing_tables import billed_lines_for_subscriptions
-
-    if command["command"] == "start_subscription":  # its first invoice, even if it was applied already
-        before = [s for s in before if s.subscription_id != sid]
-        old, billed = None, []
-    else:
-        billed = billed_lines_for_subscriptions(session, [sid]).get(sid, [])
-    known = {line.key for line in charges_due(old, day, billed)} if old is not None else set()
-    charges = [line for line in charges_due(new, day, billed) if line.key not in known]
-    customer = svc.get_customer(session, new.customer_id)
-    preview.currency = new.currency
-    preview.invoice_title = ("First invoice" if command["command"] == "start_subscription"
-                             else "Charges from this change") + f" (on {day.isoformat()})"
-    draft = assemble_invoice(charges, currency=new.currency, tax_rate=bsvc.account_for(
-        customer, puller.services.settings.default_tax_rate).tax_rate)
-    explanations = {c.key: c for c in charges}
-    for line in (*draft.lines, *(draft.credit_note.lines if draft.credit_note else ())):
-        charge = explanations[line.charge_key]
-        preview.invoice_lines.append(PreviewLine(line.kind, line.product_code, line.description, charge.explanation,
-                                                 line.quantity, line.unit_price, line.net))
-    totals = draft.totals
-    preview.invoice_totals = {"subtotal": totals.subtotal, "discount": totals.discount, "tax": totals.tax,
-                              "total": totals.total, "tax_percent": draft.tax_percent, "tax_reason": draft.tax_reason}
-    if draft.credit_note is not None:
-        preview.invoice_totals["credit_note"] = draft.credit_note.total
-
-    def mrr(subscriptions: list[Any]) -> Any:
-        versions = [v for s in subscriptions for v in bsvc.subscription_mrr_versions(s, day)]
-        [snapshot] = bsvc.mrr_snapshots(versions, [day])
-        return snapshot.get((new.customer_id, new.currency), _zero())
-
-    preview.mrr_before, preview.mrr_after = mrr(before), mrr(after)
-
-
-def _zero() -> Any:
-    from decimal import Decimal
-
-    return Decimal("0.00")
+    first = command["command"] == "start_subscription"
+    deal = preview_subscription_change(session, result.engine_id, before, day, first_invoice=first,
+                                       default_tax_percent=puller.services.settings.default_tax_rate)
+    if deal is None:
+        return
+    preview.currency = deal.currency
+    preview.invoice_title = ("First invoice" if first else "Charges from this change") + f" (on {day.isoformat()})"
+    preview.invoice_lines.extend(PreviewLine(ln.kind, ln.product_code, ln.description, ln.explanation, ln.quantity,
+                                             ln.unit_price, ln.amount) for ln in deal.lines)
+    preview.invoice_totals = {"subtotal": deal.subtotal, "discount": deal.discount, "tax": deal.tax,
+                              "total": deal.total, "tax_percent": deal.tax_percent, "tax_reason": deal.tax_reason}
+    if deal.credit_note_total is not None:
+        preview.invoice_totals["credit_note"] = deal.credit_note_total
+    preview.mrr_before, preview.mrr_after = deal.mrr_before, deal.mrr_after
 
 
 def _customer_subscriptions(session: Session, command: dict[str, Any]) -> list[Any]:
-    from billing_engine import services as svc
-    from billing_engine.storage.tables import SubscriptionRow
+    from billing_engine.use_cases.subscriptions import subscriptions_of_account
 
     account_id = command["data"].get("salesforce_account_id")
-    customer = svc.find_customer_by_salesforce_id(session, account_id) if account_id else None
-    if customer is None:
-        return []
-    ids = session.exec(select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer.customer_id)
-                       .order_by(SubscriptionRow.id)).all()
-    return [svc.get_subscription(session, sid) for sid in ids]
+    return subscriptions_of_account(session, account_id) if account_id else []
 
 
 def _apply_dependency(puller: _Puller, session: Session, missing: Any, preview: Preview) -> None:

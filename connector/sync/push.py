@@ -73,7 +73,7 @@ DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"inv
 
 INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
 PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
-SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.CUSTOMER_MRR_CHANGED})
+SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
 
 Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("account_summary", "cus_1"), ...

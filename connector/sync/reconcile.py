@@ -21,20 +21,15 @@ Salesforce cannot be fixed by a push: it is reported for a person to look at.
 
 from __future__ import annotations
 
-from collections import defaultdict
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import and_, select, update
 from sqlmodel import Session
 
-from billing_engine import outbox as ob
-from billing_engine.payments import payment_status
-from billing_engine.storage.billing_tables import Invoice, OutboxRow, Payment, Refund
-from billing_engine.storage.tables import CustomerRow
+from billing_engine.use_cases import exports
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
 from connector.sync.records import invoice_external_id, payment_external_id
@@ -55,10 +50,6 @@ PAYMENT_SOQL = ("SELECT Id, Name, Billsync_Payment_Id__c, Status__c, Amount__c, 
 INVOICE_FIELDS = (("Status__c", "status"), ("Payment_Status__c", "status"), ("Total__c", "amount"),
                   ("Balance__c", "amount"), ("CurrencyIsoCode", "status"))
 PAYMENT_FIELDS = (("Status__c", "status"), ("Amount__c", "amount"), ("CurrencyIsoCode", "status"))
-REQUEUE_TOPICS = {
-    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED),
-    "payment": (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED),
-}
 
 
 class ReconcileError(Exception):
@@ -159,43 +150,22 @@ def _decimal(value: Any) -> Decimal | None:
 
 
 def engine_invoices(session: Session, starts_on: date, ends_before: date, today: date) -> list[Side]:
-    rows = session.execute(
-        select(Invoice).where(Invoice.issued_on >= starts_on, Invoice.issued_on < ends_before,
-                              Invoice.status != "draft").order_by(Invoice.issued_on, Invoice.number)
-    ).scalars().all()
     out = []
-    for inv in rows:
-        pay = payment_status(status=inv.status, total=inv.total, paid=inv.amount_paid, credited=inv.amount_credited,
-                             refunded=inv.amount_refunded, due_on=inv.due_on, as_of=today)
-        out.append(Side("invoice", invoice_external_id(inv.id), inv.number or f"DRAFT-{inv.id}", inv.currency,
-                        inv.status, inv.total,
-                        {"Status__c": inv.status, "Payment_Status__c": pay, "Total__c": inv.total,
+    for inv in exports.invoices_issued_between(session, starts_on, ends_before, today):
+        out.append(Side("invoice", invoice_external_id(inv.invoice_id), inv.number or f"DRAFT-{inv.invoice_id}",
+                        inv.currency, inv.status, inv.total,
+                        {"Status__c": inv.status, "Payment_Status__c": inv.payment_status, "Total__c": inv.total,
                          "Balance__c": inv.balance, "CurrencyIsoCode": inv.currency}))
     return out
 
 
-def _payment_status(amount: Decimal, refunded: Decimal) -> str:
-    if refunded <= 0:
-        return "succeeded"
-    return "refunded" if refunded >= amount else "partially_refunded"
-
-
 def engine_payments(session: Session, starts_on: date, ends_before: date) -> list[Side]:
-    rows = session.execute(
-        select(Payment).where(Payment.received_on >= starts_on, Payment.received_on < ends_before)
-        .order_by(Payment.received_on, Payment.id)).scalars().all()
-    refunded: dict[int, Decimal] = defaultdict(Decimal)
-    ids = [p.id for p in rows]
-    for start in range(0, len(ids), 900):
-        for refund in session.execute(select(Refund).where(Refund.payment_id.in_(ids[start:start + 900]))).scalars():
-            refunded[refund.payment_id] += refund.amount
     out = []
-    for p in rows:
-        status = _payment_status(p.amount, refunded.get(p.id, ZERO))
-        unapplied = p.unapplied
-        out.append(Side("payment", payment_external_id(p.id), p.external_reference or str(p.id), p.currency, status,
-                        p.amount, {"Status__c": status, "Amount__c": p.amount, "Unapplied_Amount__c": unapplied,
-                                   "CurrencyIsoCode": p.currency}))
+    for p in exports.payments_received_between(session, starts_on, ends_before):
+        out.append(Side("payment", payment_external_id(p.payment_id), p.external_reference or str(p.payment_id),
+                        p.currency, p.status, p.amount,
+                        {"Status__c": p.status, "Amount__c": p.amount, "Unapplied_Amount__c": p.unapplied_amount,
+                         "CurrencyIsoCode": p.currency}))
     return out
 
 
@@ -323,42 +293,15 @@ def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime 
             drifted.setdefault((m.object_name, m.external_id), m.label)
     if not drifted:
         return result
-    t = OutboxRow.__table__
+    records = sorted(drifted)
     with transaction(services.engine) as session:
-        for (object_name, external_id), label in sorted(drifted.items()):
-            topics = REQUEUE_TOPICS[object_name]
-            where = and_(t.c.aggregate_type == object_name, t.c.aggregate_id == external_id,
-                         t.c.topic.in_(topics))
-            rows = session.execute(select(t.c.id, t.c.status).where(where)).all()
-            if not rows:
-                result.not_repairable.append(Mismatch(object_name, external_id, label, "no_outbox_row"))
-                continue
-            session.execute(update(t).where(where, t.c.status.in_((ob.STATUS_DONE, ob.STATUS_DEAD)))
-                            .values(status=ob.STATUS_PENDING, attempts=0, next_attempt_at=now, last_error=None,
-                                    locked_by=None, locked_at=None))
+        missing = set(exports.requeue_exports(session, records, now=now))
+    for (object_name, external_id) in records:
+        label = drifted[(object_name, external_id)]
+        if (object_name, external_id) in missing:
+            result.not_repairable.append(Mismatch(object_name, external_id, label, "no_outbox_row"))
+        else:
             result.requeued.append(f"{object_name} {label}")
-        _requeue_summaries(session, drifted, now)
     return result
 
 
-def _requeue_summaries(session: Session, drifted: dict[tuple[str, str], str], now: datetime) -> None:
-    """The Account summary of the customers concerned is pushed again too (a fresh snapshot row)."""
-    invoice_ids = [int(ext) for (obj, ext) in drifted if obj == "invoice" and ext.isdigit()]
-    payment_ids = [int(ext) for (obj, ext) in drifted if obj == "payment" and ext.isdigit()]
-    customers: set[str] = set()
-    if invoice_ids:
-        customers.update(session.execute(select(Invoice.customer_id).where(Invoice.id.in_(invoice_ids))).scalars())
-    if payment_ids:
-        customers.update(session.execute(select(Payment.customer_id).where(Payment.id.in_(payment_ids))).scalars())
-    known = set(session.execute(select(CustomerRow.id).where(CustomerRow.id.in_(list(customers)))).scalars()) \
-        if customers else set()
-    from billing_engine.storage.billing_tables import add_outbox
-
-    rows = []
-    for customer_id in sorted(known):
-        event = ob.OutboxEvent(ob.CUSTOMER_SUMMARY_CHANGED, "customer", customer_id, {"customer_id": customer_id})
-        rows.append({"topic": event.topic, "aggregate_type": event.aggregate_type,
-                     "aggregate_id": event.aggregate_id, "payload": event.payload_json(),
-                     "coalesce_key": event.coalesce_key, "created_at": now, "status": ob.STATUS_PENDING,
-                     "attempts": 0})
-    add_outbox(session, rows)

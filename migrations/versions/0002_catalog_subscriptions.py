@@ -1,4 +1,4 @@
-"""catalog, customers, subscriptions and amendments (issue 3, Engine I)
+"""catalog, customers, subscriptions and amendments
 
 Revision ID: 0002_catalog_subscriptions
 Revises: 0001_base

@@ -1,4 +1,4 @@
-"""billing: usage, invoices, credit notes, payments, customer credit, bill-run errors, outbox (issue 4, Engine II)
+"""billing: usage, invoices, credit notes, payments, customer credit, bill-run errors, outbox
 
 Revision ID: 0003_billing
 Revises: 0002_catalog_subscriptions

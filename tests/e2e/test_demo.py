@@ -19,8 +19,8 @@ import requests
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine.storage.billing_tables import Invoice
-from billing_engine.storage.tables import SubscriptionRow
+from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.settings import load_settings
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -35,7 +35,8 @@ from click.testing import CliRunner
 from simple_salesforce import Salesforce
 from sqlmodel import Session, func, select
 
-from billing_engine.storage.billing_tables import Invoice, InvoiceLine, OutboxRow
+from billing_engine.storage.invoices import Invoice, InvoiceLine
+from billing_engine.storage.outbox import OutboxRow
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.sandbox.server import AdminClient

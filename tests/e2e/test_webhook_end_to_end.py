@@ -25,8 +25,9 @@ from sqlalchemy import func, select
 from sqlmodel import Session
 from werkzeug.serving import make_server
 
-from billing_engine.storage.billing_tables import OutboxRow
-from billing_engine.storage.tables import CustomerRow, SubscriptionRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.billing_jobs import run_bill_run
 from connector.sandbox.notify import CdcConfig
 from connector.sync.push import push_outbox

@@ -10,7 +10,8 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from billing_engine.storage.billing_tables import Invoice
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import Invoice
 from connector.cli import cli
 from connector.sandbox.server import AdminClient
 
@@ -129,7 +130,6 @@ def test_mrr_bad_months_are_reported_one_line_each(settings):
 
 def test_customers_without_a_tax_rate_are_taxed_at_the_sellers_default(pulled):
     """Rules "Tax": a customer is taxed at its rate, else the seller's default (DEFAULT_TAX_RATE)."""
-    from billing_engine.storage.tables import CustomerRow
     from connector.sync.pull import pull_changes
 
     services, env = pulled

@@ -17,7 +17,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from billing_engine.storage.tables import SubscriptionRow
+from billing_engine.storage.subscriptions import SubscriptionRow
 from connector import scheduler as clock_module
 from connector.cli import cli
 from connector.sandbox.server import AdminClient

@@ -13,8 +13,9 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine import billing_services as svc
-from billing_engine.storage import billing_tables as db
+from billing_engine.storage.database import count_rows
+from billing_engine.storage.invoices import Invoice, InvoiceLine
+from billing_engine.use_cases.billing import finalize_invoice, run_billing
 from connector.database import transaction
 from tests.integration.engine.test_billing_support import Charge, StaticSource, account, seed_source
 
@@ -55,38 +56,38 @@ def in_parallel(*jobs):
 
 def numbers(engine):
     with Session(engine) as s:
-        return list(s.scalars(select(db.Invoice.number).where(db.Invoice.number.is_not(None))).all())
+        return list(s.scalars(select(Invoice.number).where(Invoice.number.is_not(None))).all())
 
 
 def test_two_bill_runs_and_two_finalizations_at_once(engine):
     src = source()
     seed_source(engine, src)
     # Small batches so the two runs interleave and collide on charge keys many times.
-    first, second = in_parallel(lambda: svc.run_billing(engine, JAN, source=src, batch_size=7),
-                                lambda: svc.run_billing(engine, JAN, source=src, batch_size=7))
+    first, second = in_parallel(lambda: run_billing(engine, JAN, source=src, batch_size=7),
+                                lambda: run_billing(engine, JAN, source=src, batch_size=7))
     assert first.invoices_created + second.invoices_created == N  # each customer billed once
     assert not first.failures and not second.failures
     with Session(engine) as s:
-        assert db.count_rows(s, db.Invoice) == N and db.count_rows(s, db.InvoiceLine) == N
+        assert count_rows(s, Invoice) == N and count_rows(s, InvoiceLine) == N
     got = numbers(engine)
     assert sorted(got) == [f"INV-2026-{n:06d}" for n in range(1, N + 1)]  # no duplicate, no gap
 
     # February: held drafts, then two finalizers working through interleaved halves at once.
-    svc.run_billing(engine, FEB, source=src, hold_for_review=True)
+    run_billing(engine, FEB, source=src, hold_for_review=True)
     with Session(engine) as s:
-        drafts = list(s.scalars(select(db.Invoice.id).where(db.Invoice.status == "draft")
-                                .order_by(db.Invoice.id)).all())
+        drafts = list(s.scalars(select(Invoice.id).where(Invoice.status == "draft")
+                                .order_by(Invoice.id)).all())
     assert len(drafts) == N
 
     def finalize(ids):
         out = []
         for invoice_id in ids:
             with transaction(engine) as s:
-                out.append(svc.finalize_invoice(s, invoice_id, issued_on=FEB).number)
+                out.append(finalize_invoice(s, invoice_id, issued_on=FEB).number)
         return out
 
     a, b = in_parallel(lambda: finalize(drafts[0::2]), lambda: finalize(drafts[1::2]))
     assert len(set(a) | set(b)) == N
     assert sorted(numbers(engine)) == [f"INV-2026-{n:06d}" for n in range(1, 2 * N + 1)]
     # a third run now finds nothing: idempotent under concurrency too
-    assert svc.run_billing(engine, FEB, source=src).invoices_created == 0
+    assert run_billing(engine, FEB, source=src).invoices_created == 0

@@ -13,9 +13,19 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine import billing_services as svc
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
-from billing_engine.storage import billing_tables as db
+from billing_engine.storage.database import count_rows
+from billing_engine.storage.invoices import BillRunError, CreditNote, Invoice
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.payments import Payment
+from billing_engine.use_cases.billing import finalize_invoice, issue_credit_note, run_billing, void_invoice
+from billing_engine.use_cases.payments import (
+    customer_summary,
+    invoice_payment_status,
+    record_payment,
+    refund_payment,
+)
+from billing_engine.use_cases.usage import record_usage, usage_quantities
 from connector.database import transaction
 from tests.integration.engine.test_billing_support import (
     Charge,
@@ -32,12 +42,12 @@ FEB = date(2026, 2, 1)
 
 def invoices(engine):
     with Session(engine) as s:
-        return list(s.scalars(select(db.Invoice).order_by(db.Invoice.id)).all())
+        return list(s.scalars(select(Invoice).order_by(Invoice.id)).all())
 
 
 def outbox(engine):
     with Session(engine) as s:
-        return list(s.scalars(select(db.OutboxRow).order_by(db.OutboxRow.id)).all())
+        return list(s.scalars(select(OutboxRow).order_by(OutboxRow.id)).all())
 
 
 def basic_source(engine):
@@ -59,7 +69,7 @@ def basic_source(engine):
 
 
 def test_bill_run_creates_one_finalized_invoice_per_customer_and_currency(engine):
-    result = svc.run_billing(engine, JAN, source=basic_source(engine))
+    result = run_billing(engine, JAN, source=basic_source(engine))
     assert (result.invoices_created, result.invoices_finalized, result.failures) == (3, 3, {})
     a, b_eur, b_jpy = invoices(engine)
     assert (a.customer_id, a.number, a.status, a.issued_on, a.due_on) == (
@@ -77,52 +87,52 @@ def test_bill_run_creates_one_finalized_invoice_per_customer_and_currency(engine
 
 def test_a_second_run_for_the_same_date_changes_nothing(engine):
     source = basic_source(engine)
-    svc.run_billing(engine, JAN, source=source)
+    run_billing(engine, JAN, source=source)
     before = snapshot(engine)
-    again = svc.run_billing(engine, JAN, source=source)
+    again = run_billing(engine, JAN, source=source)
     assert again.invoices_created == 0
     assert snapshot(engine) == before  # table by table, row by row
     # February bills only cus-c's new line, numbered next: no gap
-    svc.run_billing(engine, FEB, source=source)
+    run_billing(engine, FEB, source=source)
     assert [i.number for i in invoices(engine)][-1] == "INV-2026-000004"
 
 
 def test_one_customers_bad_data_is_recorded_and_the_others_are_billed(engine):
     source = basic_source(engine)
     source.broken = {"cus-b"}
-    result = svc.run_billing(engine, JAN, source=source)
+    result = run_billing(engine, JAN, source=source)
     assert set(result.failures) == {"cus-b"} and "price missing" in result.failures["cus-b"]
     assert [i.customer_id for i in invoices(engine)] == ["cus-a"]
     with Session(engine) as s:
-        [err] = s.scalars(select(db.BillRunError)).all()
+        [err] = s.scalars(select(BillRunError)).all()
     assert (err.customer_id, err.run_on) == ("cus-b", JAN) and "price missing" in err.reason
-    svc.run_billing(engine, JAN, source=source)  # again: same single error row, no duplicate
+    run_billing(engine, JAN, source=source)  # again: same single error row, no duplicate
     with Session(engine) as s:
-        assert db.count_rows(s, db.BillRunError) == 1
+        assert count_rows(s, BillRunError) == 1
 
 
 def test_held_drafts_have_no_number_until_finalized(engine):
-    svc.run_billing(engine, JAN, source=basic_source(engine), hold_for_review=True)
+    run_billing(engine, JAN, source=basic_source(engine), hold_for_review=True)
     drafts = invoices(engine)
     assert {(i.status, i.number) for i in drafts} == {("draft", None)}
     assert [r.topic for r in outbox(engine)] == []  # nothing leaves before finalization
     with transaction(engine) as s:
-        svc.finalize_invoice(s, drafts[2].id, issued_on=date(2026, 1, 2))
+        finalize_invoice(s, drafts[2].id, issued_on=date(2026, 1, 2))
     with transaction(engine) as s:
-        svc.finalize_invoice(s, drafts[0].id, issued_on=date(2026, 1, 2))
+        finalize_invoice(s, drafts[0].id, issued_on=date(2026, 1, 2))
     assert [i.number for i in invoices(engine)] == ["INV-2026-000002", None, "INV-2026-000001"]
     with pytest.raises(ConflictError), transaction(engine) as s:
-        svc.finalize_invoice(s, drafts[0].id, issued_on=date(2026, 1, 2))
+        finalize_invoice(s, drafts[0].id, issued_on=date(2026, 1, 2))
 
 
 def test_a_rolled_back_finalization_leaves_no_gap(engine):
-    svc.run_billing(engine, JAN, source=basic_source(engine), hold_for_review=True)
+    run_billing(engine, JAN, source=basic_source(engine), hold_for_review=True)
     first, second = invoices(engine)[:2]
     with pytest.raises(RuntimeError), transaction(engine) as s:
-        svc.finalize_invoice(s, first.id, issued_on=JAN)
+        finalize_invoice(s, first.id, issued_on=JAN)
         raise RuntimeError("crash after numbering")
     with transaction(engine) as s:
-        assert svc.finalize_invoice(s, second.id, issued_on=JAN).number == "INV-2026-000001"
+        assert finalize_invoice(s, second.id, issued_on=JAN).number == "INV-2026-000001"
     assert invoices(engine)[0].status == "draft" and outbox(engine)[0].aggregate_id == str(second.id)
 
 
@@ -134,31 +144,31 @@ def test_credits_exceeding_the_invoice_become_a_credit_note_and_customer_credit(
         Charge("f:1", D("30.00"), starts_on=FEB), Charge("f:2", D("-60.00"), kind="proration_credit", starts_on=FEB),
         Charge("m:1", D("100.00"), starts_on=date(2026, 3, 1))]})
     seed_source(engine, source)
-    svc.run_billing(engine, FEB, source=source)
+    run_billing(engine, FEB, source=source)
     [feb] = invoices(engine)
     assert (feb.total, feb.amount_credited, feb.status) == (D("36.00"), D("36.00"), "paid")
     with Session(engine) as s:
-        [note] = s.scalars(select(db.CreditNote)).all()
+        [note] = s.scalars(select(CreditNote)).all()
         assert (note.number, note.net, note.tax, note.total) == ("CN-2026-000001", D("60.00"), D("12.00"),
                                                                  D("72.00"))
         assert (note.applied_to_invoice, note.to_credit_balance) == (D("36.00"), D("36.00"))
-        assert svc.customer_summary(s, "cus-a", FEB)[0].credit_balance == D("36.00")
-        assert svc.invoice_payment_status(s, feb.id, FEB) == "credited"
-    svc.run_billing(engine, date(2026, 3, 1), source=source)
+        assert customer_summary(s, "cus-a", FEB)[0].credit_balance == D("36.00")
+        assert invoice_payment_status(s, feb.id, FEB) == "credited"
+    run_billing(engine, date(2026, 3, 1), source=source)
     mar = invoices(engine)[1]
     assert (mar.total, mar.amount_credited, mar.balance) == (D("120.00"), D("36.00"), D("84.00"))
     with Session(engine) as s:
-        assert svc.customer_summary(s, "cus-a", date(2026, 3, 1))[0].credit_balance == 0
+        assert customer_summary(s, "cus-a", date(2026, 3, 1))[0].credit_balance == 0
 
 
 def billed_a(engine):
-    svc.run_billing(engine, JAN, source=basic_source(engine))
+    run_billing(engine, JAN, source=basic_source(engine))
     return invoices(engine)
 
 
 def pay(engine, ref, amount, currency="EUR", ids=None, on=date(2026, 1, 10), customer="cus-a"):
     with transaction(engine) as s:
-        return svc.record_payment(s, customer_id=customer, amount=amount, currency=currency, received_on=on,
+        return record_payment(s, customer_id=customer, amount=amount, currency=currency, received_on=on,
                                   method="bank_transfer", source="bank", external_reference=ref, invoice_ids=ids)
 
 
@@ -169,18 +179,18 @@ def test_partial_then_duplicate_then_final_payment(engine):
     again = pay(engine, "TX-1", "100.00")  # resent: no effect, the first result
     assert not again.created and again.payment_id == first.payment_id and again.applied == first.applied
     with Session(engine) as s:
-        assert db.count_rows(s, db.Payment) == 1
-        assert svc.invoice_payment_status(s, a.id, date(2026, 1, 15)) == "partially_paid"
-        assert svc.invoice_payment_status(s, a.id, date(2026, 2, 1)) == "overdue"
-        [summary] = svc.customer_summary(s, "cus-a", date(2026, 3, 15))
+        assert count_rows(s, Payment) == 1
+        assert invoice_payment_status(s, a.id, date(2026, 1, 15)) == "partially_paid"
+        assert invoice_payment_status(s, a.id, date(2026, 2, 1)) == "overdue"
+        [summary] = customer_summary(s, "cus-a", date(2026, 3, 15))
         # 79.99 open, due Jan 31: 43 days past due on Mar 15 → 31–60
         assert summary.open_balance == D("79.99") and summary.aging["31-60"] == D("79.99")
     # 100.00 more: 79.99 closes the invoice, 20.01 becomes credit
     last = pay(engine, "TX-2", "100.00")
     assert last.unapplied == D("20.01")
     with Session(engine) as s:
-        assert svc.invoice_payment_status(s, a.id, date(2026, 2, 1)) == "paid"
-        assert svc.customer_summary(s, "cus-a", date(2026, 2, 1))[0].credit_balance == D("20.01")
+        assert invoice_payment_status(s, a.id, date(2026, 2, 1)) == "paid"
+        assert customer_summary(s, "cus-a", date(2026, 2, 1))[0].credit_balance == D("20.01")
     assert [r.topic for r in outbox(engine)].count("payment.recorded") == 2
 
 
@@ -203,9 +213,9 @@ def test_bad_payments_change_nothing(engine, kwargs, error, match):
 def test_void_only_without_payments_and_no_allocation_to_void(engine):
     a, b_eur, _ = billed_a(engine)
     with transaction(engine) as s:
-        cn_id = svc.void_invoice(s, b_eur.id, on=date(2026, 1, 5), reason="duplicate order")
+        cn_id = void_invoice(s, b_eur.id, on=date(2026, 1, 5), reason="duplicate order")
     with Session(engine) as s:
-        note = s.get(db.CreditNote, cn_id)
+        note = s.get(CreditNote, cn_id)
         assert (note.number, note.total, note.applied_to_invoice) == ("CN-2026-000001", D("11.00"), D("11.00"))
     before = snapshot(engine)
     with pytest.raises(ConflictError, match="void"):
@@ -213,33 +223,33 @@ def test_void_only_without_payments_and_no_allocation_to_void(engine):
     assert snapshot(engine) == before
     pay(engine, "TX-a", "10.00")
     with pytest.raises(ConflictError, match="payments"), transaction(engine) as s:
-        svc.void_invoice(s, a.id, on=date(2026, 1, 5))
+        void_invoice(s, a.id, on=date(2026, 1, 5))
 
 
 def test_refunds_reopen_the_balance_and_cannot_exceed_the_payment(engine):
     a = billed_a(engine)[0]
     p = pay(engine, "TX-1", "179.99")
     with transaction(engine) as s:
-        svc.refund_payment(s, p.payment_id, amount="79.99", refunded_on=date(2026, 1, 20), reason="goodwill")
+        refund_payment(s, p.payment_id, amount="79.99", refunded_on=date(2026, 1, 20), reason="goodwill")
     with Session(engine) as s:
-        inv = s.get(db.Invoice, a.id)
+        inv = s.get(Invoice, a.id)
         # balance = 179.99 − 179.99 + 79.99 = 79.99 (Zuora rule)
         assert (inv.balance, inv.status) == (D("79.99"), "open")
     before = snapshot(engine)
     with pytest.raises(InvalidInputError, match="100.00"), transaction(engine) as s:
-        svc.refund_payment(s, p.payment_id, amount="100.01", refunded_on=date(2026, 1, 21))
+        refund_payment(s, p.payment_id, amount="100.01", refunded_on=date(2026, 1, 21))
     assert snapshot(engine) == before
 
 
 def test_adjustment_credit_note_recomputes_tax_on_the_rounded_amount(engine):
     a = billed_a(engine)[0]
     with transaction(engine) as s:
-        cn_id = svc.issue_credit_note(s, a.id, amount=D("10.00"), reason="SLA credit", on=date(2026, 1, 12))
+        cn_id = issue_credit_note(s, a.id, amount=D("10.00"), reason="SLA credit", on=date(2026, 1, 12))
     with Session(engine) as s:
-        note = s.get(db.CreditNote, cn_id)
+        note = s.get(CreditNote, cn_id)
         # 10.00 + 20 % = 12.00, all of it against the open balance: 179.99 − 12.00 = 167.99
         assert (note.net, note.tax, note.total, note.to_credit_balance) == (D("10.00"), D("2.00"), D("12.00"), 0)
-        assert s.get(db.Invoice, a.id).balance == D("167.99")
+        assert s.get(Invoice, a.id).balance == D("167.99")
 
 
 def test_outbox_rows_live_and_die_with_their_transaction(engine):
@@ -247,7 +257,7 @@ def test_outbox_rows_live_and_die_with_their_transaction(engine):
     count = len(outbox(engine))
     with pytest.raises(RuntimeError), transaction(engine) as s:
         pay(engine, "TX-1", "1.00")  # separate, committed transaction
-        svc.record_payment(s, customer_id="cus-a", amount="2.00", currency="EUR", received_on=JAN,
+        record_payment(s, customer_id="cus-a", amount="2.00", currency="EUR", received_on=JAN,
                            method="card", source="stripe", external_reference="ch_1")
         raise RuntimeError("rollback")
     rows = outbox(engine)
@@ -261,12 +271,25 @@ def test_usage_is_recorded_once_per_source_key(engine):
     seed(engine, {"cus-u": "EUR"}, {"sub-u": "cus-u"})
     at = datetime(2026, 1, 31, 23, 30, tzinfo=UTC)
     with transaction(engine) as s:
-        first = svc.record_usage(s, subscription_id="sub-u", item_id="item-9", quantity="12.5", occurred_at=at, source="meter",
+        first = record_usage(s, subscription_id="sub-u", item_id="item-9", quantity="12.5", occurred_at=at, source="meter",
                                  idempotency_key="evt-1", timezone="Europe/Paris")
-        again = svc.record_usage(s, subscription_id="sub-u", item_id="item-9", quantity="99", occurred_at=at, source="meter",
+        again = record_usage(s, subscription_id="sub-u", item_id="item-9", quantity="99", occurred_at=at, source="meter",
                                  idempotency_key="evt-1")
     assert first.created and not again.created and again.usage_id == first.usage_id
     with Session(engine) as s:
         # 23:30 UTC on Jan 31 is Feb 1 in Paris: counted in February's window
-        totals = svc.usage_quantities(s, "sub-u", ["item-9"], JAN, date(2026, 3, 1), lambda _i, on: on.replace(day=1))
+        totals = usage_quantities(s, "sub-u", ["item-9"], JAN, date(2026, 3, 1), lambda _i, on: on.replace(day=1))
     assert totals == {("item-9", FEB): D("12.5")}
+
+
+def test_a_bug_in_a_charge_source_fails_the_bill_run_instead_of_being_recorded_as_bad_data(engine):
+    source = basic_source(engine)
+
+    def broken(session, accounts, as_of):
+        raise TypeError("unsupported operand type(s) for +: 'Decimal' and 'NoneType'")
+
+    source.charges_due = broken
+    with pytest.raises(TypeError):
+        run_billing(engine, JAN, source=source)
+    with Session(engine) as s:
+        assert count_rows(s, BillRunError) == 0

@@ -8,10 +8,14 @@ from decimal import Decimal
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine.billing_services import BillingAccount
 from billing_engine.charges import ChargeLine
-from billing_engine.storage import billing_tables as db
+from billing_engine.errors import InvalidInputError
+from billing_engine.storage import BILLING_MODELS
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import billed_keys
+from billing_engine.storage.subscriptions import SubscriptionRow
 from billing_engine.tax import TaxRate
+from billing_engine.use_cases.billing import BillingAccount
 
 
 def Charge(key: str, amount: Decimal, currency: str = "EUR", *, kind: str = "recurring",
@@ -36,14 +40,17 @@ class StaticSource:
 
     def charges_due(self, session, accounts, as_of):
         wanted = [c for a in accounts for c in self.charges.get(a.customer_id, []) if c.starts_on <= as_of]
-        billed = db.billed_keys(session, [c.key for c in wanted])
+        billed = billed_keys(session, [c.key for c in wanted])
         out = {}
         for a in accounts:
             if a.customer_id in self.broken:
-                raise ValueError(f"customer {a.customer_id}: price missing for item item-x")
+                raise InvalidInputError("price", f"customer {a.customer_id}: price missing for item item-x")
             out[a.customer_id] = [c for c in self.charges.get(a.customer_id, [])
                                   if c.starts_on <= as_of and c.key not in billed]
         return out
+
+    def customer_mrr_on(self, session, accounts, on):
+        return None  # fixed charges: no MRR to announce
 
 
 def account(customer_id: str, percent: str = "20", terms: int = 30) -> BillingAccount:
@@ -54,7 +61,7 @@ def snapshot(engine) -> dict[str, list[tuple]]:
     """Every billing table's rows, ordered, for table-by-table comparison."""
     out = {}
     with Session(engine) as session:
-        for model in db.BILLING_MODELS:
+        for model in BILLING_MODELS:
             table = model.__table__
             rows = session.execute(select(table).order_by(*table.primary_key.columns)).all()
             out[table.name] = [tuple(r) for r in rows]
@@ -62,9 +69,7 @@ def snapshot(engine) -> dict[str, list[tuple]]:
 
 
 def seed(engine, customers: dict[str, str], subscriptions: dict[str, str]) -> None:
-    """Minimal Engine I rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
-    from billing_engine.storage.tables import CustomerRow, SubscriptionRow
-
+    """Minimal catalog rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
     with Session(engine) as session, session.begin():
         for cid, currency in customers.items():
             session.add(CustomerRow(id=cid, name=cid, currency=currency))

@@ -14,11 +14,14 @@ from decimal import Decimal as D
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine import billing_services as svc
 from billing_engine.catalog import make_price, make_product
 from billing_engine.customers import Customer
-from billing_engine.storage import billing_tables as db
+from billing_engine.storage.invoices import CreditNote, Invoice, invoice_lines
 from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
+from billing_engine.use_cases.billing import SubscriptionChargeSource, account_for, run_billing
+from billing_engine.use_cases.payments import customer_summary, record_payment
+from billing_engine.use_cases.revenue import SubscriptionMrrSource, mrr_bridge, usage_revenue
+from billing_engine.use_cases.usage import record_usage
 from connector.database import transaction
 from tests.integration.engine.test_billing_support import seed
 
@@ -74,7 +77,7 @@ class World:
 
     def load_accounts(self, session, as_of, after, limit):
         ids = sorted(c for c in CUSTOMERS if after is None or c > after)[:limit]
-        return [svc.account_for(CUSTOMERS[c]) for c in ids]
+        return [account_for(CUSTOMERS[c]) for c in ids]
 
     def load_subscriptions(self, session, customer_ids):
         return [s for s in self.subs.values() if s.customer_id in customer_ids]
@@ -86,13 +89,13 @@ class World:
 
 def usage(engine, sub, item, qty, on, key):
     with transaction(engine) as s:
-        svc.record_usage(s, subscription_id=sub, item_id=item, quantity=D(qty), occurred_at=datetime.combine(on, datetime.min.time(), UTC),
+        record_usage(s, subscription_id=sub, item_id=item, quantity=D(qty), occurred_at=datetime.combine(on, datetime.min.time(), UTC),
                          source="meter", idempotency_key=key)
 
 
 def pay(engine, customer, amount, currency, on, ref):
     with transaction(engine) as s:
-        return svc.record_payment(s, customer_id=customer, amount=D(amount), currency=currency, received_on=on,
+        return record_payment(s, customer_id=customer, amount=D(amount), currency=currency, received_on=on,
                                   method="bank_transfer", source="bank", external_reference=ref)
 
 
@@ -134,7 +137,7 @@ EXPECTED = {
 
 def totals_by_customer(engine, on):
     with Session(engine) as s:
-        rows = s.scalars(select(db.Invoice).where(db.Invoice.bill_run_on == on)).all()
+        rows = s.scalars(select(Invoice).where(Invoice.bill_run_on == on)).all()
     out = {}
     for inv in rows:
         assert inv.customer_id not in out, "one invoice per customer and currency"
@@ -146,7 +149,7 @@ def test_a_year_of_billing(engine):
     world = World()
     seed(engine, {c.customer_id: c.currency for c in CUSTOMERS.values()},
          {s.subscription_id: s.customer_id for s in world.subs.values()})
-    source = svc.SubscriptionChargeSource(world.load_accounts, world.load_subscriptions)
+    source = SubscriptionChargeSource(world.load_accounts, world.load_subscriptions)
     for month in range(1, 13):
         run_on = date(2026, month, 1)
         # events of the previous month, in date order
@@ -169,10 +172,10 @@ def test_a_year_of_billing(engine):
                         item_id="b-pro", unit_price=D(150))
         if month == 10:
             world.amend("sub-c", action=AmendmentAction.CANCEL, effective_on=date(2026, 9, 11), immediate=True)
-        result = svc.run_billing(engine, run_on, source=source)
+        result = run_billing(engine, run_on, source=source)
         assert result.failures == {}, result.failures
         assert totals_by_customer(engine, run_on) == EXPECTED[run_on], run_on
-        assert svc.run_billing(engine, run_on, source=source).invoices_created == 0  # idempotent
+        assert run_billing(engine, run_on, source=source).invoices_created == 0  # idempotent
 
         if month == 1:
             jan_a = pay(engine, "cus-a", "1000.00", "EUR", date(2026, 1, 15), "A-1")
@@ -182,7 +185,7 @@ def test_a_year_of_billing(engine):
             pay(engine, "cus-a", "1574.00", "EUR", date(2026, 2, 10), "A-2")  # rest of January: 2,574 − 1,000
 
     with Session(engine) as s:
-        invoices = s.scalars(select(db.Invoice).order_by(db.Invoice.id)).all()
+        invoices = s.scalars(select(Invoice).order_by(Invoice.id)).all()
         # numbers: gapless over the year, one sequence
         assert [i.number for i in invoices] == [f"INV-2026-{n:06d}" for n in range(1, len(invoices) + 1)]
         jan_a, feb_b = invoices[0], next(i for i in invoices if i.customer_id == "cus-b" and i.bill_run_on.month == 2)
@@ -194,22 +197,22 @@ def test_a_year_of_billing(engine):
         # the late March usage is billed on May's invoice, dated to March, apart from May's lines:
         # March re-rated on its whole quantity (500 calls → 5,000) minus what was billed (2,000):
         # one usage line of +3,000 for the 300 calls that came late, with its own charge key.
-        late = [ln for ln in db.invoice_lines(s, may_c.id) if ln.item_id == "c-api" and ln.starts_on.month == 3]
+        late = [ln for ln in invoice_lines(s, may_c.id) if ln.item_id == "c-api" and ln.starts_on.month == 3]
         assert [(ln.kind, ln.quantity, ln.net, ln.starts_on, ln.ends_before) for ln in late] == [
             ("usage", D(300), D(3000), date(2026, 3, 1), date(2026, 4, 1))]
         assert late[0].charge_key.startswith("sub-c:c-api:2026-03-01:usage#late-")
         apr_c = next(i for i in invoices if i.customer_id == "cus-c" and i.bill_run_on.month == 4)
         assert apr_c.total == D(7700)  # the April invoice (already final) is untouched
         # C's cancellation credit note: 3,333 + 333 tax = 3,666 into C's credit balance
-        [note] = s.scalars(select(db.CreditNote)).all()
+        [note] = s.scalars(select(CreditNote)).all()
         assert (note.number, note.net, note.tax, note.total) == ("CN-2026-000001", D(3333), D(333), D(3666))
-        assert svc.customer_summary(s, "cus-c", date(2026, 12, 31))[0].credit_balance == D(3666)
+        assert customer_summary(s, "cus-c", date(2026, 12, 31))[0].credit_balance == D(3666)
         # usage revenue, reported apart from MRR, by the period the usage belongs to:
         # EUR data: Jan 17.50 + Feb 10 + Mar 10 + Apr..Nov 8 × 10 = 117.50 (December's is billed in 2027)
         # JPY API: Jan 12,500 + Feb 8,000 + Mar 2,000 + late Mar 3,000 = 25,500
-        assert svc.usage_revenue(s, date(2026, 1, 1), date(2027, 1, 1)) == {"EUR": D("117.50"), "JPY": D(25500)}
+        assert usage_revenue(s, date(2026, 1, 1), date(2027, 1, 1)) == {"EUR": D("117.50"), "JPY": D(25500)}
         # MRR bridge: opening + movements = closing, every month and currency
-        rows, moves = svc.mrr_bridge(s, "2026-01", "2026-12", source=svc.SubscriptionMrrSource(
+        rows, moves = mrr_bridge(s, "2026-01", "2026-12", source=SubscriptionMrrSource(
             lambda _s: world.subs.values()))
     assert all(r.holds() for r in rows)
     closing = {(r.period, r.currency): r.closing for r in rows}

@@ -11,12 +11,30 @@ from decimal import Decimal as D
 from sqlalchemy import event, select, update
 from sqlmodel import Session
 
-from billing_engine import billing_services as svc
-from billing_engine import services
 from billing_engine.catalog import make_price, make_product
 from billing_engine.customers import Customer
-from billing_engine.storage import billing_tables as db
-from billing_engine.subscriptions import SubscriptionItem, make_subscription
+from billing_engine.storage.invoices import Invoice, invoice_lines
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.revenue import CustomerMrr
+from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
+from billing_engine.use_cases.billing import bill_customers
+from billing_engine.use_cases.catalog import upsert_price, upsert_product
+from billing_engine.use_cases.customers import upsert_customer
+from billing_engine.use_cases.exports import account_billing_summary
+from billing_engine.use_cases.payments import record_payment
+from billing_engine.use_cases.revenue import (
+    SubscriptionMrrSource,
+    customer_mrr,
+    mrr_bridge,
+    mrr_bridge_report,
+)
+from billing_engine.use_cases.subscriptions import (
+    amend_subscription,
+    cancel_subscription,
+    get_subscription,
+    start_subscription,
+)
+from billing_engine.use_cases.usage import record_usage
 from connector.database import transaction
 
 SEATS = make_price("pr-seats", make_product("p-seats", "SEATS", "Licences"), currency="EUR", model="graduated",
@@ -41,10 +59,10 @@ JAN, FEB, MAR, APR = (date(2026, m, 1) for m in (1, 2, 3, 4))
 def seed_catalog(engine):
     with transaction(engine) as s:
         for customer in CUSTOMERS:
-            services.upsert_customer(s, customer)
+            upsert_customer(s, customer)
         for price in (SEATS, SUPPORT, DATA, PRO, BASE, YEARLY):
-            services.upsert_product(s, price.product)
-            services.upsert_price(s, price)
+            upsert_product(s, price.product)
+            upsert_price(s, price)
 
 
 def start_all(engine):
@@ -58,24 +76,24 @@ def start_all(engine):
     ]
     with transaction(engine) as s:
         for sub in subs:
-            services.start_subscription(s, sub, now=datetime(2025, 12, 20, 9, tzinfo=UTC))
+            start_subscription(s, sub, now=datetime(2025, 12, 20, 9, tzinfo=UTC))
 
 
 def invoices_on(engine, on):
     with Session(engine) as s:
-        return {inv.customer_id: inv for inv in s.scalars(select(db.Invoice).where(db.Invoice.bill_run_on == on))}
+        return {inv.customer_id: inv for inv in s.scalars(select(Invoice).where(Invoice.bill_run_on == on))}
 
 
 def outbox(engine, topic=None):
     with Session(engine) as s:
-        rows = s.scalars(select(db.OutboxRow).order_by(db.OutboxRow.id)).all()
+        rows = s.scalars(select(OutboxRow).order_by(OutboxRow.id)).all()
     return [r for r in rows if topic is None or r.topic == topic]
 
 
 def deliver_outbox(engine):
     """What the push does once it delivered the rows."""
     with transaction(engine) as s:
-        s.execute(update(db.OutboxRow.__table__).values(status="done"))
+        s.execute(update(OutboxRow.__table__).values(status="done"))
 
 
 def test_subscriptions_started_through_services_are_billed_from_the_database(engine):
@@ -87,7 +105,7 @@ def test_subscriptions_started_through_services_are_billed_from_the_database(eng
     assert created["sub-b"]["salesforce_opportunity_id"] is None
     assert sorted(r.aggregate_id for r in outbox(engine, "customer.summary_changed")) == ["cus-a", "cus-b", "cus-c"]
 
-    result = svc.bill_customers(engine, JAN)
+    result = bill_customers(engine, JAN)
     assert (result.invoices_created, result.invoices_finalized, result.failures) == (3, 3, {})
     jan = invoices_on(engine, JAN)
     # A: seats graduated 12 = 1,950 + support 10 % = 195 → 2,145 + 20 % = 2,574.00 (usage in arrears)
@@ -96,21 +114,21 @@ def test_subscriptions_started_through_services_are_billed_from_the_database(eng
         "cus-a": (D("2574.00"), "open", True), "cus-b": (D("300.00"), "open", True),
         "cus-c": (D(5500), "open", True)}
     assert jan["cus-b"].tax_reason == "Export of services"
-    assert svc.bill_customers(engine, JAN).invoices_created == 0  # idempotent
+    assert bill_customers(engine, JAN).invoices_created == 0  # idempotent
 
     # February: 55 GB of January data → 10 + 15 × 0.50 = 17.50; then 5 GB more arrive late
     with transaction(engine) as s:
-        svc.record_usage(s, subscription_id="sub-a", item_id="a-data", quantity=D(55),
+        record_usage(s, subscription_id="sub-a", item_id="a-data", quantity=D(55),
                          occurred_at=datetime(2026, 1, 20, tzinfo=UTC), source="meter", idempotency_key="a-1")
-    svc.bill_customers(engine, FEB)
+    bill_customers(engine, FEB)
     assert invoices_on(engine, FEB)["cus-a"].net == D("2162.50")
     with transaction(engine) as s:
-        svc.record_usage(s, subscription_id="sub-a", item_id="a-data", quantity=D(5),
+        record_usage(s, subscription_id="sub-a", item_id="a-data", quantity=D(5),
                          occurred_at=datetime(2026, 1, 31, 23, tzinfo=UTC), source="meter", idempotency_key="a-2")
-    svc.bill_customers(engine, MAR)
+    bill_customers(engine, MAR)
     mar_a = invoices_on(engine, MAR)["cus-a"]
     with Session(engine) as s:
-        lines = db.invoice_lines(s, mar_a.id)
+        lines = invoice_lines(s, mar_a.id)
     late = [ln for ln in lines if ln.starts_on == JAN]
     # one usage line for January: 60 GB → 20.00, 17.50 billed before → +2.50
     assert [(ln.kind, ln.quantity, ln.net) for ln in late] == [("usage", D(5), D("2.50"))]
@@ -122,8 +140,8 @@ def test_the_bill_run_loads_subscriptions_in_a_fixed_number_of_queries(engine):
     with transaction(engine) as s:
         for n in range(30):
             cid = f"cus-x{n:02d}"
-            services.upsert_customer(s, Customer(cid, cid, "EUR"))
-            services.start_subscription(s, make_subscription(f"sub-x{n:02d}", cid, "EUR", JAN, [
+            upsert_customer(s, Customer(cid, cid, "EUR"))
+            start_subscription(s, make_subscription(f"sub-x{n:02d}", cid, "EUR", JAN, [
                 SubscriptionItem(f"x{n}-seats", SEATS, quantity=D(1 + n % 12)), SubscriptionItem(f"x{n}-s", SUPPORT)]))
     statements = []
 
@@ -132,7 +150,7 @@ def test_the_bill_run_loads_subscriptions_in_a_fixed_number_of_queries(engine):
 
     event.listen(engine, "before_cursor_execute", count)
     try:
-        result = svc.bill_customers(engine, JAN, batch_size=100)
+        result = bill_customers(engine, JAN, batch_size=100)
     finally:
         event.remove(engine, "before_cursor_execute", count)
     assert result.invoices_created == 30
@@ -146,18 +164,18 @@ def test_the_mrr_bridge_from_the_database_equals_the_pure_computation(engine):
     seed_catalog(engine)
     start_all(engine)
     with transaction(engine) as s:
-        services.upsert_customer(s, Customer("cus-e", "Echo", "EUR"))
-        services.start_subscription(s, make_subscription("sub-e", "cus-e", "EUR", date(2026, 2, 10),
+        upsert_customer(s, Customer("cus-e", "Echo", "EUR"))
+        start_subscription(s, make_subscription("sub-e", "cus-e", "EUR", date(2026, 2, 10),
                                                          [SubscriptionItem("e-year", YEARLY, quantity=D(3))]))
-        services.amend_subscription(s, "sub-a", services.Amendment("", 0, services.AmendmentAction.CHANGE_QUANTITY,
+        amend_subscription(s, "sub-a", Amendment("", 0, AmendmentAction.CHANGE_QUANTITY,
                                                                    date(2026, 4, 16), item_id="a-seats",
                                                                    quantity=D(15)))
-        services.cancel_subscription(s, "sub-c", date(2026, 9, 11), immediate=True)
-    rows = svc.mrr_bridge_report(engine, "2026-01", "2026-12")
+        cancel_subscription(s, "sub-c", date(2026, 9, 11), immediate=True)
+    rows = mrr_bridge_report(engine, "2026-01", "2026-12")
     with Session(engine) as s:
-        subs = [services.get_subscription(s, sid) for sid in ("sub-a", "sub-b", "sub-c", "sub-e")]
-        pure, _ = svc.mrr_bridge(s, "2026-01", "2026-12", source=svc.SubscriptionMrrSource(lambda _s: subs))
-        assert svc.mrr_bridge_report(s, "2026-01", "2026-12") == rows  # a session works too
+        subs = [get_subscription(s, sid) for sid in ("sub-a", "sub-b", "sub-c", "sub-e")]
+        pure, _ = mrr_bridge(s, "2026-01", "2026-12", source=SubscriptionMrrSource(lambda _s: subs))
+        assert mrr_bridge_report(s, "2026-01", "2026-12") == rows  # a session works too
     assert rows == [r.as_row() for r in pure]
     closing = {(r["month"], r["currency"]): D(r["closing"]) for r in rows}
     # EUR: A 2,145 + E 3 × 100 / 12 = 25.00 → 2,170.00; from Apr 16 A is 2,250 + 225 = 2,475 → 2,500.00
@@ -168,52 +186,52 @@ def test_the_mrr_bridge_from_the_database_equals_the_pure_computation(engine):
 def test_every_mrr_change_is_announced_including_a_cancellation_taking_effect(engine):
     seed_catalog(engine)
     start_all(engine)
-    svc.bill_customers(engine, JAN)
+    bill_customers(engine, JAN)
     deliver_outbox(engine)
     with Session(engine) as s:
-        assert svc.customer_mrr(s, "cus-a", JAN) == D("2145.00")
-        assert svc.customer_mrr(s, "cus-d", JAN) == D("0.00")
+        assert customer_mrr(s, "cus-a", JAN) == D("2145.00")
+        assert customer_mrr(s, "cus-d", JAN) == D("0.00")
     # recorded in February, effective Mar 15: announced when recorded...
     with transaction(engine) as s:
-        services.cancel_subscription(s, "sub-c", date(2026, 3, 15), immediate=True,
+        cancel_subscription(s, "sub-c", date(2026, 3, 15), immediate=True,
                                      now=datetime(2026, 2, 10, 8, tzinfo=UTC))
     assert [r.aggregate_id for r in outbox(engine, "customer.summary_changed") if r.status == "pending"] == ["cus-c"]
     deliver_outbox(engine)
-    svc.bill_customers(engine, FEB)
-    svc.bill_customers(engine, MAR)
+    bill_customers(engine, FEB)
+    bill_customers(engine, MAR)
     deliver_outbox(engine)
     # ...and again when it takes effect: the April bill run sees C's MRR drop to 0 (no invoice needed for it)
-    svc.bill_customers(engine, APR)
+    bill_customers(engine, APR)
     pending = [r for r in outbox(engine) if r.status == "pending"]
     summary = [r.aggregate_id for r in pending if r.topic == "customer.summary_changed"]
     assert "cus-c" in summary
     with Session(engine) as s:
-        assert svc.customer_mrr(s, "cus-c", APR) == D(0)
-        mrr_rows = {r.customer_id: r.mrr for r in s.scalars(select(db.CustomerMrr))}
+        assert customer_mrr(s, "cus-c", APR) == D(0)
+        mrr_rows = {r.customer_id: r.mrr for r in s.scalars(select(CustomerMrr))}
     assert mrr_rows == {"cus-a": D("2145.00"), "cus-b": D("300.00"), "cus-c": D(0)}
     # nothing changed for A and B in April: no summary row for them unless an invoice was issued
     deliver_outbox(engine)
-    svc.bill_customers(engine, date(2026, 4, 2))
+    bill_customers(engine, date(2026, 4, 2))
     assert [r for r in outbox(engine) if r.status == "pending"] == []
 
 
 def test_the_account_summary_has_what_the_account_push_writes(engine):
     seed_catalog(engine)
     start_all(engine)
-    svc.bill_customers(engine, JAN)
+    bill_customers(engine, JAN)
     with Session(engine) as s:
-        a = svc.account_billing_summary(s, "cus-a", date(2026, 1, 15))
+        a = account_billing_summary(s, "cus-a", date(2026, 1, 15))
         assert (a.currency, a.mrr, a.arr, a.balance, a.last_invoice_on, a.billing_status) == (
             "EUR", D("2145.00"), D("25740.00"), D("2574.00"), JAN, "active")
         assert a.as_payload()["mrr"] == "2145.00"
         # net 30: unpaid on Feb 1 → past due
-        assert svc.account_billing_summary(s, "cus-a", date(2026, 2, 1)).billing_status == "past_due"
-        d = svc.account_billing_summary(s, "cus-d", JAN)
+        assert account_billing_summary(s, "cus-a", date(2026, 2, 1)).billing_status == "past_due"
+        d = account_billing_summary(s, "cus-d", JAN)
         assert (d.mrr, d.balance, d.last_invoice_on, d.billing_status) == (D("0.00"), D("0.00"), None, "none")
     with transaction(engine) as s:
-        svc.record_payment(s, customer_id="cus-c", amount=D(5500), currency="JPY", received_on=date(2026, 1, 5),
+        record_payment(s, customer_id="cus-c", amount=D(5500), currency="JPY", received_on=date(2026, 1, 5),
                            method="bank_transfer", source="bank", external_reference="C-1")
-        services.cancel_subscription(s, "sub-c", date(2026, 1, 20), immediate=True)
+        cancel_subscription(s, "sub-c", date(2026, 1, 20), immediate=True)
     with Session(engine) as s:
-        c = svc.account_billing_summary(s, "cus-c", FEB)
+        c = account_billing_summary(s, "cus-c", FEB)
         assert (c.mrr, c.arr, c.balance, c.billing_status) == (D(0), D(0), D(0), "cancelled")

@@ -14,15 +14,30 @@ from decimal import Decimal as D
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine import billing_services as svc
-from billing_engine import services
 from billing_engine.catalog import make_price, make_product
 from billing_engine.charges import charges_due
 from billing_engine.customers import Customer
 from billing_engine.invoicing import assemble_invoice
-from billing_engine.storage import billing_tables as db
+from billing_engine.storage.invoices import Invoice, invoice_lines
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.subscriptions import plain_subscription_groups
 from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
 from billing_engine.tax import TaxRate
+from billing_engine.use_cases.billing import bill_customers
+from billing_engine.use_cases.catalog import upsert_price, upsert_product
+from billing_engine.use_cases.customers import get_customer, upsert_customer
+from billing_engine.use_cases.revenue import (
+    SubscriptionMrrSource,
+    database_mrr_source,
+    mrr_bridge,
+    mrr_bridge_report,
+)
+from billing_engine.use_cases.subscriptions import (
+    amend_subscription,
+    cancel_subscription,
+    get_subscription,
+    start_subscription,
+)
 from connector.database import transaction
 
 
@@ -61,16 +76,16 @@ def seed_mixed(engine, n: int = 96) -> list[str]:
     with transaction(engine) as s:
         for prices in PRICES.values():
             for price in prices.values():
-                services.upsert_product(s, price.product)
-                services.upsert_price(s, price)
-        services.upsert_customer(s, Customer("cus-none", "No subscription", "EUR"))
+                upsert_product(s, price.product)
+                upsert_price(s, price)
+        upsert_customer(s, Customer("cus-none", "No subscription", "EUR"))
     sids = []
     with transaction(engine) as s:
         for i in range(n):
             currency = CURRENCIES[i % 4]
             p = PRICES[currency]
             cid = f"cus-{i:03d}"
-            services.upsert_customer(s, Customer(cid, cid, currency, tax_rate_percent=D(i % 3 * 10)))
+            upsert_customer(s, Customer(cid, cid, currency, tax_rate_percent=D(i % 3 * 10)))
             variant = i // 4 % 12
             starts = [date(2025, 11, 5), date(2026, 1, 1), date(2026, 3, 17), date(2025, 6, 30)][i % 4 if variant
                                                                                                     else 1]
@@ -91,16 +106,16 @@ def seed_mixed(engine, n: int = 96) -> list[str]:
             if variant == 9:
                 kw = {"term_months": 3, "auto_renew": True, "renewal_uplift_percent": 5}
             sid = f"sub-{i:03d}"
-            services.start_subscription(s, make_subscription(sid, cid, currency, starts, items, **kw))
+            start_subscription(s, make_subscription(sid, cid, currency, starts, items, **kw))
             sids.append(sid)
             if variant == 5 and i % 8 == 4:  # ends after 6 months, comes back: a reactivation
                 sid2 = f"sub-{i:03d}-r"
-                services.start_subscription(s, make_subscription(
+                start_subscription(s, make_subscription(
                     sid2, cid, currency, date(2026, 9, 1), [SubscriptionItem(f"s{i}-r-seats", p["seats"])]))
                 sids.append(sid2)
             if variant == 10:  # a second subscription: the customer's MRR is the sum of both
                 sid2 = f"sub-{i:03d}-b"
-                services.start_subscription(s, make_subscription(
+                start_subscription(s, make_subscription(
                     sid2, cid, currency, date(2026, 5, 20), [SubscriptionItem(f"s{i}-b-year", p["year"])]))
                 sids.append(sid2)
     with transaction(engine) as s:
@@ -108,46 +123,46 @@ def seed_mixed(engine, n: int = 96) -> list[str]:
             variant = i // 4 % 12
             sid = f"sub-{i:03d}"
             if variant == 6:
-                services.amend_subscription(s, sid, Amendment("", 0, AmendmentAction.CHANGE_QUANTITY,
+                amend_subscription(s, sid, Amendment("", 0, AmendmentAction.CHANGE_QUANTITY,
                                                               date(2026, 4, 16), item_id=f"s{i}-seats",
                                                               quantity=D(15)))
             elif variant == 7:
-                services.cancel_subscription(s, sid, date(2026, 4, 10))  # at the end of the term
+                cancel_subscription(s, sid, date(2026, 4, 10))  # at the end of the term
             elif variant == 8:
-                services.cancel_subscription(s, sid, date(2026, 6, 11), immediate=True)
+                cancel_subscription(s, sid, date(2026, 6, 11), immediate=True)
             elif variant == 11:
-                services.amend_subscription(s, sid, Amendment("", 0, AmendmentAction.ADD_ITEM, date(2026, 5, 3),
+                amend_subscription(s, sid, Amendment("", 0, AmendmentAction.ADD_ITEM, date(2026, 5, 3),
                                                               item=SubscriptionItem(f"s{i}-x", PRICES[
                                                                   CURRENCIES[i % 4]]["platform"])))
-                services.amend_subscription(s, sid, Amendment("", 0, AmendmentAction.CHANGE_QUANTITY,
+                amend_subscription(s, sid, Amendment("", 0, AmendmentAction.CHANGE_QUANTITY,
                                                               date(2026, 8, 1), item_id=f"s{i}-seats",
                                                               quantity=D(1)))
     return sids
 
 
 def _pure_rows(session, sids, from_month, to_month):
-    subs = [services.get_subscription(session, sid) for sid in sorted(sids)]
+    subs = [get_subscription(session, sid) for sid in sorted(sids)]
     by_customer = sorted(subs, key=lambda sub: (sub.customer_id, sub.currency, sub.subscription_id))
-    rows, _ = svc.mrr_bridge(session, from_month, to_month,
-                             source=svc.SubscriptionMrrSource(lambda _s: by_customer))
+    rows, _ = mrr_bridge(session, from_month, to_month,
+                             source=SubscriptionMrrSource(lambda _s: by_customer))
     return [r.as_row() for r in rows]
 
 
 def test_the_grouped_mrr_bridge_equals_the_per_customer_and_the_pure_bridge(engine):
     sids = seed_mixed(engine)
     with Session(engine) as s:
-        groups = services.plain_subscription_groups(s)
+        groups = plain_subscription_groups(s)
         assert sum(n for _, n in groups) > len(groups), "identical customers are grouped"
         for from_month, to_month in (("2026-01", "2026-12"), ("2025-12", "2027-03"), ("2026-04", "2026-04")):
-            fast = svc.mrr_bridge_report(s, from_month, to_month)
-            per_customer, moves = svc.mrr_bridge(s, from_month, to_month, source=svc.database_mrr_source(5))
+            fast = mrr_bridge_report(s, from_month, to_month)
+            per_customer, moves = mrr_bridge(s, from_month, to_month, source=database_mrr_source(5))
             assert fast == [r.as_row() for r in per_customer]
             assert fast == _pure_rows(s, sids, from_month, to_month)
             assert {r["currency"] for r in fast} == set(CURRENCIES)
             if from_month == "2026-01":
                 assert {m.kind for m in moves} == {"new", "expansion", "contraction", "churn", "reactivation"}
             # small pages: the same rows
-            grouped, _ = svc.mrr_bridge(s, from_month, to_month, source=svc.database_mrr_source(3),
+            grouped, _ = mrr_bridge(s, from_month, to_month, source=database_mrr_source(3),
                                         collect_movements=False)
             assert [r.as_row() for r in grouped] == fast
 
@@ -157,20 +172,20 @@ def test_the_bill_run_equals_the_pure_charges_and_invoices(engine):
     runs = (date(2026, 1, 1), date(2026, 2, 1), date(2026, 4, 1), date(2026, 7, 1))
     for on in runs:
         # big batches (PostgreSQL: COPY and one-statement upserts) and small ones (row by row)
-        result = svc.bill_customers(engine, on, batch_size=500 if on.month in (1, 4) else 7)
+        result = bill_customers(engine, on, batch_size=500 if on.month in (1, 4) else 7)
         assert result.failures == {}
     with Session(engine) as s:
         stored = defaultdict(list)
-        for inv in s.scalars(select(db.Invoice).order_by(db.Invoice.id)):
-            lines = db.invoice_lines(s, inv.id)
+        for inv in s.scalars(select(Invoice).order_by(Invoice.id)):
+            lines = invoice_lines(s, inv.id)
             stored[(inv.customer_id, inv.bill_run_on)].append(
                 (inv.currency, inv.net, inv.tax, inv.total, inv.status,
                  [(ln.charge_key, ln.kind, ln.net, ln.gross, ln.line_discount, ln.explanation) for ln in lines]))
         outbox = {json.loads(r.payload)["invoice_id"]: json.loads(r.payload)
-                  for r in s.scalars(select(db.OutboxRow).where(db.OutboxRow.topic == "invoice.finalized"))}
-        subs = [services.get_subscription(s, sid) for sid in sids]
-        customers = {c: services.get_customer(s, c) for c in {sub.customer_id for sub in subs}}
-        invoices = list(s.scalars(select(db.Invoice)))
+                  for r in s.scalars(select(OutboxRow).where(OutboxRow.topic == "invoice.finalized"))}
+        subs = [get_subscription(s, sid) for sid in sids]
+        customers = {c: get_customer(s, c) for c in {sub.customer_id for sub in subs}}
+        invoices = list(s.scalars(select(Invoice)))
     # the pure slow path: charges_due per subscription, one invoice per customer and run
     expected = defaultdict(list)
     billed: dict[str, list] = defaultdict(list)

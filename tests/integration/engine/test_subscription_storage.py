@@ -10,12 +10,20 @@ from decimal import Decimal as D
 import pytest
 from sqlalchemy import text
 
-from billing_engine import services
 from billing_engine.catalog import make_price, make_product
 from billing_engine.charges import charges_due
 from billing_engine.customers import Address, Customer
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError, NotFoundError
 from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
+from billing_engine.use_cases.catalog import get_price, upsert_price, upsert_product
+from billing_engine.use_cases.customers import find_customer_by_salesforce_id, get_customer, upsert_customer
+from billing_engine.use_cases.subscriptions import (
+    amend_subscription,
+    cancel_subscription,
+    get_subscription,
+    renew_subscription,
+    start_subscription,
+)
 from connector.database import transaction
 
 LIC = make_product("p-lic", "LIC", "Licences", salesforce_product_id="01t000000000001AAA")
@@ -30,11 +38,11 @@ CUSTOMER = Customer("cust-1", "ACME SARL", "EUR", "Europe/Paris", Address("1 rue
 
 
 def seed(session):
-    services.upsert_customer(session, CUSTOMER)
+    upsert_customer(session, CUSTOMER)
     for product in (LIC, API):
-        services.upsert_product(session, product)
+        upsert_product(session, product)
     for price in (LIC_PRICE, API_PRICE):
-        services.upsert_price(session, price)
+        upsert_price(session, price)
 
 
 def subscription(**kw):
@@ -50,11 +58,11 @@ def test_catalog_and_customer_round_trip_exactly(engine):
     with transaction(engine) as session:
         seed(session)
     with transaction(engine) as session:
-        assert services.get_customer(session, "cust-1") == CUSTOMER
-        assert services.get_price(session, "pr-lic") == LIC_PRICE
-        api = services.get_price(session, "pr-api")
+        assert get_customer(session, "cust-1") == CUSTOMER
+        assert get_price(session, "pr-lic") == LIC_PRICE
+        api = get_price(session, "pr-api")
         assert api == API_PRICE and str(api.terms.unit_price) == "0.0004"
-        assert services.find_customer_by_salesforce_id(session, "001000000000001AAA") == CUSTOMER
+        assert find_customer_by_salesforce_id(session, "001000000000001AAA") == CUSTOMER
     with engine.connect() as conn:
         tiers = json.loads(conn.execute(text("SELECT tiers_json FROM prices WHERE id = 'pr-lic'")).scalar_one())
     assert tiers[0] == {"up_to": "5", "unit_price": "200", "flat_fee": "0"}
@@ -65,14 +73,14 @@ def test_a_stored_subscription_bills_like_the_one_in_memory(engine):
     sub = subscription()
     with transaction(engine) as session:
         seed(session)
-        services.start_subscription(session, sub)
+        start_subscription(session, sub)
     with transaction(engine) as session:
-        services.amend_subscription(session, "sub-1", Amendment(
+        amend_subscription(session, "sub-1", Amendment(
             "", 0, AmendmentAction.CHANGE_QUANTITY, date(2026, 3, 15), item_id="lic", quantity=D("14.5")))
-        services.amend_subscription(session, "sub-1", Amendment(
+        amend_subscription(session, "sub-1", Amendment(
             "", 0, AmendmentAction.ADD_ITEM, date(2026, 2, 10), item=SubscriptionItem(
                 "extra", LIC_PRICE, D(2), contract_unit_price=D("123.456789"), discount_amount=D("0.01"))))
-        services.cancel_subscription(session, "sub-1", date(2026, 6, 1), immediate=True)
+        cancel_subscription(session, "sub-1", date(2026, 6, 1), immediate=True)
     expected = subscription()
     expected = expected.amend(Amendment("a1", 0, AmendmentAction.CHANGE_QUANTITY, date(2026, 3, 15),
                                         item_id="lic", quantity=D("14.5")))
@@ -80,7 +88,7 @@ def test_a_stored_subscription_bills_like_the_one_in_memory(engine):
         "extra", LIC_PRICE, D(2), contract_unit_price=D("123.456789"), discount_amount=D("0.01"))))
     expected = expected.amend(Amendment("a3", 0, AmendmentAction.CANCEL, date(2026, 6, 1), immediate=True))
     with transaction(engine) as session:
-        loaded = services.get_subscription(session, "sub-1")
+        loaded = get_subscription(session, "sub-1")
     assert loaded == expected
     usage = {("api", date(2026, 1, 31)): D("1234567")}
     lines = charges_due(loaded, date(2026, 7, 1), usage=usage)
@@ -95,11 +103,11 @@ def test_renewal_of_a_fixed_term_is_recorded_at_the_term_end(engine):
     """Issue 3 "Amendments": renewal starts a new term and keeps contract prices with the uplift."""
     with transaction(engine) as session:
         seed(session)
-        services.start_subscription(session, subscription(auto_renew=False))
-        renewed = services.renew_subscription(session, "sub-1")
+        start_subscription(session, subscription(auto_renew=False))
+        renewed = renew_subscription(session, "sub-1")
     assert renewed.ends_before == date(2028, 1, 31)
     with transaction(engine) as session:
-        assert services.get_subscription(session, "sub-1").ends_before == date(2028, 1, 31)
+        assert get_subscription(session, "sub-1").ends_before == date(2028, 1, 31)
 
 
 def test_natural_keys_are_unique_and_errors_name_them(engine):
@@ -107,33 +115,33 @@ def test_natural_keys_are_unique_and_errors_name_them(engine):
     subscription external key; cancelling twice is a conflict; a missing customer is not found."""
     with transaction(engine) as session:
         seed(session)
-        services.start_subscription(session, subscription())
+        start_subscription(session, subscription())
     with transaction(engine) as session, pytest.raises(ConflictError, match="product code LIC"):
-        services.upsert_product(session, make_product("p-other", "LIC", "Other"))
+        upsert_product(session, make_product("p-other", "LIC", "Other"))
     with transaction(engine) as session, pytest.raises(ConflictError, match="already has price pr-lic"):
-        services.upsert_price(session, make_price("pr-lic-2", LIC, currency="EUR", model="flat", unit_price="1"))
+        upsert_price(session, make_price("pr-lic-2", LIC, currency="EUR", model="flat", unit_price="1"))
     with transaction(engine) as session, pytest.raises(ConflictError, match="001000000000001AAA"):
-        services.upsert_customer(session, Customer("cust-2", "Other", "EUR",
+        upsert_customer(session, Customer("cust-2", "Other", "EUR",
                                                    salesforce_account_id="001000000000001AAA"))
     with transaction(engine) as session, pytest.raises(ConflictError, match="external_key"):
-        services.start_subscription(session, make_subscription(
+        start_subscription(session, make_subscription(
             "sub-2", "cust-1", "EUR", date(2026, 1, 1), [SubscriptionItem("lic", LIC_PRICE)],
             external_key="006000000000001AAA"))
     with transaction(engine) as session, pytest.raises(ConflictError, match="used by subscriptions"):
-        services.upsert_price(session, make_price("pr-lic", LIC, currency="EUR", model="volume", tiers=SEED_TIERS))
+        upsert_price(session, make_price("pr-lic", LIC, currency="EUR", model="volume", tiers=SEED_TIERS))
     with transaction(engine) as session:
-        services.cancel_subscription(session, "sub-1", date(2026, 5, 1))
+        cancel_subscription(session, "sub-1", date(2026, 5, 1))
     with transaction(engine) as session, pytest.raises(ConflictError, match="already cancelled"):
-        services.cancel_subscription(session, "sub-1", date(2026, 6, 1))
+        cancel_subscription(session, "sub-1", date(2026, 6, 1))
     with transaction(engine) as session, pytest.raises(InvalidInputError) as err:
-        services.amend_subscription(session, "sub-1", Amendment(
+        amend_subscription(session, "sub-1", Amendment(
             "", 0, AmendmentAction.CHANGE_QUANTITY, date(2025, 1, 1), item_id="lic", quantity=D(1)))
     assert err.value.field == "effective_on"
     with transaction(engine) as session, pytest.raises(NotFoundError):
-        services.start_subscription(session, make_subscription("sub-3", "nobody", "EUR", date(2026, 1, 1),
+        start_subscription(session, make_subscription("sub-3", "nobody", "EUR", date(2026, 1, 1),
                                                                [SubscriptionItem("lic", LIC_PRICE)]))
     usd = make_price("pr-lic-usd", LIC, currency="USD", model="flat", unit_price="1")
     with transaction(engine) as session, pytest.raises(CurrencyMismatchError):
-        services.upsert_price(session, usd)
-        services.start_subscription(session, make_subscription("sub-4", "cust-1", "USD", date(2026, 1, 1),
+        upsert_price(session, usd)
+        start_subscription(session, make_subscription("sub-4", "cust-1", "USD", date(2026, 1, 1),
                                                                [SubscriptionItem("lic", usd)]))

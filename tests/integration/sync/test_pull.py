@@ -11,8 +11,11 @@ from simple_salesforce import Salesforce
 from sqlalchemy import text
 from sqlmodel import Session, select
 
-from billing_engine import services as svc
-from billing_engine.storage.tables import AmendmentRow, CustomerRow, SubscriptionRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.subscriptions import AmendmentRow, SubscriptionRow
+from billing_engine.use_cases.catalog import get_price
+from billing_engine.use_cases.customers import find_customer_by_salesforce_id, get_customer
+from billing_engine.use_cases.subscriptions import get_subscription
 from connector.cli import cli
 from connector.database import load_all_models
 from connector.sync.apply import subscription_id_for
@@ -63,8 +66,8 @@ def test_a_pull_applies_the_org_in_dependency_order_and_a_second_pull_changes_no
     with Session(seeded.engine) as session:
         assert len(session.exec(select(CustomerRow)).all()) == 20
         assert len(session.exec(select(SubscriptionRow)).all()) == 12
-        sub = svc.get_subscription(session, subscription_id_for(first["Id"]))
-        customer = svc.get_customer(session, sub.customer_id)
+        sub = get_subscription(session, subscription_id_for(first["Id"]))
+        customer = get_customer(session, sub.customer_id)
     assert customer.salesforce_account_id == first["AccountId"]
     assert customer.billing_address.country in ("FR", "DE", "ES")  # "France" etc. became ISO codes
     assert [i.price.product.code for i in sub.items] == ["LIC", "PLATFORM", "SUPPORT"]
@@ -85,11 +88,11 @@ def test_the_next_pull_applies_a_changed_record_and_keeps_contract_prices_and_di
     assert report.objects[0].applied == 1
     assert sum(o.applied for o in report.objects[1:]) == 0
     with Session(seeded.engine) as session:
-        customer = svc.find_customer_by_salesforce_id(session, account["Id"])
+        customer = find_customer_by_salesforce_id(session, account["Id"])
         assert (customer.name, customer.payment_terms_days) == ("Renamed Ltd", 60)
         # the seed's SEATS deal sells 20 seats at 0.88 × list: a contract price kept on the item
         items = [i for s in session.exec(select(SubscriptionRow.id)).all()
-                 for i in svc.get_subscription(session, s).items]
+                 for i in get_subscription(session, s).items]
     seats = [i for i in items if i.price.product.code == "SEATS" and i.contract_unit_price is not None]
     assert seats and all(i.contract_unit_price < i.price.terms.unit_price for i in seats)
     assert any(i.discount_percent == Decimal(10) for i in items if i.price.product.code == "LIC")
@@ -118,7 +121,7 @@ def test_a_bad_record_is_recorded_with_its_reason_the_rest_proceed_and_it_is_ret
     assert (by_object["Product2"].applied, by_object["PricebookEntry"].applied) == (1, 1)
     with Session(seeded.engine) as session:
         assert pull_status(session).errors == []
-        price = svc.get_price(session, f"price-{entry}")
+        price = get_price(session, f"price-{entry}")
     assert (price.product.code, price.terms.model, price.terms.unit_price) == ("MYSTERY", "flat", Decimal("9.00"))
 
 
@@ -134,7 +137,7 @@ def test_a_deleted_or_reverted_won_deal_is_flagged_once_and_its_subscription_kep
     with Session(seeded.engine) as session:
         flags = {f.record_id: f for f in pull_status(session).flags}
         for opp in (deleted, reverted):
-            sub = svc.get_subscription(session, subscription_id_for(opp["Id"]))
+            sub = get_subscription(session, subscription_id_for(opp["Id"]))
             assert sub.cancellation is None and sub.amendments == ()
         assert session.exec(select(AmendmentRow)).all() == []
     assert flags[deleted["Id"]].kind == "deleted" and "keeps the subscription" in flags[deleted["Id"]].reason
@@ -169,7 +172,7 @@ def test_an_amendment_deal_changes_the_referenced_subscription_once(seeded, org)
 
     assert pull_changes(seeded, objects=["Opportunity"]).objects[0].applied == 1
     with Session(seeded.engine) as session:
-        sub = svc.get_subscription(session, sub_id)
+        sub = get_subscription(session, sub_id)
     actions = [(a.action.value, a.effective_on.isoformat()) for a in sub.amendments]
     assert actions == [("change_quantity", "2026-02-20"), ("add_item", "2026-02-20")]
     added = sub.amendments[1].item
@@ -217,3 +220,20 @@ def test_the_cli_refuses_to_pull_without_salesforce_with_one_line(database_url):
     assert result.exit_code == 2
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("error: Salesforce is not configured")
+
+
+def test_a_won_deal_writes_exactly_one_account_summary_event(seeded, org):
+    from billing_engine.storage.outbox import OutboxRow
+    from connector.sync.push import SUMMARY_TOPICS
+
+    pull_changes(seeded)
+    sf = salesforce(org)
+    won = won_opportunities(sf)
+    with Session(seeded.engine) as session:
+        rows = session.exec(select(OutboxRow)).all()
+        customers = {find_customer_by_salesforce_id(session, o["AccountId"]).customer_id for o in won}
+    for customer_id in customers:
+        summaries = [r.topic for r in rows if r.topic in SUMMARY_TOPICS and r.aggregate_id == customer_id]
+        assert summaries == ["customer.summary_changed"], (customer_id, summaries)
+    created = [r.aggregate_id for r in rows if r.topic == "subscription.created"]
+    assert sorted(created) == sorted(subscription_id_for(o["Id"]) for o in won)

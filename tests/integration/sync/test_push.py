@@ -10,9 +10,10 @@ from click.testing import CliRunner
 from sqlalchemy import select, update
 from sqlmodel import Session
 
-from billing_engine import billing_services as bs
-from billing_engine.storage.billing_tables import OutboxRow
-from billing_engine.storage.tables import CustomerRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.use_cases.payments import record_payment
 from connector.cli import cli
 from connector.database import transaction
 from connector.queue import MAX_ATTEMPTS
@@ -58,7 +59,7 @@ def test_push_upserts_invoices_lines_and_summaries_and_writes_ids_back(services,
                               "Issue_Date__c, Due_Date__c, Period_Start__c, Period_End__c, Balance__c "
                               "FROM Invoice__c WHERE Billsync_Invoice_Id__c = '1'")["records"][0]
     with Session(services.engine) as session:
-        invoice = session.get(bs.db.Invoice, 1)
+        invoice = session.get(Invoice, 1)
         customer = session.get(CustomerRow, invoice.customer_id)
     assert first["Name"] == invoice.number and first["Account__c"] == customer.salesforce_account_id
     assert (first["Status__c"], first["Payment_Status__c"], first["CurrencyIsoCode"]) == ("open", "unpaid", "EUR")
@@ -89,9 +90,9 @@ def test_a_payment_pushes_the_payment_and_the_invoice_figures_it_changed(service
     bill_customers(services.engine, accounts, lines=2)
     push_outbox(services, worker_id="w1", now=NOW)
     with transaction(services.engine) as session:
-        invoice = session.get(bs.db.Invoice, 1)
+        invoice = session.get(Invoice, 1)
         part = (invoice.total / 2).quantize(Decimal("0.01"))
-        bs.record_payment(session, customer_id=invoice.customer_id, amount=part, currency="EUR",
+        record_payment(session, customer_id=invoice.customer_id, amount=part, currency="EUR",
                           received_on=date(2026, 11, 5), method="transfer", source="bank", external_reference="TX-1",
                           now=NOW + timedelta(days=4))
 

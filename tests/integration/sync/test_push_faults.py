@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine.storage.billing_tables import OutboxRow
+from billing_engine.storage.outbox import OutboxRow
 from connector.sandbox.server import AdminClient
 from connector.settings import load_settings
 from connector.sync.push import push_outbox

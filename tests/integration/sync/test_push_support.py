@@ -12,10 +12,12 @@ from typing import Any
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine import billing_services as bs
-from billing_engine.storage import billing_tables as db
-from billing_engine.storage.tables import CustomerRow, SubscriptionRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import Invoice, InvoiceLine, billed_keys
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.subscriptions import SubscriptionRow
 from billing_engine.tax import TaxRate
+from billing_engine.use_cases.billing import BillingAccount, BillRunResult, run_billing
 
 AS_OF = date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -41,10 +43,10 @@ class Charge:  # the fields of billing_engine.charges.ChargeLine
 
 
 class StaticSource:
-    """Fixed charges per customer (already-billed keys are skipped, like Engine I's ``charges_due``)."""
+    """Fixed charges per customer (already-billed keys are skipped, like ``charges_due``)."""
 
     def __init__(self, customer_ids: list[str], charges: dict[str, list[Charge]]):
-        self.accounts = [bs.BillingAccount(cid, TaxRate(Decimal(20)), 30) for cid in sorted(customer_ids)]
+        self.accounts = [BillingAccount(cid, TaxRate(Decimal(20)), 30) for cid in sorted(customer_ids)]
         self.charges = charges
 
     def customers_due(self, session, as_of, after, limit):
@@ -52,9 +54,12 @@ class StaticSource:
 
     def charges_due(self, session, accounts, as_of):
         wanted = [c.key for a in accounts for c in self.charges.get(a.customer_id, [])]
-        billed = db.billed_keys(session, wanted)
+        billed = billed_keys(session, wanted)
         return {a.customer_id: [c for c in self.charges.get(a.customer_id, []) if c.key not in billed]
                 for a in accounts}
+
+    def customer_mrr_on(self, session, accounts, as_of):
+        return None  # fixed charges: no MRR to announce
 
 
 def create_accounts(client: Any, count: int, *, prefix: str = "Acme") -> list[str]:
@@ -79,7 +84,7 @@ def amount_for(n: int, line: int) -> Decimal:
 
 
 def bill_customers(engine: Any, account_ids: list[str], *, lines: int = 5, months: int = 1,
-                   first: int = 0) -> bs.BillRunResult:
+                   first: int = 0) -> BillRunResult:
     """One customer per Account (ids ``c00000``...), ``lines`` charges a month, ``months`` monthly
     bill runs from November 2026: ``len(account_ids) × months`` finalized invoices with outbox rows."""
     ids = [f"c{first + n:06d}" for n in range(len(account_ids))]
@@ -99,7 +104,7 @@ def bill_customers(engine: Any, account_ids: list[str], *, lines: int = 5, month
                                 unit_price=amount_for(first + n + month, line), description=f"Item {line}")
                          for line in range(lines)]
                    for n, cid in enumerate(ids)}
-        result = bs.run_billing(engine, starts, source=StaticSource(ids, charges), batch_size=2000,
+        result = run_billing(engine, starts, source=StaticSource(ids, charges), batch_size=2000,
                                 now=datetime(starts.year, starts.month, 1, 6, tzinfo=UTC))
     return result
 
@@ -107,9 +112,9 @@ def bill_customers(engine: Any, account_ids: list[str], *, lines: int = 5, month
 def engine_invoices(engine: Any) -> dict[str, tuple[str, Decimal, int]]:
     """External id → (number, total, line count) of every invoice in the engine."""
     with Session(engine) as session:
-        lines = Counter(session.execute(select(db.InvoiceLine.__table__.c.invoice_id)).scalars())
+        lines = Counter(session.execute(select(InvoiceLine.__table__.c.invoice_id)).scalars())
         return {str(inv.id): (inv.number, inv.total, lines[inv.id])
-                for inv in session.scalars(select(db.Invoice)).all()}
+                for inv in session.scalars(select(Invoice)).all()}
 
 
 def salesforce_invoices(client: Any) -> tuple[dict[str, tuple[str, Decimal, int]], list[str]]:
@@ -128,4 +133,4 @@ def salesforce_invoices(client: Any) -> tuple[dict[str, tuple[str, Decimal, int]
 
 def outbox_statuses(engine: Any) -> Counter:
     with Session(engine) as session:
-        return Counter(session.execute(select(db.OutboxRow.__table__.c.status)).scalars())
+        return Counter(session.execute(select(OutboxRow.__table__.c.status)).scalars())

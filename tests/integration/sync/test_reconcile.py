@@ -9,8 +9,9 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, func, select
 
-from billing_engine import billing_services as bs
-from billing_engine.storage.billing_tables import Invoice, OutboxRow
+from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.use_cases.payments import record_payment
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.database import transaction
@@ -177,7 +178,7 @@ def test_payments_are_reconciled_by_payment_date(billed):
     services, invoices, env = billed
     target = invoices[1]
     with transaction(services.engine) as session:
-        payment = bs.record_payment(session, customer_id=target.customer_id, amount=target.total,
+        payment = record_payment(session, customer_id=target.customer_id, amount=target.total,
                                     currency=target.currency, received_on=date(2026, 11, 26), method="transfer",
                                     source="bank", external_reference="BANK-REF-1")
     drain(services)

@@ -69,7 +69,7 @@ def test_worker_applies_stored_notifications_against_fresh_salesforce_data(servi
 
     from sqlmodel import Session, select
 
-    from billing_engine.storage.tables import CustomerRow
+    from billing_engine.storage.catalog import CustomerRow
     from connector.database import transaction
     from connector.webhooks.inbox import WebhookInbox, add_to_inbox
 

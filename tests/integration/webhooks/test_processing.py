@@ -11,7 +11,8 @@ from simple_salesforce import Salesforce
 from sqlalchemy import select
 from sqlmodel import Session
 
-from billing_engine.storage.tables import CustomerRow, SubscriptionRow
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.database import transaction
 from connector.queue import backoff
 from connector.sync.tables import ReviewFlag

@@ -51,7 +51,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Tax_Rate__c", "percent", scale=3), f("Tax_Exempt_Reason__c", "string"), f("VAT_Id__c", "string"),
         f("Billing_Timezone__c", "string"), f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
         f("Balance__c", "currency", scale=2), f("Last_Invoice_Date__c", "date"),
-        f("Billing_Status__c", "picklist", values=("active", "past_due", "cancelled", "none")),
+        f("Billing_Status__c", "picklist", values=("active", "cancelling", "past_due", "cancelled", "none")),
     ]},
     "Product2": {"fields": [
         f("Name", "string"), f("ProductCode", "string"), f("IsActive", "boolean"), f("Description", "textarea"),

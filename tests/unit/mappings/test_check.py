@@ -164,7 +164,7 @@ def test_outbound_keys_writability_types_and_picklists(tmp_path, org, describe):
         f"{file}:8: fields.MRR__c: wrong type: Account.MRR__c is a currency field, and transform 'string' takes "
         "combobox, email, encryptedstring, phone, picklist, string, textarea, url",
         f"{file}:9: fields.Billing_Status__c: 'Active' is not a value of the Account.Billing_Status__c picklist "
-        "(names are case-sensitive: write 'active'); values: active, past_due, cancelled, none",
+        "(names are case-sensitive: write 'active'); values: active, cancelling, past_due, cancelled, none",
         f"{file}:10: fields.Type: 'Partner' is not a value of the Account.Type picklist; values: Prospect, Customer",
         f"{file}:16: fields.Invoice__r.Name: Invoice__c.Name is not an External ID field, so it can't identify "
         "the parent record",

@@ -1,0 +1,684 @@
+"""Billing use cases: the bill run, invoice finalization, voiding, credit notes, write-offs.
+
+Each use case works inside the caller's ``Session`` (the caller commits, so
+outbox events are written in the same transaction as the change), except
+``run_billing``, which owns its transactions (one per batch of customers, with
+a per-customer fallback) because it must survive one customer's bad data.
+
+Clock: nothing here reads the system clock. ``now`` (tz-aware) is passed in;
+when omitted it is midnight UTC of the business date of the call.
+
+The bill run reads charges through a ``ChargeSource`` (customers, their subscriptions
+and ``charges_due``), so this module does not know how charges are drawn, only how
+they are invoiced. ``bill_customers`` is the bill run over the engine's own tables.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any, Protocol
+
+from billing_engine import outbox as ob
+from billing_engine.catalog import Price
+from billing_engine.charges import ChargeLine, charges_due, usage_windows
+from billing_engine.customers import Customer
+from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
+from billing_engine.invoicing import (
+    DEFAULT_CREDIT_NOTE_SEQUENCE,
+    DEFAULT_INVOICE_SEQUENCE,
+    ChargeLike,
+    DraftLine,
+    InvoiceDraft,
+    assemble_invoice,
+    build_credit_note,
+    check_transition,
+    due_on,
+    format_number,
+)
+from billing_engine.money import round_money
+from billing_engine.payments import check_amount
+from billing_engine.revenue import CustomerKey
+from billing_engine.storage import database
+from billing_engine.storage import invoices as invoice_store
+from billing_engine.storage import payments as payment_store
+from billing_engine.storage import revenue as revenue_store
+from billing_engine.storage import subscriptions as subscription_store
+from billing_engine.storage import usage as usage_store
+from billing_engine.storage.database import Session
+from billing_engine.storage.outbox import add_events
+from billing_engine.subscriptions import Subscription
+from billing_engine.tax import TaxRate
+from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+
+ZERO = Decimal(0)
+
+
+# ================================================================ bill run
+
+
+@dataclass(frozen=True, slots=True)
+class BillingAccount:
+    """What the bill run needs to know about a customer."""
+
+    customer_id: str
+    tax_rate: TaxRate
+    payment_terms_days: int = 30
+    invoice_discount: Decimal = ZERO  # fixed discount on each invoice (same currency as the lines)
+
+
+class ChargeSource(Protocol):
+    """Where the bill run's charges come from; all three methods are required.
+
+    ``customers_due``: customers with id > ``after`` (all when None) that may have
+    charges due up to ``as_of``, ordered by id, at most ``limit``.
+    ``charges_due``: per customer id, the charge lines due up to ``as_of`` that are
+    not billed yet (``storage.invoices.billed_lines_for_subscriptions`` and
+    ``storage.usage.usage_records_for_subscriptions`` give what is billed and recorded).
+    ``customer_mrr_on``: the rounded MRR per ``(customer, currency)`` on ``on`` of the
+    customers of the batch (customers without MRR left out), so the bill run announces
+    MRR changes (``customer.summary_changed``); ``None`` for a source that does not
+    know MRR (nothing is announced then).
+    ``database_charge_source()`` is the ready-made one over the engine's tables.
+    """
+
+    def customers_due(self, session: Session, as_of: date, after: str | None,
+                      limit: int) -> Sequence[BillingAccount]: ...
+
+    def charges_due(self, session: Session, accounts: Sequence[BillingAccount],
+                    as_of: date) -> Mapping[str, Sequence[ChargeLike]]: ...
+
+    def customer_mrr_on(self, session: Session, accounts: Sequence[BillingAccount],
+                        on: date) -> Mapping[CustomerKey, Decimal] | None: ...
+
+
+@dataclass
+class BillRunResult:
+    as_of: date
+    invoices_created: int = 0
+    invoices_finalized: int = 0
+    credit_notes_issued: int = 0
+    customers_billed: int = 0
+    customers_skipped: int = 0  # billed concurrently by another run
+    failures: dict[str, str] = field(default_factory=dict)
+
+
+def run_billing(
+    engine: Any,
+    as_of: date,
+    *,
+    source: ChargeSource,
+    hold_for_review: bool = False,
+    batch_size: int = 500,
+    now: datetime | None = None,
+    sequence: str = DEFAULT_INVOICE_SEQUENCE,
+) -> BillRunResult:
+    """Bill every customer with charges due up to ``as_of``: one invoice per currency.
+
+    Idempotent (already-billed charge keys are not drawn again, and the UNIQUE
+    charge key makes a concurrent duplicate fail). Works in batches of customers
+    streamed by id, each batch in one transaction; if a batch fails (a concurrent
+    run got there first, or one customer's data is bad) it is redone customer by
+    customer in their own transactions, and a bad customer's reason is recorded in
+    ``bill_run_errors`` without stopping the run. Only billing errors (``BillingError``)
+    and database errors are a customer's failure; anything else is a bug and ends the
+    run with its exception.
+    """
+    created_at = ob.changed_at(now, as_of)
+    result = BillRunResult(as_of=as_of)
+    after: str | None = None
+    while True:
+        with Session(engine) as session:
+            accounts = list(source.customers_due(session, as_of, after, batch_size))
+            session.rollback()
+        if not accounts:
+            break
+        after = accounts[-1].customer_id
+        try:
+            with Session(engine, expire_on_commit=False) as session, session.begin():
+                charges = source.charges_due(session, accounts, as_of)
+                events = _mrr_changes(session, source, accounts, as_of, created_at)
+                stats = _bill_batch(session, accounts, charges, as_of, created_at, hold_for_review, sequence,
+                                    events)
+            _merge(result, stats)
+        except (BillingError, database.SQLAlchemyError):
+            # Someone billed part of this batch concurrently, or one customer's data is bad:
+            # redo it customer by customer so the others still get billed.
+            for account in accounts:
+                _bill_one(engine, source, account, as_of, created_at, hold_for_review, sequence, result)
+    return result
+
+
+def _merge(result: BillRunResult, stats: BillRunResult) -> None:
+    result.invoices_created += stats.invoices_created
+    result.invoices_finalized += stats.invoices_finalized
+    result.credit_notes_issued += stats.credit_notes_issued
+    result.customers_billed += stats.customers_billed
+
+
+def _bill_one(engine: Any, source: ChargeSource, account: BillingAccount, as_of: date, created_at: datetime,
+              hold: bool, sequence: str, result: BillRunResult) -> None:
+    cid = account.customer_id
+    try:
+        with Session(engine, expire_on_commit=False) as session, session.begin():
+            charges = source.charges_due(session, [account], as_of)
+            events = _mrr_changes(session, source, [account], as_of, created_at)
+            stats = _bill_batch(session, [account], charges, as_of, created_at, hold, sequence, events)
+            invoice_store.clear_bill_run_error(session, as_of, cid)
+        _merge(result, stats)
+        if not stats.invoices_created:
+            result.customers_skipped += 1
+    except (database.IntegrityError, database.OperationalError):
+        result.customers_skipped += 1  # another run billed these charges first
+    except (BillingError, database.SQLAlchemyError) as exc:
+        reason = f"{type(exc).__name__}: {exc}"
+        result.failures[cid] = reason
+        with Session(engine) as session, session.begin():
+            invoice_store.record_bill_run_error(session, as_of, cid, reason, created_at)
+
+
+def _mrr_changes(session: Session, source: ChargeSource, accounts: Sequence[BillingAccount], as_of: date,
+                 created_at: datetime) -> list[ob.OutboxEvent]:
+    """``customer.summary_changed`` events for the customers whose MRR on ``as_of`` differs from the
+    MRR last announced (a cancellation or renewal taking effect, a change dated in the future);
+    the announced MRR is updated in the same transaction. Nothing for a source that does not
+    know MRR (``customer_mrr_on`` gives None)."""
+    current = source.customer_mrr_on(session, accounts, as_of)
+    if current is None:
+        return []
+    known = revenue_store.announced_mrr(session, [a.customer_id for a in accounts])
+    changed = []
+    for key in sorted(set(current) | set(known)):
+        value = current.get(key, round_money(ZERO, key[1]))
+        if known.get(key, ZERO) != value:
+            changed.append({"customer_id": key[0], "currency": key[1], "mrr": value, "measured_on": as_of})
+    revenue_store.save_announced_mrr(session, changed)
+    return [ob.customer_summary_event(cid, created_at) for cid in sorted({str(row["customer_id"]) for row in changed})]
+
+
+def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: Mapping[str, Sequence[ChargeLike]],
+                as_of: date, created_at: datetime, hold: bool, sequence: str,
+                mrr_events: Sequence[ob.OutboxEvent] = ()) -> BillRunResult:
+    stats = BillRunResult(as_of=as_of)
+    pending: list[tuple[BillingAccount, list[ChargeLike], InvoiceDraft]] = []
+    for account in accounts:
+        lines = charges.get(account.customer_id) or ()
+        by_currency: dict[str, list[ChargeLike]] = defaultdict(list)
+        for line in lines:
+            by_currency[line.currency].append(line)
+        for currency in sorted(by_currency):
+            draft = assemble_invoice(by_currency[currency], currency=currency, tax_rate=account.tax_rate,
+                                     invoice_discount=account.invoice_discount)
+            if draft.is_empty:
+                continue
+            pending.append((account, by_currency[currency], draft))
+        if by_currency:
+            stats.customers_billed += 1
+    if not pending or hold:
+        add_events(session, list(mrr_events))
+    if not pending:
+        return stats
+    rows = [_invoice_row(account, draft, as_of, created_at) for account, _, draft in pending]
+    if hold:
+        ids = invoice_store.insert_invoices(session, rows)
+        drafts = [draft for _, _, draft in pending]
+        cn_ids: list[int | None] = [None] * len(ids)
+    else:
+        # Finalize in memory and insert the invoices already open: credit applied, numbered, dated.
+        balances = payment_store.lock_accounts(session, sorted({(a.customer_id, d.currency) for a, _, d in pending}))
+        drafts = []
+        for account, lines, draft in pending:
+            key = (account.customer_id, draft.currency)
+            available = balances.get(key, ZERO)
+            if available > 0:
+                draft = assemble_invoice(lines, currency=draft.currency, tax_rate=account.tax_rate,
+                                         invoice_discount=account.invoice_discount, available_credit=available)
+            balances[key] = available - draft.credit_applied + draft.credit_created
+            drafts.append(draft)
+        numbers = _numbers(session, sequence, as_of.year, len(drafts))
+        cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, as_of.year,
+                              sum(1 for d in drafts if d.credit_note is not None))
+        for row, draft, number in zip(rows, drafts, numbers, strict=True):
+            row.update(_final_fields(draft, number, as_of, row["payment_terms_days"], created_at))
+        ids = invoice_store.insert_invoices(session, rows)
+        events: list[ob.OutboxEvent] = []
+        credit_changes: list[tuple[Any, ...]] = []
+        cn_ids = [
+            _finalize_effects(session, invoice_id, row, draft, cn_numbers, as_of, created_at, events, credit_changes)
+            for invoice_id, row, draft in zip(ids, rows, drafts, strict=True)
+        ]
+        for customer_id, currency, amount, kind, refs in credit_changes:
+            payment_store.change_credit(session, customer_id, currency, amount, kind, created_at, **refs)
+        add_events(session, events + list(mrr_events))
+        stats.invoices_finalized = len(ids)
+        stats.credit_notes_issued = sum(1 for c in cn_ids if c is not None)
+    line_rows: list[dict[str, Any]] = []
+    tax_rows: list[dict[str, Any]] = []
+    for invoice_id, draft, cn_id in zip(ids, drafts, cn_ids, strict=True):
+        line_rows.extend(_line_rows(invoice_id, draft, cn_id))
+        tax_rows.extend({"invoice_id": invoice_id, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
+                        for g in draft.tax_groups)
+    database.bulk_insert(session, invoice_store.InvoiceLine, line_rows)
+    database.bulk_insert(session, invoice_store.InvoiceTax, tax_rows)
+    stats.invoices_created = len(ids)
+    return stats
+
+
+def _numbers(session: Session, sequence: str, year: int, count: int) -> list[str]:
+    if count == 0:
+        return []
+    first = invoice_store.next_numbers(session, sequence, year, count)
+    return [format_number(sequence, year, first + i) for i in range(count)]
+
+
+def _final_fields(draft: InvoiceDraft, number: str, invoice_issued_on: date, terms: int, now: datetime) -> dict[str, Any]:
+    t = draft.totals
+    credited = draft.credit_applied + draft.settled_by_credit_note
+    return {"status": "paid" if t.total - credited == 0 else "open", "number": number, "issued_on": invoice_issued_on,
+            "due_on": due_on(invoice_issued_on, terms), "subtotal": t.subtotal, "discount": t.discount, "net": t.net,
+            "tax": t.tax, "total": t.total, "amount_credited": credited, "finalized_at": now,
+            "status_changed_at": now}
+
+
+def _finalize_effects(session: Session, invoice_id: int, row: Mapping[str, Any], draft: InvoiceDraft,
+                      cn_numbers: list[str], issued_on: date, now: datetime, events: list[ob.OutboxEvent],
+                      credit_changes: list[tuple[Any, ...]]) -> int | None:
+    """Credit note, credit-balance changes and outbox events of one invoice being finalized."""
+    customer_id, currency = row["customer_id"], draft.currency
+    cn_id = None
+    if draft.credit_note is not None:
+        cn_id = _insert_credit_note(session, customer_id, invoice_id, cn_numbers.pop(0), draft.credit_note.reason,
+                                    draft.credit_note, issued_on, now, applied=draft.settled_by_credit_note,
+                                    to_credit=draft.credit_created, events=events)
+    if draft.credit_created:
+        credit_changes.append((customer_id, currency, draft.credit_created, "credit_note",
+                               {"credit_note_id": cn_id, "invoice_id": invoice_id}))
+    if draft.credit_applied:
+        credit_changes.append((customer_id, currency, -draft.credit_applied, "applied", {"invoice_id": invoice_id}))
+    t = draft.totals
+    payload = {"invoice_id": invoice_id, "number": row["number"], "customer_id": customer_id, "currency": currency,
+               "issued_on": issued_on, "due_on": row["due_on"], "subtotal": t.subtotal, "discount": t.discount,
+               "tax": t.tax, "total": t.total, "amount_credited": row["amount_credited"],
+               "amount_due": t.total - row["amount_credited"], "status": row["status"],
+               "tax_breakdown": [{"rate": g.percent, "net": g.net, "tax": g.tax} for g in draft.tax_groups],
+               "lines": [{"key": ln.charge_key, "description": ln.description, "kind": ln.kind,
+                          "starts_on": ln.starts_on, "ends_before": ln.ends_before, "net": ln.net}
+                         for ln in draft.lines]}
+    events.append(ob.new_event(ob.INVOICE_FINALIZED, "invoice", invoice_id, payload, now))
+    events.append(ob.customer_summary_event(customer_id, now))
+    return cn_id
+
+
+def _invoice_row(account: BillingAccount, draft: InvoiceDraft, as_of: date, created_at: datetime) -> dict[str, Any]:
+    t = draft.totals
+    return {"customer_id": account.customer_id, "payment_terms_days": account.payment_terms_days, "currency": draft.currency, "status": "draft", "bill_run_on": as_of,
+            "tax_percent": draft.tax_percent, "tax_reason": draft.tax_reason, "subtotal": t.subtotal,
+            "discount": t.discount, "net": t.net, "tax": t.tax, "total": t.total, "amount_credited": ZERO,
+            "amount_paid": ZERO, "amount_refunded": ZERO, "created_at": created_at}
+
+
+def _line_rows(invoice_id: int, draft: InvoiceDraft, credit_note_id: int | None = None) -> list[dict[str, Any]]:
+    lines = list(draft.lines) + (list(draft.credit_note.lines) if draft.credit_note else [])
+    out = []
+    for position, ln in enumerate(lines, start=1):
+        is_credit_note_line = draft.credit_note is not None and ln in draft.credit_note.lines
+        net = -ln.net if is_credit_note_line else ln.net
+        out.append({"invoice_id": invoice_id, "charge_key": ln.charge_key, "position": position,
+                    "subscription_id": ln.subscription_id, "item_id": ln.item_id, "product_code": ln.product_code,
+                    "product_name": ln.product_name, "kind": ln.kind, "description": ln.description,
+                    "starts_on": ln.starts_on, "ends_before": ln.ends_before, "quantity": ln.quantity,
+                    "unit_price": ln.unit_price, "gross": -ln.gross if is_credit_note_line else ln.gross,
+                    "line_discount": ln.line_discount, "invoice_discount": ln.invoice_discount, "net": net,
+                    "tax_percent": ln.tax_percent, "explanation": ln.explanation,
+                    "credit_note_id": credit_note_id if is_credit_note_line else None})
+    return out
+
+
+def _redraft(invoice: invoice_store.Invoice, lines: Sequence[invoice_store.InvoiceLine], available_credit: Decimal) -> InvoiceDraft:
+    """Re-assemble a stored draft (deterministic) to apply credit and split off a credit note."""
+    charges = [ChargeLine(ln.charge_key, ln.subscription_id, ln.item_id, ln.product_code, ln.product_name,
+                          ln.kind, ln.starts_on, ln.ends_before, ln.quantity, ln.unit_price,
+                          ln.gross - ln.line_discount, ln.line_discount, invoice.currency, ln.explanation,
+                          ln.description)
+               for ln in lines]
+    invoice_discount = sum((ln.invoice_discount for ln in lines), ZERO)
+    rate = TaxRate(invoice.tax_percent, invoice.tax_reason)
+    return assemble_invoice(charges, currency=invoice.currency, tax_rate=rate, invoice_discount=invoice_discount,
+                            available_credit=available_credit)
+
+
+@dataclass(frozen=True)
+class FinalizedInvoice:
+    invoice_id: int
+    number: str
+    total: Decimal
+    amount_due: Decimal
+    credit_applied: Decimal
+    credit_note_id: int | None
+
+
+def finalize_invoice(session: Session, invoice_id: int, *, issued_on: date, now: datetime | None = None,
+                     sequence: str = DEFAULT_INVOICE_SEQUENCE) -> FinalizedInvoice:
+    """draft → open: apply customer credit, split off excess credits, number it, date it, emit events.
+
+    The number is taken in this transaction, so a rollback leaves no gap.
+    """
+    [result] = _finalize_many(session, [invoice_id], issued_on=issued_on, now=ob.changed_at(now, issued_on),
+                              sequence=sequence)
+    return result
+
+
+def _finalize_many(session: Session, invoice_ids: Sequence[int], *, issued_on: date, now: datetime,
+                   sequence: str) -> list[FinalizedInvoice]:
+    invoices = invoice_store.invoices_by_ids_for_update(session, invoice_ids)
+    lines_by_invoice = invoice_store.lines_by_invoice(session, invoice_ids)
+    for inv in invoices:
+        check_transition(inv.status, "open", f"invoice {inv.id}")
+    # Lock the credit accounts once per (customer, currency), in a stable order (no deadlock).
+    balances = payment_store.lock_accounts(session, sorted({(inv.customer_id, inv.currency) for inv in invoices}))
+    drafts = []
+    for inv in invoices:
+        key = (inv.customer_id, inv.currency)
+        available = balances.get(key, ZERO)
+        draft = _redraft(inv, lines_by_invoice.get(inv.id, []), available)
+        balances[key] = available - draft.credit_applied + draft.credit_created
+        drafts.append(draft)
+    numbers = _numbers(session, sequence, issued_on.year, len(invoices))
+    cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, issued_on.year,
+                          sum(1 for d in drafts if d.credit_note is not None))
+    out: list[Any] = []
+    updates: list[Any] = []
+    events: list[Any] = []
+    credit_changes: list[Any] = []
+    for inv, draft, number in zip(invoices, drafts, numbers, strict=True):
+        fields = _final_fields(draft, number, issued_on, inv.payment_terms_days, now)
+        row = {"customer_id": inv.customer_id, **fields}
+        cn_id = _finalize_effects(session, inv.id, row, draft, cn_numbers, issued_on, now, events, credit_changes)
+        if cn_id is not None:
+            invoice_store.mark_lines_credited(session, inv.id, [ln.charge_key for ln in draft.credit_note.lines], cn_id)
+        updates.append({"b_id": inv.id, **fields})
+        out.append(FinalizedInvoice(inv.id, number, fields["total"], fields["total"] - fields["amount_credited"],
+                                    draft.credit_applied, cn_id))
+    invoice_store.update_invoices(session, updates)
+    invoice_store.replace_taxes(session, {inv.id: d.tax_groups for inv, d in zip(invoices, drafts, strict=True)})
+    for customer_id, currency, amount, kind, refs in credit_changes:
+        payment_store.change_credit(session, customer_id, currency, amount, kind, now, **refs)
+    add_events(session, events)
+    return out
+
+
+def _insert_credit_note(session: Session, customer_id: str, invoice_id: int | None, number: str, reason: str,
+                        note: Any, issued_on: date, now: datetime, *, applied: Decimal, to_credit: Decimal,
+                        events: list[ob.OutboxEvent]) -> int:
+    cn_id = database.insert_returning_id(session, invoice_store.CreditNote, {
+        "number": number, "customer_id": customer_id, "invoice_id": invoice_id, "currency": note.currency,
+        "reason": reason, "issued_on": issued_on, "net": note.net, "tax": note.tax, "total": note.total,
+        "applied_to_invoice": applied, "to_credit_balance": to_credit, "created_at": now})
+    database.bulk_insert(session, invoice_store.CreditNoteLine, [
+        {"credit_note_id": cn_id, "charge_key": ln.charge_key, "description": ln.description, "net": ln.net,
+         "tax_percent": ln.tax_percent} for ln in note.lines])
+    events.append(ob.new_event(ob.CREDIT_NOTE_ISSUED, "credit_note", cn_id, {
+        "credit_note_id": cn_id, "number": number, "customer_id": customer_id, "invoice_id": invoice_id,
+        "currency": note.currency, "issued_on": issued_on, "reason": reason, "net": note.net, "tax": note.tax,
+        "total": note.total, "applied_to_invoice": applied, "to_credit_balance": to_credit}, now))
+    return cn_id
+
+
+def invoice_status_event(inv: invoice_store.Invoice, old: str, new: str, now: datetime) -> ob.OutboxEvent:
+    """``invoice.status_changed`` of an invoice going from ``old`` to ``new``."""
+    return ob.new_event(ob.INVOICE_STATUS_CHANGED, "invoice", inv.id, {
+        "invoice_id": inv.id, "number": inv.number, "customer_id": inv.customer_id, "from": old, "to": new,
+        "balance": inv.balance}, now)
+
+
+def get_invoice_for_update(session: Session, invoice_id: int) -> invoice_store.Invoice:
+    """The invoice, locked until the transaction ends; raises ``NotFoundError``."""
+    inv = invoice_store.get_invoice_for_update(session, invoice_id)
+    if inv is None:
+        raise NotFoundError("invoice", invoice_id)
+    return inv
+
+
+def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "void",
+                 now: datetime | None = None) -> int | None:
+    """Void an invoice that has no payment applied; returns the credit note id (None for a draft).
+
+    An open invoice is reversed by a credit note for its total: the part still
+    due is cancelled, customer credit that had been applied goes back to the balance.
+    """
+    now = ob.changed_at(now, on)
+    inv = get_invoice_for_update(session, invoice_id)
+    old = inv.status
+    check_transition(old, "void", f"invoice {inv.number or inv.id}")
+    if inv.amount_paid - inv.amount_refunded != 0:
+        raise ConflictError(f"invoice {inv.number}", "has payments applied; refund them or issue a credit note")
+    events: list[ob.OutboxEvent] = []
+    cn_id = None
+    if old != "draft" and inv.total > 0:
+        note = _single_line_note(inv, reason)
+        returned = inv.amount_credited
+        if returned:
+            payment_store.lock_account(session, inv.customer_id, inv.currency)
+        number = format_number(DEFAULT_CREDIT_NOTE_SEQUENCE, on.year,
+                               invoice_store.next_numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, on.year, 1))
+        cn_id = _insert_credit_note(session, inv.customer_id, inv.id, number, reason, note, on, now,
+                                    applied=inv.balance, to_credit=returned, events=events)
+        if returned:
+            payment_store.change_credit(session, inv.customer_id, inv.currency, returned, "credit_note", now,
+                             credit_note_id=cn_id, invoice_id=inv.id)
+    inv.status = "void"
+    inv.status_changed_at = now
+    session.add(inv)
+    session.flush()
+    if old != "draft":
+        events.append(invoice_status_event(inv, old, "void", now))
+        events.append(ob.customer_summary_event(inv.customer_id, now))
+    add_events(session, events)
+    return cn_id
+
+
+def _single_line_note(inv: invoice_store.Invoice, reason: str):
+    line = DraftLine(f"void:{inv.id}", "", "", "", "", "adjustment", reason, inv.issued_on or date.min,
+                     inv.issued_on or date.min, Decimal(1), inv.net, inv.net, ZERO, ZERO, inv.net, inv.tax_percent)
+    return build_credit_note(reason, inv.currency, [(line, inv.net)])
+
+
+def issue_credit_note(session: Session, invoice_id: int, *, amount: Decimal, reason: str, on: date,
+                      now: datetime | None = None) -> int:
+    """Credit part of a finalized invoice (an adjustment): ``amount`` is the net credited, before tax.
+
+    Tax is recomputed on the rounded credited amount at the invoice's rate. The
+    credit settles the invoice's open balance first; the rest becomes customer credit.
+    """
+    now = ob.changed_at(now, on)
+    inv = get_invoice_for_update(session, invoice_id)
+    if inv.status not in ("open", "paid", "uncollectible"):
+        raise ConflictError(f"invoice {inv.number or inv.id}", f"is {inv.status}; only finalized invoices are credited")
+    amount = check_amount(amount, inv.currency)
+    already = invoice_store.credited_net(session, inv.id)
+    if already + amount > inv.net:
+        raise InvalidInputError("amount", f"credits {already} + {amount} would exceed the invoice net {inv.net}")
+    line = DraftLine(f"adjustment:{inv.id}", "", "", "", "", "adjustment", reason, inv.issued_on, inv.issued_on,
+                     Decimal(1), amount, amount, ZERO, ZERO, amount, inv.tax_percent)
+    note = build_credit_note(reason, inv.currency, [(line, amount)])
+    applied = min(note.total, max(inv.balance, ZERO))
+    to_credit = note.total - applied
+    events: list[ob.OutboxEvent] = []
+    number = format_number(DEFAULT_CREDIT_NOTE_SEQUENCE, on.year,
+                           invoice_store.next_numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, on.year, 1))
+    cn_id = _insert_credit_note(session, inv.customer_id, inv.id, number, reason, note, on, now, applied=applied,
+                                to_credit=to_credit, events=events)
+    if to_credit:
+        payment_store.lock_account(session, inv.customer_id, inv.currency)
+        payment_store.change_credit(session, inv.customer_id, inv.currency, to_credit, "credit_note", now,
+                         credit_note_id=cn_id, invoice_id=inv.id)
+    old = inv.status
+    inv.amount_credited += applied
+    if inv.balance == 0 and old in ("open", "uncollectible"):
+        inv.status = "paid"
+        inv.status_changed_at = now
+        events.append(invoice_status_event(inv, old, "paid", now))
+    session.add(inv)
+    events.append(ob.customer_summary_event(inv.customer_id, now))
+    session.flush()
+    add_events(session, events)
+    return cn_id
+
+
+def mark_uncollectible(session: Session, invoice_id: int, *, on: date, now: datetime | None = None) -> None:
+    now = ob.changed_at(now, on)
+    inv = get_invoice_for_update(session, invoice_id)
+    old = inv.status
+    check_transition(old, "uncollectible", f"invoice {inv.number or inv.id}")
+    inv.status, inv.status_changed_at = "uncollectible", now
+    session.add(inv)
+    session.flush()
+    add_events(session, [invoice_status_event(inv, old, "uncollectible", now),
+                         ob.customer_summary_event(inv.customer_id, now)])
+
+
+# ================================================================ charge sources over the domain
+
+
+def account_for(customer: Customer, default_tax_percent: Decimal = ZERO,
+                invoice_discount: Decimal = ZERO) -> BillingAccount:
+    """A ``BillingAccount`` from ``billing_engine.customers.Customer``."""
+    percent = customer.tax_rate(default_tax_percent)
+    reason = customer.tax_exempt_reason or ""
+    rate = TaxRate.exempt(reason) if reason else TaxRate(percent)
+    return BillingAccount(customer.customer_id, rate, customer.payment_terms_days, invoice_discount)
+
+
+class SubscriptionChargeSource:
+    """A ``ChargeSource`` over ``Subscription`` objects and ``charges.charges_due``.
+
+    ``load_accounts(session, as_of, after, limit)`` lists customers by id;
+    ``load_subscriptions(session, customer_ids)`` returns their subscriptions.
+    Already-billed lines and recorded usage come from the billing tables (one query
+    each per batch). It also tells each customer's MRR (``customer_mrr_on``) from the
+    subscriptions of the batch, so the bill run announces MRR changes.
+    """
+
+    def __init__(self, load_accounts: Callable[[Session, date, str | None, int], Sequence[BillingAccount]],
+                 load_subscriptions: Callable[[Session, Sequence[str]], Sequence[Subscription]]):
+        self.load_accounts = load_accounts
+        self.load_subscriptions = load_subscriptions
+        self._batch: tuple[tuple[str, ...], list[Subscription]] = ((), [])
+
+    def customers_due(self, session: Session, as_of: date, after: str | None,
+                      limit: int) -> Sequence[BillingAccount]:
+        return self.load_accounts(session, as_of, after, limit)
+
+    def _subscriptions(self, session: Session, accounts: Sequence[BillingAccount]) -> list[Subscription]:
+        ids = tuple(a.customer_id for a in accounts)
+        if self._batch[0] != ids:
+            self._batch = (ids, list(self.load_subscriptions(session, list(ids))))
+        return self._batch[1]
+
+    def charges_due(self, session: Session, accounts: Sequence[BillingAccount],
+                    as_of: date) -> Mapping[str, Sequence[ChargeLine]]:
+        self._batch = ((), [])  # a new transaction: load afresh
+        subs = [s for s in self._subscriptions(session, accounts) if s.starts_on <= as_of]
+        billed = invoice_store.billed_lines_for_subscriptions(session, [s.subscription_id for s in subs])
+        metered = [s for s in subs if _has_usage(s, as_of)]
+        records = usage_store.usage_records_for_subscriptions(session, [s.subscription_id for s in metered], as_of) \
+            if metered else {}
+        out: dict[str, list[ChargeLine]] = defaultdict(list)
+        for sub in subs:
+            sid = sub.subscription_id
+            usage = _subscription_usage(session, sub, as_of, records.get(sid, [])) if sid in records else None
+            out[sub.customer_id].extend(charges_due(sub, as_of, billed.get(sid, ()), usage))
+        return out
+
+    def customer_mrr_on(self, session: Session, accounts: Sequence[BillingAccount],
+                        on: date) -> dict[CustomerKey, Decimal]:
+        """Rounded MRR per (customer, currency) on ``on`` (customers without MRR are left out)."""
+        subs = self._subscriptions(session, accounts)
+        [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
+        return snapshot
+
+
+def _has_usage(sub: Subscription, as_of: date) -> bool:
+    return any(item.price.charge_type == "usage" for v in sub.versions(as_of) for item in v.items.values())
+
+
+def _subscription_usage(session: Session, sub: Subscription, as_of: date,
+                        records: Sequence[tuple[str, date, Decimal]] | None = None) -> dict[tuple[str, date], Decimal]:
+    """Σ recorded usage per (item, usage window start) of one subscription, up to ``as_of``.
+
+    A record falls in the window ``usage_windows`` reports for its item and day (a
+    record on a day its item was not on the subscription goes to the anchored billing
+    period containing the day, clamped to the subscription's start). ``records``:
+    ``(item id, occurred_on, quantity)``, read from the usage table when not given.
+    """
+    from billing_engine.periods import period_containing
+
+    item_ids = sorted({i.item_id for v in sub.versions(as_of) for i in v.items.values()
+                       if i.price.charge_type == "usage"})
+    if records is None:
+        records = usage_store.usage_totals(session, sub.subscription_id, item_ids, sub.starts_on, as_of)
+    records = [r for r in records if r[1] >= sub.starts_on and r[0] in item_ids]
+    if not records:
+        return {}
+    windows: dict[str, list[Any]] = defaultdict(list)
+    for item_id, window in usage_windows(sub, as_of):
+        windows[item_id].append(window)
+    totals: dict[tuple[str, date], Decimal] = {}
+    for item_id, on, quantity in records:
+        start = next((w.starts_on for w in windows.get(item_id, ()) if w.starts_on <= on < w.ends_before), None)
+        if start is None:
+            start = max(period_containing(sub.billing_anchor_on, sub.interval, on).starts_on, sub.starts_on)
+        totals[(item_id, start)] = totals.get((item_id, start), ZERO) + quantity
+    return totals
+
+
+class DatabaseChargeSource(SubscriptionChargeSource):
+    """The bill run's ``ChargeSource`` over the engine's own tables.
+
+    Customers with a subscription started by the bill-run date come as ``BillingAccount``
+    rows in id order, a page at a time (``after``/``limit``), taxed at their rate (an
+    exempt customer at 0 % with its reason; no rate: ``default_tax_percent``). Their
+    subscriptions load in three queries per batch (subscriptions, items, amendments;
+    prices once per run), not one per subscription. Make one per run
+    (``database_charge_source()``): it caches the catalog prices it read.
+    """
+
+    def __init__(self, default_tax_percent: Decimal = ZERO):
+        self.default_tax_percent = default_tax_percent
+        self._prices: dict[str, Price] = {}
+        self._rates: dict[tuple[Any, Any], TaxRate] = {}
+        super().__init__(self._load_accounts, self._load_subscriptions)
+
+    def _rate(self, percent: Decimal | None, exempt_reason: str | None) -> TaxRate:
+        key = (percent, exempt_reason)
+        rate = self._rates.get(key)
+        if rate is None:
+            rate = self._rates[key] = TaxRate.exempt(exempt_reason) if exempt_reason else \
+                TaxRate(percent if percent is not None else self.default_tax_percent)
+        return rate
+
+    def _load_accounts(self, session: Session, as_of: date, after: str | None, limit: int) -> list[BillingAccount]:
+        return [BillingAccount(row.id, self._rate(row.tax_rate_percent, row.tax_exempt_reason),
+                               row.payment_terms_days)
+                for row in subscription_store.customers_page(session, after=after, limit=limit, starts_by=as_of)]
+
+    def _load_subscriptions(self, session: Session, customer_ids: Sequence[str]) -> list[Subscription]:
+        return subscription_store.subscriptions_of_customers(session, customer_ids, price_cache=self._prices)
+
+
+def database_charge_source(default_tax_percent: Decimal = ZERO) -> DatabaseChargeSource:
+    """A ready-made ``ChargeSource`` reading customers and subscriptions from the database."""
+    return DatabaseChargeSource(default_tax_percent)
+
+
+def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
+                   default_tax_percent: Decimal = ZERO, batch_size: int = 500) -> BillRunResult:
+    """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
+    (finalized, or held as drafts), MRR changes announced. Owns its transactions (``run_billing``)."""
+    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent),
+                       hold_for_review=hold_for_review, batch_size=batch_size, now=now)
+
+

@@ -1,0 +1,367 @@
+"""Export use cases: what the engine tells the CRM, read in batches for the push.
+
+- ``account_summaries`` / ``account_billing_summary``: THE Account billing summary (status as
+  of a date, MRR, ARR, balance, credit, last invoice date); the push and every other
+  reader use this one definition.
+- ``invoices_for_export`` and ``invoice_lines_for_export``: finalized invoices with their
+  figures and payment status, and their lines (lines moved to a credit note are left out).
+- ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links``.
+- ``outbox_table``: the table the push drains.
+- ``invoices_issued_between`` / ``payments_received_between``: the same records for a
+  period (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the push
+  and its repair.
+
+Every reader costs a few queries per batch whatever its size, and reads the current state,
+so a late or coalesced push always sends the latest truth. Values stay engine values
+(``Decimal``, ``date``, engine ids); naming them for Salesforce is the connector's job.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+
+from sqlalchemy import Table
+
+from billing_engine import outbox as ob
+from billing_engine.errors import NotFoundError
+from billing_engine.money import round_money
+from billing_engine.payments import payment_status
+from billing_engine.storage import catalog as catalog_store
+from billing_engine.storage import invoices as invoice_store
+from billing_engine.storage import outbox as outbox_store
+from billing_engine.storage import payments as payment_store
+from billing_engine.storage import subscriptions as subscription_store
+from billing_engine.storage.database import Session
+from billing_engine.subscriptions import Subscription, SubscriptionStatus
+from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+
+ZERO = Decimal(0)
+
+#: ``billing_status`` values of the Account summary.
+BILLING_STATUSES = ("active", "cancelling", "past_due", "cancelled", "none")
+
+
+# ---------------------------------------------------------------- the Account summary
+
+
+@dataclass(frozen=True)
+class AccountBillingSummary:
+    """What the Account push writes to Salesforce for a customer, as of a date.
+
+    ``balance``: what the customer still owes once its unused credit is counted
+    (Σ balances of open and uncollectible invoices − unused credit, never below zero);
+    ``credit_balance``: its unused credit; both in the customer's currency.
+    ``billing_status`` (see ``billing_status``): ``past_due``, ``active``, ``cancelling``
+    (with ``ends_before``, the first day no subscription covers), ``cancelled`` or ``none``.
+    """
+
+    customer_id: str
+    currency: str
+    mrr: Decimal
+    arr: Decimal
+    balance: Decimal
+    credit_balance: Decimal
+    overdue_invoices: int
+    last_invoice_on: date | None
+    billing_status: str
+    as_of: date
+    ends_before: date | None = None
+    salesforce_account_id: str | None = None
+
+    def as_payload(self) -> dict[str, str | None]:
+        """Strings for JSON (exact decimals, ISO dates)."""
+        return {"customer_id": self.customer_id, "currency": self.currency, "mrr": str(self.mrr),
+                "arr": str(self.arr), "balance": str(self.balance), "credit_balance": str(self.credit_balance),
+                "overdue_invoices": str(self.overdue_invoices),
+                "last_invoice_on": self.last_invoice_on.isoformat() if self.last_invoice_on else None,
+                "billing_status": self.billing_status, "as_of": self.as_of.isoformat(),
+                "ends_before": self.ends_before.isoformat() if self.ends_before else None}
+
+
+def billing_status(subscriptions: Sequence[Subscription], overdue_invoices: int,
+                   as_of: date) -> tuple[str, date | None]:
+    """An Account's billing status on ``as_of`` and, while ``cancelling``, the first day not covered.
+
+    ``none`` without subscriptions; ``past_due`` when an invoice with a balance is past its due
+    date; ``active`` while a subscription runs (or is about to start) with no cancellation;
+    ``cancelling`` when every running subscription is cancelled but one still runs until its
+    end (a cancellation at the end of the term, seen mid-term: still billed and served until
+    then); ``cancelled`` when every subscription has ended.
+    """
+    if not subscriptions:
+        return "none", None
+    if overdue_invoices:
+        return "past_due", None
+    statuses = [(s, s.status_on(as_of)) for s in subscriptions]
+    if any(status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING) for _, status in statuses):
+        return "active", None
+    ending = [s.ends_before for s, status in statuses if status is SubscriptionStatus.CANCELLED]
+    if ending:
+        return "cancelling", max((d for d in ending if d is not None), default=None)
+    return "cancelled", None
+
+
+def account_summaries(session: Session, customer_ids: Iterable[str],
+                      as_of: date) -> dict[str, AccountBillingSummary]:
+    """The Account summary of each of these customers (missing customers are absent), in the
+    customer's currency: a few queries per 900 customers."""
+    customers = catalog_store.customers_by_id(session, customer_ids)
+    ids = sorted(customers)
+    if not ids:
+        return {}
+    subscriptions: dict[str, list[Subscription]] = {}
+    for sub in subscription_store.subscriptions_of_customers(session, ids):
+        subscriptions.setdefault(sub.customer_id, []).append(sub)
+    [mrr] = mrr_snapshots((v for subs in subscriptions.values() for s in subs
+                           for v in subscription_mrr_versions(s, as_of)), [as_of])
+    payable = invoice_store.payable_invoices_of_customers(session, ids)
+    credits = payment_store.credit_balances_of_customers(session, ids)
+    last_invoice = invoice_store.last_invoice_dates(session, ids)
+    out: dict[str, AccountBillingSummary] = {}
+    for cid in ids:
+        customer = customers[cid]
+        currency = customer.currency
+        zero = round_money(ZERO, currency)
+        invoices = [inv for inv in payable.get(cid, ()) if inv.currency == currency]
+        overdue = sum(1 for inv in invoices if inv.balance > 0 and inv.due_on is not None and inv.due_on < as_of)
+        owed = round_money(sum((inv.balance for inv in invoices), ZERO), currency)
+        credit = credits.get((cid, currency), zero)
+        monthly = mrr.get((cid, currency), zero)
+        status, ends_before = billing_status(subscriptions.get(cid, ()), overdue, as_of)
+        out[cid] = AccountBillingSummary(
+            customer_id=cid, currency=currency, mrr=monthly, arr=monthly * 12, balance=max(owed - credit, zero),
+            credit_balance=credit, overdue_invoices=overdue, last_invoice_on=last_invoice.get(cid),
+            billing_status=status, as_of=as_of, ends_before=ends_before,
+            salesforce_account_id=customer.salesforce_account_id)
+    return out
+
+
+def account_billing_summary(session: Session, customer_id: str, as_of: date) -> AccountBillingSummary:
+    """One customer's Account summary (``account_summaries``); raises ``NotFoundError``."""
+    summary = account_summaries(session, [customer_id], as_of).get(customer_id)
+    if summary is None:
+        raise NotFoundError("customer", customer_id)
+    return summary
+
+
+# ---------------------------------------------------------------- invoices and lines
+
+
+@dataclass(frozen=True)
+class InvoiceExport:
+    invoice_id: int
+    number: str | None
+    status: str
+    payment_status: str | None
+    issued_on: date | None
+    due_on: date | None
+    period_starts_on: date | None
+    period_ends_before: date | None
+    currency: str
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    amount_paid: Decimal  # paid − refunded
+    balance: Decimal
+    tax_note: str | None
+    customer_id: str
+    salesforce_account_id: str | None
+    subscription_external_key: str | None  # of its first subscription (the deal that started it)
+
+
+def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date, date, str] | None,
+                    account_id: str | None, external_key: str | None) -> InvoiceExport:
+    starts, ends = (period[0], period[1]) if period else (None, None)
+    return InvoiceExport(
+        invoice_id=inv.id, number=inv.number, status=inv.status,
+        payment_status=payment_status(status=inv.status, total=inv.total, paid=inv.amount_paid,
+                                      credited=inv.amount_credited, refunded=inv.amount_refunded,
+                                      due_on=inv.due_on, as_of=as_of),
+        issued_on=inv.issued_on, due_on=inv.due_on, period_starts_on=starts, period_ends_before=ends,
+        currency=inv.currency, subtotal=inv.subtotal, discount=inv.discount, tax=inv.tax, total=inv.total,
+        amount_paid=inv.amount_paid - inv.amount_refunded, balance=inv.balance, tax_note=inv.tax_reason or None,
+        customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key)
+
+
+def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, InvoiceExport]:
+    """Invoices by id (missing ones are absent), payment status as of ``as_of``."""
+    invoices = invoice_store.invoices_by_ids(session, (int(i) for i in invoice_ids))
+    if not invoices:
+        return {}
+    customers = catalog_store.customers_by_id(session, (inv.customer_id for inv in invoices.values()))
+    periods = invoice_store.invoice_periods(session, invoices)
+    keys = subscription_store.subscription_keys(session, (p[2] for p in periods.values()))
+    out = {}
+    for inv in invoices.values():
+        customer = customers.get(inv.customer_id)
+        period = periods.get(inv.id)
+        key = keys.get(period[2]) if period else None
+        out[inv.id] = _invoice_export(inv, as_of, period, customer.salesforce_account_id if customer else None,
+                                      key[0] if key else None)
+    return out
+
+
+@dataclass(frozen=True)
+class InvoiceLineExport:
+    line_id: int
+    invoice_id: int
+    position: int
+    product_code: str
+    salesforce_product_id: str | None
+    kind: str
+    description: str  # its description, else the product's name
+    explanation: str
+    starts_on: date
+    ends_before: date
+    quantity: Decimal
+    unit_price: Decimal
+    discount: Decimal  # line discount + its share of the invoice discount
+    amount: Decimal  # net
+    tax_rate: Decimal
+    tax: Decimal | None  # the line's tax at its rate, rounded to the currency
+
+
+def invoice_lines_for_export(session: Session, invoice_ids: Iterable[int]) -> dict[int, list[InvoiceLineExport]]:
+    """The lines of each invoice, in position order (lines moved to a credit note belong to the
+    credit note and are left out)."""
+    lines = invoice_store.lines_of_invoices(session, (int(i) for i in invoice_ids))
+    currencies = invoice_store.invoice_currencies(session, {ln.invoice_id for ln in lines})
+    products = catalog_store.salesforce_product_ids(session, {ln.product_code for ln in lines})
+    out: dict[int, list[InvoiceLineExport]] = {}
+    for ln in lines:
+        currency = currencies.get(ln.invoice_id)
+        out.setdefault(ln.invoice_id, []).append(InvoiceLineExport(
+            line_id=ln.id, invoice_id=ln.invoice_id, position=ln.position, product_code=ln.product_code,
+            salesforce_product_id=products.get(ln.product_code), kind=ln.kind,
+            description=ln.description or ln.product_name, explanation=ln.explanation, starts_on=ln.starts_on,
+            ends_before=ln.ends_before, quantity=ln.quantity, unit_price=ln.unit_price,
+            discount=ln.line_discount + ln.invoice_discount, amount=ln.net, tax_rate=ln.tax_percent,
+            tax=round_money(ln.net * ln.tax_percent / 100, currency) if currency else None))
+    return out
+
+
+# ---------------------------------------------------------------- payments
+
+
+@dataclass(frozen=True)
+class PaymentExport:
+    payment_id: int
+    customer_id: str
+    salesforce_account_id: str | None
+    invoice_ids: tuple[int, ...]  # the invoices it paid, in allocation order
+    currency: str
+    amount: Decimal
+    unapplied_amount: Decimal  # its credit not used or refunded
+    received_on: date
+    method: str
+    external_reference: str
+    status: str  # succeeded | partially_refunded | refunded
+
+
+def refund_status(amount: Decimal, refunded: Decimal) -> str:
+    """A payment's status from what was refunded of it."""
+    if refunded <= 0:
+        return "succeeded"
+    return "refunded" if refunded >= amount else "partially_refunded"
+
+
+def paid_invoice_ids(session: Session, payment_ids: Iterable[int]) -> dict[int, list[int]]:
+    """The invoices each payment was applied to (allocation order)."""
+    return payment_store.invoice_ids_of_payments(session, (int(i) for i in payment_ids))
+
+
+def payments_for_export(session: Session, payment_ids: Iterable[int]) -> dict[int, PaymentExport]:
+    """Payments by id (missing ones are absent)."""
+    payments = payment_store.payments_by_ids(session, (int(i) for i in payment_ids))
+    if not payments:
+        return {}
+    customers = catalog_store.customers_by_id(session, (p.customer_id for p in payments.values()))
+    invoices = payment_store.invoice_ids_of_payments(session, payments)
+    refunds = payment_store.refund_totals(session, payments)
+    out = {}
+    for p in payments.values():
+        refunded, from_credit = refunds.get(p.id, (ZERO, ZERO))
+        customer = customers.get(p.customer_id)
+        out[p.id] = PaymentExport(
+            payment_id=p.id, customer_id=p.customer_id,
+            salesforce_account_id=customer.salesforce_account_id if customer else None,
+            invoice_ids=tuple(invoices.get(p.id, ())), currency=p.currency, amount=p.amount,
+            unapplied_amount=max(p.unapplied - from_credit, ZERO), received_on=p.received_on, method=p.method,
+            external_reference=p.external_reference, status=refund_status(p.amount, refunded))
+    return out
+
+
+# ---------------------------------------------------------------- subscriptions
+
+
+@dataclass(frozen=True)
+class SubscriptionLink:
+    subscription_id: str
+    external_key: str | None  # the deal it came from (e.g. the Salesforce Opportunity id)
+    status: str  # active | cancelled (a cancellation is recorded)
+
+
+def subscription_links(session: Session, subscription_ids: Iterable[str]) -> dict[str, SubscriptionLink]:
+    """Subscriptions by id (missing ones are absent) with the key of the deal they came from."""
+    return {sid: SubscriptionLink(sid, key, status)
+            for sid, (key, status) in subscription_store.subscription_keys(session, subscription_ids).items()}
+
+
+# ---------------------------------------------------------------- a period, for reconciliation
+
+
+def invoices_issued_between(session: Session, starts_on: date, ends_before: date,
+                            as_of: date) -> list[InvoiceExport]:
+    """Finalized invoices issued in ``[starts_on, ends_before)``, by issue date and number (payment
+    status as of ``as_of``; no period or account: reconciliation compares figures only)."""
+    return [_invoice_export(inv, as_of, None, None, None)
+            for inv in invoice_store.invoices_issued_between(session, starts_on, ends_before)]
+
+
+def payments_received_between(session: Session, starts_on: date, ends_before: date) -> list[PaymentExport]:
+    """Payments received in ``[starts_on, ends_before)``, by date and id."""
+    ids = [p.id for p in payment_store.payments_received_between(session, starts_on, ends_before)]
+    exported = payments_for_export(session, ids)
+    return [exported[i] for i in ids]
+
+
+# ---------------------------------------------------------------- after the push
+
+
+def outbox_table() -> Table:
+    """The outbox table the push drains; its rows follow the contract in ``billing_engine.outbox``."""
+    return outbox_store.OutboxRow.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table classes
+
+
+def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> None:
+    """Remember the Salesforce record each invoice or payment was pushed to (``kind``:
+    ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
+    payment_store.record_salesforce_ids(session, kind, ids)
+
+
+#: The topics whose events carry each exported record.
+EXPORT_TOPICS = {
+    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED),
+    "payment": (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED),
+}
+
+
+def requeue_exports(session: Session, records: Sequence[tuple[str, int | str]], *,
+                    now: datetime) -> list[tuple[str, int | str]]:
+    """Push these records again (``("invoice", 42)``, ``("payment", 7)``): their delivered or dead
+    outbox events go back to pending, in their original order, and the Account summary of their
+    customers is announced again. Returns the records that have no event to replay."""
+    missing = []
+    for kind, record_id in records:
+        if not outbox_store.requeue(session, kind, str(record_id), EXPORT_TOPICS[kind], now=now):
+            missing.append((kind, record_id))
+    ids = {kind: [int(i) for k, i in records if k == kind and str(i).isdigit()] for kind in EXPORT_TOPICS}
+    customers = invoice_store.customers_of_invoices(session, ids["invoice"]) \
+        | payment_store.customers_of_payments(session, ids["payment"])
+    known = catalog_store.customers_by_id(session, customers)
+    outbox_store.add_events(session, [ob.customer_summary_event(cid, now) for cid in sorted(known)])
+    return missing

@@ -1,0 +1,99 @@
+"""Preview use case: what a deal would bill, before anyone commits to it.
+
+``preview_subscription_change`` compares a customer's subscriptions before and after a
+change (a new subscription, an amendment, a renewal or a cancellation, applied in a
+transaction the caller rolls back) and returns the invoice the change would produce on
+its date (the first invoice of a new subscription; for a change, only the charges and
+credits it adds to what is billed already) and the customer's MRR before and after.
+Nothing is written.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from billing_engine.charges import charges_due
+from billing_engine.invoicing import assemble_invoice
+from billing_engine.money import round_money
+from billing_engine.storage import invoices as invoice_store
+from billing_engine.storage.database import Session
+from billing_engine.storage.subscriptions import find_subscription
+from billing_engine.subscriptions import Subscription
+from billing_engine.use_cases.billing import account_for
+from billing_engine.use_cases.customers import get_customer
+from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+from billing_engine.use_cases.subscriptions import subscriptions_of_customer
+
+ZERO = Decimal(0)
+
+
+@dataclass(frozen=True)
+class PreviewLine:
+    kind: str
+    product_code: str
+    description: str
+    explanation: str
+    quantity: Decimal
+    unit_price: Decimal
+    amount: Decimal  # net, before tax
+
+
+@dataclass(frozen=True)
+class DealPreview:
+    currency: str
+    lines: tuple[PreviewLine, ...]
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    tax_percent: Decimal
+    tax_reason: str
+    credit_note_total: Decimal | None  # when the credits exceed the charges
+    mrr_before: Decimal
+    mrr_after: Decimal
+
+
+def preview_subscription_change(session: Session, subscription_id: str, before: Sequence[Subscription], on: date,
+                                *, first_invoice: bool, default_tax_percent: Decimal = ZERO) -> DealPreview | None:
+    """The invoice a change to ``subscription_id`` would produce on ``on``, and the customer's MRR
+    before and after it.
+
+    ``before``: the customer's subscriptions before the change; the change is read from the
+    session. ``first_invoice``: a new subscription's first invoice (even when it was started
+    already), else only what the change adds to the charges already billed. None when the
+    subscription does not exist (after the change).
+    """
+    changed = find_subscription(session, subscription_id)
+    if changed is None:
+        return None
+    after = subscriptions_of_customer(session, changed.customer_id)
+    new = next(s for s in after if s.subscription_id == subscription_id)
+    old = next((s for s in before if s.subscription_id == subscription_id), None)
+    if first_invoice:
+        before = [s for s in before if s.subscription_id != subscription_id]
+        old, billed = None, []
+    else:
+        billed = invoice_store.billed_lines_for_subscriptions(session, [subscription_id]).get(subscription_id, [])
+    known = {line.key for line in charges_due(old, on, billed)} if old is not None else set()
+    charges = [line for line in charges_due(new, on, billed) if line.key not in known]
+    customer = get_customer(session, new.customer_id)
+    draft = assemble_invoice(charges, currency=new.currency,
+                             tax_rate=account_for(customer, default_tax_percent).tax_rate)
+    by_key = {c.key: c for c in charges}
+    lines = tuple(PreviewLine(line.kind, line.product_code, line.description, by_key[line.charge_key].explanation,
+                              line.quantity, line.unit_price, line.net)
+                  for line in (*draft.lines, *(draft.credit_note.lines if draft.credit_note else ())))
+    totals = draft.totals
+
+    def mrr(subscriptions: Sequence[Subscription]) -> Decimal:
+        [snapshot] = mrr_snapshots((v for s in subscriptions for v in subscription_mrr_versions(s, on)), [on])
+        return snapshot.get((new.customer_id, new.currency), round_money(ZERO, new.currency))
+
+    return DealPreview(
+        currency=new.currency, lines=lines, subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax,
+        total=totals.total, tax_percent=draft.tax_percent, tax_reason=draft.tax_reason,
+        credit_note_total=draft.credit_note.total if draft.credit_note is not None else None,
+        mrr_before=mrr(before), mrr_after=mrr(after))

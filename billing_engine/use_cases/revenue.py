@@ -1,0 +1,381 @@
+"""Revenue use cases: MRR as of a date, the MRR bridge (opening, new, expansion, reactivation,
+contraction, churn, closing) month by month, a customer's MRR, and invoiced usage revenue.
+
+The metrics read recurring item versions through an ``MrrSource``:
+``SubscriptionMrrSource`` over ``Subscription`` objects, ``DatabaseMrrSource`` over the
+engine's tables (streamed by customer, with a fast path that reads plain subscriptions as
+rows and counts customers with identical histories once).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any, Protocol
+
+from billing_engine.money import round_money
+from billing_engine.revenue import BridgeRow, CustomerKey, ItemMrr, Movement, month_range, previous_month_end
+from billing_engine.storage import invoices as invoice_store
+from billing_engine.storage import subscriptions as subscription_store
+from billing_engine.storage.catalog import load_prices
+from billing_engine.storage.database import Session
+from billing_engine.subscriptions import Subscription
+from billing_engine.use_cases.customers import get_customer
+
+ZERO = Decimal(0)
+MrrVersion = tuple[ItemMrr, date, date | None]
+
+
+class MrrSource(Protocol):
+    """Where the metrics' recurring item versions come from; both methods are required.
+
+    A version is ``(ItemMrr, starts_on, ends_before)``: the item's normalised monthly
+    amount after discounts, valid on dates in ``[starts_on, ends_before)``
+    (``ends_before`` None = open-ended). Cancellations end at the end of the paid period.
+
+    ``recurring_versions``: every version up to ``until``, each customer's versions
+    together (e.g. ordered by customer id).
+    ``grouped_versions``: ``(groups, others)`` for aggregate figures: ``groups`` yields
+    ``(versions of one customer, n)`` where that customer stands for ``n`` customers with
+    the same MRR on every date; ``others`` every other customer's versions, as
+    ``recurring_versions`` yields them. A source that does not group returns no groups
+    and all its versions as ``others``.
+    """
+
+    def recurring_versions(self, session: Session, until: date) -> Iterable[MrrVersion]: ...
+
+    def grouped_versions(self, session: Session,
+                         until: date) -> tuple[Iterable[tuple[list[MrrVersion], int]], Iterable[MrrVersion]]: ...
+
+
+def mrr_snapshots(versions: Iterable[MrrVersion],
+                  dates: Sequence[date]) -> list[dict[CustomerKey, Decimal]]:
+    """Rounded customer MRR at each date (pure; one pass over the versions)."""
+    import bisect
+
+    order = sorted(range(len(dates)), key=lambda i: dates[i])
+    sorted_dates = [dates[i] for i in order]
+    raw: list[dict[CustomerKey, Decimal]] = [defaultdict(Decimal) for _ in dates]
+    for item, starts_on, ends_before in versions:
+        lo = bisect.bisect_left(sorted_dates, starts_on)
+        hi = len(sorted_dates) if ends_before is None else bisect.bisect_left(sorted_dates, ends_before)
+        key = (item.customer_id, item.currency)
+        for j in range(lo, hi):
+            raw[order[j]][key] += item.mrr
+    return [{key: round_money(value, key[1]) for key, value in snap.items() if value} for snap in raw]
+
+
+def mrr_as_of(session: Session, on: date, *, source: MrrSource) -> dict[CustomerKey, Decimal]:
+    [snapshot] = mrr_snapshots(source.recurring_versions(session, on), [on])
+    return snapshot
+
+
+def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrSource,
+               collect_movements: bool = True) -> tuple[list[BridgeRow], list[Movement]]:
+    """The MRR bridge month by month (measured at month ends) and the customer movements.
+
+    Opening = MRR at the end of the month before ``from_month``. A customer with MRR > 0
+    at an earlier month end counts as reactivated, not new. One pass over the versions,
+    one customer at a time: ``source.recurring_versions`` must yield each customer's
+    versions together (e.g. ordered by customer id). Without movements, a source with
+    ``grouped_versions`` (``DatabaseMrrSource``) lets customers with identical histories be
+    counted once and weighted: the same rows, in time proportional to the distinct histories.
+    """
+    import bisect
+
+    from billing_engine.revenue import bridge_from_series, month_end
+
+    months = month_range(from_month, to_month)
+    opening_on = previous_month_end(from_month)
+    dates = [opening_on] + [d for _, d in months]
+    labels = [label for label, _ in months]
+
+    width = len(dates)
+
+    zeros: dict[str, Decimal] = {}
+
+    def values_of(segments: list[tuple[int, int, Decimal]], currency: str) -> list[Decimal]:
+        if all(lo == 0 and hi == width for lo, hi, _ in segments):  # the usual case: one steady amount
+            return _rounded([sum((m for _, _, m in segments), ZERO)], currency) * width
+        if len(segments) == 1:  # one amount from one month end to another
+            lo, hi, mrr = segments[0]
+            zero = zeros.get(currency)
+            if zero is None:
+                zero = zeros[currency] = round_money(ZERO, currency)
+            return [zero] * lo + _rounded([mrr], currency) * (hi - lo) + [zero] * (width - hi)
+        values = [ZERO] * width
+        for lo, hi, mrr in segments:
+            for j in range(lo, hi):
+                values[j] += mrr
+        return _rounded(values, currency)
+
+    def add(segments: list[tuple[int, int, Decimal]], item: ItemMrr, starts_on: date,
+            ends_before: date | None) -> bool:
+        """Add one version's segment; True when it had MRR > 0 at a month end before the opening date."""
+        lo = bisect.bisect_left(dates, starts_on)
+        hi = width if ends_before is None else bisect.bisect_left(dates, ends_before)
+        if lo < hi:
+            segments.append((lo, hi, item.mrr))
+        if starts_on < opening_on and item.mrr > 0:
+            first_end = month_end(starts_on.year, starts_on.month)
+            if first_end < opening_on and (ends_before is None or first_end < ends_before):
+                return True
+        return False
+
+    def per_customer(versions: Iterable[MrrVersion]) -> Iterable[tuple[Any, ...]]:
+        done: set[CustomerKey] = set()
+        current: CustomerKey | None = None
+        segments: list[tuple[int, int, Decimal]] = []
+        had = False
+        for item, starts_on, ends_before in versions:
+            key = (item.customer_id, item.currency)
+            if key != current:
+                if current is not None:
+                    yield current, had, values_of(segments, current[1])
+                    done.add(current)
+                if key in done:
+                    raise ValueError(f"recurring_versions must group each customer's versions ({key[0]})")
+                current, segments, had = key, [], False
+            had = add(segments, item, starts_on, ends_before) or had
+        if current is not None:
+            yield current, had, values_of(segments, current[1])
+
+    if collect_movements:
+        series = per_customer(source.recurring_versions(session, dates[-1]))
+    else:
+        # Customers with the same single plain subscription have the same values: one series,
+        # weighted by their number (same sums, exactly: Decimal sums and products are exact here).
+        groups, others = source.grouped_versions(session, dates[-1])
+
+        def weighted() -> Iterable[tuple[Any, ...]]:
+            for versions, n in groups:
+                for key, had, values in per_customer(versions):
+                    yield key, had, values, n
+            yield from per_customer(others)
+
+        series = weighted()
+    moves, rows = bridge_from_series(labels, series, collect_movements=collect_movements)
+    return rows, moves
+
+
+def _rounded(values: list[Decimal], currency: str) -> list[Decimal]:
+    quantum = round_money(ZERO, currency)  # 0.00 / 0 / 0.000: the currency's minor unit
+    return [v.quantize(quantum, ROUND_HALF_UP) for v in values]
+
+
+def mrr_bridge_rows(session: Session, from_month: str, to_month: str, *, source: MrrSource) -> list[dict[str, str]]:
+    """Rows for ``billsync metrics mrr --from --to [--csv]``: strings, exact decimals."""
+    rows, _ = mrr_bridge(session, from_month, to_month, source=source, collect_movements=False)
+    return [row.as_row() for row in rows]
+
+
+def usage_revenue(session: Session, from_on: date, before: date) -> dict[str, Decimal]:
+    """Invoiced usage (net, before tax) per currency for lines in finalized invoices in the range."""
+    return invoice_store.usage_revenue(session, from_on, before)
+
+
+_MONTHLY_CACHE: dict[tuple[Any, ...], Decimal] = {}
+
+
+def item_monthly_amount(item: Any, items: Mapping[str, Any]) -> Decimal | None:
+    """Normalised monthly amount of a recurring item after its discount (None if not recurring).
+
+    A percent_of item is its percent of the covered recurring items' monthly amounts
+    in the same version (so it follows their quantity and discounts).
+    """
+    from billing_engine.charges import rate_item
+    from billing_engine.revenue import monthly_amount
+
+    price = item.price
+    if price.charge_type != "recurring" or price.interval is None:
+        return None
+    if price.terms.model == "percent_of":
+        covered = set(price.terms.covered_product_codes)
+        base = sum((item_monthly_amount(other, items) or ZERO for other in items.values()
+                    if other.price.product.code in covered and other.price.terms.model != "percent_of"), ZERO)
+        return base * price.terms.percent / 100
+    key = (price.price_id, item.quantity, item.contract_unit_price, item.discount_percent, item.discount_amount)
+    cached = _MONTHLY_CACHE.get(key)
+    if cached is not None:
+        return cached
+    full = rate_item(item).amount
+    if item.discount_percent:
+        full -= full * item.discount_percent / 100
+    elif item.discount_amount:
+        full = max(full - item.discount_amount, ZERO)
+    value = monthly_amount(full, str(price.interval.value))
+    if len(_MONTHLY_CACHE) > 50000:
+        _MONTHLY_CACHE.clear()
+    _MONTHLY_CACHE[key] = value  # same price, quantity, contract price and discount: same amount
+    return value
+
+
+class SubscriptionMrrSource:
+    """An ``MrrSource`` over ``Subscription`` objects (``load(session)`` returns them, each
+    customer's together); it does not group customers."""
+
+    def __init__(self, load: Callable[[Session], Iterable[Subscription]]):
+        self.load = load
+
+    def grouped_versions(self, session: Session,
+                         until: date) -> tuple[Iterable[tuple[list[MrrVersion], int]], Iterable[MrrVersion]]:
+        return (), self.recurring_versions(session, until)
+
+    def recurring_versions(self, session: Session, until: date) -> Iterable[MrrVersion]:
+        for sub in self.load(session):
+            yield from subscription_mrr_versions(sub, until)
+
+
+def subscription_mrr_versions(sub: Subscription, until: date) -> Iterable[MrrVersion]:
+    end = sub.ends_before
+    versions = sub.versions(until)
+    for index, version in enumerate(versions):
+        starts = version.effective_on
+        stops = versions[index + 1].effective_on if index + 1 < len(versions) else end
+        if end is not None and stops is not None:
+            stops = min(stops, end)
+        if stops is not None and stops <= starts:
+            continue
+        for item in version.items.values():
+            monthly = item_monthly_amount(item, version.items)
+            if monthly:
+                yield ItemMrr(sub.customer_id, sub.subscription_id, item.item_id, sub.currency, monthly), starts, stops
+
+
+class DatabaseMrrSource:
+    """An ``MrrSource`` over the engine's tables, streamed a batch of customers at a time, each
+    customer's versions together (what ``mrr_bridge`` needs), in flat memory.
+
+    A subscription without amendments whose items never change in the range (no uplifted
+    renewal before ``until``) is read as plain rows and yields one version for the whole
+    subscription (``item_id`` ``"*"``: the sum of its items' MRR); the others are loaded
+    as ``Subscription`` histories and yield one version per item.
+    """
+
+    def __init__(self, batch_size: int = 2000):
+        self.batch_size = batch_size
+
+    def recurring_versions(self, session: Session, until: date) -> Iterable[MrrVersion]:
+        prices: dict = {}
+        amounts: dict[tuple[Any, ...], Decimal] = {}
+        after = None
+        while True:
+            page = subscription_store.customers_page(session, after=after, limit=self.batch_size)
+            if not page:
+                return
+            after = page[-1].id
+            yield from self._versions_of(session, [r.id for r in page], until, prices, amounts)
+
+    def grouped_versions(self, session: Session, until: date) -> tuple[
+            Iterable[tuple[list[MrrVersion], int]],
+            Iterable[MrrVersion]]:
+        """``(groups, others)`` for aggregate figures (the bridge without movements), in flat memory:
+
+        ``groups``: ``(versions of one customer, n)``: that customer stands for ``n`` customers whose
+        only subscription has no amendments and the same terms (currency, start, term, items), so
+        the same MRR on every date; ``others``: every other customer's versions, as
+        ``recurring_versions`` yields them (one customer at a time, by id).
+        """
+        prices: dict = {}
+        amounts: dict[tuple[Any, ...], Decimal] = {}
+        return (self._group_versions(session, until, prices, amounts),
+                self._other_versions(session, until, prices, amounts))
+
+    def _group_versions(self, session: Session, until: date, prices: dict,
+                        amounts: dict) -> Iterable[tuple[list[MrrVersion], int]]:
+        weights = subscription_store.plain_subscription_groups(session)  # one (id, n) per group
+        for start in range(0, len(weights), self.batch_size):
+            chunk = weights[start:start + self.batch_size]
+            versions: dict[str, list[MrrVersion]] = defaultdict(list)
+            for version in self._versions_of(session, [cid for cid, _ in chunk], until, prices, amounts):
+                versions[version[0].customer_id].append(version)
+            for cid, n in chunk:
+                if versions.get(cid):
+                    yield versions[cid], n
+
+    def _other_versions(self, session: Session, until: date, prices: dict,
+                        amounts: dict) -> Iterable[MrrVersion]:
+        after = None
+        while True:
+            ids = subscription_store.other_subscription_customers_page(session, after=after, limit=self.batch_size)
+            if not ids:
+                return
+            after = ids[-1]
+            yield from self._versions_of(session, ids, until, prices, amounts)
+
+    def _versions_of(self, session: Session, customer_ids: Sequence[str], until: date, prices: dict,
+                     amounts: dict) -> Iterable[MrrVersion]:
+        from billing_engine.periods import add_months
+
+        subs, item_rows = subscription_store.subscription_terms_of_customers(session, customer_ids)
+        items: dict[str, list[Any]] = defaultdict(list)
+        for row in item_rows:
+            items[row[0]].append(row)
+        load_prices(session, {row[2] for row in item_rows}, prices)
+        histories = {}
+        complex_ids = [sub.id for sub in subs if sub.amended or (
+            sub.renewal_uplift_percent and sub.auto_renew and sub.term_months is not None
+            and add_months(sub.starts_on, sub.term_months) <= until)]
+        if complex_ids:
+            histories = {h.subscription_id: h for h in subscription_store.subscriptions_of_customers(
+                session, (), subscription_ids=complex_ids, price_cache=prices)}
+        for sub in subs:
+            history = histories.get(sub.id)
+            if history is not None:
+                yield from subscription_mrr_versions(history, until)
+                continue
+            terms = tuple(tuple(row[2:]) for row in items.get(sub.id, ()))
+            mrr = amounts.get(terms)
+            if mrr is None:
+                mrr = amounts[terms] = _subscription_monthly_amount(terms, prices)
+            if mrr:
+                ends = None if sub.auto_renew or sub.term_months is None else \
+                    add_months(sub.starts_on, sub.term_months)
+                yield ItemMrr(sub.customer_id, sub.id, "*", sub.currency, mrr), sub.starts_on, ends
+
+
+class _ItemTerms:
+    """The fields of a ``SubscriptionItem`` the MRR calculation reads (rows of the fast path)."""
+
+    __slots__ = ("price", "quantity", "contract_unit_price", "discount_percent", "discount_amount")
+
+    def __init__(self, price, quantity, contract_unit_price, discount_percent, discount_amount):
+        self.price, self.quantity, self.contract_unit_price = price, quantity, contract_unit_price
+        self.discount_percent, self.discount_amount = discount_percent, discount_amount
+
+
+def _subscription_monthly_amount(terms: tuple[tuple[Any, ...], ...], prices: Mapping[str, Any]) -> Decimal:
+    from billing_engine.storage.columns import to_decimal_value
+
+    items = {str(n): _ItemTerms(prices[t[0]], *(to_decimal_value(v) for v in t[1:])) for n, t in enumerate(terms)}
+    return sum((item_monthly_amount(item, items) or ZERO for item in items.values()), ZERO)
+
+
+def database_mrr_source(batch_size: int = 2000) -> DatabaseMrrSource:
+    """A ready-made ``MrrSource`` reading subscriptions from the database."""
+    return DatabaseMrrSource(batch_size)
+
+
+def mrr_bridge_report(session_or_engine: Any, from_month: str, to_month: str) -> list[dict[str, str]]:
+    """The MRR bridge per month and currency from the database: rows of exact decimal strings
+    (``month, currency, opening, new, expansion, reactivation, contraction, churn, closing, arr,
+    customers``). Takes a ``Session`` or an engine (then reads in its own session)."""
+    if isinstance(session_or_engine, Session):
+        return mrr_bridge_rows(session_or_engine, from_month, to_month, source=database_mrr_source())
+    with Session(session_or_engine) as session:
+        return mrr_bridge_rows(session, from_month, to_month, source=database_mrr_source())
+
+
+def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
+    """The customer's MRR on ``on``: Σ item MRR rounded half up once, in the customer's currency
+    (``Decimal("0.00")`` for none; rules "Revenue metrics")."""
+    currency = get_customer(session, customer_id).currency
+    return _customer_mrr(subscription_store.subscriptions_of_customers(session, [customer_id]), customer_id,
+                         currency, on)
+
+
+def _customer_mrr(subs: Sequence[Subscription], customer_id: str, currency: str, on: date) -> Decimal:
+    [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
+    return snapshot.get((customer_id, currency), round_money(ZERO, currency))
