@@ -110,11 +110,11 @@ def config() -> None:
 def _register_commands() -> None:
     """Each area keeps its commands in its own module; they are all registered here."""
     from connector.billing_commands import bill_run, metrics
-    from connector.sandbox.cli import sandbox
     from connector.scheduler import clock
     from connector.sync.commands import reconcile, sync
     from connector.sync.pull_commands import mappings, pull
     from connector.worker import worker
+    from sfsandbox.cli import sandbox
 
     sync.add_command(pull)
     for command in (sandbox, sync, mappings, bill_run, metrics, reconcile, worker, clock):

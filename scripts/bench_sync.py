@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from connector.database import make_engine, upgrade  # noqa: E402
-from connector.sandbox.server import AdminClient  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 from connector.wiring import build_services  # noqa: E402
+from sfsandbox.server import AdminClient  # noqa: E402
 
 
 @contextmanager

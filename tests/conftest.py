@@ -129,7 +129,7 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def sandbox_org(tmp_path_factory):
     """One local Salesforce sandbox (HTTPS, in memory) for the whole run."""
-    from connector.sandbox.server import SandboxServer
+    from sfsandbox.server import SandboxServer
 
     server = SandboxServer(port=0, data="none", state_dir=tmp_path_factory.mktemp("sandbox")).start()
     yield server
@@ -139,7 +139,7 @@ def sandbox_org(tmp_path_factory):
 @pytest.fixture
 def org(sandbox_org):
     """The sandbox, emptied, with no faults and a fresh API allocation for this test."""
-    from connector.sandbox.server import AdminClient
+    from sfsandbox.server import AdminClient
 
     AdminClient(sandbox_org.url, sandbox_org.admin_token, sandbox_org.ca_path).reset()
     return sandbox_org

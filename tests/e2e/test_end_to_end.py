@@ -38,7 +38,7 @@ from sqlmodel import Session, func, select
 from billing_engine.storage.billing_tables import Invoice, InvoiceLine, OutboxRow
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
-from connector.sandbox.server import AdminClient
+from sfsandbox.server import AdminClient
 from tests.conftest import sandbox_environment
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]

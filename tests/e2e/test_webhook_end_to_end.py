@@ -28,11 +28,11 @@ from werkzeug.serving import make_server
 from billing_engine.storage.billing_tables import OutboxRow
 from billing_engine.storage.tables import CustomerRow, SubscriptionRow
 from connector.billing_jobs import run_bill_run
-from connector.sandbox.notify import CdcConfig
 from connector.storage import WebhookInbox
 from connector.sync.push import push_outbox
 from connector.webhooks.processing import OWN_CHANGE_NOTE, inbox_status, process_inbox
 from connector.wiring import build_app, build_services
+from sfsandbox.notify import CdcConfig
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

@@ -12,7 +12,7 @@ from sqlmodel import Session, select
 
 from billing_engine.storage.billing_tables import Invoice
 from connector.cli import cli
-from connector.sandbox.server import AdminClient
+from sfsandbox.server import AdminClient
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -1,6 +1,6 @@
 """The local Salesforce sandbox over HTTPS, its admin API, and clients built from settings.
 
-One sandbox per module (``connector.sandbox.server.SandboxServer``); every test
+One sandbox per module (``sfsandbox.server.SandboxServer``); every test
 starts from an empty org with no faults and a fresh API allocation. Fault
 injection goes through the sandbox's admin API over HTTPS (``AdminClient``).
 """
@@ -21,7 +21,7 @@ from connector.settings import load_settings
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory) -> Iterator[Any]:
     try:
-        from connector.sandbox.server import SandboxServer
+        from sfsandbox.server import SandboxServer
     except ImportError as exc:  # the sandbox is another engineer's work in progress
         pytest.skip(f"the sandbox server is not available: {exc}")
     server = SandboxServer(port=0, data="none", state_dir=tmp_path_factory.mktemp("sandbox")).start()
@@ -32,7 +32,7 @@ def sandbox(tmp_path_factory) -> Iterator[Any]:
 @pytest.fixture
 def admin(sandbox) -> Any:
     """The sandbox's admin API over HTTPS; every test starts from an empty org, no faults, no usage."""
-    from connector.sandbox.server import AdminClient
+    from sfsandbox.server import AdminClient
 
     client = AdminClient(sandbox.url, sandbox.admin_token, sandbox.ca_path)
     client.reset()

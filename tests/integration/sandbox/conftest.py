@@ -12,8 +12,8 @@ import pytest
 import requests
 from simple_salesforce import Salesforce
 
-from connector.sandbox.notify import Backoff
-from connector.sandbox.server import SandboxServer
+from sfsandbox.notify import Backoff
+from sfsandbox.server import SandboxServer
 
 API = "59.0"
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from simple_salesforce import Salesforce
 
-from connector.sandbox.server import SandboxServer, VerifyingSession
+from sfsandbox.server import SandboxServer, VerifyingSession
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -15,9 +15,9 @@ from billing_engine.storage.billing_tables import OutboxRow
 from billing_engine.storage.tables import CustomerRow
 from connector.cli import cli
 from connector.database import transaction
-from connector.sandbox.server import AdminClient
 from connector.sync.outbox_claims import MAX_ATTEMPTS, retry_dead_letters
 from connector.sync.push import push_outbox
+from sfsandbox.server import AdminClient
 from tests.conftest import sandbox_environment
 from tests.integration.sync.test_push_support import (
     NOW,

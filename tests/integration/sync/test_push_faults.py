@@ -19,10 +19,10 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from billing_engine.storage.billing_tables import OutboxRow
-from connector.sandbox.server import AdminClient
 from connector.settings import load_settings
 from connector.sync.push import push_outbox
 from connector.wiring import build_services
+from sfsandbox.server import AdminClient
 from tests.conftest import sandbox_environment
 from tests.integration.sync.test_push_support import (
     NOW,

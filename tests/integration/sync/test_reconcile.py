@@ -14,8 +14,8 @@ from billing_engine.storage.billing_tables import Invoice, OutboxRow
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.database import transaction
-from connector.sandbox.server import AdminClient
 from connector.sync.reconcile import Side, compare
+from sfsandbox.server import AdminClient
 from tests.conftest import sandbox_environment
 
 pytestmark = pytest.mark.timeout(180)

@@ -67,7 +67,7 @@ def test_a_redelivered_event_is_counted_as_a_duplicate_and_stored_once(client, i
 
 
 def test_the_sandbox_relays_signature_is_accepted(client, inbox):
-    from connector.sandbox.notify import sign as sandbox_sign
+    from sfsandbox.notify import sign as sandbox_sign
 
     body = cdc_body([change_event()])
     assert post(client, body, signature=sandbox_sign(SECRET, body, NOW)).status_code == 200

@@ -33,7 +33,7 @@ def sandbox() -> None:
 def serve(port: int, host: str, data: str, seed: int, db_path: Path | None, state_dir: Path,
           token_lifetime: float) -> None:
     """Serve the sandbox org until interrupted (SIGINT/SIGTERM)."""
-    from connector.sandbox.server import SandboxServer
+    from sfsandbox.server import SandboxServer
 
     started = time.monotonic()
     server = SandboxServer(port, host=host, data=data, seed=seed, db_path=db_path, state_dir=state_dir,
