@@ -114,7 +114,21 @@ def _register_commands() -> None:
     from connector.sync.commands import reconcile, sync
     from connector.sync.pull_commands import mappings, pull
     from connector.worker import worker
-    from sfsandbox.cli import sandbox
+
+    try:
+        from sfsandbox.cli import sandbox
+    except ImportError as exc:  # the sandbox extra is not installed: the group says how to get it
+        if exc.name != "sfsandbox":
+            raise
+        hint = "not installed: pip install 'billsync[sandbox]'"
+
+        def sandbox_missing() -> None:
+            raise UserError(f"the local Salesforce sandbox is {hint}")
+
+        sandbox = click.Command(
+            "sandbox", callback=sandbox_missing, add_help_option=False, short_help=f"Local Salesforce org ({hint}).",
+            help=f"The local Salesforce sandbox org ({hint}).",
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
 
     sync.add_command(pull)
     for command in (sandbox, sync, mappings, bill_run, metrics, reconcile, worker, clock):
