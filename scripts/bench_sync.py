@@ -105,7 +105,7 @@ def services_for(env: dict[str, str], database_url: str):
 
 def bench_push(args, tmp: Path) -> None:
     from connector.sync.push import push_outbox
-    from tests.integration.sync.test_push_support import (
+    from tests.support.push import (
         bill_customers,
         create_accounts,
         engine_invoices,

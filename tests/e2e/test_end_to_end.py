@@ -39,7 +39,7 @@ from billing_engine.storage.billing_tables import Invoice, InvoiceLine, OutboxRo
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from sfsandbox.server import AdminClient
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

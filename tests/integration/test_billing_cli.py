@@ -30,7 +30,7 @@ def pulled(org, services, connected_settings):
     AdminClient(org.url, org.admin_token, org.ca_path).reset("small")
     report = pull_changes(services)
     assert report.failed_records == 0, report.object_errors
-    from tests.conftest import sandbox_environment
+    from tests.support.sandbox import sandbox_environment
 
     return services, sandbox_environment(org, connected_settings.database_url)
 

@@ -16,7 +16,7 @@ from sqlmodel import Session
 from billing_engine import billing_services as svc
 from billing_engine.storage import billing_tables as db
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import Charge, StaticSource, account, seed_source
+from tests.support.billing import Charge, StaticSource, account, seed_source
 
 pytestmark = pytest.mark.postgres_only
 

@@ -17,7 +17,7 @@ from billing_engine import billing_services as svc
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.storage import billing_tables as db
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import (
+from tests.support.billing import (
     Charge,
     StaticSource,
     account,

@@ -20,7 +20,7 @@ from billing_engine.customers import Customer
 from billing_engine.storage import billing_tables as db
 from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import seed
+from tests.support.billing import seed
 
 SEATS = make_product("p-seats", "SEATS", "Licences")
 SUPPORT = make_product("p-support", "SUPPORT", "Premium support")

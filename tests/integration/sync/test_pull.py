@@ -17,7 +17,7 @@ from connector.cli import cli
 from connector.database import load_all_models
 from connector.sync.apply import subscription_id_for
 from connector.sync.pull import pull_changes, pull_records, pull_status
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
 
 
 def salesforce(org) -> Salesforce:

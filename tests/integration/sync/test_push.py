@@ -18,8 +18,7 @@ from connector.database import transaction
 from connector.sync.outbox_claims import MAX_ATTEMPTS, retry_dead_letters
 from connector.sync.push import push_outbox
 from sfsandbox.server import AdminClient
-from tests.conftest import sandbox_environment
-from tests.integration.sync.test_push_support import (
+from tests.support.push import (
     NOW,
     bill_customers,
     create_accounts,
@@ -27,6 +26,7 @@ from tests.integration.sync.test_push_support import (
     outbox_statuses,
     salesforce_invoices,
 )
+from tests.support.sandbox import sandbox_environment
 
 
 def rows(engine) -> list[OutboxRow]:

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from connector.webhooks.verification import sign_cdc
-from tests.integration.webhooks.conftest import CDC_URL
-from tests.unit.webhooks.messages import NOW, SECRET, cdc_body, change_event
+from tests.support.webhook_messages import CDC_URL, NOW, SECRET, cdc_body, change_event
 
 TX = "0005e192-9e62-2554-3880-3c3718bd6308"
 

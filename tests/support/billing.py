@@ -62,7 +62,7 @@ def snapshot(engine) -> dict[str, list[tuple]]:
 
 
 def seed(engine, customers: dict[str, str], subscriptions: dict[str, str]) -> None:
-    """Minimal Engine I rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
+    """Minimal customer and subscription rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
     from billing_engine.storage.tables import CustomerRow, SubscriptionRow
 
     with Session(engine) as session, session.begin():

@@ -41,7 +41,7 @@ class Charge:  # the fields of billing_engine.charges.ChargeLine
 
 
 class StaticSource:
-    """Fixed charges per customer (already-billed keys are skipped, like Engine I's ``charges_due``)."""
+    """Fixed charges per customer (already-billed keys are skipped, like ``billing_engine.charges.charges_due``)."""
 
     def __init__(self, customer_ids: list[str], charges: dict[str, list[Charge]]):
         self.accounts = [bs.BillingAccount(cid, TaxRate(Decimal(20)), 30) for cid in sorted(customer_ids)]
