@@ -1,6 +1,6 @@
 """Everything outside the billing engine: the Flask app factory, settings, the
-Salesforce client, sync, webhooks, the scheduler, the web UI, the JSON API, the
-CLI and the local Salesforce sandbox.
+Salesforce client, sync, webhooks, the scheduler, the web UI, the JSON API and the
+CLI. The local Salesforce sandbox is a package of its own (``sfsandbox``).
 
 ``create_app()`` is the composition root of the web process; the worker, clock
 and CLI use the same wiring (``connector.wiring``).

@@ -53,6 +53,17 @@ class DemoError(Exception):
     """The demo cannot start; the message is one line for people."""
 
 
+def require_sandbox() -> None:
+    """The demo's org is the local sandbox, an optional extra: fail with one line without it."""
+    try:
+        import sfsandbox  # noqa: F401  (only its package: the server runs in its own process)
+    except ImportError as exc:
+        if exc.name != "sfsandbox":
+            raise
+        raise DemoError("the demo needs the local Salesforce sandbox: pip install 'billsync[sandbox]' "
+                        "(scripts/run installs it), or set SF_AUTH for a real org or BILLSYNC_DEMO=0") from None
+
+
 def say(line: str) -> None:
     print(line, flush=True)
 
@@ -247,6 +258,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     sandbox_url = None
     try:
         if demo:
+            require_sandbox()
             sandbox_port = int(environ.get("SANDBOX_PORT", "8443"))
             if "SANDBOX_PORT" not in environ and not port_is_free("127.0.0.1", sandbox_port):
                 say(f"==> port {sandbox_port} is taken; the sandbox takes a free port (set SANDBOX_PORT to choose)")

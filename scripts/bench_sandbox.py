@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from simple_salesforce import Salesforce  # noqa: E402
 
-from connector.sandbox.server import SandboxServer  # noqa: E402
+from sfsandbox.server import SandboxServer  # noqa: E402
 
 
 def timed(fn, runs: int) -> tuple[float, float]:

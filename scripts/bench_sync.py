@@ -38,9 +38,9 @@ sys.path.insert(0, str(ROOT))
 from sqlalchemy import text  # noqa: E402
 
 from connector.database import make_engine, upgrade  # noqa: E402
-from connector.sandbox.server import AdminClient  # noqa: E402
 from connector.settings import load_settings  # noqa: E402
 from connector.wiring import build_services  # noqa: E402
+from sfsandbox.server import AdminClient  # noqa: E402
 
 
 @contextmanager
@@ -105,7 +105,7 @@ def services_for(env: dict[str, str], database_url: str):
 
 def bench_push(args, tmp: Path) -> None:
     from connector.sync.push import push_outbox
-    from tests.integration.sync.test_push_support import (
+    from tests.support.push import (
         bill_customers,
         create_accounts,
         engine_invoices,

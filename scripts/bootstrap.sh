@@ -1,5 +1,6 @@
 # Sourced by scripts/run and scripts/test: make .venv and install billsync into it.
-# Safe to run twice: it reinstalls only when pyproject.toml changed.
+# Safe to run twice: it reinstalls only when pyproject.toml or the extras asked for changed.
+# Extras: none (production), sandbox (scripts/run: the demo's local org), test (scripts/test).
 set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
@@ -20,11 +21,20 @@ if [ ! -x .venv/bin/python ]; then
   echo "==> creating .venv with $PY"
   "$PY" -m venv .venv
 fi
+# The stamp of an install holds a digest of pyproject.toml: any change to the dependencies
+# or the extras reinstalls. An install with more extras serves one with fewer: the test
+# extra includes the sandbox extra, and both include the plain install.
+case "$EXTRAS" in
+  "") serving=("" sandbox test) ;;
+  sandbox) serving=(sandbox test) ;;
+  *) serving=("$EXTRAS") ;;
+esac
+wanted="$(.venv/bin/python -c 'import hashlib, sys; print(hashlib.sha256(open(sys.argv[1], "rb").read()).hexdigest())' pyproject.toml)"
 stamp=".venv/.billsync-installed${EXTRAS:+-$EXTRAS}"
-# An install with the test extras also serves scripts/run.
 fresh=""
-for s in "$stamp" ${EXTRAS:+} $( [ -z "$EXTRAS" ] && echo .venv/.billsync-installed-test ); do
-  if [ -f "$s" ] && [ ! pyproject.toml -nt "$s" ]; then fresh=1; fi
+for extras in "${serving[@]}"; do
+  s=".venv/.billsync-installed${extras:+-$extras}"
+  if [ -f "$s" ] && [ "$(cat "$s")" = "$wanted" ]; then fresh=1; fi
 done
 if [ -z "$fresh" ]; then
   echo "==> installing billsync${EXTRAS:+[$EXTRAS]} into .venv"
@@ -34,6 +44,6 @@ if [ -z "$fresh" ]; then
     echo "billsync: installing into .venv failed (full log: .venv/install.log)" >&2
     exit 1
   fi
-  touch "$stamp"
+  echo "$wanted" >"$stamp"
 fi
 export PATH="$ROOT/.venv/bin:$PATH"

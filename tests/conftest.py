@@ -23,6 +23,9 @@ from sqlalchemy import Engine, text
 from connector.database import load_all_models, make_engine, upgrade
 from connector.settings import Settings, load_settings
 
+# The one local Salesforce sandbox of the run (fixtures ``sandbox`` and ``org``).
+pytest_plugins = ["tests.support.sandbox"]
+
 RAW_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://") or "sqlite://"
 BACKEND = "postgresql" if RAW_URL.startswith("postgres") else "sqlite"
 
@@ -123,39 +126,14 @@ def settings(database_url: str) -> Settings:
     return load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning"})
 
 
-# ---------------------------------------------------------------- the sandbox org
-
-
-@pytest.fixture(scope="session")
-def sandbox_org(tmp_path_factory):
-    """One local Salesforce sandbox (HTTPS, in memory) for the whole run."""
-    from connector.sandbox.server import SandboxServer
-
-    server = SandboxServer(port=0, data="none", state_dir=tmp_path_factory.mktemp("sandbox")).start()
-    yield server
-    server.stop()
-
-
-@pytest.fixture
-def org(sandbox_org):
-    """The sandbox, emptied, with no faults and a fresh API allocation for this test."""
-    from connector.sandbox.server import AdminClient
-
-    AdminClient(sandbox_org.url, sandbox_org.admin_token, sandbox_org.ca_path).reset()
-    return sandbox_org
-
-
-def sandbox_environment(server, database_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a billsync process connected to ``server`` (as scripts/run sets it)."""
-    env = {key: str(value) for key, value in server.env().items()}
-    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", SF_TIMEOUT_SECONDS="10")
-    env.update(extra)
-    return env
+# ---------------------------------------------------------------- billsync connected to the sandbox
 
 
 @pytest.fixture
 def connected_settings(org, database_url, monkeypatch) -> Settings:
     """Settings of a billsync connected to the emptied sandbox, on the test database."""
+    from tests.support.sandbox import sandbox_environment
+
     # CI and this machine may set REQUESTS_CA_BUNDLE: billsync must still trust the sandbox CA.
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/ca-certificates.crt")
     return load_settings(sandbox_environment(org, database_url))

@@ -81,12 +81,22 @@ def _register_commands() -> None:
 
 
 def _register_sandbox() -> None:
-    """The local Salesforce sandbox brings its own ``sandbox`` group, when it is installed."""
+    """The local Salesforce sandbox brings its own ``sandbox`` group when the ``sandbox`` extra is
+    installed; without it, ``billsync sandbox`` says how to install it."""
     try:
-        from connector.sandbox.cli import sandbox
-    except ImportError as exc:  # installed without the sandbox
-        log.debug("no sandbox commands: %s", exc)
-        return
+        from sfsandbox.cli import sandbox
+    except ImportError as exc:
+        if exc.name != "sfsandbox":
+            raise
+        hint = "not installed: pip install 'billsync[sandbox]'"
+
+        def sandbox_missing() -> None:
+            raise UserError(f"the local Salesforce sandbox is {hint}")
+
+        sandbox = click.Command(
+            "sandbox", callback=sandbox_missing, add_help_option=False, short_help=f"Local Salesforce org ({hint}).",
+            help=f"The local Salesforce sandbox org ({hint}).",
+            context_settings={"ignore_unknown_options": True, "allow_extra_args": True})
     cli.add_command(sandbox)
 
 

@@ -39,8 +39,8 @@ from billing_engine.storage.invoices import Invoice, InvoiceLine
 from billing_engine.storage.outbox import OutboxRow
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
-from connector.sandbox.server import AdminClient
-from tests.conftest import sandbox_environment
+from sfsandbox.server import AdminClient
+from tests.support.sandbox import sandbox_environment
 
 pytestmark = [pytest.mark.timeout(300), pytest.mark.slow]
 

@@ -29,11 +29,11 @@ from billing_engine.storage.catalog import CustomerRow
 from billing_engine.storage.outbox import OutboxRow
 from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.billing_jobs import run_bill_run
-from connector.sandbox.notify import CdcConfig
 from connector.sync.push import push_outbox
 from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.processing import OWN_CHANGE_NOTE, inbox_status, process_inbox
 from connector.wiring import build_app, build_services
+from sfsandbox.notify import CdcConfig
 
 pytestmark = [pytest.mark.timeout(120), pytest.mark.slow]
 

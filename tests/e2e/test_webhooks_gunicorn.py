@@ -19,7 +19,7 @@ from sqlmodel import Session
 from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.outbound_message import ACK
 from connector.webhooks.verification import sign_cdc
-from tests.unit.webhooks.messages import ORG_15, SECRET, cdc_body, change_event, opportunity_message
+from tests.support.webhook_messages import ORG_15, SECRET, cdc_body, change_event, opportunity_message
 
 ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"

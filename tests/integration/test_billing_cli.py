@@ -13,7 +13,7 @@ from sqlmodel import Session, select
 from billing_engine.storage.catalog import CustomerRow
 from billing_engine.storage.invoices import Invoice
 from connector.cli import cli
-from connector.sandbox.server import AdminClient
+from sfsandbox.server import AdminClient
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -31,7 +31,7 @@ def pulled(org, services, connected_settings):
     AdminClient(org.url, org.admin_token, org.ca_path).reset("small")
     report = pull_changes(services)
     assert report.failed_records == 0, report.object_errors
-    from tests.conftest import sandbox_environment
+    from tests.support.sandbox import sandbox_environment
 
     return services, sandbox_environment(org, connected_settings.database_url)
 

@@ -20,9 +20,9 @@ from sqlmodel import Session, select
 from billing_engine.storage.subscriptions import SubscriptionRow
 from connector import scheduler as clock_module
 from connector.cli import cli
-from connector.sandbox.server import AdminClient
 from connector.settings import load_settings
 from connector.wiring import build_services
+from sfsandbox.server import AdminClient
 
 pytestmark = pytest.mark.timeout(120)
 

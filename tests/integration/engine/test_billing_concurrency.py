@@ -17,7 +17,7 @@ from billing_engine.storage.database import count_rows
 from billing_engine.storage.invoices import Invoice, InvoiceLine
 from billing_engine.use_cases.billing import finalize_invoice, run_billing
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import Charge, StaticSource, account, seed_source
+from tests.support.billing import Charge, StaticSource, account, seed_source
 
 pytestmark = pytest.mark.postgres_only
 

@@ -27,7 +27,7 @@ from billing_engine.use_cases.payments import (
 )
 from billing_engine.use_cases.usage import record_usage, usage_quantities
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import (
+from tests.support.billing import (
     Charge,
     StaticSource,
     account,

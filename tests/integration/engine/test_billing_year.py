@@ -23,7 +23,7 @@ from billing_engine.use_cases.payments import customer_summary, record_payment
 from billing_engine.use_cases.revenue import SubscriptionMrrSource, mrr_bridge, usage_revenue
 from billing_engine.use_cases.usage import record_usage
 from connector.database import transaction
-from tests.integration.engine.test_billing_support import seed
+from tests.support.billing import seed
 
 SEATS = make_product("p-seats", "SEATS", "Licences")
 SUPPORT = make_product("p-support", "SUPPORT", "Premium support")

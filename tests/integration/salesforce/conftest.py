@@ -1,13 +1,12 @@
-"""The local Salesforce sandbox over HTTPS, its admin API, and clients built from settings.
+"""Clients built from settings against the run's sandbox (tests/support/sandbox.py).
 
-One sandbox per module (``connector.sandbox.server.SandboxServer``); every test
-starts from an empty org with no faults and a fresh API allocation. Fault
+Every test starts from an empty org with no faults and a fresh API allocation. Fault
 injection goes through the sandbox's admin API over HTTPS (``AdminClient``).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -16,24 +15,12 @@ import pytest
 from connector.salesforce.client import SalesforceClient, build_client
 from connector.salesforce.retry import retry_policy
 from connector.settings import load_settings
-
-
-@pytest.fixture(scope="module")
-def sandbox(tmp_path_factory) -> Iterator[Any]:
-    try:
-        from connector.sandbox.server import SandboxServer
-    except ImportError as exc:  # the sandbox is another engineer's work in progress
-        pytest.skip(f"the sandbox server is not available: {exc}")
-    server = SandboxServer(port=0, data="none", state_dir=tmp_path_factory.mktemp("sandbox")).start()
-    yield server
-    server.stop()
+from sfsandbox.server import AdminClient
 
 
 @pytest.fixture
-def admin(sandbox) -> Any:
+def admin(sandbox) -> AdminClient:
     """The sandbox's admin API over HTTPS; every test starts from an empty org, no faults, no usage."""
-    from connector.sandbox.server import AdminClient
-
     client = AdminClient(sandbox.url, sandbox.admin_token, sandbox.ca_path)
     client.reset()
     return client

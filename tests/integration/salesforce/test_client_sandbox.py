@@ -1,4 +1,4 @@
-"""The Salesforce client against the local sandbox over HTTPS: the acceptance list of issue 6 (client part).
+"""The Salesforce client against the local sandbox over HTTPS: logins, retries, limits and errors.
 
 Faults are set in-process (``sandbox.configure_faults``); the org reset, token expiry
 and stats go through the admin API over HTTPS.

@@ -11,7 +11,7 @@ import requests
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceExpiredSession
 
-from connector.sandbox.server import SandboxServer, VerifyingSession
+from sfsandbox.server import SandboxServer, VerifyingSession
 
 
 def token(https, sandbox, **form):

@@ -9,7 +9,7 @@ import time
 import xml.etree.ElementTree as ET
 from decimal import Decimal
 
-from connector.sandbox.notify import CdcConfig
+from sfsandbox.notify import CdcConfig
 
 NS = {"soapenv": "http://schemas.xmlsoap.org/soap/envelope/", "om": "http://soap.sforce.com/2005/09/outbound",
       "sf": "urn:sobject.enterprise.soap.sforce.com", "xsi": "http://www.w3.org/2001/XMLSchema-instance"}

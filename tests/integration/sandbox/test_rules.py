@@ -6,7 +6,7 @@ import pytest
 from simple_salesforce import Salesforce
 from simple_salesforce.exceptions import SalesforceMalformedRequest
 
-from connector.sandbox.server import SandboxServer
+from sfsandbox.server import SandboxServer
 
 
 def test_invoice_total_rule_gives_field_custom_validation_exception(sf):

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from simple_salesforce import Salesforce
 
-from connector.sandbox.server import SandboxServer, VerifyingSession
+from sfsandbox.server import SandboxServer, VerifyingSession
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -67,3 +67,59 @@ def test_serve_small_starts_quickly_prints_the_client_env_and_stops_on_sigterm(t
         out, _ = proc.communicate(timeout=10)
     assert proc.returncode == 0, out
     assert "sandbox stopped" in out
+
+
+def serve_errors(*args: str):
+    """Run ``billsync sandbox serve`` in process; it must stop before serving."""
+    from click.testing import CliRunner
+
+    from sfsandbox.cli import sandbox
+
+    result = CliRunner().invoke(sandbox, ["serve", "--port", "0", *args])
+    lines = [line for line in result.output.splitlines() if line.strip()]
+    return result.exit_code, lines
+
+
+def test_serve_with_an_unusable_state_dir_or_db_gives_one_error_line(tmp_path):
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    not_a_db = tmp_path / "not-a.db"
+    not_a_db.write_text("plain text, not SQLite\n" * 100)
+    state = str(tmp_path / "state")
+    cases = {
+        "state dir": ["--state-dir", str(a_file / "state")],
+        "db in a missing place": ["--state-dir", state, "--db", str(a_file / "org.db")],
+        "db that is not SQLite": ["--state-dir", state, "--db", str(not_a_db)],
+    }
+    for case, args in cases.items():
+        code, lines = serve_errors(*args)
+        assert code == 2, (case, lines)
+        assert len(lines) == 1 and lines[0].startswith("error: "), (case, lines)
+    assert serve_errors("--state-dir", str(a_file / "state"))[1] == [
+        f"error: cannot use {a_file / 'state'}: Not a directory"]
+    assert serve_errors("--state-dir", state, "--db", str(not_a_db))[1] == [
+        f"error: cannot use the org database {not_a_db}: file is not a database"]
+
+
+def test_serve_refuses_a_token_lifetime_that_is_not_positive(tmp_path):
+    for value in ("0", "-5", "nan"):
+        code, lines = serve_errors("--state-dir", str(tmp_path), "--token-lifetime", value)
+        assert code == 2
+        assert lines == [f"error: --token-lifetime: {value} is not a positive number of seconds"]
+    assert not list(tmp_path.iterdir())  # refused before anything was written
+
+
+def test_serve_on_a_port_in_use_gives_one_error_line(tmp_path):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        from click.testing import CliRunner
+
+        from sfsandbox.cli import sandbox
+
+        result = CliRunner().invoke(sandbox, ["serve", "--port", str(port), "--state-dir", str(tmp_path)])
+    assert result.exit_code == 2
+    assert result.output.strip() == f"error: cannot listen on 127.0.0.1:{port}: Address already in use"

@@ -13,7 +13,7 @@ from sqlalchemy import func, select
 
 from connector.cli import cli
 from connector.database import load_all_models, make_engine
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
 
 BROKEN = """\
 inbound:

@@ -20,7 +20,7 @@ from connector.cli import cli
 from connector.database import load_all_models
 from connector.sync.apply import subscription_id_for
 from connector.sync.pull import pull_changes, pull_records, pull_status
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
 
 
 def salesforce(org) -> Salesforce:
@@ -205,7 +205,7 @@ def test_the_cli_prints_counts_per_object_and_stops_cleanly_at_the_api_limit(org
     assert "Traceback" not in result.output
 
     org.configure_faults(api_allocation=100_000)
-    from connector.sandbox.server import AdminClient
+    from sfsandbox.server import AdminClient
 
     AdminClient(org.url, org.admin_token, org.ca_path).call("POST", "api-usage/reset")
     result = runner.invoke(cli, ["sync", "pull"], env=env)

@@ -17,11 +17,10 @@ from billing_engine.use_cases.payments import record_payment
 from connector.cli import cli
 from connector.database import transaction
 from connector.queue import MAX_ATTEMPTS
-from connector.sandbox.server import AdminClient
 from connector.sync.outbox_claims import retry_dead_letters
 from connector.sync.push import push_outbox
-from tests.conftest import sandbox_environment
-from tests.integration.sync.test_push_support import (
+from sfsandbox.server import AdminClient
+from tests.support.push import (
     NOW,
     bill_customers,
     create_accounts,
@@ -29,6 +28,7 @@ from tests.integration.sync.test_push_support import (
     outbox_statuses,
     salesforce_invoices,
 )
+from tests.support.sandbox import sandbox_environment
 
 
 def rows(engine) -> list[OutboxRow]:

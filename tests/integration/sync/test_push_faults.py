@@ -19,12 +19,11 @@ from sqlalchemy import select
 from sqlmodel import Session
 
 from billing_engine.storage.outbox import OutboxRow
-from connector.sandbox.server import AdminClient
 from connector.settings import load_settings
 from connector.sync.push import push_outbox
 from connector.wiring import build_services
-from tests.conftest import sandbox_environment
-from tests.integration.sync.test_push_support import (
+from sfsandbox.server import AdminClient
+from tests.support.push import (
     NOW,
     bill_customers,
     create_accounts,
@@ -32,6 +31,7 @@ from tests.integration.sync.test_push_support import (
     outbox_statuses,
     salesforce_invoices,
 )
+from tests.support.sandbox import sandbox_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -189,7 +189,7 @@ def test_workers_killed_at_random_points_leave_nothing_lost_or_doubled(fast_env,
     # this machine is, so every kill lands mid-push (claim → build → send → settle).
     admin.faults(latency_ms=150)
     env = {**os.environ, **fast_env, "PYTHONPATH": str(ROOT)}
-    zygote = subprocess.Popen([sys.executable, str(Path(__file__).with_name("test_push_zygote.py"))], env=env,
+    zygote = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "push_zygote.py")], env=env,
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
     rng = random.Random(20261124)
     killed = 0

@@ -15,9 +15,10 @@ from billing_engine.use_cases.payments import record_payment
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.database import transaction
-from connector.sandbox.server import AdminClient
+from connector.sync.push import push_outbox
 from connector.sync.reconcile import Side, compare
-from tests.conftest import sandbox_environment
+from sfsandbox.server import AdminClient
+from tests.support.sandbox import sandbox_environment
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -31,8 +32,6 @@ def reconcile(env, *args):
 
 def drain(services):
     """Push until nothing is due (what the clock does every PUSH_INTERVAL_SECONDS)."""
-    from connector.sync.push import push_outbox
-
     for _ in range(10):
         push_outbox(services, worker_id="test", batch_size=200)
         with Session(services.engine) as session:
@@ -149,7 +148,6 @@ def test_an_invoice_only_salesforce_has_cannot_be_repaired_by_a_push(billed):
 
 
 def test_tampered_invoice_is_named_then_repaired_by_the_next_push(billed):
-    pytest.importorskip("connector.sync.push", reason="the push (connector.sync.push) is not built yet")
     services, invoices, env = billed
     drain(services)
     code, output = reconcile(env, "--period", "2026-11")
@@ -174,7 +172,6 @@ def test_tampered_invoice_is_named_then_repaired_by_the_next_push(billed):
 
 
 def test_payments_are_reconciled_by_payment_date(billed):
-    pytest.importorskip("connector.sync.push", reason="the push (connector.sync.push) is not built yet")
     services, invoices, env = billed
     target = invoices[1]
     with transaction(services.engine) as session:

@@ -12,14 +12,14 @@ from pathlib import Path
 from click.testing import CliRunner
 
 from connector.cli import cli
-from tests.conftest import sandbox_environment
-from tests.integration.sync.test_push_support import (
+from tests.support.push import (
     bill_customers,
     create_accounts,
     engine_invoices,
     outbox_statuses,
     salesforce_invoices,
 )
+from tests.support.sandbox import sandbox_environment
 
 ROOT = Path(__file__).resolve().parents[3]
 

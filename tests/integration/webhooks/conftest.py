@@ -11,11 +11,7 @@ from sqlmodel import Session
 from connector import create_app
 from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.routes import EXTENSION
-from tests.unit.webhooks.messages import NOW, ORG_18, SECRET
-
-OM_URL = "/webhooks/salesforce/outbound-message"
-CDC_URL = "/webhooks/salesforce/cdc"
-SOAP = "text/xml; charset=utf-8"
+from tests.support.webhook_messages import NOW, ORG_18, SECRET
 
 
 @pytest.fixture

@@ -7,8 +7,7 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from connector.webhooks.verification import sign_cdc
-from tests.integration.webhooks.conftest import CDC_URL
-from tests.unit.webhooks.messages import NOW, SECRET, cdc_body, change_event
+from tests.support.webhook_messages import CDC_URL, NOW, SECRET, cdc_body, change_event
 
 TX = "0005e192-9e62-2554-3880-3c3718bd6308"
 
@@ -67,7 +66,7 @@ def test_a_redelivered_event_is_counted_as_a_duplicate_and_stored_once(client, i
 
 
 def test_the_sandbox_relays_signature_is_accepted(client, inbox):
-    from connector.sandbox.notify import sign as sandbox_sign
+    from sfsandbox.notify import sign as sandbox_sign
 
     body = cdc_body([change_event()])
     assert post(client, body, signature=sandbox_sign(SECRET, body, NOW)).status_code == 200

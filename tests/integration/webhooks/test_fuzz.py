@@ -12,9 +12,10 @@ from hypothesis import strategies as st
 
 from connector.webhooks.outbound_message import ACK
 from connector.webhooks.verification import sign_cdc
-from tests.integration.webhooks.conftest import CDC_URL, OM_URL
-from tests.unit.webhooks.messages import (
+from tests.support.webhook_messages import (
+    CDC_URL,
     NOW,
+    OM_URL,
     ORG_18,
     SECRET,
     cdc_body,

@@ -11,17 +11,20 @@ import pytest
 from sqlalchemy.exc import OperationalError
 
 from connector.webhooks.outbound_message import ACK
-from tests.integration.webhooks.conftest import OM_URL, SOAP
-from tests.unit.webhooks.messages import (
+from tests.support.webhook_messages import (
+    BILLION_LAUGHS,
+    CAPTURED,
+    EXTERNAL_ENTITY,
     NOW,
+    OM_URL,
     ORG_15,
     OTHER_ORG,
+    SOAP,
     notification_id,
     opportunity_message,
     outbound_envelope,
     record_id,
 )
-from tests.unit.webhooks.test_outbound_message_parsing import BILLION_LAUGHS, CAPTURED, EXTERNAL_ENTITY
 
 
 def post(client, body, url=OM_URL, content_type=SOAP, **kw):

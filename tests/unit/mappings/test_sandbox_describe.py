@@ -1,12 +1,12 @@
 """The acceptance check: the default mappings pass `mappings check` against the sandbox org's
-describe (connector/sandbox/schema.yaml, built into describe JSON the way the sandbox serves it)."""
+describe (sfsandbox/schema.yaml, built into describe JSON the way the sandbox serves it)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from connector.sandbox.schema import describe_object, load_schema
 from mappings import check_specs, load_specs
+from sfsandbox.schema import describe_object, load_schema
 
 
 def sandbox_describe():

@@ -10,9 +10,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from connector.sandbox import ids, wire
-from connector.sandbox.formula import Formula, FormulaError
-from connector.sandbox.schema import SchemaFileError, load_schema
+from sfsandbox import ids, wire
+from sfsandbox.formula import Formula, FormulaError
+from sfsandbox.schema import SchemaFileError, load_schema
 
 ROOT = Path(__file__).resolve().parents[3]
 

@@ -8,7 +8,7 @@ from decimal import Decimal
 import pytest
 from simple_salesforce import format_soql
 
-from connector.sandbox.soql import FieldDef, SoqlError, execute, parse
+from sfsandbox.soql import FieldDef, SoqlError, execute, parse
 
 NOW = datetime(2026, 11, 24, 12, 0, 0, tzinfo=UTC)
 HOSTILE = "O'Brien\\' OR Name != '"

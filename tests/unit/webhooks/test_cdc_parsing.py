@@ -8,7 +8,7 @@ import pytest
 
 from connector.webhooks.cdc import parse_change_events
 from connector.webhooks.errors import MalformedNotificationError
-from tests.unit.webhooks.messages import cdc_body, change_event
+from tests.support.webhook_messages import cdc_body, change_event
 
 
 def test_the_cometd_envelope_the_bare_payload_and_data_alone_all_parse():

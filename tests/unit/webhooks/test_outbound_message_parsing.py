@@ -6,47 +6,15 @@ import pytest
 
 from connector.webhooks.errors import MalformedNotificationError
 from connector.webhooks.outbound_message import ACK, parse_outbound_message, soap_fault
-from tests.unit.webhooks.messages import ORG_18, notification_id, outbound_envelope, record_id
-
-# The real captured request of docs/salesforce-api.md §1.1, whitespace and all.
-CAPTURED = b"""<?xml version="1.0" encoding="UTF-8"?>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
-    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
- <soapenv:Body>
-  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
-   <OrganizationId>00D7F00000107XsUAI</OrganizationId>
-   <ActionId>04k7F0000008V3hQAE</ActionId>
-   <SessionId xsi:nil="true"/>
-   <EnterpriseUrl>https://ap5.salesforce.com/services/Soap/c/47.0/00D7F00000107Xs</EnterpriseUrl>
-   <PartnerUrl>https://ap5.salesforce.com/services/Soap/u/47.0/00D7F00000107Xs</PartnerUrl>
-   <Notification>
-    <Id>04l7F000008aeAyQAI</Id>
-    <sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
-     <sf:Id>0067F000003pmdWQAQ</sf:Id>
-     <sf:AccountId>0017F000007ydJmQAI</sf:AccountId>
-     <sf:Amount>120000.0</sf:Amount>
-     <sf:CloseDate>2017-04-03</sf:CloseDate>
-     <sf:LeadSource>Phone Inquiry</sf:LeadSource>
-     <sf:Name>Express Logistics SLA</sf:Name>
-     <sf:StageName>Perception Analysis</sf:StageName>
-    </sObject>
-   </Notification>
-  </notifications>
- </soapenv:Body>
-</soapenv:Envelope>"""
-
-BILLION_LAUGHS = b"""<?xml version="1.0"?>
-<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
-<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
-<!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&lol9;</soapenv:Body>
-</soapenv:Envelope>"""
-
-EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
-<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
-<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>
-<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>&xxe;</OrganizationId>
-</notifications></soapenv:Body></soapenv:Envelope>"""
+from tests.support.webhook_messages import (
+    BILLION_LAUGHS,
+    CAPTURED,
+    EXTERNAL_ENTITY,
+    ORG_18,
+    notification_id,
+    outbound_envelope,
+    record_id,
+)
 
 
 def test_the_captured_salesforce_request_parses():

@@ -22,7 +22,7 @@ from connector.webhooks.verification import (
     sign_cdc,
     verify_cdc_signature,
 )
-from tests.unit.webhooks.messages import NOW, ORG_15, ORG_18, OTHER_ORG, SECRET
+from tests.support.webhook_messages import NOW, ORG_15, ORG_18, OTHER_ORG, SECRET
 
 BODY = b'{"ChangeEventHeader": {}}'
 AT_NOW = datetime.fromtimestamp(NOW, UTC)

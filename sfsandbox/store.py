@@ -16,9 +16,9 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from connector.sandbox import wire
-from connector.sandbox.ids import IdFactory
-from connector.sandbox.schema import ObjectDef, Schema
+from sfsandbox import wire
+from sfsandbox.ids import IdFactory
+from sfsandbox.schema import ObjectDef, Schema
 
 
 @dataclass

@@ -23,16 +23,16 @@ from typing import Any
 import requests
 from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 
-from connector.sandbox import ids
-from connector.sandbox.app import SandboxApp
-from connector.sandbox.auth import Authority, Credentials, ensure_jwt_keys
-from connector.sandbox.faults import Faults, FaultSettings
-from connector.sandbox.notify import Backoff, CdcConfig, CdcPublisher, OutboundMessage, OutboundMessenger
-from connector.sandbox.org import Org
-from connector.sandbox.rest import Rest
-from connector.sandbox.schema import load_schema
-from connector.sandbox.store import Store
-from connector.sandbox.tls import TlsFiles, ensure_certificates
+from sfsandbox import ids
+from sfsandbox.app import SandboxApp
+from sfsandbox.auth import Authority, Credentials, ensure_jwt_keys
+from sfsandbox.faults import Faults, FaultSettings
+from sfsandbox.notify import Backoff, CdcConfig, CdcPublisher, OutboundMessage, OutboundMessenger
+from sfsandbox.org import Org
+from sfsandbox.rest import Rest
+from sfsandbox.schema import load_schema
+from sfsandbox.store import Store
+from sfsandbox.tls import TlsFiles, ensure_certificates
 
 DEFAULT_STATE_DIR = Path("instance") / "sandbox"
 ORG_ID = ids.make_id("00D", 1)
@@ -159,7 +159,7 @@ class SandboxServer:
 
     def _before_write(self, obj: str, record_id: str | None) -> None:
         if self.faults.lock_row():
-            from connector.sandbox.errors import RecordError
+            from sfsandbox.errors import RecordError
 
             raise RecordError("UNABLE_TO_LOCK_ROW", "unable to obtain exclusive access to this record or 1 records: "
                               f"{record_id or obj}", [])
@@ -188,7 +188,7 @@ class SandboxServer:
             self.seed(data, seed)
 
     def seed(self, data: str, seed: int = 0) -> dict[str, int]:
-        from connector.sandbox.seed import seed_org
+        from sfsandbox.seed import seed_org
 
         counts = seed_org(self.org, data, seed)
         if data == "large":

@@ -11,15 +11,15 @@ from urllib.parse import unquote
 
 from werkzeug.wrappers import Request, Response
 
-from connector.sandbox import wire
-from connector.sandbox.auth import OAuthError
-from connector.sandbox.errors import ApiError, RecordError
-from connector.sandbox.notify import CdcConfig, OutboundMessage
-from connector.sandbox.org import Caller
-from connector.sandbox.rest import Call, parse_version, split_path, versions_list
+from sfsandbox import wire
+from sfsandbox.auth import OAuthError
+from sfsandbox.errors import ApiError, RecordError
+from sfsandbox.notify import CdcConfig, OutboundMessage
+from sfsandbox.org import Caller
+from sfsandbox.rest import Call, parse_version, split_path, versions_list
 
 if TYPE_CHECKING:
-    from connector.sandbox.server import Sandbox
+    from sfsandbox.server import Sandbox
 
 JSON_TYPE = "application/json;charset=UTF-8"
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}

@@ -21,7 +21,7 @@ Supported subset (anything else raises ``SoqlError("MALFORMED_QUERY", ...)``):
 - ``ORDER BY`` (ASC/DESC, NULLS FIRST/LAST, parent paths), ``LIMIT``, ``OFFSET``
   (at most 2000).
 
-This module imports nothing from billsync outside ``connector.sandbox``.
+This module imports nothing from billsync outside ``sfsandbox``.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ from decimal import Decimal
 from operator import methodcaller
 from typing import Any, Protocol
 
-from connector.sandbox.ids import to18
+from sfsandbox.ids import to18
 
 __all__ = [
     "FieldDef",

@@ -43,7 +43,7 @@ class Charge:  # the fields of billing_engine.charges.ChargeLine
 
 
 class StaticSource:
-    """Fixed charges per customer (already-billed keys are skipped, like ``charges_due``)."""
+    """Fixed charges per customer (already-billed keys are skipped, like ``billing_engine.charges.charges_due``)."""
 
     def __init__(self, customer_ids: list[str], charges: dict[str, list[Charge]]):
         self.accounts = [BillingAccount(cid, TaxRate(Decimal(20)), 30) for cid in sorted(customer_ids)]

@@ -15,11 +15,11 @@ from datetime import timedelta
 from typing import Any
 from urllib.parse import parse_qsl, unquote, unquote_plus, urlsplit
 
-from connector.sandbox import ids
-from connector.sandbox.errors import ApiError, RecordError, not_found
-from connector.sandbox.org import Caller, Org, format_datetime, parse_datetime
-from connector.sandbox.schema import describe_global, describe_object
-from connector.sandbox.soql import SoqlError
+from sfsandbox import ids
+from sfsandbox.errors import ApiError, RecordError, not_found
+from sfsandbox.org import Caller, Org, format_datetime, parse_datetime
+from sfsandbox.schema import describe_global, describe_object
+from sfsandbox.soql import SoqlError
 
 MIN_VERSION, MAX_VERSION = 20, 66
 VERSION_RE = re.compile(r"^v(\d{2})\.0$")

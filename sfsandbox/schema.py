@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from connector.sandbox.formula import Formula
+from sfsandbox.formula import Formula
 
 SCHEMA_PATH = Path(__file__).with_name("schema.yaml")
 

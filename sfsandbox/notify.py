@@ -28,10 +28,10 @@ from xml.sax.saxutils import escape
 
 import requests
 
-from connector.sandbox import ids, wire
-from connector.sandbox.formula import Formula
-from connector.sandbox.org import Org
-from connector.sandbox.store import Change
+from sfsandbox import ids, wire
+from sfsandbox.formula import Formula
+from sfsandbox.org import Org
+from sfsandbox.store import Change
 
 MAX_NOTIFICATIONS = 100
 _ACK = re.compile(r"<(?:[\w-]+:)?notificationsResponse\b.*?<(?:[\w-]+:)?Ack>\s*true\s*</(?:[\w-]+:)?Ack>", re.S)

@@ -16,11 +16,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 from typing import Any
 
-from connector.sandbox import ids
-from connector.sandbox.errors import ApiError, RecordError, not_found
-from connector.sandbox.schema import FieldSpec, ObjectDef, Schema
-from connector.sandbox.soql import FieldDef, QueryResult, execute
-from connector.sandbox.store import Change, Store
+from sfsandbox import ids
+from sfsandbox.errors import ApiError, RecordError, not_found
+from sfsandbox.schema import FieldSpec, ObjectDef, Schema
+from sfsandbox.soql import FieldDef, QueryResult, execute
+from sfsandbox.store import Change, Store
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -15,7 +15,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from connector.sandbox.org import Caller, Org, format_datetime
+from sfsandbox.org import Caller, Org, format_datetime
 
 CURRENCIES = ("EUR", "USD", "JPY")
 # Per-currency multiplier and rounding scale for list prices derived from EUR.

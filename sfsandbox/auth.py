@@ -18,7 +18,7 @@ import jwt
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from connector.sandbox.errors import ApiError
+from sfsandbox.errors import ApiError
 
 JWT_GRANT = "urn:ietf:params:oauth:grant-type:jwt-bearer"
 PUBLIC_AUDIENCES = ("https://login.salesforce.com", "https://test.salesforce.com")

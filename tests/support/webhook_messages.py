@@ -14,6 +14,51 @@ OTHER_ORG = "00D7F00000107XtUAI"
 SECRET = "cdc-test-secret"
 NOW = 1_795_000_000  # 2026-11-18T..Z, a fixed "now" in unix seconds
 
+# The webhook endpoints of the Flask app.
+OM_URL = "/webhooks/salesforce/outbound-message"
+CDC_URL = "/webhooks/salesforce/cdc"
+SOAP = "text/xml; charset=utf-8"
+
+# The real captured request of docs/salesforce-api.md §1.1, whitespace and all.
+CAPTURED = b"""<?xml version="1.0" encoding="UTF-8"?>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
+    xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">
+ <soapenv:Body>
+  <notifications xmlns="http://soap.sforce.com/2005/09/outbound">
+   <OrganizationId>00D7F00000107XsUAI</OrganizationId>
+   <ActionId>04k7F0000008V3hQAE</ActionId>
+   <SessionId xsi:nil="true"/>
+   <EnterpriseUrl>https://ap5.salesforce.com/services/Soap/c/47.0/00D7F00000107Xs</EnterpriseUrl>
+   <PartnerUrl>https://ap5.salesforce.com/services/Soap/u/47.0/00D7F00000107Xs</PartnerUrl>
+   <Notification>
+    <Id>04l7F000008aeAyQAI</Id>
+    <sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">
+     <sf:Id>0067F000003pmdWQAQ</sf:Id>
+     <sf:AccountId>0017F000007ydJmQAI</sf:AccountId>
+     <sf:Amount>120000.0</sf:Amount>
+     <sf:CloseDate>2017-04-03</sf:CloseDate>
+     <sf:LeadSource>Phone Inquiry</sf:LeadSource>
+     <sf:Name>Express Logistics SLA</sf:Name>
+     <sf:StageName>Perception Analysis</sf:StageName>
+    </sObject>
+   </Notification>
+  </notifications>
+ </soapenv:Body>
+</soapenv:Envelope>"""
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE lolz [<!ENTITY lol "lol"><!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+<!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+<!ENTITY lol9 "&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;&lol3;">]>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>&lol9;</soapenv:Body>
+</soapenv:Envelope>"""
+
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE x [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>
+<soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"><soapenv:Body>
+<notifications xmlns="http://soap.sforce.com/2005/09/outbound"><OrganizationId>&xxe;</OrganizationId>
+</notifications></soapenv:Body></soapenv:Envelope>"""
+
 
 def notification_id(n: int) -> str:
     return f"04l7F{n:010d}AAA"

@@ -69,7 +69,7 @@ def snapshot(engine) -> dict[str, list[tuple]]:
 
 
 def seed(engine, customers: dict[str, str], subscriptions: dict[str, str]) -> None:
-    """Minimal catalog rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
+    """Minimal customer and subscription rows the billing tables point to: customers (id → currency), subscriptions (id → customer)."""
     with Session(engine) as session, session.begin():
         for cid, currency in customers.items():
             session.add(CustomerRow(id=cid, name=cid, currency=currency))

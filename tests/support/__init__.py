@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: builders, stand-ins and the sandbox fixture (no tests here)."""
