@@ -12,7 +12,6 @@ import click
 
 from connector.cli_support import UserError, first_line, load_services
 from connector.database import DatabaseError, current_revision, head_revision, upgrade
-from connector.settings import VARIABLES
 
 
 class BillsyncGroup(click.Group):
@@ -100,11 +99,8 @@ def web(host: str, port: int | None) -> None:
 def config() -> None:
     """Check the environment and print every setting (secrets hidden)."""
     services = load_services()
-    for var in VARIABLES:
-        value = getattr(services.settings, var.name.lower())
-        if var.secret and value:
-            value = "********"
-        click.echo(f"{var.name}={value if value is not None else ''}")
+    for name, shown in services.settings.display_items():
+        click.echo(f"{name}={shown}")
 
 
 def _register_commands() -> None:
