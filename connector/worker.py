@@ -13,6 +13,7 @@ and stops after the current batch on SIGTERM or SIGINT.
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from collections.abc import Callable
@@ -81,8 +82,25 @@ def drains_for(services: Any, *, worker_id: str, batch_size: int, lease: timedel
     return drains
 
 
+class Seconds(click.FloatRange):
+    """A finite number of seconds within the range (``nan`` passes a plain ``FloatRange``)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
+
+
 def run_worker(drains: list[Drain], *, once: bool, poll_seconds: float, stop: threading.Event) -> int:
-    """Run the drains until ``stop`` (or, with ``once``, until a pass finds nothing). Returns items handled."""
+    """Run the drains until ``stop`` (or, with ``once``, until a pass finds nothing). Returns items handled.
+
+    ``poll_seconds`` must be a finite number greater than 0 (``nan`` would never sleep).
+    """
+    if not (isinstance(poll_seconds, int | float) and math.isfinite(poll_seconds) and poll_seconds > 0):
+        raise ValueError(f"poll_seconds must be a finite number of seconds above 0, not {poll_seconds!r}")
     total = 0
     while not stop.is_set():
         handled = 0
@@ -114,7 +132,7 @@ def run_worker(drains: list[Drain], *, once: bool, poll_seconds: float, stop: th
 @click.option("--once", is_flag=True, help="Drain what is queued now, then exit.")
 @click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
               help="Outbox rows claimed per batch.")
-@click.option("--poll-seconds", type=click.FloatRange(0.1, 3600), default=None,
+@click.option("--poll-seconds", type=Seconds(0.1, 3600), default=None,
               help="Sleep between passes that found nothing (default: PUSH_INTERVAL_SECONDS, at most 5).")
 @click.option("--lease-seconds", type=click.IntRange(0, 86400), default=300, show_default=True,
               help="A row in flight longer than this belongs to a dead worker and is claimed again.")
