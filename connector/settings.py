@@ -19,8 +19,10 @@ from datetime import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from mappings.transforms import to_id18
 
 
 class SettingsError(Exception):
@@ -29,6 +31,43 @@ class SettingsError(Exception):
     def __init__(self, problems: list[str]):
         self.problems = problems
         super().__init__("\n".join(problems))
+
+
+# ---------------------------------------------------------------- showing values
+
+MASK = "********"
+# A password given as a query parameter (``?password=...``, libpq's keyword form too).
+_QUERY_PASSWORD = re.compile(r"(?i)((?:^|[?&;\s])password=)[^&;\s]*")
+
+
+def mask_url(raw: str) -> str:
+    """``raw`` with the password of its user information, and any ``password=``
+    parameter, replaced by ``********``. Works on malformed URLs too, so an error
+    line that quotes a bad setting never shows its password:
+    ``postgresql://billsync:s3cret@db/prod`` -> ``postgresql://billsync:********@db/prod``."""
+    text = _QUERY_PASSWORD.sub(rf"\g<1>{MASK}", raw)
+    scheme, sep, rest = text.partition("://")
+    if not sep:  # no scheme: "user:password@host/db" is still masked
+        scheme, rest = "", text
+    end = min((i for i in (rest.find(c) for c in "/?#") if i >= 0), default=len(rest))
+    # The user information ends at the authority's last "@"; in a malformed URL (a password
+    # with an unescaped "/", "?" or "#") at the last "@" of all, so it is masked too.
+    at = rest.rfind("@", 0, end) if "@" in rest[:end] else rest.rfind("@")
+    if at < 0:
+        return text
+    user, colon, _password = rest[:at].partition(":")
+    if not colon:
+        return text
+    return f"{scheme}{sep}{user}:{MASK}{rest[at:]}"
+
+
+def url_password(raw: str) -> str | None:
+    """The password inside a URL setting, if any (so logs can be kept free of it)."""
+    try:
+        password = urlsplit(raw).password
+    except ValueError:
+        return None
+    return unquote(password) if password else None
 
 
 # ---------------------------------------------------------------- parsers
@@ -40,7 +79,7 @@ def parse_database_url(raw: str) -> str:
     raw = raw.strip()
     scheme = raw.split("://", 1)[0] if "://" in raw else ""
     if not scheme:
-        raise ValueError(f"not a URL: {raw!r}; use sqlite:///path/to/file.db or postgresql://user@host/db")
+        raise ValueError(f"not a URL: {mask_url(raw)!r}; use sqlite:///path/to/file.db or postgresql://user@host/db")
     if scheme == "postgres":
         raw = "postgresql" + raw[len("postgres") :]
         scheme = "postgresql"
@@ -48,11 +87,11 @@ def parse_database_url(raw: str) -> str:
         # psycopg 3 is the driver billsync installs.
         rest = raw.split("://", 1)[1]
         if not urlsplit(raw).hostname and "host=" not in raw:
-            raise ValueError(f"no host in {raw!r}; use postgresql://user@host:5432/dbname")
+            raise ValueError(f"no host in {mask_url(raw)!r}; use postgresql://user@host:5432/dbname")
         return "postgresql+psycopg://" + rest
     if scheme == "sqlite":
         if not raw.startswith("sqlite:///"):
-            raise ValueError(f"{raw!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
+            raise ValueError(f"{mask_url(raw)!r}: use sqlite:///relative/path.db or sqlite:////absolute/path.db")
         return raw
     raise ValueError(f"unsupported scheme {scheme!r}; use sqlite:/// or postgresql://")
 
@@ -129,14 +168,14 @@ def parse_time_of_day(raw: str) -> time:
 def parse_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError(f"{raw!r} is not an http(s) URL")
+        raise ValueError(f"{mask_url(raw)!r} is not an http(s) URL")
     return raw.strip().rstrip("/")
 
 
 def parse_https_url(raw: str) -> str:
     value = parse_url(raw)
     if not value.startswith("https://"):
-        raise ValueError(f"{raw!r} must use https:// (Salesforce is only reached over TLS)")
+        raise ValueError(f"{mask_url(raw)!r} must use https:// (Salesforce is only reached over TLS)")
     return value
 
 
@@ -165,6 +204,9 @@ def parse_org_id(raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"00D[a-zA-Z0-9]{12}([a-zA-Z0-9]{3})?", value):
         raise ValueError(f"{raw!r} is not an organization id (15 or 18 characters starting with 00D)")
+    if len(value) == 18 and to_id18(value[:15]) != value:
+        raise ValueError(f"{raw!r} has a wrong 18-character suffix (expected {to_id18(value[:15])[15:]!r}); "
+                         "copy the id again from Setup > Company Information")
     return value
 
 
@@ -282,6 +324,26 @@ class Settings:
     @property
     def is_sqlite(self) -> bool:
         return self.database_url.startswith("sqlite")
+
+    def display_items(self) -> list[tuple[str, str]]:
+        """Every setting as ``(NAME, shown value)``, the way ``billsync config`` prints it:
+        secrets as ``********`` and credentials inside URLs masked."""
+        items = []
+        for var in VARIABLES:
+            value = getattr(self, var.name.lower())
+            shown = "" if value is None else str(value)
+            if var.secret and shown:
+                shown = MASK
+            elif "://" in shown:
+                shown = mask_url(shown)
+            items.append((var.name, shown))
+        return items
+
+    def secret_values(self) -> list[str]:
+        """The values no log line may contain: every secret setting and the password in DATABASE_URL."""
+        values = [getattr(self, var.name.lower()) for var in VARIABLES if var.secret]
+        values.append(url_password(self.database_url))
+        return [value for value in values if value]
 
     def replace(self, **changes: Any) -> Settings:
         values = {f.name: getattr(self, f.name) for f in fields(self)}

@@ -6,6 +6,7 @@ Web, worker, clock and CLI all build their dependencies here.
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from dataclasses import dataclass
@@ -15,10 +16,17 @@ from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
 from connector.database import make_engine
-from connector.logs import configure_logging
+from connector.logs import configure_logging, redact_segments
 from connector.settings import Settings, load_settings
 
 log = logging.getLogger("billsync.http")
+
+#: Request ids a caller may choose (``X-Request-Id``); any other value is replaced by a new id.
+REQUEST_ID = re.compile(r"[A-Za-z0-9._-]{1,64}")
+#: Where ``app.extensions`` keeps the URL prefixes whose next path segment is a secret.
+SECRET_PATHS = "billsync.secret_paths"
+#: Longest path the request log prints.
+MAX_LOGGED_PATH = 300
 
 
 @dataclass
@@ -47,7 +55,7 @@ class Services:
 
 def build_services(settings: Settings | None = None) -> Services:
     settings = settings or load_settings()
-    configure_logging(settings.log_level, settings.log_format)
+    configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
     return Services(settings=settings, engine=make_engine(settings.database_url))
 
 
@@ -60,9 +68,10 @@ def build_app(settings: Settings | None = None) -> Flask:
 
     app.register_blueprint(health)
     from connector.webhooks.config import WebhookConfig
-    from connector.webhooks.routes import install_webhooks
+    from connector.webhooks.routes import SECRET_PATH_PREFIXES, install_webhooks
 
     install_webhooks(app, WebhookConfig.from_settings(services.settings))
+    app.extensions[SECRET_PATHS] = list(SECRET_PATH_PREFIXES)
     _install_request_log(app)
     _install_error_handlers(app)
     return app
@@ -72,22 +81,38 @@ def services_of(app: Flask) -> Services:
     return app.extensions["billsync"]
 
 
+def request_id_from(header: str | None) -> str:
+    """The caller's ``X-Request-Id`` when it is short and safe, else a new one."""
+    if header and REQUEST_ID.fullmatch(header):
+        return header
+    return uuid.uuid4().hex[:16]
+
+
+def logged_path(app: Flask, path: str) -> str:
+    """The request path as the log shows it: secret segments hidden, length bounded.
+    The query string is never logged (it may carry a secret)."""
+    path = redact_segments(path, app.extensions.get(SECRET_PATHS, ()))
+    return path if len(path) <= MAX_LOGGED_PATH else path[:MAX_LOGGED_PATH] + "..."
+
+
 def _install_request_log(app: Flask) -> None:
     @app.before_request
     def _start() -> None:
-        g.request_id = request.headers.get("X-Request-Id") or uuid.uuid4().hex[:16]
+        g.request_id = request_id_from(request.headers.get("X-Request-Id"))
         g.started = time.perf_counter()
 
     @app.after_request
     def _finish(response):
         elapsed_ms = (time.perf_counter() - g.get("started", time.perf_counter())) * 1000
-        response.headers["X-Request-Id"] = g.get("request_id", "")
+        if "request_id" not in g:  # a request refused before routing
+            g.request_id = request_id_from(request.headers.get("X-Request-Id"))
+        response.headers["X-Request-Id"] = g.request_id
         log.info(
             "%s %s %s",
             request.method,
-            request.path,
+            logged_path(app, request.path),
             response.status_code,
-            extra={"fields": {"request_id": g.get("request_id"), "status": response.status_code,
+            extra={"fields": {"request_id": g.request_id, "status": response.status_code,
                               "ms": round(elapsed_ms, 1)}},
         )
         return response

@@ -14,6 +14,7 @@ and stops after the current batch on SIGTERM or SIGINT (``billsync worker``, in
 from __future__ import annotations
 
 import logging
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -80,7 +81,12 @@ def drains_for(services: Services, *, worker_id: str, batch_size: int, lease: ti
 
 
 def run_worker(drains: list[Drain], *, once: bool, poll_seconds: float, stop: threading.Event) -> int:
-    """Run the drains until ``stop`` (or, with ``once``, until a pass finds nothing). Returns items handled."""
+    """Run the drains until ``stop`` (or, with ``once``, until a pass finds nothing). Returns items handled.
+
+    ``poll_seconds`` must be a finite number greater than 0 (``nan`` would never sleep).
+    """
+    if not (isinstance(poll_seconds, int | float) and math.isfinite(poll_seconds) and poll_seconds > 0):
+        raise ValueError(f"poll_seconds must be a finite number of seconds above 0, not {poll_seconds!r}")
     total = 0
     while not stop.is_set():
         handled = 0

@@ -32,7 +32,7 @@ from mappings.transforms import (
     parse_decimal,
     template_placeholders,
 )
-from mappings.yaml_lines import LineDict, LineList, error_line, error_reason, load_yaml
+from mappings.yaml_lines import MAX_BYTES, LineDict, LineList, error_line, error_reason, load_yaml
 
 DEFAULTS_DIR = Path(__file__).resolve().parent / "defaults"
 
@@ -595,12 +595,21 @@ def _entries(reader: _Reader, document: LineDict, section: str) -> list[tuple[An
     return []
 
 
+class _TooLarge(Exception):
+    pass
+
+
 def load_spec_file(path: Path, label: str | None = None) -> MappingSet:
     """Read one mapping file. ``label`` is how problems name the file (default: its path)."""
     reader = _Reader(label or str(path))
     result = MappingSet(files=[reader.file])
     try:
+        if path.stat().st_size > MAX_BYTES:
+            raise _TooLarge
         document = load_yaml(path.read_text(encoding="utf-8"))
+    except _TooLarge:
+        reader.problem(1, "file", f"is larger than {MAX_BYTES // 1024} KiB")
+        document = None
     except OSError as error:
         reader.problem(1, "file", f"can't be read: {error.strerror or error}")
         document = None

@@ -19,7 +19,7 @@ from sfsandbox.org import Caller
 from sfsandbox.rest import Call, parse_version, split_path, versions_list
 
 if TYPE_CHECKING:
-    from sfsandbox.server import Sandbox
+    from sfsandbox.server import SandboxServer
 
 JSON_TYPE = "application/json;charset=UTF-8"
 WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
@@ -34,7 +34,7 @@ def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Resp
 
 
 class SandboxApp:
-    def __init__(self, sandbox: Sandbox):
+    def __init__(self, sandbox: SandboxServer):
         self.sandbox = sandbox
 
     def __call__(self, environ: dict, start_response: Any) -> Any:

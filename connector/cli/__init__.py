@@ -84,7 +84,9 @@ def _register_sandbox() -> None:
     """The local Salesforce sandbox brings its own ``sandbox`` group when the ``sandbox`` extra is
     installed; without it, ``billsync sandbox`` says how to install it."""
     try:
-        from sfsandbox.cli import sandbox
+        from sfsandbox.cli import sandbox as group
+
+        sandbox: click.Command = group
     except ImportError as exc:
         if exc.name != "sfsandbox":
             raise

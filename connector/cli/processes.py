@@ -8,6 +8,7 @@ runs it: the Flask app, the worker loop (``connector.worker``), the scheduler
 from __future__ import annotations
 
 import logging
+import math
 import signal
 import threading
 from datetime import timedelta
@@ -20,6 +21,18 @@ from connector.scheduler import USE_CASES, build_scheduler, describe_trigger, is
 from connector.worker import drains_for, run_worker
 
 log = logging.getLogger("billsync.worker")
+
+
+class Seconds(click.FloatRange):
+    """A finite number of seconds within the range (``nan`` passes a plain ``FloatRange``)."""
+
+    name = "seconds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        number = super().convert(value, param, ctx)
+        if not math.isfinite(number):
+            self.fail(f"{value!r} is not a finite number of seconds", param, ctx)
+        return number
 
 
 @click.command("web")
@@ -38,7 +51,7 @@ def web(host: str, port: int | None) -> None:
 @click.option("--once", is_flag=True, help="Drain what is queued now, then exit.")
 @click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
               help="Outbox rows claimed per batch.")
-@click.option("--poll-seconds", type=click.FloatRange(0.1, 3600), default=None,
+@click.option("--poll-seconds", type=Seconds(0.1, 3600), default=None,
               help="Sleep between passes that found nothing (default: PUSH_INTERVAL_SECONDS, at most 5).")
 @click.option("--lease-seconds", type=click.IntRange(0, 86400), default=300, show_default=True,
               help="A row in flight longer than this belongs to a dead worker and is claimed again.")

@@ -9,6 +9,10 @@ from connector.salesforce.errors import SalesforceAuthError, SalesforceError
 from connector.sync.outbox_claims import outbox_counts, outbox_letters, retry_dead_letters
 
 STATUS_LIST_LIMIT = 50
+#: Largest row id (outbox and inbox ids are INTEGER columns): a larger one is a bad value, not a query.
+ROW_ID_MAX = 2**31 - 1
+#: Largest row id (outbox and inbox ids are INTEGER columns): a larger one is a bad value, not a query.
+ROW_ID_MAX = 2**31 - 1
 
 
 @click.group()
@@ -148,8 +152,9 @@ def _pull_status(session) -> None:
 
 
 @sync.command("retry")
-@click.option("--id", "ids", type=int, multiple=True, help="Only this outbox row (repeatable).")
-@click.option("--notification", "notification_ids", type=int, multiple=True,
+@click.option("--id", "ids", type=click.IntRange(1, ROW_ID_MAX), multiple=True,
+              help="Only this outbox row (repeatable).")
+@click.option("--notification", "notification_ids", type=click.IntRange(1, ROW_ID_MAX), multiple=True,
               help="Only this webhook inbox row (repeatable).")
 def retry(ids: tuple[int, ...], notification_ids: tuple[int, ...]) -> None:
     """Re-queue dead letters and failing rows (outbox and notifications), attempts reset."""

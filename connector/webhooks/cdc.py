@@ -6,18 +6,24 @@ relay forwards them.
 - ``{"payload": {...}, "event": {...}}`` (the envelope's ``data``);
 - the bare payload ``{"ChangeEventHeader": {...}, <fields>}`` (Pub/Sub, decoded).
 
-Only the header matters to billsync: processing re-reads the records.
+Only the header matters to billsync: processing re-reads the records. The whole
+document is still checked before anything is stored: nested at most ``MAX_DEPTH``
+deep, valid Unicode (no lone surrogate), no control character (record field values
+may hold tabs and line breaks; the header's text may not), finite numbers. Record
+ids are kept in their 18-character form, so one record sent as a 15- and an
+18-character id is stored once.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import re
 from dataclasses import dataclass
 from typing import Any
 
 from connector.webhooks.errors import MalformedNotificationError
-from connector.webhooks.identifiers import EMPTY_ID, WILDCARD_ID, is_object_name, is_salesforce_id
+from connector.webhooks.identifiers import EMPTY_ID, WILDCARD_ID, id18, is_object_name, is_salesforce_id
 from connector.webhooks.inbox import CHANGE_ORIGIN_LENGTH
 
 CHANGE_ACTIONS = {
@@ -34,6 +40,12 @@ CHANGE_ACTIONS = {
 TRANSACTION_KEY = re.compile(r"[A-Za-z0-9._-]{1,64}")
 MAX_SEQUENCE_NUMBER = 10**12
 MAX_RECORDS = 10_000  # inbox rows per request
+#: Deepest nesting of arrays and objects: a CometD envelope holding compound fields is about 6 deep.
+MAX_DEPTH = 32
+#: Control characters (and lone surrogates) no text of a change event may hold.
+_BAD_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+#: The same, for the header's text: no tab or line break either.
+_BAD_HEADER_TEXT = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -69,6 +81,7 @@ def parse_change_events(raw: bytes) -> list[ChangeEvent]:
         raise _malformed("JSON nested too deeply") from exc
     except ValueError as exc:  # JSONDecodeError, UnicodeDecodeError, over-long integers
         raise _malformed(f"not valid JSON ({exc})") from exc
+    _check_document(document)
     items = document if isinstance(document, list) else [document]
     if not items:
         raise _malformed("an empty list holds no change event")
@@ -77,6 +90,39 @@ def parse_change_events(raw: bytes) -> list[ChangeEvent]:
     if records > MAX_RECORDS:
         raise _malformed(f"{records} records in one request; send at most {MAX_RECORDS}")
     return events
+
+
+def _describe(text: str, limit: int = 80) -> str:
+    return json.dumps(text[:limit])  # quoted and escaped: safe to show whatever it holds
+
+
+def _check_document(document: Any) -> None:
+    """Depth, text and numbers of the whole document, without recursion; a problem
+    names where it is (``[0].data.payload.ChangeEventHeader.changeOrigin``)."""
+    stack: list[tuple[Any, int, str]] = [(document, 1, "")]
+    while stack:
+        value, depth, path = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > MAX_DEPTH:
+                raise _malformed(f"JSON nested more than {MAX_DEPTH} deep")
+            if isinstance(value, dict):
+                for key, item in value.items():
+                    _check_text(key, f"a key in {path or 'the document'}")
+                    stack.append((item, depth + 1, f"{path}.{key}" if path else key))
+            else:
+                stack.extend((item, depth + 1, f"{path}[{index}]") for index, item in enumerate(value))
+        elif isinstance(value, str):
+            _check_text(value, path)
+        elif isinstance(value, float) and not math.isfinite(value):
+            raise _malformed(f"{path}: the number is out of range")
+
+
+def _check_text(text: str, where: str) -> None:
+    found = _BAD_TEXT.search(text)
+    if found:
+        kind = "a lone surrogate" if "\ud800" <= found.group() <= "\udfff" else "a control character"
+        raise _malformed(f"{_describe(where)}: {kind} in {_describe(text)}; text must be valid Unicode "
+                         "without control characters")
 
 
 def _event(item: Any, index: int) -> ChangeEvent:
@@ -109,8 +155,10 @@ def _event(item: Any, index: int) -> ChangeEvent:
     if not _is_int(commit) or commit < 0:
         raise _malformed(f"{where}: commitTimestamp is missing or not epoch milliseconds")
     origin = header.get("changeOrigin")
-    if origin is not None and (not isinstance(origin, str) or len(origin) > CHANGE_ORIGIN_LENGTH):
-        raise _malformed(f"{where}: changeOrigin is not a string of at most {CHANGE_ORIGIN_LENGTH} characters")
+    if origin is not None and (not isinstance(origin, str) or len(origin) > CHANGE_ORIGIN_LENGTH
+                               or _BAD_HEADER_TEXT.search(origin)):
+        raise _malformed(f"{where}: changeOrigin is not a string of at most {CHANGE_ORIGIN_LENGTH} characters "
+                         "without control characters")
     changed = header.get("changedFields")
     if changed is not None and not (isinstance(changed, list) and all(isinstance(f, str) for f in changed)):
         raise _malformed(f"{where}: changedFields is not a list of field names")
@@ -133,4 +181,4 @@ def _record_ids(value: Any, change_type: str, where: str) -> tuple[str, ...]:
             raise _malformed(f"{where}: recordIds holds {str(record_id)[:40]!r}, not a Salesforce id")
         if record_id == EMPTY_ID:
             raise _malformed(f"{where}: recordIds holds the empty id outside GAP_OVERFLOW")
-    return tuple(dict.fromkeys(value))
+    return tuple(dict.fromkeys(record_id if record_id.endswith("*") else id18(record_id) for record_id in value))

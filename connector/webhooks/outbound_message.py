@@ -1,8 +1,12 @@
 """Salesforce Outbound Messages: the SOAP ``notifications`` envelope in, the Ack out.
 
 Parsing is defused: a DTD (hence any entity, internal or external) is refused
-before expansion, so a billion-laughs bomb or an external entity costs nothing.
+before expansion, so a billion-laughs bomb or an external entity costs nothing;
+elements nested deeper than ``MAX_DEPTH`` are refused while parsing. XML itself
+admits no control character (but tab and line breaks) and no lone surrogate.
 Values are kept only as a record of what arrived; processing re-reads the record.
+Ids are kept in their 18-character form, so one notification sent with a 15- or an
+18-character id is stored once.
 """
 
 from __future__ import annotations
@@ -12,16 +16,19 @@ from dataclasses import dataclass
 from xml.sax.saxutils import escape
 
 from defusedxml import DefusedXmlException
-from defusedxml.ElementTree import fromstring
+from defusedxml.ElementTree import DefusedXMLParser
 
 from connector.webhooks.errors import MalformedNotificationError
-from connector.webhooks.identifiers import is_object_name, is_salesforce_id
+from connector.webhooks.identifiers import id18, is_object_name, is_salesforce_id
 
 SOAP11 = "http://schemas.xmlsoap.org/soap/envelope/"
 SOAP12 = "http://www.w3.org/2003/05/soap-envelope"
 OUTBOUND = "http://soap.sforce.com/2005/09/outbound"
 XSI = "http://www.w3.org/2001/XMLSchema-instance"
 MAX_NOTIFICATIONS = 100
+#: Deepest element nesting accepted: a notification is Envelope/Body/notifications/Notification/
+#: sObject/field (6 levels); anything far deeper is not from Salesforce.
+MAX_DEPTH = 32
 
 ACK = (
     '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -72,6 +79,35 @@ def _malformed(message: str) -> MalformedNotificationError:
     return MalformedNotificationError(f"malformed Outbound Message: {message}")
 
 
+class _TooDeep(Exception):
+    pass
+
+
+class _BoundedTreeBuilder(ET.TreeBuilder):
+    """Builds the tree, refusing (while parsing) elements nested deeper than ``MAX_DEPTH``."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.depth = 0
+
+    def start(self, tag, attrs):  # type: ignore[no-untyped-def]
+        self.depth += 1
+        if self.depth > MAX_DEPTH:
+            raise _TooDeep
+        return super().start(tag, attrs)
+
+    def end(self, tag):  # type: ignore[no-untyped-def]
+        self.depth -= 1
+        return super().end(tag)
+
+
+def _parse(raw: bytes) -> ET.Element:
+    parser = DefusedXMLParser(target=_BoundedTreeBuilder(), forbid_dtd=True, forbid_entities=True,
+                              forbid_external=True)
+    parser.feed(raw)
+    return parser.close()
+
+
 def _text(element: ET.Element | None) -> str:
     return (element.text or "").strip() if element is not None else ""
 
@@ -85,7 +121,11 @@ def parse_outbound_message(raw: bytes) -> OutboundMessage:
     if not raw.strip():
         raise _malformed("empty body")
     try:
-        root = fromstring(raw, forbid_dtd=True, forbid_entities=True, forbid_external=True)
+        root = _parse(raw)
+    except _TooDeep:
+        raise _malformed(f"elements nested more than {MAX_DEPTH} deep") from None
+    except RecursionError:
+        raise _malformed("elements nested too deeply") from None
     except DefusedXmlException as exc:
         raise _malformed(f"DTDs, entities and external references are not accepted ({type(exc).__name__})") \
             from exc
@@ -111,7 +151,7 @@ def parse_outbound_message(raw: bytes) -> OutboundMessage:
     if len(elements) > MAX_NOTIFICATIONS:
         raise _malformed(f"{len(elements)} notifications; Salesforce sends at most {MAX_NOTIFICATIONS}")
     parsed = [_notification(element, index) for index, element in enumerate(elements, 1)]
-    return OutboundMessage(org_id, action_id, parsed)
+    return OutboundMessage(id18(org_id), action_id, parsed)
 
 
 def _notification(element: ET.Element, index: int) -> OutboundNotification:
@@ -133,4 +173,5 @@ def _notification(element: ET.Element, index: int) -> OutboundNotification:
     if modified_by is not None and not is_salesforce_id(modified_by):
         raise _malformed(f"Notification {index}: LastModifiedById is not a Salesforce id")
     fragment = ET.tostring(element, encoding="unicode")
-    return OutboundNotification(notification_id, object_name, record_id, modified_by, fragment)
+    return OutboundNotification(id18(notification_id), object_name, id18(record_id),
+                                modified_by and id18(modified_by), fragment)

@@ -38,6 +38,8 @@ JSON_TYPES = ("application/json",)
 _READ_CHUNK = 64 * 1024
 
 blueprint = Blueprint("webhooks", __name__, url_prefix="/webhooks/salesforce")
+#: The path segment after these prefixes is a secret (``WEBHOOK_TOKEN``): the request log hides it.
+SECRET_PATH_PREFIXES = ("/webhooks/salesforce/outbound-message/",)
 
 
 def utc_now() -> datetime:

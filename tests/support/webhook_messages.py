@@ -8,6 +8,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from xml.sax.saxutils import escape
 
+from mappings.transforms import to_id18
+
 ORG_18 = "00D7F00000107XsUAI"
 ORG_15 = "00D7F00000107Xs"
 OTHER_ORG = "00D7F00000107XtUAI"
@@ -61,11 +63,11 @@ EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
 
 
 def notification_id(n: int) -> str:
-    return f"04l7F{n:010d}AAA"
+    return to_id18(f"04l7F{n:010d}")
 
 
 def record_id(n: int, prefix: str = "006") -> str:
-    return f"{prefix}7F{n:010d}QAQ"
+    return to_id18(f"{prefix}7F{n:010d}")
 
 
 def outbound_envelope(notifications: Iterable[tuple[str, str, str, Mapping[str, Any]]], *,

@@ -47,3 +47,51 @@ def test_every_variable_is_documented(doc):
     text = (ROOT / doc).read_text()
     missing = [var.name for var in VARIABLES if not re.search(rf"\b{var.name}\b", text)]
     assert missing == [], f"{doc} does not document {missing}"
+
+
+# ---------------------------------------------------------------- credentials never shown
+
+
+@pytest.mark.parametrize(("url", "shown"), [
+    ("postgresql://billsync:s3cret-pw@db.example.com:5432/prod", "postgresql://billsync:********@db.example.com:5432/prod"),
+    ("postgres://u:p%40ss@db/x", "postgres://u:********@db/x"),
+    ("postgresql://u:pa/ss@db/x", "postgresql://u:********@db/x"),  # malformed: unescaped "/"
+    ("postgresql://u:p@ss@db/x", "postgresql://u:********@db/x"),  # malformed: unescaped "@"
+    ("postgresql://db/x?sslmode=require&password=s3cret", "postgresql://db/x?sslmode=require&password=********"),
+    ("postgresql://billsync@db/prod", "postgresql://billsync@db/prod"),
+    ("sqlite:///instance/billsync.db", "sqlite:///instance/billsync.db"),
+])
+def test_mask_url_hides_the_password_and_nothing_else(url, shown):
+    from connector.settings import mask_url
+
+    assert mask_url(url) == shown
+
+
+def test_display_items_mask_secrets_and_url_credentials():
+    settings = load_settings({"DATABASE_URL": "postgresql://billsync:s3cret-pw@db.example.com/prod",
+                              "WEBHOOK_TOKEN": "tok-123456", "CDC_HMAC_SECRET": "hmac-123456"})
+    shown = dict(settings.display_items())
+    assert shown["DATABASE_URL"] == "postgresql+psycopg://billsync:********@db.example.com/prod"
+    assert shown["WEBHOOK_TOKEN"] == shown["CDC_HMAC_SECRET"] == "********"
+    assert shown["SF_CLIENT_SECRET"] == "" and shown["PORT"] == "5000"
+    assert [name for name, _ in settings.display_items()] == [var.name for var in VARIABLES]
+    assert "s3cret-pw" not in repr(settings.display_items())
+    assert set(settings.secret_values()) == {"s3cret-pw", "tok-123456", "hmac-123456"}
+
+
+@pytest.mark.parametrize("url", ["postgresql://billsync:s3cret-pw@/prod", "billsync:s3cret-pw@db/prod",
+                                 "sqlite://billsync:s3cret-pw@db/prod"])
+def test_a_malformed_database_url_is_reported_without_its_password(url):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"DATABASE_URL": url})
+    (problem,) = err.value.problems
+    assert problem.startswith("DATABASE_URL: ") and "s3cret-pw" not in problem and "********" in problem
+
+
+def test_an_18_character_org_id_must_carry_its_checksum_suffix():
+    assert load_settings({"SF_ORG_ID": "00D7F00000107XsUAI"}).sf_org_id == "00D7F00000107XsUAI"
+    assert load_settings({"SF_ORG_ID": "00D7F00000107Xs"}).sf_org_id == "00D7F00000107Xs"
+    with pytest.raises(SettingsError) as err:
+        load_settings({"SF_ORG_ID": "00D7F00000107XsAAA"})
+    assert err.value.problems == ["SF_ORG_ID: '00D7F00000107XsAAA' has a wrong 18-character suffix (expected 'UAI'); "
+                                  "copy the id again from Setup > Company Information"]

@@ -176,3 +176,45 @@ def test_a_file_that_is_not_a_mapping(tmp_path):
         f"{tmp_path / 'custom.yaml'}:1: file: must be a mapping with 'inbound' and/or 'outbound'"]
     assert problems_of(tmp_path, "inbound: 5\n") == [
         f"{tmp_path / 'custom.yaml'}:1: inbound: must be a list of mappings (or one mapping)"]
+
+
+# ---------------------------------------------------------------- bounded files
+
+
+def alias_bomb(levels: int = 9) -> str:
+    text = 'l0: &l0 ["lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol", "lol"]\n'
+    for level in range(1, levels):
+        text += f"l{level}: &l{level} [" + ", ".join([f"*l{level - 1}"] * 9) + "]\n"
+    return text + f"inbound: *l{levels - 1}\n"
+
+
+def test_an_alias_bomb_is_one_problem_not_an_exhausted_memory(tmp_path):
+    assert problems_of(tmp_path, alias_bomb()) == [
+        f"{tmp_path}/custom.yaml:1: file: YAML: its aliases expand to more than 100000 values"]
+
+
+def test_twenty_thousand_nested_brackets_are_one_problem_not_a_recursion_error(tmp_path):
+    for text in ("inbound: " + "[" * 20_000 + "]" * 20_000 + "\n", "inbound: " + "{a: " * 20_000 + "}" * 20_000):
+        (problem,) = problems_of(tmp_path, text)
+        assert problem == f"{tmp_path}/custom.yaml:1: file: YAML: nested more than 50 levels deep"
+
+
+def test_too_many_aliases_and_an_oversized_file_are_refused(tmp_path):
+    many = "base: &b x\nitems: [" + ", ".join(["*b"] * 1001) + "]\n"
+    assert problems_of(tmp_path, many) == [
+        f"{tmp_path}/custom.yaml:2: file: YAML: more than 1000 aliases (*name) in one file"]
+    big = "# " + "x" * (1024 * 1024) + "\n" + CUSTOMER
+    assert problems_of(tmp_path, big) == [f"{tmp_path}/custom.yaml:1: file: is larger than 1024 KiB"]
+
+
+def test_anchors_and_merge_keys_within_the_bounds_still_work(tmp_path):
+    text = CUSTOMER.replace("    fields:\n", "    fields: &fields\n") + """\
+  - name: customer_again
+    object: Account
+    command: upsert_customer
+    fields: *fields
+"""
+    write(tmp_path, "custom.yaml", text)
+    loaded = load_specs(tmp_path, include_defaults=False)
+    assert loaded.problems == []
+    assert [s.name for s in loaded.inbound] == ["customer", "customer_again"]
