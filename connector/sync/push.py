@@ -33,7 +33,7 @@ import queue
 import socket
 import threading
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -54,7 +54,7 @@ from connector.salesforce.errors import (
 )
 from connector.sync import records as rec
 from connector.sync.outbox_claims import ClaimedRow, Settlement, claim_rows, settle_rows
-from mappings import InvalidRecordError, MappingsError, load_specs
+from mappings import InvalidRecordError, MappingsError, SpecError, load_specs
 
 if TYPE_CHECKING:
     from connector.wiring import Services
@@ -168,6 +168,8 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
     report = PushReport(started_at=clock())
     client = services.salesforce()
     specs = load_specs(services.settings.mappings_dir)
+    if specs.problems:  # never mark a change delivered that a broken file could not map
+        raise SpecError(specs.problems)
     timezone = ZoneInfo(services.settings.billsync_timezone)
     sender = _Sender(services, client, concurrency, worker_id, report)
     try:
@@ -589,8 +591,3 @@ def _settlements(batch: _Batch, stop: SalesforceError | None, now: datetime) -> 
             note = batch.row_notes.get(row.id) or ("; ".join(notes) if notes else None)
             out.append(Settlement(row.id, Outcome.DONE, note, result=batch.results.get(main[0]) if main else None))
     return out
-
-
-def iter_topics() -> Iterable[str]:
-    """Topics the push knows how to deliver."""
-    return sorted(INVOICE_TOPICS | PAYMENT_TOPICS | SUMMARY_TOPICS | SUBSCRIPTION_TOPICS | {ob.CREDIT_NOTE_ISSUED})

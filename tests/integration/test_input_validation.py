@@ -11,7 +11,7 @@ from click.testing import CliRunner
 
 from connector.cli import cli
 from connector.worker import Drain, run_worker
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
 
 
 @pytest.mark.parametrize("value", ["nan", "NaN", "inf", "-inf", "0", "-1", "1e400"])
@@ -52,7 +52,7 @@ def test_retry_accepts_the_largest_id(engine, database_url):
 
 def test_a_deeply_nested_mapping_file_is_one_line_in_mappings_check_and_no_traceback_in_the_worker(
         services, org, database_url, tmp_path):
-    from tests.integration.sync.test_push_support import bill_customers, create_accounts
+    from tests.support.push import bill_customers, create_accounts, outbox_statuses
 
     mappings = tmp_path / "mappings"
     mappings.mkdir()
@@ -68,8 +68,12 @@ def test_a_deeply_nested_mapping_file_is_one_line_in_mappings_check_and_no_trace
 
     bill_customers(services.engine, create_accounts(services.salesforce(), 1), lines=1)
     worker = CliRunner().invoke(cli, ["worker", "--once"], env=env)
-    assert worker.exit_code == 0, worker.output
+    assert worker.exit_code == 2, worker.output
     assert "Traceback" not in worker.output and "RecursionError" not in worker.output
+    assert [line for line in worker.output.splitlines() if line.startswith("error:")] == [
+        f"error: worker: {problem}" for problem in problems]
+    # Nothing the broken files could not map is marked as delivered.
+    assert outbox_statuses(services.engine) == {"pending": 2}
 
 
 def alias_bomb(levels: int = 9) -> str:

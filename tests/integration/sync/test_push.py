@@ -180,3 +180,18 @@ def test_a_row_the_push_cannot_deliver_is_kept_with_its_reason(services, org, to
     [row] = rows(services.engine)
     assert report.retrying == 1 and row.status == "pending" and row.attempts == 1
     assert row.last_error == f"no push is defined for topic {topic!r}"
+
+
+def test_broken_mapping_files_stop_the_push_before_anything_is_marked_delivered(services, org, tmp_path):
+    accounts = create_accounts(services.salesforce(), 2)
+    bill_customers(services.engine, accounts, lines=1)
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "invoice.yaml").write_text("outbound: [\n")
+    env = sandbox_environment(org, str(services.engine.url.render_as_string(hide_password=False)),
+                              MAPPINGS_DIR=str(mappings))
+    result = CliRunner().invoke(cli, ["sync", "push"], env=env)
+    assert result.exit_code == 2, result.output
+    assert f"{mappings}/invoice.yaml" in result.output and "Traceback" not in result.output
+    assert outbox_statuses(services.engine) == {"pending": 4}
+    assert salesforce_invoices(services.salesforce())[0] == {}
