@@ -12,14 +12,14 @@ from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
-from tests.unit.webhooks.messages import NOW, ORG_18, cdc_body, change_event, opportunity_message
 
 from connector import create_app
 from connector.cli import cli
 from connector.settings import load_settings
 from connector.webhooks.routes import EXTENSION
 from connector.webhooks.verification import sign_cdc
-from tests.conftest import sandbox_environment
+from tests.support.sandbox import sandbox_environment
+from tests.support.webhook_messages import NOW, ORG_18, cdc_body, change_event, opportunity_message
 
 WEBHOOK_TOKEN = "fake-webhook-token-7731"
 CDC_HMAC_SECRET = "fake-cdc-hmac-secret-5521"

@@ -6,10 +6,19 @@ from __future__ import annotations
 import json
 
 import pytest
-from tests.unit.webhooks.messages import NOW, ORG_15, SECRET, cdc_body, change_event, outbound_envelope
 
 from connector.webhooks.verification import sign_cdc
-from tests.integration.webhooks.conftest import CDC_URL, OM_URL, SOAP
+from tests.support.webhook_messages import (
+    CDC_URL,
+    NOW,
+    OM_URL,
+    ORG_15,
+    SECRET,
+    SOAP,
+    cdc_body,
+    change_event,
+    outbound_envelope,
+)
 
 NOTE_18 = "04l7F000008aeAyQAI"
 DEAL_18 = "0067F000003pmdWQAQ"
