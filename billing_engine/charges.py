@@ -2,8 +2,9 @@
 
 ``charges_due(subscription, through, billed, usage)`` is pure and safe to repeat.
 From the subscription's history it derives, deterministically, every line that
-should exist up to ``through`` (docs billing-rules "Periods", "Proration",
-"Pricing models"):
+should exist up to ``through`` (docs/billing-rules.md §2 Periods, anchors and dates,
+§3 Proration, §4 Charge types and when a line is due, §5 Pricing models; late usage
+§12, minimum true-up §8):
 
 - ``recurring``: one line per item per billing period, in advance, on the period's
   first day; a stub (start off the anchor, or the term's end) is prorated over the

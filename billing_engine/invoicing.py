@@ -7,12 +7,13 @@ amounts and tax rate, the per-rate tax breakdown and the totals
     subtotal  = Σ line amounts before any discount
     discount  = Σ line discounts + the invoice-level discount
     net       = subtotal − discount
-    tax       = Σ per-rate tax (docs billing-rules "Tax")
+    tax       = Σ per-rate tax (docs/billing-rules.md §14 Tax)
     total     = net + tax                      (never negative)
-    credit_applied = min(customer credit balance, total)
-    amount_due     = total − credit_applied
+    credit_applied = min(customer credit balance, total − settled_by_credit_note)
+    amount_due     = total − settled_by_credit_note − credit_applied
 
-Rules it follows (docs billing-rules):
+Rules it follows (docs/billing-rules.md §13 Invoices, §7 Discounts, §15 Credit notes
+and customer credit):
 - an invoice-level fixed discount is spread over the positive lines in proportion
   to their net amounts; each share is rounded, the remainder goes to the largest
   line, no line goes below zero, and tax is computed on the discounted amounts;
@@ -150,7 +151,7 @@ class InvoiceDraft:
 
 
 def spread_discount(nets: Sequence[Decimal], discount: Decimal, currency: str) -> tuple[Decimal, ...]:
-    """Shares of a fixed invoice discount over line nets (rules "Discounts").
+    """Shares of a fixed invoice discount over line nets (docs/billing-rules.md §7 Discounts).
 
     Only positive lines take a share, in proportion to their net; each share is
     rounded half up; the rounding remainder goes to the largest line; the
@@ -254,8 +255,8 @@ def build_credit_note(
     """A credit note for ``(line, credited net amount > 0)`` pairs.
 
     Each credited amount is rounded to the currency first, then tax is computed
-    per rate on the rounded amounts (rules "Tax": credit notes recompute tax on
-    the rounded credited amount).
+    per rate on the rounded amounts (docs/billing-rules.md §15 Credit notes and
+    customer credit, §14 Tax: credit notes recompute tax on the rounded credited amount).
     """
     check_currency(currency)
     out = []

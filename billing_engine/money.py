@@ -1,9 +1,8 @@
 """Money: ``Decimal`` amounts with an ISO 4217 currency. Never a float.
 
-Rules (docs/billing-rules.md, "Money"): line amounts round to the currency's minor
-unit with ROUND_HALF_UP; unit prices keep up to 6 decimals; intermediate
-fractions are not rounded (``Decimal``'s 28 significant digits, well over the 9
-decimals the rules ask for).
+Rules (docs/billing-rules.md §1 Money and rounding): line amounts round to the
+currency's minor unit with ROUND_HALF_UP; unit prices keep up to 6 decimals;
+intermediate values are not rounded (``Decimal``'s 28 significant digits).
 """
 
 from __future__ import annotations

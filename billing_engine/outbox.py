@@ -6,7 +6,7 @@ Every engine change Salesforce must hear about is written as one row of the
 the caller commits, so a row exists if and only if its change does. An event is
 built by ``new_event`` (topic, aggregate, payload, when it happened).
 
-Row contract (read by the connector's push):
+Row contract (read by the connector's push, docs/architecture.md §4 How data flows):
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,

@@ -1,6 +1,6 @@
 """Payments: validation, allocation, refunds, derived payment status, aging (pure).
 
-Rules (docs billing-rules "Invoices and payments"):
+Rules (docs/billing-rules.md §16 Payments and refunds):
 - a payment is allocated to open invoices: the ones named, else oldest first;
   partial payments are fine; an overpayment becomes customer credit;
 - a refund is its own record and can never exceed what is left of its payment;

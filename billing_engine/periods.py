@@ -1,6 +1,6 @@
 """Billing periods: intervals, anchors with month-end clamping, half-open date ranges.
 
-Rules (docs billing-rules "Periods and dates"):
+Rules (docs/billing-rules.md §2 Periods, anchors and dates; the last bullet: §3 Proration):
 - periods are half-open ``[starts_on, ends_before)`` and counted in whole days in
   the customer's timezone;
 - monthly, quarterly and yearly periods start on the anchor day; when the month is

@@ -1,6 +1,6 @@
 """Pricing models: what a quantity costs for one full period, and why.
 
-One small class per model behind a registry (docs billing-rules "Pricing models"):
+One small class per model behind a registry (docs/billing-rules.md §5 Pricing models):
 flat, per_unit, graduated, volume, package, allowance, percent_of. Each class
 validates its terms (naming the field or tier and the problem) and rates a
 quantity into an unrounded amount plus a human-readable detail such as

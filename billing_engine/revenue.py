@@ -1,6 +1,6 @@
 """Revenue metrics: MRR / ARR, monthly movements and the MRR bridge (pure).
 
-Rules (docs billing-rules "Revenue metrics"):
+Rules (docs/billing-rules.md §17 Revenue metrics: MRR and ARR):
 - item MRR = recurring amount normalised to a month (monthly ×1, quarterly ÷3,
   yearly ÷12, weekly ×52/12), after discounts, excluding tax, one-time charges
   and usage (usage revenue is reported apart). It keeps full precision.

@@ -1,6 +1,6 @@
 """Tax on invoices and credit notes (pure; standard library only).
 
-Rules (docs billing-rules "Tax"):
+Rules (docs/billing-rules.md §14 Tax):
 - prices exclude tax; tax is computed **per rate on the invoice**: sum the net
   amounts of the lines at each rate, multiply, round once, half up (EN 16931
   VAT breakdown). Per-line rounding is a setting (``per_line=True``);

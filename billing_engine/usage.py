@@ -1,6 +1,6 @@
 """Usage records: validation and aggregation per billing period (pure).
 
-Rules (docs/billing-rules.md, "Periods and dates"):
+Rules (docs/billing-rules.md §12 Usage and late usage):
 - a usage record is a quantity for a subscription item at a moment, with an
   idempotency key unique per source: a resent record has no effect;
 - usage is billed in arrears, at the end of its period; the record's date is

@@ -15,7 +15,9 @@ EMPTY_ID = "000000000000000AAA"
 
 
 def to18(id15: str) -> str:
-    """Append the case-encoding suffix (salesforce-api.md §6.1)."""
+    """Append the 3-character case suffix: for each 5-character chunk, one bit per upper-case
+    letter (first character = lowest bit), read as an index into A–Z0–5 (docs/sandbox.md,
+    What it supports › Records)."""
     suffix = ""
     for i in range(3):
         bits = 0

@@ -13,10 +13,10 @@ Supported subset (anything else raises ``SoqlError("MALFORMED_QUERY", ...)``):
 - ``WHERE`` with AND / OR / NOT and parentheses (mixing AND and OR without
   parentheses is an error, as in Salesforce); ``= != < <= > >=``, ``IN``,
   ``NOT IN``, ``LIKE``; semi-/anti-joins ``Id [NOT] IN (SELECT AccountId FROM ...)``.
-- literals: strings with the escapes of salesforce-api.md section 7, numbers
-  (Decimal), true/false/null, dates, datetimes (``Z``, ``+hh:mm``, ``+hhmm``,
-  optional fraction), and the date literals TODAY, YESTERDAY, TOMORROW,
-  LAST_N_DAYS:n, NEXT_N_DAYS:n, N_DAYS_AGO:n, LAST_90_DAYS, NEXT_90_DAYS,
+- literals: strings with SOQL's escapes (``\\n \\r \\t \\b \\f \\" \\' \\\\``, ``\\uXXXX``,
+  and ``\\% \\_`` only in LIKE), numbers (Decimal), true/false/null, dates,
+  datetimes (``Z``, ``+hh:mm``, ``+hhmm``, optional fraction), and the date literals
+  TODAY, YESTERDAY, TOMORROW, LAST_N_DAYS:n, NEXT_N_DAYS:n, N_DAYS_AGO:n, LAST_90_DAYS, NEXT_90_DAYS,
   THIS_MONTH, LAST_MONTH, NEXT_MONTH, THIS_YEAR, LAST_YEAR, NEXT_YEAR (UTC).
 - ``ORDER BY`` (ASC/DESC, NULLS FIRST/LAST, parent paths), ``LIMIT``, ``OFFSET``
   (at most 2000).

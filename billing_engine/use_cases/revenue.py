@@ -370,7 +370,7 @@ def mrr_bridge_report(session_or_engine: Any, from_month: str, to_month: str) ->
 
 def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
     """The customer's MRR on ``on``: Σ item MRR rounded half up once, in the customer's currency
-    (``Decimal("0.00")`` for none; rules "Revenue metrics")."""
+    (``Decimal("0.00")`` for none; docs/billing-rules.md §17 Revenue metrics: MRR and ARR)."""
     currency = get_customer(session, customer_id).currency
     return _customer_mrr(subscription_store.subscriptions_of_customers(session, [customer_id]), customer_id,
                          currency, on)

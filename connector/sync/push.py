@@ -10,7 +10,7 @@ into ``composite`` calls:
   summary) to ``PATCH composite/sobjects``; at most 200 records per collection;
 - at most ``COLLECTIONS_PER_COMPOSITE`` (5) collection subrequests per composite call:
   Salesforce allows 25 subrequests of which at most 5 may be sObject Collections or
-  queries (REST API guide, "Composite"); 60,000 records are 300 collections in 60 calls;
+  queries (Salesforce REST API Developer Guide, "Composite"); 60,000 records are 300 collections in 60 calls;
 - parents go first, and a composite never holds a child collection after its parents'
   in the same call (Invoice_Line__c and Payment__c reference Invoice__c by external id;
   with ``collateSubrequests`` Salesforce may reorder "unrelated" subrequests), so

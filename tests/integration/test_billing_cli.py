@@ -129,7 +129,8 @@ def test_mrr_bad_months_are_reported_one_line_each(settings):
 
 
 def test_customers_without_a_tax_rate_are_taxed_at_the_sellers_default(pulled):
-    """Rules "Tax": a customer is taxed at its rate, else the seller's default (DEFAULT_TAX_RATE)."""
+    """docs/billing-rules.md §14 Tax: a customer is taxed at its rate, else the seller's default
+    (DEFAULT_TAX_RATE)."""
     from connector.sync.pull import pull_changes
 
     services, env = pulled

@@ -1,5 +1,6 @@
-"""Builders for the notifications Salesforce (and a CDC relay) send, shaped like §1.1 and §2.3
-of docs/salesforce-api.md. Pure: shared by the unit, integration and e2e webhook tests."""
+"""Builders for the notifications Salesforce (and a CDC relay) send: Outbound Message SOAP envelopes
+and Change Data Capture events, in the shapes docs/webhooks.md describes. Pure: shared by the unit,
+integration and e2e webhook tests."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ OM_URL = "/webhooks/salesforce/outbound-message"
 CDC_URL = "/webhooks/salesforce/cdc"
 SOAP = "text/xml; charset=utf-8"
 
-# The real captured request of docs/salesforce-api.md §1.1, whitespace and all.
+# An Outbound Message request captured from a real org, whitespace and all.
 CAPTURED = b"""<?xml version="1.0" encoding="UTF-8"?>
 <soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"
     xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">

@@ -1,6 +1,7 @@
 """Concurrent bill runs and finalizations on PostgreSQL: no duplicate invoice, no duplicate number, no gap.
 
-Enforced by UNIQUE(invoice_lines.charge_key) and the row-locked number sequence (issue 4).
+Enforced by UNIQUE(invoice_lines.charge_key) and the row-locked number sequence
+(docs/billing-rules.md §4 Charge types and when a line is due, §13 Invoices).
 """
 
 from __future__ import annotations

@@ -1,6 +1,7 @@
 """Bill runs, invoices, credit notes, payments and the outbox against a real database.
 
-Rules: docs/billing-rules.md "Tax", "Invoices and payments"; issue 4.
+Rules: docs/billing-rules.md §13 Invoices, §14 Tax, §15 Credit notes and customer credit,
+§16 Payments and refunds.
 """
 
 from __future__ import annotations

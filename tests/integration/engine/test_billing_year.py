@@ -1,9 +1,10 @@
 """A year of billing with a fixed clock: three customers (EUR, USD, JPY), every month checked by hand.
 
-Bill runs on the 1st of each month of 2026 through Engine I's ``charges_due``.
-Rules: docs/billing-rules.md — Tax (per rate, round once), Proration (day-based,
-two lines), Pricing models (graduated, volume, allowance, percent_of), Invoices and
-payments, Revenue metrics (bridge). Expected totals below are computed by hand.
+Bill runs on the 1st of each month of 2026 through the engine's ``charges_due``.
+Rules: docs/billing-rules.md §14 Tax (per rate, round once), §3 Proration (day-based,
+two lines), §5 Pricing models (graduated, volume, allowance, percent_of), §13 Invoices,
+§16 Payments and refunds, §17 Revenue metrics: MRR and ARR (bridge). Expected totals below
+are computed by hand.
 """
 
 from __future__ import annotations

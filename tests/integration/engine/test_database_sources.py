@@ -1,6 +1,6 @@
-"""The bill run and the MRR bridge straight from the engine's tables (issue 4): subscriptions started
-through ``services``, billed by ``bill_customers``, measured by ``mrr_bridge_report``; MRR changes
-announced to the outbox; the Account summary the push writes."""
+"""The bill run and the MRR bridge straight from the engine's tables: subscriptions started through
+the subscription use cases, billed by ``bill_customers``, measured by ``mrr_bridge_report``; MRR
+changes announced to the outbox; the Account summary the push writes."""
 
 from __future__ import annotations
 

@@ -1,5 +1,5 @@
 """Catalog, customers and subscriptions stored and read back on the backend under test: exact decimals,
-natural keys unique, and the stored history bills exactly like the in-memory one (issue 3 "Storage")."""
+natural keys unique, and the stored history bills exactly like the in-memory one."""
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def subscription(**kw):
 
 
 def test_catalog_and_customer_round_trip_exactly(engine):
-    """Rule "Money": unit prices to 6 decimals and tiers survive storage digit for digit, never as floats."""
+    """docs/billing-rules.md §1 Money and rounding: unit prices to 6 decimals and tiers survive storage
+    digit for digit, never as floats."""
     with transaction(engine) as session:
         seed(session)
     with transaction(engine) as session:
@@ -69,7 +70,8 @@ def test_catalog_and_customer_round_trip_exactly(engine):
 
 
 def test_a_stored_subscription_bills_like_the_one_in_memory(engine):
-    """Issue 3 "Storage": start, amend (past-dated too), cancel; the loaded history gives the same lines."""
+    """docs/billing-rules.md §9 Amendments: start, amend (past-dated too), cancel; the loaded history gives
+    the same lines."""
     sub = subscription()
     with transaction(engine) as session:
         seed(session)
@@ -100,7 +102,8 @@ def test_a_stored_subscription_bills_like_the_one_in_memory(engine):
 
 
 def test_renewal_of_a_fixed_term_is_recorded_at_the_term_end(engine):
-    """Issue 3 "Amendments": renewal starts a new term and keeps contract prices with the uplift."""
+    """docs/billing-rules.md §11 Terms and renewals: a renewal starts a new term and keeps contract prices
+    with the uplift."""
     with transaction(engine) as session:
         seed(session)
         start_subscription(session, subscription(auto_renew=False))
@@ -111,7 +114,7 @@ def test_renewal_of_a_fixed_term_is_recorded_at_the_term_end(engine):
 
 
 def test_natural_keys_are_unique_and_errors_name_them(engine):
-    """Issue 3 "Storage": unique product code, price per product+currency+interval, Salesforce ids,
+    """Natural keys are unique: product code, price per product+currency+interval, Salesforce ids,
     subscription external key; cancelling twice is a conflict; a missing customer is not found."""
     with transaction(engine) as session:
         seed(session)

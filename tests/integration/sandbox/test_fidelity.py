@@ -1,5 +1,7 @@
-"""Field-by-field comparison with the shapes documented in shared/docs/salesforce-api.md
-(§0, §1.1, §3.1-§3.6). The documented samples are copied here so the test runs anywhere."""
+"""Field-by-field comparison of the sandbox's responses with the shapes a real org returns: error
+bodies, CRUD and upsert statuses, sObject Collections results, composite, query and replication
+responses, and the Outbound Message envelope (what the sandbox supports: docs/sandbox.md). The samples,
+observed on real orgs, are copied here so the test runs anywhere."""
 
 from __future__ import annotations
 
@@ -10,7 +12,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from simple_salesforce.exceptions import SalesforceError
 
-# §3.1 "Concrete, observed bodies"
+# Error bodies as a real org returns them (a JSON list of {message, errorCode[, fields]}).
 DOC_ERRORS = {
     "INVALID_SESSION_ID": [{"message": "Session expired or invalid", "errorCode": "INVALID_SESSION_ID"}],
     "REQUEST_LIMIT_EXCEEDED": [{"message": "TotalRequests Limit exceeded.", "errorCode": "REQUEST_LIMIT_EXCEEDED"}],
@@ -21,7 +23,7 @@ DOC_ERRORS = {
     "METHOD_NOT_ALLOWED": [{"errorCode": "METHOD_NOT_ALLOWED",
                             "message": "HTTP Method 'PATCH' not allowed. Allowed are HEAD,GET,POST"}],
 }
-# §1.1 real captured request (whitespace removed), with its sObject fields
+# An Outbound Message request captured from a real org (whitespace removed), with its sObject fields.
 DOC_ENVELOPE = (
     '<?xml version="1.0" encoding="UTF-8"?><soapenv:Envelope xmlns:soapenv="http://schemas.xmlsoap.org/soap/envelope/"'
     ' xmlns:xsd="http://www.w3.org/2001/XMLSchema" xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance">'

@@ -1,5 +1,6 @@
-"""charges_due against the worked examples of docs/billing-rules ("Proration", "Pricing models",
-"Contract price", "Discounts", "Minimum commitment", "Periods and dates")."""
+"""charges_due against the worked examples of docs/billing-rules.md (§2 Periods, anchors and dates,
+§3 Proration, §4 Charge types and when a line is due, §5 Pricing models, §6 Contract prices,
+§7 Discounts, §8 Minimum commitments, §10 Cancellations, §11 Terms and renewals)."""
 
 from __future__ import annotations
 
@@ -44,7 +45,7 @@ SEED_TIERS = [{"up_to": "5", "unit_price": "200"}, {"up_to": "10", "unit_price":
 
 
 def test_chargebee_downgrade_makes_the_may_invoice_20():
-    """Rule "Proration" (Chargebee): 60/month Apr 1–May 1 2012, downgrade to 30 on Apr 21:
+    """docs/billing-rules.md §3 Proration (Chargebee): 60/month Apr 1–May 1 2012, downgrade to 30 on Apr 21:
     credit 60 × 10/30 = 20, charge 30 × 10/30 = 10, net −10; the May 1 invoice is 30 − 10 = 20."""
     sub = subscription([item("plan", price("GOLD", "60"))], date(2012, 4, 1))
     april = charges_due(sub, date(2012, 4, 1))
@@ -64,8 +65,8 @@ def test_chargebee_downgrade_makes_the_may_invoice_20():
 
 
 def test_chargebee_upgrade_credits_15_and_charges_50():
-    """Rule "Proration" (Chargebee): plan A 30/month from Nov 1, upgrade to B 100/month on Nov 16
-    (15 of 30 days left): credit 15, charge 50, net 35."""
+    """docs/billing-rules.md §3 Proration (Chargebee): plan A 30/month from Nov 1, upgrade to B 100/month
+    on Nov 16 (15 of 30 days left): credit 15, charge 50, net 35."""
     sub = subscription([item("a", price("PLAN_A", "30"))], date(2026, 11, 1))
     billed = charges_due(sub, date(2026, 11, 1))
     sub = amend(sub, A.REMOVE_ITEM, date(2026, 11, 16), item_id="a")
@@ -77,8 +78,9 @@ def test_chargebee_upgrade_credits_15_and_charges_50():
 
 
 def test_stripe_price_change_at_half_period_credits_5_and_charges_10():
-    """Rule "Proration" (Stripe): 10 → 20 per month at exactly half the period: −5, +10, net +5.
-    The price change is explicit (rule "Contract price": amendments never reprice on their own)."""
+    """docs/billing-rules.md §3 Proration (Stripe): 10 → 20 per month at exactly half the period: −5, +10,
+    net +5. The price change is explicit (docs/billing-rules.md §6 Contract prices: amendments never
+    reprice on their own)."""
     sub = subscription([item("seat", price("SEAT", "10", model="per_unit"))], date(2026, 11, 1))
     billed = charges_due(sub, date(2026, 11, 1))
     sub = amend(sub, A.CHANGE_PRICE, date(2026, 11, 16), item_id="seat", unit_price=D("20"))
@@ -88,8 +90,8 @@ def test_stripe_price_change_at_half_period_credits_5_and_charges_10():
 
 
 def test_a_two_day_stub_of_a_31_day_period_is_065_and_percent_of_follows_it():
-    """Rule "Money": 10.00/month for a 2-day stub of a 31-day period → 0.65; rule "Pricing models",
-    percent_of: 10 % of that prorated 0.65 line → 0.07."""
+    """docs/billing-rules.md §1 Money and rounding: 10.00/month for a 2-day stub of a 31-day period → 0.65;
+    docs/billing-rules.md §5 Pricing models, percent_of: 10 % of that prorated 0.65 line → 0.07."""
     sub = subscription([item("base", price("BASE", "10.00")),
                         item("care", price("CARE", model="percent_of", percent="10", covered_product_codes=["BASE"]))],
                        date(2026, 1, 30), billing_anchor_day=1)
@@ -102,7 +104,8 @@ def test_a_two_day_stub_of_a_31_day_period_is_065_and_percent_of_follows_it():
 
 
 def test_kill_bill_stub_feb_14_to_mar_1_divides_by_28():
-    """Rule "Proration": a stub from Feb 14 to Mar 1 anchored on the 1st divides by 28 (15/28)."""
+    """docs/billing-rules.md §3 Proration: a stub from Feb 14 to Mar 1 anchored on the 1st divides by 28
+    (15/28)."""
     sub = subscription([item("x", price("X", "28"))], date(2026, 2, 14), billing_anchor_day=1)
     lines = charges_due(sub, date(2026, 3, 1))
     assert summary(lines) == [("recurring", "x", date(2026, 2, 14), D("15.00")),
@@ -111,8 +114,9 @@ def test_kill_bill_stub_feb_14_to_mar_1_divides_by_28():
 
 
 def test_anchor_31_stub_feb_14_to_feb_28_divides_by_28_not_31():
-    """Rule "Proration": with anchor 31 a stub Feb 14–Feb 28 lies in [Jan 31, Feb 28) and divides by 28;
-    then Feb 28 and Mar 31 start full periods (February billed in full)."""
+    """docs/billing-rules.md §2 Periods, anchors and dates, §3 Proration: with anchor 31 a stub
+    Feb 14–Feb 28 lies in [Jan 31, Feb 28) and divides by 28; then Feb 28 and Mar 31 start full periods
+    (February billed in full)."""
     sub = subscription([item("x", price("X", "28"))], date(2026, 2, 14), billing_anchor_day=31)
     lines = charges_due(sub, date(2026, 3, 31))
     assert [(line.starts_on, line.ends_before, line.amount) for line in lines] == [
@@ -123,7 +127,8 @@ def test_anchor_31_stub_feb_14_to_feb_28_divides_by_28_not_31():
 
 
 def test_seed_licences_explained_line():
-    """Rule "Pricing models", seed example: 12 licences graduated → 1,950 € with its explanation."""
+    """docs/billing-rules.md §5 Pricing models, seed example: 12 licences graduated → 1,950 € with its
+    explanation."""
     sub = subscription([item("lic", price("LIC", model="graduated", tiers=SEED_TIERS), 12)], date(2026, 11, 1))
     [line] = charges_due(sub, date(2026, 11, 1))
     assert line.amount == D("1950.00") and line.currency == "EUR"
@@ -133,8 +138,8 @@ def test_seed_licences_explained_line():
 
 
 def test_contract_price_overrides_the_catalog_through_amendments_and_renewal_with_uplift():
-    """Rule "Contract price": the quote-line price holds for the term, amendments keep it, renewals keep it
-    and apply the uplift % (180 → 189 with 5 %)."""
+    """docs/billing-rules.md §6 Contract prices, §11 Terms and renewals: the quote-line price holds for the
+    term, amendments keep it, renewals keep it and apply the uplift % (180 → 189 with 5 %)."""
     catalog = price("SEAT", "200", model="per_unit")
     sub = subscription([item("seat", catalog, 10, contract_unit_price=D("180"))], date(2026, 1, 1),
                        term_months=12, renewal_uplift_percent="5")
@@ -148,7 +153,8 @@ def test_contract_price_overrides_the_catalog_through_amendments_and_renewal_wit
 
 
 def test_renewal_without_contract_price_uplifts_the_catalog_unit_price():
-    """Rule "Contract price": renewals apply the uplift % (here to the catalog price, 100 → 103)."""
+    """docs/billing-rules.md §11 Terms and renewals: renewals apply the uplift % (here to the catalog
+    price, 100 → 103)."""
     sub = subscription([item("seat", price("SEAT", "100", model="per_unit"), 2)], date(2026, 1, 1),
                        renewal_uplift_percent="3")
     lines = charges_due(sub, date(2027, 1, 1))
@@ -161,7 +167,7 @@ def test_renewal_without_contract_price_uplifts_the_catalog_unit_price():
     ({"discount_amount": D("5000")}, D("0.00"), D("1950.00")),
 ])
 def test_line_discounts_apply_before_tax_and_never_below_zero(discount, expected_amount, expected_discount):
-    """Rule "Discounts": a line discount in % or a fixed amount; never below zero."""
+    """docs/billing-rules.md §7 Discounts: a line discount in % or a fixed amount; never below zero."""
     sub = subscription([item("lic", price("LIC", model="graduated", tiers=SEED_TIERS), 12, **discount)],
                        date(2026, 11, 1), minimum_amount=None)
     lines = charges_due(sub, date(2026, 11, 1))
@@ -174,7 +180,8 @@ def test_line_discounts_apply_before_tax_and_never_below_zero(discount, expected
 
 
 def test_a_fixed_discount_is_prorated_with_its_line():
-    """Rule "Discounts" with rule "Proration": 100 − 30 fixed for a 15/30 stub → 50 − 15 = 35."""
+    """docs/billing-rules.md §7 Discounts with §3 Proration: 100 − 30 fixed for a 15/30 stub
+    → 50 − 15 = 35."""
     sub = subscription([item("x", price("X", "100"), discount_amount=D("30"))], date(2026, 11, 16),
                        billing_anchor_day=1)
     [line] = charges_due(sub, date(2026, 11, 16))
@@ -182,7 +189,8 @@ def test_a_fixed_discount_is_prorated_with_its_line():
 
 
 def test_minimum_commitment_true_up_lago_800_to_1000():
-    """Rule "Minimum commitment" (Lago): usage 800, minimum 1,000 → true-up 200, once the period has ended."""
+    """docs/billing-rules.md §8 Minimum commitments (Lago): usage 800, minimum 1,000 → true-up 200, once
+    the period has ended."""
     api = price("API", model="per_unit", unit_price="0.1", charge_type="usage")
     sub = subscription([item("api", api)], date(2026, 11, 1), minimum_amount="1000")
     usage = {("api", date(2026, 11, 1)): D(8000)}
@@ -194,7 +202,8 @@ def test_minimum_commitment_true_up_lago_800_to_1000():
 
 
 def test_usage_is_billed_in_arrears_with_the_allowance_model():
-    """Rule "Periods": usage in arrears; seed example data plan 10 € incl. 40 GB + 0.50 €/GB, 55 GB → 17.50."""
+    """docs/billing-rules.md §4 Charge types and when a line is due, §12 Usage and late usage: usage in
+    arrears; seed example data plan 10 € incl. 40 GB + 0.50 €/GB, 55 GB → 17.50."""
     data = price("DATA", model="allowance", unit_price="10", included_units="40", overage_unit_price="0.50",
                  charge_type="usage")
     sub = subscription([item("data", data)], date(2026, 11, 1))
@@ -205,7 +214,8 @@ def test_usage_is_billed_in_arrears_with_the_allowance_model():
 
 
 def test_usage_windows_follow_the_anchor_and_the_items_days_even_when_nothing_is_billed():
-    """Rule "Periods": usage in arrears per anchored period; an item removed mid-period has a shorter window."""
+    """docs/billing-rules.md §4 Charge types and when a line is due, §12 Usage and late usage: usage in
+    arrears per anchored period; an item removed mid-period has a shorter window."""
     api = price("API", model="per_unit", unit_price="0.0004", charge_type="usage")
     sub = subscription([item("api", api)], date(2026, 1, 20), billing_anchor_day=1)
     sub = amend(sub, A.REMOVE_ITEM, date(2026, 3, 10), item_id="api")
@@ -218,7 +228,8 @@ def test_usage_windows_follow_the_anchor_and_the_items_days_even_when_nothing_is
 
 
 def test_one_time_charges_are_billed_once_on_the_first_invoice():
-    """Rule "Periods": one-time charges are billed on the first invoice."""
+    """docs/billing-rules.md §4 Charge types and when a line is due: one-time charges are billed on the
+    first invoice."""
     setup = price("SETUP", "500", charge_type="one_time", interval=None)
     sub = subscription([item("setup", setup), item("x", price("X", "10"))], date(2026, 11, 1))
     first = charges_due(sub, date(2026, 11, 1))
@@ -229,7 +240,7 @@ def test_one_time_charges_are_billed_once_on_the_first_invoice():
 
 
 def test_same_day_changes_bill_only_the_last_state_and_create_cancel_bills_nothing():
-    """Rule "Proration": changes on the same day bill only the day's last state (Kill Bill);
+    """docs/billing-rules.md §3 Proration: changes on the same day bill only the day's last state (Kill Bill);
     a subscription created and cancelled on the same day bills nothing."""
     sub = subscription([item("seat", price("SEAT", "10", model="per_unit"), 10)], date(2026, 11, 1))
     sub = amend(sub, A.CHANGE_QUANTITY, date(2026, 11, 1), item_id="seat", quantity=D(15))
@@ -240,7 +251,8 @@ def test_same_day_changes_bill_only_the_last_state_and_create_cancel_bills_nothi
 
 
 def test_immediate_cancellation_credits_the_unused_days():
-    """Rule "Proration": an immediate cancellation credits the unused days of the current period."""
+    """docs/billing-rules.md §10 Cancellations: an immediate cancellation credits the unused days of the
+    current period."""
     sub = subscription([item("x", price("X", "60"))], date(2026, 11, 1))
     billed = charges_due(sub, date(2026, 11, 1))
     sub = amend(sub, A.CANCEL, date(2026, 11, 21), immediate=True)
@@ -251,7 +263,8 @@ def test_immediate_cancellation_credits_the_unused_days():
 
 
 def test_cancellation_defaults_to_the_end_of_the_term():
-    """Rule "Proration": cancellation is at the end of the term by default; nothing is billed after it."""
+    """docs/billing-rules.md §10 Cancellations: cancellation is at the end of the term by default; nothing
+    is billed after it."""
     sub = subscription([item("x", price("X", "60"))], date(2026, 1, 1), term_months=12)
     sub = amend(sub, A.CANCEL, date(2026, 3, 10))
     assert sub.ends_before == date(2027, 1, 1)
@@ -260,8 +273,8 @@ def test_cancellation_defaults_to_the_end_of_the_term():
 
 
 def test_a_past_dated_amendment_is_credited_and_charged_on_the_next_billing():
-    """Issue 3 "Amendments": an amendment dated in the past appears in the next billing; the credit is
-    for what was actually billed, the charge at the new terms."""
+    """docs/billing-rules.md §3 Proration, §9 Amendments: an amendment dated in the past appears in the
+    next billing; the credit is for what was actually billed, the charge at the new terms."""
     sub = subscription([item("seat", price("SEAT", "10", model="per_unit"), 10)], date(2026, 11, 1))
     billed = charges_due(sub, date(2026, 12, 1))  # Nov and Dec billed at 10 seats
     sub = amend(sub, A.CHANGE_QUANTITY, date(2026, 11, 16), item_id="seat", quantity=D(13))

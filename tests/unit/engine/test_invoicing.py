@@ -1,4 +1,5 @@
-"""Invoice assembly, discounts, credit notes, numbering and states (docs billing-rules)."""
+"""Invoice assembly, discounts, credit notes, numbering and states (docs/billing-rules.md §13 Invoices,
+§7 Discounts, §15 Credit notes and customer credit)."""
 
 from datetime import date
 from decimal import Decimal as D
@@ -30,7 +31,7 @@ VAT20 = TaxRate(D(20))
 
 
 def test_chargebee_downgrade_credit_reduces_the_next_invoice_from_30_to_20():
-    # Rules "Proration": credit −20 (60 × 10/30), charge +10 (30 × 10/30), May recurring 30.
+    # docs/billing-rules.md §3 Proration: credit −20 (60 × 10/30), charge +10 (30 × 10/30), May recurring 30.
     # 30 − 20 + 10 = 20; the two proration lines stay visible.
     draft = assemble_invoice([Charge("may", D(30)), Charge("cr", D(-20), "proration_credit"),
                               Charge("ch", D(10), "proration_charge")], currency="EUR",

@@ -1,5 +1,6 @@
-"""Late usage (issue 4): usage that arrives after its period was billed is billed on the next invoice
-as its own ``usage`` line, dated to its period, for the re-rated total minus what was billed."""
+"""Late usage (docs/billing-rules.md §12 Usage and late usage): usage that arrives after its period was
+billed is billed on the next invoice as its own ``usage`` line, dated to its period, for the re-rated total
+minus what was billed."""
 
 from datetime import date
 from decimal import Decimal as D

@@ -1,4 +1,4 @@
-"""Payment allocation, refunds, derived status and aging (docs billing-rules "Invoices and payments")."""
+"""Payment allocation, refunds, derived status and aging (docs/billing-rules.md §16 Payments and refunds)."""
 
 from datetime import date
 from decimal import Decimal as D

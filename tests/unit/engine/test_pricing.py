@@ -1,4 +1,4 @@
-"""Pricing models and catalog validation, against docs/billing-rules "Pricing models"."""
+"""Pricing models and catalog validation, against docs/billing-rules.md §5 Pricing models."""
 
 from __future__ import annotations
 
@@ -34,18 +34,19 @@ def amount(model, quantity, **terms):
 @pytest.mark.parametrize(("model", "quantity", "expected"), [
     ("volume", 6, "39.00"), ("volume", 20, "120.00"), ("graduated", 6, "41.50"), ("graduated", 20, "127.50")])
 def test_stripe_tier_examples(model, quantity, expected):
-    """Rule "Pricing models" (Stripe tiers 1–5 at 7, 6–10 at 6.5, 11+ at 6)."""
+    """docs/billing-rules.md §5 Pricing models (Stripe tiers 1–5 at 7, 6–10 at 6.5, 11+ at 6)."""
     assert amount(model, quantity, tiers=STRIPE_TIERS) == D(expected)
 
 
 def test_zuplo_example_graduated_600_volume_150():
-    """Rule "Pricing models" (Zuplo tiers 0–1,000 / 1,001–10,000 / 10,001+, q = 15,000)."""
+    """docs/billing-rules.md §5 Pricing models (Zuplo tiers 0–1,000 / 1,001–10,000 / 10,001+, q = 15,000)."""
     assert amount("graduated", 15000, tiers=ZUPLO_TIERS) == D("600.00")
     assert amount("volume", 15000, tiers=ZUPLO_TIERS) == D("150.00")
 
 
 def test_seed_licences_graduated_1950_volume_1200_with_explanations():
-    """Rule "Pricing models", seed example: 12 licences → graduated 1,950 €, volume 1,200 €."""
+    """docs/billing-rules.md §5 Pricing models, seed example: 12 licences → graduated 1,950 €,
+    volume 1,200 €."""
     graduated = rate(price("graduated", tiers=SEED_TIERS).terms, D(12))
     volume = rate(price("volume", tiers=SEED_TIERS).terms, D(12))
     assert (graduated.amount, volume.amount) == (D(1950), D(1200))
@@ -54,7 +55,8 @@ def test_seed_licences_graduated_1950_volume_1200_with_explanations():
 
 
 def test_seed_data_plan_allowance_17_50():
-    """Rule "Pricing models", seed example: 10 €/month including 40 GB, 0.50 €/GB over, 55 GB → 17.50 €."""
+    """docs/billing-rules.md §5 Pricing models, seed example: 10 €/month including 40 GB, 0.50 €/GB over,
+    55 GB → 17.50 €."""
     terms = dict(unit_price="10", included_units="40", overage_unit_price="0.50")
     assert amount("allowance", 55, **terms) == D("17.50")
     assert amount("allowance", 40, **terms) == D("10.00")
@@ -62,7 +64,8 @@ def test_seed_data_plan_allowance_17_50():
 
 
 def test_flat_per_unit_and_package():
-    """Rule "Pricing models": flat whatever q; q × unit price (5.12345 × 10 → 51.23); package ceil(q/size), 0 → 0."""
+    """docs/billing-rules.md §5 Pricing models: flat whatever q; q × unit price (5.12345 × 10 → 51.23);
+    package ceil(q/size), 0 → 0."""
     assert amount("flat", 7, unit_price="49") == D("49.00")
     assert amount("per_unit", 10, unit_price="5.12345") == D("51.23")
     assert amount("package", 2500, unit_price="20", package_size="1000") == D("60.00")
@@ -71,13 +74,14 @@ def test_flat_per_unit_and_package():
 
 
 def test_percent_of_rounds_once_from_the_base():
-    """Rule "Pricing models", percent_of: 10 % of a prorated 0.65 line → 0.07."""
+    """docs/billing-rules.md §5 Pricing models, percent_of: 10 % of a prorated 0.65 line → 0.07."""
     terms = price("percent_of", percent="10", covered_product_codes=["LIC"]).terms
     assert round_money(PRICING_MODELS["percent_of"].rate(terms, D("0.65")).amount, "EUR") == D("0.07")
 
 
 def test_first_tier_flat_fee_is_charged_at_zero_and_fractions_fall_in_their_tier():
-    """Rule "Pricing models": a first-tier flat fee is charged even at q = 0 (Lago); 5.5 falls in tier 2."""
+    """docs/billing-rules.md §5 Pricing models: a first-tier flat fee is charged even at q = 0 (Lago); 5.5
+    falls in tier 2."""
     tiers = [{"up_to": "5", "unit_price": "1", "flat_fee": "10"}, {"up_to": None, "unit_price": "2", "flat_fee": "3"}]
     assert amount("graduated", 0, tiers=tiers) == D("10.00")
     assert amount("volume", 0, tiers=tiers) == D("10.00")
@@ -86,7 +90,8 @@ def test_first_tier_flat_fee_is_charged_at_zero_and_fractions_fall_in_their_tier
 
 
 def test_unit_prices_keep_six_decimals():
-    """Rule "Money": unit prices may carry up to 6 decimals (0.0004 per API call)."""
+    """docs/billing-rules.md §1 Money and rounding: unit prices may carry up to 6 decimals (0.0004 per API
+    call)."""
     assert amount("per_unit", 123457, unit_price="0.0004") == D("49.38")
     with pytest.raises(InvalidInputError) as err:
         price("per_unit", unit_price="0.0000001")
@@ -94,7 +99,7 @@ def test_unit_prices_keep_six_decimals():
 
 
 def test_two_ten_percent_discounts_make_nineteen():
-    """Rule "Discounts": two 10 % discounts in a row make 19 %, not 20 %."""
+    """docs/billing-rules.md §7 Discounts: two 10 % discounts in a row make 19 %, not 20 %."""
     assert compound_percent([D(10), D(10)]) == D(19)
 
 
@@ -113,7 +118,8 @@ def test_two_ten_percent_discounts_make_nineteen():
     ([], "tiers", "at least one tier"),
 ])
 def test_malformed_tiers_are_rejected_naming_the_tier_and_the_problem(tiers, field, words):
-    """Issue 3 "Catalog": gaps, overlaps, a non-final tier without up_to, negative prices."""
+    """docs/billing-rules.md §5 Pricing models: tier validation refuses gaps, overlaps, a non-final tier
+    without up_to, negative prices."""
     for model in ("graduated", "volume"):
         with pytest.raises(InvalidInputError) as err:
             price(model, tiers=tiers)
@@ -134,14 +140,15 @@ def test_malformed_tiers_are_rejected_naming_the_tier_and_the_problem(tiers, fie
     ("flat", {"unit_price": "5", "charge_type": "sometimes"}, "charge_type"),
 ])
 def test_bad_prices_name_the_field(model, terms, field):
-    """Issue 3 "Catalog": unknown model, missing or negative terms, unknown currency, floats."""
+    """docs/billing-rules.md §5 Pricing models: price validation refuses an unknown model, missing or
+    negative terms, unknown currency, floats."""
     with pytest.raises(InvalidInputError) as err:
         price(model, **terms)
     assert err.value.field == field, err.value
 
 
 def test_a_bad_product_code_names_the_field():
-    """Issue 3 "Catalog": products have a stable code."""
+    """docs/billing-rules.md §5 Pricing models (the catalog): products have a stable code."""
     with pytest.raises(InvalidInputError) as err:
         make_product("p-1", "has space", "Licences")
     assert err.value.field == "code"

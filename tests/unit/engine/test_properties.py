@@ -1,5 +1,5 @@
-"""Property tests (hypothesis) for issue 3 "Acceptance": proration splits, same-day round trips,
-volume vs graduated in the first tier, and no negative amounts."""
+"""Property tests (hypothesis) of docs/billing-rules.md §3 Proration, §5 Pricing models: proration splits,
+same-day round trips, volume vs graduated in the first tier, and no negative amounts."""
 
 from __future__ import annotations
 
@@ -40,8 +40,8 @@ def tier_lists(draw):
        offset=st.integers(1, 400))
 def test_splitting_a_period_costs_the_full_price_within_one_minor_unit_per_piece(
         price, quantity, currency, anchor, interval, offset):
-    """Rule "Proration": [start, D) + [D, end) billed as two prorated pieces ≈ the full period,
-    within one minor unit per piece (each piece is rounded half up on its own)."""
+    """docs/billing-rules.md §3 Proration: [start, D) + [D, end) billed as two prorated pieces ≈ the full
+    period, within one minor unit per piece (each piece is rounded half up on its own)."""
     full = period_containing(anchor, interval, anchor)
     split = full.starts_on + timedelta(days=1 + offset % (full.days - 1))
     the_price = make_price("pr-x", PRODUCT, currency=currency, model="per_unit", unit_price=price,
@@ -62,8 +62,8 @@ def test_splitting_a_period_costs_the_full_price_within_one_minor_unit_per_piece
        bill_in_between=st.booleans())
 def test_an_upgrade_and_a_downgrade_back_on_the_same_day_net_to_zero(quantity, bigger, price, offset,
                                                                      bill_in_between):
-    """Rule "Proration": same-day changes bill only the day's last state, so up-then-back nets to zero,
-    whether or not a bill run happened between the two changes."""
+    """docs/billing-rules.md §3 Proration: same-day changes bill only the day's last state, so up-then-back
+    nets to zero, whether or not a bill run happened between the two changes."""
     the_price = make_price("pr-x", PRODUCT, currency="EUR", model="per_unit", unit_price=price)
     sub = make_subscription("s", "c", "EUR", date(2026, 2, 1), [SubscriptionItem("x", the_price, D(quantity))])
     billed = charges_due(sub, date(2026, 2, 1))
@@ -81,7 +81,8 @@ def test_an_upgrade_and_a_downgrade_back_on_the_same_day_net_to_zero(quantity, b
 @settings(max_examples=200, deadline=None)
 @given(tiers=tier_lists(), fraction=st.fractions(min_value=0, max_value=1))
 def test_volume_and_graduated_agree_in_the_first_tier(tiers, fraction):
-    """Rule "Pricing models": in the first tier, each unit is priced the same way under both models."""
+    """docs/billing-rules.md §5 Pricing models: in the first tier, each unit is priced the same way under
+    both models."""
     first = tiers[0].up_to if tiers[0].up_to is not None else D(100000)
     quantity = (first * D(fraction.numerator) / D(fraction.denominator)).quantize(D("0.001"))
     quantity = min(quantity, first)
@@ -116,7 +117,8 @@ def any_price(draw):
 @settings(max_examples=300, deadline=None)
 @given(price=any_price(), quantity=quantities)
 def test_no_pricing_model_returns_a_negative_amount(price, quantity):
-    """Rule "Pricing models": for q ≥ 0 every model's amount is ≥ 0 (percent_of: of a base ≥ 0)."""
+    """docs/billing-rules.md §5 Pricing models: for q ≥ 0 every model's amount is ≥ 0 (percent_of: of a
+    base ≥ 0)."""
     assert round_money(rate(price.terms, quantity).amount, "EUR") >= 0
 
 

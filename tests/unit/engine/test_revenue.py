@@ -1,4 +1,4 @@
-"""MRR, movements and the bridge (docs billing-rules "Revenue metrics")."""
+"""MRR, movements and the bridge (docs/billing-rules.md §17 Revenue metrics: MRR and ARR)."""
 
 from datetime import date
 from decimal import Decimal as D

@@ -1,9 +1,9 @@
-"""Year-long amendment scenarios, billed every day with a fixed clock and checked run by run
-(issue 3 "Acceptance"): monthly and annual subscriptions, anchors on the 1st and the 31st, a leap year.
+"""Year-long amendment scenarios, billed every day with a fixed clock and checked run by run:
+monthly and annual subscriptions, anchors on the 1st and the 31st, a leap year.
 
 Each scenario records amendments on the day they are entered (possibly dated in the past) and runs
 ``charges_due`` every day with what was billed before, as a bill run would. Only runs that produce
-lines are listed; amounts follow docs/billing-rules "Proration" (days used / days in the full period,
+lines are listed; amounts follow docs/billing-rules.md §3 Proration (days used / days in the full period,
 rounded half up per line)."""
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
-"""Subscriptions, amendments, history and customers: bad input names the field and the reason
-(issue 3 "Acceptance"), and "what was this subscription on date D" has one answer."""
+"""Subscriptions, amendments, history and customers: bad input is refused naming the field and the
+reason, and "what was this subscription on date D" has one answer (docs/billing-rules.md §9 Amendments)."""
 
 from __future__ import annotations
 
@@ -36,7 +36,7 @@ def amend(s, action, on, **kw):
 
 
 def test_negative_quantity_is_refused_naming_the_field():
-    """Issue 3 "Acceptance": negative quantity."""
+    """A negative quantity is refused, naming the field (docs/billing-rules.md §9 Amendments)."""
     with pytest.raises(InvalidInputError) as err:
         SubscriptionItem("seat", SEAT, D(-1))
     assert err.value.field == "quantity" and "negative" in err.value.reason
@@ -46,14 +46,14 @@ def test_negative_quantity_is_refused_naming_the_field():
 
 
 def test_an_amendment_before_the_start_is_refused():
-    """Issue 3 "Acceptance": amendment before the start."""
+    """An amendment dated before the start is refused (docs/billing-rules.md §9 Amendments)."""
     with pytest.raises(InvalidInputError) as err:
         amend(sub(), A.CHANGE_QUANTITY, date(2026, 1, 30), item_id="seat", quantity=D(2))
     assert err.value.field == "effective_on" and "before the subscription starts on 2026-01-31" in err.value.reason
 
 
 def test_cancelling_twice_is_a_conflict():
-    """Issue 3 "Acceptance": cancellation twice."""
+    """A subscription is cancelled at most once (docs/billing-rules.md §10 Cancellations)."""
     once = amend(sub(), A.CANCEL, date(2026, 3, 1))
     with pytest.raises(ConflictError) as err:
         amend(once, A.CANCEL, date(2026, 4, 1), immediate=True)
@@ -61,7 +61,7 @@ def test_cancelling_twice_is_a_conflict():
 
 
 def test_a_price_in_another_currency_cannot_join_the_subscription():
-    """Rule "Money": a clear error when currencies are mixed."""
+    """docs/billing-rules.md §1 Money and rounding: a clear error when currencies are mixed."""
     with pytest.raises(CurrencyMismatchError) as err:
         amend(sub(), A.ADD_ITEM, date(2026, 3, 1), item=SubscriptionItem("usd", USD_SEAT))
     assert err.value.field == "item.price" and "USD" in err.value.reason
@@ -77,7 +77,8 @@ def test_a_price_in_another_currency_cannot_join_the_subscription():
     ({"quantity": 1.5}, "quantity"),
 ])
 def test_bad_items_name_the_field(kwargs, field):
-    """Issue 3 "Subscriptions": items carry a quantity, contract price and a discount % or amount."""
+    """Items carry a quantity, a contract price and a discount % or amount, each checked
+    (docs/billing-rules.md §6 Contract prices, §7 Discounts)."""
     kwargs.setdefault("quantity", D(1))
     with pytest.raises(InvalidInputError) as err:
         SubscriptionItem("seat", SEAT, **kwargs)
@@ -85,28 +86,32 @@ def test_bad_items_name_the_field(kwargs, field):
 
 
 def test_changing_an_item_that_is_not_there_names_it():
-    """Issue 3 "Amendments": change quantity / remove only existing items."""
+    """Changing the quantity of, or removing, an item not on the subscription is refused
+    (docs/billing-rules.md §9 Amendments)."""
     with pytest.raises(InvalidInputError) as err:
         amend(sub(), A.REMOVE_ITEM, date(2026, 3, 1), item_id="ghost")
     assert err.value.field == "item_id" and "ghost" in err.value.reason
 
 
 def test_a_past_dated_change_that_contradicts_later_history_is_refused():
-    """Issue 3 "Amendments": history has one answer; removing an item before a later change to it conflicts."""
+    """docs/billing-rules.md §9 Amendments: history has one answer; removing an item before a later change
+    to it conflicts."""
     later = amend(sub(), A.CHANGE_QUANTITY, date(2026, 5, 1), item_id="seat", quantity=D(7))
     with pytest.raises(InvalidInputError, match="no item 'seat' on the subscription on 2026-05-01"):
         amend(later, A.REMOVE_ITEM, date(2026, 3, 1), item_id="seat")
 
 
 def test_nothing_changes_after_the_end():
-    """Rule "Proration": an immediate cancellation ends the subscription; later amendments conflict."""
+    """docs/billing-rules.md §10 Cancellations: an immediate cancellation ends the subscription; later
+    amendments conflict."""
     ended = amend(sub(), A.CANCEL, date(2026, 3, 1), immediate=True)
     with pytest.raises(ConflictError, match="nothing can change"):
         amend(ended, A.CHANGE_QUANTITY, date(2026, 4, 1), item_id="seat", quantity=D(1))
 
 
 def test_what_the_subscription_was_on_any_date():
-    """Issue 3 "Subscriptions": versions with effective dates; the day's last change wins."""
+    """docs/billing-rules.md §9 Amendments: versions with effective dates; the day's last change wins
+    (§3 Proration)."""
     s = amend(sub(), A.CHANGE_QUANTITY, date(2026, 3, 1), item_id="seat", quantity=D(8))
     s = amend(s, A.CHANGE_QUANTITY, date(2026, 3, 1), item_id="seat", quantity=D(9))
     s = amend(s, A.CHANGE_QUANTITY, date(2026, 2, 10), item_id="seat", quantity=D(6))  # recorded late
@@ -119,7 +124,8 @@ def test_what_the_subscription_was_on_any_date():
 
 
 def test_terms_renewal_and_status():
-    """Issue 3 "Subscriptions": term with auto-renew or not; explicit renewal starts a new term."""
+    """docs/billing-rules.md §11 Terms and renewals: a term with auto-renew or not; explicit renewal starts
+    a new term."""
     fixed = sub(auto_renew=False)
     assert fixed.ends_before == date(2027, 1, 31)
     assert fixed.status_on(date(2027, 1, 31)) is SubscriptionStatus.ENDED
@@ -136,7 +142,8 @@ def test_terms_renewal_and_status():
 
 
 def test_customers_validate_currency_timezone_terms_and_tax():
-    """Issue 3 "Customers": currency, timezone, payment terms, tax rate or exemption with its reason."""
+    """A customer has a currency, a timezone, payment terms, and a tax rate or an exemption with its reason
+    (docs/billing-rules.md §2 Periods, anchors and dates, §13 Invoices, §14 Tax)."""
     customer = Customer("cust-1", "ACME", "EUR", "Europe/Paris", Address(country="FR"), 30, D("20"),
                         vat_id="FR123", salesforce_account_id="001000000000001AAA")
     assert customer.tax_rate(D("19")) == D("20")

@@ -1,4 +1,4 @@
-"""Tax per rate on the invoice (docs billing-rules "Tax")."""
+"""Tax per rate on the invoice (docs/billing-rules.md §14 Tax)."""
 
 from decimal import Decimal as D
 

@@ -1,5 +1,5 @@
-"""An org describe built from docs/custom-objects.md and the standard fields of
-shared/docs/salesforce-api.md §6.2: what the sandbox declares, as Salesforce describes it."""
+"""An org describe built from docs/custom-objects.md and the standard fields of the objects billsync
+reads: what the sandbox declares (docs/sandbox.md), in the shape of Salesforce's describe."""
 
 from __future__ import annotations
 

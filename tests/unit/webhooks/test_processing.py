@@ -44,7 +44,7 @@ def test_without_knowing_billsyncs_identity_nothing_is_ignored():
 
 
 def test_15_character_ids_get_salesforces_checksum_suffix():
-    assert id18("001RM000004UF9s") == "001RM000004UF9sYAG"  # docs/salesforce-api.md §2.3
+    assert id18("001RM000004UF9s") == "001RM000004UF9sYAG"  # a CDC recordId as Salesforce sends it
     assert id18("0014H00002LbR7Q") == "0014H00002LbR7QQAV"
     assert id18("001RM000004UF9sYAG") == "001RM000004UF9sYAG"
 
