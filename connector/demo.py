@@ -14,7 +14,7 @@ Demo mode is the default. It is off when ``BILLSYNC_DEMO=0`` or when ``SF_AUTH``
 (a real org): then no sandbox starts and the processes use the environment as it is.
 
 In demo mode the environment of the processes is written to ``instance/demo.env``, so a
-shell can run the same commands: ``set -a; . instance/demo.env; set +a``.
+shell can run the same commands through ``scripts/billsync`` (which loads it).
 
 Every child runs in its own session, with its output prefixed by its name. SIGINT and
 SIGTERM are forwarded to all of them; when any child exits, the others are stopped and
@@ -210,8 +210,8 @@ def wait_for_web(url: str, supervisor: Supervisor) -> bool:
 
 def write_demo_env(values: Mapping[str, str], path: Path = DEMO_ENV) -> None:
     lines = ["# Written by scripts/run (connector/demo.py) for the demo: the environment of its processes.",
-             "# Load it in a shell to run billsync commands against the sandbox:",
-             "#   set -a; . instance/demo.env; set +a"]
+             "# scripts/billsync loads it (each variable not already set) to run billsync commands against",
+             "# the sandbox; a shell can also load it: set -a; . instance/demo.env; set +a"]
     lines += [f"{key}={shlex.quote(value)}" for key, value in values.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -234,14 +234,12 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
                      "12 Closed Won; CA instance/sandbox/ca.pem)")
     lines.append(f"    clock:    pulls now and every {env.get('PULL_INTERVAL_SECONDS', '300')} s, "
                  f"pushes every {env.get('PUSH_INTERVAL_SECONDS', '60')} s; worker drains the queues")
-    lines.append("    try, in another shell in this folder:")
-    if demo:
-        lines.append("      set -a; . instance/demo.env; set +a      # the demo's settings, for the commands below")
-    lines += ["      billsync sync status                          # customers and deals pulled from Salesforce",
-              f"      billsync bill-run --as-of {today}            # invoice what is due today",
-              "      billsync sync status                          # after one push interval: invoices sent",
-              f"      billsync metrics mrr --from {today[:4]}-01 --to {month}",
-              f"      billsync reconcile --period {month}"]
+    lines.append("    try, in another shell in this folder (scripts/billsync: billsync with the demo's settings):")
+    lines += ["      scripts/billsync sync status                  # customers and subscriptions billsync holds",
+              f"      scripts/billsync bill-run --as-of {today}    # invoice what is due today",
+              "      scripts/billsync sync status                  # after one push interval: invoices sent",
+              f"      scripts/billsync metrics mrr --from {today[:4]}-01 --to {month}",
+              f"      scripts/billsync reconcile --period {month}"]
     return lines
 
 

@@ -115,10 +115,11 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
 
         wait_until(subscriptions, 120 - (time.monotonic() - started), "12 subscriptions", process, log)
 
-        # A bill run for today, typed in the user's shell in the clone (no demo.env needed: same database).
+        # A bill run for today, typed in a new shell in the clone: no virtualenv on PATH.
         today = datetime.now(UTC).date().isoformat()
         shell_env = {k: v for k, v in env.items() if k not in ("PORT", "SANDBOX_PORT")}
-        bill = subprocess.run([str(clone / ".venv/bin/billsync"), "bill-run", "--as-of", today], cwd=clone,
+        shell_env["PATH"] = "/usr/bin:/bin"
+        bill = subprocess.run([str(clone / "scripts/billsync"), "bill-run", "--as-of", today], cwd=clone,
                               env=shell_env, capture_output=True, text=True, timeout=120)
         assert bill.returncode == 0, bill.stdout + bill.stderr
         assert f"bill run as of {today}: 12 invoices created, 12 finalized" in bill.stdout
@@ -153,8 +154,8 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
     # What a new user is told to look at.
     assert f"web:      http://127.0.0.1:{port}" in output
     assert f"sandbox:  https://127.0.0.1:{sandbox_port}" in output
-    assert "set -a; . instance/demo.env; set +a" in output
-    assert f"billsync bill-run --as-of {today}" in output
+    assert "scripts/billsync sync status" in output
+    assert f"scripts/billsync bill-run --as-of {today}" in output
     # One group: Ctrl-C / SIGTERM stops every process, the sandbox last.
     assert "SIGTERM received; stopping sandbox, web, worker, clock" in output
     assert output.rstrip().endswith("==> billsync stopped")
