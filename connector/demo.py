@@ -328,7 +328,8 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
                      "(Outbound Messages): in billsync within seconds")
     lines.append(f"    clock:    pulls now and every {env.get('PULL_INTERVAL_SECONDS', '300')} s, "
                  f"pushes every {env.get('PUSH_INTERVAL_SECONDS', '60')} s; worker drains the queues")
-    lines.append("    try, in another shell in this folder (scripts/billsync: billsync with the demo's settings):")
+    wrapper = "billsync with the demo's settings" if demo else "billsync from .venv"
+    lines.append(f"    try, in another shell in this folder (scripts/billsync: {wrapper}):")
     lines += ["      scripts/billsync sync status                  # customers and subscriptions billsync holds",
               f"      scripts/billsync bill-run --as-of {today}    # invoice what is due today",
               "      scripts/billsync sync status                  # after one push interval: invoices sent",
