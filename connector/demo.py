@@ -14,7 +14,17 @@ Demo mode is the default. It is off when ``BILLSYNC_DEMO=0`` or when ``SF_AUTH``
 (a real org): then no sandbox starts and the processes use the environment as it is.
 
 In demo mode the environment of the processes is written to ``instance/demo.env``, so a
-shell can run the same commands: ``set -a; . instance/demo.env; set +a``.
+shell can run the same commands through ``scripts/billsync`` (which loads it).
+
+In demo mode the sandbox's Outbound Messages are wired to the web process: a deal closed
+in the sandbox is posted to ``/webhooks/salesforce/outbound-message/<WEBHOOK_TOKEN>`` and
+the worker makes it a subscription within seconds, without waiting for the next pull
+(``WEBHOOK_TOKEN`` is generated unless set; ``SF_ORG_ID`` is the sandbox's).
+
+One demo per folder: the supervisor holds an OS lock on ``instance/billsync.pid`` (its pid
+and web URL) for as long as it runs, and checks that the web port is free before starting
+anything. A second ``scripts/run`` in the same folder refuses in one line and leaves the
+first one and ``instance/demo.env`` alone (``--check`` runs only these checks).
 
 Every child runs in its own session, with its output prefixed by its name. SIGINT and
 SIGTERM are forwarded to all of them; when any child exits, the others are stopped and
@@ -23,10 +33,15 @@ the demo exits non-zero, saying which one it was.
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
+import re
+import secrets
 import shlex
 import signal
 import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -35,18 +50,27 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import IO
 from urllib.error import URLError
-from urllib.request import urlopen
+from urllib.request import Request, urlopen
 from zoneinfo import ZoneInfo
 
 INSTANCE = Path("instance")
 SANDBOX_STATE = INSTANCE / "sandbox"
 DEMO_ENV = INSTANCE / "demo.env"
+LOCK_FILE = INSTANCE / "billsync.pid"
 DEMO_INTERVALS = {"PULL_INTERVAL_SECONDS": "30", "PUSH_INTERVAL_SECONDS": "10"}
 SANDBOX_ENV_KEYS = ("SF_AUTH", "SF_LOGIN_URL", "SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME",
                     "SF_PRIVATE_KEY_FILE", "SF_CA_BUNDLE", "SF_ORG_ID", "SF_API_VERSION")
 STARTUP_SECONDS = 60
 STOP_SECONDS = 15
+ADMIN_TOKEN_LINE = re.compile(r"X-Sandbox-Admin-Token: (\S+?)\)?$")
+OUTBOUND_MESSAGE_PATH = "/webhooks/salesforce/outbound-message/"
+#: The deals the sandbox tells billsync about as they change (docs/webhooks.md: Id is enough,
+#: billsync reads the record again).
+DEMO_OUTBOUND_MESSAGES = ({"object": "Opportunity", "fields": ["Id"], "condition": "IsWon = true",
+                           "name": "billsync_won_deals"},)
+DEMO_WORKER_POLL_SECONDS = "2"
 
 
 class DemoError(Exception):
@@ -83,6 +107,71 @@ def port_is_free(host: str, port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+def _lock_holder(handle: IO[str]) -> tuple[str, str]:
+    """(pid, web URL) written by the supervisor that holds the lock."""
+    deadline = time.monotonic() + 2  # it writes them right after taking the lock
+    while True:
+        handle.seek(0)
+        pid, _, url = handle.read().strip().partition(" ")
+        if pid or time.monotonic() > deadline:
+            return pid or "unknown", url or "its web URL unknown"
+        time.sleep(0.05)
+
+
+def hold_demo_lock(web_url: str, path: Path = LOCK_FILE, *, keep: bool = True) -> IO[str] | None:
+    """Take the folder's lock for this supervisor (released by the OS when it exits, however it
+    exits), and write its pid and web URL there. Raises ``DemoError`` while another holds it.
+    ``keep=False`` only checks: the lock is released at once and nothing is written."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "a+")  # noqa: SIM115 - held open for the supervisor's lifetime
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        pid, url = _lock_holder(handle)
+        handle.close()
+        raise DemoError(f"billsync is already running from this folder (pid {pid}, {url}); "
+                        "stop it with Ctrl-C there") from None
+    if not keep:
+        handle.close()
+        return None
+    handle.seek(0)
+    handle.truncate()
+    handle.write(f"{os.getpid()} {web_url}\n")
+    handle.flush()
+    return handle
+
+
+def check_web_port(host: str, port: str) -> None:
+    if not port_is_free(host, int(port)):
+        raise DemoError(f"port {port} on {host} is taken by another program (another billsync from another "
+                        "folder?); stop it or set PORT")
+
+
+def webhook_endpoint(host: str, port: str, token: str) -> str:
+    """The URL the sandbox posts Outbound Messages to: the web process on loopback."""
+    if host in ("", "0.0.0.0"):  # noqa: S104 - reading the bind address, not binding
+        host = "127.0.0.1"
+    elif host == "::":
+        host = "::1"
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}{OUTBOUND_MESSAGE_PATH}{token}"
+
+
+def register_outbound_messages(sandbox_url: str, admin_token: str, ca_bundle: str, endpoint: str) -> None:
+    """Configure the sandbox's Outbound Messages to post to billsync (its admin API)."""
+    context = ssl.create_default_context(cafile=ca_bundle)
+    for action in DEMO_OUTBOUND_MESSAGES:
+        request = Request(f"{sandbox_url}/_sandbox/outbound-messages", method="POST",
+                          data=json.dumps({**action, "endpoint": endpoint}).encode(),
+                          headers={"X-Sandbox-Admin-Token": admin_token, "Content-Type": "application/json"})
+        try:
+            with urlopen(request, timeout=30, context=context) as response:  # noqa: S310 - the sandbox's https URL
+                response.read()
+        except (URLError, OSError) as exc:
+            raise DemoError(f"the sandbox did not accept billsync's Outbound Message endpoint: {exc}") from None
 
 
 @dataclass
@@ -175,19 +264,22 @@ class Supervisor:
         say("==> billsync stopped")
 
 
-def read_sandbox_env(sandbox: Child, supervisor: Supervisor) -> dict[str, str]:
-    """The SF_* lines the sandbox prints once it listens."""
+def read_sandbox_env(sandbox: Child, supervisor: Supervisor) -> tuple[dict[str, str], str]:
+    """The SF_* lines the sandbox prints once it listens, and its admin token."""
     deadline = time.monotonic() + STARTUP_SECONDS
     while time.monotonic() < deadline and not supervisor.stopping.is_set():
         found = {}
+        admin_token = ""
         for line in list(sandbox.lines):
             key, sep, value = line.partition("=")
             if sep and key in SANDBOX_ENV_KEYS:
                 found[key] = value
-        if len(found) == len(SANDBOX_ENV_KEYS):
+            elif match := ADMIN_TOKEN_LINE.search(line):
+                admin_token = match.group(1)
+        if len(found) == len(SANDBOX_ENV_KEYS) and admin_token:
             sandbox.keep_lines = False
             sandbox.lines.clear()
-            return found
+            return found, admin_token
         if sandbox.exit_code() is not None:
             raise DemoError(f"the sandbox exited with code {sandbox.exit_code()} before it was ready "
                             f"(is port {sandbox.argv[sandbox.argv.index('--port') + 1]} taken? set SANDBOX_PORT)")
@@ -210,8 +302,8 @@ def wait_for_web(url: str, supervisor: Supervisor) -> bool:
 
 def write_demo_env(values: Mapping[str, str], path: Path = DEMO_ENV) -> None:
     lines = ["# Written by scripts/run (connector/demo.py) for the demo: the environment of its processes.",
-             "# Load it in a shell to run billsync commands against the sandbox:",
-             "#   set -a; . instance/demo.env; set +a"]
+             "# scripts/billsync loads it (each variable not already set) to run billsync commands against",
+             "# the sandbox; a shell can also load it: set -a; . instance/demo.env; set +a"]
     lines += [f"{key}={shlex.quote(value)}" for key, value in values.items()]
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text("\n".join(lines) + "\n")
@@ -232,33 +324,60 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
     if sandbox_url:
         lines.append(f"    sandbox:  {sandbox_url}   (a local Salesforce org: 20 accounts, 30 opportunities, "
                      "12 Closed Won; CA instance/sandbox/ca.pem)")
+        lines.append(f"    notify:   the sandbox posts won deals to {web_url}{OUTBOUND_MESSAGE_PATH}<WEBHOOK_TOKEN> "
+                     "(Outbound Messages): in billsync within seconds")
     lines.append(f"    clock:    pulls now and every {env.get('PULL_INTERVAL_SECONDS', '300')} s, "
                  f"pushes every {env.get('PUSH_INTERVAL_SECONDS', '60')} s; worker drains the queues")
-    lines.append("    try, in another shell in this folder:")
-    if demo:
-        lines.append("      set -a; . instance/demo.env; set +a      # the demo's settings, for the commands below")
-    lines += ["      billsync sync status                          # customers and deals pulled from Salesforce",
-              f"      billsync bill-run --as-of {today}            # invoice what is due today",
-              "      billsync sync status                          # after one push interval: invoices sent",
-              f"      billsync metrics mrr --from {today[:4]}-01 --to {month}",
-              f"      billsync reconcile --period {month}"]
+    wrapper = "billsync with the demo's settings" if demo else "billsync from .venv"
+    lines.append(f"    try, in another shell in this folder (scripts/billsync: {wrapper}):")
+    lines += ["      scripts/billsync sync status                  # customers and subscriptions billsync holds",
+              f"      scripts/billsync bill-run --as-of {today}    # invoice what is due today",
+              "      scripts/billsync sync status                  # after one push interval: invoices sent",
+              f"      scripts/billsync metrics mrr --from {today[:4]}-01 --to {month}",
+              f"      scripts/billsync reconcile --period {month}"]
+    if sandbox_url:
+        lines.append("      scripts/billsync sandbox query \"SELECT Name, Total__c, Status__c FROM Invoice__c\""
+                     "   # the invoices in Salesforce")
     return lines
 
 
+def preflight(host: str, port: str, *, keep: bool) -> IO[str] | None:
+    """No other demo runs from this folder and the web port is free; with ``keep`` the folder's
+    lock is taken for this process."""
+    lock = hold_demo_lock(f"http://{host}:{port}", keep=keep)
+    try:
+        check_web_port(host, port)
+    except DemoError:
+        if lock is not None:
+            lock.close()
+        raise
+    return lock
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    args = list(sys.argv[1:] if argv is None else argv)
     environ = dict(os.environ)
     environ["PYTHONUNBUFFERED"] = "1"
     demo = is_demo(environ)
     host = environ.get("HOST", "127.0.0.1")
     port = environ.get("PORT", "5000")
+    try:
+        if demo:
+            require_sandbox()
+        lock = preflight(host, port, keep=args != ["--check"])
+    except DemoError as exc:
+        print(f"error: {exc}", file=sys.stderr, flush=True)
+        return 1
+    if args == ["--check"]:
+        return 0
     supervisor = Supervisor()
     signal.signal(signal.SIGINT, supervisor.on_signal)
     signal.signal(signal.SIGTERM, supervisor.on_signal)
     billsync = bin_path("billsync")
     sandbox_url = None
+    admin_token = ""
     try:
         if demo:
-            require_sandbox()
             sandbox_port = int(environ.get("SANDBOX_PORT", "8443"))
             if "SANDBOX_PORT" not in environ and not port_is_free("127.0.0.1", sandbox_port):
                 say(f"==> port {sandbox_port} is taken; the sandbox takes a free port (set SANDBOX_PORT to choose)")
@@ -269,9 +388,11 @@ def main(argv: Sequence[str] | None = None) -> int:
                                         "--state-dir", str(SANDBOX_STATE), "--db", str(SANDBOX_STATE / "org.db")],
                             keep_lines=True)
             supervisor.start(sandbox, environ)
-            sf_env = read_sandbox_env(sandbox, supervisor)
+            sf_env, admin_token = read_sandbox_env(sandbox, supervisor)
             sandbox_url = sf_env["SF_LOGIN_URL"]
             demo_env = {**sf_env, **{k: environ.get(k) or v for k, v in DEMO_INTERVALS.items()}}
+            # The web process accepts the sandbox's Outbound Messages (SF_ORG_ID is the sandbox's).
+            demo_env["WEBHOOK_TOKEN"] = environ.get("WEBHOOK_TOKEN") or secrets.token_urlsafe(32)
             if environ.get("DATABASE_URL"):
                 demo_env["DATABASE_URL"] = environ["DATABASE_URL"]
             write_demo_env(demo_env)
@@ -293,7 +414,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         # The worker and the clock start once the web answers: on a small machine their start-up
         # (and the first pull) would otherwise slow the web's.
         if wait_for_web(web_url, supervisor):
-            supervisor.start(Child("worker", [billsync, "worker"]), environ)
+            worker = [billsync, "worker"]
+            if sandbox_url:
+                register_outbound_messages(sandbox_url, admin_token, environ["SF_CA_BUNDLE"],
+                                           webhook_endpoint(host, port, environ["WEBHOOK_TOKEN"]))
+                worker += ["--poll-seconds", DEMO_WORKER_POLL_SECONDS]  # a notified deal is in within seconds
+            supervisor.start(Child("worker", worker), environ)
             supervisor.start(Child("clock", [billsync, "clock"]), environ)
             for line in banner(web_url, sandbox_url, environ, demo):
                 say(line)
@@ -303,7 +429,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr, flush=True)
         supervisor.stop_all()
         return 1
-    return supervisor.wait()
+    try:
+        return supervisor.wait()
+    finally:
+        if lock is not None:
+            lock.close()  # after every child stopped: the next demo may start
 
 
 if __name__ == "__main__":

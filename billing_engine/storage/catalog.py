@@ -17,7 +17,7 @@ from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Text, UniqueConstraint
+from sqlalchemy import Text, UniqueConstraint, func
 from sqlmodel import Field, Session, SQLModel, select
 
 from billing_engine.catalog import ChargeType, Price, Product
@@ -107,6 +107,10 @@ def customer_id_of_account(session: Session, salesforce_account_id: str) -> str 
     """The customer whose Salesforce Account id this is."""
     return session.exec(select(CustomerRow.id).where(
         CustomerRow.salesforce_account_id == salesforce_account_id)).first()
+
+
+def count_customers(session: Session) -> int:
+    return session.exec(select(func.count()).select_from(CustomerRow)).one()
 
 
 def save_customer(session: Session, customer: Customer) -> None:

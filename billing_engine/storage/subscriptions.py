@@ -162,6 +162,13 @@ def customer_has_subscriptions(session: Session, customer_id: str) -> bool:
         is not None
 
 
+def subscription_counts(session: Session) -> dict[str, int]:
+    """How many subscriptions have each stored status (``active``, ``cancelled``)."""
+    t = SubscriptionRow.__table__
+    return {status: count for status, count in
+            session.execute(select(t.c.status, func.count()).group_by(t.c.status))}
+
+
 def price_in_use(session: Session, price_id: str) -> bool:
     """Whether a subscription item or an amendment uses this price."""
     used = session.exec(select(SubscriptionItemRow.id).where(SubscriptionItemRow.price_id == price_id)).first()

@@ -13,6 +13,10 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
+Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
+command stops quietly with exit code 141, as a Unix tool killed by SIGPIPE does: no error
+line, no traceback (``main``).
+
 Errors: a user-fixable problem (``support.KNOWN_ERRORS``: settings, input, database,
 Salesforce, files) prints one ``error:`` line per problem and exits 2. Anything else is a
 bug: its traceback goes to the log (logger ``billsync.cli``), the terminal gets one
@@ -23,6 +27,8 @@ bug: its traceback goes to the log (logger ``billsync.cli``), the terminal gets 
 from __future__ import annotations
 
 import logging
+import os
+import sys
 import traceback
 from typing import Any
 
@@ -32,6 +38,14 @@ from connector.cli.support import KNOWN_ERRORS, UnexpectedFailure, UserError, de
 
 log = logging.getLogger("billsync.cli")
 log.addHandler(logging.NullHandler())  # before settings are loaded, no last-resort traceback on stderr
+
+
+#: The shell's exit status of a process killed by SIGPIPE (128 + 13).
+EXIT_PIPE_CLOSED = 141
+
+
+class PipeClosed(Exception):
+    """stdout's reader went away. Not an OSError, so that click lets it through to ``main``."""
 
 
 class BillsyncGroup(click.Group):
@@ -46,6 +60,8 @@ class BillsyncGroup(click.Group):
             return super().invoke(ctx)
         except (click.exceptions.Exit, click.exceptions.Abort, click.ClickException):
             raise
+        except BrokenPipeError:
+            raise PipeClosed() from None
         except KNOWN_ERRORS as exc:
             raise UserError(describe(exc)) from None
         except Exception as exc:
@@ -106,4 +122,16 @@ _register_commands()
 
 
 def main() -> None:
-    cli(prog_name="billsync")
+    """The ``billsync`` command. A closed stdout pipe ends it quietly with exit code 141."""
+    try:
+        try:
+            cli(prog_name="billsync")
+        finally:
+            sys.stdout.flush()  # what is still buffered fails here, not at interpreter exit
+    except (PipeClosed, BrokenPipeError):
+        # Nothing more can reach the reader: point stdout at /dev/null so that the
+        # interpreter's own flush at exit has nowhere to fail.
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+        os.close(devnull)
+        raise SystemExit(EXIT_PIPE_CLOSED) from None

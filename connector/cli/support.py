@@ -99,6 +99,8 @@ def reported_as(context: str | None = None) -> Iterator[None]:
     """
     try:
         yield
+    except BrokenPipeError:
+        raise  # stdout's reader went away: not a problem to report (see ``connector.cli.main``)
     except KNOWN_ERRORS as exc:
         lines = describe(exc)
         if context:

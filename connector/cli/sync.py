@@ -72,10 +72,17 @@ def push(batch_size: int) -> None:
 
 @sync.command("status")
 def status() -> None:
-    """API usage, outbox counts, dead letters, and the pull's cursors, record errors and review flags."""
+    """What billsync holds, API usage, outbox counts, dead letters, and the pull's cursors, record errors
+    and review flags."""
     from sqlmodel import Session
 
+    from billing_engine.use_cases.holdings import holdings
+
     services = load_services()
+    with Session(services.engine) as session:
+        held = holdings(session)
+    click.echo("billsync holds")
+    click.echo(f"  {held.describe()}")
     click.echo("Salesforce")
     if services.settings.sf_auth == "none":
         click.echo("  not configured (SF_AUTH=none)")
