@@ -53,7 +53,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("billsync.clock")
 
 PUSH_BATCH_SIZE = 200
-CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a clock restarted late still runs the day's bill run
+CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a daily run delayed in a running clock (busy, host asleep) still runs
 
 
 @dataclass(frozen=True)
