@@ -29,6 +29,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "billing_engine.storage",  # every engine table: catalog, subscriptions, invoices, payments, usage, outbox
     "connector.webhooks.inbox",  # webhook inbox
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
+    "connector.clock_runs",  # the clock's daily runs (started, finished), for catching up missed runs
 )
 
 

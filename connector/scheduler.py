@@ -1,4 +1,4 @@
-"""The clock process: one APScheduler BlockingScheduler per deployment.
+"""The clock process: one APScheduler scheduler, in the one clock that leads.
 
 Jobs (times in BILLSYNC_TIMEZONE):
 
@@ -13,8 +13,18 @@ Each job runs at most once at a time (``max_instances=1``), missed runs are coal
 into one, and a job's exception is logged and never stops the clock. Without a
 Salesforce connection (``SF_AUTH=none``) only the bill run is scheduled.
 
-APScheduler 3 keeps its jobs in memory here: run exactly one clock (``billsync clock``, in
-``connector.cli.processes``).
+**One leader.** Any number of ``billsync clock`` processes may run (a deploy overlap, a
+second dyno): a ``Clock`` runs its scheduler only while it holds the leadership lock
+(``connector.clock_lock``: a PostgreSQL advisory lock, or a file lock next to a SQLite
+database). The others are standbys: they try to take the lock every
+CLOCK_LOCK_POLL_SECONDS and lead when the leader is gone; the leader checks as often that
+it still holds the lock, and stops its jobs when it lost it.
+
+**Daily runs are recorded and caught up.** Each daily run's start and finish is recorded
+per business date (``connector.clock_runs``). A clock that starts or takes the lead
+after a daily job's time with no finished run for today (none, or one whose clock died
+halfway) runs it at once; a scheduled daily run whose date already finished is skipped.
+The bill run and the reconciliation are idempotent, so running one again is safe.
 """
 
 from __future__ import annotations
@@ -23,24 +33,27 @@ import importlib
 import logging
 import os
 import socket
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
 
+from apscheduler.schedulers.background import BackgroundScheduler
 from apscheduler.schedulers.base import BaseScheduler
-from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
 if TYPE_CHECKING:
+    from connector.clock_lock import ClockLock
     from connector.settings import Settings
     from connector.wiring import Services
 
 log = logging.getLogger("billsync.clock")
 
 PUSH_BATCH_SIZE = 200
-CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a clock restarted late still runs the day's bill run
+CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a daily run delayed in a running clock (busy, host asleep) still runs
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,7 @@ USE_CASES: dict[str, UseCase] = {
     "reconcile": UseCase("connector.sync.reconcile", "reconcile_period"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
+DAILY_JOBS = ("bill_run", "reconcile")  # recorded in clock_runs, caught up when missed
 
 
 def worker_id() -> str:
@@ -100,8 +114,8 @@ def push_job(services: Services) -> Any:
     return USE_CASES["push"].resolve()(services, worker_id=worker_id(), batch_size=PUSH_BATCH_SIZE)
 
 
-def bill_run_job(services: Services) -> Any:
-    as_of = _today(services)
+def bill_run_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
     result = USE_CASES["bill_run"].resolve()(services, as_of)
     log.info("bill run as of %s: %s invoices created, %s finalized, %s failed", as_of,
              result.invoices_created, result.invoices_finalized, len(result.failures))
@@ -110,9 +124,9 @@ def bill_run_job(services: Services) -> Any:
     return result
 
 
-def reconcile_job(services: Services) -> list[Any]:
+def reconcile_job(services: Services, today: date | None = None) -> list[Any]:
     reports = []
-    for period in previous_and_current_month(_today(services)):
+    for period in previous_and_current_month(today or _today(services)):
         report = USE_CASES["reconcile"].resolve()(services, period)
         reports.append(report)
         if report.agrees:
@@ -123,17 +137,60 @@ def reconcile_job(services: Services) -> list[Any]:
     return reports
 
 
-JOB_FUNCTIONS: dict[str, Callable[[Any], Any]] = {
+JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
 }
 
 
 def run_job(name: str, services: Services) -> None:
-    """Run one job; its exception is logged, never raised (the clock keeps going)."""
+    """Run one job; its exception is logged, never raised (the clock keeps going).
+
+    A daily job's run is recorded (started, then finished) for today's business date, and
+    skipped when today's run already finished.
+    """
+    from connector import clock_runs
+
     try:
-        JOB_FUNCTIONS[name](services)
+        if name not in DAILY_JOBS:
+            JOB_FUNCTIONS[name](services)
+            return
+        today = _today(services)
+        if clock_runs.finished(services.engine, name, today):
+            log.info("clock job %s for %s already finished; skipped", name, today)
+            return
+        clock_runs.record_start(services.engine, name, today, clock_id=worker_id(), at=_now())
+        try:
+            JOB_FUNCTIONS[name](services, today)
+        except Exception as exc:
+            clock_runs.record_failure(services.engine, name, today, error=f"{exc.__class__.__name__}: {exc}")
+            raise
+        clock_runs.record_finish(services.engine, name, today, at=_now())
+        log.info("clock job %s for %s finished", name, today)
     except Exception:
         log.exception("clock job %s failed; it runs again at its next time", name)
+
+
+def missed_runs(services: Services, now: datetime) -> set[str]:
+    """The daily jobs whose time of day has passed today with no finished run for today."""
+    from connector import clock_runs
+
+    settings = services.settings
+    local = now.astimezone(ZoneInfo(settings.billsync_timezone))
+    times = {"bill_run": settings.bill_run_at, "reconcile": settings.reconcile_at}
+    missed = set()
+    for name in DAILY_JOBS:
+        if name in SALESFORCE_JOBS and not is_connected(settings):
+            continue
+        if local.time().replace(tzinfo=None) < times[name]:
+            continue
+        try:
+            done = clock_runs.finished(services.engine, name, local.date())
+        except Exception as exc:  # the run itself checks again, and reports the database's state
+            log.warning("clock: cannot read today's %s run (%s); running it now", name, exc.__class__.__name__)
+            done = False
+        if not done:
+            missed.add(name)
+    return missed
 
 
 # ---------------------------------------------------------------- the scheduler
@@ -143,9 +200,10 @@ def is_connected(settings: Settings) -> bool:
     return settings.sf_auth != "none"
 
 
-def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = BlockingScheduler,
-                    *, now: datetime | None = None) -> BaseScheduler:
-    """The clock's scheduler with its jobs (not started). Tests pass ``BackgroundScheduler``."""
+def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = BackgroundScheduler,
+                    *, now: datetime | None = None, catch_up: Collection[str] = ()) -> BaseScheduler:
+    """The clock's scheduler with its jobs (not started); the daily jobs named in
+    ``catch_up`` run at ``now`` first. Tests pass a scheduler they step themselves."""
     settings = services.settings
     scheduler = scheduler_cls(timezone=settings.billsync_timezone)
     start = now or _now()
@@ -159,11 +217,15 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Blo
             settings.pull_interval_seconds, next_run_time=start)
         add("push", IntervalTrigger(seconds=settings.push_interval_seconds, timezone=settings.billsync_timezone),
             settings.push_interval_seconds, next_run_time=start)
+    def daily(name: str) -> dict[str, Any]:
+        return {"next_run_time": start} if name in catch_up else {}
+
     add("bill_run", CronTrigger(hour=settings.bill_run_at.hour, minute=settings.bill_run_at.minute,
-                                timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS)
+                                timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("bill_run"))
     if is_connected(settings):
         add("reconcile", CronTrigger(hour=settings.reconcile_at.hour, minute=settings.reconcile_at.minute,
-                                     timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS)
+                                     timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
+            **daily("reconcile"))
     return scheduler
 
 
@@ -174,3 +236,87 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
     }[name]
+
+
+# ---------------------------------------------------------------- leadership
+
+
+class Clock:
+    """One clock process: a standby until it holds the leadership lock, then the scheduler's host.
+
+    ``step()`` is called at start and every CLOCK_LOCK_POLL_SECONDS (``run_clock``): a
+    standby tries to take the lock, and on success builds and starts the scheduler with
+    today's missed daily runs first; the leader checks it still holds the lock.
+    """
+
+    def __init__(self, services: Services, lock: ClockLock,
+                 scheduler_cls: type[BaseScheduler] = BackgroundScheduler):
+        self.services, self.lock, self.scheduler_cls = services, lock, scheduler_cls
+        self.scheduler: BaseScheduler | None = None
+        self._state: str | None = None  # what was last logged: each state is logged once
+
+    @property
+    def leading(self) -> bool:
+        return self.scheduler is not None
+
+    def step(self) -> bool:
+        """One look at the lock; ``False`` when this clock led and lost the lock (its jobs are stopped)."""
+        if self.scheduler is not None:
+            if self.lock.still_held():
+                return True
+            log.error("lost the clock lock (%s): stopped the jobs; another clock may lead now",
+                      self.lock.describe())
+            self._stop_scheduler()
+            self._state = "lost"
+            return False
+        try:
+            acquired = self.lock.try_acquire()
+        except Exception as exc:
+            self._say("unreachable", logging.WARNING, "standby: cannot reach the clock lock (%s): %s: %s; retrying "
+                      "every %s s", self.lock.describe(), exc.__class__.__name__, str(exc).splitlines()[0] if str(exc)
+                      else "", self.services.settings.clock_lock_poll_seconds)
+            return True
+        if not acquired:
+            self._say("standby", logging.INFO, "standby: another clock leads; trying to take over every %s s",
+                      self.services.settings.clock_lock_poll_seconds)
+            return True
+        self._lead()
+        return True
+
+    def _lead(self) -> None:
+        self._say("leading", logging.INFO, "leading: this clock runs the jobs (%s)", self.lock.describe())
+        now = _now()
+        missed = missed_runs(self.services, now)
+        for name in sorted(missed):
+            log.info("clock: today's %s has not finished; running it now", name)
+        scheduler = build_scheduler(self.services, self.scheduler_cls, now=now, catch_up=missed)
+        scheduler.start()
+        self.scheduler = scheduler
+
+    def _say(self, state: str, level: int, message: str, *args: Any) -> None:
+        if self._state != state:
+            self._state = state
+            log.log(level, message, *args)
+
+    def _stop_scheduler(self) -> None:
+        scheduler, self.scheduler = self.scheduler, None
+        if scheduler is not None and scheduler.running:
+            scheduler.shutdown(wait=False)
+
+    def close(self) -> None:
+        """Stop the jobs and give the lock up (a standby takes over at its next try)."""
+        self._stop_scheduler()
+        self.lock.release()
+
+
+def run_clock(clock: Clock, stop: threading.Event) -> bool:
+    """Step ``clock`` every CLOCK_LOCK_POLL_SECONDS until ``stop``; ``False`` if it led and lost the lock."""
+    poll = clock.services.settings.clock_lock_poll_seconds
+    try:
+        while True:
+            if not clock.step():
+                return False
+            if stop.wait(poll):
+                return True
+    finally:
+        clock.close()

@@ -274,6 +274,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("PUSH_INTERVAL_SECONDS", parse_int(5, 86400), "60", "How often the clock pushes the outbox to Salesforce."),
     Var("BILL_RUN_AT", parse_time_of_day, "02:00", "Local time (BILLSYNC_TIMEZONE) of the daily bill run."),
     Var("RECONCILE_AT", parse_time_of_day, "03:30", "Local time of the nightly reconciliation."),
+    Var("CLOCK_LOCK_POLL_SECONDS", parse_int(1, 60), "5",
+        "How often a standby clock tries to take the lead, and the leading clock checks it still holds it."),
     Var("DEFAULT_TAX_RATE", parse_percent, "0",
         "The seller's tax rate in percent for customers whose Account has no Tax_Rate__c (e.g. 20)."),
     Var("HOLD_INVOICES_FOR_REVIEW", parse_bool, "false",
@@ -318,6 +320,7 @@ class Settings:
     push_interval_seconds: int
     bill_run_at: time
     reconcile_at: time
+    clock_lock_poll_seconds: int
     default_tax_rate: Decimal
     hold_invoices_for_review: bool
 

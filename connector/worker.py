@@ -9,6 +9,10 @@ Each pass runs every drain in ``drains_for(services)`` in turn; a drain returns 
 many items it handled. The loop sleeps ``--poll-seconds`` when a pass found nothing,
 and stops after the current batch on SIGTERM or SIGINT (``billsync worker``, in
 ``connector.cli.processes``).
+
+While the database is unreachable the worker says so once ("database unreachable: …;
+retrying with backoff"), waits 1 s, 2 s, 4 s … at most 30 s between tries, and says
+"database reachable again" once when a pass succeeds: one line per change, no traceback.
 """
 
 from __future__ import annotations
@@ -25,6 +29,23 @@ if TYPE_CHECKING:
     from connector.wiring import Services
 
 log = logging.getLogger("billsync.worker")
+
+OUTAGE_FIRST_WAIT_SECONDS = 1.0
+OUTAGE_MAX_WAIT_SECONDS = 30.0
+
+
+def database_unreachable(exc: BaseException) -> bool:
+    """Whether ``exc`` says the database cannot be reached (down, refusing, dropped connection)."""
+    from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
+
+    if isinstance(exc, OperationalError | InterfaceError | DisconnectionError):
+        return True
+    return isinstance(exc, DBAPIError) and bool(exc.connection_invalidated)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return f"{exc.__class__.__name__}: {text[0]}" if text else exc.__class__.__name__
 
 
 @dataclass(frozen=True)
@@ -88,19 +109,35 @@ def run_worker(drains: list[Drain], *, once: bool, poll_seconds: float, stop: th
     if not (isinstance(poll_seconds, int | float) and math.isfinite(poll_seconds) and poll_seconds > 0):
         raise ValueError(f"poll_seconds must be a finite number of seconds above 0, not {poll_seconds!r}")
     total = 0
+    outage_wait: float | None = None  # the next wait while the database is unreachable
     while not stop.is_set():
         handled = 0
+        unreachable: BaseException | None = None
         for drain in drains:
             if stop.is_set():
                 break
             try:
                 handled += drain.run(stop.is_set)
-            except Exception:
+            except Exception as exc:
                 if once:
                     raise
+                if database_unreachable(exc):  # the other drains need it too: wait for it
+                    unreachable = exc
+                    break
                 # Keep the process alive (the platform would only restart it): log, wait, try again.
                 log.exception("worker: the %s drain failed; trying again in %s s", drain.name, poll_seconds)
         total += handled
+        if unreachable is not None:
+            if outage_wait is None:
+                log.warning("worker: database unreachable: %s; retrying with backoff", _one_line(unreachable))
+                outage_wait = OUTAGE_FIRST_WAIT_SECONDS
+            else:
+                outage_wait = min(outage_wait * 2, OUTAGE_MAX_WAIT_SECONDS)
+            stop.wait(outage_wait)
+            continue
+        if outage_wait is not None:
+            log.warning("worker: database reachable again")
+            outage_wait = None
         if once and handled == 0:
             break
         if handled == 0:

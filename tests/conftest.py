@@ -23,8 +23,9 @@ from sqlalchemy import Engine, text
 from connector.database import load_all_models, make_engine, upgrade
 from connector.settings import Settings, load_settings
 
-# The one local Salesforce sandbox of the run (fixtures ``sandbox`` and ``org``).
-pytest_plugins = ["tests.support.sandbox"]
+# The one local Salesforce sandbox of the run (fixtures ``sandbox`` and ``org``), and the
+# clock on virtual time (fixture ``virtual_clock``).
+pytest_plugins = ["tests.support.sandbox", "tests.support.clock"]
 
 RAW_URL = os.environ.get("TEST_DATABASE_URL", "sqlite://") or "sqlite://"
 BACKEND = "postgresql" if RAW_URL.startswith("postgres") else "sqlite"

@@ -17,7 +17,7 @@ from typing import Any
 import click
 
 from connector.cli.support import load_services, reported_as
-from connector.scheduler import USE_CASES, build_scheduler, describe_trigger, is_connected
+from connector.scheduler import USE_CASES, Clock, build_scheduler, describe_trigger, is_connected, run_clock
 from connector.worker import drains_for, run_worker
 
 log = logging.getLogger("billsync.worker")
@@ -85,13 +85,18 @@ def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_second
 @click.command("clock")
 @click.option("--list", "list_only", is_flag=True, help="Print the schedule and exit.")
 def clock(list_only: bool) -> None:
-    """Run the scheduler that triggers pull, push, bill run and reconciliation (run exactly one)."""
+    """Run the scheduler that triggers pull, push, bill run and reconciliation.
+
+    Any number may run: one leads and runs the jobs, the others wait as standbys and take
+    over when it stops.
+    """
+    from connector.clock_lock import clock_lock_for
+
     services = load_services()
     settings = services.settings
     if settings.log_level != "debug":  # APScheduler logs every run at info: keep the clock's own lines
         logging.getLogger("apscheduler").setLevel(logging.WARNING)
-    scheduler = build_scheduler(services)
-    jobs = scheduler.get_jobs()
+    jobs = build_scheduler(services).get_jobs()
     click.echo(f"clock: {len(jobs)} jobs (time zone {settings.billsync_timezone})")
     for job in jobs:
         click.echo(f"  {job.id:<10} {describe_trigger(job.id, settings):<28} → {USE_CASES[job.id]}")
@@ -99,12 +104,17 @@ def clock(list_only: bool) -> None:
         click.echo("  Salesforce is not configured (SF_AUTH=none): pull, push and reconcile are not scheduled")
     if list_only:
         return
+    stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
         click.echo(f"clock: {signal.Signals(signum).name} received, stopping")
-        scheduler.shutdown(wait=False)
+        stop.set()
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    scheduler.start()
+    with reported_as("clock"):
+        stopped = run_clock(Clock(services, clock_lock_for(services.engine)), stop)
+    if not stopped:
+        click.echo("clock: lost the lead; exiting (restarted, it waits as a standby)", err=True)
+        raise SystemExit(1)
     click.echo("clock: stopped")

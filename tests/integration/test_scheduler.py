@@ -9,9 +9,7 @@ from datetime import UTC, date, datetime, timedelta
 from datetime import time as time_of_day
 
 import pytest
-from apscheduler.executors.debug import DebugExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
-from apscheduler.schedulers.base import BaseScheduler
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 from click.testing import CliRunner
@@ -23,6 +21,7 @@ from connector.cli import cli
 from connector.settings import load_settings
 from connector.wiring import build_services
 from sfsandbox.server import AdminClient
+from tests.support.clock import SteppedScheduler
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -125,43 +124,6 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     assert args == (services,) and kwargs["batch_size"] > 0 and kwargs["worker_id"].startswith("clock-")
     assert by_name["bill_run"] == [((services, date(2026, 12, 1)), {})]
     assert by_name["reconcile"] == [((services, "2026-11"), {}), ((services, "2026-12"), {})]
-
-
-class SteppedScheduler(BaseScheduler):
-    """APScheduler's own job processing, stepped by the test instead of a thread.
-
-    Due jobs run in the calling thread (``DebugExecutor``); ``run_due()`` is one pass of the
-    scheduler's loop at the time of the ``virtual_clock`` fixture.
-    """
-
-    def wakeup(self) -> None:  # nothing sleeps: the test calls run_due()
-        pass
-
-    def shutdown(self, wait: bool = True) -> None:
-        super().shutdown(wait)
-
-    def _create_default_executor(self) -> DebugExecutor:
-        return DebugExecutor()
-
-    def run_due(self) -> None:
-        self._process_jobs()
-
-
-@pytest.fixture
-def virtual_clock(monkeypatch):
-    """The time APScheduler's scheduler sees; ``advance(seconds=...)`` moves it, nothing waits."""
-    from apscheduler.schedulers import base
-
-    clock = types.SimpleNamespace(now=datetime.now(UTC).replace(microsecond=0))
-    clock.advance = lambda **delta: setattr(clock, "now", clock.now + timedelta(**delta))
-
-    class VirtualDatetime(datetime):
-        @classmethod
-        def now(cls, tz=None):
-            return clock.now.astimezone(tz) if tz else clock.now.replace(tzinfo=None)
-
-    monkeypatch.setattr(base, "datetime", VirtualDatetime)
-    return clock
 
 
 def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch, virtual_clock):
