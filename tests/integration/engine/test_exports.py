@@ -6,19 +6,20 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal as D
 
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from billing_engine.catalog import make_price, make_product
 from billing_engine.customers import Customer
-from billing_engine.subscriptions import SubscriptionItem, make_subscription
+from billing_engine.storage.invoices import InvoiceLine
+from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
 from billing_engine.use_cases.billing import bill_customers
 from billing_engine.use_cases.catalog import upsert_price, upsert_product
 from billing_engine.use_cases.customers import upsert_customer
-from billing_engine.use_cases.exports import account_billing_summary
+from billing_engine.use_cases.exports import account_billing_summary, invoices_issued_between
 from billing_engine.use_cases.payments import record_payment
-from billing_engine.use_cases.subscriptions import cancel_subscription, start_subscription
+from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
 from connector.database import transaction
-from connector.sync.records import load_account_summaries
+from connector.sync.records import load_account_summaries, load_invoice_lines, load_invoices
 from mappings import apply_outbound, load_specs
 
 PLAN = make_price("pr-plan", make_product("p-plan", "PLAN", "Plan"), currency="EUR", model="flat", unit_price="500")
@@ -55,3 +56,51 @@ def test_a_subscription_cancelled_at_the_end_of_its_term_is_cancelling_mid_term_
     with Session(engine) as s:  # after its end date it is cancelled, with no MRR
         ended = account_billing_summary(s, "cus-a", date(2027, 1, 1))
     assert (ended.billing_status, ended.mrr) == ("cancelled", D("0.00"))
+
+
+SEAT = make_price("pr-seat", make_product("p-seat", "SEAT", "Seat"), currency="EUR", model="per_unit",
+                  unit_price="25")
+CARE = make_price("pr-care", make_product("p-care", "CARE", "Care"), currency="EUR", model="percent_of",
+                  percent="10", covered_product_codes=["SEAT"])
+
+
+def test_a_prorated_credit_with_a_line_discount_reaches_the_invoice_row_and_the_pushed_invoice_exactly(engine):
+    """docs/billing-rules.md §3 Proration, §13 Invoices: 12 seats × 25 EUR with 10 % off, 20 seats from
+    Jan 15 2026 (17/31 days left), a 10 % care item on the seats. The credit line is stored and pushed as
+    gross −164.52, discount −16.46, net −148.06; the invoice's Subtotal__c and Discount__c are 119.54 and
+    10.96 (not 152.46 and 43.88), its total 108.58."""
+    with transaction(engine) as s:
+        upsert_customer(s, Customer("cus-b", "Bolt", "EUR", salesforce_account_id=ACCOUNT))
+        for price in (SEAT, CARE):
+            upsert_product(s, price.product)
+            upsert_price(s, price)
+        start_subscription(s, make_subscription("sub-b", "cus-b", "EUR", JAN, [
+            SubscriptionItem("b-seats", SEAT, D(12), discount_percent=D(10)), SubscriptionItem("b-care", CARE)]))
+    bill_customers(engine, JAN)
+    change_on = date(2026, 1, 15)
+    with transaction(engine) as s:
+        amend_subscription(s, "sub-b", Amendment("", 0, AmendmentAction.CHANGE_QUANTITY, change_on,
+                                                 item_id="b-seats", quantity=D(20)))
+    bill_customers(engine, change_on)
+
+    with Session(engine) as s:
+        [invoice] = invoices_issued_between(s, change_on, date(2026, 1, 16), change_on)
+        record = load_invoices(s, [invoice.invoice_id], change_on)[invoice.invoice_id]
+        line_records = load_invoice_lines(s, [invoice.invoice_id])[invoice.invoice_id]
+        rows = s.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.invoice_id)
+                      .order_by(InvoiceLine.position)).all()
+    assert [(r.kind, r.gross, r.line_discount, r.net) for r in rows] == [
+        ("proration_credit", D("-164.52"), D("-16.46"), D("-148.06")),
+        ("proration_charge", D("274.19"), D("27.42"), D("246.77")),
+        ("proration_charge", D("9.87"), D("0.00"), D("9.87"))]
+    assert (invoice.subtotal, invoice.discount, invoice.total) == (D("119.54"), D("10.96"), D("108.58"))
+
+    specs = load_specs()
+    [invoice_spec] = specs.outbound_for("invoice")
+    [line_spec] = specs.outbound_for("invoice_line")
+    pushed = apply_outbound(invoice_spec, record)
+    assert (pushed["Subtotal__c"], pushed["Discount__c"], pushed["Total__c"]) == \
+        (D("119.54"), D("10.96"), D("108.58"))
+    pushed_credit = apply_outbound(line_spec, line_records[0])
+    assert (pushed_credit["Kind__c"], pushed_credit["Discount__c"], pushed_credit["Amount__c"]) == \
+        ("proration_credit", D("-16.46"), D("-148.06"))
