@@ -24,7 +24,9 @@ Every line has a deterministic ``key``; lines whose key was already billed are n
 returned again. When history changed after billing (an amendment dated in the past),
 a billed line that no longer matches is corrected with a credit of what was actually
 billed and a charge at the new terms (or one line for the difference when only its
-end moved, e.g. an immediate cancellation): those appear in the next billing.
+end moved, e.g. an immediate cancellation; a line none of whose days remain, e.g. after an
+immediate cancellation on the subscription's first day, is reversed in full): those appear
+in the next billing (docs/billing-rules.md §10 Cancellations).
 """
 
 from __future__ import annotations
@@ -291,8 +293,8 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
 
     start = sub.starts_on
     end = sub.ends_before
-    if end is not None and end <= start:
-        return []
+    if end is not None and end <= start and not by_base:
+        return []  # ended on its first day with nothing billed: nothing is due
     anchor = sub.billing_anchor_on
     versions = sub.versions(horizon)
     item_ids: list[str] = []

@@ -104,3 +104,26 @@ def test_a_prorated_credit_with_a_line_discount_reaches_the_invoice_row_and_the_
     pushed_credit = apply_outbound(line_spec, line_records[0])
     assert (pushed_credit["Kind__c"], pushed_credit["Discount__c"], pushed_credit["Amount__c"]) == \
         ("proration_credit", D("-16.46"), D("-148.06"))
+
+
+def test_a_cancellation_on_the_first_day_recorded_after_billing_credits_the_billed_month(engine):
+    """docs/billing-rules.md §10 Cancellations: 500/month billed on Jan 1 2026, cancelled immediately
+    effective Jan 1 and recorded on Jan 5: the next bill run credits the 500.00 (a credit note that
+    becomes customer credit against the open invoice), so the customer owes nothing and has no MRR."""
+    with transaction(engine) as s:
+        upsert_customer(s, Customer("cus-c", "Cobalt", "EUR", salesforce_account_id=ACCOUNT))
+        upsert_product(s, PLAN.product)
+        upsert_price(s, PLAN)
+        start_subscription(s, make_subscription("sub-c", "cus-c", "EUR", JAN, [SubscriptionItem("c-plan", PLAN)]))
+    bill_customers(engine, JAN)
+    with transaction(engine) as s:
+        cancel_subscription(s, "sub-c", JAN, immediate=True)
+    result = bill_customers(engine, date(2026, 1, 5))
+    assert result.credit_notes_issued == 1
+
+    with Session(engine) as s:
+        summary = account_billing_summary(s, "cus-c", date(2026, 1, 5))
+        [credit] = s.exec(select(InvoiceLine).where(InvoiceLine.kind == "proration_credit")).all()
+    assert (credit.gross, credit.net, credit.starts_on, credit.ends_before) == \
+        (D("-500.00"), D("-500.00"), JAN, date(2026, 2, 1))
+    assert (summary.mrr, summary.balance, summary.credit_balance) == (D("0.00"), D("0.00"), D("500.00"))
