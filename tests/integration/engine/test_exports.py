@@ -17,6 +17,7 @@ from billing_engine.use_cases.catalog import upsert_price, upsert_product
 from billing_engine.use_cases.customers import upsert_customer
 from billing_engine.use_cases.exports import account_billing_summary, invoices_issued_between
 from billing_engine.use_cases.payments import record_payment
+from billing_engine.use_cases.revenue import mrr_bridge_report
 from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
 from connector.database import transaction
 from connector.sync.records import load_account_summaries, load_invoice_lines, load_invoices
@@ -127,3 +128,28 @@ def test_a_cancellation_on_the_first_day_recorded_after_billing_credits_the_bill
     assert (credit.gross, credit.net, credit.starts_on, credit.ends_before) == \
         (D("-500.00"), D("-500.00"), JAN, date(2026, 2, 1))
     assert (summary.mrr, summary.balance, summary.credit_balance) == (D("0.00"), D("0.00"), D("500.00"))
+
+
+def test_a_29000_yearly_contract_shows_arr_29000_in_the_summary_the_push_and_the_bridge(engine):
+    """docs/billing-rules.md §17 Revenue metrics: MRR and ARR: ARR comes from the yearly amount, so a
+    29,000/year contract shows ARR 29,000.00 (MRR 2,416.67), not 2,416.67 × 12 = 29,000.04."""
+    yearly = make_price("pr-year", make_product("p-year", "PLATFORM", "Platform"), currency="EUR", model="flat",
+                        interval="year", unit_price="29000")
+    with transaction(engine) as s:
+        upsert_customer(s, Customer("cus-y", "Yearly", "EUR", salesforce_account_id=ACCOUNT))
+        upsert_product(s, yearly.product)
+        upsert_price(s, yearly)
+        start_subscription(s, make_subscription("sub-y", "cus-y", "EUR", JAN, [SubscriptionItem("y-plan", yearly)]))
+    on = date(2026, 3, 15)
+    with Session(engine) as s:
+        summary = account_billing_summary(s, "cus-y", on)
+        record = load_account_summaries(s, ["cus-y"], on)["cus-y"]
+        bridge = mrr_bridge_report(s, "2026-01", "2026-02")
+    [spec] = load_specs().outbound_for("account_summary")
+    pushed = apply_outbound(spec, record)
+
+    assert (summary.mrr, summary.arr) == (D("2416.67"), D("29000.00"))
+    assert (record["mrr"], record["arr"]) == (D("2416.67"), D("29000.00"))
+    assert (pushed["MRR__c"], pushed["ARR__c"]) == (D("2416.67"), D("29000.00"))
+    assert [(row["month"], row["closing"], row["arr"]) for row in bridge] == [
+        ("2026-01", "2416.67", "29000.00"), ("2026-02", "2416.67", "29000.00")]
