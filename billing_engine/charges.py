@@ -24,7 +24,9 @@ Every line has a deterministic ``key``; lines whose key was already billed are n
 returned again. When history changed after billing (an amendment dated in the past),
 a billed line that no longer matches is corrected with a credit of what was actually
 billed and a charge at the new terms (or one line for the difference when only its
-end moved, e.g. an immediate cancellation): those appear in the next billing.
+end moved, e.g. an immediate cancellation; a line none of whose days remain, e.g. after an
+immediate cancellation on the subscription's first day, is reversed in full): those appear
+in the next billing (docs/billing-rules.md §10 Cancellations).
 """
 
 from __future__ import annotations
@@ -63,8 +65,10 @@ _PRICED: dict[int, tuple[object, dict]] = {}  # see _priced
 
 @dataclass(frozen=True, slots=True)
 class ChargeLine:
-    """One line owed by a subscription. ``amount`` is rounded to the currency and signed
-    (credits negative); ``discount`` (≥ 0) is already subtracted from it."""
+    """One line owed by a subscription. ``amount`` is the net, rounded to the currency and signed
+    (credits negative); ``discount`` is already subtracted from it and carries the line's sign
+    (a credit gives its discount back: −16.46 on a −164.52 credit). ``gross`` (price × quantity ×
+    days, rounded) = ``amount + discount`` (docs/billing-rules.md §3 Proration, §13 Invoices)."""
 
     key: str
     subscription_id: str
@@ -87,6 +91,11 @@ class ChargeLine:
     price_id: str = ""
     version_id: str = ""  # the version (amendment, renewal or "start") whose terms the line charges
 
+    @property
+    def gross(self) -> Decimal:
+        """The amount before the discount: gross − discount = amount (the net)."""
+        return self.amount + self.discount
+
 
 _FIELDS = ("key", "subscription_id", "item_id", "product_code", "product_name", "kind", "starts_on", "ends_before",
            "quantity", "unit_price", "amount", "discount", "currency", "explanation", "description",
@@ -108,7 +117,8 @@ def _line(a0, a1, a2, a3, a4, a5, a6, a7, a8, a9, a10, a11, a12, a13, a14, a15, 
 
 @dataclass(frozen=True, slots=True)
 class BilledCharge:
-    """What was billed for a key. A ``ChargeLine`` works wherever this is expected."""
+    """What was billed for a key (``amount``: the net; ``discount``: the line discount, with the
+    line's sign). A ``ChargeLine`` works wherever this is expected."""
 
     key: str
     amount: Decimal
@@ -116,6 +126,7 @@ class BilledCharge:
     unit_price: Decimal = ZERO
     starts_on: date | None = None
     ends_before: date | None = None
+    discount: Decimal = ZERO
 
 
 class _Draft:
@@ -282,8 +293,8 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
 
     start = sub.starts_on
     end = sub.ends_before
-    if end is not None and end <= start:
-        return []
+    if end is not None and end <= start and not by_base:
+        return []  # ended on its first day with nothing billed: nothing is due
     anchor = sub.billing_anchor_on
     versions = sub.versions(horizon)
     item_ids: list[str] = []
@@ -345,7 +356,7 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
                         rating = _priced(old)[0]
                         amount, discount = _line_amount(rating.amount, old, num, den, quantum)
                         drafts.append(_Draft(f"{base}{PRORATION_CREDIT}:{version_id}", PRORATION_CREDIT, old, rating,
-                                             day, w_end, period, num, den, version_id, -amount, discount, day,
+                                             day, w_end, period, num, den, version_id, -amount, -discount, day,
                                              None, index))
                     if new is not None:
                         rating = _priced(new)[0]
@@ -501,20 +512,35 @@ def _late_usage(draft: _Draft, billed: list, net: Decimal) -> _Draft | None:
     if added <= 0:
         return None
     diff = draft.amount - net
+    # Gross and discount are the differences of what the window costs now and what was billed.
+    discount = _matching_discount(diff, draft.discount - _billed_discount(billed))
+    gross = diff + discount
     item = draft.item
-    unit = diff / added
-    clean = not (item.discount_percent or item.discount_amount) and unit == unit.quantize(Decimal("0.000001")) \
-        and unit * added == diff
+    unit = gross / added
+    clean = unit == unit.quantize(Decimal("0.000001")) and unit * added == gross
     name = item.price.product.name
     label = format_range(draft.starts_on, draft.ends_before)
-    rate = f" × {fmt(unit)}" if clean else f" = {'+' if diff >= 0 else '−'}{fmt(abs(diff))}"
+    rate = f" × {fmt(unit)}" if clean else f" = {'+' if gross >= 0 else '−'}{fmt(abs(gross))}"
     explanation = (f"Late usage for {label}: {fmt(total)} total, {fmt(before)} billed before: +{fmt(added)}{rate} "
                    f"({name} {draft.rating.detail}{_discount_text(item)}, {fmt(net)} billed before)")
     description = f"{name} late usage ({label})"
-    rating = Rating(diff, draft.rating.detail, unit.quantize(Decimal("0.000001"), ROUND_HALF_UP))
+    rating = Rating(gross, draft.rating.detail, unit.quantize(Decimal("0.000001"), ROUND_HALF_UP))
     key = f"{draft.key}#late-{_digest(total, draft.amount)}"
     return _Draft(key, USAGE, item, rating, draft.starts_on, draft.ends_before, draft.period, draft.num, draft.den,
-                  draft.version_id, diff, ZERO, draft.due_on, added, draft.index, (explanation, description))
+                  draft.version_id, diff, discount, draft.due_on, added, draft.index, (explanation, description))
+
+
+def _billed_discount(billed: list) -> Decimal:
+    """Σ line discounts of what was billed for a key (signed like the lines)."""
+    return sum((getattr(line, "discount", None) or ZERO for line in billed), ZERO)
+
+
+def _matching_discount(amount: Decimal, discount: Decimal) -> Decimal:
+    """``discount`` when it has the sign of its line's net ``amount`` (so gross − discount = amount
+    with gross, discount and amount of one sign), else zero: the whole amount is then gross."""
+    if not discount or (discount > 0 and amount >= 0) or (discount < 0 and amount <= 0):
+        return discount
+    return ZERO
 
 
 def _correction(sub: Subscription, base: str, billed: list, net: Decimal, draft: _Draft | None,
@@ -537,7 +563,8 @@ def _correction(sub: Subscription, base: str, billed: list, net: Decimal, draft:
                 f"Reversal ({format_range(start, stop)})")
         billed_rating = Rating(ZERO, "", getattr(current, "unit_price", ZERO))
         return [_Draft(f"{base}#{tag}", kind, item, billed_rating, start, stop, None, 0, 0, sub.history_tag, -net,
-                       ZERO, start, getattr(current, "quantity", ZERO), item_id, text)]
+                       _matching_discount(-net, -_billed_discount(billed)), start, getattr(current, "quantity", ZERO),
+                       item_id, text)]
     same_terms = (c_start == draft.starts_on and c_end is not None and c_end != draft.ends_before
                   and draft.kind != USAGE
                   and getattr(current, "quantity", None) == _line_quantity(draft)
@@ -553,8 +580,9 @@ def _correction(sub: Subscription, base: str, billed: list, net: Decimal, draft:
         text = (f"{label} {days}/{draft.den} days ({format_range(lo, hi)}) of {_product(draft.item)[1]}: "
                 f"billed {fmt(net)}, now {fmt(draft.amount)} {when}",
                 f"{label} {days}/{draft.den} days")
+        discount = _matching_discount(diff, draft.discount - _billed_discount(billed))
         return [_Draft(f"{base}#{tag}", kind, draft.item, None, lo, hi, draft.period, days, draft.den,
-                       draft.version_id, diff, ZERO, lo, _line_quantity(draft), draft.index, text)]
+                       draft.version_id, diff, discount, lo, _line_quantity(draft), draft.index, text)]
     start = c_start or draft.starts_on
     stop = c_end or draft.ends_before
     lines = []
@@ -564,8 +592,8 @@ def _correction(sub: Subscription, base: str, billed: list, net: Decimal, draft:
     if net:
         lines.append(_Draft(f"{base}#{tag}:credit", PRORATION_CREDIT if net > 0 else PRORATION_CHARGE, draft.item,
                             billed_rating, start, stop, draft.period, draft.num, draft.den, draft.version_id, -net,
-                            ZERO, start, getattr(current, "quantity", _line_quantity(draft)), draft.index,
-                            credit_text))
+                            _matching_discount(-net, -_billed_discount(billed)), start,
+                            getattr(current, "quantity", _line_quantity(draft)), draft.index, credit_text))
     if draft.amount:
         explanation, description = _texts(draft, _product(draft.item)[1])
         lines.append(_Draft(f"{base}#{tag}:charge", PRORATION_CHARGE if draft.amount > 0 else PRORATION_CREDIT,
@@ -608,9 +636,11 @@ def _percent_of(sub: Subscription, index: int, item_id: str, timeline, emitted: 
         state = _state_at(timeline, first.starts_on)
         item = state[2]
         rating = model.rate(item.price.terms, base_amount)
-        amount, discount = _line_amount(rating.amount, item, 1, 1, quantum)
-        if amount < 0:
-            _, discount = _line_amount(-rating.amount, item, 1, 1, quantum)
+        if rating.amount < 0:  # a credit carries its discount with its sign, like a proration credit
+            amount, discount = _line_amount(-rating.amount, item, 1, 1, quantum)
+            amount, discount = -amount, -discount
+        else:
+            amount, discount = _line_amount(rating.amount, item, 1, 1, quantum)
         kinds = {d.kind for d in members}
         kind = kinds.pop() if len(kinds) == 1 else (PRORATION_CREDIT if amount < 0 else PRORATION_CHARGE)
         if kind in (PRORATION_CREDIT, PRORATION_CHARGE):

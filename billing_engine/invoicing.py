@@ -104,7 +104,7 @@ class DraftLine:
     quantity: Decimal
     unit_price: Decimal
     gross: Decimal  # amount before any discount
-    line_discount: Decimal  # from the charge
+    line_discount: Decimal  # from the charge, with the line's sign (a credit gives its discount back)
     invoice_discount: Decimal  # this line's share of the invoice-level discount
     net: Decimal  # gross − line_discount − invoice_discount
     tax_percent: Decimal
@@ -196,8 +196,9 @@ def assemble_invoice(
         if charge.key in keys:
             raise InvalidInputError("charges", f"charge {charge.key} appears twice")
         keys.add(charge.key)
-        if charge.discount < 0:
-            raise InvalidInputError(f"charge {charge.key}", "discount must be >= 0")
+        if (charge.discount > 0 and charge.amount < 0) or (charge.discount < 0 and charge.amount > 0):
+            raise InvalidInputError(f"charge {charge.key}", "discount must have the sign of its line "
+                                    "(≥ 0 on a charge, ≤ 0 on a credit)")
         if charge.amount != round_money(charge.amount, currency):
             raise InvalidInputError(f"charge {charge.key}", f"amount {charge.amount} is not rounded to {currency}")
     percent = tax_rate.percent

@@ -6,7 +6,9 @@ Rules (docs/billing-rules.md §17 Revenue metrics: MRR and ARR):
   and usage (usage revenue is reported apart). It keeps full precision.
 - customer MRR = Σ item MRR, rounded half up to the currency's minor unit;
   totals = Σ rounded customer MRR (three 100/year items on one customer → 25.00;
-  on three customers → 3 × 8.33 = 24.99). ARR = MRR × 12.
+  on three customers → 3 × 8.33 = 24.99).
+- customer ARR = Σ item MRR × 12, rounded half up once: the yearly amount, not a
+  rounded MRR × 12 (29,000/year → ARR 29,000.00, MRR 2,416.67); totals = Σ customer ARR.
 - movements per customer between consecutive measurement dates: new (0 → >0,
   first time), reactivation (0 → >0 after an earlier churn), expansion (up),
   contraction (down, still >0), churn (>0 → 0). A customer is churned, and later
@@ -63,13 +65,28 @@ class ItemMrr:
     mrr: Decimal
 
 
-def customer_mrr(items: Iterable[ItemMrr]) -> dict[CustomerKey, Decimal]:
-    """Σ item MRR per (customer, currency), rounded half up once per customer."""
+def _monthly_sums(items: Iterable[ItemMrr]) -> dict[CustomerKey, Decimal]:
     sums: dict[CustomerKey, Decimal] = {}
     for item in items:
         key = (item.customer_id, item.currency)
         sums[key] = sums.get(key, ZERO) + item.mrr
-    return {key: round_money(value, key[1]) for key, value in sums.items()}
+    return sums
+
+
+def customer_mrr(items: Iterable[ItemMrr]) -> dict[CustomerKey, Decimal]:
+    """Σ item MRR per (customer, currency), rounded half up once per customer."""
+    return {key: round_money(value, key[1]) for key, value in _monthly_sums(items).items()}
+
+
+def annual_amount(monthly: Decimal, currency: str) -> Decimal:
+    """ARR from an **unrounded** monthly amount: × 12, rounded half up once (29,000/year is a
+    monthly 2,416.666…, so 29,000.00, where the rounded MRR 2,416.67 × 12 would be 29,000.04)."""
+    return round_money(monthly * 12, currency)
+
+
+def customer_arr(items: Iterable[ItemMrr]) -> dict[CustomerKey, Decimal]:
+    """Σ item MRR × 12 per (customer, currency), rounded half up once per customer."""
+    return {key: annual_amount(value, key[1]) for key, value in _monthly_sums(items).items()}
 
 
 def total_mrr(customers: Mapping[CustomerKey, Decimal]) -> dict[str, Decimal]:
@@ -122,10 +139,7 @@ class BridgeRow:
     churn: Decimal  # positive magnitude
     closing: Decimal
     customers: int  # customers with MRR > 0 at closing
-
-    @property
-    def arr(self) -> Decimal:
-        return self.closing * 12
+    arr: Decimal  # Σ customer ARR at closing (each from its unrounded MRR, see ``annual_amount``)
 
     def holds(self) -> bool:
         return (self.opening + self.new + self.expansion + self.reactivation
@@ -145,20 +159,24 @@ def movements_and_bridge(
     periods: Sequence[tuple[str, Mapping[CustomerKey, Decimal]]],
     *,
     had_mrr_before: Iterable[CustomerKey] = (),
+    closing_arr: Sequence[Mapping[CustomerKey, Decimal]] | None = None,
 ) -> tuple[list[Movement], list[BridgeRow]]:
     """Movements and bridge rows for consecutive measurements.
 
     ``opening`` is rounded customer MRR at the opening date; ``periods`` are
     ``(label, rounded customer MRR at the period's closing date)`` in order;
     ``had_mrr_before`` are the customers with MRR > 0 at a measurement date before
-    the opening one (so a return in range counts as reactivation).
+    the opening one (so a return in range counts as reactivation); ``closing_arr``,
+    per period, customer ARR at its closing date (``customer_arr``; without it, ARR is
+    the closing MRR × 12, all that rounded MRR can tell).
     """
     ever = {key for key, value in opening.items() if value > 0} | set(had_mrr_before)
     currencies = sorted({key[1] for key in opening} | {key[1] for _, snap in periods for key in snap})
     moves: list[Movement] = []
     rows: list[BridgeRow] = []
     before = dict(opening)
-    for label, after in periods:
+    for index, (label, after) in enumerate(periods):
+        annual = closing_arr[index] if closing_arr is not None else {key: value * 12 for key, value in after.items()}
         sums = {c: dict.fromkeys(MOVEMENT_KINDS, ZERO) for c in currencies}
         for key in sorted(set(before) | set(after)):
             b, a = before.get(key, ZERO), after.get(key, ZERO)
@@ -178,6 +196,7 @@ def movements_and_bridge(
                 new=s["new"], expansion=s["expansion"], reactivation=s["reactivation"],
                 contraction=s["contraction"], churn=s["churn"], closing=closing_totals.get(currency, ZERO),
                 customers=sum(1 for k, v in after.items() if k[1] == currency and v > 0),
+                arr=total_mrr(annual).get(currency, ZERO),
             )
             if not row.holds():  # pragma: no cover - guarded by construction
                 raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
@@ -198,7 +217,9 @@ def bridge_from_series(
     ``values[0]`` is rounded customer MRR at the opening date and ``values[i]`` at the
     close of ``labels[i - 1]``. Same result as ``movements_and_bridge``. An item may carry a
     fourth element, a weight ``n``: it then stands for ``n`` customers with the same values
-    (only without ``collect_movements``, which needs every customer).
+    (only without ``collect_movements``, which needs every customer); and a fifth, the
+    customer's ARR at the same dates (``annual_amount`` of its unrounded MRR; without it,
+    ARR is the rounded MRR × 12).
     """
     n = len(labels)
     sums: dict[str, list[dict[str, Decimal]]] = {}
@@ -207,10 +228,13 @@ def bridge_from_series(
     level: dict[str, list[Any]] = {}  # currency → [Σ MRR at the opening date, count > 0]
     delta: dict[str, list[Decimal]] = {}
     count_delta: dict[str, list[int]] = {}
+    arr_level: dict[str, Decimal] = {}  # currency → Σ ARR at the opening date
+    arr_delta: dict[str, list[Decimal]] = {}
     moves: list[Movement] = []
     for entry in series:
         key, had_before, values = entry[0], entry[1], entry[2]
         weight = entry[3] if len(entry) > 3 else 1
+        annual = entry[4] if len(entry) > 4 else [value * 12 for value in values]
         if weight != 1 and collect_movements:
             raise ValueError("weighted series give no per-customer movements")
         currency = key[1]
@@ -218,10 +242,18 @@ def bridge_from_series(
             sums[currency] = [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in range(n)]
             level[currency] = [ZERO, 0]
             delta[currency], count_delta[currency] = [ZERO] * (n + 1), [0] * (n + 1)
+            arr_level[currency], arr_delta[currency] = ZERO, [ZERO] * (n + 1)
         first = values[0]
         acc = level[currency]
         acc[0] += first * weight
         acc[1] += (first > 0) * weight
+        first_arr = annual[0]
+        arr_level[currency] += first_arr * weight
+        if annual.count(first_arr) != len(annual):
+            changes = arr_delta[currency]
+            for i in range(1, n + 1):
+                if annual[i] != annual[i - 1]:
+                    changes[i] += (annual[i] - annual[i - 1]) * weight
         if values.count(first) == len(values):  # no movement in the whole range
             continue
         ever = had_before or first > 0
@@ -240,16 +272,18 @@ def bridge_from_series(
             b = a
     rows = []
     running = {currency: (acc[0], acc[1]) for currency, acc in level.items()}
+    annual_running = dict(arr_level)
     for i, label in enumerate(labels):
         for currency in sorted(sums):
             opening, opening_count = running[currency]
             closing, closing_count = opening + delta[currency][i + 1], opening_count + count_delta[currency][i + 1]
             running[currency] = (closing, closing_count)
+            annual_running[currency] += arr_delta[currency][i + 1]
             s = sums[currency][i]
             row = BridgeRow(period=label, currency=currency, opening=opening, new=s["new"],
                             expansion=s["expansion"], reactivation=s["reactivation"],
                             contraction=s["contraction"], churn=s["churn"], closing=closing,
-                            customers=closing_count)
+                            customers=closing_count, arr=annual_running[currency])
             if not row.holds():  # pragma: no cover - guarded by construction
                 raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
             rows.append(row)

@@ -167,7 +167,7 @@ def billed_keys(session: Session, keys: Iterable[str]) -> set[str]:
 
 def billed_lines_for_subscriptions(session: Session, subscription_ids: Sequence[str]) -> dict[str, list[Any]]:
     """Per subscription, what was billed per charge key (``BilledCharge``-shaped rows:
-    key, amount as charged = gross − line discount, quantity, unit_price, starts_on, ends_before)."""
+    key, amount as charged = gross − line discount, quantity, unit_price, starts_on, ends_before, discount)."""
     t = InvoiceLine.__table__
     out: dict[str, list[Any]] = {}
     for start in range(0, len(subscription_ids), 900):
@@ -179,16 +179,16 @@ def billed_lines_for_subscriptions(session: Session, subscription_ids: Sequence[
                    t.c.starts_on, t.c.ends_before)
             .where(one_of(session, t.c.subscription_id, chunk)))
         for sid, key, gross, disc, qty, price, starts, ends in rows:
-            out.setdefault(sid, []).append(BilledLine(key, gross - disc, qty, price, starts, ends))
+            out.setdefault(sid, []).append(BilledLine(key, gross - disc, qty, price, starts, ends, disc))
     return out
 
 
 class BilledLine:
-    __slots__ = ("key", "amount", "quantity", "unit_price", "starts_on", "ends_before")
+    __slots__ = ("key", "amount", "quantity", "unit_price", "starts_on", "ends_before", "discount")
 
-    def __init__(self, key, amount, quantity, unit_price, starts_on, ends_before):
+    def __init__(self, key, amount, quantity, unit_price, starts_on, ends_before, discount):
         self.key, self.amount, self.quantity, self.unit_price = key, amount, quantity, unit_price
-        self.starts_on, self.ends_before = starts_on, ends_before
+        self.starts_on, self.ends_before, self.discount = starts_on, ends_before, discount
 
 
 def record_bill_run_error(session: Session, run_on: date, customer_id: str, reason: str,

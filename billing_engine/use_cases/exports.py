@@ -35,7 +35,7 @@ from billing_engine.storage import payments as payment_store
 from billing_engine.storage import subscriptions as subscription_store
 from billing_engine.storage.database import Session
 from billing_engine.subscriptions import Subscription, SubscriptionStatus
-from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+from billing_engine.use_cases.revenue import mrr_and_arr_snapshots, subscription_mrr_versions
 
 ZERO = Decimal(0)
 
@@ -50,6 +50,8 @@ BILLING_STATUSES = ("active", "cancelling", "past_due", "cancelled", "none")
 class AccountBillingSummary:
     """What the Account push writes to Salesforce for a customer, as of a date.
 
+    ``arr``: the yearly amount, from the unrounded MRR (docs/billing-rules.md §17 Revenue
+    metrics: MRR and ARR), not ``mrr`` × 12.
     ``balance``: what the customer still owes once its unused credit is counted
     (Σ balances of open and uncollectible invoices − unused credit, never below zero);
     ``credit_balance``: its unused credit; both in the customer's currency.
@@ -114,8 +116,8 @@ def account_summaries(session: Session, customer_ids: Iterable[str],
     subscriptions: dict[str, list[Subscription]] = {}
     for sub in subscription_store.subscriptions_of_customers(session, ids):
         subscriptions.setdefault(sub.customer_id, []).append(sub)
-    [mrr] = mrr_snapshots((v for subs in subscriptions.values() for s in subs
-                           for v in subscription_mrr_versions(s, as_of)), [as_of])
+    [(mrr, arr)] = mrr_and_arr_snapshots((v for subs in subscriptions.values() for s in subs
+                                          for v in subscription_mrr_versions(s, as_of)), [as_of])
     payable = invoice_store.payable_invoices_of_customers(session, ids)
     credits = payment_store.credit_balances_of_customers(session, ids)
     last_invoice = invoice_store.last_invoice_dates(session, ids)
@@ -129,9 +131,10 @@ def account_summaries(session: Session, customer_ids: Iterable[str],
         owed = round_money(sum((inv.balance for inv in invoices), ZERO), currency)
         credit = credits.get((cid, currency), zero)
         monthly = mrr.get((cid, currency), zero)
+        annual = arr.get((cid, currency), zero)  # from the unrounded MRR, not monthly × 12
         status, ends_before = billing_status(subscriptions.get(cid, ()), overdue, as_of)
         out[cid] = AccountBillingSummary(
-            customer_id=cid, currency=currency, mrr=monthly, arr=monthly * 12, balance=max(owed - credit, zero),
+            customer_id=cid, currency=currency, mrr=monthly, arr=annual, balance=max(owed - credit, zero),
             credit_balance=credit, overdue_invoices=overdue, last_invoice_on=last_invoice.get(cid),
             billing_status=status, as_of=as_of, ends_before=ends_before,
             salesforce_account_id=customer.salesforce_account_id)

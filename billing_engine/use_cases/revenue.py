@@ -16,7 +16,15 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
 from billing_engine.money import round_money
-from billing_engine.revenue import BridgeRow, CustomerKey, ItemMrr, Movement, month_range, previous_month_end
+from billing_engine.revenue import (
+    BridgeRow,
+    CustomerKey,
+    ItemMrr,
+    Movement,
+    annual_amount,
+    month_range,
+    previous_month_end,
+)
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import subscriptions as subscription_store
 from billing_engine.storage.catalog import load_prices
@@ -53,6 +61,21 @@ class MrrSource(Protocol):
 def mrr_snapshots(versions: Iterable[MrrVersion],
                   dates: Sequence[date]) -> list[dict[CustomerKey, Decimal]]:
     """Rounded customer MRR at each date (pure; one pass over the versions)."""
+    return [{key: round_money(value, key[1]) for key, value in snap.items() if value}
+            for snap in _monthly_snapshots(versions, dates)]
+
+
+def mrr_and_arr_snapshots(versions: Iterable[MrrVersion], dates: Sequence[date]) -> list[
+        tuple[dict[CustomerKey, Decimal], dict[CustomerKey, Decimal]]]:
+    """``(rounded customer MRR, customer ARR)`` at each date: ARR is the unrounded MRR × 12,
+    rounded once (docs/billing-rules.md §17 Revenue metrics: MRR and ARR)."""
+    return [({key: round_money(value, key[1]) for key, value in snap.items() if value},
+             {key: annual_amount(value, key[1]) for key, value in snap.items() if value})
+            for snap in _monthly_snapshots(versions, dates)]
+
+
+def _monthly_snapshots(versions: Iterable[MrrVersion], dates: Sequence[date]) -> list[dict[CustomerKey, Decimal]]:
+    """Unrounded customer MRR at each date (one pass over the versions)."""
     import bisect
 
     order = sorted(range(len(dates)), key=lambda i: dates[i])
@@ -64,7 +87,7 @@ def mrr_snapshots(versions: Iterable[MrrVersion],
         key = (item.customer_id, item.currency)
         for j in range(lo, hi):
             raw[order[j]][key] += item.mrr
-    return [{key: round_money(value, key[1]) for key, value in snap.items() if value} for snap in raw]
+    return raw
 
 
 def mrr_as_of(session: Session, on: date, *, source: MrrSource) -> dict[CustomerKey, Decimal]:
@@ -96,20 +119,24 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
 
     zeros: dict[str, Decimal] = {}
 
-    def values_of(segments: list[tuple[int, int, Decimal]], currency: str) -> list[Decimal]:
+    def values_of(segments: list[tuple[int, int, Decimal]],
+                  currency: str) -> tuple[list[Decimal], list[Decimal]]:
+        """(rounded MRR, ARR) at each date: ARR from the unrounded MRR × 12, rounded once."""
         if all(lo == 0 and hi == width for lo, hi, _ in segments):  # the usual case: one steady amount
-            return _rounded([sum((m for _, _, m in segments), ZERO)], currency) * width
+            steady = [sum((m for _, _, m in segments), ZERO)]
+            return _rounded(steady, currency) * width, _rounded_annual(steady, currency) * width
         if len(segments) == 1:  # one amount from one month end to another
             lo, hi, mrr = segments[0]
             zero = zeros.get(currency)
             if zero is None:
                 zero = zeros[currency] = round_money(ZERO, currency)
-            return [zero] * lo + _rounded([mrr], currency) * (hi - lo) + [zero] * (width - hi)
+            return ([zero] * lo + _rounded([mrr], currency) * (hi - lo) + [zero] * (width - hi),
+                    [zero] * lo + _rounded_annual([mrr], currency) * (hi - lo) + [zero] * (width - hi))
         values = [ZERO] * width
         for lo, hi, mrr in segments:
             for j in range(lo, hi):
                 values[j] += mrr
-        return _rounded(values, currency)
+        return _rounded(values, currency), _rounded_annual(values, currency)
 
     def add(segments: list[tuple[int, int, Decimal]], item: ItemMrr, starts_on: date,
             ends_before: date | None) -> bool:
@@ -133,17 +160,19 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
             key = (item.customer_id, item.currency)
             if key != current:
                 if current is not None:
-                    yield current, had, values_of(segments, current[1])
+                    yield (current, had, *values_of(segments, current[1]))
                     done.add(current)
                 if key in done:
                     raise ValueError(f"recurring_versions must group each customer's versions ({key[0]})")
                 current, segments, had = key, [], False
             had = add(segments, item, starts_on, ends_before) or had
         if current is not None:
-            yield current, had, values_of(segments, current[1])
+            yield (current, had, *values_of(segments, current[1]))
 
+    series: Iterable[tuple[Any, ...]]
     if collect_movements:
-        series = per_customer(source.recurring_versions(session, dates[-1]))
+        series = ((key, had, values, 1, annual)
+                  for key, had, values, annual in per_customer(source.recurring_versions(session, dates[-1])))
     else:
         # Customers with the same single plain subscription have the same values: one series,
         # weighted by their number (same sums, exactly: Decimal sums and products are exact here).
@@ -151,9 +180,10 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
 
         def weighted() -> Iterable[tuple[Any, ...]]:
             for versions, n in groups:
-                for key, had, values in per_customer(versions):
-                    yield key, had, values, n
-            yield from per_customer(others)
+                for key, had, values, annual in per_customer(versions):
+                    yield key, had, values, n, annual
+            for key, had, values, annual in per_customer(others):
+                yield key, had, values, 1, annual
 
         series = weighted()
     moves, rows = bridge_from_series(labels, series, collect_movements=collect_movements)
@@ -163,6 +193,11 @@ def mrr_bridge(session: Session, from_month: str, to_month: str, *, source: MrrS
 def _rounded(values: list[Decimal], currency: str) -> list[Decimal]:
     quantum = round_money(ZERO, currency)  # 0.00 / 0 / 0.000: the currency's minor unit
     return [v.quantize(quantum, ROUND_HALF_UP) for v in values]
+
+
+def _rounded_annual(values: list[Decimal], currency: str) -> list[Decimal]:
+    quantum = round_money(ZERO, currency)
+    return [(v * 12).quantize(quantum, ROUND_HALF_UP) for v in values]
 
 
 def mrr_bridge_rows(session: Session, from_month: str, to_month: str, *, source: MrrSource) -> list[dict[str, str]]:
