@@ -34,7 +34,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
 
-from billing_engine.charges import ChargeLine
+from billing_engine.charges import RECURRING, ChargeLine
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.money import check_currency, round_money
 from billing_engine.tax import TaxGroup, TaxRate, credit_note_tax, tax_breakdown
@@ -70,6 +70,19 @@ def check_transition(current: str, new: str, subject: str = "invoice") -> Invoic
     if nxt not in _TRANSITIONS[cur]:
         raise ConflictError(subject, f"cannot go from {cur.value} to {nxt.value}")
     return nxt
+
+
+def recurring_periods(charges: Sequence[ChargeLine]) -> int:
+    """The most recurring periods one subscription's charges cover (0 without a recurring charge).
+
+    A normal bill run invoices one period per subscription (two at most around a change of
+    anchor); more means back-billing — a deal entered late, a bill run that did not run, a
+    date typed far ahead — which a person should look at before the invoice is final."""
+    periods: dict[str, set[date]] = {}
+    for charge in charges:
+        if charge.kind == RECURRING:
+            periods.setdefault(charge.subscription_id, set()).add(charge.starts_on)
+    return max((len(starts) for starts in periods.values()), default=0)
 
 
 def format_number(template: str, year: int, seq: int) -> str:

@@ -7,11 +7,11 @@ functions; the engine does the work (``use_cases.billing.bill_customers`` and
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
-from billing_engine.use_cases.billing import BillRunResult, bill_customers
+from billing_engine.use_cases.billing import LATEST_BILL_RUN_DATE, BillRunResult, bill_customers
 from billing_engine.use_cases.revenue import mrr_bridge_report
 
 if TYPE_CHECKING:
@@ -24,14 +24,41 @@ def today_in(timezone: str, now: datetime | None = None) -> date:
     return now.astimezone(ZoneInfo(timezone)).date()
 
 
-def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None) -> BillRunResult:
+#: How far after today (BILLSYNC_TIMEZONE) a bill run may be dated without ``--allow-future``:
+#: one day, so a person in a time zone ahead of the org's can still bill "today".
+FUTURE_DAYS_ALLOWED = 1
+
+
+def bill_run_date_problem(services: Services, as_of: date, *, allow_future: bool = False,
+                          now: datetime | None = None) -> str | None:
+    """Why a bill run may not be dated ``as_of`` (one line), or None.
+
+    Past ``LATEST_BILL_RUN_DATE`` never (the periods would end past year 9999); more than
+    ``FUTURE_DAYS_ALLOWED`` after today in BILLSYNC_TIMEZONE only with ``allow_future``: a typo
+    there would finalize (and number) invoices for periods that have not begun.
+    """
+    if as_of > LATEST_BILL_RUN_DATE:
+        return f"--as-of: {as_of} is after {LATEST_BILL_RUN_DATE}, the latest date a bill run accepts"
+    timezone = services.settings.billsync_timezone
+    today = today_in(timezone, now)
+    if as_of > today + timedelta(days=FUTURE_DAYS_ALLOWED) and not allow_future:
+        return (f"--as-of: {as_of} is {(as_of - today).days} days after today ({today} in {timezone}); "
+                f"pass --allow-future to bill ahead on purpose, or --dry-run to see what it would bill")
+    return None
+
+
+def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None,
+                 dry_run: bool = False) -> BillRunResult:
     """Bill everything due up to ``as_of`` (finalized, or drafts when HOLD_INVOICES_FOR_REVIEW).
 
-    Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE.
+    Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE; an invoice covering
+    more than BILL_RUN_MAX_PERIODS recurring periods of one subscription stays a draft held for
+    review. ``dry_run``: compute the run and write nothing (the invoices are in ``previews``).
     """
     settings = services.settings
     return bill_customers(services.engine, as_of, hold_for_review=settings.hold_invoices_for_review, now=now,
-                          default_tax_percent=settings.default_tax_rate)
+                          default_tax_percent=settings.default_tax_rate,
+                          max_periods=settings.bill_run_max_periods, dry_run=dry_run)
 
 
 def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[dict[str, str]]:

@@ -280,6 +280,9 @@ VARIABLES: tuple[Var, ...] = (
         "The seller's tax rate in percent for customers whose Account has no Tax_Rate__c (e.g. 20)."),
     Var("HOLD_INVOICES_FOR_REVIEW", parse_bool, "false",
         "true leaves bill-run invoices as drafts for finance to review instead of finalizing them."),
+    Var("BILL_RUN_MAX_PERIODS", parse_int(1, 1000), "3",
+        "A bill-run invoice covering more recurring periods of one subscription (back-billing) "
+        "stays a draft held for review."),
 )
 
 
@@ -323,6 +326,7 @@ class Settings:
     clock_lock_poll_seconds: int
     default_tax_rate: Decimal
     hold_invoices_for_review: bool
+    bill_run_max_periods: int
 
     @property
     def is_sqlite(self) -> bool:

@@ -2,7 +2,7 @@
 """Benchmark the bill run and the 12-month MRR bridge over the database, through the real path.
 
     .venv/bin/python scripts/bench_billing.py --subscriptions 100000 \
-        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--batch-size 500]
+        [--database-url postgresql://postgres@127.0.0.1:5432/test] [--batch-size 500] [--concurrent-runs 2]
 
 Creates its own PostgreSQL schema (dropped at the end), stores the catalog through
 ``billing_engine.use_cases.catalog`` and N customers with one monthly subscription of 3 recurring
@@ -13,11 +13,17 @@ paged by id, subscriptions loaded per batch; every invoice finalized), a second,
 idempotent run, and ``mrr_bridge_report`` for 2026-01..2026-12 (subscriptions streamed
 from the database). Prints invoices/s, peak RSS and the bridge time. The seeded tables are
 ANALYZEd before the runs, as autovacuum would.
+
+``--concurrent-runs K`` starts the first bill run K times at once, in K processes (two clocks,
+or a clock and a person): it checks that every run completes without a failure, that each
+customer is invoiced once (the runs share the customers, the others count them as skipped) and
+that the invoice numbers are gapless, and prints the wall time.
 """
 
 from __future__ import annotations
 
 import argparse
+import multiprocessing
 import resource
 import sys
 import time
@@ -29,13 +35,13 @@ from urllib.parse import quote
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from sqlalchemy import insert, text  # noqa: E402
+from sqlalchemy import func, insert, select, text  # noqa: E402
 from sqlmodel import Session  # noqa: E402
 
 from billing_engine.catalog import make_price, make_product  # noqa: E402
 from billing_engine.storage.catalog import CustomerRow  # noqa: E402
 from billing_engine.storage.database import count_rows  # noqa: E402
-from billing_engine.storage.invoices import InvoiceLine  # noqa: E402
+from billing_engine.storage.invoices import Invoice, InvoiceLine  # noqa: E402
 from billing_engine.storage.subscriptions import SubscriptionItemRow, SubscriptionRow  # noqa: E402
 from billing_engine.use_cases.billing import bill_customers  # noqa: E402
 from billing_engine.use_cases.catalog import upsert_price, upsert_product  # noqa: E402
@@ -86,6 +92,39 @@ def svc_holds(rows) -> bool:
                - Decimal(r["contraction"]) - Decimal(r["churn"]) == Decimal(r["closing"]) for r in rows)
 
 
+def one_run(url: str, batch_size: int) -> tuple[int, int, int, int, float]:
+    """A bill run in its own process: (invoices created, customers billed, skipped, failures, seconds)."""
+    engine = make_engine(url)
+    try:
+        t0 = time.perf_counter()
+        result = bill_customers(engine, START, batch_size=batch_size)
+        return (result.invoices_created, result.customers_billed, result.customers_skipped, len(result.failures),
+                time.perf_counter() - t0)
+    finally:
+        engine.dispose()
+
+
+def concurrent_runs(engine, url: str, runs: int, batch_size: int, expected: int) -> bool:
+    engine.dispose()  # the children open their own connections
+    t0 = time.perf_counter()
+    with multiprocessing.get_context("fork").Pool(runs) as pool:
+        results = pool.starmap(one_run, [(url, batch_size)] * runs)
+    elapsed = time.perf_counter() - t0
+    for n, (created, billed, skipped, failed, seconds) in enumerate(results, start=1):
+        print(f"  run {n}: {created} invoices created, {billed} customers billed, {skipped} skipped "
+              f"(billed by another run), {failed} failed in {seconds:.1f} s")
+    with Session(engine) as session:
+        numbers = list(session.scalars(select(Invoice.number).where(Invoice.number.is_not(None))).all())
+        invoices = session.execute(select(func.count(), func.count(Invoice.customer_id.distinct()))
+                                   .select_from(Invoice)).one()
+    gapless = sorted(numbers) == [f"INV-{START.year}-{n:06d}" for n in range(1, expected + 1)]
+    ok = (sum(r[0] for r in results) == expected and not any(r[3] for r in results) and gapless
+          and tuple(invoices) == (expected, expected))
+    print(f"{runs} concurrent bill runs: {expected / elapsed:,.0f} invoices/s in {elapsed:.1f} s; "
+          f"each customer invoiced once, numbers gapless: {ok}")
+    return ok
+
+
 def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
@@ -95,6 +134,8 @@ def main() -> int:
     parser.add_argument("--subscriptions", type=int, default=100000)
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--batch-size", type=int, default=500)
+    parser.add_argument("--concurrent-runs", type=int, default=1,
+                        help="start the first bill run this many times at once, in as many processes")
     args = parser.parse_args()
 
     schema = f"bench_billing_{uuid.uuid4().hex[:8]}"
@@ -102,7 +143,8 @@ def main() -> int:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in args.database_url else "?"
-    engine = make_engine(f"{args.database_url}{sep}options={quote('-csearch_path=' + schema)}")
+    url = f"{args.database_url}{sep}options={quote('-csearch_path=' + schema)}"
+    engine = make_engine(url)
     try:
         upgrade(engine)
         t0 = time.perf_counter()
@@ -114,12 +156,17 @@ def main() -> int:
             conn.execute(text("ANALYZE"))
         print(f"RSS after seeding: {rss_mb():.0f} MB")
 
-        t0 = time.perf_counter()
-        result = bill_customers(engine, START, batch_size=args.batch_size)
-        elapsed = time.perf_counter() - t0
-        print(f"bill run: {result.invoices_created} invoices created, {result.invoices_finalized} finalized, "
-              f"{len(result.failures)} failures in {elapsed:.1f} s → {result.invoices_created / elapsed:,.0f} invoices/s")
-        print(f"peak RSS after bill run: {rss_mb():.0f} MB")
+        if args.concurrent_runs > 1:
+            if not concurrent_runs(engine, url, args.concurrent_runs, args.batch_size, args.subscriptions):
+                return 1
+        else:
+            t0 = time.perf_counter()
+            result = bill_customers(engine, START, batch_size=args.batch_size)
+            elapsed = time.perf_counter() - t0
+            print(f"bill run: {result.invoices_created} invoices created, {result.invoices_finalized} finalized, "
+                  f"{len(result.failures)} failures in {elapsed:.1f} s → "
+                  f"{result.invoices_created / elapsed:,.0f} invoices/s")
+            print(f"peak RSS after bill run: {rss_mb():.0f} MB")
 
         t0 = time.perf_counter()
         again = bill_customers(engine, START, batch_size=args.batch_size)

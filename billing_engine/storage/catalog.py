@@ -13,7 +13,7 @@ customer Salesforce Account id.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from decimal import Decimal
 from typing import Any
 
@@ -25,7 +25,7 @@ from billing_engine.customers import Address, Customer
 from billing_engine.periods import Interval
 from billing_engine.pricing import PriceTerms, make_tiers, tiers_to_rows
 from billing_engine.storage.columns import decimal_field
-from billing_engine.storage.database import one_of
+from billing_engine.storage.database import is_postgresql, one_of
 
 
 class CustomerRow(SQLModel, table=True):
@@ -101,6 +101,25 @@ def customers_by_id(session: Session, customer_ids: Iterable[str]) -> dict[str, 
         for row in session.execute(select(t).where(one_of(session, t.c.id, ids[start:start + 900]))):
             out[row.id] = customer_from_row(row)
     return out
+
+
+def claim_customers(session: Session, customer_ids: Sequence[str], *, wait: bool) -> set[str]:
+    """Lock the customers for this transaction so that no other transaction bills them at the same
+    time; return the ids claimed.
+
+    PostgreSQL: ``SELECT … FOR NO KEY UPDATE`` in id order (rows inserted elsewhere that only point
+    to a customer are not blocked); without ``wait``, ``SKIP LOCKED`` leaves out the customers
+    another transaction holds, so two bill runs share the work instead of queueing. SQLite: every
+    id, since the transaction already holds the database's write lock (``BEGIN IMMEDIATE``).
+    """
+    if not customer_ids:
+        return set()
+    if not is_postgresql(session):
+        return set(customer_ids)
+    t = CustomerRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    query = (select(t.c.id).where(one_of(session, t.c.id, customer_ids)).order_by(t.c.id)
+             .with_for_update(key_share=True, skip_locked=not wait))
+    return set(session.execute(query).scalars())
 
 
 def customer_id_of_account(session: Session, salesforce_account_id: str) -> str | None:

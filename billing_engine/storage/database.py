@@ -15,7 +15,7 @@ from typing import Any
 
 from sqlalchemy import any_, bindparam, func, insert, select, text
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.exc import IntegrityError, OperationalError, SQLAlchemyError
+from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError, SQLAlchemyError
 from sqlmodel import Session, SQLModel
 
 __all__ = ["COPY_THRESHOLD", "IntegrityError", "OperationalError", "SQLAlchemyError", "Session", "bulk_insert",
@@ -41,17 +41,24 @@ def one_of(session: Session, column: Any, values: Sequence[Any]) -> Any:
 def copy_rows(session: Session, table: Any, rows: Sequence[dict[str, Any]], columns: Sequence[str]) -> None:
     """PostgreSQL ``COPY ... FROM STDIN`` of ``rows`` (the same keys each) into ``table``.
 
-    Bypasses the column types, so it refuses floats itself (money stays Decimal)."""
+    Bypasses the column types, so it refuses floats itself (money stays Decimal). A database
+    error comes out as SQLAlchemy's (``IntegrityError`` for a duplicate key, …), as it would from
+    the executemany path, so callers handle one family of errors whatever the batch size."""
+    import psycopg
+
+    names = ", ".join(f'"{c}"' for c in columns)
+    statement = f'COPY "{table.name}" ({names}) FROM STDIN'
     cursor = session.connection().connection.cursor()
     try:
-        names = ", ".join(f'"{c}"' for c in columns)
-        with cursor.copy(f'COPY "{table.name}" ({names}) FROM STDIN') as copy:
+        with cursor.copy(statement) as copy:
             for row in rows:
                 values = [row[c] for c in columns]
                 for value in values:
                     if value.__class__ is float:
                         raise TypeError(f"refusing to store float {value!r} in {table.name}; use Decimal")
                 copy.write_row(values)
+    except psycopg.Error as exc:
+        raise DBAPIError.instance(statement, None, exc, psycopg.Error) from exc
     finally:
         cursor.close()
 

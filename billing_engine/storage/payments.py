@@ -127,16 +127,18 @@ def lock_account(session: Session, customer_id: str, currency: str) -> Decimal:
     return value
 
 
-def lock_accounts(session: Session, keys: Sequence[tuple[str, str]]) -> dict[tuple[str, str], Decimal]:
-    """Credit balances of existing accounts, locked (missing accounts have no credit)."""
+def lock_accounts(session: Session, keys: Sequence[tuple[str, str]], *,
+                  lock: bool = True) -> dict[tuple[str, str], Decimal]:
+    """Credit balances of existing accounts, locked (missing accounts have no credit); read
+    without a lock when ``lock`` is false (a preview that writes nothing)."""
     t = CustomerAccount.__table__
     out: dict[tuple[str, str], Decimal] = {}
     customers = sorted({k[0] for k in keys})
     for start in range(0, len(customers), 900):
         chunk = customers[start:start + 900]
-        rows = session.execute(select(t.c.customer_id, t.c.currency, t.c.credit_balance)
-                               .where(one_of(session, t.c.customer_id, chunk))
-                               .order_by(t.c.customer_id, t.c.currency).with_for_update())
+        query = (select(t.c.customer_id, t.c.currency, t.c.credit_balance)
+                 .where(one_of(session, t.c.customer_id, chunk)).order_by(t.c.customer_id, t.c.currency))
+        rows = session.execute(query.with_for_update() if lock else query)
         for cid, cur, bal in rows:
             out[(cid, cur)] = bal
     return out

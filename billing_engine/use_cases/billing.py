@@ -16,7 +16,8 @@ they are invoiced. ``bill_customers`` is the bill run over the engine's own tabl
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
@@ -38,10 +39,12 @@ from billing_engine.invoicing import (
     check_transition,
     due_on,
     format_number,
+    recurring_periods,
 )
 from billing_engine.money import round_money
 from billing_engine.payments import check_amount
 from billing_engine.revenue import CustomerKey
+from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import database
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
@@ -95,6 +98,23 @@ class ChargeSource(Protocol):
                         on: date) -> Mapping[CustomerKey, Decimal] | None: ...
 
 
+#: The latest date a bill run accepts: the periods it starts still end within the calendar (year 9999).
+LATEST_BILL_RUN_DATE = date(9998, 12, 31)
+
+
+@dataclass(frozen=True)
+class InvoicePreview:
+    """An invoice a dry run would create: its draft (lines with their explanations, totals, customer
+    credit applied when it would be finalized), not numbered. ``held`` says why it would stay a
+    draft for review ('' when it would be finalized); ``periods``: the most recurring periods one
+    subscription's lines cover (``invoicing.recurring_periods``)."""
+
+    customer_id: str
+    draft: InvoiceDraft
+    periods: int
+    held: str = ""
+
+
 @dataclass
 class BillRunResult:
     as_of: date
@@ -103,7 +123,19 @@ class BillRunResult:
     credit_notes_issued: int = 0
     customers_billed: int = 0
     customers_skipped: int = 0  # billed concurrently by another run
+    invoices_held: int = 0  # left as drafts because they cover more than ``max_periods`` periods
+    max_periods: int | None = None
+    dry_run: bool = False  # nothing was written; ``previews`` holds what would have been invoiced
     failures: dict[str, str] = field(default_factory=dict)
+    previews: list[InvoicePreview] = field(default_factory=list)
+
+
+def check_bill_run_date(as_of: date) -> None:
+    """Refuse a date past ``LATEST_BILL_RUN_DATE`` with one ``InvalidInputError``, before any
+    customer is read (rather than every customer failing on date arithmetic past year 9999)."""
+    if as_of > LATEST_BILL_RUN_DATE:
+        raise InvalidInputError("as_of", f"{as_of} is after {LATEST_BILL_RUN_DATE}, the latest date a bill run "
+                                         "accepts (its periods would end past year 9999)")
 
 
 def run_billing(
@@ -112,24 +144,39 @@ def run_billing(
     *,
     source: ChargeSource,
     hold_for_review: bool = False,
+    max_periods: int | None = None,
     batch_size: int = 500,
     now: datetime | None = None,
     sequence: str = DEFAULT_INVOICE_SEQUENCE,
+    dry_run: bool = False,
 ) -> BillRunResult:
     """Bill every customer with charges due up to ``as_of``: one invoice per currency.
 
-    Idempotent (already-billed charge keys are not drawn again, and the UNIQUE
-    charge key makes a concurrent duplicate fail). Works in batches of customers
-    streamed by id, each batch in one transaction; if a batch fails (a concurrent
-    run got there first, or one customer's data is bad) it is redone customer by
-    customer in their own transactions, and a bad customer's reason is recorded in
-    ``bill_run_errors`` without stopping the run. Only billing errors (``BillingError``)
-    and database errors are a customer's failure; anything else is a bug and ends the
-    run with its exception.
+    Idempotent: already-billed charge keys are not drawn again. Works in batches of customers
+    streamed by id, each batch in one transaction that first claims its customers
+    (``storage.catalog.claim_customers``: row locks, ``SKIP LOCKED``), so two runs at once
+    (two clocks, a clock and a person) share the customers instead of billing them twice; the
+    customers another run held are billed at the end, once that run let go of them, which finds
+    their charges billed (``customers_skipped``) unless that run failed them. The UNIQUE charge
+    key stays the last line of defence: if a batch fails (a charge billed concurrently despite
+    the claims, or one customer's data is bad) it is redone customer by customer in their own
+    transactions, a conflicting customer once more with its charges read again, and a bad
+    customer's reason is recorded in ``bill_run_errors`` without stopping the run. Only billing
+    errors (``BillingError``) and database errors are a customer's failure; anything else is a
+    bug and ends the run with its exception.
+
+    ``max_periods``: an invoice on which one subscription's recurring lines cover more periods
+    (back-billing) stays a draft held for review (``invoices_held``); ``hold_for_review`` holds
+    every invoice. ``dry_run``: compute everything, write nothing (no claim, no row, no event;
+    every transaction rolled back) and return the invoices in ``previews``.
     """
-    created_at = ob.changed_at(now, as_of)
-    result = BillRunResult(as_of=as_of)
+    check_bill_run_date(as_of)
+    if max_periods is not None and max_periods < 1:
+        raise InvalidInputError("max_periods", f"{max_periods} is not a number of periods (1 or more)")
+    run = _BillRun(engine, source, as_of, ob.changed_at(now, as_of), hold_for_review, max_periods, sequence,
+                   dry_run, BillRunResult(as_of=as_of, max_periods=max_periods, dry_run=dry_run))
     after: str | None = None
+    busy: list[BillingAccount] = []
     while True:
         with Session(engine) as session:
             accounts = list(source.customers_due(session, as_of, after, batch_size))
@@ -137,19 +184,204 @@ def run_billing(
         if not accounts:
             break
         after = accounts[-1].customer_id
+        busy.extend(run.batch(accounts, wait=False))
+    # Customers another run was billing: wait until it lets go, then bill what it left.
+    for start in range(0, len(busy), batch_size):
+        run.batch(busy[start:start + batch_size], wait=True)
+    return run.result
+
+
+@dataclass
+class _BillRun:
+    engine: Any
+    source: ChargeSource
+    as_of: date
+    created_at: datetime
+    hold: bool
+    max_periods: int | None
+    sequence: str
+    dry_run: bool
+    result: BillRunResult
+    _due: set[str] = field(default_factory=set)  # customers with charges due in the batch being billed
+
+    @contextmanager
+    def _transaction(self) -> Iterator[Session]:
+        if self.dry_run:
+            with Session(self.engine) as session:
+                try:
+                    yield session
+                finally:
+                    session.rollback()
+            return
+        with Session(self.engine, expire_on_commit=False) as session, session.begin():
+            yield session
+
+    def _claim(self, session: Session, accounts: Sequence[BillingAccount], wait: bool) -> set[str]:
+        ids = [a.customer_id for a in accounts]
+        return set(ids) if self.dry_run else catalog_store.claim_customers(session, ids, wait=wait)
+
+    def batch(self, accounts: Sequence[BillingAccount], *, wait: bool) -> list[BillingAccount]:
+        """Bill the customers of one batch in one transaction. Without ``wait``, the customers another
+        transaction holds are left out and returned; with it, they are waited for and every one not
+        invoiced here counts as billed by another run."""
+        self._due = set()
         try:
-            with Session(engine, expire_on_commit=False) as session, session.begin():
-                charges = source.charges_due(session, accounts, as_of)
-                events = _mrr_changes(session, source, accounts, as_of, created_at)
-                stats = _bill_batch(session, accounts, charges, as_of, created_at, hold_for_review, sequence,
-                                    events)
-            _merge(result, stats)
+            with self._transaction() as session:
+                claimed = self._claim(session, accounts, wait)
+                mine = [a for a in accounts if a.customer_id in claimed]
+                stats = self._bill(session, mine)
         except (BillingError, database.SQLAlchemyError):
-            # Someone billed part of this batch concurrently, or one customer's data is bad:
-            # redo it customer by customer so the others still get billed.
+            # A charge billed concurrently, or one customer's data is bad: redo the batch customer
+            # by customer so the others still get billed. A customer that had charges due when the
+            # batch read them and has none now was billed by another run meanwhile.
+            due = self._due
             for account in accounts:
-                _bill_one(engine, source, account, as_of, created_at, hold_for_review, sequence, result)
-    return result
+                self.one(account, contended=wait or account.customer_id in due)
+            return []
+        _merge(self.result, stats)
+        if wait:
+            self.result.customers_skipped += len(mine) - stats.customers_billed
+        return [a for a in accounts if a.customer_id not in claimed]
+
+    def one(self, account: BillingAccount, *, contended: bool) -> None:
+        cid = account.customer_id
+        reason = ""
+        for _attempt in range(2):
+            try:
+                with self._transaction() as session:
+                    if not self._claim(session, [account], wait=False):
+                        contended = True
+                        self._claim(session, [account], wait=True)
+                    stats = self._bill(session, [account])
+                    if not self.dry_run:
+                        invoice_store.clear_bill_run_error(session, self.as_of, cid)
+            except (database.IntegrityError, database.OperationalError) as exc:
+                # Billed by another run between our read and our write, or a deadlock: read again.
+                contended = True
+                reason = f"{type(exc).__name__}: {exc}"
+                continue
+            except (BillingError, database.SQLAlchemyError) as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+                break
+            _merge(self.result, stats)
+            if contended and not stats.customers_billed:
+                self.result.customers_skipped += 1
+            return
+        self.result.failures[cid] = reason
+        if not self.dry_run:
+            with Session(self.engine) as session, session.begin():
+                invoice_store.record_bill_run_error(session, self.as_of, cid, reason, self.created_at)
+
+    def _bill(self, session: Session, accounts: Sequence[BillingAccount]) -> BillRunResult:
+        if not accounts:
+            return BillRunResult(as_of=self.as_of)
+        charges = self.source.charges_due(session, accounts, self.as_of)
+        self._due = {cid for cid, lines in charges.items() if lines}
+        events = [] if self.dry_run else _mrr_changes(session, self.source, accounts, self.as_of, self.created_at)
+        return self._bill_batch(session, accounts, charges, events)
+
+    def _held(self, periods: int) -> str:
+        if self.max_periods is not None and periods > self.max_periods:
+            return f"covers {periods} periods of one subscription (more than {self.max_periods})"
+        return "every invoice is held for review" if self.hold else ""
+
+    def _bill_batch(self, session: Session, accounts: Sequence[BillingAccount],
+                    charges: Mapping[str, Sequence[ChargeLike]],
+                    mrr_events: Sequence[ob.OutboxEvent] = ()) -> BillRunResult:
+        as_of, created_at = self.as_of, self.created_at
+        stats = BillRunResult(as_of=as_of)
+        held: list[_Pending] = []
+        final: list[_Pending] = []
+        for account in accounts:
+            lines = charges.get(account.customer_id) or ()
+            by_currency: dict[str, list[ChargeLike]] = defaultdict(list)
+            for line in lines:
+                by_currency[line.currency].append(line)
+            for currency in sorted(by_currency):
+                draft = assemble_invoice(by_currency[currency], currency=currency, tax_rate=account.tax_rate,
+                                         invoice_discount=account.invoice_discount)
+                if draft.is_empty:
+                    continue
+                periods = recurring_periods(by_currency[currency])
+                pending = _Pending(account, by_currency[currency], draft, periods, self._held(periods))
+                if self.max_periods is not None and periods > self.max_periods:
+                    stats.invoices_held += 1
+                (held if pending.held else final).append(pending)
+            if by_currency:
+                stats.customers_billed += 1
+        stats.invoices_created = len(held) + len(final)
+        balances = payment_store.lock_accounts(
+            session, sorted({(p.account.customer_id, p.draft.currency) for p in final}), lock=not self.dry_run) \
+            if final else {}
+        final_drafts = _with_credit(final, balances)
+        stats.invoices_finalized = len(final)
+        stats.credit_notes_issued = sum(1 for d in final_drafts if d.credit_note is not None)
+        if self.dry_run:
+            drafts = {id(p): d for p, d in zip(final, final_drafts, strict=True)}
+            for p in sorted(held + final, key=lambda p: (p.account.customer_id, p.draft.currency)):
+                stats.previews.append(InvoicePreview(p.account.customer_id, drafts.get(id(p), p.draft), p.periods,
+                                                     p.held))
+            return stats
+        invoices: list[tuple[int, InvoiceDraft, int | None]] = []
+        if held:
+            ids = invoice_store.insert_invoices(session, [_invoice_row(p.account, p.draft, as_of, created_at)
+                                                          for p in held])
+            invoices.extend((i, p.draft, None) for i, p in zip(ids, held, strict=True))
+        events: list[ob.OutboxEvent] = []
+        if final:
+            # Finalize in memory and insert the invoices already open: credit applied, numbered, dated.
+            rows = [_invoice_row(p.account, p.draft, as_of, created_at) for p in final]
+            numbers = _numbers(session, self.sequence, as_of.year, len(final))
+            cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, as_of.year, stats.credit_notes_issued)
+            for row, draft, number in zip(rows, final_drafts, numbers, strict=True):
+                row.update(_final_fields(draft, number, as_of, row["payment_terms_days"], created_at))
+            ids = invoice_store.insert_invoices(session, rows)
+            credit_changes: list[tuple[Any, ...]] = []
+            cn_ids = [
+                _finalize_effects(session, invoice_id, row, draft, cn_numbers, as_of, created_at, events,
+                                  credit_changes)
+                for invoice_id, row, draft in zip(ids, rows, final_drafts, strict=True)
+            ]
+            for customer_id, currency, amount, kind, refs in credit_changes:
+                payment_store.change_credit(session, customer_id, currency, amount, kind, created_at, **refs)
+            invoices.extend(zip(ids, final_drafts, cn_ids, strict=True))
+        add_events(session, events + list(mrr_events))
+        line_rows: list[dict[str, Any]] = []
+        tax_rows: list[dict[str, Any]] = []
+        for invoice_id, draft, cn_id in invoices:
+            line_rows.extend(_line_rows(invoice_id, draft, cn_id))
+            tax_rows.extend({"invoice_id": invoice_id, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
+                            for g in draft.tax_groups)
+        database.bulk_insert(session, invoice_store.InvoiceLine, line_rows)
+        database.bulk_insert(session, invoice_store.InvoiceTax, tax_rows)
+        return stats
+
+
+@dataclass(frozen=True)
+class _Pending:
+    """An invoice the bill run is about to create: its customer, charges, draft (before credit),
+    the periods it covers and why it is held ('' when it is finalized)."""
+
+    account: BillingAccount
+    lines: list[ChargeLike]
+    draft: InvoiceDraft
+    periods: int
+    held: str
+
+
+def _with_credit(final: Sequence[_Pending], balances: dict[tuple[str, str], Decimal]) -> list[InvoiceDraft]:
+    """The drafts of the invoices being finalized with the customers' credit applied, in order."""
+    drafts = []
+    for p in final:
+        key = (p.account.customer_id, p.draft.currency)
+        available = balances.get(key, ZERO)
+        draft = p.draft
+        if available > 0:
+            draft = assemble_invoice(p.lines, currency=draft.currency, tax_rate=p.account.tax_rate,
+                                     invoice_discount=p.account.invoice_discount, available_credit=available)
+        balances[key] = available - draft.credit_applied + draft.credit_created
+        drafts.append(draft)
+    return drafts
 
 
 def _merge(result: BillRunResult, stats: BillRunResult) -> None:
@@ -157,27 +389,8 @@ def _merge(result: BillRunResult, stats: BillRunResult) -> None:
     result.invoices_finalized += stats.invoices_finalized
     result.credit_notes_issued += stats.credit_notes_issued
     result.customers_billed += stats.customers_billed
-
-
-def _bill_one(engine: Any, source: ChargeSource, account: BillingAccount, as_of: date, created_at: datetime,
-              hold: bool, sequence: str, result: BillRunResult) -> None:
-    cid = account.customer_id
-    try:
-        with Session(engine, expire_on_commit=False) as session, session.begin():
-            charges = source.charges_due(session, [account], as_of)
-            events = _mrr_changes(session, source, [account], as_of, created_at)
-            stats = _bill_batch(session, [account], charges, as_of, created_at, hold, sequence, events)
-            invoice_store.clear_bill_run_error(session, as_of, cid)
-        _merge(result, stats)
-        if not stats.invoices_created:
-            result.customers_skipped += 1
-    except (database.IntegrityError, database.OperationalError):
-        result.customers_skipped += 1  # another run billed these charges first
-    except (BillingError, database.SQLAlchemyError) as exc:
-        reason = f"{type(exc).__name__}: {exc}"
-        result.failures[cid] = reason
-        with Session(engine) as session, session.begin():
-            invoice_store.record_bill_run_error(session, as_of, cid, reason, created_at)
+    result.invoices_held += stats.invoices_held
+    result.previews.extend(stats.previews)
 
 
 def _mrr_changes(session: Session, source: ChargeSource, accounts: Sequence[BillingAccount], as_of: date,
@@ -197,74 +410,6 @@ def _mrr_changes(session: Session, source: ChargeSource, accounts: Sequence[Bill
             changed.append({"customer_id": key[0], "currency": key[1], "mrr": value, "measured_on": as_of})
     revenue_store.save_announced_mrr(session, changed)
     return [ob.customer_summary_event(cid, created_at) for cid in sorted({str(row["customer_id"]) for row in changed})]
-
-
-def _bill_batch(session: Session, accounts: Sequence[BillingAccount], charges: Mapping[str, Sequence[ChargeLike]],
-                as_of: date, created_at: datetime, hold: bool, sequence: str,
-                mrr_events: Sequence[ob.OutboxEvent] = ()) -> BillRunResult:
-    stats = BillRunResult(as_of=as_of)
-    pending: list[tuple[BillingAccount, list[ChargeLike], InvoiceDraft]] = []
-    for account in accounts:
-        lines = charges.get(account.customer_id) or ()
-        by_currency: dict[str, list[ChargeLike]] = defaultdict(list)
-        for line in lines:
-            by_currency[line.currency].append(line)
-        for currency in sorted(by_currency):
-            draft = assemble_invoice(by_currency[currency], currency=currency, tax_rate=account.tax_rate,
-                                     invoice_discount=account.invoice_discount)
-            if draft.is_empty:
-                continue
-            pending.append((account, by_currency[currency], draft))
-        if by_currency:
-            stats.customers_billed += 1
-    if not pending or hold:
-        add_events(session, list(mrr_events))
-    if not pending:
-        return stats
-    rows = [_invoice_row(account, draft, as_of, created_at) for account, _, draft in pending]
-    if hold:
-        ids = invoice_store.insert_invoices(session, rows)
-        drafts = [draft for _, _, draft in pending]
-        cn_ids: list[int | None] = [None] * len(ids)
-    else:
-        # Finalize in memory and insert the invoices already open: credit applied, numbered, dated.
-        balances = payment_store.lock_accounts(session, sorted({(a.customer_id, d.currency) for a, _, d in pending}))
-        drafts = []
-        for account, lines, draft in pending:
-            key = (account.customer_id, draft.currency)
-            available = balances.get(key, ZERO)
-            if available > 0:
-                draft = assemble_invoice(lines, currency=draft.currency, tax_rate=account.tax_rate,
-                                         invoice_discount=account.invoice_discount, available_credit=available)
-            balances[key] = available - draft.credit_applied + draft.credit_created
-            drafts.append(draft)
-        numbers = _numbers(session, sequence, as_of.year, len(drafts))
-        cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, as_of.year,
-                              sum(1 for d in drafts if d.credit_note is not None))
-        for row, draft, number in zip(rows, drafts, numbers, strict=True):
-            row.update(_final_fields(draft, number, as_of, row["payment_terms_days"], created_at))
-        ids = invoice_store.insert_invoices(session, rows)
-        events: list[ob.OutboxEvent] = []
-        credit_changes: list[tuple[Any, ...]] = []
-        cn_ids = [
-            _finalize_effects(session, invoice_id, row, draft, cn_numbers, as_of, created_at, events, credit_changes)
-            for invoice_id, row, draft in zip(ids, rows, drafts, strict=True)
-        ]
-        for customer_id, currency, amount, kind, refs in credit_changes:
-            payment_store.change_credit(session, customer_id, currency, amount, kind, created_at, **refs)
-        add_events(session, events + list(mrr_events))
-        stats.invoices_finalized = len(ids)
-        stats.credit_notes_issued = sum(1 for c in cn_ids if c is not None)
-    line_rows: list[dict[str, Any]] = []
-    tax_rows: list[dict[str, Any]] = []
-    for invoice_id, draft, cn_id in zip(ids, drafts, cn_ids, strict=True):
-        line_rows.extend(_line_rows(invoice_id, draft, cn_id))
-        tax_rows.extend({"invoice_id": invoice_id, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
-                        for g in draft.tax_groups)
-    database.bulk_insert(session, invoice_store.InvoiceLine, line_rows)
-    database.bulk_insert(session, invoice_store.InvoiceTax, tax_rows)
-    stats.invoices_created = len(ids)
-    return stats
 
 
 def _numbers(session: Session, sequence: str, year: int, count: int) -> list[str]:
@@ -675,10 +820,13 @@ def database_charge_source(default_tax_percent: Decimal = ZERO) -> DatabaseCharg
 
 
 def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
-                   default_tax_percent: Decimal = ZERO, batch_size: int = 500) -> BillRunResult:
+                   default_tax_percent: Decimal = ZERO, batch_size: int = 500, max_periods: int | None = None,
+                   dry_run: bool = False) -> BillRunResult:
     """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
-    (finalized, or held as drafts), MRR changes announced. Owns its transactions (``run_billing``)."""
+    (finalized, or held as drafts: all with ``hold_for_review``, those covering more than
+    ``max_periods`` periods of a subscription otherwise), MRR changes announced. Owns its
+    transactions (``run_billing``). ``dry_run``: the same run computed and rolled back, nothing
+    written; the invoices it would create are in the result's ``previews``."""
     return run_billing(engine, as_of, source=database_charge_source(default_tax_percent),
-                       hold_for_review=hold_for_review, batch_size=batch_size, now=now)
-
-
+                       hold_for_review=hold_for_review, max_periods=max_periods, batch_size=batch_size, now=now,
+                       dry_run=dry_run)

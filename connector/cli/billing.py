@@ -5,11 +5,17 @@ from __future__ import annotations
 import csv
 import re
 import sys
+from collections import defaultdict
 from datetime import date
+from decimal import Decimal
+from typing import TYPE_CHECKING
 
 import click
 
 from connector.cli.support import UserError, load_services, reported_as
+
+if TYPE_CHECKING:
+    from billing_engine.use_cases.billing import BillRunResult
 
 BRIDGE_COLUMNS = ("month", "currency", "opening", "new", "expansion", "reactivation", "contraction", "churn",
                   "closing", "arr", "customers")
@@ -35,28 +41,72 @@ def parse_month(option: str, raw: str) -> tuple[str | None, str | None]:
 
 @click.command("bill-run")
 @click.option("--as-of", "as_of", required=True, metavar="YYYY-MM-DD",
-              help="Bill everything due up to this date.")
-def bill_run(as_of: str) -> None:
+              help="Bill everything due up to this date (at most tomorrow, in BILLSYNC_TIMEZONE).")
+@click.option("--dry-run", is_flag=True, help="Print what would be invoiced, per customer; write nothing.")
+@click.option("--allow-future", is_flag=True, help="Accept an --as-of more than one day after today.")
+def bill_run(as_of: str, dry_run: bool, allow_future: bool) -> None:
     """Create (and finalize) the invoices due up to a date.
 
     Exits 0 when the run completed, even if some customers failed (they are listed
     with the reason and retried by the next run); non-zero when it could not run.
+    An invoice covering more than BILL_RUN_MAX_PERIODS recurring periods of one
+    subscription stays a draft held for review. Another bill run at the same time
+    (the clock, a colleague) is fine: each customer is billed by one of them.
     """
     on, problem = parse_day("--as-of", as_of)
     if problem:
         raise UserError(problem)
     services = load_services()
-    from connector.billing_jobs import run_bill_run
+    from connector.billing_jobs import bill_run_date_problem, run_bill_run
 
+    problem = bill_run_date_problem(services, on, allow_future=allow_future or dry_run)
+    if problem:
+        raise UserError(problem)
     with reported_as(f"bill run as of {on} could not run"):
-        result = run_bill_run(services, on)
+        result = run_bill_run(services, on, dry_run=dry_run)
+    if dry_run:
+        _print_preview(result)
+        return
     held = services.settings.hold_invoices_for_review
     click.echo(f"bill run as of {on}: {result.invoices_created} invoices created, "
                f"{result.invoices_finalized} finalized"
                f"{' (HOLD_INVOICES_FOR_REVIEW: left as drafts)' if held else ''}, "
                f"{result.credit_notes_issued} credit notes issued")
+    if result.invoices_held:
+        click.echo(f"{result.invoices_held} invoices held for review: covering more than {result.max_periods} "
+                   f"periods of a subscription (BILL_RUN_MAX_PERIODS); left as drafts")
     click.echo(f"customers: {result.customers_billed} billed, {result.customers_skipped} skipped "
                f"(billed by another run), {len(result.failures)} failed")
+    for customer_id, reason in sorted(result.failures.items()):
+        click.echo(f"failed: customer {customer_id}: {reason}")
+
+
+def _print_preview(result: BillRunResult) -> None:
+    """What a dry run would invoice: per customer and currency the lines (with how each amount was
+    computed) and the totals, then a summary with the totals per currency."""
+    totals: dict[str, Decimal] = defaultdict(Decimal)
+    customers: set[str] = set()
+    for preview in result.previews:
+        draft, t = preview.draft, preview.draft.totals
+        customers.add(preview.customer_id)
+        fate = f"held for review: {preview.held}" if preview.held else "finalized"
+        click.echo(f"customer {preview.customer_id}: {draft.currency} invoice, would be {fate}")
+        for line in draft.lines:
+            click.echo(f"  {line.description} {line.starts_on} to {line.ends_before}: {line.net} {draft.currency}")
+            if line.explanation:
+                click.echo(f"      {line.explanation}")
+        credit = f", customer credit applied {draft.credit_applied}" if draft.credit_applied else ""
+        note = f", credit note {draft.credit_note.total}" if draft.credit_note is not None else ""
+        click.echo(f"  net {t.net} + tax {t.tax} = total {t.total} {draft.currency}{credit}{note}, "
+                   f"amount due {draft.amount_due}")
+        totals[draft.currency] += t.total
+    click.echo(f"dry run as of {result.as_of}, nothing written: {result.invoices_created} invoices would be "
+               f"created ({result.invoices_finalized} finalized, "
+               f"{result.invoices_created - result.invoices_finalized} held for review), "
+               f"{result.credit_notes_issued} credit notes")
+    if totals:
+        click.echo("totals: " + ", ".join(f"{totals[c]} {c}" for c in sorted(totals)))
+    click.echo(f"customers: {len(customers)} would be billed, {len(result.failures)} failed")
     for customer_id, reason in sorted(result.failures.items()):
         click.echo(f"failed: customer {customer_id}: {reason}")
 

@@ -83,3 +83,41 @@ def seed_source(engine, source: StaticSource) -> None:
     customers = {a.customer_id: "EUR" for a in source.accounts}
     subs = {c.subscription_id: cid for cid, charges in source.charges.items() for c in charges}
     seed(engine, customers, subs)
+
+
+def seed_monthly_subscriptions(engine, n: int, starts_on: date = date(2026, 1, 1)) -> None:
+    """``n`` customers (``c00000000``…) with one monthly EUR subscription of 3 recurring items each
+    (graduated seats, a flat platform fee, support at 10 % of seats), as bulk rows the way
+    ``start_subscription`` stores them; quantities vary so totals differ from customer to customer."""
+    from sqlalchemy import insert
+
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.storage.subscriptions import SubscriptionItemRow
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+
+    seats = make_price("b-seats", make_product("p-seats", "SEATS", "Seats"), currency="EUR", model="graduated",
+                       tiers=[{"up_to": 5, "unit_price": 200}, {"up_to": 10, "unit_price": 150},
+                              {"up_to": None, "unit_price": 100}])
+    platform = make_price("b-platform", make_product("p-platform", "PLATFORM", "Platform"), currency="EUR",
+                          model="flat", unit_price="49")
+    support = make_price("b-support", make_product("p-support", "SUPPORT", "Support"), currency="EUR",
+                         model="percent_of", percent="10", covered_product_codes=["SEATS"])
+    with Session(engine) as session, session.begin():
+        for price in (seats, platform, support):
+            upsert_product(session, price.product)
+            upsert_price(session, price)
+    with Session(engine) as session, session.begin():
+        session.execute(insert(CustomerRow.__table__), [
+            {"id": f"c{i:08d}", "name": f"c{i:08d}", "currency": "EUR", "timezone": "UTC", "address_line1": "",
+             "address_line2": "", "city": "", "postal_code": "", "region": "", "country": "",
+             "payment_terms_days": 30, "tax_rate_percent": Decimal(20)} for i in range(n)])
+        session.execute(insert(SubscriptionRow.__table__), [
+            {"id": f"s{i:08d}", "customer_id": f"c{i:08d}", "currency": "EUR", "starts_on": starts_on,
+             "interval": "month", "billing_anchor_on": starts_on, "term_months": 12, "auto_renew": True,
+             "renewal_uplift_percent": Decimal(0), "status": "active"} for i in range(n)])
+        session.execute(insert(SubscriptionItemRow.__table__), [
+            {"subscription_id": f"s{i:08d}", "item_id": f"s{i:08d}-{name}", "position": position,
+             "price_id": price.price_id, "quantity": Decimal(1 + i % 15) if name == "seats" else Decimal(1)}
+            for i in range(n)
+            for position, (name, price) in enumerate((("seats", seats), ("platform", platform),
+                                                      ("support", support)))])

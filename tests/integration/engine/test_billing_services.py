@@ -294,3 +294,59 @@ def test_a_bug_in_a_charge_source_fails_the_bill_run_instead_of_being_recorded_a
         run_billing(engine, JAN, source=source)
     with Session(engine) as s:
         assert count_rows(s, BillRunError) == 0
+
+
+# ---------------------------------------------------------------- hold for review, dry run, latest date
+
+
+def back_billed_source():
+    """cus-a: one month due; cus-b: four months of one subscription (back-billing); cus-c: bad data."""
+    months = [date(2026, m, 1) for m in range(1, 6)]
+    charges = {"cus-a": [Charge("a:jan", D("10.00"), subscription_id="sub-a")],
+               "cus-b": [Charge(f"b:{start}", D("20.00"), subscription_id="sub-b", starts_on=start, ends_before=end)
+                         for start, end in zip(months, months[1:], strict=False)]}
+    return StaticSource([account("cus-a"), account("cus-b"), account("cus-c")], charges, broken={"cus-c"})
+
+
+def test_an_invoice_covering_more_than_max_periods_is_held_for_review(engine):
+    src = back_billed_source()
+    seed_source(engine, src)
+    # Three periods are not more than three: it would be finalized.
+    [b] = [p for p in run_billing(engine, date(2026, 3, 1), source=back_billed_source(), max_periods=3,
+                                  dry_run=True).previews if p.customer_id == "cus-b"]
+    assert (b.periods, b.held) == (3, "")
+    result = run_billing(engine, date(2026, 4, 1), source=src, max_periods=3)
+    assert (result.invoices_created, result.invoices_finalized, result.invoices_held) == (2, 1, 1)
+    with Session(engine) as s:
+        rows = {i.customer_id: (i.status, i.number) for i in s.scalars(select(Invoice)).all()}
+    assert rows == {"cus-a": ("open", "INV-2026-000001"), "cus-b": ("draft", None)}
+    with pytest.raises(InvalidInputError):
+        run_billing(engine, JAN, source=src, max_periods=0)
+
+
+def test_a_dry_run_writes_nothing_and_previews_the_real_run(engine):
+    src = back_billed_source()
+    seed_source(engine, src)
+    before = snapshot(engine)
+    preview = run_billing(engine, date(2026, 4, 1), source=src, max_periods=3, dry_run=True)
+    assert snapshot(engine) == before  # not even the bad customer's bill_run_errors row
+    assert preview.dry_run and set(preview.failures) == {"cus-c"}
+    assert [(p.customer_id, p.periods, bool(p.held), p.draft.totals.total) for p in preview.previews] == [
+        ("cus-a", 1, False, D("12.00")), ("cus-b", 4, True, D("96.00"))]
+    assert "more than 3" in preview.previews[1].held
+
+    real = run_billing(engine, date(2026, 4, 1), source=src, max_periods=3)
+    assert (real.invoices_created, real.invoices_finalized, real.invoices_held) == \
+        (preview.invoices_created, preview.invoices_finalized, preview.invoices_held)
+    with Session(engine) as s:
+        totals = {i.customer_id: i.total for i in s.scalars(select(Invoice)).all()}
+    assert totals == {p.customer_id: p.draft.totals.total for p in preview.previews}
+
+
+def test_a_bill_run_past_year_9998_is_refused_before_reading_anything(engine):
+    src = back_billed_source()
+    seed_source(engine, src)
+    before = snapshot(engine)
+    with pytest.raises(InvalidInputError, match="9999-12-31 is after 9998-12-31"):
+        run_billing(engine, date(9999, 12, 31), source=src)
+    assert snapshot(engine) == before

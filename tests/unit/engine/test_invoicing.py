@@ -135,3 +135,19 @@ def test_state_machine():
     for current, new in [("draft", "paid"), ("void", "open"), ("open", "draft"), ("paid", "void")]:
         with pytest.raises(ConflictError):
             check_transition(current, new)
+
+
+def test_recurring_periods_counts_one_subscriptions_periods_not_its_lines():
+    from billing_engine.invoicing import recurring_periods
+
+    def line(sub, item, month, kind="recurring"):
+        start = date(2026, month, 1)
+        return ChargeLine(f"{sub}:{item}:{start}:{kind}", sub, item, "P", "P", kind, start,
+                          date(2026, month + 1, 1), D(1), D(10), D(10), D(0), "EUR", "", "P")
+
+    assert recurring_periods([]) == 0
+    # Three items in the same month are one period; usage and prorations are not recurring periods.
+    assert recurring_periods([line("s1", i, 1) for i in "abc"] + [line("s1", "u", 2, "usage")]) == 1
+    # Per subscription: two subscriptions of 2 and 4 months make 4, not 6.
+    lines = [line("s1", "a", m) for m in (1, 2)] + [line("s2", "a", m) for m in (1, 2, 3, 4)]
+    assert recurring_periods(lines) == 4
