@@ -286,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             supervisor.stop_all()
             return 0
         web_url = f"http://{host}:{port}"
-        supervisor.start(Child("web", [bin_path("gunicorn"), "--bind", f"{host}:{port}", "--workers",
+        supervisor.start(Child("web", [bin_path("gunicorn"), "--config", "gunicorn.conf.py",
+                                       "--bind", f"{host}:{port}", "--workers",
                                        environ.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",
                                        # load the app before listening: no request waits on a booting worker
                                        "--preload", "connector:create_app()"]), environ)

@@ -275,6 +275,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("DB_CONNECT_TIMEOUT_SECONDS", parse_int(1, 300), "5", "Longest wait to open a database connection."),
     Var("DB_POOL_TIMEOUT_SECONDS", parse_int(1, 300), "5",
         "Longest wait for a free connection of the process's pool (5 per process, plus 10 overflow)."),
+    Var("WEB_READ_TIMEOUT_SECONDS", parse_int(1, 300), "10",
+        "Time a web client has to send a request's line, headers and body, from its first byte; then it is cut off."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -325,6 +327,7 @@ class Settings:
     db_lock_timeout_seconds: int
     db_connect_timeout_seconds: int
     db_pool_timeout_seconds: int
+    web_read_timeout_seconds: int
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

@@ -23,8 +23,7 @@ TOKEN = "e2e-token"
 def server(database_url, tmp_path) -> Iterator[str]:
     env = {"DATABASE_URL": database_url, "SF_ORG_ID": ORG_15, "WEBHOOK_TOKEN": TOKEN,
            "CDC_HMAC_SECRET": SECRET, "LOG_LEVEL": "warning"}
-    with gunicorn(env, tmp_path / "gunicorn.log", ["--workers", "1", "--threads", "2",
-                                                   "--worker-class", "gthread"]) as base:
+    with gunicorn(env, tmp_path / "gunicorn.log", ["--workers", "1", "--threads", "2"]) as base:
         yield base
 
 

@@ -25,11 +25,13 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()) -> Iterator[str]:
-    """gunicorn serving ``connector:create_app()`` on 127.0.0.1 with ``env`` over the
-    current environment; yields its base URL once ``/healthz`` answers."""
+    """gunicorn serving ``connector:create_app()`` with the shipped ``gunicorn.conf.py`` (``args``
+    win over it) on 127.0.0.1, ``env`` over the current environment; yields its base URL once
+    ``/healthz`` answers."""
     port = free_port()
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
-    command = [str(Path(sys.executable).with_name("gunicorn")), "--bind", f"127.0.0.1:{port}", *args,
+    command = [str(Path(sys.executable).with_name("gunicorn")), "--config", str(ROOT / "gunicorn.conf.py"),
+               "--bind", f"127.0.0.1:{port}", *args,
                "connector:create_app()"]
     process = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **env}, stdout=log,
                                stderr=subprocess.STDOUT, start_new_session=True)
