@@ -11,6 +11,9 @@ workers = int(os.environ.get("WEB_CONCURRENCY") or "2")
 # byte: slow clients cannot take every thread (connector/gunicorn_worker.py).
 worker_class = "connector.gunicorn_worker.ThreadWorker"
 threads = int(os.environ.get("WEB_THREADS") or "4")
+# Open connections per worker; each may hold up to WEBHOOK_MAX_BODY_BYTES while its request
+# is gathered, so this also bounds that memory (200 MiB per worker at the 1 MiB default).
+worker_connections = 200
 # A worker that stops answering its arbiter for this long is killed and replaced. Requests
 # themselves are bounded well below it (database timeouts, the read deadline).
 timeout = 30
