@@ -407,8 +407,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             supervisor.stop_all()
             return 0
         web_url = f"http://{host}:{port}"
-        supervisor.start(Child("web", [bin_path("gunicorn"), "--bind", f"{host}:{port}", "--workers",
-                                       environ.get("WEB_CONCURRENCY", "2"), "--access-logfile", "-",
+        supervisor.start(Child("web", [bin_path("gunicorn"), "--config", "gunicorn.conf.py",
+                                       "--bind", f"{host}:{port}", "--workers",
+                                       environ.get("WEB_CONCURRENCY", "2"),
                                        # load the app before listening: no request waits on a booting worker
                                        "--preload", "connector:create_app()"]), environ)
         # The worker and the clock start once the web answers: on a small machine their start-up

@@ -267,6 +267,16 @@ VARIABLES: tuple[Var, ...] = (
         "Oldest signature timestamp accepted on CDC events, in seconds."),
     Var("WEBHOOK_MAX_BODY_BYTES", parse_int(1024, 104857600), "1048576",
         "Largest webhook body accepted; larger ones get 413."),
+    # Database timeouts (docs/operations.md, Timeouts).
+    Var("DB_STATEMENT_TIMEOUT_SECONDS", parse_int(1, 600), "5",
+        "Longest statement of a web request on PostgreSQL; then the request gets 503 (worker, clock, CLI: no bound)."),
+    Var("DB_LOCK_TIMEOUT_SECONDS", parse_int(1, 600), "3",
+        "Longest lock wait of a web request (PostgreSQL lock_timeout, SQLite busy timeout); then 503."),
+    Var("DB_CONNECT_TIMEOUT_SECONDS", parse_int(1, 300), "5", "Longest wait to open a database connection."),
+    Var("DB_POOL_TIMEOUT_SECONDS", parse_int(1, 300), "5",
+        "Longest wait for a free connection of the process's pool (5 per process, plus 10 overflow)."),
+    Var("WEB_READ_TIMEOUT_SECONDS", parse_int(1, 300), "10",
+        "Time a web client has to send a request's line, headers and body, from its first byte; then it is cut off."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -318,6 +328,11 @@ class Settings:
     cdc_hmac_secret: str | None
     cdc_replay_window_seconds: int
     webhook_max_body_bytes: int
+    db_statement_timeout_seconds: int
+    db_lock_timeout_seconds: int
+    db_connect_timeout_seconds: int
+    db_pool_timeout_seconds: int
+    web_read_timeout_seconds: int
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

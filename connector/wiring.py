@@ -15,7 +15,7 @@ from flask import Flask, g, jsonify, request
 from sqlalchemy import Engine
 from werkzeug.exceptions import HTTPException
 
-from connector.database import make_engine
+from connector.database import Timeouts, is_unavailable, make_engine
 from connector.logs import configure_logging, redact_segments
 from connector.settings import Settings, load_settings
 
@@ -53,14 +53,28 @@ class Services:
         self._salesforce = client
 
 
-def build_services(settings: Settings | None = None) -> Services:
+def database_timeouts(settings: Settings, *, web: bool) -> Timeouts:
+    """Every process's connect and pool timeouts; the web's statement and lock bounds too.
+    The worker, clock and CLI run bill runs and syncs: their statements and lock waits
+    take as long as they need."""
+    if not web:
+        return Timeouts(connect_seconds=settings.db_connect_timeout_seconds,
+                        pool_seconds=settings.db_pool_timeout_seconds)
+    return Timeouts(connect_seconds=settings.db_connect_timeout_seconds,
+                    pool_seconds=settings.db_pool_timeout_seconds,
+                    statement_seconds=settings.db_statement_timeout_seconds,
+                    lock_seconds=settings.db_lock_timeout_seconds)
+
+
+def build_services(settings: Settings | None = None, *, web: bool = False) -> Services:
     settings = settings or load_settings()
     configure_logging(settings.log_level, settings.log_format, secrets=settings.secret_values())
-    return Services(settings=settings, engine=make_engine(settings.database_url))
+    engine = make_engine(settings.database_url, timeouts=database_timeouts(settings, web=web))
+    return Services(settings=settings, engine=engine)
 
 
 def build_app(settings: Settings | None = None) -> Flask:
-    services = build_services(settings)
+    services = build_services(settings, web=True)
     app = Flask("billsync")
     app.extensions["billsync"] = services
 
@@ -128,9 +142,29 @@ def _install_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(Exception)
     def _unexpected(exc: Exception):
+        if is_unavailable(exc):
+            return _database_unavailable(exc)
         log.exception("unhandled error", extra={"fields": {"request_id": g.get("request_id")}})
         response = jsonify(error="internal_error",
                            message="billsync hit an unexpected error; the request id is in the logs",
                            request_id=g.get("request_id"))
         response.status_code = 500
         return response
+
+
+#: Seconds a client is asked to wait before retrying after a 503.
+RETRY_AFTER_SECONDS = 5
+
+
+def _database_unavailable(exc: Exception):
+    """503 when the database is down, locked or too slow (a statement or lock timeout):
+    the caller should retry; no driver detail leaves the process."""
+    detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    log.warning("database unavailable: %s: %s", exc.__class__.__name__, detail[0] if detail else "",
+                extra={"fields": {"request_id": g.get("request_id")}})
+    response = jsonify(error="database_unavailable",
+                       message="the database did not answer in time; retry later",
+                       request_id=g.get("request_id"))
+    response.status_code = 503
+    response.headers["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response

@@ -34,6 +34,7 @@ import psycopg  # noqa: E402
 import requests  # noqa: E402
 
 from connector.database import make_engine, upgrade  # noqa: E402
+from mappings.transforms import to_id18  # noqa: E402
 
 ORG_ID = "00D7F00000107XsUAI"
 TOKEN = "bench-token"
@@ -56,9 +57,9 @@ def envelope(message: int) -> bytes:
     for i in range(PER_MESSAGE):
         n = message * PER_MESSAGE + i
         parts.append(
-            f"<Notification><Id>04l7F{n:010d}AAA</Id>"
+            f"<Notification><Id>{to_id18(f'04l7F{n:010d}')}</Id>"
             '<sObject xsi:type="sf:Opportunity" xmlns:sf="urn:sobject.enterprise.soap.sforce.com">'
-            f"<sf:Id>0067F{n:010d}QAQ</sf:Id><sf:AccountId>0017F000007ydJmQAI</sf:AccountId>"
+            f"<sf:Id>{to_id18(f'0067F{n:010d}')}</sf:Id><sf:AccountId>0017F000007ydJmQAI</sf:AccountId>"
             "<sf:Amount>120000.0</sf:Amount><sf:CloseDate>2026-11-20</sf:CloseDate>"
             "<sf:LastModifiedById>005RM000001hv4SYAQ</sf:LastModifiedById>"
             "<sf:Name>Express Logistics SLA</sf:Name><sf:StageName>Closed Won</sf:StageName>"
@@ -89,8 +90,8 @@ def start_gunicorn(database_url: str, port: int, args, log_path: Path) -> subpro
     gunicorn = str(Path(sys.executable).with_name("gunicorn"))
     log = open(log_path, "w")  # noqa: SIM115 - closed with the process
     return subprocess.Popen(
-        [gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers), "--threads", str(args.threads),
-         "--worker-class", "gthread", "--keep-alive", "30", "connector:create_app()"],
+        [gunicorn, "--config", "gunicorn.conf.py", "--bind", f"127.0.0.1:{port}", "--workers", str(args.workers),
+         "--threads", str(args.threads), "connector:create_app()"],
         cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
 
 

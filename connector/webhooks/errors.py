@@ -42,6 +42,13 @@ class UnknownEndpointError(WebhookRejectedError):
     code = "not_found"
 
 
+class IncompleteBodyError(WebhookRejectedError):
+    """The body did not arrive in full: sent too slowly (``WEB_READ_TIMEOUT_SECONDS``) or cut."""
+
+    status = 408
+    code = "request_timeout"
+
+
 class BodyTooLargeError(WebhookRejectedError):
     status = 413
     code = "payload_too_large"

@@ -5,7 +5,8 @@ call one use case in one transaction, answer only after the commit.
 - ``POST /webhooks/salesforce/cdc``: signed JSON change events in, JSON out.
 
 Statuses: 400 malformed, 401 bad or missing secret/signature, 403 wrong org,
-413 body too large, 415 wrong content type, 503 cannot store now (retry). Never 500.
+408 body incomplete (sent too slowly), 413 body too large, 415 wrong content type,
+503 cannot store now (retry). Never 500.
 """
 
 from __future__ import annotations
@@ -17,11 +18,13 @@ from datetime import UTC, datetime
 
 from flask import Blueprint, Flask, Response, current_app, g, jsonify, request
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import ClientDisconnected
 
 from connector.database import transaction
 from connector.webhooks.config import WebhookConfig
 from connector.webhooks.errors import (
     BodyTooLargeError,
+    IncompleteBodyError,
     UnauthenticatedError,
     UnsupportedContentTypeError,
     WebhookError,
@@ -65,7 +68,9 @@ def _runtime() -> WebhookRuntime:
 
 def _read_body(limit: int, accepted_types: tuple[str, ...]) -> bytes:
     """The raw body, refused before reading when it declares more than ``limit`` bytes
-    and while reading when it turns out larger (chunked or lying Content-Length)."""
+    and while reading when it turns out larger (chunked or lying Content-Length); 408
+    when it stops short: the client went away, or was cut off for sending too slowly
+    (the web worker's read deadline, ``connector.gunicorn_worker``)."""
     declared = request.content_length
     if declared is not None and declared > limit:
         raise BodyTooLargeError(f"body of {declared} bytes exceeds the {limit}-byte limit")
@@ -76,8 +81,14 @@ def _read_body(limit: int, accepted_types: tuple[str, ...]) -> bytes:
     chunks: list[bytes] = []
     total = 0
     while True:
-        chunk = request.stream.read(min(_READ_CHUNK, limit + 1 - total))
+        try:
+            chunk = request.stream.read(min(_READ_CHUNK, limit + 1 - total))
+        except (ClientDisconnected, OSError):
+            chunk = None
         if not chunk:
+            if chunk is None or (declared is not None and total < declared):
+                raise IncompleteBodyError(f"the body stopped after {total} bytes: it did not arrive "
+                                          "in full within the read timeout")
             break
         chunks.append(chunk)
         total += len(chunk)

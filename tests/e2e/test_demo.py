@@ -232,6 +232,8 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
             os.killpg(process.pid, signal.SIGKILL)
             raise
     output = log.read_text()
+    # The webhook token is a secret: no process of the demo writes it to the log.
+    assert demo_env["WEBHOOK_TOKEN"] and demo_env["WEBHOOK_TOKEN"] not in output
     # What a new user is told to look at.
     assert f"web:      http://127.0.0.1:{port}" in output
     assert f"sandbox:  https://127.0.0.1:{sandbox_port}" in output

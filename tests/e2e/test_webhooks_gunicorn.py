@@ -2,14 +2,8 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import socket
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 import requests
@@ -19,44 +13,18 @@ from sqlmodel import Session
 from connector.webhooks.inbox import WebhookInbox
 from connector.webhooks.outbound_message import ACK
 from connector.webhooks.verification import sign_cdc
+from tests.support.gunicorn import gunicorn
 from tests.support.webhook_messages import ORG_15, SECRET, cdc_body, change_event, opportunity_message
 
-ROOT = Path(__file__).resolve().parents[2]
 TOKEN = "e2e-token"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture
 def server(database_url, tmp_path) -> Iterator[str]:
-    port = free_port()
-    env = {**os.environ, "DATABASE_URL": database_url, "SF_ORG_ID": ORG_15, "WEBHOOK_TOKEN": TOKEN,
+    env = {"DATABASE_URL": database_url, "SF_ORG_ID": ORG_15, "WEBHOOK_TOKEN": TOKEN,
            "CDC_HMAC_SECRET": SECRET, "LOG_LEVEL": "warning"}
-    log = open(tmp_path / "gunicorn.log", "w")
-    gunicorn = str(Path(sys.executable).with_name("gunicorn"))
-    process = subprocess.Popen([gunicorn, "--bind", f"127.0.0.1:{port}", "--workers", "1", "--threads", "2",
-                                "--worker-class", "gthread", "connector:create_app()"],
-                               cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                requests.get(f"{base}/healthz", timeout=2)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, (tmp_path / "gunicorn.log").read_text()
-                assert time.monotonic() < deadline, "gunicorn did not start within 60 s"
-                time.sleep(0.2)
+    with gunicorn(env, tmp_path / "gunicorn.log", ["--workers", "1", "--threads", "2"]) as base:
         yield base
-    finally:
-        os.killpg(process.pid, signal.SIGTERM)
-        process.wait(timeout=30)
-        log.close()
 
 
 def stored(engine) -> int:
