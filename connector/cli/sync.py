@@ -112,6 +112,8 @@ def status() -> None:
     from sqlmodel import Session
 
     from billing_engine.use_cases.holdings import holdings
+    from connector.sync.installation import describe as describe_installation
+    from connector.sync.installation import find_installation
 
     services = load_services()
     with Session(services.engine) as session:
@@ -126,6 +128,7 @@ def status() -> None:
             click.echo("  " + services.salesforce().refresh_status().describe())
         except SalesforceError as exc:
             click.echo(f"  API usage unknown: {first_line(exc)}")
+    click.echo("  " + describe_installation(find_installation(services.engine)))
     with Session(services.engine) as session:
         counts = outbox_counts(session)
         dead = outbox_letters(session, status="dead", limit=STATUS_LIST_LIMIT)

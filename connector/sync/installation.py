@@ -101,6 +101,29 @@ def _state(row: InstallationRow) -> Installation:
                         row.rekey_pending)
 
 
+def find_installation(engine: Engine) -> Installation | None:
+    """This installation, or ``None`` before its first use (reads only)."""
+    with Session(engine) as session:
+        row = session.get(InstallationRow, _ROW)
+        return _state(row) if row is not None else None
+
+
+def describe(state: Installation | None) -> str:
+    """One line for ``billsync sync status``."""
+    if state is None:
+        return "installation: none yet (the first push creates it and binds it to the org)"
+    line = f"installation {state.installation_id}"
+    if state.org_id and state.bound_at:
+        line += f", bound to org {state.org_id} since {state.bound_at.isoformat(timespec='seconds')}"
+    else:
+        line += ", not bound to an org yet (the first push binds it)"
+    if state.adopted_at:
+        line += f", org adopted {state.adopted_at.isoformat(timespec='seconds')}"
+    if state.rekey_pending:
+        line += ", records pushed under the old keys wait to be re-keyed by the next push"
+    return line
+
+
 def get_installation(engine: Engine, *, now: datetime | None = None) -> Installation:
     """This installation, created with a new id on first use (nothing pushed yet: nothing to re-key)."""
     with Session(engine) as session:

@@ -117,6 +117,10 @@ def test_every_pushed_record_is_keyed_by_the_installation(services, org):
     assert sorted(keys["Invoice_Line__c"]) == sorted(f"{state.installation_id}-line-{i}" for i in range(1, 13))
     assert keys["Payment__c"] == [f"{state.installation_id}-pay-1"]
     assert all(len(k) <= 64 for ks in keys.values() for k in ks)  # Text(64) external id fields
+    env = sandbox_environment(org, services.settings.database_url)
+    output = CliRunner().invoke(cli, ["sync", "status"], env=env, catch_exceptions=False).output
+    assert (f"  installation {state.installation_id}, bound to org {state.org_id} since "
+            f"{state.bound_at.isoformat(timespec='seconds')}\n") in output
 
 
 # ---------------------------------------------------------------- one installation per org
