@@ -7,6 +7,8 @@ import logging
 import threading
 import uuid
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from urllib.parse import quote
@@ -43,29 +45,38 @@ def _fresh_checks():
     forget_checks()
 
 
-@pytest.fixture
-def second_database_url(test_database, tmp_path):
-    """Another billsync database (migrated, empty): a rebuilt database, or a copy moved elsewhere."""
+@contextmanager
+def another_database(test_database, tmp_path, revision: str = "head") -> Iterator[str]:
+    """The URL of another billsync database, migrated to ``revision``, empty."""
     if BACKEND == "sqlite":
-        url = f"sqlite:///{tmp_path / 'second.db'}"
+        url = f"sqlite:///{tmp_path / f'{uuid.uuid4().hex[:8]}.db'}"
         engine = make_engine(url)
-        upgrade(engine)
+        upgrade(engine, revision)
         engine.dispose()
         yield url
         return
-    schema = f"t_second_{uuid.uuid4().hex[:8]}"
+    schema = f"t_other_{uuid.uuid4().hex[:8]}"
     admin = make_engine(test_database.admin_url)
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in test_database.admin_url else "?"
     url = f"{test_database.admin_url}{sep}options={quote('-csearch_path=' + schema)}"
     engine = make_engine(url)
-    upgrade(engine)
+    upgrade(engine, revision)
     engine.dispose()
-    yield url
-    with admin.begin() as conn:
-        conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
-    admin.dispose()
+    try:
+        yield url
+    finally:
+        with admin.begin() as conn:
+            conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))
+        admin.dispose()
+
+
+@pytest.fixture
+def second_database_url(test_database, tmp_path):
+    """Another billsync database (migrated, empty): a rebuilt database, or a copy moved elsewhere."""
+    with another_database(test_database, tmp_path) as url:
+        yield url
 
 
 def push(env: dict[str, str]) -> tuple[int, str]:
@@ -306,25 +317,23 @@ def test_rekeying_that_stops_halfway_is_finished_by_the_next_push(services, org)
 
 
 def test_the_migration_gives_a_database_that_pushed_an_installation_to_rekey(test_database, tmp_path):
-    if BACKEND != "sqlite":
-        pytest.skip("the migration's data step is plain SQL; one backend shows it")
-    url = f"sqlite:///{tmp_path / 'old.db'}"
-    engine = make_engine(url)
-    try:
-        upgrade(engine, "0009_clock_runs")
-        with engine.begin() as conn:
-            conn.execute(OutboxRow.__table__.insert().values(
-                topic="invoice.finalized", aggregate_type="invoice", aggregate_id="1", payload="{}", status="done",
-                attempts=1, created_at=datetime(2026, 11, 1, tzinfo=UTC)))
-        upgrade(engine)
-        state = get_installation(engine)
-        assert state.rekey_pending and state.org_id is None and len(state.installation_id) == 10
-
-        empty = make_engine(f"sqlite:///{tmp_path / 'new.db'}")
-        upgrade(empty)
-        with Session(empty) as session:
-            assert session.get(InstallationRow, 1) is None  # created on first use, with nothing to re-key
-        assert not get_installation(empty).rekey_pending
-        empty.dispose()
-    finally:
-        engine.dispose()
+    with another_database(test_database, tmp_path, "0009_clock_runs") as url:
+        engine = make_engine(url)
+        try:
+            with engine.begin() as conn:
+                conn.execute(OutboxRow.__table__.insert().values(
+                    topic="invoice.finalized", aggregate_type="invoice", aggregate_id="1", payload="{}",
+                    status="done", attempts=1, created_at=datetime(2026, 11, 1, tzinfo=UTC)))
+            upgrade(engine)
+            state = get_installation(engine)
+            assert state.rekey_pending and state.org_id is None and len(state.installation_id) == 10
+        finally:
+            engine.dispose()
+    with another_database(test_database, tmp_path) as url:
+        empty = make_engine(url)
+        try:
+            with Session(empty) as session:
+                assert session.get(InstallationRow, 1) is None  # created on first use, with nothing to re-key
+            assert not get_installation(empty).rekey_pending
+        finally:
+            empty.dispose()
