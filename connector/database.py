@@ -38,6 +38,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.webhooks.inbox",  # webhook inbox
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
     "connector.clock_runs",  # the clock's daily runs (started, finished), for catching up missed runs
+    "connector.sync.installation",  # this installation's id (its external ids) and the org it is bound to
 )
 
 

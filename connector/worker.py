@@ -32,6 +32,8 @@ log = logging.getLogger("billsync.worker")
 
 OUTAGE_FIRST_WAIT_SECONDS = 1.0
 OUTAGE_MAX_WAIT_SECONDS = 30.0
+#: How long a worker waits before pushing again after the push refused the org.
+REFUSED_PUSH_WAIT = timedelta(minutes=5)
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -61,10 +63,16 @@ class _OutboxDrain:
         self.paused_until: datetime | None = None
 
     def __call__(self, should_stop: Callable[[], bool]) -> int:
+        from connector.sync.binding import OrgBindingError
         from connector.sync.push import push_outbox
 
-        report = push_outbox(self.services, worker_id=self.worker_id, batch_size=self.batch_size, lease=self.lease,
-                             should_stop=should_stop)
+        try:
+            report = push_outbox(self.services, worker_id=self.worker_id, batch_size=self.batch_size,
+                                 lease=self.lease, should_stop=should_stop)
+        except OrgBindingError as exc:  # nothing was sent; an admin must act: say so, look again later
+            log.error("push refused: %s", exc)
+            self.paused_until = datetime.now(UTC) + REFUSED_PUSH_WAIT
+            return 0
         self.paused_until = report.paused_until
         if report.claimed:
             for line in report.lines():

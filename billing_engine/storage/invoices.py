@@ -362,6 +362,16 @@ def invoices_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Invoice]:
     return out
 
 
+def invoice_ids_of_lines(session: Session, line_ids: Iterable[int]) -> dict[int, int]:
+    """The invoice each of these lines belongs to (missing ids are absent): one query per 900."""
+    wanted = sorted(set(line_ids))
+    t = InvoiceLine.__table__
+    out: dict[int, int] = {}
+    for start in range(0, len(wanted), 900):
+        out.update(session.execute(select(t.c.id, t.c.invoice_id).where(t.c.id.in_(wanted[start:start + 900]))).all())
+    return out
+
+
 def invoice_periods(session: Session, ids: Iterable[int]) -> dict[int, tuple[date, date, str]]:
     """Per invoice: its first line's start, its last line's end and its first subscription id
     (lines moved to a credit note left out)."""

@@ -10,6 +10,8 @@
 - ``invoices_issued_between`` / ``payments_received_between``: the same records for a
   period (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the push
   and its repair.
+- ``pushed_records`` and ``invoices_of_lines``: what identifies records already pushed, for
+  moving them to new external ids in Salesforce.
 
 Every reader costs a few queries per batch whatever its size, and reads the current state,
 so a late or coalesced push always sends the latest truth. Values stay engine values
@@ -343,6 +345,36 @@ def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> N
     """Remember the Salesforce record each invoice or payment was pushed to (``kind``:
     ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
     payment_store.record_salesforce_ids(session, kind, ids)
+
+
+@dataclass(frozen=True)
+class PushedRecord:
+    """What tells an invoice or payment in Salesforce is this one: the Salesforce id its push
+    returned (``None`` when it was pushed before those were kept), its customer's Account, and
+    its label there (an invoice's number, ``DRAFT-<id>`` for a draft; a payment's amount)."""
+
+    record_id: int
+    salesforce_id: str | None
+    salesforce_account_id: str | None
+    label: str
+
+
+def pushed_records(session: Session, kind: str, ids: Iterable[int]) -> dict[int, PushedRecord]:
+    """Invoices (``kind="invoice"``) or payments (``"payment"``) by id; missing ids are absent."""
+    rows: dict[int, Any] = (invoice_store.invoices_by_ids(session, (int(i) for i in ids)) if kind == "invoice"
+                            else payment_store.payments_by_ids(session, (int(i) for i in ids)))
+    customers = catalog_store.customers_by_id(session, (r.customer_id for r in rows.values()))
+    out = {}
+    for rid, row in rows.items():
+        customer = customers.get(row.customer_id)
+        label = (row.number or f"DRAFT-{rid}") if kind == "invoice" else str(row.amount)
+        out[rid] = PushedRecord(rid, row.salesforce_id, customer.salesforce_account_id if customer else None, label)
+    return out
+
+
+def invoices_of_lines(session: Session, line_ids: Iterable[int]) -> dict[int, int]:
+    """The invoice each invoice line belongs to (missing lines are absent)."""
+    return invoice_store.invoice_ids_of_lines(session, (int(i) for i in line_ids))
 
 
 #: The topics whose events carry each exported record.

@@ -1,4 +1,4 @@
-"""``billsync sync pull|push|status|retry``: move data between Salesforce and billsync."""
+"""``billsync sync pull|push|adopt|status|retry``: move data between Salesforce and billsync."""
 
 from __future__ import annotations
 
@@ -59,6 +59,7 @@ def pull(full: bool, objects: tuple[str, ...]) -> None:
               help="Outbox rows claimed per batch.")
 def push(batch_size: int) -> None:
     """Push the engine's pending changes (invoices, lines, payments, account summaries) to Salesforce."""
+    from connector.sync.binding import OrgBindingError
     from connector.sync.push import default_worker_id, push_outbox
 
     services = load_services()
@@ -66,8 +67,42 @@ def push(batch_size: int) -> None:
         report = push_outbox(services, worker_id=f"cli-{default_worker_id()}", batch_size=batch_size)
     except SalesforceAuthError as exc:
         raise UserError(f"Salesforce refused billsync: {exc}") from None
+    except OrgBindingError as exc:
+        raise UserError(str(exc)) from None
     for line in report.lines():
         click.echo(line)
+
+
+@sync.command("adopt")
+@click.option("--org", "org_id", required=True, metavar="00D...",
+              help="The id of the org billsync is logged in to (Setup > Company Information).")
+def adopt(org_id: str) -> None:
+    """Push into this org even though it holds billsync records of another installation, or after
+    moving this database to another org.
+
+    The push writes under this installation's own keys, so the other installation's records
+    are never overwritten; they stay as they are (and reconcile lists them as not in billsync).
+    """
+    from datetime import UTC, datetime
+
+    from connector.settings import parse_org_id
+    from connector.sync.binding import OrgBindingError, adopt_org
+
+    try:
+        org = parse_org_id(org_id)
+    except ValueError as exc:
+        raise UserError(f"--org: {exc}") from None
+    services = load_services()
+    if services.settings.sf_auth == "none":
+        raise UserError("Salesforce is not configured (SF_AUTH=none): nothing to adopt")
+    try:
+        state = adopt_org(services, org, now=datetime.now(UTC))
+    except SalesforceAuthError as exc:
+        raise UserError(f"Salesforce refused billsync: {exc}") from None
+    except OrgBindingError as exc:
+        raise UserError(str(exc)) from None
+    click.echo(f"installation {state.installation_id} adopted Salesforce org {state.org_id}: the next push writes "
+               "there, alongside the records other installations wrote")
 
 
 @sync.command("status")
@@ -77,6 +112,8 @@ def status() -> None:
     from sqlmodel import Session
 
     from billing_engine.use_cases.holdings import holdings
+    from connector.sync.installation import describe as describe_installation
+    from connector.sync.installation import find_installation
 
     services = load_services()
     with Session(services.engine) as session:
@@ -91,6 +128,7 @@ def status() -> None:
             click.echo("  " + services.salesforce().refresh_status().describe())
         except SalesforceError as exc:
             click.echo(f"  API usage unknown: {first_line(exc)}")
+    click.echo("  " + describe_installation(find_installation(services.engine)))
     with Session(services.engine) as session:
         counts = outbox_counts(session)
         dead = outbox_letters(session, status="dead", limit=STATUS_LIST_LIMIT)

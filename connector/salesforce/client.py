@@ -161,6 +161,13 @@ class SalesforceClient:
     def instance_url(self) -> str | None:
         return self._token.instance_url if self._token else None
 
+    def organization_id(self) -> str | None:
+        """The org billsync is logged in to (logging in first when needed): from the token's identity
+        URL, or SF_ORG_ID for a pre-issued session; ``None`` when neither says."""
+        if self._token is None:
+            self._connected()
+        return self._token.org_id if self._token else None
+
     @property
     def user_id(self) -> str | None:
         """The integration user billsync logged in as (known after the first call)."""

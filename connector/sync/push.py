@@ -23,6 +23,11 @@ push, then retried soon), failed (attempts + 1, backoff, dead letter after
 ``queue.MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
 the pause ends and stops the push; a 5xx/timeout that survived the client's retries
 releases them with a short delay and stops; an auth failure releases them and raises.
+
+Before the first send, ``binding.check_push_target`` makes sure this installation may write
+to the org (the org it is bound to, holding no other installation's records unless adopted)
+and moves records pushed under the old keys to this installation's keys; a refusal releases
+the claimed rows untouched and raises ``OrgBindingError``: nothing is sent.
 """
 
 from __future__ import annotations
@@ -53,6 +58,8 @@ from connector.salesforce.errors import (
     SalesforceRetryableError,
 )
 from connector.sync import records as rec
+from connector.sync.binding import check_push_target
+from connector.sync.installation import Keys
 from connector.sync.outbox_claims import ClaimedRow, Settlement, claim_rows, settle_rows
 from mappings import InvalidRecordError, MappingsError, SpecError, load_specs
 
@@ -100,6 +107,8 @@ class PushReport:
     composite_calls: int = 0
     paused_until: datetime | None = None
     stop_reason: str | None = None  # why the push stopped early (limit, Salesforce unavailable)
+    check_calls: int = 0  # API calls spent checking the org (and re-keying old records) before sending
+    rekeyed: str | None = None  # what re-keying did, when it ran
 
     @property
     def records_per_call(self) -> float:
@@ -111,6 +120,8 @@ class PushReport:
                + (f", {self.superseded} superseded" if self.superseded else ""),
                f"{self.records_sent} records in {self.composite_calls} composite calls "
                f"({self.records_per_call:.0f} records/call), {self.records_failed} record failures"]
+        if self.rekeyed:
+            out.insert(0, self.rekeyed)
         if self.paused_until:
             out.append(f"paused until {self.paused_until.isoformat(timespec='seconds')}: {self.stop_reason}")
         elif self.stop_reason:
@@ -172,6 +183,7 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
         raise SpecError(specs.problems)
     timezone = ZoneInfo(services.settings.billsync_timezone)
     sender = _Sender(services, client, concurrency, worker_id, report)
+    keys: Keys | None = None
     try:
         while max_batches is None or report.batches < max_batches:
             if sender.stopped.is_set() or (should_stop is not None and should_stop()):
@@ -183,10 +195,22 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
             report.batches += 1
             report.claimed += len(rows)
             batch = _Batch(rows, now=batch_now)
+            if keys is None:  # before the first send: may this installation write to this org?
+                try:
+                    checked = check_push_target(services, client, now=batch_now)
+                except (SalesforceLimitError, SalesforceRetryableError) as exc:
+                    _release(services.engine, rows, worker_id, batch_now)
+                    sender.report_stop(exc)
+                    break
+                except BaseException:
+                    _release(services.engine, rows, worker_id, batch_now)
+                    raise
+                keys, report.check_calls = checked.keys, checked.calls
+                report.rekeyed = checked.rekey.line() if checked.rekey else None
             try:
                 _plan(batch)
                 with Session(services.engine) as session:
-                    _build(batch, session, specs, batch_now.astimezone(timezone).date())
+                    _build(batch, session, specs, batch_now.astimezone(timezone).date(), keys)
                     session.rollback()
             except BaseException:
                 _release(services.engine, rows, worker_id, batch_now)
@@ -253,7 +277,7 @@ class _Sender:
             if stop is not None:
                 self.stop = stop
                 self.stopped.set()
-                self._report_stop(stop)
+                self.report_stop(stop)
 
     def _deliver(self, batch: _Batch) -> SalesforceError | None:
         stop: SalesforceError | None = None
@@ -285,7 +309,7 @@ class _Sender:
             r.superseded += counts.superseded
             r.records_failed += sum(1 for _, transient in batch.errors.values() if not transient)
 
-    def _report_stop(self, stop: SalesforceError) -> None:
+    def report_stop(self, stop: SalesforceError) -> None:
         if isinstance(stop, SalesforceLimitError):
             self.report.paused_until = stop.resume_after
             self.report.stop_reason = stop.message
@@ -356,12 +380,12 @@ def _plan(batch: _Batch) -> None:
         batch.needs[row.id] = needs
 
 
-def _build(batch: _Batch, session: Session, specs: Any, as_of: Any) -> None:
+def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) -> None:
     wanted: dict[str, set[Any]] = defaultdict(set)
     for needs in batch.needs.values():
         for kind, key in needs:
             wanted[kind].add(key)
-    payments = rec.load_payments(session, wanted["payment"]) if wanted["payment"] else {}
+    payments = rec.load_payments(session, wanted["payment"], keys) if wanted["payment"] else {}
     # A payment changes what its invoices have been paid: push those invoices (before the payment).
     paid_invoices = rec.payment_invoice_ids(session, payments) if payments else {}
     for row in batch.rows:
@@ -370,14 +394,14 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any) -> None:
             extra = [("invoice", iid) for iid in paid_invoices.get(needs[0][1], [])]
             needs.extend(extra)
             wanted["invoice"].update(i for _, i in extra)
-    invoices = rec.load_invoices(session, wanted["invoice"], as_of) if wanted["invoice"] else {}
-    lines = rec.load_invoice_lines(session, wanted["invoice_lines"]) if wanted["invoice_lines"] else {}
+    invoices = rec.load_invoices(session, wanted["invoice"], as_of, keys) if wanted["invoice"] else {}
+    lines = rec.load_invoice_lines(session, wanted["invoice_lines"], keys) if wanted["invoice_lines"] else {}
     summaries = rec.load_account_summaries(session, wanted["account_summary"], as_of) \
         if wanted["account_summary"] else {}
     links = rec.load_subscription_links(session, wanted["subscription_link"]) if wanted["subscription_link"] else {}
 
-    for kind, keys in wanted.items():
-        for key in keys:
+    for kind, needed in wanted.items():
+        for key in needed:
             need = (kind, key)
             if kind == "invoice":
                 _add(batch, specs, need, "invoice", [invoices.get(key)], f"invoice {key} not found")

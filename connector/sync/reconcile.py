@@ -8,7 +8,9 @@
   ``Payment_Date__c`` in the month (SOQL through the client; every value escaped).
 
 It compares them per currency and status (count and sum) and record by record, keyed by
-the external ids the push writes (``Billsync_Invoice_Id__c``, ``Billsync_Payment_Id__c``):
+the external ids the push writes (``Billsync_Invoice_Id__c``, ``Billsync_Payment_Id__c``, this
+installation's keys, ``connector.sync.installation.Keys``; a record keyed by another
+installation is one billsync does not hold):
 missing in Salesforce, missing in the engine, an amount different (``Total__c``,
 ``Balance__c``; ``Amount__c``), or a status different
 (``Status__c``, ``Payment_Status__c``). Amounts are exact decimals, compared to the cent.
@@ -32,7 +34,7 @@ from sqlmodel import Session
 from billing_engine.use_cases import exports
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
-from connector.sync.records import invoice_external_id, payment_external_id
+from connector.sync.installation import Keys, keys_of
 
 if TYPE_CHECKING:
     from connector.wiring import Services
@@ -149,20 +151,20 @@ def _decimal(value: Any) -> Decimal | None:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
-def engine_invoices(session: Session, starts_on: date, ends_before: date, today: date) -> list[Side]:
+def engine_invoices(session: Session, starts_on: date, ends_before: date, today: date, keys: Keys) -> list[Side]:
     out = []
     for inv in exports.invoices_issued_between(session, starts_on, ends_before, today):
-        out.append(Side("invoice", invoice_external_id(inv.invoice_id), inv.number or f"DRAFT-{inv.invoice_id}",
+        out.append(Side("invoice", keys.invoice(inv.invoice_id), inv.number or f"DRAFT-{inv.invoice_id}",
                         inv.currency, inv.status, inv.total,
                         {"Status__c": inv.status, "Payment_Status__c": inv.payment_status, "Total__c": inv.total,
                          "Balance__c": inv.balance, "CurrencyIsoCode": inv.currency}))
     return out
 
 
-def engine_payments(session: Session, starts_on: date, ends_before: date) -> list[Side]:
+def engine_payments(session: Session, starts_on: date, ends_before: date, keys: Keys) -> list[Side]:
     out = []
     for p in exports.payments_received_between(session, starts_on, ends_before):
-        out.append(Side("payment", payment_external_id(p.payment_id), p.external_reference or str(p.payment_id),
+        out.append(Side("payment", keys.payment(p.payment_id), p.external_reference or str(p.payment_id),
                         p.currency, p.status, p.amount,
                         {"Status__c": p.status, "Amount__c": p.amount, "Unapplied_Amount__c": p.unapplied_amount,
                          "CurrencyIsoCode": p.currency}))
@@ -251,9 +253,10 @@ def reconcile_period(services: Services, period: str, *, today: date | None = No
 
     starts_on, ends_before = parse_period(period)
     today = today or today_in(services.settings.billsync_timezone)
+    keys = keys_of(services.engine)
     with Session(services.engine) as session:
-        e_invoices = engine_invoices(session, starts_on, ends_before, today)
-        e_payments = engine_payments(session, starts_on, ends_before)
+        e_invoices = engine_invoices(session, starts_on, ends_before, today, keys)
+        e_payments = engine_payments(session, starts_on, ends_before, keys)
     client = services.salesforce()
     s_invoices = salesforce_invoices(client, starts_on, ends_before)
     s_payments = salesforce_payments(client, starts_on, ends_before)
@@ -293,12 +296,15 @@ def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime 
             drifted.setdefault((m.object_name, m.external_id), m.label)
     if not drifted:
         return result
-    records = sorted(drifted)
+    keys = keys_of(services.engine)
+    engine_ids = {(kind, ext): keys.engine_id(kind, ext) for kind, ext in drifted}
+    records = sorted((kind, engine_id) for (kind, _), engine_id in engine_ids.items() if engine_id is not None)
     with transaction(services.engine) as session:
-        missing = set(exports.requeue_exports(session, records, now=now))
-    for (object_name, external_id) in records:
+        missing = set(exports.requeue_exports(session, records, now=now)) if records else set()
+    for (object_name, external_id) in sorted(drifted):
         label = drifted[(object_name, external_id)]
-        if (object_name, external_id) in missing:
+        if engine_ids[(object_name, external_id)] is None \
+                or (object_name, engine_ids[(object_name, external_id)]) in missing:
             result.not_repairable.append(Mismatch(object_name, external_id, label, "no_outbox_row"))
         else:
             result.requeued.append(f"{object_name} {label}")

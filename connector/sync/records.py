@@ -6,9 +6,10 @@ push after a crash, a coalesced snapshot row or a late retry always sends the la
 This module only names them for the mappings: each dict carries every key of its source in
 the contract (``None`` when empty); money stays ``Decimal``, dates stay ``date``.
 
-External ids (the upsert keys in Salesforce) are the engine's ids as text:
-``Billsync_Invoice_Id__c`` = invoice id, ``Billsync_Line_Id__c`` = invoice line id,
-``Billsync_Payment_Id__c`` = payment id (``invoice_external_id`` and friends).
+External ids (the upsert keys in Salesforce) are the engine's ids prefixed with this
+installation's id (``connector.sync.installation.Keys``): ``Billsync_Invoice_Id__c`` =
+``<installation>-inv-<invoice id>``, ``Billsync_Line_Id__c`` = ``<installation>-line-<line id>``,
+``Billsync_Payment_Id__c`` = ``<installation>-pay-<payment id>``, unique across installations.
 """
 
 from __future__ import annotations
@@ -20,20 +21,9 @@ from typing import Any
 from sqlmodel import Session
 
 from billing_engine.use_cases import exports
+from connector.sync.installation import Keys
 
 OPPORTUNITY_PREFIX = "006"
-
-
-def invoice_external_id(invoice_id: int | str) -> str:
-    return str(invoice_id)
-
-
-def line_external_id(line_id: int | str) -> str:
-    return str(line_id)
-
-
-def payment_external_id(payment_id: int | str) -> str:
-    return str(payment_id)
 
 
 def _opportunity_id(external_key: str | None) -> str | None:
@@ -46,9 +36,9 @@ def _opportunity_id(external_key: str | None) -> str | None:
 # ---------------------------------------------------------------- invoices
 
 
-def invoice_record(inv: exports.InvoiceExport) -> dict[str, Any]:
+def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
     return {
-        "id": invoice_external_id(inv.invoice_id),
+        "id": keys.invoice(inv.invoice_id),
         "number": inv.number,
         "status": inv.status,
         "payment_status": inv.payment_status,
@@ -70,17 +60,19 @@ def invoice_record(inv: exports.InvoiceExport) -> dict[str, Any]:
     }
 
 
-def load_invoices(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, dict[str, Any]]:
+def load_invoices(session: Session, invoice_ids: Iterable[int], as_of: date,
+                  keys: Keys) -> dict[int, dict[str, Any]]:
     """``invoice`` records by invoice id (missing invoices are absent)."""
-    return {iid: invoice_record(inv) for iid, inv in exports.invoices_for_export(session, invoice_ids, as_of).items()}
+    return {iid: invoice_record(inv, keys)
+            for iid, inv in exports.invoices_for_export(session, invoice_ids, as_of).items()}
 
 
-def load_invoice_lines(session: Session, invoice_ids: Iterable[int]) -> dict[int, list[dict[str, Any]]]:
+def load_invoice_lines(session: Session, invoice_ids: Iterable[int], keys: Keys) -> dict[int, list[dict[str, Any]]]:
     """``invoice_line`` records per invoice id, in position order (lines moved to a credit note are
     left out: they belong to the credit note)."""
     return {iid: [{
-        "id": line_external_id(ln.line_id),
-        "invoice_id": invoice_external_id(ln.invoice_id),
+        "id": keys.line(ln.line_id),
+        "invoice_id": keys.invoice(ln.invoice_id),
         "product_code": ln.product_code,
         "salesforce_product_id": ln.salesforce_product_id,
         "kind": ln.kind,
@@ -105,12 +97,12 @@ def payment_invoice_ids(session: Session, payment_ids: Iterable[int]) -> dict[in
     return exports.paid_invoice_ids(session, payment_ids)
 
 
-def load_payments(session: Session, payment_ids: Iterable[int]) -> dict[int, dict[str, Any]]:
+def load_payments(session: Session, payment_ids: Iterable[int], keys: Keys) -> dict[int, dict[str, Any]]:
     """``payment`` records by payment id (missing payments are absent)."""
     return {pid: {
-        "id": payment_external_id(p.payment_id),
+        "id": keys.payment(p.payment_id),
         "salesforce_account_id": p.salesforce_account_id,
-        "first_invoice_id": invoice_external_id(p.invoice_ids[0]) if p.invoice_ids else None,
+        "first_invoice_id": keys.invoice(p.invoice_ids[0]) if p.invoice_ids else None,
         "currency": p.currency,
         "amount": p.amount,
         "unapplied_amount": p.unapplied_amount,

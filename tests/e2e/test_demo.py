@@ -25,6 +25,7 @@ from sqlmodel import Session
 from billing_engine.storage.invoices import Invoice
 from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.settings import load_settings
+from connector.sync.installation import keys_of
 from sfsandbox.server import VerifyingSession
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -178,7 +179,7 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
         assert f"bill run as of {today}: 12 invoices created, 12 finalized" in bill.stdout
         billed_at = time.monotonic()
         with Session(engine) as session:
-            invoices = {str(inv.id): inv for inv in session.execute(select(Invoice)).scalars()}
+            invoices = {inv.id: inv for inv in session.execute(select(Invoice)).scalars()}
         assert len(invoices) == 12
 
         # After one push interval (and the push's own round trips), they are Invoice__c records.
@@ -189,8 +190,9 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
 
         records = wait_until(pushed, 2 * PUSH_INTERVAL + 20, "Invoice__c records", process, log)
         assert time.monotonic() - billed_at < 2 * PUSH_INTERVAL + 20
+        keys = keys_of(engine)  # the external ids this installation writes
         for record in records:
-            invoice = invoices[record["Billsync_Invoice_Id__c"]]
+            invoice = invoices[keys.engine_id("invoice", record["Billsync_Invoice_Id__c"])]
             assert record["Name"] == invoice.number
             assert Decimal(str(record["Total__c"])) == invoice.total
             assert record["Status__c"] == invoice.status

@@ -40,6 +40,7 @@ from billing_engine.storage.invoices import Invoice, InvoiceLine
 from billing_engine.storage.outbox import OutboxRow
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
+from connector.sync.installation import keys_of
 from sfsandbox.server import AdminClient
 from tests.support.sandbox import sandbox_environment
 
@@ -133,9 +134,11 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
     drain(services)
 
     # ---------------------------------------------------------------- what Salesforce holds
+    keys = keys_of(services.engine)  # the external ids this installation writes
     with Session(services.engine) as session:
-        invoices = {str(inv.id): inv for inv in session.exec(select(Invoice)).all()}
-        lines = {str(ln.id): ln for ln in session.exec(select(InvoiceLine).where(InvoiceLine.credit_note_id.is_(None)))}
+        invoices = {keys.invoice(inv.id): inv for inv in session.exec(select(Invoice)).all()}
+        lines = {keys.line(ln.id): ln
+                 for ln in session.exec(select(InvoiceLine).where(InvoiceLine.credit_note_id.is_(None)))}
     sf_invoices = {r["Billsync_Invoice_Id__c"]: r for r in query(
         sf, "SELECT Id, Billsync_Invoice_Id__c, Name, Account__c, Status__c, Issue_Date__c, CurrencyIsoCode, "
             "Subtotal__c, Discount__c, Tax__c, Total__c, Balance__c FROM Invoice__c")}
@@ -154,7 +157,7 @@ def test_deals_to_invoices_in_salesforce_to_the_cent(org, services, connected_se
     assert set(sf_lines) == set(lines)
     for key, ln in lines.items():
         rec = sf_lines[key]
-        assert rec["Invoice__r"]["Billsync_Invoice_Id__c"] == str(ln.invoice_id)
+        assert rec["Invoice__r"]["Billsync_Invoice_Id__c"] == keys.invoice(ln.invoice_id)
         assert (rec["Kind__c"], rec["Quantity__c"], rec["Amount__c"]) == (ln.kind, ln.quantity, ln.net), key
         assert (rec["Period_Start__c"], rec["Period_End__c"]) == (ln.starts_on.isoformat(),
                                                                   ln.ends_before.isoformat())

@@ -18,6 +18,7 @@ from billing_engine.storage.outbox import OutboxRow
 from billing_engine.storage.subscriptions import SubscriptionRow
 from billing_engine.tax import TaxRate
 from billing_engine.use_cases.billing import BillingAccount, BillRunResult, run_billing
+from connector.sync.installation import keys_of
 
 AS_OF = date(2026, 11, 1)
 NOW = datetime(2026, 11, 1, 6, 0, tzinfo=UTC)
@@ -109,11 +110,17 @@ def bill_customers(engine: Any, account_ids: list[str], *, lines: int = 5, month
     return result
 
 
+def invoice_key(engine: Any, invoice_id: int) -> str:
+    """The external id (``Billsync_Invoice_Id__c``) the push writes for this engine invoice."""
+    return keys_of(engine).invoice(invoice_id)
+
+
 def engine_invoices(engine: Any) -> dict[str, tuple[str, Decimal, int]]:
     """External id → (number, total, line count) of every invoice in the engine."""
+    keys = keys_of(engine)
     with Session(engine) as session:
         lines = Counter(session.execute(select(InvoiceLine.__table__.c.invoice_id)).scalars())
-        return {str(inv.id): (inv.number, inv.total, lines[inv.id])
+        return {keys.invoice(inv.id): (inv.number, inv.total, lines[inv.id])
                 for inv in session.scalars(select(Invoice)).all()}
 
 

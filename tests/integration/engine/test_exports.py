@@ -20,6 +20,7 @@ from billing_engine.use_cases.payments import record_payment
 from billing_engine.use_cases.revenue import mrr_bridge_report
 from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
 from connector.database import transaction
+from connector.sync.installation import Keys
 from connector.sync.records import load_account_summaries, load_invoice_lines, load_invoices
 from mappings import apply_outbound, load_specs
 
@@ -86,8 +87,8 @@ def test_a_prorated_credit_with_a_line_discount_reaches_the_invoice_row_and_the_
 
     with Session(engine) as s:
         [invoice] = invoices_issued_between(s, change_on, date(2026, 1, 16), change_on)
-        record = load_invoices(s, [invoice.invoice_id], change_on)[invoice.invoice_id]
-        line_records = load_invoice_lines(s, [invoice.invoice_id])[invoice.invoice_id]
+        record = load_invoices(s, [invoice.invoice_id], change_on, Keys("inst"))[invoice.invoice_id]
+        line_records = load_invoice_lines(s, [invoice.invoice_id], Keys("inst"))[invoice.invoice_id]
         rows = s.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.invoice_id)
                       .order_by(InvoiceLine.position)).all()
     assert [(r.kind, r.gross, r.line_discount, r.net) for r in rows] == [

@@ -17,6 +17,7 @@ from billing_engine.use_cases.payments import record_payment
 from connector.cli import cli
 from connector.database import transaction
 from connector.queue import MAX_ATTEMPTS
+from connector.salesforce.soql import build_soql
 from connector.sync.outbox_claims import retry_dead_letters
 from connector.sync.push import push_outbox
 from sfsandbox.server import AdminClient
@@ -25,6 +26,7 @@ from tests.support.push import (
     bill_customers,
     create_accounts,
     engine_invoices,
+    invoice_key,
     outbox_statuses,
     salesforce_invoices,
 )
@@ -48,16 +50,19 @@ def test_push_upserts_invoices_lines_and_summaries_and_writes_ids_back(services,
 
     report = push_outbox(services, worker_id="w1", now=NOW + timedelta(hours=1))
 
-    # 30 invoices (1 collection) first; then 150 lines (1) + 30 account updates (1): 2 composite calls.
+    # 30 invoices (1 collection) first; then 150 lines (1) + 30 account updates (1): 2 composite calls,
+    # after the one call checking that no other installation writes to this org.
     assert (report.done, report.retrying, report.dead) == (60, 0, 0)
     assert report.records_sent == 30 + 150 + 30
-    assert admin_of(org).stats()["api_calls"] - calls_before == report.composite_calls == 2
+    assert (report.composite_calls, report.check_calls) == (2, 1)
+    assert admin_of(org).stats()["api_calls"] - calls_before == report.composite_calls + report.check_calls
     state, duplicates = salesforce_invoices(client)
     assert duplicates == []
     assert state == engine_invoices(services.engine)
-    first = client.query_page("SELECT Name, Total__c, Status__c, Payment_Status__c, CurrencyIsoCode, Account__c, "
-                              "Issue_Date__c, Due_Date__c, Period_Start__c, Period_End__c, Balance__c "
-                              "FROM Invoice__c WHERE Billsync_Invoice_Id__c = '1'")["records"][0]
+    first = client.query_page(build_soql(
+        "SELECT Name, Total__c, Status__c, Payment_Status__c, CurrencyIsoCode, Account__c, Issue_Date__c, "
+        "Due_Date__c, Period_Start__c, Period_End__c, Balance__c FROM Invoice__c WHERE Billsync_Invoice_Id__c = {}",
+        invoice_key(services.engine, 1)))["records"][0]
     with Session(services.engine) as session:
         invoice = session.get(Invoice, 1)
         customer = session.get(CustomerRow, invoice.customer_id)
@@ -73,7 +78,7 @@ def test_push_upserts_invoices_lines_and_summaries_and_writes_ids_back(services,
                    for r in client.query_all("SELECT Id, Billsync_Invoice_Id__c FROM Invoice__c")}
     for row in rows(services.engine):
         assert row.status == "done" and row.locked_by is None
-        expected = invoice_ids[row.aggregate_id] if row.aggregate_type == "invoice" else None
+        expected = invoice_ids[invoice_key(services.engine, row.aggregate_id)] if row.aggregate_type == "invoice" else None
         if row.aggregate_type == "customer":
             with Session(services.engine) as session:
                 expected = session.get(CustomerRow, row.aggregate_id).salesforce_account_id
@@ -101,8 +106,8 @@ def test_a_payment_pushes_the_payment_and_the_invoice_figures_it_changed(service
     assert report.done == 2 and report.dead == report.retrying == 0  # payment.recorded + summary
     pay = client.query_page("SELECT Amount__c, Invoice__c, Status__c, Payment_Date__c, Reference__c FROM Payment__c"
                             )["records"]
-    [inv] = client.query_page("SELECT Id, Amount_Paid__c, Balance__c, Payment_Status__c FROM Invoice__c "
-                              "WHERE Billsync_Invoice_Id__c = '1'")["records"]
+    [inv] = client.query_page(build_soql("SELECT Id, Amount_Paid__c, Balance__c, Payment_Status__c FROM Invoice__c "
+                                         "WHERE Billsync_Invoice_Id__c = {}", invoice_key(services.engine, 1)))["records"]
     assert len(pay) == 1 and Decimal(str(pay[0]["Amount__c"])) == part and pay[0]["Invoice__c"] == inv["Id"]
     assert (pay[0]["Status__c"], pay[0]["Payment_Date__c"], pay[0]["Reference__c"]) == ("succeeded", "2026-11-05",
                                                                                          "TX-1")

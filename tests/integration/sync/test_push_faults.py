@@ -28,6 +28,7 @@ from tests.support.push import (
     bill_customers,
     create_accounts,
     engine_invoices,
+    invoice_key,
     outbox_statuses,
     salesforce_invoices,
 )
@@ -112,7 +113,8 @@ def test_api_allocation_running_out_pauses_the_push_and_a_rerun_after_the_reset_
     calls = []
 
     def composite(subrequests, **kw):
-        calls.append(1)
+        if any("body" in s for s in subrequests):  # a call sending records (not the check of the org)
+            calls.append(1)
         answer = real(subrequests, **kw)
         if len(calls) == 2:  # the org's allocation is spent (by everyone) after our second call
             admin.faults(api_allocation=admin.stats()["api_calls"])
@@ -150,8 +152,8 @@ def test_two_workers_never_push_the_same_row(fast_env, fast_services):
 
         def composite(subrequests, **kw):
             with lock:
-                sent[name].extend(r["Billsync_Invoice_Id__c"] for s in subrequests for r in s["body"]["records"]
-                                  if r["attributes"]["type"] == "Invoice__c")
+                sent[name].extend(r["Billsync_Invoice_Id__c"] for s in subrequests if "body" in s
+                                  for r in s["body"]["records"] if r["attributes"]["type"] == "Invoice__c")
             time.sleep(0.05)  # keep both in flight at once
             return real(subrequests, **kw)
 
@@ -171,7 +173,7 @@ def test_two_workers_never_push_the_same_row(fast_env, fast_services):
     assert reports["w1"].claimed > 0 and reports["w2"].claimed > 0, "both workers took part"
     assert reports["w1"].claimed + reports["w2"].claimed == 600
     assert not set(sent["w1"]) & set(sent["w2"])
-    assert sorted(sent["w1"] + sent["w2"], key=int) == [str(i) for i in range(1, 301)]
+    assert sorted(sent["w1"] + sent["w2"]) == sorted(invoice_key(fast_services.engine, i) for i in range(1, 301))
     converged(fast_services)
 
 

@@ -16,6 +16,7 @@ from billing_engine.use_cases.payments import record_payment
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.database import transaction
+from connector.sync.installation import keys_of
 from connector.sync.push import push_outbox
 from connector.sync.reconcile import Side, compare
 from sfsandbox.server import AdminClient
@@ -118,11 +119,12 @@ def test_without_salesforce_it_says_so(settings):
 
 
 def test_invoices_not_pushed_yet_are_missing_in_salesforce(billed):
-    _, invoices, env = billed
+    services, invoices, env = billed
     code, output = reconcile(env, "--period", "2026-11")
     assert code == 1
+    keys = keys_of(services.engine)
     for inv in invoices:
-        assert f"mismatch: invoice {inv.number} (billsync id {inv.id}): missing in Salesforce" in output
+        assert f"mismatch: invoice {inv.number} (billsync id {keys.invoice(inv.id)}): missing in Salesforce" in output
     assert "12 mismatches for 2026-11" in output
     # The per-status table: what billsync has, and nothing on the Salesforce side.
     eur = Decimal(0)
@@ -159,10 +161,11 @@ def test_tampered_invoice_is_named_then_repaired_by_the_next_push(billed):
 
     target = invoices[0]
     client = services.salesforce()
-    client.upsert("Invoice__c", "Billsync_Invoice_Id__c", str(target.id), {"Total__c": target.total + Decimal("0.01")})
+    key = keys_of(services.engine).invoice(target.id)
+    client.upsert("Invoice__c", "Billsync_Invoice_Id__c", key, {"Total__c": target.total + Decimal("0.01")})
     code, output = reconcile(env, "--period", "2026-11")
     assert code == 1
-    assert (f"mismatch: invoice {target.number} (billsync id {target.id}): amount differs on Total__c: "
+    assert (f"mismatch: invoice {target.number} (billsync id {key}): amount differs on Total__c: "
             f"billsync {target.total}, Salesforce {target.total + Decimal('0.01')}") in output
     assert "1 mismatches for 2026-11" in output
 
@@ -189,8 +192,9 @@ def test_payments_are_reconciled_by_payment_date(billed):
     assert any(line.split()[:4] == ["invoice", target.currency, "paid", "1"] for line in output.splitlines())
 
     client = services.salesforce()
-    client.upsert("Payment__c", "Billsync_Payment_Id__c", str(payment.payment_id), {"Status__c": "refunded"})
+    key = keys_of(services.engine).payment(payment.payment_id)
+    client.upsert("Payment__c", "Billsync_Payment_Id__c", key, {"Status__c": "refunded"})
     code, output = reconcile(env, "--period", "2026-11")
     assert code == 1
-    assert (f"mismatch: payment BANK-REF-1 (billsync id {payment.payment_id}): status differs on Status__c: "
+    assert (f"mismatch: payment BANK-REF-1 (billsync id {key}): status differs on Status__c: "
             "billsync succeeded, Salesforce refunded") in output
