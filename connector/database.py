@@ -30,6 +30,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.webhooks.inbox",  # webhook inbox
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
     "connector.clock_runs",  # the clock's daily runs (started, finished), for catching up missed runs
+    "connector.sync.preview",  # open deals' previews, and what of them was written to Salesforce
 )
 
 

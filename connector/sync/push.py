@@ -100,6 +100,8 @@ class PushReport:
     composite_calls: int = 0
     paused_until: datetime | None = None
     stop_reason: str | None = None  # why the push stopped early (limit, Salesforce unavailable)
+    previews_written: int = 0  # open deals' previews (connector.sync.preview)
+    previews_failed: int = 0
 
     @property
     def records_per_call(self) -> float:
@@ -117,6 +119,8 @@ class PushReport:
             out.append(f"stopped: {self.stop_reason}")
         if self.retrying or self.dead:
             out.append("see 'billsync sync status' for the errors; 'billsync sync retry' re-queues dead letters")
+        if self.previews_written or self.previews_failed:
+            out.append(f"{self.previews_written} deal previews written, {self.previews_failed} failed (retried later)")
         return out
 
 
@@ -194,6 +198,11 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
             sender.submit(batch)
     finally:
         sender.close()
+    if sender.stop is None and sender.failure is None and not (should_stop is not None and should_stop()):
+        from connector.sync.preview import push_deal_previews
+
+        previews = push_deal_previews(services, client, specs, clock())
+        report.previews_written, report.previews_failed = previews.written, previews.failed
     report.finished_at = clock() if now is None else now
     if isinstance(sender.stop, SalesforceAuthError):
         raise sender.stop
