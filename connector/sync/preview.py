@@ -155,9 +155,14 @@ def preview_open_deals(puller: _Puller, spec: InboundSpec, since: datetime | Non
         lines = puller.lines_for(open_spec, records)
         for record in records:
             report.read += 1
-            figures = deal_figures(puller, open_spec, record, lines.get(record["Id"]))
-            if keep_figures(puller.engine, record["Id"], figures, puller.now):
-                report.changed += 1
+            try:
+                figures = deal_figures(puller, open_spec, record, lines.get(record["Id"]))
+                if keep_figures(puller.engine, record["Id"], figures, puller.now):
+                    report.changed += 1
+            except SalesforceError:
+                raise  # a limit pause or an outage stops the pull; the cursor has not moved past the deal
+            except Exception:  # one deal never stops the pull
+                log.exception("pull: open deal %s cannot be previewed", record["Id"])
             stamp = parse_modstamp(record.get("SystemModstamp"))
             if stamp is not None and (highest is None or stamp > highest):
                 highest = stamp
@@ -168,8 +173,8 @@ def preview_open_deals(puller: _Puller, spec: InboundSpec, since: datetime | Non
 
 def deal_figures(puller: _Puller, spec: InboundSpec, record: dict[str, Any],
                  lines: list[dict[str, Any]] | None) -> Figures | None:
-    """What the deal would bill, from a dry run of its command; None when there is nothing to
-    preview (no line, or the deal produced a subscription already)."""
+    """What the deal would bill, from a dry run of its command; ``NOTHING`` when it has no line;
+    None when it is not billsync's to preview (a reopened deal that produced a subscription)."""
     from connector.sync.pull import Preview, _dry_run
 
     with Session(puller.engine, expire_on_commit=False) as session:
@@ -181,13 +186,15 @@ def deal_figures(puller: _Puller, spec: InboundSpec, record: dict[str, Any],
                 command = apply_inbound(spec, record, puller.context_for(session, spec, record), lines=lines)
             except InvalidRecordError as exc:
                 if not _has_lines(spec, record, lines):
-                    return None
+                    return NOTHING
                 return _cannot("; ".join(f"{e.field}: {e.reason}" for e in exc.errors))
             if not command["data"].get("items"):
-                return None
+                return NOTHING
             preview = Preview(spec.object, record["Id"], spec.name, spec.file)
             try:
                 _dry_run(puller, session, spec, command, preview)
+            except SalesforceError:
+                raise
             except Exception as exc:  # one deal never stops the pull
                 log.warning("pull: open deal %s cannot be previewed: %s", record["Id"], describe_failure(exc),
                             exc_info=not isinstance(exc, MappingsError))
@@ -204,13 +211,14 @@ def deal_figures(puller: _Puller, spec: InboundSpec, record: dict[str, Any],
 
 
 def keep_figures(engine: Any, opportunity_id: str, figures: Figures | None, now: datetime) -> bool:
-    """Store the deal's figures; True when they differ from the stored ones (to be written)."""
+    """Store the deal's figures; True when they differ from the stored ones (to be written).
+    A deal without lines is only stored when it had a preview before (which it clears)."""
+    if figures is None:
+        return False
     with transaction(engine) as session:
         row = session.get(DealPreviewRow, opportunity_id)
-        if figures is None:
-            if row is None or row.total is None and row.note == NO_LINES:
-                return False
-            figures = Figures(None, None, None, None, NO_LINES)
+        if figures is NOTHING and row is None:
+            return False
         digest = figures.values_hash
         if row is not None and row.values_hash == digest:
             return False
@@ -222,7 +230,7 @@ def keep_figures(engine: Any, opportunity_id: str, figures: Figures | None, now:
         return True
 
 
-NO_LINES = "No billsync preview: the deal has no products."
+NOTHING = Figures(None, None, None, None, "No billsync preview: the deal has no products.")
 
 
 def _has_lines(spec: InboundSpec, record: dict[str, Any], lines: list[dict[str, Any]] | None) -> bool:

@@ -161,6 +161,14 @@ def test_a_deal_that_cannot_be_previewed_says_why_and_stages_can_be_chosen(org, 
             "No billsync preview: Subscription_Reference__c: is required for amend_subscription but empty")
         with Session(services.engine) as session:
             assert {r.opportunity_id for r in session.exec(select(DealPreviewRow)).all()} == {amendment, negotiation}
+
+        # The rep removes every product: the preview is cleared, with the reason.
+        for line in sf.query(f"SELECT Id FROM OpportunityLineItem WHERE OpportunityId = '{negotiation}'")["records"]:
+            sf.OpportunityLineItem.delete(line["Id"])
+        assert sync(services).previews_written == 1
+        fields = shown(sf, negotiation)
+        assert (fields["Billsync_Preview_Total__c"], fields["Billsync_Preview_MRR__c"]) == (None, None)
+        assert fields["Billsync_Preview_Note__c"] == "No billsync preview: the deal has no products."
     finally:
         services.engine.dispose()
 
