@@ -186,3 +186,20 @@ def test_mappings_preview_shows_an_open_deal_without_mapping_edits(org, database
     assert "total 3174.00" in out
     assert "MRR: 0.00 → 2645.00 EUR (+2645.00)" in out
     assert "nothing was written" in out
+
+
+def test_a_refused_preview_write_is_kept_and_retried_later(seeded, org):
+    sf = salesforce(org)
+    deal, _ = open_deal(sf)
+    assert pull_changes(seeded).object_errors == []
+    sf.Opportunity.delete(deal)  # gone before the push: Salesforce refuses the update
+
+    report = push_outbox(seeded, worker_id="test")
+    assert (report.previews_written, report.previews_failed) == (0, 1)
+    assert "deal previews written, 1 failed" in report.lines()[-1]
+    with Session(seeded.engine) as session:
+        row = session.get(DealPreviewRow, deal)
+        assert row.written_hash is None and row.attempts == 1
+        assert deal in row.last_error and row.next_attempt_at is not None
+    again = push_outbox(seeded, worker_id="test")  # not due yet: no call for it
+    assert (again.previews_written, again.previews_failed) == (0, 0)
