@@ -39,6 +39,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.sync.tables",  # pull cursors, applied records, record errors, review flags
     "connector.clock_runs",  # the clock's daily runs (started, finished), for catching up missed runs
     "connector.sync.installation",  # this installation's id (its external ids) and the org it is bound to
+    "connector.sync.preview",  # open deals' previews, and what of them was written to Salesforce
 )
 
 

@@ -211,6 +211,35 @@ def parse_org_id(raw: str) -> str:
 
 
 @dataclass(frozen=True)
+class PreviewStages:
+    """Which open Opportunities billsync previews (``PREVIEW_STAGES``): every open stage
+    (``open``), none (``none``), or the listed ``StageName`` values (open ones only)."""
+
+    enabled: bool = True
+    stages: tuple[str, ...] = ()  # empty: every open stage
+
+    def __str__(self) -> str:
+        if not self.enabled:
+            return "none"
+        return ", ".join(self.stages) if self.stages else "open"
+
+
+def parse_preview_stages(raw: str) -> PreviewStages:
+    value = raw.strip()
+    if value.lower() == "open":
+        return PreviewStages()
+    if value.lower() == "none":
+        return PreviewStages(enabled=False)
+    stages = tuple(dict.fromkeys(s.strip() for s in value.split(",") if s.strip()))
+    if not stages:
+        raise ValueError(f"{raw!r} names no stage; use open, none, or stage names separated by commas")
+    bad = [s for s in stages if len(s) > 255 or "'" in s or "\\" in s]
+    if bad:
+        raise ValueError(f"{bad[0]!r} is not a stage name")
+    return PreviewStages(stages=stages)
+
+
+@dataclass(frozen=True)
 class Var:
     name: str
     parse: Callable[[str], Any]
@@ -282,6 +311,9 @@ VARIABLES: tuple[Var, ...] = (
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
     Var("PULL_INTERVAL_SECONDS", parse_int(10, 86400), "300", "How often the clock pulls changes from Salesforce."),
     Var("PUSH_INTERVAL_SECONDS", parse_int(5, 86400), "60", "How often the clock pushes the outbox to Salesforce."),
+    Var("PREVIEW_STAGES", parse_preview_stages, "open",
+        "Open Opportunities whose first invoice, MRR and ARR billsync previews on the deal: open (every open "
+        "stage), none, or StageName values separated by commas."),
     Var("BILL_RUN_AT", parse_time_of_day, "02:00", "Local time (BILLSYNC_TIMEZONE) of the daily bill run."),
     Var("RECONCILE_AT", parse_time_of_day, "03:30", "Local time of the nightly reconciliation."),
     Var("CLOCK_LOCK_POLL_SECONDS", parse_int(1, 60), "5",
@@ -336,6 +368,7 @@ class Settings:
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int
+    preview_stages: PreviewStages
     bill_run_at: time
     reconcile_at: time
     clock_lock_poll_seconds: int

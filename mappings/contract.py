@@ -88,6 +88,9 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "billing_status", "billing_ends_on",
     }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status"}),
+    "deal_preview": frozenset({
+        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
+    }),
 }
 
 # What a field's ``default_from`` may name: values the connector puts in the MappingContext.

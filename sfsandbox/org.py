@@ -416,13 +416,18 @@ class Org:
                                                 record, True, caller.origin, caller.user_id))
         self._after_save(obj, record, old, caller)
 
-    def system_update(self, obj_name: str, record_id: str, values: dict, caller: Caller | None = None) -> None:
-        """A change made by the platform (roll-ups, sync flags): SystemModstamp moves, LastModifiedDate not."""
+    def system_update(self, obj_name: str, record_id: str, values: dict, caller: Caller | None = None, *,
+                      touch: bool = False) -> None:
+        """A change made by the platform (roll-ups, sync flags): SystemModstamp moves, LastModifiedDate not.
+
+        ``touch``: SystemModstamp moves even when no value changes, as when Salesforce recalculates
+        a parent's roll-ups after a child record changed.
+        """
         old = self.store.get(obj_name, record_id)
         if old is None or old["IsDeleted"]:
             return
         changed = [k for k, v in values.items() if old.get(k) != v]
-        if not changed:
+        if not changed and not touch:
             return
         record = dict(old)
         record.update(values)
@@ -593,7 +598,9 @@ class Org:
             if after:
                 self.system_update("Quote", after, {"IsSyncing": True}, caller)
 
-    def _recompute_opportunity(self, opp_id: str | None, caller: Caller | None) -> None:
+    def _recompute_opportunity(self, opp_id: str | None, caller: Caller | None, *, touch: bool = False) -> None:
+        """The Opportunity's roll-ups from its lines (or its synced quote). ``touch``: a line changed,
+        so SystemModstamp moves even when no roll-up does (a quantity change on a line priced 0)."""
         opp = self._parent("Opportunity", opp_id)
         if opp is None:
             return
@@ -605,7 +612,7 @@ class Org:
                 values["Amount"] = quote.get("TotalPrice")
         elif lines:
             values["Amount"] = sum((_dec(li.get("TotalPrice")) for li in lines), Decimal("0.00"))
-        self.system_update("Opportunity", opp["Id"], values, caller)
+        self.system_update("Opportunity", opp["Id"], values, caller, touch=touch)
 
     def _pricebook_entry(self, record: dict, currency: str | None, pricebook_id: str | None) -> dict:
         entry = self._parent("PricebookEntry", record.get("PricebookEntryId"))
@@ -659,7 +666,9 @@ class Org:
             record["TotalPrice"] = _round(subtotal * factor, 2)
 
     def _after_OpportunityLineItem(self, record: dict, old: dict | None, caller: Caller | None) -> None:  # noqa: N802
-        self._recompute_opportunity(record.get("OpportunityId"), caller)
+        # As in Salesforce: saving or deleting a line recalculates the Opportunity's roll-ups, which
+        # moves its SystemModstamp even when Amount stays the same.
+        self._recompute_opportunity(record.get("OpportunityId"), caller, touch=True)
 
     def _derive_Quote(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
         opp = self._parent("Opportunity", record.get("OpportunityId"))
@@ -718,6 +727,12 @@ class Org:
             self.system_update("Quote", quote["Id"], {k: updated[k] for k in
                                                       ("Subtotal", "TotalPrice", "LineItemCount", "Discount",
                                                        "GrandTotal")}, caller)
+            # A synced quote's lines are synced to its Opportunity's lines, so the Opportunity moves
+            # too; when the quote's total changed, _after_Quote has recomputed it already.
+            opp = self._parent("Opportunity", quote.get("OpportunityId"))
+            if (opp is not None and opp.get("SyncedQuoteId") == quote["Id"]
+                    and updated.get("TotalPrice") == quote.get("TotalPrice")):
+                self._recompute_opportunity(opp["Id"], caller, touch=True)
 
     def _derive_PricebookEntry(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
         product = self._parent("Product2", record.get("Product2Id"))

@@ -4,8 +4,8 @@
 change (a new subscription, an amendment, a renewal or a cancellation, applied in a
 transaction the caller rolls back) and returns the invoice the change would produce on
 its date (the first invoice of a new subscription; for a change, only the charges and
-credits it adds to what is billed already) and the customer's MRR before and after.
-Nothing is written.
+credits it adds to what is billed already), the customer's MRR before and after, and the
+MRR and ARR the change itself adds. Nothing is written.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from billing_engine.storage.subscriptions import find_subscription
 from billing_engine.subscriptions import Subscription
 from billing_engine.use_cases.billing import account_for
 from billing_engine.use_cases.customers import get_customer
-from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+from billing_engine.use_cases.revenue import mrr_and_arr_snapshots, mrr_snapshots, subscription_mrr_versions
 from billing_engine.use_cases.subscriptions import subscriptions_of_customer
 
 ZERO = Decimal(0)
@@ -52,8 +52,10 @@ class DealPreview:
     tax_percent: Decimal
     tax_reason: str
     credit_note_total: Decimal | None  # when the credits exceed the charges
-    mrr_before: Decimal
-    mrr_after: Decimal
+    mrr_before: Decimal  # the customer's MRR before the change
+    mrr_after: Decimal  # and after it
+    deal_mrr: Decimal = ZERO  # the recurring revenue the change itself adds per month (negative: removes)
+    deal_arr: Decimal = ZERO  # the same per year: from the unrounded monthly amount, rounded once
 
 
 def preview_subscription_change(session: Session, subscription_id: str, before: Sequence[Subscription], on: date,
@@ -92,8 +94,18 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         [snapshot] = mrr_snapshots((v for s in subscriptions for v in subscription_mrr_versions(s, on)), [on])
         return snapshot.get((new.customer_id, new.currency), round_money(ZERO, new.currency))
 
+    def mrr_and_arr(subscription: Subscription | None) -> tuple[Decimal, Decimal]:
+        nothing = round_money(ZERO, new.currency)
+        if subscription is None:
+            return nothing, nothing
+        [(monthly, yearly)] = mrr_and_arr_snapshots(subscription_mrr_versions(subscription, on), [on])
+        key = (new.customer_id, new.currency)
+        return monthly.get(key, nothing), yearly.get(key, nothing)
+
+    (mrr_old, arr_old), (mrr_new, arr_new) = mrr_and_arr(old), mrr_and_arr(new)
+
     return DealPreview(
         currency=new.currency, lines=lines, subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax,
         total=totals.total, tax_percent=draft.tax_percent, tax_reason=draft.tax_reason,
         credit_note_total=draft.credit_note.total if draft.credit_note is not None else None,
-        mrr_before=mrr(before), mrr_after=mrr(after))
+        mrr_before=mrr(before), mrr_after=mrr(after), deal_mrr=mrr_new - mrr_old, deal_arr=arr_new - arr_old)

@@ -96,6 +96,8 @@ def _print_preview(result: Any) -> bool:
         return True
     command = result.command
     click.echo(f"{head}")
+    if result.note:
+        click.echo(result.note)
     click.echo(f"engine command: {command['command']} (key {command['key']})")
     data = dict(command["data"])
     items = data.pop("items", None)

@@ -203,6 +203,13 @@ class _Puller:
             if stamps and (highest is None or max(stamps) > highest):
                 highest = max(stamps)
                 self.save_cursor(spec.object, highest)
+        if _is_subscription_spec(spec):  # the open deals the filter leaves out are previewed, never applied
+            from connector.sync.preview import preview_open_deals
+
+            stamp = preview_open_deals(self, spec, since)
+            if stamp is not None and (highest is None or stamp > highest):
+                highest = stamp
+                self.save_cursor(spec.object, highest)
         self.pull_by_id(spec, sorted(retry_ids - seen), report)
         self.deletions(spec, since, report)
         if _is_subscription_spec(spec) and spec.filter:
@@ -650,6 +657,8 @@ class Preview:
     currency: str | None = None
     mrr_before: Any = None
     mrr_after: Any = None
+    deal: Any = None  # the engine's DealPreview
+    note: str | None = None  # how the record was read (an open deal)
 
 
 def _object_for_id(client: Any, record_id: str) -> str:
@@ -693,6 +702,11 @@ def _preview_one(puller: _Puller, spec: InboundSpec, record_id: str) -> Preview:
     client = puller.client
     preview = Preview(spec.object, record_id, spec.name, spec.file)
     records = list(client.query_all(build_soql(soql_for(spec, where="Id = {}", order_by=None), record_id)))
+    if not records:  # an open deal the filter leaves out is previewed as it stands
+        from connector.sync.preview import OPEN_DEAL_NOTE, read_open_deal
+
+        spec, records = read_open_deal(puller, spec, record_id)
+        preview.note = OPEN_DEAL_NOTE if records else None
     if not records:
         rows = list(client.query_all(build_soql("SELECT Id, IsDeleted FROM {:literal} WHERE Id = {}",
                                                 spec.object, record_id), include_deleted=True))
@@ -763,6 +777,7 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
     if deal.credit_note_total is not None:
         preview.invoice_totals["credit_note"] = deal.credit_note_total
     preview.mrr_before, preview.mrr_after = deal.mrr_before, deal.mrr_after
+    preview.deal = deal
 
 
 def _customer_subscriptions(session: Session, command: dict[str, Any]) -> list[Any]:

@@ -109,6 +109,8 @@ class PushReport:
     stop_reason: str | None = None  # why the push stopped early (limit, Salesforce unavailable)
     check_calls: int = 0  # API calls spent checking the org (and re-keying old records) before sending
     rekeyed: str | None = None  # what re-keying did, when it ran
+    previews_written: int = 0  # open deals' previews (connector.sync.preview)
+    previews_failed: int = 0
 
     @property
     def records_per_call(self) -> float:
@@ -128,6 +130,8 @@ class PushReport:
             out.append(f"stopped: {self.stop_reason}")
         if self.retrying or self.dead:
             out.append("see 'billsync sync status' for the errors; 'billsync sync retry' re-queues dead letters")
+        if self.previews_written or self.previews_failed:
+            out.append(f"{self.previews_written} deal previews written, {self.previews_failed} failed (retried later)")
         return out
 
 
@@ -218,6 +222,11 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
             sender.submit(batch)
     finally:
         sender.close()
+    if sender.stop is None and sender.failure is None and not (should_stop is not None and should_stop()):
+        from connector.sync.preview import push_deal_previews
+
+        previews = push_deal_previews(services, client, specs, clock())
+        report.previews_written, report.previews_failed = previews.written, previews.failed
     report.finished_at = clock() if now is None else now
     if isinstance(sender.stop, SalesforceAuthError):
         raise sender.stop

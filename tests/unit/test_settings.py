@@ -95,3 +95,31 @@ def test_an_18_character_org_id_must_carry_its_checksum_suffix():
         load_settings({"SF_ORG_ID": "00D7F00000107XsAAA"})
     assert err.value.problems == ["SF_ORG_ID: '00D7F00000107XsAAA' has a wrong 18-character suffix (expected 'UAI'); "
                                   "copy the id again from Setup > Company Information"]
+
+
+# ---------------------------------------------------------------- previews of open deals
+
+
+@pytest.mark.parametrize(("raw", "enabled", "stages", "shown"), [
+    ("", True, (), "open"),
+    ("open", True, (), "open"),
+    ("NONE", False, (), "none"),
+    (" Proposal , Negotiation,Proposal ", True, ("Proposal", "Negotiation"), "Proposal, Negotiation"),
+])
+def test_preview_stages_default_to_every_open_stage(raw, enabled, stages, shown):
+    settings = load_settings({"PREVIEW_STAGES": raw})
+    assert (settings.preview_stages.enabled, settings.preview_stages.stages) == (enabled, stages)
+    assert dict(settings.display_items())["PREVIEW_STAGES"] == shown
+
+
+@pytest.mark.parametrize("raw", [",", "Proposal, O'Brien"])
+def test_preview_stages_refuse_what_is_not_a_stage_list(raw):
+    with pytest.raises(SettingsError) as err:
+        load_settings({"PREVIEW_STAGES": raw})
+    assert err.value.problems[0].startswith("PREVIEW_STAGES: ")
+
+
+def test_preview_stages_default_is_the_one_documented():
+    [var] = [v for v in VARIABLES if v.name == "PREVIEW_STAGES"]
+    assert f"PREVIEW_STAGES={var.default}\n" in (ROOT / ".env.example").read_text()
+    assert f"| `PREVIEW_STAGES` | `{var.default}` |" in (ROOT / "README.md").read_text()

@@ -261,3 +261,36 @@ def test_quote_lines_keep_discount_as_a_percentage_and_sync_sets_amount(sandbox,
     with pytest.raises(SalesforceMalformedRequest) as err:
         sf.Quote.update(quote_id, {"IsSyncing": False})
     assert err.value.content[0]["errorCode"] == "INVALID_FIELD_FOR_INSERT_UPDATE"
+
+
+def test_a_line_change_moves_the_opportunitys_system_modstamp_even_when_amount_stays(sandbox, sf, monkeypatch):
+    """As in Salesforce, saving an Opportunity's line recalculates its roll-ups and moves its
+    SystemModstamp (not LastModifiedDate), also for a line priced 0 whose quantity changes, and
+    also for a line of the synced quote."""
+    from datetime import UTC, datetime, timedelta
+
+    sandbox.seed("small")
+    now = [datetime(2026, 5, 1, 9, 0, tzinfo=UTC)]
+    monkeypatch.setattr(sandbox.org, "clock", lambda: now[0])
+    entry = sf.query("SELECT Id FROM PricebookEntry WHERE ProductCode = 'LIC' AND CurrencyIsoCode = 'EUR'")
+    account_id = sf.Account.create({"Name": "A", "CurrencyIsoCode": "EUR"})["id"]
+    opp_id = sf.Opportunity.create({"Name": "D", "AccountId": account_id, "StageName": "Proposal",
+                                    "CloseDate": "2026-12-01"})["id"]
+    line_id = sf.OpportunityLineItem.create({"OpportunityId": opp_id, "PricebookEntryId": entry["records"][0]["Id"],
+                                             "Quantity": 12, "UnitPrice": 0})["id"]
+    before = sf.Opportunity.get(opp_id)
+    now[0] += timedelta(minutes=1)
+    sf.OpportunityLineItem.update(line_id, {"Quantity": 20})
+    after = sf.Opportunity.get(opp_id)
+    assert after["Amount"] == before["Amount"] == Decimal("0.00")
+    assert (before["SystemModstamp"], after["SystemModstamp"]) == ("2026-05-01T09:00:00.000+0000",
+                                                                   "2026-05-01T09:01:00.000+0000")
+    assert after["LastModifiedDate"] == before["LastModifiedDate"]
+
+    quote_id = sf.Quote.create({"Name": "Q", "OpportunityId": opp_id})["id"]
+    quote_line = sf.QuoteLineItem.create({"QuoteId": quote_id, "PricebookEntryId": entry["records"][0]["Id"],
+                                          "Quantity": 3, "UnitPrice": 0})["id"]
+    sf.Opportunity.update(opp_id, {"SyncedQuoteId": quote_id})
+    now[0] += timedelta(minutes=1)
+    sf.QuoteLineItem.update(quote_line, {"Quantity": 4})
+    assert sf.Opportunity.get(opp_id)["SystemModstamp"] == "2026-05-01T09:02:00.000+0000"

@@ -117,10 +117,11 @@ def test_preview_prints_the_command_of_each_default_object_and_the_deals_first_i
     assert row_counts(database_url) == before  # nothing written, in any table
 
 
-def test_preview_of_a_deal_that_is_not_won_or_not_an_id(org, env):
+def test_preview_of_a_lost_deal_or_not_an_id(org, env):
     org.seed("small", 0)
-    open_deal = salesforce(org).query("SELECT Id FROM Opportunity WHERE IsWon = false LIMIT 1")["records"][0]["Id"]
-    result = run(env, "mappings", "preview", open_deal)
+    lost = salesforce(org).query("SELECT Id FROM Opportunity WHERE IsClosed = true AND IsWon = false "
+                                 "LIMIT 1")["records"][0]["Id"]
+    result = run(env, "mappings", "preview", lost)
     assert result.exit_code == 0
     assert "not pulled: it does not match the mapping's filter (IsWon = true)" in result.output
 

@@ -83,6 +83,9 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Minimum_Commitment__c", "currency", scale=2),
         f("Cancellation_Mode__c", "picklist", values=("end_of_term", "immediate")),
         f("Billing_Review_Flag__c", "string"),
+        f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
+        f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
+        f("Billsync_Previewed_At__c", "datetime"),
     ], "childRelationships": [
         {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
         {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},

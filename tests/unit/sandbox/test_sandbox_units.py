@@ -85,7 +85,7 @@ def _contract() -> dict[str, dict[str, str]]:
 
 
 TYPE_WORDS = {"Text": {"string"}, "Number": {"double", "int"}, "Percent": {"percent"}, "Currency": {"currency"},
-              "Date": {"date"}, "Picklist": {"picklist"}, "Lookup": {"reference"}, "Master-Detail": {"reference"},
+              "Date": {"date"}, "Date/Time": {"datetime"}, "Picklist": {"picklist"}, "Lookup": {"reference"}, "Master-Detail": {"reference"},
               "Long Text": {"textarea"}, "Checkbox": {"boolean"}}
 
 
