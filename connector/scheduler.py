@@ -166,8 +166,18 @@ def run_job(name: str, services: Services) -> None:
             raise
         clock_runs.record_finish(services.engine, name, today, at=_now())
         log.info("clock job %s for %s finished", name, today)
+    except _needs_a_person() as exc:  # a setting or the org must change first: one line, no traceback
+        log.error("clock job %s cannot run: %s; it tries again at its next time", name, exc)
     except Exception:
         log.exception("clock job %s failed; it runs again at its next time", name)
+
+
+def _needs_a_person() -> tuple[type[Exception], ...]:
+    """Errors that say what an admin must fix (mapping files, the org billsync is bound to)."""
+    from connector.sync.binding import OrgBindingError
+    from mappings import MappingsError
+
+    return (OrgBindingError, MappingsError)
 
 
 def missed_runs(services: Services, now: datetime) -> set[str]:

@@ -190,3 +190,25 @@ def test_clock_list_prints_the_schedule(database_url):
     result = CliRunner().invoke(cli, ["clock", "--list"], env={"DATABASE_URL": database_url})
     assert result.exit_code == 0
     assert "Salesforce is not configured (SF_AUTH=none): pull, push and reconcile are not scheduled" in result.output
+
+
+def test_a_job_an_admin_must_unblock_is_one_line_without_a_traceback(database_url, monkeypatch):
+    import connector.sync.push
+    from connector.sync.binding import OrgBindingError
+
+    def refused(services, **_):
+        raise OrgBindingError("the org holds Invoice__c records of another billsync installation")
+
+    monkeypatch.setattr(connector.sync.push, "push_outbox", refused)
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logger = logging.getLogger("billsync.clock")
+    logger.addHandler(handler)
+    try:
+        clock_module.run_job("push", make_services(database_url, **CONNECTED))
+    finally:
+        logger.removeHandler(handler)
+    assert [(r.levelname, r.getMessage(), r.exc_info) for r in records] == [
+        ("ERROR", "clock job push cannot run: the org holds Invoice__c records of another billsync installation; "
+                  "it tries again at its next time", None)]
