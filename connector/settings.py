@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import time
+from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -165,6 +165,16 @@ def parse_time_of_day(raw: str) -> time:
     return time(int(match.group(1)), int(match.group(2)))
 
 
+def parse_date(raw: str) -> date:
+    value = raw.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"{raw!r} is not a date; use YYYY-MM-DD, for example 2026-12-01")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{raw!r} is not a valid date ({exc})") from None
+
+
 def parse_url(raw: str) -> str:
     parts = urlsplit(raw.strip())
     if parts.scheme not in ("http", "https") or not parts.hostname:
@@ -280,6 +290,9 @@ VARIABLES: tuple[Var, ...] = (
         "The seller's tax rate in percent for customers whose Account has no Tax_Rate__c (e.g. 20)."),
     Var("HOLD_INVOICES_FOR_REVIEW", parse_bool, "false",
         "true leaves bill-run invoices as drafts for finance to review instead of finalizing them."),
+    Var("BILLING_STARTS_ON", parse_date, None,
+        "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
+        "Required for bill runs once Salesforce is connected."),
 )
 
 
@@ -323,6 +336,7 @@ class Settings:
     clock_lock_poll_seconds: int
     default_tax_rate: Decimal
     hold_invoices_for_review: bool
+    billing_starts_on: date | None
 
     @property
     def is_sqlite(self) -> bool:

@@ -46,8 +46,11 @@ def bill_run(as_of: str) -> None:
     if problem:
         raise UserError(problem)
     services = load_services()
-    from connector.billing_jobs import run_bill_run
+    from connector.billing_jobs import cut_over_problem, run_bill_run
 
+    refused = cut_over_problem(services.settings)  # a connected org needs BILLING_STARTS_ON first
+    if refused:
+        raise UserError(refused)
     with reported_as(f"bill run as of {on} could not run"):
         result = run_bill_run(services, on)
     held = services.settings.hold_invoices_for_review

@@ -95,3 +95,17 @@ def test_an_18_character_org_id_must_carry_its_checksum_suffix():
         load_settings({"SF_ORG_ID": "00D7F00000107XsAAA"})
     assert err.value.problems == ["SF_ORG_ID: '00D7F00000107XsAAA' has a wrong 18-character suffix (expected 'UAI'); "
                                   "copy the id again from Setup > Company Information"]
+
+
+def test_the_cut_over_is_a_date_or_unset():
+    from datetime import date
+
+    assert load_settings({}).billing_starts_on is None
+    assert load_settings({"BILLING_STARTS_ON": "2026-12-01"}).billing_starts_on == date(2026, 12, 1)
+    for raw, problem in (("2026/12/01", "BILLING_STARTS_ON: '2026/12/01' is not a date; use YYYY-MM-DD, "
+                                        "for example 2026-12-01"),
+                         ("2026-02-30", "BILLING_STARTS_ON: '2026-02-30' is not a valid date (day is out of "
+                                        "range for month)")):
+        with pytest.raises(SettingsError) as err:
+            load_settings({"BILLING_STARTS_ON": raw})
+        assert err.value.problems == [problem]
