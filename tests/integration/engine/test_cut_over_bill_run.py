@@ -22,9 +22,9 @@ from billing_engine.use_cases.subscriptions import get_subscription, start_subsc
 from billing_engine.use_cases.usage import record_usage
 from connector.database import transaction
 
-SEATS = make_price("pr-seats", make_product("p-seats", "SEATS", "Seats"), currency="EUR", model="per_unit",
+SEATS = make_price("pr-cut-seats", make_product("p-cut-seats", "SEATS", "Seats"), currency="EUR", model="per_unit",
                    unit_price="25")
-API = make_price("pr-api", make_product("p-api", "API", "API calls"), currency="EUR", model="per_unit",
+API = make_price("pr-cut-api", make_product("p-cut-api", "API", "API calls"), currency="EUR", model="per_unit",
                  unit_price="0.1", charge_type="usage")
 CUT_OVER = date(2026, 12, 1)
 
