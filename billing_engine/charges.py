@@ -20,6 +20,10 @@ should exist up to ``through`` (docs/billing-rules.md §2 Periods, anchors and d
 - percent_of lines follow the covered lines emitted in the same call (so they
   follow proration), and ``minimum_true_up`` lifts an ended period to the minimum.
 
+Nothing before the cut-over (``bills_from``: the run's, or the subscription's own when
+later; ``billing_floor``) is charged: a period that straddles it bills its days from the
+cut-over, prorated like a stub (§19 Cut-over).
+
 Every line has a deterministic ``key``; lines whose key was already billed are not
 returned again. When history changed after billing (an amendment dated in the past),
 a billed line that no longer matches is corrected with a credit of what was actually
@@ -255,17 +259,38 @@ def charges_due(
     through: date,
     billed: Iterable[BilledCharge | ChargeLine] | Mapping[str, BilledCharge | ChargeLine] = (),
     usage: Mapping[tuple[str, date], Decimal] | None = None,
+    *,
+    bills_from: date | None = None,
 ) -> list[ChargeLine]:
     """The charge lines of ``subscription`` due up to ``through`` (inclusive) and not yet billed.
 
     ``billed``: what was already billed for this subscription (lines or ``BilledCharge``,
     keyed by ``key``). ``usage``: aggregated usage per ``(item_id, usage window start)``;
-    see ``usage_windows``.
+    see ``usage_windows``. ``bills_from``: the run's cut-over, the first day anything may be
+    invoiced; the later of it and the subscription's own ``bills_from`` applies (see
+    ``billing_floor``).
     """
-    return _charges_due(subscription, through, billed, usage, None)
+    return _charges_due(subscription, through, billed, usage, None, billing_floor(subscription, bills_from))
 
 
-def _charges_due(subscription, through, billed, usage, windows: list | None) -> list[ChargeLine]:
+def billing_floor(subscription: Subscription, bills_from: date | None = None) -> date | None:
+    """The first day that may be invoiced for ``subscription``: the later of the run's cut-over
+    and the subscription's own ``bills_from`` (None: no floor). Days before it are never charged:
+    periods that end by it are skipped, a period that straddles it bills the days from it
+    (prorated over the full period), a one-time charge dated before it is not billed, usage
+    windows that end by it are not billed, and what was already billed before it is left as it
+    is (never reversed or corrected). docs/billing-rules.md §19 Cut-over."""
+    floors = [day for day in (subscription.bills_from, bills_from) if day is not None]
+    if not floors:
+        return None
+    floor = max(floors)
+    if not isinstance(floor, date):
+        raise InvalidInputError("bills_from", f"{floor!r} is not a date")
+    return floor if floor > subscription.starts_on else None
+
+
+def _charges_due(subscription, through, billed, usage, windows: list | None,
+                 floor: date | None = None) -> list[ChargeLine]:
     if not isinstance(through, date):
         raise InvalidInputError("through", f"{through!r} is not a date")
     if usage is None:
@@ -318,10 +343,11 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
             continue
         kind = price.charge_type
         if kind is ChargeType.ONE_TIME:
-            _one_time(drafts, sid, item_id, index, timeline, end, quantum)
+            _one_time(drafts, sid, item_id, index, timeline, end, quantum, floor)
             continue
         interval = price.interval
-        idx = period_index(anchor, interval, first_active)
+        # Before the cut-over nothing is charged: start at the period that contains it.
+        idx = period_index(anchor, interval, floor if floor is not None and floor > first_active else first_active)
         pos = 0
         count = len(timeline)
         p_start = period_start(anchor, interval, idx)
@@ -330,6 +356,9 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
             idx += 1
             w_start = start if start > p_start else p_start
             w_end = end if end is not None and end < p_end else p_end
+            base = f"{prefix}{item_id}:{p_start.isoformat()}:"
+            if floor is not None and w_start < floor and not _billed_before(by_base.get(base + RECURRING), floor):
+                w_start = floor  # the period straddles the cut-over: only its days from the cut-over
             if w_end <= w_start:
                 p_start = p_end
                 continue
@@ -337,7 +366,6 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
                 pos += 1
             den = (p_end - p_start).days
             period = (p_start, p_end)
-            base = f"{prefix}{item_id}:{p_start.isoformat()}:"
             if kind is ChargeType.RECURRING:
                 _, version_id, item = timeline[pos]
                 if item is not None:
@@ -378,13 +406,13 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
         return []
     if by_base:
         known_items = {item_id: item for version in versions for item_id, item in version.items.items()}
-        new_drafts = _reconcile(sub, drafts, by_base, through, known_items)
+        new_drafts = _reconcile(sub, drafts, by_base, through, known_items, floor)
     else:
         new_drafts = [draft for draft in drafts if draft.due_on <= through and draft.amount]
     for index, item_id, timeline in percent_items:
         new_drafts.extend(_percent_of(sub, index, item_id, timeline, new_drafts, by_base, quantum))
     if sub.minimum_amount is not None:
-        new_drafts.extend(_minimum_true_up(sub, through, all_billed, new_drafts, by_base, quantum))
+        new_drafts.extend(_minimum_true_up(sub, through, all_billed, new_drafts, by_base, quantum, floor))
 
     if len(new_drafts) > 1:
         last = len(item_ids)
@@ -393,12 +421,18 @@ def _charges_due(subscription, through, billed, usage, windows: list | None) -> 
     return [_build(sub, draft) for draft in new_drafts]
 
 
-def _one_time(drafts, sid, item_id, index, timeline, end, quantum) -> None:
+def _billed_before(billed: list | None, floor: date) -> bool:
+    """Whether a period was billed from a day before the cut-over (the cut-over moved later since):
+    it then stays as billed, whole."""
+    return billed is not None and any((getattr(line, "starts_on", None) or floor) < floor for line in billed)
+
+
+def _one_time(drafts, sid, item_id, index, timeline, end, quantum, floor=None) -> None:
     for day, version_id, item in timeline:
         if item is None:
             continue
-        if end is not None and day >= end:
-            return
+        if (end is not None and day >= end) or (floor is not None and day < floor):
+            return  # ended, or charged before the cut-over (outside billsync)
         rating, amount, discount, _ = _priced(item)
         nxt = day + timedelta(days=1)
         drafts.append(_Draft(f"{sid}:{item_id}:{day.isoformat()}:{ONE_TIME}", ONE_TIME, item, rating, day, nxt,
@@ -437,17 +471,19 @@ def _usage_window_draft(drafts, base, item_id, index, timeline, pos, w_start, w_
                          (period[1] - period[0]).days, version_id, amount, discount, last, quantity, index))
 
 
-def usage_windows(subscription: Subscription, through: date) -> list[tuple[str, Period]]:
+def usage_windows(subscription: Subscription, through: date, *,
+                  bills_from: date | None = None) -> list[tuple[str, Period]]:
     """The usage windows ``(item_id, [starts_on, ends_before))`` that have started by ``through``,
     whether or not they would bill anything (the last one may still be open).
 
     A window is the part of an anchored billing period when the item was on the
-    subscription. The invoicing side aggregates usage over these windows and passes the
-    totals to ``charges_due`` as ``usage[(item_id, window.starts_on)]``; a window is billed
-    once it has ended (in arrears).
+    subscription (and on or after the cut-over, ``bills_from`` as for ``charges_due``). The
+    invoicing side aggregates usage over these windows and passes the totals to
+    ``charges_due`` as ``usage[(item_id, window.starts_on)]``; a window is billed once it has
+    ended (in arrears).
     """
     windows: list[tuple[str, Period]] = []
-    _charges_due(subscription, through, (), _ANY_USAGE, windows)
+    _charges_due(subscription, through, (), _ANY_USAGE, windows, billing_floor(subscription, bills_from))
     return windows
 
 
@@ -464,8 +500,12 @@ _ANY_USAGE = _AnyUsage()
 # ----------------------------------------------------------------- reconcile
 
 
-def _reconcile(sub: Subscription, drafts: list[_Draft], by_base, through: date, known_items) -> list[_Draft]:
-    """New drafts not billed yet, plus corrections where what was billed no longer matches the history."""
+def _reconcile(sub: Subscription, drafts: list[_Draft], by_base, through: date, known_items,
+               floor: date | None = None) -> list[_Draft]:
+    """New drafts not billed yet, plus corrections where what was billed no longer matches the history.
+
+    A billed line of a period (or day) before the cut-over ``floor`` that is no longer drawn is
+    left as billed: days before the cut-over are outside billsync's reach."""
     result = []
     seen = set()
     for draft in drafts:
@@ -491,6 +531,8 @@ def _reconcile(sub: Subscription, drafts: list[_Draft], by_base, through: date, 
             continue  # derived lines (percent_of, minimum true-up) follow their own rules
         if parts[3] == USAGE:
             continue  # usage no longer expected: leave it to the usage records
+        if floor is not None and parts[2] < floor.isoformat():
+            continue  # billed before the cut-over moved past it: left as billed
         net = sum((line.amount for line in billed), ZERO)
         if net:
             result.extend(_correction(sub, base, billed, net, None, known_items.get(parts[1])))
@@ -656,12 +698,15 @@ def _percent_of(sub: Subscription, index: int, item_id: str, timeline, emitted: 
 
 
 def _minimum_true_up(sub: Subscription, through: date, all_billed: list, emitted: list[_Draft], by_base,
-                     quantum) -> list[_Draft]:
-    """Lift each ended billing period to the minimum commitment (Lago: 800 billed, minimum 1,000 → 200)."""
+                     quantum, floor: date | None = None) -> list[_Draft]:
+    """Lift each ended billing period to the minimum commitment (Lago: 800 billed, minimum 1,000 → 200).
+
+    From the cut-over ``floor`` on: a period that straddles it is held to the minimum prorated
+    over its days from the cut-over."""
     result = []
     start, end = sub.starts_on, sub.ends_before
     anchor, interval = sub.billing_anchor_on, sub.interval
-    idx = period_index(anchor, interval, start)
+    idx = period_index(anchor, interval, start if floor is None else max(start, floor))
     while True:
         p_start, p_end = period_start(anchor, interval, idx), period_start(anchor, interval, idx + 1)
         idx += 1
@@ -677,6 +722,8 @@ def _minimum_true_up(sub: Subscription, through: date, all_billed: list, emitted
         total = sum((line.amount for line in all_billed
                      if line.starts_on is not None and w_start <= line.starts_on < w_end), ZERO)
         total += sum((d.amount for d in emitted if w_start <= d.starts_on < w_end), ZERO)
+        if floor is not None and w_start < floor:
+            w_start = floor  # the minimum covers the days from the cut-over
         num, den = (w_end - w_start).days, (p_end - p_start).days
         minimum = sub.minimum_amount if num == den else sub.minimum_amount * num / den
         minimum = minimum.quantize(quantum, ROUND_HALF_UP)

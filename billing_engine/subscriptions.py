@@ -169,6 +169,9 @@ class Subscription:
     minimum_amount: Decimal | None = None  # minimum commitment per billing period, before tax
     external_key: str | None = None  # e.g. the Salesforce Opportunity id
     amendments: tuple[Amendment, ...] = field(default=())
+    # The first day billsync may invoice (the day after what was billed before billsync; None:
+    # from the start). It moves no date of the history: MRR and terms keep the true start.
+    bills_from: date | None = None
 
     def __post_init__(self) -> None:
         check_id(self.subscription_id, "subscription_id")
@@ -178,6 +181,8 @@ class Subscription:
             raise InvalidInputError("starts_on", f"{self.starts_on!r} is not a date")
         if self.billing_anchor_on is None:
             object.__setattr__(self, "billing_anchor_on", self.starts_on)
+        if self.bills_from is not None and not isinstance(self.bills_from, date):
+            raise InvalidInputError("bills_from", f"{self.bills_from!r} is not a date")
         if not isinstance(self.interval, Interval):
             object.__setattr__(self, "interval", Interval.parse(self.interval))
         if self.term_months is not None and (
@@ -427,8 +432,11 @@ def make_subscription(
     renewal_uplift_percent: object = 0,
     minimum_amount: object = None,
     external_key: str | None = None,
+    bills_from: date | None = None,
 ) -> Subscription:
-    """A validated subscription; the interval defaults to the first periodic item's."""
+    """A validated subscription; the interval defaults to the first periodic item's.
+
+    ``bills_from``: the first day that may be invoiced (docs/billing-rules.md §19 Cut-over)."""
     items = tuple(items)
     if interval is None:
         interval = next((i.price.interval for i in items if i.price.charge_type is not ChargeType.ONE_TIME),
@@ -450,4 +458,5 @@ def make_subscription(
         renewal_uplift_percent=to_decimal(renewal_uplift_percent, "renewal_uplift_percent"),
         minimum_amount=None if minimum_amount is None else to_decimal(minimum_amount, "minimum_amount"),
         external_key=external_key,
+        bills_from=bills_from,
     )

@@ -326,6 +326,9 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
                      "12 Closed Won; CA instance/sandbox/ca.pem)")
         lines.append(f"    notify:   the sandbox posts won deals to {web_url}{OUTBOUND_MESSAGE_PATH}<WEBHOOK_TOKEN> "
                      "(Outbound Messages): in billsync within seconds")
+    if env.get("BILLING_STARTS_ON"):
+        lines.append(f"    billing:  from {env['BILLING_STARTS_ON']} (BILLING_STARTS_ON, the cut-over): nothing before "
+                     "it is invoiced; MRR keeps each deal's true start")
     lines.append(f"    clock:    pulls now and every {env.get('PULL_INTERVAL_SECONDS', '300')} s, "
                  f"pushes every {env.get('PUSH_INTERVAL_SECONDS', '60')} s; worker drains the queues")
     wrapper = "billsync with the demo's settings" if demo else "billsync from .venv"
@@ -395,6 +398,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             demo_env["WEBHOOK_TOKEN"] = environ.get("WEBHOOK_TOKEN") or secrets.token_urlsafe(32)
             if environ.get("DATABASE_URL"):
                 demo_env["DATABASE_URL"] = environ["DATABASE_URL"]
+            # The cut-over: the demo bills from the first of this month, not every deal from its start.
+            demo_env["BILLING_STARTS_ON"] = environ.get("BILLING_STARTS_ON") or datetime.now(UTC).astimezone(
+                ZoneInfo(environ.get("BILLSYNC_TIMEZONE") or "UTC")).date().replace(day=1).isoformat()
             write_demo_env(demo_env)
             environ.update(demo_env)
             say(f"==> sandbox ready at {sandbox_url}; its settings are in {DEMO_ENV}")

@@ -15,7 +15,7 @@ import os
 import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields
-from datetime import time
+from datetime import date, time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import Any
@@ -163,6 +163,16 @@ def parse_time_of_day(raw: str) -> time:
     if not match:
         raise ValueError(f"{raw!r} is not a time of day; use HH:MM, for example 02:30")
     return time(int(match.group(1)), int(match.group(2)))
+
+
+def parse_date(raw: str) -> date:
+    value = raw.strip()
+    if not re.fullmatch(r"\d{4}-\d{2}-\d{2}", value):
+        raise ValueError(f"{raw!r} is not a date; use YYYY-MM-DD, for example 2026-12-01")
+    try:
+        return date.fromisoformat(value)
+    except ValueError as exc:
+        raise ValueError(f"{raw!r} is not a valid date ({exc})") from None
 
 
 def parse_url(raw: str) -> str:
@@ -325,6 +335,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILL_RUN_MAX_PERIODS", parse_int(1, 1000), "3",
         "A bill-run invoice covering more recurring periods of one subscription (back-billing) "
         "stays a draft held for review."),
+    Var("BILLING_STARTS_ON", parse_date, None,
+        "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
+        "Required for bill runs once Salesforce is connected."),
 )
 
 
@@ -375,6 +388,7 @@ class Settings:
     default_tax_rate: Decimal
     hold_invoices_for_review: bool
     bill_run_max_periods: int
+    billing_starts_on: date | None
 
     @property
     def is_sqlite(self) -> bool:

@@ -54,7 +54,7 @@ _CONTRACTS = [
         frozenset({
             "salesforce_account_id", "salesforce_opportunity_id", "name", "subscription_reference",
             "starts_on", "term_months", "auto_renew", "anchor_day", "renewal_uplift", "minimum_commitment",
-            "cancellation_mode", "currency",
+            "cancellation_mode", "currency", "billed_through",
         }),
         required_keys=frozenset({"salesforce_account_id", "starts_on"}),
         list_key="items",

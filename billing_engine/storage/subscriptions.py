@@ -44,6 +44,7 @@ class SubscriptionRow(SQLModel, table=True):
     renewal_uplift_percent: Decimal = decimal_field()
     minimum_amount: Decimal | None = decimal_field(nullable=True)
     external_key: str | None = Field(default=None, max_length=64, unique=True)
+    bills_from: date | None = Field(default=None)  # the first day billsync may invoice (None: the start)
     # Derived, kept for queries and lists: "active" or "cancelled"; the dates come from amendments.
     status: str = Field(default="active", max_length=16, nullable=False)
     ends_before: date | None = Field(default=None)
@@ -116,7 +117,7 @@ def add_subscription(session: Session, subscription: Subscription) -> None:
         billing_anchor_on=subscription.billing_anchor_on, term_months=subscription.term_months,
         auto_renew=subscription.auto_renew, renewal_uplift_percent=subscription.renewal_uplift_percent,
         minimum_amount=subscription.minimum_amount, external_key=subscription.external_key,
-        status="active", ends_before=subscription.ends_before,
+        bills_from=subscription.bills_from, status="active", ends_before=subscription.ends_before,
     ))
     session.flush()
     for position, item in enumerate(subscription.items):
@@ -199,6 +200,7 @@ def subscription_from_rows(row: Any, item_rows: Iterable[Any], amendment_rows: I
         items=items, interval=Interval(row.interval), billing_anchor_on=row.billing_anchor_on,
         term_months=row.term_months, auto_renew=row.auto_renew, renewal_uplift_percent=row.renewal_uplift_percent,
         minimum_amount=row.minimum_amount, external_key=row.external_key, amendments=tuple(amendments),
+        bills_from=row.bills_from,
     )
 
 

@@ -25,7 +25,7 @@ from typing import Any, Protocol
 
 from billing_engine import outbox as ob
 from billing_engine.catalog import Price
-from billing_engine.charges import ChargeLine, charges_due, usage_windows
+from billing_engine.charges import ChargeLine, billing_floor, charges_due, usage_windows
 from billing_engine.customers import Customer
 from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
 from billing_engine.invoicing import (
@@ -704,13 +704,17 @@ class SubscriptionChargeSource:
     ``load_subscriptions(session, customer_ids)`` returns their subscriptions.
     Already-billed lines and recorded usage come from the billing tables (one query
     each per batch). It also tells each customer's MRR (``customer_mrr_on``) from the
-    subscriptions of the batch, so the bill run announces MRR changes.
+    subscriptions of the batch, so the bill run announces MRR changes. ``bills_from``: the
+    cut-over, the first day anything may be invoiced (``charges.billing_floor``; MRR is not
+    affected).
     """
 
     def __init__(self, load_accounts: Callable[[Session, date, str | None, int], Sequence[BillingAccount]],
-                 load_subscriptions: Callable[[Session, Sequence[str]], Sequence[Subscription]]):
+                 load_subscriptions: Callable[[Session, Sequence[str]], Sequence[Subscription]],
+                 bills_from: date | None = None):
         self.load_accounts = load_accounts
         self.load_subscriptions = load_subscriptions
+        self.bills_from = bills_from
         self._batch: tuple[tuple[str, ...], list[Subscription]] = ((), [])
 
     def customers_due(self, session: Session, as_of: date, after: str | None,
@@ -732,10 +736,12 @@ class SubscriptionChargeSource:
         records = usage_store.usage_records_for_subscriptions(session, [s.subscription_id for s in metered], as_of) \
             if metered else {}
         out: dict[str, list[ChargeLine]] = defaultdict(list)
+        floor = self.bills_from
         for sub in subs:
             sid = sub.subscription_id
-            usage = _subscription_usage(session, sub, as_of, records.get(sid, [])) if sid in records else None
-            out[sub.customer_id].extend(charges_due(sub, as_of, billed.get(sid, ()), usage))
+            usage = _subscription_usage(session, sub, as_of, records.get(sid, []), bills_from=floor) \
+                if sid in records else None
+            out[sub.customer_id].extend(charges_due(sub, as_of, billed.get(sid, ()), usage, bills_from=floor))
         return out
 
     def customer_mrr_on(self, session: Session, accounts: Sequence[BillingAccount],
@@ -751,13 +757,15 @@ def _has_usage(sub: Subscription, as_of: date) -> bool:
 
 
 def _subscription_usage(session: Session, sub: Subscription, as_of: date,
-                        records: Sequence[tuple[str, date, Decimal]] | None = None) -> dict[tuple[str, date], Decimal]:
+                        records: Sequence[tuple[str, date, Decimal]] | None = None, *,
+                        bills_from: date | None = None) -> dict[tuple[str, date], Decimal]:
     """Σ recorded usage per (item, usage window start) of one subscription, up to ``as_of``.
 
     A record falls in the window ``usage_windows`` reports for its item and day (a
     record on a day its item was not on the subscription goes to the anchored billing
     period containing the day, clamped to the subscription's start). ``records``:
     ``(item id, occurred_on, quantity)``, read from the usage table when not given.
+    Usage before the cut-over (``bills_from``, see ``charges.billing_floor``) is not billed.
     """
     from billing_engine.periods import period_containing
 
@@ -765,17 +773,18 @@ def _subscription_usage(session: Session, sub: Subscription, as_of: date,
                        if i.price.charge_type == "usage"})
     if records is None:
         records = usage_store.usage_totals(session, sub.subscription_id, item_ids, sub.starts_on, as_of)
-    records = [r for r in records if r[1] >= sub.starts_on and r[0] in item_ids]
+    first_day = billing_floor(sub, bills_from) or sub.starts_on
+    records = [r for r in records if r[1] >= first_day and r[0] in item_ids]
     if not records:
         return {}
     windows: dict[str, list[Any]] = defaultdict(list)
-    for item_id, window in usage_windows(sub, as_of):
+    for item_id, window in usage_windows(sub, as_of, bills_from=bills_from):
         windows[item_id].append(window)
     totals: dict[tuple[str, date], Decimal] = {}
     for item_id, on, quantity in records:
         start = next((w.starts_on for w in windows.get(item_id, ()) if w.starts_on <= on < w.ends_before), None)
         if start is None:
-            start = max(period_containing(sub.billing_anchor_on, sub.interval, on).starts_on, sub.starts_on)
+            start = max(period_containing(sub.billing_anchor_on, sub.interval, on).starts_on, first_day)
         totals[(item_id, start)] = totals.get((item_id, start), ZERO) + quantity
     return totals
 
@@ -791,11 +800,11 @@ class DatabaseChargeSource(SubscriptionChargeSource):
     (``database_charge_source()``): it caches the catalog prices it read.
     """
 
-    def __init__(self, default_tax_percent: Decimal = ZERO):
+    def __init__(self, default_tax_percent: Decimal = ZERO, bills_from: date | None = None):
         self.default_tax_percent = default_tax_percent
         self._prices: dict[str, Price] = {}
         self._rates: dict[tuple[Any, Any], TaxRate] = {}
-        super().__init__(self._load_accounts, self._load_subscriptions)
+        super().__init__(self._load_accounts, self._load_subscriptions, bills_from)
 
     def _rate(self, percent: Decimal | None, exempt_reason: str | None) -> TaxRate:
         key = (percent, exempt_reason)
@@ -814,19 +823,21 @@ class DatabaseChargeSource(SubscriptionChargeSource):
         return subscription_store.subscriptions_of_customers(session, customer_ids, price_cache=self._prices)
 
 
-def database_charge_source(default_tax_percent: Decimal = ZERO) -> DatabaseChargeSource:
-    """A ready-made ``ChargeSource`` reading customers and subscriptions from the database."""
-    return DatabaseChargeSource(default_tax_percent)
+def database_charge_source(default_tax_percent: Decimal = ZERO, bills_from: date | None = None) -> DatabaseChargeSource:
+    """A ready-made ``ChargeSource`` reading customers and subscriptions from the database
+    (charging nothing before the cut-over ``bills_from``)."""
+    return DatabaseChargeSource(default_tax_percent, bills_from)
 
 
 def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
                    default_tax_percent: Decimal = ZERO, batch_size: int = 500, max_periods: int | None = None,
-                   dry_run: bool = False) -> BillRunResult:
+                   dry_run: bool = False, bills_from: date | None = None) -> BillRunResult:
     """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
     (finalized, or held as drafts: all with ``hold_for_review``, those covering more than
     ``max_periods`` periods of a subscription otherwise), MRR changes announced. Owns its
     transactions (``run_billing``). ``dry_run``: the same run computed and rolled back, nothing
-    written; the invoices it would create are in the result's ``previews``."""
-    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent),
+    written; the invoices it would create are in the result's ``previews``. ``bills_from``: the
+    cut-over; nothing before it is invoiced (docs/billing-rules.md §19 Cut-over)."""
+    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent, bills_from),
                        hold_for_review=hold_for_review, max_periods=max_periods, batch_size=batch_size, now=now,
                        dry_run=dry_run)

@@ -231,7 +231,9 @@ def item_monthly_amount(item: Any, items: Mapping[str, Any]) -> Decimal | None:
         base = sum((item_monthly_amount(other, items) or ZERO for other in items.values()
                     if other.price.product.code in covered and other.price.terms.model != "percent_of"), ZERO)
         return base * price.terms.percent / 100
-    key = (price.price_id, item.quantity, item.contract_unit_price, item.discount_percent, item.discount_amount)
+    # The price's terms are part of the key: a price id keeps its id when its amounts change.
+    key = (price.price_id, price.interval, price.terms, item.quantity, item.contract_unit_price,
+           item.discount_percent, item.discount_amount)
     cached = _MONTHLY_CACHE.get(key)
     if cached is not None:
         return cached

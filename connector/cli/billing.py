@@ -57,8 +57,11 @@ def bill_run(as_of: str, dry_run: bool, allow_future: bool) -> None:
     if problem:
         raise UserError(problem)
     services = load_services()
-    from connector.billing_jobs import bill_run_date_problem, run_bill_run
+    from connector.billing_jobs import bill_run_date_problem, cut_over_problem, run_bill_run
 
+    refused = cut_over_problem(services.settings)  # a connected org needs BILLING_STARTS_ON first
+    if refused:
+        raise UserError(refused)
     problem = bill_run_date_problem(services, on, allow_future=allow_future or dry_run)
     if problem:
         raise UserError(problem)

@@ -38,7 +38,7 @@ import hashlib
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -406,8 +406,14 @@ def subscription_from(session: Session, command: Mapping[str, Any], customer: Cu
         billing_anchor_day=data.get("anchor_day"), term_months=None if evergreen else (term or 12),
         auto_renew=True if evergreen else (True if data.get("auto_renew") is None else bool(data["auto_renew"])),
         renewal_uplift_percent=data.get("renewal_uplift") or 0, minimum_amount=data.get("minimum_commitment"),
-        external_key=command["key"],
+        external_key=command["key"], bills_from=_bills_from(data.get("billed_through")),
     )
+
+
+def _bills_from(billed_through: date | None) -> date | None:
+    """Billed_Through__c is the last day already billed outside billsync (inclusive): billsync bills
+    from the day after."""
+    return None if billed_through is None else billed_through + timedelta(days=1)
 
 
 def _changed_after_apply(session, command, object_name, synced, modstamp, now, engine_id: str) -> ApplyResult:

@@ -1,7 +1,7 @@
 """open deals' previews: the figures written on the Opportunity, and what was written
 
 Revision ID: 0013_deal_previews
-Revises: 0010_installation
+Revises: 0012_bills_from
 Create Date: 2026-12-06
 """
 from alembic import op
@@ -12,7 +12,7 @@ from connector.sync.tables import UtcDateTime
 
 
 revision = "0013_deal_previews"
-down_revision = "0010_installation"
+down_revision = "0012_bills_from"
 branch_labels = None
 depends_on = None
 

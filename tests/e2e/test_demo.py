@@ -139,6 +139,9 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
         demo_env = read_env_file(demo_env_file)
         assert demo_env["SF_LOGIN_URL"] == f"https://127.0.0.1:{sandbox_port}"
         assert demo_env["PUSH_INTERVAL_SECONDS"] == str(PUSH_INTERVAL)
+        # The demo bills from the first of this month (the cut-over), not each deal from its start.
+        first_of_month = datetime.now(UTC).date().replace(day=1).isoformat()
+        assert demo_env["BILLING_STARTS_ON"] == first_of_month
 
         def web_up():
             try:
@@ -238,6 +241,8 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
     assert demo_env["WEBHOOK_TOKEN"] and demo_env["WEBHOOK_TOKEN"] not in output
     # What a new user is told to look at.
     assert f"web:      http://127.0.0.1:{port}" in output
+    assert f"billing:  from {first_of_month} (BILLING_STARTS_ON, the cut-over): nothing before it is invoiced" \
+        in output
     assert f"sandbox:  https://127.0.0.1:{sandbox_port}" in output
     assert "scripts/billsync sync status" in output
     assert f"scripts/billsync bill-run --as-of {today}" in output

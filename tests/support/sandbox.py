@@ -35,9 +35,13 @@ def org(sandbox: SandboxServer) -> SandboxServer:
 
 
 def sandbox_environment(server: SandboxServer, database_url: str, **extra: str) -> dict[str, str]:
-    """The environment of a billsync process connected to ``server`` (as scripts/run sets it)."""
+    """The environment of a billsync process connected to ``server`` (as scripts/run sets it).
+
+    BILLING_STARTS_ON is 2000-01-01, before every deal the tests create: they are billed from
+    their start. A test of the cut-over sets its own (``BILLING_STARTS_ON=""`` unsets it)."""
     env = {key: str(value) for key, value in server.env().items()}
-    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", SF_TIMEOUT_SECONDS="10")
+    env.update(DATABASE_URL=database_url, LOG_LEVEL="warning", SF_TIMEOUT_SECONDS="10",
+               BILLING_STARTS_ON="2000-01-01")
     env.update(extra)
     return env
 

@@ -123,3 +123,17 @@ def test_preview_stages_default_is_the_one_documented():
     [var] = [v for v in VARIABLES if v.name == "PREVIEW_STAGES"]
     assert f"PREVIEW_STAGES={var.default}\n" in (ROOT / ".env.example").read_text()
     assert f"| `PREVIEW_STAGES` | `{var.default}` |" in (ROOT / "README.md").read_text()
+
+
+def test_the_cut_over_is_a_date_or_unset():
+    from datetime import date
+
+    assert load_settings({}).billing_starts_on is None
+    assert load_settings({"BILLING_STARTS_ON": "2026-12-01"}).billing_starts_on == date(2026, 12, 1)
+    for raw, problem in (("2026/12/01", "BILLING_STARTS_ON: '2026/12/01' is not a date; use YYYY-MM-DD, "
+                                        "for example 2026-12-01"),
+                         ("2026-02-30", "BILLING_STARTS_ON: '2026-02-30' is not a valid date (day is out of "
+                                        "range for month)")):
+        with pytest.raises(SettingsError) as err:
+            load_settings({"BILLING_STARTS_ON": raw})
+        assert err.value.problems == [problem]

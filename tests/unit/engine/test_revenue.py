@@ -108,3 +108,19 @@ def test_streaming_bridge_matches_the_snapshot_bridge():
     # Feb: expansion 60.00 (166.67 → 226.67), reactivation 50; Mar: churn 226.67; 100 + 50 = 150 at the close
     assert [(r.expansion, r.reactivation, r.churn, r.closing) for r in rows_b] == [
         (0, 0, 0, D("266.67")), (D("60.00"), D(50), 0, D("376.67")), (0, 0, D("226.67"), D(150))]
+
+
+def test_an_items_monthly_amount_follows_a_price_whose_amount_changed_under_the_same_id():
+    """A PricebookEntry's new list price keeps the price id: MRR must use the new amount, not the one
+    measured before in the same process."""
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.subscriptions import SubscriptionItem
+    from billing_engine.use_cases.revenue import item_monthly_amount
+
+    product = make_product("p-seat", "SEAT", "Seat")
+    before = SubscriptionItem("i", make_price("pr-seat", product, currency="EUR", model="per_unit", unit_price="25"),
+                              D(12))
+    after = SubscriptionItem("i", make_price("pr-seat", product, currency="EUR", model="per_unit", unit_price="30"),
+                             D(12))
+    assert item_monthly_amount(before, {"i": before}) == D(300)
+    assert item_monthly_amount(after, {"i": after}) == D(360)

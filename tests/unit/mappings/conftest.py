@@ -81,7 +81,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Service_Start_Date__c", "date"), f("Term_Months__c", "double", scale=0), f("Auto_Renew__c", "boolean"),
         f("Billing_Anchor_Day__c", "double", scale=0), f("Renewal_Uplift__c", "percent", scale=2),
         f("Minimum_Commitment__c", "currency", scale=2),
-        f("Cancellation_Mode__c", "picklist", values=("end_of_term", "immediate")),
+        f("Cancellation_Mode__c", "picklist", values=("end_of_term", "immediate")), f("Billed_Through__c", "date"),
         f("Billing_Review_Flag__c", "string"),
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),

@@ -135,7 +135,7 @@ def opportunity(**overrides):
         "Id": OPP, "SystemModstamp": "2026-11-20T10:00:00.000+0000", "Type": None, "AccountId": ACC,
         "Name": "Acme – licences", "Subscription_Reference__c": None, "Service_Start_Date__c": None,
         "CloseDate": "2026-11-20", "Term_Months__c": None, "Auto_Renew__c": True, "Billing_Anchor_Day__c": None,
-        "Renewal_Uplift__c": None, "Minimum_Commitment__c": None, "Cancellation_Mode__c": None,
+        "Renewal_Uplift__c": None, "Minimum_Commitment__c": None, "Cancellation_Mode__c": None, "Billed_Through__c": None,
         "CurrencyIsoCode": "EUR", "SyncedQuoteId": None,
         "OpportunityLineItems": {"totalSize": 1, "done": True, "records": [line("00k7F000001AbCdQAK")]},
     }
@@ -151,7 +151,7 @@ def test_a_won_deal_without_a_quote_starts_a_subscription_from_its_products(defa
         "salesforce_opportunity_id": OPP, "salesforce_account_id": ACC, "name": "Acme – licences",
         "subscription_reference": None, "starts_on": date(2026, 11, 20), "term_months": 12, "auto_renew": True,
         "anchor_day": None, "renewal_uplift": None, "minimum_commitment": None, "cancellation_mode": "end_of_term",
-        "currency": "EUR",
+        "currency": "EUR", "billed_through": None,
         "items": [{
             "salesforce_line_id": "00k7F000001AbCdQAK", "product_code": "LIC",
             "salesforce_product_id": "01t7F000000AbCdQAK", "quantity": Decimal("12.00"),
@@ -159,6 +159,12 @@ def test_a_won_deal_without_a_quote_starts_a_subscription_from_its_products(defa
             "discount_amount": None, "service_date": None,
         }],
     }
+
+
+def test_billed_through_is_read_as_a_date(defaults, context):
+    """Billed_Through__c: the last day billed before billsync (docs/custom-objects.md)."""
+    out = apply_inbound(defaults.get_inbound("subscription"), opportunity(Billed_Through__c="2026-12-31"), context)
+    assert out["data"]["billed_through"] == date(2026, 12, 31)
 
 
 def test_an_empty_child_subquery_is_null_in_salesforce_json(defaults, context):
