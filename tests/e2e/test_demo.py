@@ -174,10 +174,9 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
         today = datetime.now(UTC).date().isoformat()
         shell_env = {k: v for k, v in env.items() if k not in ("PORT", "SANDBOX_PORT")}
         shell_env["PATH"] = "/usr/bin:/bin"
-        # The seeded deals back-bill up to 11 months: finalize them all rather than hold them for review.
+        # The demo bills from the first of this month (BILLING_STARTS_ON): no back-billing to hold.
         bill = subprocess.run([str(clone / "scripts/billsync"), "bill-run", "--as-of", today], cwd=clone,
-                              env={**shell_env, "BILL_RUN_MAX_PERIODS": "24"}, capture_output=True, text=True,
-                              timeout=120)
+                              env=shell_env, capture_output=True, text=True, timeout=120)
         assert bill.returncode == 0, bill.stdout + bill.stderr
         assert f"bill run as of {today}: 12 invoices created, 12 finalized" in bill.stdout
         billed_at = time.monotonic()
