@@ -28,8 +28,10 @@ Subscriptions:
 - ``renew_subscription`` / ``cancel_subscription`` record one amendment with id
   ``<OpportunityId>`` (cancellation at the end of the term unless ``immediate``).
 
-A missing dependency (the Account, or a product's price in the deal's currency, not
-pulled yet) raises ``MissingDependencyError``: the caller records it and retries later.
+A missing dependency (the Account, a product's price in the deal's currency, or the won
+deal whose ``sub-<OpportunityId>`` an amendment, renewal or cancellation references, not
+pulled yet) raises ``MissingDependencyError``: the pull fetches it by Id and applies the
+record again, or records it and retries later.
 """
 
 from __future__ import annotations
@@ -452,12 +454,26 @@ def _referenced(session: Session, command: Mapping[str, Any]) -> tuple[Subscript
     try:
         subscription = subscriptions_uc.get_subscription(session, reference)
     except NotFoundError:
+        deal = _deal_of(reference)
+        if deal is not None:  # the deal it names may just not be applied yet: the caller may pull it first
+            raise MissingDependencyError(
+                "Opportunity", deal, f"Subscription_Reference__c: no billsync subscription {reference!r} (the "
+                f"deal {deal} it names is not a won deal billsync has applied)") from None
         raise ApplyError(f"Subscription_Reference__c: no billsync subscription {reference!r}") from None
     customer = _customer_for(session, data)
     if subscription.customer_id != customer.customer_id:
         raise ApplyError(f"Subscription_Reference__c: subscription {reference} belongs to customer "
                          f"{subscription.customer_id}, not to this deal's account ({customer.customer_id})")
     return subscription, customer
+
+
+def _deal_of(reference: str) -> str | None:
+    """The Opportunity id in a subscription id billsync derived from a deal (``sub-<OpportunityId>``)."""
+    prefix = subscription_id_for("")
+    deal = reference[len(prefix):] if reference.startswith(prefix) else ""
+    if deal.startswith("006") and len(deal) in (15, 18) and deal.isalnum():
+        return deal
+    return None
 
 
 def _already_recorded(subscription: Subscription, opportunity_id: str) -> bool:

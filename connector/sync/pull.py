@@ -11,6 +11,11 @@ PricebookEntry → Opportunity, then any other object by name):
    transaction: a bad record is stored in ``sync_record_errors`` with its reason and the
    rest go on. A record whose stored SystemModstamp is not older is skipped, and a
    command identical to the last applied one changes nothing: pulling twice is a no-op.
+   A record that needs another one not applied yet (a deal's Account, the won deal an
+   amendment, renewal or cancellation references through ``Subscription_Reference__c``)
+   pulls it by Id first, in the same run, and is applied after it: the order records
+   arrive in does not matter (billsync's own write-back moves a won deal's
+   SystemModstamp after its amendments').
 2. **retries**: records still in ``sync_record_errors`` are read again by Id.
 3. **deletions**: ``queryAll ... WHERE IsDeleted = true AND SystemModstamp >= since``.
    **Reverts** (subscription mappings with a filter): records changed since the cursor
@@ -28,6 +33,7 @@ processing). ``pull_status(session)`` is what ``billsync sync status`` shows.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,6 +48,7 @@ from connector.sync.apply import (
     FLAGGED,
     SUBSCRIPTION_COMMANDS,
     UNCHANGED,
+    MissingDependencyError,
     apply_command,
     describe_failure,
     find_synced,
@@ -68,6 +75,7 @@ log = logging.getLogger("billsync.pull")
 OBJECT_ORDER = ("Account", "Product2", "PricebookEntry", "Opportunity")
 OVERLAP = timedelta(minutes=5)
 BATCH_SIZE = 200  # records applied per batch (and ids per "Id IN (...)" query)
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
 class PullError(Exception):
@@ -179,6 +187,8 @@ class _Puller:
         self.now = now
         self.full = full
         self.org_timezone = services.settings.billsync_timezone
+        self.dependencies: set[tuple[str, str]] = set()  # (object, Id) asked for by a record that needs it
+        self.pulled_ahead: set[tuple[str, str]] = set()  # ... and pulled: skipped when their turn comes
 
     # ---------------------------------------------------------- one object
 
@@ -268,24 +278,26 @@ class _Puller:
         return MappingContext(org_timezone=self.org_timezone, customer_timezone=customer_timezone)
 
     def apply_batch(self, spec: InboundSpec, records: list[dict[str, Any]], report: ObjectReport) -> None:
+        records = [r for r in records if (spec.object, r.get("Id")) not in self.pulled_ahead]
         if not records:
             return
         lines = self.lines_for(spec, records)
         for record in records:
+            if (spec.object, record["Id"]) in self.pulled_ahead:  # pulled ahead by a record before it
+                continue
             report.fetched += 1
             self.apply_record(spec, record, lines.get(record["Id"]), report)
 
     def apply_record(self, spec: InboundSpec, record: dict[str, Any], lines: list[dict[str, Any]] | None,
                      report: ObjectReport) -> None:
         record_id = record["Id"]
-        modstamp = parse_modstamp(record.get("SystemModstamp"))
         try:
-            with transaction(self.engine) as session:
-                error = _error_row(session, spec.object, record_id)
-                command = apply_inbound(spec, record, self.context_for(session, spec, record), lines=lines)
-                result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
-                if error is not None:
-                    session.delete(error)
+            try:
+                result = self._apply_once(spec, record, lines)
+            except MissingDependencyError as missing:
+                if not self.pull_dependency(spec, missing, report):
+                    raise
+                result = self._apply_once(spec, record, lines)
         except SalesforceError:
             raise
         except Exception as exc:  # one bad record never stops the others
@@ -301,6 +313,39 @@ class _Puller:
             report.flagged += 1
         else:
             report.applied += 1
+
+    def _apply_once(self, spec: InboundSpec, record: dict[str, Any], lines: list[dict[str, Any]] | None) -> Any:
+        record_id = record["Id"]
+        modstamp = parse_modstamp(record.get("SystemModstamp"))
+        with transaction(self.engine) as session:
+            error = _error_row(session, spec.object, record_id)
+            command = apply_inbound(spec, record, self.context_for(session, spec, record), lines=lines)
+            result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
+            if error is not None:
+                session.delete(error)
+        return result
+
+    def pull_dependency(self, spec: InboundSpec, missing: MissingDependencyError, report: ObjectReport) -> bool:
+        """Pull, ahead of its turn, the record another one needs (a deal's Account, the deal an
+        amendment references); True when it was read, so the record is worth applying again.
+
+        Each record is pulled ahead at most once per run, and the pull skips it when its turn
+        comes. This is what makes the order of a first full pull irrelevant: billsync's own
+        write-back moves a won deal's SystemModstamp after its amendments'.
+        """
+        key = (missing.object_name, missing.reference)
+        if key in self.dependencies or not _RECORD_ID.fullmatch(missing.reference or ""):
+            return False
+        specs = [s for s in ordered_specs(self.specs) if s.object == missing.object_name]
+        if not specs:
+            return False
+        self.dependencies.add(key)
+        for dependency in specs:
+            # Counted with the object being pulled when it is the same object (an amendment's deal).
+            target = report if dependency.object == spec.object else ObjectReport(dependency.object)
+            self.pull_by_id(dependency, [missing.reference], target)
+        self.pulled_ahead.add(key)
+        return True
 
     # ---------------------------------------------------------- errors, deletions, reverts
 
