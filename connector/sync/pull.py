@@ -21,7 +21,9 @@ PricebookEntry → Opportunity, then any other object by name):
    **Reverts** (subscription mappings with a filter): records changed since the cursor
    that no longer match the filter (a deal moved away from Closed Won). A deleted or
    reverted deal that produced a subscription (or a deleted Account with a customer) gets
-   a review flag; nothing is ever cancelled or undone automatically.
+   a review flag; nothing is ever cancelled or undone automatically. A record error on an
+   Opportunity or Account is a ``refused`` review, closed when the record applies. Every
+   review is shown on its Salesforce record by the push (``connector.sync.review``).
 4. the cursor moves to the highest SystemModstamp read (saved after every batch).
 
 ``SalesforceLimitError`` (the org's allocation or billsync's budget) stops the pull
@@ -52,7 +54,13 @@ from connector.sync.apply import (
     apply_command,
     describe_failure,
     find_synced,
+)
+from connector.sync.review import (
+    clear_refusal,
+    deleted_deal_summary,
+    note_refusal,
     raise_review_flag,
+    reverted_summary,
 )
 from connector.sync.tables import ReviewFlag, SyncCursor, SyncedRecord, SyncRecordError
 from mappings import (
@@ -323,6 +331,7 @@ class _Puller:
             result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
             if error is not None:
                 session.delete(error)
+            clear_refusal(session, spec.object, record_id, self.now)
         return result
 
     def pull_dependency(self, spec: InboundSpec, missing: MissingDependencyError, report: ObjectReport) -> bool:
@@ -359,12 +368,14 @@ class _Puller:
             row.attempts += 1
             row.last_failed_at = self.now
             session.add(row)
+            note_refusal(session, object_name, record_id, reason, self.now)
 
     def forget_error(self, object_name: str, record_id: str) -> None:
         with transaction(self.engine) as session:
             row = _error_row(session, object_name, record_id)
             if row is not None:
                 session.delete(row)
+            clear_refusal(session, object_name, record_id, self.now)
 
     def deletions(self, spec: InboundSpec, since: datetime | None, report: ObjectReport) -> None:
         template = "SELECT Id, IsDeleted, SystemModstamp FROM {:literal} WHERE IsDeleted = true"
@@ -406,12 +417,15 @@ class _Puller:
                 reason = (f"{spec.object} {record_id} was deleted in Salesforce after billsync applied it "
                           f"({synced.command} → subscription {synced.engine_id}); billsync keeps the "
                           "subscription: cancel or correct it by hand if the deal is really gone")
+                summary = deleted_deal_summary(record_id, synced.engine_id)
             elif synced.command == "upsert_customer":
                 reason = (f"Account {record_id} was deleted in Salesforce; billsync keeps customer "
                           f"{synced.engine_id} and its subscriptions and invoices")
+                summary = None
             else:
                 return
-            if raise_review_flag(session, spec.object, record_id, "deleted", reason, synced.engine_id, self.now):
+            if raise_review_flag(session, spec.object, record_id, "deleted", reason, synced.engine_id, self.now,
+                                 summary=summary):
                 report.flagged += 1
 
     def record_reverted(self, spec: InboundSpec, row: dict[str, Any], report: ObjectReport) -> None:
@@ -427,7 +441,8 @@ class _Puller:
             reason = (f"{spec.object} {record_id} no longer matches the mapping's filter ({spec.filter}){now_is}, "
                       f"but billsync already applied it ({synced.command} → subscription {synced.engine_id}); "
                       "billsync keeps the subscription: cancel or correct it by hand if the deal is off")
-            if raise_review_flag(session, spec.object, record_id, "reverted", reason, synced.engine_id, self.now):
+            if raise_review_flag(session, spec.object, record_id, "reverted", reason, synced.engine_id, self.now,
+                                 summary=reverted_summary(row.get("StageName"), synced.engine_id)):
                 report.flagged += 1
 
     # ---------------------------------------------------------- cursor
@@ -617,31 +632,6 @@ def record_errors(session: Session, object_name: str, ids: Iterable[str]) -> dic
         found.update(session.exec(select(SyncRecordError.record_id, SyncRecordError.reason).where(
             SyncRecordError.object_name == object_name, SyncRecordError.record_id.in_(chunk))).all())
     return found
-
-
-def review_flags_to_note(session: Session, limit: int = 200) -> list[ReviewFlagStatus]:
-    """Open flags not yet written to ``Billing_Review_Flag__c`` (for the push)."""
-    rows = session.exec(select(ReviewFlag).where(ReviewFlag.resolved_at.is_(None),
-                                                 ReviewFlag.noted_in_salesforce_at.is_(None))
-                        .order_by(ReviewFlag.id).limit(limit)).all()
-    return [ReviewFlagStatus(f.id, f.object_name, f.record_id, f.kind, f.reason, f.engine_id, f.created_at, None)
-            for f in rows]
-
-
-def mark_review_flag_noted(session: Session, flag_id: int, at: datetime) -> None:
-    flag = session.get(ReviewFlag, flag_id)
-    if flag is not None:
-        flag.noted_in_salesforce_at = at
-        session.add(flag)
-
-
-def resolve_review_flag(session: Session, flag_id: int, at: datetime) -> bool:
-    flag = session.get(ReviewFlag, flag_id)
-    if flag is None or flag.resolved_at is not None:
-        return False
-    flag.resolved_at = at
-    session.add(flag)
-    return True
 
 
 # ------------------------------------------------------------------ mappings check and preview

@@ -23,6 +23,9 @@ push, then retried soon), failed (attempts + 1, backoff, dead letter after
 ``queue.MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
 the pause ends and stops the push; a 5xx/timeout that survived the client's retries
 releases them with a short delay and stops; an auth failure releases them and raises.
+
+After the outbox, the push writes the review marks (``connector.sync.review_marks``): the
+review flag and its reason on the Opportunities and Accounts whose open reviews changed.
 """
 
 from __future__ import annotations
@@ -100,6 +103,7 @@ class PushReport:
     composite_calls: int = 0
     paused_until: datetime | None = None
     stop_reason: str | None = None  # why the push stopped early (limit, Salesforce unavailable)
+    review_marks: Any = None  # review_marks.MarksReport: the review flags written on records after the outbox
 
     @property
     def records_per_call(self) -> float:
@@ -117,6 +121,8 @@ class PushReport:
             out.append(f"stopped: {self.stop_reason}")
         if self.retrying or self.dead:
             out.append("see 'billsync sync status' for the errors; 'billsync sync retry' re-queues dead letters")
+        if self.review_marks is not None and self.review_marks.claimed:
+            out.append(self.review_marks.line())
         return out
 
 
@@ -199,7 +205,17 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
         raise sender.stop
     if sender.failure is not None:
         raise sender.failure
+    if sender.stop is None and not (should_stop is not None and should_stop()):
+        report.review_marks = _push_review_marks(services, client, specs, worker_id, now)
     return report
+
+
+def _push_review_marks(services: Services, client: Any, specs: Any, worker_id: str,
+                       now: datetime | None) -> Any:
+    """The review flags and reasons shown on Opportunities and Accounts (``connector.sync.review_marks``)."""
+    from connector.sync.review_marks import push_review_marks
+
+    return push_review_marks(services, client=client, specs=specs, worker_id=worker_id, now=now)
 
 
 def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime) -> None:
