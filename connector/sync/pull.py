@@ -312,7 +312,11 @@ class _Puller:
             reason = describe_failure(exc)
             log.warning("pull: %s %s not applied: %s", spec.object, record_id, reason,
                         exc_info=not _is_expected(exc))
-            self.record_error(spec.object, record_id, reason)
+            # Waiting for a record the pull could not fetch ahead (a price "LIC in EUR") is not
+            # yet a refusal: it may come with the next notification or pull.
+            waiting = (isinstance(exc, MissingDependencyError)
+                       and (exc.object_name, exc.reference) not in self.dependencies)
+            self.record_error(spec.object, record_id, reason, waiting=waiting)
             report.failed += 1
             return
         if result.status == UNCHANGED:
@@ -358,7 +362,9 @@ class _Puller:
 
     # ---------------------------------------------------------- errors, deletions, reverts
 
-    def record_error(self, object_name: str, record_id: str, reason: str) -> None:
+    def record_error(self, object_name: str, record_id: str, reason: str, *, waiting: bool = False) -> None:
+        """Keep the reason a record failed; it is a ``refused`` review (shown on the record) unless it
+        only waits for another record, the first time."""
         with transaction(self.engine) as session:
             row = _error_row(session, object_name, record_id)
             if row is None:
@@ -368,7 +374,8 @@ class _Puller:
             row.attempts += 1
             row.last_failed_at = self.now
             session.add(row)
-            note_refusal(session, object_name, record_id, reason, self.now)
+            if not waiting or row.attempts > 1:
+                note_refusal(session, object_name, record_id, reason, self.now)
 
     def forget_error(self, object_name: str, record_id: str) -> None:
         with transaction(self.engine) as session:

@@ -7,7 +7,9 @@ A review is a ``sync_review_flags`` row (``connector.sync.tables``) of one kind:
 - ``deleted``: a won deal (or an Account) deleted after billsync applied it;
 - ``refused``: an Opportunity or Account billsync cannot apply (a ``Subscription_Reference__c``
   that names no subscription, a country it does not know...). It lasts as long as the
-  record's pull error: the pull resolves it (``applied``) once the record applies.
+  record's pull error: the pull resolves it (``applied``) once the record applies. A record
+  that only waits for another one the pull could not fetch ahead (a product's price) is a
+  review from its second failure on, so notifications arriving out of order flag nothing.
 
 Each carries a ``summary`` a rep can read and a **target**: the Salesforce record that shows
 it (the deal itself; the Account of a deleted deal; none for a deleted Account). What a
