@@ -1,7 +1,7 @@
 """review flags shown on the Salesforce record: summaries, targets, resolutions, and the marks queue
 
-Revision ID: 0011
-Revises: 0009_clock_runs
+Revision ID: 0011_review_writes
+Revises: 0010_installation
 Create Date: 2026-12-02
 """
 from alembic import op
@@ -11,8 +11,8 @@ import sqlmodel
 from connector.sync.tables import UtcDateTime
 
 
-revision = "0011"
-down_revision = "0009_clock_runs"
+revision = "0011_review_writes"
+down_revision = "0010_installation"
 branch_labels = None
 depends_on = None
 
