@@ -91,6 +91,9 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "deal_preview": frozenset({
         "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
     }),
+    # billsync's open reviews of a record: a checkbox and a plain-language reason (both cleared when resolved)
+    "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),
+    "account_review": frozenset({"salesforce_account_id", "flagged", "reason"}),
 }
 
 # What a field's ``default_from`` may name: values the connector puts in the MappingContext.

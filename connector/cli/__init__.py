@@ -10,6 +10,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``billing`` | ``bill-run``, ``metrics mrr`` |
 | ``sync`` | ``sync pull``, ``sync push``, ``sync status``, ``sync retry`` |
 | ``reconcile`` | ``reconcile`` |
+| ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
@@ -89,9 +90,10 @@ def _register_commands() -> None:
     from connector.cli.mappings import mappings
     from connector.cli.processes import clock, web, worker
     from connector.cli.reconcile import reconcile
+    from connector.cli.review import review
     from connector.cli.sync import sync
 
-    for command in (db, config, web, sync, mappings, bill_run, metrics, reconcile, worker, clock):
+    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
     _register_sandbox()
 

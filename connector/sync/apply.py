@@ -28,8 +28,10 @@ Subscriptions:
 - ``renew_subscription`` / ``cancel_subscription`` record one amendment with id
   ``<OpportunityId>`` (cancellation at the end of the term unless ``immediate``).
 
-A missing dependency (the Account, or a product's price in the deal's currency, not
-pulled yet) raises ``MissingDependencyError``: the caller records it and retries later.
+A missing dependency (the Account, a product's price in the deal's currency, or the won
+deal whose ``sub-<OpportunityId>`` an amendment, renewal or cancellation references, not
+pulled yet) raises ``MissingDependencyError``: the pull fetches it by Id and applies the
+record again, or records it and retries later.
 """
 
 from __future__ import annotations
@@ -57,7 +59,8 @@ from billing_engine.subscriptions import (
 from billing_engine.use_cases import catalog as catalog_uc
 from billing_engine.use_cases import customers as customers_uc
 from billing_engine.use_cases import subscriptions as subscriptions_uc
-from connector.sync.tables import ReviewFlag, SyncedRecord
+from connector.sync.review import changed_summary, raise_review_flag
+from connector.sync.tables import SyncedRecord
 
 APPLIED, UNCHANGED, FLAGGED = "applied", "unchanged", "flagged"
 SUBSCRIPTION_COMMANDS = ("start_subscription", "amend_subscription", "renew_subscription", "cancel_subscription")
@@ -122,25 +125,6 @@ def _now(now: datetime | None) -> datetime:
 
 def find_synced(session: Session, object_name: str, record_id: str) -> SyncedRecord | None:
     return session.get(SyncedRecord, (object_name, record_id))
-
-
-def raise_review_flag(session: Session, object_name: str, record_id: str, kind: str, reason: str,
-                      engine_id: str | None, now: datetime) -> bool:
-    """Record (or refresh) a review flag; True when it is new or was resolved before."""
-    flag = session.exec(select(ReviewFlag).where(ReviewFlag.object_name == object_name,
-                                                 ReviewFlag.record_id == record_id,
-                                                 ReviewFlag.kind == kind)).first()
-    if flag is not None and flag.resolved_at is None and flag.reason == reason:
-        return False
-    if flag is None:
-        flag = ReviewFlag(object_name=object_name, record_id=record_id, kind=kind, reason=reason,
-                          engine_id=engine_id, created_at=now)
-    else:
-        flag.reason, flag.engine_id, flag.created_at = reason, engine_id, now
-        flag.resolved_at = flag.noted_in_salesforce_at = None
-    session.add(flag)
-    session.flush()
-    return True
 
 
 def _remember(session: Session, object_name: str, command: Mapping[str, Any], engine_id: str | None,
@@ -420,7 +404,9 @@ def _changed_after_apply(session, command, object_name, synced, modstamp, now, e
     reason = (f"the won deal changed in Salesforce after billsync applied it ({command['command']} → "
               f"{engine_id}); billsync does not re-apply a won deal: record the change as an Amendment "
               "opportunity, or correct the subscription by hand")
-    raise_review_flag(session, object_name, command["key"], "changed", reason, engine_id, now)
+    before = json.loads(synced.command_json) if synced is not None and synced.command_json else None
+    raise_review_flag(session, object_name, command["key"], "changed", reason, engine_id, now,
+                      summary=changed_summary(before, command, engine_id))
     _remember(session, object_name, command, engine_id, modstamp, now)
     return ApplyResult(FLAGGED, engine_id, reason)
 
@@ -458,12 +444,35 @@ def _referenced(session: Session, command: Mapping[str, Any]) -> tuple[Subscript
     try:
         subscription = subscriptions_uc.get_subscription(session, reference)
     except NotFoundError:
+        deal = _deal_of(reference)
+        if deal is not None:  # the deal it names may just not be applied yet: the caller may pull it first
+            raise MissingDependencyError(
+                "Opportunity", deal, f"Subscription_Reference__c: no billsync subscription {reference!r} (the "
+                f"deal {deal} it names is not a won deal billsync has applied)") from None
         raise ApplyError(f"Subscription_Reference__c: no billsync subscription {reference!r}") from None
     customer = _customer_for(session, data)
     if subscription.customer_id != customer.customer_id:
         raise ApplyError(f"Subscription_Reference__c: subscription {reference} belongs to customer "
                          f"{subscription.customer_id}, not to this deal's account ({customer.customer_id})")
     return subscription, customer
+
+
+def _deal_of(reference: str) -> str | None:
+    """The Opportunity id in a subscription id billsync derived from a deal (``sub-<OpportunityId>``)."""
+    prefix = subscription_id_for("")
+    deal = reference[len(prefix):] if reference.startswith(prefix) else ""
+    if deal.startswith("006") and len(deal) in (15, 18) and deal.isalnum():
+        return deal
+    return None
+
+
+def decimals_of(line: Mapping[str, Any]) -> dict[str, Any]:
+    """A stored command's line back to exact values (JSON keeps decimals as strings)."""
+    out = dict(line)
+    for name in ("quantity", "unit_price", "list_price", "discount_percent", "discount_amount"):
+        if isinstance(out.get(name), str):
+            out[name] = Decimal(out[name])
+    return out
 
 
 def _already_recorded(subscription: Subscription, opportunity_id: str) -> bool:
@@ -613,7 +622,8 @@ def describe_failure(exc: BaseException) -> str:
 
 __all__ = [
     "APPLIED", "FLAGGED", "UNCHANGED", "ApplyError", "ApplyResult", "MissingDependencyError", "amendment_actions",
-    "apply_command", "command_hash", "command_json", "country_code", "customer_from", "describe_failure",
+    "apply_command", "command_hash", "command_json", "country_code", "customer_from", "decimals_of",
+    "describe_failure",
     "find_price", "find_synced", "item_from", "price_from", "product_id_for", "raise_review_flag",
     "subscription_from", "subscription_id_for",
 ]

@@ -11,12 +11,19 @@ PricebookEntry → Opportunity, then any other object by name):
    transaction: a bad record is stored in ``sync_record_errors`` with its reason and the
    rest go on. A record whose stored SystemModstamp is not older is skipped, and a
    command identical to the last applied one changes nothing: pulling twice is a no-op.
+   A record that needs another one not applied yet (a deal's Account, the won deal an
+   amendment, renewal or cancellation references through ``Subscription_Reference__c``)
+   pulls it by Id first, in the same run, and is applied after it: the order records
+   arrive in does not matter (billsync's own write-back moves a won deal's
+   SystemModstamp after its amendments').
 2. **retries**: records still in ``sync_record_errors`` are read again by Id.
 3. **deletions**: ``queryAll ... WHERE IsDeleted = true AND SystemModstamp >= since``.
    **Reverts** (subscription mappings with a filter): records changed since the cursor
    that no longer match the filter (a deal moved away from Closed Won). A deleted or
    reverted deal that produced a subscription (or a deleted Account with a customer) gets
-   a review flag; nothing is ever cancelled or undone automatically.
+   a review flag; nothing is ever cancelled or undone automatically. A record error on an
+   Opportunity or Account is a ``refused`` review, closed when the record applies. Every
+   review is shown on its Salesforce record by the push (``connector.sync.review``).
 4. the cursor moves to the highest SystemModstamp read (saved after every batch).
 
 ``SalesforceLimitError`` (the org's allocation or billsync's budget) stops the pull
@@ -28,6 +35,7 @@ processing). ``pull_status(session)`` is what ``billsync sync status`` shows.
 from __future__ import annotations
 
 import logging
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -42,10 +50,17 @@ from connector.sync.apply import (
     FLAGGED,
     SUBSCRIPTION_COMMANDS,
     UNCHANGED,
+    MissingDependencyError,
     apply_command,
     describe_failure,
     find_synced,
+)
+from connector.sync.review import (
+    clear_refusal,
+    deleted_deal_summary,
+    note_refusal,
     raise_review_flag,
+    reverted_summary,
 )
 from connector.sync.tables import ReviewFlag, SyncCursor, SyncedRecord, SyncRecordError
 from mappings import (
@@ -68,6 +83,7 @@ log = logging.getLogger("billsync.pull")
 OBJECT_ORDER = ("Account", "Product2", "PricebookEntry", "Opportunity")
 OVERLAP = timedelta(minutes=5)
 BATCH_SIZE = 200  # records applied per batch (and ids per "Id IN (...)" query)
+_RECORD_ID = re.compile(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?")
 
 
 class PullError(Exception):
@@ -179,6 +195,8 @@ class _Puller:
         self.now = now
         self.full = full
         self.org_timezone = services.settings.billsync_timezone
+        self.dependencies: set[tuple[str, str]] = set()  # (object, Id) asked for by a record that needs it
+        self.pulled_ahead: set[tuple[str, str]] = set()  # ... and pulled: skipped when their turn comes
 
     # ---------------------------------------------------------- one object
 
@@ -275,31 +293,37 @@ class _Puller:
         return MappingContext(org_timezone=self.org_timezone, customer_timezone=customer_timezone)
 
     def apply_batch(self, spec: InboundSpec, records: list[dict[str, Any]], report: ObjectReport) -> None:
+        records = [r for r in records if (spec.object, r.get("Id")) not in self.pulled_ahead]
         if not records:
             return
         lines = self.lines_for(spec, records)
         for record in records:
+            if (spec.object, record["Id"]) in self.pulled_ahead:  # pulled ahead by a record before it
+                continue
             report.fetched += 1
             self.apply_record(spec, record, lines.get(record["Id"]), report)
 
     def apply_record(self, spec: InboundSpec, record: dict[str, Any], lines: list[dict[str, Any]] | None,
                      report: ObjectReport) -> None:
         record_id = record["Id"]
-        modstamp = parse_modstamp(record.get("SystemModstamp"))
         try:
-            with transaction(self.engine) as session:
-                error = _error_row(session, spec.object, record_id)
-                command = apply_inbound(spec, record, self.context_for(session, spec, record), lines=lines)
-                result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
-                if error is not None:
-                    session.delete(error)
+            try:
+                result = self._apply_once(spec, record, lines)
+            except MissingDependencyError as missing:
+                if not self.pull_dependency(spec, missing, report):
+                    raise
+                result = self._apply_once(spec, record, lines)
         except SalesforceError:
             raise
         except Exception as exc:  # one bad record never stops the others
             reason = describe_failure(exc)
             log.warning("pull: %s %s not applied: %s", spec.object, record_id, reason,
                         exc_info=not _is_expected(exc))
-            self.record_error(spec.object, record_id, reason)
+            # Waiting for a record the pull could not fetch ahead (a price "LIC in EUR") is not
+            # yet a refusal: it may come with the next notification or pull.
+            waiting = (isinstance(exc, MissingDependencyError)
+                       and (exc.object_name, exc.reference) not in self.dependencies)
+            self.record_error(spec.object, record_id, reason, waiting=waiting)
             report.failed += 1
             return
         if result.status == UNCHANGED:
@@ -309,9 +333,45 @@ class _Puller:
         else:
             report.applied += 1
 
+    def _apply_once(self, spec: InboundSpec, record: dict[str, Any], lines: list[dict[str, Any]] | None) -> Any:
+        record_id = record["Id"]
+        modstamp = parse_modstamp(record.get("SystemModstamp"))
+        with transaction(self.engine) as session:
+            error = _error_row(session, spec.object, record_id)
+            command = apply_inbound(spec, record, self.context_for(session, spec, record), lines=lines)
+            result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
+            if error is not None:
+                session.delete(error)
+            clear_refusal(session, spec.object, record_id, self.now)
+        return result
+
+    def pull_dependency(self, spec: InboundSpec, missing: MissingDependencyError, report: ObjectReport) -> bool:
+        """Pull, ahead of its turn, the record another one needs (a deal's Account, the deal an
+        amendment references); True when it was read, so the record is worth applying again.
+
+        Each record is pulled ahead at most once per run, and the pull skips it when its turn
+        comes. This is what makes the order of a first full pull irrelevant: billsync's own
+        write-back moves a won deal's SystemModstamp after its amendments'.
+        """
+        key = (missing.object_name, missing.reference)
+        if key in self.dependencies or not _RECORD_ID.fullmatch(missing.reference or ""):
+            return False
+        specs = [s for s in ordered_specs(self.specs) if s.object == missing.object_name]
+        if not specs:
+            return False
+        self.dependencies.add(key)
+        for dependency in specs:
+            # Counted with the object being pulled when it is the same object (an amendment's deal).
+            target = report if dependency.object == spec.object else ObjectReport(dependency.object)
+            self.pull_by_id(dependency, [missing.reference], target)
+        self.pulled_ahead.add(key)
+        return True
+
     # ---------------------------------------------------------- errors, deletions, reverts
 
-    def record_error(self, object_name: str, record_id: str, reason: str) -> None:
+    def record_error(self, object_name: str, record_id: str, reason: str, *, waiting: bool = False) -> None:
+        """Keep the reason a record failed; it is a ``refused`` review (shown on the record) unless it
+        only waits for another record, the first time."""
         with transaction(self.engine) as session:
             row = _error_row(session, object_name, record_id)
             if row is None:
@@ -321,12 +381,15 @@ class _Puller:
             row.attempts += 1
             row.last_failed_at = self.now
             session.add(row)
+            if not waiting or row.attempts > 1:
+                note_refusal(session, object_name, record_id, reason, self.now)
 
     def forget_error(self, object_name: str, record_id: str) -> None:
         with transaction(self.engine) as session:
             row = _error_row(session, object_name, record_id)
             if row is not None:
                 session.delete(row)
+            clear_refusal(session, object_name, record_id, self.now)
 
     def deletions(self, spec: InboundSpec, since: datetime | None, report: ObjectReport) -> None:
         template = "SELECT Id, IsDeleted, SystemModstamp FROM {:literal} WHERE IsDeleted = true"
@@ -368,12 +431,15 @@ class _Puller:
                 reason = (f"{spec.object} {record_id} was deleted in Salesforce after billsync applied it "
                           f"({synced.command} → subscription {synced.engine_id}); billsync keeps the "
                           "subscription: cancel or correct it by hand if the deal is really gone")
+                summary = deleted_deal_summary(record_id, synced.engine_id)
             elif synced.command == "upsert_customer":
                 reason = (f"Account {record_id} was deleted in Salesforce; billsync keeps customer "
                           f"{synced.engine_id} and its subscriptions and invoices")
+                summary = None
             else:
                 return
-            if raise_review_flag(session, spec.object, record_id, "deleted", reason, synced.engine_id, self.now):
+            if raise_review_flag(session, spec.object, record_id, "deleted", reason, synced.engine_id, self.now,
+                                 summary=summary):
                 report.flagged += 1
 
     def record_reverted(self, spec: InboundSpec, row: dict[str, Any], report: ObjectReport) -> None:
@@ -389,7 +455,8 @@ class _Puller:
             reason = (f"{spec.object} {record_id} no longer matches the mapping's filter ({spec.filter}){now_is}, "
                       f"but billsync already applied it ({synced.command} → subscription {synced.engine_id}); "
                       "billsync keeps the subscription: cancel or correct it by hand if the deal is off")
-            if raise_review_flag(session, spec.object, record_id, "reverted", reason, synced.engine_id, self.now):
+            if raise_review_flag(session, spec.object, record_id, "reverted", reason, synced.engine_id, self.now,
+                                 summary=reverted_summary(row.get("StageName"), synced.engine_id)):
                 report.flagged += 1
 
     # ---------------------------------------------------------- cursor
@@ -579,31 +646,6 @@ def record_errors(session: Session, object_name: str, ids: Iterable[str]) -> dic
         found.update(session.exec(select(SyncRecordError.record_id, SyncRecordError.reason).where(
             SyncRecordError.object_name == object_name, SyncRecordError.record_id.in_(chunk))).all())
     return found
-
-
-def review_flags_to_note(session: Session, limit: int = 200) -> list[ReviewFlagStatus]:
-    """Open flags not yet written to ``Billing_Review_Flag__c`` (for the push)."""
-    rows = session.exec(select(ReviewFlag).where(ReviewFlag.resolved_at.is_(None),
-                                                 ReviewFlag.noted_in_salesforce_at.is_(None))
-                        .order_by(ReviewFlag.id).limit(limit)).all()
-    return [ReviewFlagStatus(f.id, f.object_name, f.record_id, f.kind, f.reason, f.engine_id, f.created_at, None)
-            for f in rows]
-
-
-def mark_review_flag_noted(session: Session, flag_id: int, at: datetime) -> None:
-    flag = session.get(ReviewFlag, flag_id)
-    if flag is not None:
-        flag.noted_in_salesforce_at = at
-        session.add(flag)
-
-
-def resolve_review_flag(session: Session, flag_id: int, at: datetime) -> bool:
-    flag = session.get(ReviewFlag, flag_id)
-    if flag is None or flag.resolved_at is not None:
-        return False
-    flag.resolved_at = at
-    session.add(flag)
-    return True
 
 
 # ------------------------------------------------------------------ mappings check and preview

@@ -28,6 +28,9 @@ Before the first send, ``binding.check_push_target`` makes sure this installatio
 to the org (the org it is bound to, holding no other installation's records unless adopted)
 and moves records pushed under the old keys to this installation's keys; a refusal releases
 the claimed rows untouched and raises ``OrgBindingError``: nothing is sent.
+
+After the outbox, the push writes the review marks (``connector.sync.review_marks``): the
+review flag and its reason on the Opportunities and Accounts whose open reviews changed.
 """
 
 from __future__ import annotations
@@ -111,6 +114,7 @@ class PushReport:
     rekeyed: str | None = None  # what re-keying did, when it ran
     previews_written: int = 0  # open deals' previews (connector.sync.preview)
     previews_failed: int = 0
+    review_marks: Any = None  # review_marks.MarksReport: the review flags written on records after the outbox
 
     @property
     def records_per_call(self) -> float:
@@ -132,6 +136,8 @@ class PushReport:
             out.append("see 'billsync sync status' for the errors; 'billsync sync retry' re-queues dead letters")
         if self.previews_written or self.previews_failed:
             out.append(f"{self.previews_written} deal previews written, {self.previews_failed} failed (retried later)")
+        if self.review_marks is not None and self.review_marks.claimed:
+            out.append(self.review_marks.line())
         return out
 
 
@@ -232,7 +238,17 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
         raise sender.stop
     if sender.failure is not None:
         raise sender.failure
+    if sender.stop is None and not (should_stop is not None and should_stop()):
+        report.review_marks = _push_review_marks(services, client, specs, worker_id, now)
     return report
+
+
+def _push_review_marks(services: Services, client: Any, specs: Any, worker_id: str,
+                       now: datetime | None) -> Any:
+    """The review flags and reasons shown on Opportunities and Accounts (``connector.sync.review_marks``)."""
+    from connector.sync.review_marks import push_review_marks
+
+    return push_review_marks(services, client=client, specs=specs, worker_id=worker_id, now=now)
 
 
 def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime) -> None:

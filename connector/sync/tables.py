@@ -13,9 +13,18 @@
 - ``sync_record_errors``: one row per record that could not be applied, with the
   reason; the next pull tries it again by Id, and a success deletes the row.
 - ``sync_review_flags``: a won deal that already produced a subscription and was then
-  deleted, reverted or changed in Salesforce. billsync never undoes a subscription on
-  its own; a person decides. ``noted_in_salesforce_at`` is set by the push once
-  ``Billing_Review_Flag__c`` is written; ``resolved_at`` when someone closes the flag.
+  deleted, reverted or changed in Salesforce, or an Opportunity or Account billsync
+  refuses to apply (``refused``, open while its record error lasts). billsync never
+  undoes a subscription on its own; a person decides (``billsync review``). ``summary``
+  is the plain-language reason a rep reads on ``target_object``/``target_id`` (the
+  record itself, the Account of a deleted deal, or nothing for a deleted Account);
+  ``noted_in_salesforce_at`` is set by the push once the flag is shown there;
+  ``resolved_at``, ``resolution`` (keep, cancel, reapply, applied) and
+  ``resolution_note`` when it is settled.
+- ``sync_review_marks``: what one Salesforce record should show (``Billing_Review_Flag__c``
+  and ``Billing_Review_Reason__c``): one row per record, worked as a queue
+  (``connector.queue``) by the push. A change of what it should show puts the row back
+  to pending; the push writes the absolute values by Id, so sending twice is harmless.
 """
 
 from __future__ import annotations
@@ -23,13 +32,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Column, DateTime, Text, UniqueConstraint
+from sqlalchemy import Boolean, Column, DateTime, Text, UniqueConstraint
 from sqlalchemy.types import TypeDecorator
 from sqlmodel import Field, SQLModel
 
 OBJECT_NAME_LENGTH = 80
 RECORD_ID_LENGTH = 18
-REVIEW_KINDS = ("deleted", "reverted", "changed")
+REVIEW_KINDS = ("deleted", "reverted", "changed", "refused")
+REVIEW_RESOLUTIONS = ("keep", "cancel", "reapply", "applied")
 
 
 class UtcDateTime(TypeDecorator):
@@ -124,3 +134,29 @@ class ReviewFlag(SQLModel, table=True):
     created_at: datetime = _at(nullable=False)
     noted_in_salesforce_at: datetime | None = _at()
     resolved_at: datetime | None = _at()
+    summary: str | None = _text()  # what a rep reads in Salesforce
+    target_object: str | None = Field(default=None, max_length=OBJECT_NAME_LENGTH)
+    target_id: str | None = Field(default=None, max_length=RECORD_ID_LENGTH, index=True)
+    resolution: str | None = Field(default=None, max_length=16)  # REVIEW_RESOLUTIONS
+    resolution_note: str | None = _text()
+
+
+class ReviewMark(SQLModel, table=True):
+    """What one Salesforce record should show about billsync's reviews, and its delivery (a queue row)."""
+
+    __tablename__ = "sync_review_marks"
+    __table_args__ = (UniqueConstraint("object_name", "record_id", name="uq_sync_review_marks_record"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    object_name: str = Field(max_length=OBJECT_NAME_LENGTH)
+    record_id: str = Field(max_length=RECORD_ID_LENGTH)
+    flagged: bool = Field(sa_column=Column(Boolean, nullable=False))
+    reason: str | None = _text()
+    changed_at: datetime = _at(nullable=False)
+    status: str = Field(default="pending", max_length=16, index=True)  # pending, in_flight, done, dead
+    attempts: int = Field(default=0)
+    next_attempt_at: datetime | None = _at()
+    last_error: str | None = _text()
+    claimed_by: str | None = Field(default=None, max_length=100)
+    claimed_at: datetime | None = _at()
+    settled_at: datetime | None = _at()

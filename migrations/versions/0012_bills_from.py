@@ -1,14 +1,14 @@
 """subscriptions: the first day billsync may invoice (the cut-over per deal)
 
 Revision ID: 0012_bills_from
-Revises: 0010_installation
+Revises: 0011_review_writes
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_bills_from"
-down_revision = "0010_installation"
+down_revision = "0011_review_writes"
 branch_labels = None
 depends_on = None
 

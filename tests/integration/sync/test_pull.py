@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -181,6 +182,57 @@ def test_an_amendment_deal_changes_the_referenced_subscription_once(seeded, org)
     before = table_contents(seeded.engine)
     assert pull_records(seeded, "Opportunity", [amendment]).unchanged == 1
     assert table_contents(seeded.engine) == before
+
+
+def _amendment_of(sf: Salesforce, won: dict, quantity: int) -> str:
+    """A Closed Won Amendment deal raising the LIC seats of ``won``'s subscription to ``quantity``."""
+    lic = sf.query("SELECT Id FROM PricebookEntry WHERE Product2.ProductCode = 'LIC' "
+                   "AND CurrencyIsoCode = 'EUR'")["records"][0]["Id"]
+    book = sf.query("SELECT Id FROM Pricebook2 WHERE IsStandard = true")["records"][0]["Id"]
+    amendment = sf.Opportunity.create({"Name": "Acme expansion", "AccountId": won["AccountId"],
+                                       "StageName": "Negotiation", "CloseDate": "2026-02-20",
+                                       "Type": "Amendment", "Subscription_Reference__c": subscription_id_for(won["Id"]),
+                                       "Pricebook2Id": book})["id"]
+    sf.OpportunityLineItem.create({"OpportunityId": amendment, "PricebookEntryId": lic, "Quantity": quantity,
+                                   "UnitPrice": 0})
+    sf.Opportunity.update(amendment, {"StageName": "Closed Won"})
+    return amendment
+
+
+def test_a_first_pull_applies_an_amendment_after_the_deal_it_references_whatever_their_order(seeded, org,
+                                                                                             monkeypatch):
+    sf = salesforce(org)
+    won = won_opportunities(sf)[0]
+    _amendment_of(sf, won, 15)
+    # The won deal changes after its amendment (billsync's own write-back does this): by
+    # SystemModstamp the amendment comes first.
+    later = datetime.now(UTC) + timedelta(minutes=1)
+    monkeypatch.setattr(org.org, "clock", lambda: later)
+    sf.Opportunity.update(won["Id"], {"Description": "touched after the amendment"})
+    stamps = sf.query("SELECT Id FROM Opportunity WHERE IsWon = true ORDER BY SystemModstamp DESC, Id DESC")
+    assert stamps["records"][0]["Id"] == won["Id"]
+
+    report = pull_changes(seeded)
+    assert counts(report)["Opportunity"] == (13, 13, 0, 0, 0, 0)
+    with Session(seeded.engine) as session:
+        assert pull_status(session).errors == []
+        sub = get_subscription(session, subscription_id_for(won["Id"]))
+    assert [(a.action.value, a.quantity) for a in sub.amendments] == [("change_quantity", 15)]
+    again = counts(pull_changes(seeded))["Opportunity"]
+    assert (again[1], again[3]) == (0, 0)  # nothing applied twice, nothing failed
+
+
+def test_a_webhook_pull_of_an_amendment_pulls_the_deal_it_references_first(seeded, org):
+    sf = salesforce(org)
+    won = won_opportunities(sf)[0]
+    amendment = _amendment_of(sf, won, 15)
+    pull_changes(seeded, objects=["Account", "Product2", "PricebookEntry"])
+
+    report = pull_records(seeded, "Opportunity", [amendment])
+    assert (report.fetched, report.applied, report.failed) == (2, 2, 0)
+    with Session(seeded.engine) as session:
+        sub = get_subscription(session, subscription_id_for(won["Id"]))
+    assert [a.action.value for a in sub.amendments] == ["change_quantity"]
 
 
 def test_pull_records_applies_only_the_given_records(seeded, org):

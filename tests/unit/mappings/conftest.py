@@ -52,6 +52,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Timezone__c", "string"), f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
         f("Balance__c", "currency", scale=2), f("Last_Invoice_Date__c", "date"),
         f("Billing_Status__c", "picklist", values=("active", "cancelling", "past_due", "cancelled", "none")),
+        f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
     ]},
     "Product2": {"fields": [
         f("Name", "string"), f("ProductCode", "string"), f("IsActive", "boolean"), f("Description", "textarea"),
@@ -82,7 +83,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Anchor_Day__c", "double", scale=0), f("Renewal_Uplift__c", "percent", scale=2),
         f("Minimum_Commitment__c", "currency", scale=2),
         f("Cancellation_Mode__c", "picklist", values=("end_of_term", "immediate")), f("Billed_Through__c", "date"),
-        f("Billing_Review_Flag__c", "string"),
+        f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
         f("Billsync_Previewed_At__c", "datetime"),
