@@ -21,6 +21,7 @@ from datetime import UTC, date, datetime, timedelta
 import pytest
 from sqlalchemy import text
 
+from billing_engine.use_cases.billing import BillRunResult
 from connector import clock_runs
 from connector.clock_lock import PostgresClockLock, clock_lock_for
 from connector.database import make_engine
@@ -95,7 +96,7 @@ def recorded(monkeypatch, virtual_clock):
         return record
 
     report = type("Report", (), {"agrees": True, "mismatches": []})()
-    bill = type("Bill", (), {"invoices_created": 0, "invoices_finalized": 0, "failures": {}})()
+    bill = BillRunResult(as_of=DAY)
     monkeypatch.setattr(connector.sync.pull, "pull_changes", recorder("pull"))
     monkeypatch.setattr(connector.sync.push, "push_outbox", recorder("push"))
     monkeypatch.setattr(connector.billing_jobs, "run_bill_run", recorder("bill_run", bill))
