@@ -423,7 +423,8 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
     lines = rec.load_invoice_lines(session, wanted["invoice_lines"], keys) if wanted["invoice_lines"] else {}
     summaries = rec.load_account_summaries(session, wanted["account_summary"], as_of) \
         if wanted["account_summary"] else {}
-    links = rec.load_subscription_links(session, wanted["subscription_link"]) if wanted["subscription_link"] else {}
+    links = rec.load_subscription_links(session, wanted["subscription_link"], as_of) \
+        if wanted["subscription_link"] else {}
 
     for kind, needed in wanted.items():
         for key in needed:
