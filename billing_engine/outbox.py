@@ -24,9 +24,10 @@ Row contract (read by the connector's push, docs/architecture.md §4 How data fl
 Ordering: rows of one aggregate are delivered in id order.
 
 One fact, one event: ``customer.summary_changed`` is the only event that makes the
-push write a customer's Account summary (MRR, ARR, balance, credit, status); every
-change that moves one of those figures writes it (a new subscription, an amendment,
-an invoice, a payment, an MRR change the bill run sees take effect).
+push write a customer's Account summary (MRR, ARR, balance, credit, status), and with it
+the status of the customer's subscriptions on their deals; every change that moves one
+of those figures writes it (a new subscription, an amendment, an invoice, a payment, an
+MRR change the bill run sees take effect, such as a cancellation reaching its end date).
 
 Coalescing: ``customer.summary_changed`` is a snapshot (the push reads the current
 figures), so one *pending* row per customer is enough: a new change rewrites the

@@ -87,7 +87,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
         "billing_status", "billing_ends_on",
     }),
-    "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status"}),
+    "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status", "ends_on"}),
     "deal_preview": frozenset({
         "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
     }),

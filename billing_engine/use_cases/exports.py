@@ -5,7 +5,8 @@
   reader use this one definition.
 - ``invoices_for_export`` and ``invoice_lines_for_export``: finalized invoices with their
   figures and payment status, and their lines (lines moved to a credit note are left out).
-- ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links``.
+- ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links`` (each
+  subscription's deal and its status as of a date, by the Account summary's rules).
 - ``outbox_table``: the table the push drains.
 - ``invoices_issued_between`` / ``payments_received_between``: the same records for a
   period (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the push
@@ -86,13 +87,15 @@ class AccountBillingSummary:
 
 def billing_status(subscriptions: Sequence[Subscription], overdue_invoices: int,
                    as_of: date) -> tuple[str, date | None]:
-    """An Account's billing status on ``as_of`` and, while ``cancelling``, the first day not covered.
+    """The billing status on ``as_of`` of a customer's subscriptions (or of one subscription) and,
+    while ``cancelling`` or once ``cancelled``, the first day no subscription covers.
 
     ``none`` without subscriptions; ``past_due`` when an invoice with a balance is past its due
     date; ``active`` while a subscription runs (or is about to start) with no cancellation;
     ``cancelling`` when every running subscription is cancelled but one still runs until its
     end (a cancellation at the end of the term, seen mid-term: still billed and served until
-    then); ``cancelled`` when every subscription has ended.
+    then); ``cancelled`` when every subscription has ended. The date is the latest end among
+    them (exclusive, like every engine period end): ``None`` for the other statuses.
     """
     if not subscriptions:
         return "none", None
@@ -101,10 +104,21 @@ def billing_status(subscriptions: Sequence[Subscription], overdue_invoices: int,
     statuses = [(s, s.status_on(as_of)) for s in subscriptions]
     if any(status in (SubscriptionStatus.ACTIVE, SubscriptionStatus.PENDING) for _, status in statuses):
         return "active", None
-    ending = [s.ends_before for s, status in statuses if status is SubscriptionStatus.CANCELLED]
-    if ending:
-        return "cancelling", max((d for d in ending if d is not None), default=None)
-    return "cancelled", None
+    ends = max((s.ends_before for s in subscriptions if s.ends_before is not None), default=None)
+    if any(status is SubscriptionStatus.CANCELLED for _, status in statuses):
+        return "cancelling", ends
+    return "cancelled", ends
+
+
+def _overdue_invoices(session: Session, customers: dict[str, Any], as_of: date) -> dict[str, list[Any]]:
+    """Per customer, its payable invoices in its currency and how many are past due on ``as_of``."""
+    payable = invoice_store.payable_invoices_of_customers(session, sorted(customers))
+    return {cid: [inv for inv in payable.get(cid, ()) if inv.currency == customer.currency]
+            for cid, customer in customers.items()}
+
+
+def _overdue_count(invoices: Iterable[Any], as_of: date) -> int:
+    return sum(1 for inv in invoices if inv.balance > 0 and inv.due_on is not None and inv.due_on < as_of)
 
 
 def account_summaries(session: Session, customer_ids: Iterable[str],
@@ -120,7 +134,7 @@ def account_summaries(session: Session, customer_ids: Iterable[str],
         subscriptions.setdefault(sub.customer_id, []).append(sub)
     [(mrr, arr)] = mrr_and_arr_snapshots((v for subs in subscriptions.values() for s in subs
                                           for v in subscription_mrr_versions(s, as_of)), [as_of])
-    payable = invoice_store.payable_invoices_of_customers(session, ids)
+    payable = _overdue_invoices(session, customers, as_of)
     credits = payment_store.credit_balances_of_customers(session, ids)
     last_invoice = invoice_store.last_invoice_dates(session, ids)
     out: dict[str, AccountBillingSummary] = {}
@@ -128,8 +142,8 @@ def account_summaries(session: Session, customer_ids: Iterable[str],
         customer = customers[cid]
         currency = customer.currency
         zero = round_money(ZERO, currency)
-        invoices = [inv for inv in payable.get(cid, ()) if inv.currency == currency]
-        overdue = sum(1 for inv in invoices if inv.balance > 0 and inv.due_on is not None and inv.due_on < as_of)
+        invoices = payable[cid]
+        overdue = _overdue_count(invoices, as_of)
         owed = round_money(sum((inv.balance for inv in invoices), ZERO), currency)
         credit = credits.get((cid, currency), zero)
         monthly = mrr.get((cid, currency), zero)
@@ -304,15 +318,47 @@ def payments_for_export(session: Session, payment_ids: Iterable[int]) -> dict[in
 
 @dataclass(frozen=True)
 class SubscriptionLink:
+    """A subscription, the deal it came from, and its status on ``as_of`` in the vocabulary of
+    the Account summary (``billing_status`` applied to this subscription alone, with its customer's
+    overdue invoices): ``active``, ``cancelling`` or ``cancelled`` with ``ends_before`` (its exclusive
+    end), or ``past_due``."""
+
     subscription_id: str
     external_key: str | None  # the deal it came from (e.g. the Salesforce Opportunity id)
-    status: str  # active | cancelled (a cancellation is recorded)
+    status: str
+    as_of: date
+    ends_before: date | None = None
+    customer_id: str = ""
 
 
-def subscription_links(session: Session, subscription_ids: Iterable[str]) -> dict[str, SubscriptionLink]:
-    """Subscriptions by id (missing ones are absent) with the key of the deal they came from."""
-    return {sid: SubscriptionLink(sid, key, status)
-            for sid, (key, status) in subscription_store.subscription_keys(session, subscription_ids).items()}
+def _links(session: Session, subscriptions: Sequence[Subscription], as_of: date) -> list[SubscriptionLink]:
+    customers = catalog_store.customers_by_id(session, {s.customer_id for s in subscriptions})
+    payable = _overdue_invoices(session, customers, as_of)
+    overdue = {cid: _overdue_count(invoices, as_of) for cid, invoices in payable.items()}
+    out = []
+    for sub in subscriptions:
+        status, ends_before = billing_status([sub], overdue.get(sub.customer_id, 0), as_of)
+        out.append(SubscriptionLink(sub.subscription_id, sub.external_key, status, as_of, ends_before,
+                                    sub.customer_id))
+    return out
+
+
+def subscription_links(session: Session, subscription_ids: Iterable[str],
+                       as_of: date) -> dict[str, SubscriptionLink]:
+    """Subscriptions by id (missing ones are absent) with the key of the deal they came from and
+    their status on ``as_of``: a few queries per batch."""
+    subs = subscription_store.subscriptions_of_customers(session, (), subscription_ids=sorted(set(subscription_ids)))
+    return {link.subscription_id: link for link in _links(session, subs, as_of)}
+
+
+def subscription_links_of_customers(session: Session, customer_ids: Iterable[str],
+                                    as_of: date) -> dict[str, list[SubscriptionLink]]:
+    """Per customer, the links of its subscriptions (``subscription_links``), by currency and id."""
+    subs = subscription_store.subscriptions_of_customers(session, sorted(set(customer_ids)))
+    out: dict[str, list[SubscriptionLink]] = {}
+    for link in _links(session, subs, as_of):
+        out.setdefault(link.customer_id, []).append(link)
+    return out
 
 
 # ---------------------------------------------------------------- a period, for reconciliation

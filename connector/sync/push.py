@@ -17,6 +17,10 @@ into ``composite`` calls:
   children are only sent once their parents' call has returned;
 - ``allOrNone`` is false: each record succeeds or fails alone.
 
+A ``customer.summary_changed`` row writes the Account summary and, with it, the subscription
+link (status and end date) of each of the customer's deals: one event refreshes both, so a
+cancellation recorded or taking effect shows on the Account and on its Opportunities together.
+
 Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
 transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
 push, then retried soon), failed (attempts + 1, backoff, dead letter after
@@ -423,7 +427,21 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
     lines = rec.load_invoice_lines(session, wanted["invoice_lines"], keys) if wanted["invoice_lines"] else {}
     summaries = rec.load_account_summaries(session, wanted["account_summary"], as_of) \
         if wanted["account_summary"] else {}
-    links = rec.load_subscription_links(session, wanted["subscription_link"]) if wanted["subscription_link"] else {}
+    # A summary's status can change without its subscriptions being touched (a cancellation recorded
+    # or taking effect): the summary refreshes the status its customer's deals show too.
+    customer_links = rec.load_customer_subscription_links(session, wanted["account_summary"], as_of) \
+        if wanted["account_summary"] else {}
+    for row in batch.rows:
+        needs = batch.needs[row.id]
+        if needs and needs[0][0] == "account_summary":
+            deals: list[Need] = [("subscription_link", sid) for sid in sorted(customer_links.get(needs[0][1], {}))]
+            needs.extend(deals)
+            wanted["subscription_link"].update(sid for _, sid in deals)
+    links: dict[str, dict[str, Any] | None] = {sid: link for found in customer_links.values()
+                                               for sid, link in found.items()}
+    missing_links = wanted["subscription_link"] - links.keys()
+    if missing_links:
+        links.update(rec.load_subscription_links(session, missing_links, as_of))
 
     for kind, needed in wanted.items():
         for key in needed:

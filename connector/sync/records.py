@@ -15,7 +15,7 @@ installation's id (``connector.sync.installation.Keys``): ``Billsync_Invoice_Id_
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date
+from datetime import date, timedelta
 from typing import Any
 
 from sqlmodel import Session
@@ -24,6 +24,12 @@ from billing_engine.use_cases import exports
 from connector.sync.installation import Keys
 
 OPPORTUNITY_PREFIX = "006"
+
+
+def last_day(ends_before: date | None) -> date | None:
+    """The last day billed and served of a period that ends before ``ends_before`` (Salesforce's
+    ``*_Ends_On__c`` dates: a term cancelled at its end on Jan 1 2027 ends on Dec 31 2026)."""
+    return ends_before - timedelta(days=1) if ends_before is not None else None
 
 
 def _opportunity_id(external_key: str | None) -> str | None:
@@ -126,7 +132,7 @@ def account_summary_record(summary: exports.AccountBillingSummary) -> dict[str, 
         "balance": summary.balance,
         "last_invoice_on": summary.last_invoice_on,
         "billing_status": summary.billing_status,
-        "billing_ends_on": summary.ends_before,
+        "billing_ends_on": last_day(summary.ends_before),
     }
 
 
@@ -141,11 +147,31 @@ def load_account_summaries(session: Session, customer_ids: Iterable[str],
 # ---------------------------------------------------------------- subscription link
 
 
-def load_subscription_links(session: Session, subscription_ids: Iterable[str]) -> dict[str, dict[str, Any] | None]:
-    """``subscription_link`` records; ``None`` when the subscription did not come from an Opportunity."""
-    out: dict[str, dict[str, Any] | None] = {}
-    for sid, link in exports.subscription_links(session, subscription_ids).items():
-        opportunity = _opportunity_id(link.external_key)
-        out[sid] = ({"salesforce_opportunity_id": opportunity, "subscription_id": sid, "status": link.status}
-                    if opportunity else None)
+def subscription_link_record(link: exports.SubscriptionLink) -> dict[str, Any] | None:
+    """``None`` when the subscription did not come from an Opportunity."""
+    opportunity = _opportunity_id(link.external_key)
+    if not opportunity:
+        return None
+    return {"salesforce_opportunity_id": opportunity, "subscription_id": link.subscription_id,
+            "status": link.status, "ends_on": last_day(link.ends_before)}
+
+
+def load_subscription_links(session: Session, subscription_ids: Iterable[str],
+                            as_of: date) -> dict[str, dict[str, Any] | None]:
+    """``subscription_link`` records by subscription id, status as of ``as_of`` (missing subscriptions
+    are absent); ``None`` when the subscription did not come from an Opportunity."""
+    return {sid: subscription_link_record(link)
+            for sid, link in exports.subscription_links(session, subscription_ids, as_of).items()}
+
+
+def load_customer_subscription_links(session: Session, customer_ids: Iterable[str],
+                                     as_of: date) -> dict[str, dict[str, dict[str, Any]]]:
+    """Per customer, the ``subscription_link`` records of its subscriptions that came from an
+    Opportunity, by subscription id (what its Account summary refreshes with it)."""
+    out: dict[str, dict[str, dict[str, Any]]] = {}
+    for cid, links in exports.subscription_links_of_customers(session, customer_ids, as_of).items():
+        for link in links:
+            record = subscription_link_record(link)
+            if record is not None:
+                out.setdefault(cid, {})[link.subscription_id] = record
     return out

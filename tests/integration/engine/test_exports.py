@@ -15,17 +15,27 @@ from billing_engine.subscriptions import Amendment, AmendmentAction, Subscriptio
 from billing_engine.use_cases.billing import bill_customers
 from billing_engine.use_cases.catalog import upsert_price, upsert_product
 from billing_engine.use_cases.customers import upsert_customer
-from billing_engine.use_cases.exports import account_billing_summary, invoices_issued_between
+from billing_engine.use_cases.exports import (
+    account_billing_summary,
+    invoices_issued_between,
+    subscription_links,
+)
 from billing_engine.use_cases.payments import record_payment
 from billing_engine.use_cases.revenue import mrr_bridge_report
 from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
 from connector.database import transaction
 from connector.sync.installation import Keys
-from connector.sync.records import load_account_summaries, load_invoice_lines, load_invoices
+from connector.sync.records import (
+    load_account_summaries,
+    load_invoice_lines,
+    load_invoices,
+    load_subscription_links,
+)
 from mappings import apply_outbound, load_specs
 
 PLAN = make_price("pr-plan", make_product("p-plan", "PLAN", "Plan"), currency="EUR", model="flat", unit_price="500")
 ACCOUNT = "001000000000001AAA"
+OPPORTUNITY = "006000000000001AAA"
 JAN = date(2026, 1, 1)
 
 
@@ -51,13 +61,60 @@ def test_a_subscription_cancelled_at_the_end_of_its_term_is_cancelling_mid_term_
 
     assert (summary.billing_status, summary.ends_before) == ("cancelling", date(2027, 1, 1))
     assert (summary.mrr, summary.balance) == (D("500.00"), D("400.00"))
-    assert (record["billing_status"], record["mrr"], record["balance"], record["billing_ends_on"]) == \
-        (summary.billing_status, summary.mrr, summary.balance, summary.ends_before)
+    assert (record["billing_status"], record["mrr"], record["balance"]) == \
+        (summary.billing_status, summary.mrr, summary.balance)
     assert (pushed["Billing_Status__c"], pushed["MRR__c"], pushed["Balance__c"]) == ("cancelling", D("500.00"),
                                                                                      D("400.00"))
+    # Salesforce shows the last day billed and served: the day before the exclusive end.
+    assert (record["billing_ends_on"], pushed["Billing_Ends_On__c"]) == (date(2026, 12, 31), "2026-12-31")
     with Session(engine) as s:  # after its end date it is cancelled, with no MRR
         ended = account_billing_summary(s, "cus-a", date(2027, 1, 1))
-    assert (ended.billing_status, ended.mrr) == ("cancelled", D("0.00"))
+    assert (ended.billing_status, ended.mrr, ended.ends_before) == ("cancelled", D("0.00"), date(2027, 1, 1))
+
+
+def test_a_subscription_link_carries_the_status_and_end_date_of_the_account_summary_rules(engine):
+    """The deal that started a subscription shows its status as of a date with the Account summary's
+    vocabulary: active, then cancelling with its last day once an end-of-term cancellation is recorded,
+    cancelled after it; past_due while the customer has an overdue invoice."""
+    with transaction(engine) as s:
+        upsert_customer(s, Customer("cus-l", "Lumen", "EUR", payment_terms_days=30, salesforce_account_id=ACCOUNT))
+        upsert_product(s, PLAN.product)
+        upsert_price(s, PLAN)
+        start_subscription(s, make_subscription("sub-l", "cus-l", "EUR", JAN, [SubscriptionItem("l-plan", PLAN)],
+                                                term_months=12, auto_renew=False, external_key=OPPORTUNITY))
+    [spec] = load_specs().outbound_for("subscription_link")
+
+    def link_on(day: date) -> tuple[str, date | None, dict]:
+        with Session(engine) as s:
+            [link] = subscription_links(s, ["sub-l"], day).values()
+            record = load_subscription_links(s, ["sub-l"], day)["sub-l"]
+        pushed = apply_outbound(spec, record)
+        assert (record["status"], record["subscription_id"]) == (link.status, "sub-l")
+        return link.status, link.ends_before, pushed
+
+    status, ends, pushed = link_on(date(2026, 1, 15))
+    assert (status, ends) == ("active", None)
+    assert (pushed["Billsync_Subscription_Status__c"], pushed["Billsync_Subscription_Ends_On__c"]) == ("active", None)
+
+    bill_customers(engine, JAN)  # due Jan 31, unpaid
+    status, _, pushed = link_on(date(2026, 2, 1))
+    assert (status, pushed["Billsync_Subscription_Status__c"]) == ("past_due", "past_due")
+    with Session(engine) as s:
+        assert account_billing_summary(s, "cus-l", date(2026, 2, 1)).billing_status == "past_due"
+
+    with transaction(engine) as s:
+        record_payment(s, customer_id="cus-l", amount=D("500.00"), currency="EUR", received_on=date(2026, 2, 2),
+                       method="bank_transfer", source="bank", external_reference="L-1")
+        cancel_subscription(s, "sub-l", date(2026, 3, 10))  # at the end of the term: 1 Jan 2027
+    status, ends, pushed = link_on(date(2026, 3, 15))
+    assert (status, ends) == ("cancelling", date(2027, 1, 1))
+    assert (pushed["Billsync_Subscription_Status__c"], pushed["Billsync_Subscription_Ends_On__c"]) == \
+        ("cancelling", "2026-12-31")
+
+    status, ends, pushed = link_on(date(2027, 1, 1))
+    assert (status, ends) == ("cancelled", date(2027, 1, 1))
+    assert (pushed["Billsync_Subscription_Status__c"], pushed["Billsync_Subscription_Ends_On__c"]) == \
+        ("cancelled", "2026-12-31")
 
 
 SEAT = make_price("pr-seat", make_product("p-seat", "SEAT", "Seat"), currency="EUR", model="per_unit",

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -200,3 +200,54 @@ def test_broken_mapping_files_stop_the_push_before_anything_is_marked_delivered(
     assert f"{mappings}/invoice.yaml" in result.output and "Traceback" not in result.output
     assert outbox_statuses(services.engine) == {"pending": 4}
     assert salesforce_invoices(services.salesforce())[0] == {}
+
+
+def test_an_end_of_term_cancellation_shows_cancelling_then_cancelled_on_the_account_and_its_deal(services, org):
+    """A 12-month deal cancelled at the end of its term, seen mid-term: the Account and the won
+    Opportunity show `cancelling` and the last day billed; after the bill run of the end date, both
+    show `cancelled` and the Account's MRR drops to 0.00, with no other change to the subscription."""
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.customers import Customer
+    from billing_engine.subscriptions import SubscriptionItem, make_subscription
+    from billing_engine.use_cases.billing import bill_customers as bill_run
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.customers import upsert_customer
+    from billing_engine.use_cases.subscriptions import cancel_subscription, start_subscription
+    from tests.support.sandbox import client as sandbox_client
+
+    sf = sandbox_client(org)
+    account = sf.Account.create({"Name": "Ending GmbH", "CurrencyIsoCode": "EUR"})["id"]
+    deal = sf.Opportunity.create({"Name": "Ending GmbH - New", "AccountId": account, "StageName": "Closed Won",
+                                  "CloseDate": "2026-01-01", "CurrencyIsoCode": "EUR"})["id"]
+    plan = make_price("pr-end", make_product("p-end", "END", "Plan"), currency="EUR", model="flat", unit_price="500")
+    start = date(2026, 1, 1)
+    with transaction(services.engine) as session:
+        upsert_customer(session, Customer("cus-end", "Ending GmbH", "EUR", payment_terms_days=365,
+                                          salesforce_account_id=account))
+        upsert_product(session, plan.product)
+        upsert_price(session, plan)
+        start_subscription(session, make_subscription("sub-end", "cus-end", "EUR", start,
+                                                      [SubscriptionItem("end-plan", plan)], term_months=12,
+                                                      auto_renew=False, external_key=deal))
+    bill_run(services.engine, start)
+
+    def shown(day: date) -> tuple[tuple, tuple]:
+        report = push_outbox(services, worker_id="w1", now=datetime.combine(day, time(6), tzinfo=UTC))
+        assert report.dead == report.retrying == 0
+        acc = sf.Account.get(account)
+        opp = sf.Opportunity.get(deal)
+        return ((acc["Billing_Status__c"], acc["Billing_Ends_On__c"], Decimal(str(acc["MRR__c"]))),
+                (opp["Billsync_Subscription_Id__c"], opp["Billsync_Subscription_Status__c"],
+                 opp["Billsync_Subscription_Ends_On__c"]))
+
+    assert shown(date(2026, 1, 2)) == (("active", None, Decimal("500.00")), ("sub-end", "active", None))
+
+    with transaction(services.engine) as session:
+        cancel_subscription(session, "sub-end", date(2026, 6, 10),  # at the end of the term
+                            now=datetime(2026, 6, 10, 9, tzinfo=UTC))
+    assert shown(date(2026, 6, 10)) == (("cancelling", "2026-12-31", Decimal("500.00")),
+                                        ("sub-end", "cancelling", "2026-12-31"))
+
+    bill_run(services.engine, date(2027, 1, 1), now=datetime(2027, 1, 1, 5, tzinfo=UTC))
+    assert shown(date(2027, 1, 1)) == (("cancelled", "2026-12-31", Decimal("0.00")),
+                                       ("sub-end", "cancelled", "2026-12-31"))

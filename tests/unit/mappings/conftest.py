@@ -52,6 +52,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Timezone__c", "string"), f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
         f("Balance__c", "currency", scale=2), f("Last_Invoice_Date__c", "date"),
         f("Billing_Status__c", "picklist", values=("active", "cancelling", "past_due", "cancelled", "none")),
+        f("Billing_Ends_On__c", "date"),
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
     ]},
     "Product2": {"fields": [
@@ -79,6 +80,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Pricebook2Id", "reference", ref="Pricebook2", rel="Pricebook2"),
         f("SyncedQuoteId", "reference", ref="Quote", rel="SyncedQuote"), CURRENCY,
         f("Subscription_Reference__c", "string"), f("Billsync_Subscription_Id__c", "string", ext=True),
+        f("Billsync_Subscription_Status__c", "picklist", values=("active", "cancelling", "cancelled", "past_due")),
+        f("Billsync_Subscription_Ends_On__c", "date"),
         f("Service_Start_Date__c", "date"), f("Term_Months__c", "double", scale=0), f("Auto_Renew__c", "boolean"),
         f("Billing_Anchor_Day__c", "double", scale=0), f("Renewal_Uplift__c", "percent", scale=2),
         f("Minimum_Commitment__c", "currency", scale=2),

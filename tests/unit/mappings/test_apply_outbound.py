@@ -92,10 +92,10 @@ def test_the_account_summary_updates_the_account_by_id(defaults):
     assert spec.is_update_by_id
     out = apply_outbound(spec, {"salesforce_account_id": ACC[:15], "customer_id": "cus_1", "currency": "EUR",
                                 "mrr": Decimal("11250.00"), "arr": Decimal("135000.00"), "balance": Decimal("0"),
-                                "last_invoice_on": None, "billing_status": "past_due"})
+                                "last_invoice_on": None, "billing_status": "past_due", "billing_ends_on": None})
     assert out == {"attributes": {"type": "Account"}, "Id": ACC, "Billsync_Customer_Id__c": "cus_1",
                    "MRR__c": Decimal("11250.00"), "ARR__c": Decimal("135000.00"), "Balance__c": Decimal("0"),
-                   "Last_Invoice_Date__c": None, "Billing_Status__c": "past_due"}
+                   "Last_Invoice_Date__c": None, "Billing_Status__c": "past_due", "Billing_Ends_On__c": None}
     assert json.loads(json.dumps(out, default=str))["MRR__c"] == "11250.00"  # exact through a str encoder
 
 
@@ -104,10 +104,26 @@ def test_an_account_summary_with_too_many_decimals_is_refused(defaults):
                                                  r"decimal places$"):
         apply_outbound(defaults.get_outbound("account_summary"), {
             "salesforce_account_id": ACC, "customer_id": "c", "currency": "EUR", "mrr": Decimal("8.333"),
-            "arr": Decimal("100"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "active"})
+            "arr": Decimal("100"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "active",
+            "billing_ends_on": None})
 
 
-def test_the_subscription_id_goes_back_to_the_opportunity(defaults):
+def test_a_cancelling_account_shows_the_last_day_it_is_billed(defaults):
+    out = apply_outbound(defaults.get_outbound("account_summary"), {
+        "salesforce_account_id": ACC, "customer_id": "cus_1", "currency": "EUR", "mrr": Decimal("500.00"),
+        "arr": Decimal("6000.00"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "cancelling",
+        "billing_ends_on": date(2026, 12, 31)})
+    assert (out["Billing_Status__c"], out["Billing_Ends_On__c"]) == ("cancelling", "2026-12-31")
+
+
+def test_the_subscription_id_goes_back_to_the_opportunity_with_its_status(defaults):
     out = apply_outbound(defaults.get_outbound("subscription_link"),
-                         {"salesforce_opportunity_id": OPP, "subscription_id": "sub_1", "status": "active"})
-    assert out == {"attributes": {"type": "Opportunity"}, "Id": OPP, "Billsync_Subscription_Id__c": "sub_1"}
+                         {"salesforce_opportunity_id": OPP, "subscription_id": "sub_1", "status": "active",
+                          "ends_on": None})
+    assert out == {"attributes": {"type": "Opportunity"}, "Id": OPP, "Billsync_Subscription_Id__c": "sub_1",
+                   "Billsync_Subscription_Status__c": "active", "Billsync_Subscription_Ends_On__c": None}
+    ending = apply_outbound(defaults.get_outbound("subscription_link"),
+                            {"salesforce_opportunity_id": OPP, "subscription_id": "sub_1", "status": "cancelling",
+                             "ends_on": date(2026, 12, 31)})
+    assert (ending["Billsync_Subscription_Status__c"], ending["Billsync_Subscription_Ends_On__c"]) == \
+        ("cancelling", "2026-12-31")
