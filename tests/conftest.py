@@ -20,7 +20,7 @@ from urllib.parse import quote
 import pytest
 from sqlalchemy import Engine, text
 
-from connector.database import load_all_models, make_engine, upgrade
+from connector.database import head_revision, load_all_models, make_engine, upgrade
 from connector.settings import Settings, load_settings
 
 # The one local Salesforce sandbox of the run (fixtures ``sandbox`` and ``org``), and the
@@ -92,9 +92,11 @@ class TestDatabase:
         if BACKEND != "postgresql":
             return
         tables = [t.name for t in load_all_models().metadata.sorted_tables]
-        if tables:
-            with engine.begin() as conn:
+        with engine.begin() as conn:
+            if tables:
                 conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
+            # A test may move the recorded revision (readiness checks): every test starts at head.
+            conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
 
 
 @pytest.fixture(scope="session")
