@@ -202,12 +202,12 @@ def utc(value: datetime | None) -> datetime | None:
 
 
 def utc_now(now: datetime | None = None) -> datetime:
-    """``now`` (which must be timezone-aware) in UTC, or the current time: what queue columns store
-    (SQLite keeps the wall clock without its offset)."""
+    """``now`` (which must be timezone-aware) in UTC, or the current time: what queue columns and
+    the sync tables store (SQLite keeps the wall clock without its offset)."""
     if now is None:
         return datetime.now(UTC)
     if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("queue times must be timezone-aware")
+        raise ValueError("now must be timezone-aware")
     return now.astimezone(UTC)
 
 

@@ -44,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 from sqlmodel import Session, select
 
 from connector.database import transaction
+from connector.queue import utc_now
 from connector.salesforce.errors import SalesforceAuthError, SalesforceError, SalesforceLimitError
 from connector.salesforce.soql import build_soql
 from connector.sync.apply import (
@@ -492,14 +493,6 @@ def _is_expected(exc: BaseException) -> bool:
     return isinstance(exc, BillingError | ApplyError | MappingsError)
 
 
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC)
-
-
 def _select_specs(specs: MappingSet, objects: Sequence[str] | None) -> list[InboundSpec]:
     ordered = ordered_specs(specs)
     if not objects:
@@ -524,7 +517,7 @@ def pull_changes(services: Services, *, objects: Sequence[str] | None = None, fu
     ``SalesforceNotConfiguredError`` / ``SalesforceAuthError`` when Salesforce refuses us.
     Record errors never raise: they are counted and kept for ``sync status``.
     """
-    now = _now(now)
+    now = utc_now(now)
     specs = load_inbound_specs(services.settings)
     chosen = _select_specs(specs, objects)
     puller = _Puller(services, specs, now, full)
@@ -560,7 +553,7 @@ def pull_records(services: Services, object_name: str, ids: Iterable[str], *,
     ``PullError`` for an object no inbound mapping reads, and Salesforce errors (a limit
     pause included) to the caller, who retries later.
     """
-    now = _now(now)
+    now = utc_now(now)
     specs = load_inbound_specs(services.settings)
     matching = [s for s in ordered_specs(specs) if s.object.lower() == object_name.lower()]
     if not matching:
@@ -723,7 +716,7 @@ def preview_record(services: Services, record_id: str, *, now: datetime | None =
     """
     import re
 
-    now = _now(now)
+    now = utc_now(now)
     record_id = record_id.strip()
     if not re.fullmatch(r"[A-Za-z0-9]{15}(?:[A-Za-z0-9]{3})?", record_id):
         raise PullError(f"{record_id!r} is not a Salesforce record id (15 or 18 letters and digits)")

@@ -29,11 +29,12 @@ import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
-from datetime import UTC, date, datetime
+from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
 from sqlmodel import Session, select
 
+from connector.queue import utc_now
 from connector.sync.tables import REVIEW_KINDS, ReviewFlag, ReviewMark, SyncedRecord, SyncRecordError
 
 if TYPE_CHECKING:
@@ -53,14 +54,6 @@ class ReviewError(Exception):
     def __init__(self, lines: list[str] | str):
         self.lines = [lines] if isinstance(lines, str) else list(lines)
         super().__init__("\n".join(self.lines))
-
-
-def _now(now: datetime | None) -> datetime:
-    if now is None:
-        return datetime.now(UTC)
-    if now.tzinfo is None or now.utcoffset() is None:
-        raise ValueError("now must be timezone-aware")
-    return now.astimezone(UTC)
 
 
 def shorten(text: str, length: int = REASON_LENGTH) -> str:
@@ -312,7 +305,7 @@ def resolve_review(services: Services, review_id: int, action: str, *, on: date 
     ``reapply`` the deal as it stands in Salesforce. Raises ``ReviewError`` (one line per problem)."""
     from connector.database import transaction
 
-    now = _now(now)
+    now = utc_now(now)
     problems = check_resolution(action, on, note)
     if problems:
         raise ReviewError(problems)
