@@ -107,7 +107,7 @@ def decode_cursor(cursor: str | None, listing: str, kinds: Sequence[type]) -> li
 
 def next_url(query: PageQuery, cursor: str) -> str:
     """The relative URL of the next page: this path, the same filters and limit, the new cursor."""
-    params = query.model_dump(mode="json", exclude_none=True, exclude={"cursor"})
+    params = query.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"cursor"})
     params["cursor"] = cursor
     return f"{request.path}?{urlencode(params, doseq=True)}"
 

@@ -3,4 +3,6 @@
 
 API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
+    "connector.api.subscriptions",
+    "connector.api.metrics",
 )
