@@ -204,6 +204,84 @@ def parse_text(raw: str) -> str:
     return raw
 
 
+def parse_amount(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not an amount such as 40 or 40.00") from None
+    if not value.is_finite() or value < 0 or value != round(value, 2):
+        raise ValueError(f"{raw!r} must be a positive amount with at most 2 decimals")
+    return value
+
+
+def parse_country(raw: str) -> str:
+    value = raw.strip()
+    if not re.fullmatch(r"[A-Za-z]{2}", value):
+        raise ValueError(f"{raw!r} is not an ISO 3166 two-letter country code such as FR")
+    return value.upper()
+
+
+def parse_vat_id(raw: str) -> str:
+    """An EU VAT number, checked (format and check digits) with python-stdnum: ``FR 40 303 265 045``
+    → ``FR40303265045``."""
+    from stdnum import exceptions
+    from stdnum.eu import vat
+
+    try:
+        return vat.validate(raw.strip())
+    except exceptions.ValidationError as exc:
+        raise ValueError(f"{raw!r} is not a valid EU VAT number ({exc})") from None
+
+
+def parse_company_id(raw: str) -> str:
+    """A company registration number: a French SIREN (9 digits) or SIRET (14) is checked with its
+    Luhn key; anything else is kept as written (another country's register)."""
+    from stdnum import exceptions
+    from stdnum.fr import siren, siret
+
+    value = raw.strip()
+    digits = re.sub(r"[\s.]", "", value)
+    if digits.isdigit() and len(digits) in (9, 14):
+        module = siren if len(digits) == 9 else siret
+        try:
+            return module.validate(digits)
+        except exceptions.ValidationError as exc:
+            kind = "SIREN" if len(digits) == 9 else "SIRET"
+            raise ValueError(f"{raw!r} is not a valid {kind} ({exc})") from None
+    if not value or len(value) > 64:
+        raise ValueError(f"{raw!r} is not a company registration number")
+    return value
+
+
+def parse_iban(raw: str) -> str:
+    from schwifty import IBAN
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        return str(IBAN(raw.strip()).compact)
+    except SchwiftyException as exc:
+        raise ValueError(f"{raw!r} is not a valid IBAN ({exc})") from None
+
+
+def parse_bic(raw: str) -> str:
+    from schwifty import BIC
+    from schwifty.exceptions import SchwiftyException
+
+    try:
+        return str(BIC(raw.strip()).compact)
+    except SchwiftyException as exc:
+        raise ValueError(f"{raw!r} is not a valid BIC ({exc})") from None
+
+
+def parse_image_file(raw: str) -> Path:
+    path = parse_existing_file(raw)
+    with path.open("rb") as handle:
+        head = handle.read(8)
+    if not (head.startswith(b"\x89PNG\r\n\x1a\n") or head.startswith(b"\xff\xd8")):
+        raise ValueError(f"{raw}: not a PNG or JPEG image")
+    return path
+
+
 def parse_api_version(raw: str) -> str:
     if not re.fullmatch(r"\d{2}\.0", raw.strip()):
         raise ValueError(f"{raw!r} is not a Salesforce API version such as 59.0")
@@ -341,6 +419,34 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
+    # The seller's identity printed on every invoice document (docs/invoices.md, Seller settings).
+    # Each is checked when set; invoice documents are produced only when every required one is set.
+    Var("SELLER_NAME", parse_text, None, "The seller's legal name, as registered."),
+    Var("SELLER_STREET", parse_text, None, "The seller's street address."),
+    Var("SELLER_POSTAL_CODE", parse_text, None, "The seller's postal code."),
+    Var("SELLER_CITY", parse_text, None, "The seller's city."),
+    Var("SELLER_COUNTRY", parse_country, None,
+        "The seller's country (ISO 3166 two letters, e.g. FR): decides domestic, intra-EU and export VAT."),
+    Var("SELLER_COMPANY_ID", parse_company_id, None,
+        "The seller's registration number: SIREN (9 digits) or SIRET (14) in France, checked with its key."),
+    Var("SELLER_VAT_ID", parse_vat_id, None, "The seller's EU VAT number (e.g. FR40303265045), checked."),
+    Var("SELLER_IBAN", parse_iban, None, "The account customers pay into (IBAN, checked), printed with the BIC."),
+    Var("SELLER_BIC", parse_bic, None, "The BIC of SELLER_IBAN's bank."),
+    Var("SELLER_LATE_PAYMENT_RATE", parse_percent, None,
+        "Late-payment penalty rate in percent a year (France: at least 3 times the legal rate; "
+        "by default the ECB rate + 10 points)."),
+    Var("SELLER_RECOVERY_INDEMNITY", parse_amount, "40",
+        "Fixed indemnity for recovery costs owed by a business paying late, in euros (40 in France)."),
+    Var("SELLER_EARLY_PAYMENT_DISCOUNT", parse_text, None,
+        "Early-payment discount terms printed on invoices, or none (printed: no discount for early payment)."),
+    Var("SELLER_LEGAL_FORM", parse_text, None,
+        "Optional line under the seller's name: legal form, share capital, register (e.g. SAS au capital de "
+        "10 000 EUR, RCS Paris)."),
+    Var("SELLER_CONTACT", parse_text, None, "Optional contact printed on invoices (billing e-mail, phone)."),
+    Var("SELLER_LOGO", parse_image_file, None, "Optional PNG or JPEG logo printed at the top of invoices."),
+    Var("DOCUMENT_FONT_DIR", parse_path, "/usr/share/fonts/truetype/dejavu",
+        "Folder holding DejaVuSans.ttf and DejaVuSans-Bold.ttf, embedded in every invoice PDF "
+        "(Debian package fonts-dejavu-core)."),
 )
 
 
@@ -393,6 +499,22 @@ class Settings:
     hold_invoices_for_review: bool
     bill_run_max_periods: int
     billing_starts_on: date | None
+    seller_name: str | None
+    seller_street: str | None
+    seller_postal_code: str | None
+    seller_city: str | None
+    seller_country: str | None
+    seller_company_id: str | None
+    seller_vat_id: str | None
+    seller_iban: str | None
+    seller_bic: str | None
+    seller_late_payment_rate: Decimal | None
+    seller_recovery_indemnity: Decimal
+    seller_early_payment_discount: str | None
+    seller_legal_form: str | None
+    seller_contact: str | None
+    seller_logo: Path | None
+    document_font_dir: Path
 
     @property
     def is_sqlite(self) -> bool:
@@ -441,6 +563,7 @@ def load_settings(environ: Mapping[str, str] | None = None) -> Settings:
         except ValueError as exc:
             problems.append(f"{var.name}: {exc}")
     problems.extend(_check_salesforce(values, env))
+    problems.extend(_check_seller(values))
     if problems:
         raise SettingsError(problems)
     return Settings(**values)
@@ -471,4 +594,18 @@ def _check_salesforce(values: dict[str, Any], env: Mapping[str, str]) -> list[st
         problems.append(f"SF_API_VERSION: {version} is too old; billsync needs 46.0 or later (upsert results)")
     if bool(values.get("webhook_basic_user")) != bool(values.get("webhook_basic_password")):
         problems.append("WEBHOOK_BASIC_PASSWORD: WEBHOOK_BASIC_USER and WEBHOOK_BASIC_PASSWORD go together")
+    return problems
+
+
+def _check_seller(values: dict[str, Any]) -> list[str]:
+    """The seller's VAT number and SIREN/SIRET agree with its country: one line per problem."""
+    country, vat_id, company = (values.get(k) for k in ("seller_country", "seller_vat_id", "seller_company_id"))
+    problems = []
+    if country and vat_id and vat_id[:2] != ("EL" if country == "GR" else country):
+        problems.append(f"SELLER_VAT_ID: {vat_id} is not a VAT number of SELLER_COUNTRY {country}")
+    if country == "FR" and company and not (company.isdigit() and len(company) in (9, 14)):
+        problems.append(f"SELLER_COMPANY_ID: a French seller's number is its SIREN (9 digits) or SIRET (14), "
+                        f"not {company!r}")
+    if country == "FR" and company and vat_id and vat_id.startswith("FR") and vat_id[4:13] != company[:9]:
+        problems.append(f"SELLER_VAT_ID: {vat_id} is not the VAT number of SIREN {company[:9]}")
     return problems
