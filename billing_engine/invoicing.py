@@ -28,7 +28,7 @@ and customer credit):
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 from decimal import Decimal
@@ -37,7 +37,7 @@ from enum import StrEnum
 from billing_engine.charges import RECURRING, ChargeLine
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.money import check_currency, round_money
-from billing_engine.tax import TaxGroup, TaxRate, credit_note_tax, tax_breakdown
+from billing_engine.tax import LineTax, TaxGroup, TaxRate, credit_note_tax, vat_breakdown
 
 ZERO = Decimal(0)
 DEFAULT_INVOICE_SEQUENCE = "INV-{year}-{seq:06d}"
@@ -122,6 +122,12 @@ class DraftLine:
     net: Decimal  # gross − line_discount − invoice_discount
     tax_percent: Decimal
     explanation: str = ""  # how the amount was computed; travels to Salesforce's Explanation__c
+    tax_category: str = ""  # EN 16931 VAT category code (S, Z, E, AE, G, O); '' derived from the rate
+    tax_reason: str = ""  # why a 0 % line is not taxed (exemption, reverse charge, export)
+
+    @property
+    def tax(self) -> LineTax:
+        return LineTax.of(self.tax_percent, self.tax_reason, self.tax_category)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,13 +199,20 @@ def assemble_invoice(
     charges: Sequence[ChargeLine],
     *,
     currency: str,
-    tax_rate: TaxRate,
+    tax_rate: TaxRate | None = None,
+    line_tax: Callable[[ChargeLine], LineTax] | None = None,
     invoice_discount: Decimal = ZERO,
     available_credit: Decimal = ZERO,
     per_line_tax: bool = False,
 ) -> InvoiceDraft:
-    """Build the draft invoice for one customer and one currency from its due charges."""
+    """Build the draft invoice for one customer and one currency from its due charges.
+
+    Each line is taxed by ``line_tax(charge)`` (``tax.TaxRule``: category and rate per line), or,
+    without it, every line at ``tax_rate`` (one rate for the customer). Tax is computed per VAT group
+    (category, rate). An invoice cannot mix out-of-scope lines with others (EN 16931 BR-O-11)."""
     check_currency(currency)
+    if (tax_rate is None) == (line_tax is None):
+        raise InvalidInputError("tax_rate", "give either one tax rate or a tax per line")
     if available_credit < 0:
         raise InvalidInputError("available_credit", "credit balance cannot be negative")
     keys = set()
@@ -214,7 +227,15 @@ def assemble_invoice(
                                     "(≥ 0 on a charge, ≤ 0 on a credit)")
         if charge.amount != round_money(charge.amount, currency):
             raise InvalidInputError(f"charge {charge.key}", f"amount {charge.amount} is not rounded to {currency}")
-    percent = tax_rate.percent
+    if tax_rate is not None:
+        single = LineTax.of(tax_rate.percent, tax_rate.reason)
+        taxes = [single] * len(charges)
+    else:
+        taxes = [line_tax(c) for c in charges]  # type: ignore[misc]
+    codes = {t.code for t in taxes}
+    if "O" in codes and len(codes) > 1:
+        raise InvalidInputError("charges", "an invoice cannot mix lines not subject to VAT with taxed or exempt "
+                                           "ones (EN 16931 BR-O-11); invoice them apart")
     nets = [c.amount for c in charges]
     shares = spread_discount(nets, invoice_discount, currency)
     lines = [
@@ -223,12 +244,12 @@ def assemble_invoice(
             product_code=c.product_code, product_name=c.product_name, kind=c.kind,
             description=c.description, starts_on=c.starts_on, ends_before=c.ends_before,
             quantity=c.quantity, unit_price=c.unit_price, gross=c.amount + c.discount,
-            line_discount=c.discount, invoice_discount=share, net=c.amount - share, tax_percent=percent,
-            explanation=c.explanation,
+            line_discount=c.discount, invoice_discount=share, net=c.amount - share, tax_percent=t.percent,
+            explanation=c.explanation, tax_category=t.code, tax_reason=t.reason,
         )
-        for c, share in zip(charges, shares, strict=True)
+        for c, share, t in zip(charges, shares, taxes, strict=True)
     ]
-    groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in lines), currency, per_line=per_line_tax)
+    groups = vat_breakdown(((ln.net, ln.tax) for ln in lines), currency, per_line=per_line_tax)
     totals = _totals(lines, groups)
     credit_note = None
     settled = ZERO
@@ -238,7 +259,7 @@ def assemble_invoice(
         # recomputed on the rounded credited amount); the invoice keeps the charges.
         credits = [ln for ln in lines if ln.net < 0]
         lines = [ln for ln in lines if ln.net >= 0]
-        groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in lines), currency, per_line=per_line_tax)
+        groups = vat_breakdown(((ln.net, ln.tax) for ln in lines), currency, per_line=per_line_tax)
         totals = _totals(lines, groups)
         credit_note = build_credit_note(
             "proration credits exceed the invoice", currency,
@@ -248,11 +269,26 @@ def assemble_invoice(
         created = credit_note.total - settled
     remaining = totals.total - settled
     credit_applied = min(available_credit, remaining)
+    percent, reason = _invoice_rate(tax_rate, groups)
     return InvoiceDraft(
-        currency=currency, tax_percent=percent, tax_reason=tax_rate.reason, lines=tuple(lines),
+        currency=currency, tax_percent=percent, tax_reason=reason, lines=tuple(lines),
         tax_groups=groups, totals=totals, credit_note=credit_note, settled_by_credit_note=settled,
         credit_applied=credit_applied, credit_created=created, amount_due=remaining - credit_applied,
     )
+
+
+def _invoice_rate(tax_rate: TaxRate | None, groups: Sequence[TaxGroup]) -> tuple[Decimal, str]:
+    """The invoice's own rate and tax note: the customer's single rate, or the highest rate of its
+    groups with every group's reason (printed on the invoice, pushed as its tax note)."""
+    if tax_rate is not None:
+        return tax_rate.percent, tax_rate.reason
+    percent = max((g.percent for g in groups), default=ZERO)
+    reasons: list[str] = []
+    for g in groups:
+        for reason in g.reason.split("; ") if g.reason else ():
+            if reason not in reasons:
+                reasons.append(reason)
+    return percent, "; ".join(reasons)
 
 
 def _totals(lines: Sequence[DraftLine], groups: Sequence[TaxGroup]) -> Totals:
@@ -269,8 +305,9 @@ def build_credit_note(
     """A credit note for ``(line, credited net amount > 0)`` pairs.
 
     Each credited amount is rounded to the currency first, then tax is computed
-    per rate on the rounded amounts (docs/billing-rules.md §15 Credit notes and
-    customer credit, §14 Tax: credit notes recompute tax on the rounded credited amount).
+    per VAT group on the rounded amounts (docs/billing-rules.md §15 Credit notes and
+    customer credit, §14 Tax: credit notes recompute tax on the rounded credited amount);
+    each credit note line keeps the VAT category and exemption reason of the line it credits.
     """
     check_currency(currency)
     out = []
@@ -284,8 +321,9 @@ def build_credit_note(
             description=line.description, starts_on=line.starts_on, ends_before=line.ends_before,
             quantity=line.quantity, unit_price=line.unit_price, gross=rounded, line_discount=ZERO,
             invoice_discount=ZERO, net=rounded, tax_percent=line.tax_percent, explanation=line.explanation,
+            tax_category=line.tax.code, tax_reason=line.tax_reason,
         ))
-    groups = tax_breakdown(((ln.net, ln.tax_percent) for ln in out), currency, per_line=per_line_tax)
+    groups = vat_breakdown(((ln.net, ln.tax) for ln in out), currency, per_line=per_line_tax)
     net = sum((ln.net for ln in out), ZERO)
     tax = sum((g.tax for g in groups), ZERO)
     return CreditNoteDraft(reason=reason, currency=currency, lines=tuple(out), tax_groups=groups,
