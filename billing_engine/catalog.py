@@ -18,6 +18,7 @@ from billing_engine.errors import InvalidInputError
 from billing_engine.money import check_currency, check_unit_price, to_decimal
 from billing_engine.periods import Interval
 from billing_engine.pricing import PriceTerms, Tier, get_model, make_tiers
+from billing_engine.tax import ProductTax
 
 _ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
 _CODE = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
@@ -52,6 +53,7 @@ class Product:
     name: str
     salesforce_product_id: str | None = None
     active: bool = True
+    tax: ProductTax = ProductTax()  # its VAT category (docs/billing-rules.md §14 Tax)
 
     def __post_init__(self) -> None:
         check_id(self.product_id, "product_id")

@@ -11,6 +11,7 @@ from billing_engine.money import check_currency, to_decimal
 from billing_engine.periods import check_timezone
 
 DEFAULT_PAYMENT_TERMS_DAYS = 30
+LANGUAGES = ("en", "fr")
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +45,7 @@ class Customer:
     tax_exempt_reason: str | None = None
     vat_id: str | None = None
     salesforce_account_id: str | None = None
+    language: str | None = None  # of its documents: "en" or "fr"; None: French in France, else English
 
     def __post_init__(self) -> None:
         check_id(self.customer_id, "customer_id")
@@ -59,6 +61,9 @@ class Customer:
             if not 0 <= rate <= 100:
                 raise InvalidInputError("tax_rate_percent", f"must be between 0 and 100, got {rate}")
             object.__setattr__(self, "tax_rate_percent", rate)
+        if self.language is not None and self.language not in LANGUAGES:
+            raise InvalidInputError("language", f"{self.language!r} is not a document language "
+                                                f"({', '.join(LANGUAGES)})")
         if self.tax_exempt_reason is not None:
             if not self.tax_exempt_reason.strip():
                 raise InvalidInputError("tax_exempt_reason", "say why the customer is exempt (e.g. reverse charge)")
@@ -69,6 +74,13 @@ class Customer:
     @property
     def is_tax_exempt(self) -> bool:
         return self.tax_exempt_reason is not None
+
+    @property
+    def document_language(self) -> str:
+        """The language of its invoices: its own, else French for a French address, else English."""
+        if self.language:
+            return self.language
+        return "fr" if self.billing_address.country in ("FR", "MC") else "en"
 
     def tax_rate(self, default_percent: Decimal) -> Decimal:
         """The rate in percent this customer is taxed at, given the seller's default."""

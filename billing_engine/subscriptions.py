@@ -172,9 +172,16 @@ class Subscription:
     # The first day billsync may invoice (the day after what was billed before billsync; None:
     # from the start). It moves no date of the history: MRR and terms keep the true start.
     bills_from: date | None = None
+    # The buyer's references printed on every invoice of the subscription (EN 16931 BT-13, BT-10).
+    purchase_order: str = ""
+    buyer_reference: str = ""
 
     def __post_init__(self) -> None:
         check_id(self.subscription_id, "subscription_id")
+        for name in ("purchase_order", "buyer_reference"):
+            value = getattr(self, name)
+            if not isinstance(value, str) or len(value) > 80 or any(ord(c) < 32 for c in value):
+                raise InvalidInputError(name, f"{value!r} is not a reference of at most 80 printable characters")
         check_id(self.customer_id, "customer_id")
         check_currency(self.currency)
         if not isinstance(self.starts_on, date):
@@ -433,6 +440,8 @@ def make_subscription(
     minimum_amount: object = None,
     external_key: str | None = None,
     bills_from: date | None = None,
+    purchase_order: str = "",
+    buyer_reference: str = "",
 ) -> Subscription:
     """A validated subscription; the interval defaults to the first periodic item's.
 
@@ -459,4 +468,6 @@ def make_subscription(
         minimum_amount=None if minimum_amount is None else to_decimal(minimum_amount, "minimum_amount"),
         external_key=external_key,
         bills_from=bills_from,
+        purchase_order=purchase_order,
+        buyer_reference=buyer_reference,
     )

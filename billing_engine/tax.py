@@ -45,7 +45,7 @@ class TaxCategory(StrEnum):
     @classmethod
     def parse(cls, value: object, field_name: str = "tax_category") -> TaxCategory:
         try:
-            return cls(value)
+            return cls(str(value))
         except ValueError:
             raise InvalidInputError(field_name, f"unknown tax category {value!r}; use one of "
                                                 f"{', '.join(c.value for c in cls)}") from None

@@ -75,7 +75,8 @@ def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None
                  dry_run: bool = False) -> BillRunResult:
     """Bill everything due up to ``as_of`` (finalized, or drafts when HOLD_INVOICES_FOR_REVIEW).
 
-    Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE; an invoice covering
+    Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE, each line by its product's
+    tax category and, with SELLER_COUNTRY, the countries (docs/billing-rules.md §14 Tax); an invoice covering
     more than BILL_RUN_MAX_PERIODS recurring periods of one subscription stays a draft held for
     review. Nothing before BILLING_STARTS_ON is invoiced; on a connected org without it, the run
     refuses (``require_cut_over``) before touching anything. ``dry_run``: compute the run and
@@ -85,7 +86,8 @@ def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None
     require_cut_over(settings, now)
     return bill_customers(services.engine, as_of, hold_for_review=settings.hold_invoices_for_review, now=now,
                           default_tax_percent=settings.default_tax_rate, bills_from=settings.billing_starts_on,
-                          max_periods=settings.bill_run_max_periods, dry_run=dry_run)
+                          max_periods=settings.bill_run_max_periods, dry_run=dry_run,
+                          seller_country=settings.seller_country)
 
 
 def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[dict[str, str]]:

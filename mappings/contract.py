@@ -29,7 +29,7 @@ _CONTRACTS = [
         frozenset({
             "name", "currency", "timezone", "billing_address.street", "billing_address.city",
             "billing_address.state", "billing_address.postal_code", "billing_address.country",
-            "payment_terms_days", "tax_rate", "tax_exempt_reason", "vat_id", "salesforce_account_id",
+            "payment_terms_days", "tax_rate", "tax_exempt_reason", "vat_id", "salesforce_account_id", "language",
         }),
         required_keys=frozenset({"name", "currency"}),
     ),
@@ -38,6 +38,7 @@ _CONTRACTS = [
         frozenset({
             "code", "name", "pricing_model", "charge_type", "interval", "package_size", "included_units",
             "percent", "percent_of_products", "unit_of_measure", "active", "salesforce_product_id",
+            "tax_category", "tax_rate", "tax_exemption_reason",
         }),
         required_keys=frozenset({"code", "name", "pricing_model"}),
     ),
@@ -54,7 +55,7 @@ _CONTRACTS = [
         frozenset({
             "salesforce_account_id", "salesforce_opportunity_id", "name", "subscription_reference",
             "starts_on", "term_months", "auto_renew", "anchor_day", "renewal_uplift", "minimum_commitment",
-            "cancellation_mode", "currency", "billed_through",
+            "cancellation_mode", "currency", "billed_through", "purchase_order", "buyer_reference",
         }),
         required_keys=frozenset({"salesforce_account_id", "starts_on"}),
         list_key="items",
@@ -73,11 +74,13 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "invoice": frozenset({
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
         "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
-        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id", "purchase_order",
+        "buyer_reference",
     }),
     "invoice_line": frozenset({
         "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",
         "starts_on", "ends_before", "quantity", "unit_price", "discount", "amount", "tax_rate", "tax",
+        "tax_category",
     }),
     "payment": frozenset({
         "id", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount", "paid_on",

@@ -91,7 +91,7 @@ def create_catalogue(org: Org, caller: Caller) -> dict[tuple[str, str], dict]:
     for code, name, family, model, charge, interval, unit, extra, tiers, overage in CATALOGUE:
         product_id = org.create(product_obj, {
             "Name": name, "ProductCode": code, "Family": family, "IsActive": True, "Pricing_Model__c": model,
-            "Charge_Type__c": charge, "Billing_Interval__c": interval,
+            "Charge_Type__c": charge, "Billing_Interval__c": interval, "Tax_Category__c": "standard",
             "Description": f"{name}: {model.replace('_', ' ')} pricing", **extra}, caller)
         for currency in CURRENCIES:
             values: dict[str, Any] = {"Pricebook2Id": book, "Product2Id": product_id, "IsActive": True,
@@ -107,6 +107,37 @@ def create_catalogue(org: Org, caller: Caller) -> dict[tuple[str, str], dict]:
     return entries
 
 
+def _luhn_digit(digits: str) -> str:
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = int(ch)
+        if i % 2 == 0:
+            d *= 2
+            d = d - 9 if d > 9 else d
+        total += d
+    return str((10 - total % 10) % 10)
+
+
+def vat_id(country: str, number: int) -> str:
+    """A VAT number of the country with valid check digits, drawn from ``number`` (France: key and
+    SIREN; Germany: ISO 7064 mod 11,10; Spain: a company CIF), so the demo's accounts are accepted."""
+    if country == "France":
+        base = f"{number % 10**8:08d}"
+        siren = base + _luhn_digit(base)
+        return f"FR{(12 + 3 * (int(siren) % 97)) % 97:02d}{siren}"
+    if country == "Germany":
+        base = f"{10**7 + number % (9 * 10**7):08d}"
+        product = 10
+        for ch in base:
+            s = (int(ch) + product) % 10 or 10
+            product = (2 * s) % 11
+        return f"DE{base}{(11 - product) % 10}"
+    base = f"{number % 10**7:07d}"
+    odd = sum(sum(divmod(2 * int(d), 10)) for d in base[0::2])
+    even = sum(int(d) for d in base[1::2])
+    return f"ESB{base}{(10 - (odd + even) % 10) % 10}"
+
+
 def _account_values(rng: random.Random, index: int, name: str) -> dict[str, Any]:
     currency = CURRENCIES[index % len(CURRENCIES)]
     city, postcode, country, zone, tax = rng.choice(PLACES[currency])
@@ -119,7 +150,7 @@ def _account_values(rng: random.Random, index: int, name: str) -> dict[str, Any]
         "Phone": f"+{rng.randint(10, 99)} {rng.randint(100000000, 999999999)}",
     }
     if currency == "EUR":
-        values["VAT_Id__c"] = f"{country[:2].upper()}{rng.randint(10**9, 10**10 - 1)}"
+        values["VAT_Id__c"] = vat_id(country, rng.randint(10**9, 10**10 - 1))
         if index % 7 == 3:  # an intra-EU B2B customer taxed by reverse charge
             values["Tax_Rate__c"] = Decimal(0)
             values["Tax_Exempt_Reason__c"] = "Reverse charge: Art. 196 VAT Directive"

@@ -26,6 +26,7 @@ from billing_engine.periods import Interval
 from billing_engine.pricing import PriceTerms, make_tiers, tiers_to_rows
 from billing_engine.storage.columns import decimal_field
 from billing_engine.storage.database import is_postgresql, one_of
+from billing_engine.tax import ProductTax, TaxCategory
 
 
 class CustomerRow(SQLModel, table=True):
@@ -45,6 +46,7 @@ class CustomerRow(SQLModel, table=True):
     tax_exempt_reason: str | None = Field(default=None, max_length=255)
     vat_id: str | None = Field(default=None, max_length=64)
     salesforce_account_id: str | None = Field(default=None, max_length=18, unique=True)
+    language: str | None = Field(default=None, max_length=2)
 
 
 class ProductRow(SQLModel, table=True):
@@ -54,6 +56,9 @@ class ProductRow(SQLModel, table=True):
     name: str = Field(max_length=255, nullable=False)
     salesforce_product_id: str | None = Field(default=None, max_length=18, unique=True)
     active: bool = Field(default=True, nullable=False)
+    tax_category: str | None = Field(default=None, max_length=20)
+    tax_rate_percent: Decimal | None = decimal_field(nullable=True)
+    tax_exemption_reason: str | None = Field(default=None, max_length=255)
 
 
 class PriceRow(SQLModel, table=True):
@@ -84,6 +89,7 @@ def customer_from_row(row: Any) -> Customer:
                                 row.country),
         payment_terms_days=row.payment_terms_days, tax_rate_percent=row.tax_rate_percent,
         tax_exempt_reason=row.tax_exempt_reason, vat_id=row.vat_id, salesforce_account_id=row.salesforce_account_id,
+        language=row.language,
     )
 
 
@@ -150,6 +156,7 @@ def save_customer(session: Session, customer: Customer) -> None:
     row.tax_exempt_reason = customer.tax_exempt_reason
     row.vat_id = customer.vat_id
     row.salesforce_account_id = customer.salesforce_account_id
+    row.language = customer.language
     session.flush()
 
 
@@ -157,7 +164,9 @@ def save_customer(session: Session, customer: Customer) -> None:
 
 
 def product_from_row(row: Any) -> Product:
-    return Product(row.id, row.code, row.name, row.salesforce_product_id, row.active)
+    tax = ProductTax(TaxCategory(row.tax_category) if row.tax_category else None, row.tax_rate_percent,
+                     row.tax_exemption_reason or "")
+    return Product(row.id, row.code, row.name, row.salesforce_product_id, row.active, tax)
 
 
 def find_product(session: Session, product_id: str) -> Product | None:
@@ -176,6 +185,8 @@ def save_product(session: Session, product: Product) -> None:
         session.add(row)
     row.code, row.name = product.code, product.name
     row.salesforce_product_id, row.active = product.salesforce_product_id, product.active
+    row.tax_category = product.tax.category.value if product.tax.category else None
+    row.tax_rate_percent, row.tax_exemption_reason = product.tax.percent, product.tax.exemption_reason or None
     session.flush()
 
 

@@ -71,6 +71,9 @@ class Invoice(SQLModel, table=True):
     status_changed_at: datetime | None = timestamp_field(nullable=True)
     # The Invoice__c record this invoice was pushed to (written back by the connector).
     salesforce_id: str | None = Field(default=None, max_length=18)
+    # The buyer's references of its subscriptions (EN 16931 BT-13 purchase order, BT-10 buyer reference).
+    purchase_order: str = Field(default="", max_length=80, nullable=False)
+    buyer_reference: str = Field(default="", max_length=80, nullable=False)
 
     @property
     def balance(self) -> Decimal:
@@ -98,6 +101,8 @@ class InvoiceLine(SQLModel, table=True):
     invoice_discount: Decimal = money_field()
     net: Decimal = money_field()
     tax_percent: Decimal = money_field()
+    tax_category: str = Field(default="", max_length=2, nullable=False)  # EN 16931 code; '' derived from the rate
+    tax_reason: str = Field(default="", max_length=255, nullable=False)  # why a 0 % line is not taxed
     # How the amount was computed ("Licences 12 × graduated: 5 × 200 + ..."), for Salesforce.
     explanation: str = Field(default="", sa_type=Text, nullable=False)
     # Set when a credit line moved to a credit note (credits exceeded charges).
@@ -105,7 +110,7 @@ class InvoiceLine(SQLModel, table=True):
 
 
 class InvoiceTax(SQLModel, table=True):
-    """The VAT breakdown: one row per rate on an invoice."""
+    """The VAT breakdown: one row per VAT group (category, rate) on an invoice."""
 
     __tablename__ = "invoice_taxes"
     id: int | None = Field(default=None, primary_key=True)
@@ -113,6 +118,8 @@ class InvoiceTax(SQLModel, table=True):
     tax_percent: Decimal = money_field()
     net: Decimal = money_field()
     tax: Decimal = money_field()
+    category: str = Field(default="", max_length=2, nullable=False)
+    reason: str = Field(default="", max_length=500, nullable=False)
 
 
 class CreditNote(SQLModel, table=True):
@@ -140,6 +147,8 @@ class CreditNoteLine(SQLModel, table=True):
     description: str = Field(max_length=500, default="")
     net: Decimal = money_field()
     tax_percent: Decimal = money_field()
+    tax_category: str = Field(default="", max_length=2, nullable=False)
+    tax_reason: str = Field(default="", max_length=255, nullable=False)
 
 
 class BillRunError(SQLModel, table=True):
@@ -315,8 +324,20 @@ def replace_taxes(session: Session, groups_by_invoice: dict[int, Sequence[Any]])
     ids = list(groups_by_invoice)
     for start in range(0, len(ids), 900):
         session.execute(t.delete().where(t.c.invoice_id.in_(ids[start:start + 900])))
-    bulk_insert(session, InvoiceTax, [{"invoice_id": i, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
-                                      for i, groups in groups_by_invoice.items() for g in groups])
+    bulk_insert(session, InvoiceTax, [tax_row(i, g) for i, groups in groups_by_invoice.items() for g in groups])
+
+
+def tax_row(invoice_id: int, group: Any) -> dict[str, Any]:
+    """The ``invoice_taxes`` row of one VAT group (``tax.TaxGroup``)."""
+    return {"invoice_id": invoice_id, "tax_percent": group.percent, "net": group.net, "tax": group.tax,
+            "category": group.category, "reason": group.reason[:500]}
+
+
+def invoice_tax_groups(session: Session, invoice_id: int) -> list[InvoiceTax]:
+    """The VAT breakdown of an invoice, one row per group, by rate and id (sorted here: SQLite keeps
+    decimals as text)."""
+    groups = session.scalars(select(InvoiceTax).where(InvoiceTax.invoice_id == invoice_id)).all()
+    return sorted(groups, key=lambda g: (g.tax_percent, g.id))
 
 
 def credited_net(session: Session, invoice_id: int) -> Decimal:
@@ -397,7 +418,7 @@ def lines_of_invoices(session: Session, ids: Iterable[int]) -> list[Any]:
     t = InvoiceLine.__table__
     columns = (t.c.id, t.c.invoice_id, t.c.position, t.c.product_code, t.c.product_name, t.c.kind, t.c.description,
                t.c.starts_on, t.c.ends_before, t.c.quantity, t.c.unit_price, t.c.line_discount,
-               t.c.invoice_discount, t.c.net, t.c.tax_percent, t.c.explanation)
+               t.c.invoice_discount, t.c.net, t.c.tax_percent, t.c.explanation, t.c.tax_category)
     lines: list[Any] = []  # Core rows: 5 lines an invoice make this the biggest read of a push
     for start in range(0, len(wanted), 900):
         lines.extend(session.execute(select(*columns).where(t.c.invoice_id.in_(wanted[start:start + 900]),

@@ -46,6 +46,8 @@ class SubscriptionRow(SQLModel, table=True):
     minimum_amount: Decimal | None = decimal_field(nullable=True)
     external_key: str | None = Field(default=None, max_length=64, unique=True)
     bills_from: date | None = Field(default=None)  # the first day billsync may invoice (None: the start)
+    purchase_order: str = Field(default="", max_length=80, nullable=False)
+    buyer_reference: str = Field(default="", max_length=80, nullable=False)
     # Derived, kept for queries and lists: "active" or "cancelled"; the dates come from amendments.
     status: str = Field(default="active", max_length=16, nullable=False)
     ends_before: date | None = Field(default=None)
@@ -119,6 +121,7 @@ def add_subscription(session: Session, subscription: Subscription) -> None:
         auto_renew=subscription.auto_renew, renewal_uplift_percent=subscription.renewal_uplift_percent,
         minimum_amount=subscription.minimum_amount, external_key=subscription.external_key,
         bills_from=subscription.bills_from, status="active", ends_before=subscription.ends_before,
+        purchase_order=subscription.purchase_order, buyer_reference=subscription.buyer_reference,
     ))
     session.flush()
     for position, item in enumerate(subscription.items):
@@ -201,7 +204,7 @@ def subscription_from_rows(row: Any, item_rows: Iterable[Any], amendment_rows: I
         items=items, interval=Interval(row.interval), billing_anchor_on=row.billing_anchor_on,
         term_months=row.term_months, auto_renew=row.auto_renew, renewal_uplift_percent=row.renewal_uplift_percent,
         minimum_amount=row.minimum_amount, external_key=row.external_key, amendments=tuple(amendments),
-        bills_from=row.bills_from,
+        bills_from=row.bills_from, purchase_order=row.purchase_order or "", buyer_reference=row.buyer_reference or "",
     )
 
 

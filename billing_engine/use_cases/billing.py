@@ -54,7 +54,7 @@ from billing_engine.storage import usage as usage_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.outbox import add_events
 from billing_engine.subscriptions import Subscription
-from billing_engine.tax import TaxRate
+from billing_engine.tax import LineTax, ProductTax, TaxRate, TaxRule
 from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
 
 ZERO = Decimal(0)
@@ -71,6 +71,18 @@ class BillingAccount:
     tax_rate: TaxRate
     payment_terms_days: int = 30
     invoice_discount: Decimal = ZERO  # fixed discount on each invoice (same currency as the lines)
+    # VAT per line (category and rate from the product and the countries); None: every line at tax_rate.
+    tax_rule: TaxRule | None = None
+    # The buyer's references (purchase order, buyer reference) per subscription id: an invoice
+    # holds the lines of subscriptions with the same references.
+    references: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+
+    def taxes(self) -> dict[str, Any]:
+        """The tax arguments of ``assemble_invoice`` for this customer."""
+        rule = self.tax_rule
+        if rule is None:
+            return {"tax_rate": self.tax_rate}
+        return {"line_tax": lambda charge: rule.line_tax(charge.product_code)}
 
 
 class ChargeSource(Protocol):
@@ -294,16 +306,18 @@ class _BillRun:
         final: list[_Pending] = []
         for account in accounts:
             lines = charges.get(account.customer_id) or ()
-            by_currency: dict[str, list[ChargeLike]] = defaultdict(list)
+            # One invoice per currency and buyer references (a purchase order number is one per invoice).
+            by_currency: dict[tuple[str, str, str], list[ChargeLike]] = defaultdict(list)
             for line in lines:
-                by_currency[line.currency].append(line)
-            for currency in sorted(by_currency):
-                draft = assemble_invoice(by_currency[currency], currency=currency, tax_rate=account.tax_rate,
+                by_currency[(line.currency, *account.references.get(line.subscription_id, ("", "")))].append(line)
+            for key in sorted(by_currency):
+                currency = key[0]
+                draft = assemble_invoice(by_currency[key], currency=currency, **account.taxes(),
                                          invoice_discount=account.invoice_discount)
                 if draft.is_empty:
                     continue
-                periods = recurring_periods(by_currency[currency])
-                pending = _Pending(account, by_currency[currency], draft, periods, self._held(periods))
+                periods = recurring_periods(by_currency[key])
+                pending = _Pending(account, by_currency[key], draft, periods, self._held(periods), key[1], key[2])
                 if self.max_periods is not None and periods > self.max_periods:
                     stats.invoices_held += 1
                 (held if pending.held else final).append(pending)
@@ -324,13 +338,12 @@ class _BillRun:
             return stats
         invoices: list[tuple[int, InvoiceDraft, int | None]] = []
         if held:
-            ids = invoice_store.insert_invoices(session, [_invoice_row(p.account, p.draft, as_of, created_at)
-                                                          for p in held])
+            ids = invoice_store.insert_invoices(session, [_invoice_row(p, p.draft, as_of, created_at) for p in held])
             invoices.extend((i, p.draft, None) for i, p in zip(ids, held, strict=True))
         events: list[ob.OutboxEvent] = []
         if final:
             # Finalize in memory and insert the invoices already open: credit applied, numbered, dated.
-            rows = [_invoice_row(p.account, p.draft, as_of, created_at) for p in final]
+            rows = [_invoice_row(p, p.draft, as_of, created_at) for p in final]
             numbers = _numbers(session, self.sequence, as_of.year, len(final))
             cn_numbers = _numbers(session, DEFAULT_CREDIT_NOTE_SEQUENCE, as_of.year, stats.credit_notes_issued)
             for row, draft, number in zip(rows, final_drafts, numbers, strict=True):
@@ -350,8 +363,7 @@ class _BillRun:
         tax_rows: list[dict[str, Any]] = []
         for invoice_id, draft, cn_id in invoices:
             line_rows.extend(_line_rows(invoice_id, draft, cn_id))
-            tax_rows.extend({"invoice_id": invoice_id, "tax_percent": g.percent, "net": g.net, "tax": g.tax}
-                            for g in draft.tax_groups)
+            tax_rows.extend(invoice_store.tax_row(invoice_id, g) for g in draft.tax_groups)
         database.bulk_insert(session, invoice_store.InvoiceLine, line_rows)
         database.bulk_insert(session, invoice_store.InvoiceTax, tax_rows)
         return stats
@@ -367,6 +379,8 @@ class _Pending:
     draft: InvoiceDraft
     periods: int
     held: str
+    purchase_order: str = ""
+    buyer_reference: str = ""
 
 
 def _with_credit(final: Sequence[_Pending], balances: dict[tuple[str, str], Decimal]) -> list[InvoiceDraft]:
@@ -377,7 +391,7 @@ def _with_credit(final: Sequence[_Pending], balances: dict[tuple[str, str], Deci
         available = balances.get(key, ZERO)
         draft = p.draft
         if available > 0:
-            draft = assemble_invoice(p.lines, currency=draft.currency, tax_rate=p.account.tax_rate,
+            draft = assemble_invoice(p.lines, currency=draft.currency, **p.account.taxes(),
                                      invoice_discount=p.account.invoice_discount, available_credit=available)
         balances[key] = available - draft.credit_applied + draft.credit_created
         drafts.append(draft)
@@ -448,7 +462,8 @@ def _finalize_effects(session: Session, invoice_id: int, row: Mapping[str, Any],
                "issued_on": issued_on, "due_on": row["due_on"], "subtotal": t.subtotal, "discount": t.discount,
                "tax": t.tax, "total": t.total, "amount_credited": row["amount_credited"],
                "amount_due": t.total - row["amount_credited"], "status": row["status"],
-               "tax_breakdown": [{"rate": g.percent, "net": g.net, "tax": g.tax} for g in draft.tax_groups],
+               "tax_breakdown": [{"category": g.category, "rate": g.percent, "net": g.net, "tax": g.tax}
+                                 for g in draft.tax_groups],
                "lines": [{"key": ln.charge_key, "description": ln.description, "kind": ln.kind,
                           "starts_on": ln.starts_on, "ends_before": ln.ends_before, "net": ln.net}
                          for ln in draft.lines]}
@@ -457,9 +472,12 @@ def _finalize_effects(session: Session, invoice_id: int, row: Mapping[str, Any],
     return cn_id
 
 
-def _invoice_row(account: BillingAccount, draft: InvoiceDraft, as_of: date, created_at: datetime) -> dict[str, Any]:
+def _invoice_row(pending: _Pending, draft: InvoiceDraft, as_of: date, created_at: datetime) -> dict[str, Any]:
     t = draft.totals
-    return {"customer_id": account.customer_id, "payment_terms_days": account.payment_terms_days, "currency": draft.currency, "status": "draft", "bill_run_on": as_of,
+    account = pending.account
+    return {"customer_id": account.customer_id, "payment_terms_days": account.payment_terms_days,
+            "currency": draft.currency, "status": "draft", "bill_run_on": as_of,
+            "purchase_order": pending.purchase_order, "buyer_reference": pending.buyer_reference,
             "tax_percent": draft.tax_percent, "tax_reason": draft.tax_reason, "subtotal": t.subtotal,
             "discount": t.discount, "net": t.net, "tax": t.tax, "total": t.total, "amount_credited": ZERO,
             "amount_paid": ZERO, "amount_refunded": ZERO, "created_at": created_at}
@@ -478,6 +496,7 @@ def _line_rows(invoice_id: int, draft: InvoiceDraft, credit_note_id: int | None 
                     "unit_price": ln.unit_price, "gross": -ln.gross if is_credit_note_line else ln.gross,
                     "line_discount": ln.line_discount, "invoice_discount": ln.invoice_discount, "net": net,
                     "tax_percent": ln.tax_percent, "explanation": ln.explanation,
+                    "tax_category": ln.tax.code, "tax_reason": ln.tax_reason,
                     "credit_note_id": credit_note_id if is_credit_note_line else None})
     return out
 
@@ -490,9 +509,10 @@ def _redraft(invoice: invoice_store.Invoice, lines: Sequence[invoice_store.Invoi
                           ln.description)
                for ln in lines]
     invoice_discount = sum((ln.invoice_discount for ln in lines), ZERO)
-    rate = TaxRate(invoice.tax_percent, invoice.tax_reason)
-    return assemble_invoice(charges, currency=invoice.currency, tax_rate=rate, invoice_discount=invoice_discount,
-                            available_credit=available_credit)
+    taxes = {ln.charge_key: LineTax.of(ln.tax_percent, ln.tax_reason or invoice.tax_reason, ln.tax_category)
+             for ln in lines}
+    return assemble_invoice(charges, currency=invoice.currency, line_tax=lambda c: taxes[c.key],
+                            invoice_discount=invoice_discount, available_credit=available_credit)
 
 
 @dataclass(frozen=True)
@@ -564,7 +584,8 @@ def _insert_credit_note(session: Session, customer_id: str, invoice_id: int | No
         "applied_to_invoice": applied, "to_credit_balance": to_credit, "created_at": now})
     database.bulk_insert(session, invoice_store.CreditNoteLine, [
         {"credit_note_id": cn_id, "charge_key": ln.charge_key, "description": ln.description, "net": ln.net,
-         "tax_percent": ln.tax_percent} for ln in note.lines])
+         "tax_percent": ln.tax_percent, "tax_category": ln.tax.code, "tax_reason": ln.tax_reason}
+        for ln in note.lines])
     events.append(ob.new_event(ob.CREDIT_NOTE_ISSUED, "credit_note", cn_id, {
         "credit_note_id": cn_id, "number": number, "customer_id": customer_id, "invoice_id": invoice_id,
         "currency": note.currency, "issued_on": issued_on, "reason": reason, "net": note.net, "tax": note.tax,
@@ -603,7 +624,7 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     events: list[ob.OutboxEvent] = []
     cn_id = None
     if old != "draft" and inv.total > 0:
-        note = _single_line_note(inv, reason)
+        note = _whole_invoice_note(session, inv, reason)
         returned = inv.amount_credited
         if returned:
             payment_store.lock_account(session, inv.customer_id, inv.currency)
@@ -625,10 +646,33 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     return cn_id
 
 
-def _single_line_note(inv: invoice_store.Invoice, reason: str):
-    line = DraftLine(f"void:{inv.id}", "", "", "", "", "adjustment", reason, inv.issued_on or date.min,
-                     inv.issued_on or date.min, Decimal(1), inv.net, inv.net, ZERO, ZERO, inv.net, inv.tax_percent)
-    return build_credit_note(reason, inv.currency, [(line, inv.net)])
+def _whole_invoice_note(session: Session, inv: invoice_store.Invoice, reason: str):
+    """The credit note that voids a finalized invoice: one line per VAT group of the invoice, each
+    with the group's net, category and rate, so its tax is the invoice's, group by group."""
+    on = inv.issued_on or date.min
+    groups = [g for g in invoice_store.invoice_tax_groups(session, inv.id) if g.net > 0]
+    if len(groups) < 2:
+        tax = groups[0] if groups else None
+        line = DraftLine(f"void:{inv.id}", "", "", "", "", "adjustment", reason, on, on, Decimal(1), inv.net,
+                         inv.net, ZERO, ZERO, inv.net, inv.tax_percent, "", tax.category if tax else "",
+                         (tax.reason if tax else "") or inv.tax_reason)
+        return build_credit_note(reason, inv.currency, [(line, inv.net)])
+    lines = [(DraftLine(f"void:{inv.id}:{n}", "", "", "", "", "adjustment", reason, on, on, Decimal(1), g.net,
+                        g.net, ZERO, ZERO, g.net, g.tax_percent, "", g.category, g.reason), g.net)
+             for n, g in enumerate(groups, start=1)]
+    return build_credit_note(reason, inv.currency, lines)
+
+
+def _adjustment_tax(session: Session, inv: invoice_store.Invoice) -> LineTax:
+    """The VAT of an amount credited on an invoice: its one VAT group's. An invoice with several
+    groups is credited line by line, since an amount alone does not say which group it reduces."""
+    groups = [g for g in invoice_store.invoice_tax_groups(session, inv.id) if g.net > 0]
+    if len(groups) > 1:
+        raise InvalidInputError("amount", f"invoice {inv.number or inv.id} has {len(groups)} VAT groups; credit "
+                                          "its lines instead of an amount")
+    if not groups:
+        return LineTax.of(inv.tax_percent, inv.tax_reason)
+    return LineTax.of(groups[0].tax_percent, groups[0].reason or inv.tax_reason, groups[0].category)
 
 
 def issue_credit_note(session: Session, invoice_id: int, *, amount: Decimal, reason: str, on: date,
@@ -646,8 +690,9 @@ def issue_credit_note(session: Session, invoice_id: int, *, amount: Decimal, rea
     already = invoice_store.credited_net(session, inv.id)
     if already + amount > inv.net:
         raise InvalidInputError("amount", f"credits {already} + {amount} would exceed the invoice net {inv.net}")
+    tax = _adjustment_tax(session, inv)
     line = DraftLine(f"adjustment:{inv.id}", "", "", "", "", "adjustment", reason, inv.issued_on, inv.issued_on,
-                     Decimal(1), amount, amount, ZERO, ZERO, amount, inv.tax_percent)
+                     Decimal(1), amount, amount, ZERO, ZERO, amount, tax.percent, "", tax.code, tax.reason)
     note = build_credit_note(reason, inv.currency, [(line, amount)])
     applied = min(note.total, max(inv.balance, ZERO))
     to_credit = note.total - applied
@@ -800,10 +845,15 @@ class DatabaseChargeSource(SubscriptionChargeSource):
     (``database_charge_source()``): it caches the catalog prices it read.
     """
 
-    def __init__(self, default_tax_percent: Decimal = ZERO, bills_from: date | None = None):
+    def __init__(self, default_tax_percent: Decimal = ZERO, bills_from: date | None = None,
+                 seller_country: str | None = None):
         self.default_tax_percent = default_tax_percent
+        self.seller_country = seller_country
         self._prices: dict[str, Price] = {}
         self._rates: dict[tuple[Any, Any], TaxRate] = {}
+        # Filled as subscriptions load, read when their lines are taxed and grouped into invoices.
+        self._product_taxes: dict[str, ProductTax] = {}
+        self._references: dict[str, tuple[str, str]] = {}
         super().__init__(self._load_accounts, self._load_subscriptions, bills_from)
 
     def _rate(self, percent: Decimal | None, exempt_reason: str | None) -> TaxRate:
@@ -815,29 +865,44 @@ class DatabaseChargeSource(SubscriptionChargeSource):
         return rate
 
     def _load_accounts(self, session: Session, as_of: date, after: str | None, limit: int) -> list[BillingAccount]:
-        return [BillingAccount(row.id, self._rate(row.tax_rate_percent, row.tax_exempt_reason),
-                               row.payment_terms_days)
+        return [BillingAccount(row.id, self._rate(row.tax_rate_percent, row.tax_exempt_reason), row.payment_terms_days,
+                               tax_rule=self._tax_rule(row), references=self._references)
                 for row in subscription_store.customers_page(session, after=after, limit=limit, starts_by=as_of)]
 
+    def _tax_rule(self, row: Any) -> TaxRule:
+        """VAT per line for this customer (docs/billing-rules.md §14 Tax)."""
+        return TaxRule(customer_country=row.country or "", customer_vat_id=row.vat_id or None,
+                       standard_percent=row.tax_rate_percent if row.tax_rate_percent is not None
+                       else self.default_tax_percent, customer_exempt_reason=row.tax_exempt_reason or None,
+                       seller_country=self.seller_country, products=self._product_taxes)
+
     def _load_subscriptions(self, session: Session, customer_ids: Sequence[str]) -> list[Subscription]:
-        return subscription_store.subscriptions_of_customers(session, customer_ids, price_cache=self._prices)
+        subscriptions = subscription_store.subscriptions_of_customers(session, customer_ids, price_cache=self._prices)
+        for price in self._prices.values():
+            self._product_taxes.setdefault(price.product.code, price.product.tax)
+        for sub in subscriptions:
+            if sub.purchase_order or sub.buyer_reference:
+                self._references[sub.subscription_id] = (sub.purchase_order, sub.buyer_reference)
+        return subscriptions
 
 
-def database_charge_source(default_tax_percent: Decimal = ZERO, bills_from: date | None = None) -> DatabaseChargeSource:
+def database_charge_source(default_tax_percent: Decimal = ZERO, bills_from: date | None = None,
+                           seller_country: str | None = None) -> DatabaseChargeSource:
     """A ready-made ``ChargeSource`` reading customers and subscriptions from the database
-    (charging nothing before the cut-over ``bills_from``)."""
-    return DatabaseChargeSource(default_tax_percent, bills_from)
+    (charging nothing before the cut-over ``bills_from``; VAT per line from ``seller_country``)."""
+    return DatabaseChargeSource(default_tax_percent, bills_from, seller_country)
 
 
 def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
                    default_tax_percent: Decimal = ZERO, batch_size: int = 500, max_periods: int | None = None,
-                   dry_run: bool = False, bills_from: date | None = None) -> BillRunResult:
+                   dry_run: bool = False, bills_from: date | None = None,
+                   seller_country: str | None = None) -> BillRunResult:
     """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
     (finalized, or held as drafts: all with ``hold_for_review``, those covering more than
     ``max_periods`` periods of a subscription otherwise), MRR changes announced. Owns its
     transactions (``run_billing``). ``dry_run``: the same run computed and rolled back, nothing
     written; the invoices it would create are in the result's ``previews``. ``bills_from``: the
     cut-over; nothing before it is invoiced (docs/billing-rules.md §19 Cut-over)."""
-    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent, bills_from),
+    return run_billing(engine, as_of, source=database_charge_source(default_tax_percent, bills_from, seller_country),
                        hold_for_review=hold_for_review, max_periods=max_periods, batch_size=batch_size, now=now,
                        dry_run=dry_run)

@@ -38,6 +38,7 @@ from billing_engine.storage import payments as payment_store
 from billing_engine.storage import subscriptions as subscription_store
 from billing_engine.storage.database import Session
 from billing_engine.subscriptions import Subscription, SubscriptionStatus
+from billing_engine.tax import LineTax
 from billing_engine.use_cases.revenue import mrr_and_arr_snapshots, subscription_mrr_versions
 
 ZERO = Decimal(0)
@@ -189,6 +190,8 @@ class InvoiceExport:
     customer_id: str
     salesforce_account_id: str | None
     subscription_external_key: str | None  # of its first subscription (the deal that started it)
+    purchase_order: str = ""  # the buyer's references (EN 16931 BT-13, BT-10)
+    buyer_reference: str = ""
 
 
 def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date, date, str] | None,
@@ -202,7 +205,8 @@ def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date,
         issued_on=inv.issued_on, due_on=inv.due_on, period_starts_on=starts, period_ends_before=ends,
         currency=inv.currency, subtotal=inv.subtotal, discount=inv.discount, tax=inv.tax, total=inv.total,
         amount_paid=inv.amount_paid - inv.amount_refunded, balance=inv.balance, tax_note=inv.tax_reason or None,
-        customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key)
+        customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key,
+        purchase_order=inv.purchase_order or "", buyer_reference=inv.buyer_reference or "")
 
 
 def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, InvoiceExport]:
@@ -241,6 +245,7 @@ class InvoiceLineExport:
     amount: Decimal  # net
     tax_rate: Decimal
     tax: Decimal | None  # the line's tax at its rate, rounded to the currency
+    tax_category: str = ""  # EN 16931 VAT category code (S, Z, E, AE, G, O)
 
 
 def invoice_lines_for_export(session: Session, invoice_ids: Iterable[int]) -> dict[int, list[InvoiceLineExport]]:
@@ -258,7 +263,8 @@ def invoice_lines_for_export(session: Session, invoice_ids: Iterable[int]) -> di
             description=ln.description or ln.product_name, explanation=ln.explanation, starts_on=ln.starts_on,
             ends_before=ln.ends_before, quantity=ln.quantity, unit_price=ln.unit_price,
             discount=ln.line_discount + ln.invoice_discount, amount=ln.net, tax_rate=ln.tax_percent,
-            tax=round_money(ln.net * ln.tax_percent / 100, currency) if currency else None))
+            tax=round_money(ln.net * ln.tax_percent / 100, currency) if currency else None,
+            tax_category=LineTax.of(ln.tax_percent, "", ln.tax_category).code))
     return out
 
 

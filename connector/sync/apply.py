@@ -56,6 +56,7 @@ from billing_engine.subscriptions import (
     SubscriptionItem,
     make_subscription,
 )
+from billing_engine.tax import EU_COUNTRIES, ProductTax, TaxCategory
 from billing_engine.use_cases import catalog as catalog_uc
 from billing_engine.use_cases import customers as customers_uc
 from billing_engine.use_cases import subscriptions as subscriptions_uc
@@ -150,11 +151,13 @@ def _remember(session: Session, object_name: str, command: Mapping[str, Any], en
 
 
 def apply_command(session: Session, command: Mapping[str, Any], *, object_name: str,
-                  modstamp: datetime | None = None, now: datetime | None = None) -> ApplyResult:
+                  modstamp: datetime | None = None, now: datetime | None = None,
+                  seller_country: str | None = None) -> ApplyResult:
     """Apply one mapped record to the engine inside the caller's transaction.
 
     ``object_name`` is the Salesforce object the record came from; ``modstamp`` its
-    SystemModstamp (kept so a later pull of the same version skips it). Raises
+    SystemModstamp (kept so a later pull of the same version skips it); ``seller_country``
+    (``SELLER_COUNTRY``): a French seller's products must carry a VAT category. Raises
     ``MissingDependencyError``, ``ApplyError`` or the engine's ``BillingError`` (with the
     field and the reason); nothing is written then, as long as the caller rolls back.
     """
@@ -173,6 +176,8 @@ def apply_command(session: Session, command: Mapping[str, Any], *, object_name: 
         synced.state = "applied"  # it is live and matches the mapping again
         session.add(synced)
         return ApplyResult(UNCHANGED, synced.engine_id, "unchanged")
+    if handler is _upsert_product:
+        return _upsert_product(session, command, object_name, synced, modstamp, now, seller_country)
     return handler(session, command, object_name, synced, modstamp, now)
 
 
@@ -210,19 +215,49 @@ def country_code(value: str | None) -> str:
     return code
 
 
+_VAT_PROBLEMS = {
+    "InvalidChecksum": "its check digits are wrong",
+    "InvalidLength": "it has the wrong number of characters",
+    "InvalidFormat": "it is not in the format of its country's VAT numbers",
+    "InvalidComponent": "it does not start with an EU country code (FR, DE, …)",
+}
+
+
+def vat_number(value: str | None, country: str) -> str | None:
+    """The customer's VAT number, checked (format and check digits, python-stdnum) when it is an EU one
+    (an EU country prefix, or a customer in the EU), in its compact form; another country's tax
+    number is kept as written. A bad one is refused with the reason."""
+    from stdnum import exceptions
+    from stdnum.eu import vat
+
+    if not value or not value.strip():
+        return None
+    text = value.strip()
+    prefix = text[:2].upper()
+    if prefix not in EU_COUNTRIES | {"EL"} and country not in EU_COUNTRIES:
+        return text
+    try:
+        return str(vat.validate(text))
+    except exceptions.ValidationError as exc:
+        reason = _VAT_PROBLEMS.get(type(exc).__name__, str(exc))
+        raise ApplyError(f"vat_id: {text!r} is not a valid VAT number: {reason}") from None
+
+
 def customer_from(data: Mapping[str, Any], customer_id: str) -> Customer:
     address = data.get("billing_address") or {}
     street = (address.get("street") or "").splitlines()
+    country = country_code(address.get("country"))
     return Customer(
         customer_id=customer_id, name=data.get("name") or "", currency=data.get("currency") or "",
         timezone=data.get("timezone") or "UTC",
         billing_address=Address(line1=street[0].strip() if street else "",
                                 line2=", ".join(s.strip() for s in street[1:] if s.strip()),
                                 city=address.get("city") or "", postal_code=address.get("postal_code") or "",
-                                region=address.get("state") or "", country=country_code(address.get("country"))),
+                                region=address.get("state") or "", country=country),
         payment_terms_days=30 if data.get("payment_terms_days") is None else data["payment_terms_days"],
         tax_rate_percent=data.get("tax_rate"), tax_exempt_reason=data.get("tax_exempt_reason"),
-        vat_id=data.get("vat_id"), salesforce_account_id=data.get("salesforce_account_id") or None,
+        vat_id=vat_number(data.get("vat_id"), country),
+        salesforce_account_id=data.get("salesforce_account_id") or None, language=data.get("language") or None,
     )
 
 
@@ -275,7 +310,7 @@ def _product_command(session: Session, salesforce_product_id: str) -> Mapping[st
 def _decimals(data: Mapping[str, Any]) -> dict[str, Any]:
     """Stored command data back to exact values (JSON keeps decimals as strings)."""
     out = dict(data)
-    for name in ("package_size", "included_units", "percent", "unit_price", "overage_price"):
+    for name in ("package_size", "included_units", "percent", "unit_price", "overage_price", "tax_rate"):
         if isinstance(out.get(name), str):
             out[name] = Decimal(out[name])
     if isinstance(out.get("package_size"), Decimal) and out["package_size"] == out["package_size"].to_integral():
@@ -283,13 +318,32 @@ def _decimals(data: Mapping[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _upsert_product(session, command, object_name, synced, modstamp, now) -> ApplyResult:
+def product_tax_from(data: Mapping[str, Any], seller_country: str | None = None) -> ProductTax:
+    """A product's VAT from its record; a French seller's products must have a category."""
+    category = data.get("tax_category")
+    if not category and seller_country == "FR":
+        raise ApplyError(f"tax_category: product {data.get('code')} has no VAT category (Tax_Category__c); a "
+                         "French invoice needs the category of every line (standard, reduced, zero, exempt, "
+                         "reverse_charge, out_of_scope)")
+    tax = ProductTax(TaxCategory.parse(category) if category else None, data.get("tax_rate"),
+                     data.get("tax_exemption_reason") or "")
+    if tax.category is TaxCategory.REDUCED and not tax.percent:
+        raise ApplyError(f"tax_rate: product {data.get('code')} has the reduced VAT category but no rate "
+                         "(Tax_Rate__c, e.g. 5.5)")
+    if tax.category is TaxCategory.EXEMPT and not tax.exemption_reason:
+        raise ApplyError(f"tax_exemption_reason: product {data.get('code')} is exempt from VAT; say why "
+                         "(Tax_Exemption_Reason__c, printed on the invoice)")
+    return tax
+
+
+def _upsert_product(session, command, object_name, synced, modstamp, now, seller_country=None) -> ApplyResult:
     data = command["data"]
     salesforce_id = data.get("salesforce_product_id") or command["key"]
     product_id = product_id_for(salesforce_id)
     existed = catalog_uc.find_product(session, product_id) is not None
     product = Product(product_id, data.get("code") or "", data.get("name") or "", salesforce_id,
-                      True if data.get("active") is None else bool(data["active"]))
+                      True if data.get("active") is None else bool(data["active"]),
+                      product_tax_from(data, seller_country))
     catalog_uc.upsert_product(session, product)
     _remember(session, object_name, command, product_id, modstamp, now)
     # Its prices carry the product's model, charge type and interval: derive them again.
@@ -391,6 +445,7 @@ def subscription_from(session: Session, command: Mapping[str, Any], customer: Cu
         auto_renew=True if evergreen else (True if data.get("auto_renew") is None else bool(data["auto_renew"])),
         renewal_uplift_percent=data.get("renewal_uplift") or 0, minimum_amount=data.get("minimum_commitment"),
         external_key=command["key"], bills_from=_bills_from(data.get("billed_through")),
+        purchase_order=data.get("purchase_order") or "", buyer_reference=data.get("buyer_reference") or "",
     )
 
 

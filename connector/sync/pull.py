@@ -196,6 +196,7 @@ class _Puller:
         self.now = now
         self.full = full
         self.org_timezone = services.settings.billsync_timezone
+        self.seller_country = services.settings.seller_country
         self.dependencies: set[tuple[str, str]] = set()  # (object, Id) asked for by a record that needs it
         self.pulled_ahead: set[tuple[str, str]] = set()  # ... and pulled: skipped when their turn comes
 
@@ -340,7 +341,8 @@ class _Puller:
         with transaction(self.engine) as session:
             error = _error_row(session, spec.object, record_id)
             command = apply_inbound(spec, record, self.context_for(session, spec, record), lines=lines)
-            result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now)
+            result = apply_command(session, command, object_name=spec.object, modstamp=modstamp, now=self.now,
+                                   seller_country=self.seller_country)
             if error is not None:
                 session.delete(error)
             clear_refusal(session, spec.object, record_id, self.now)
@@ -778,7 +780,8 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
         try:
             with session.begin_nested():
                 before = _customer_subscriptions(session, command) if is_subscription else []
-                result = apply_command(session, command, object_name=spec.object, now=puller.now)
+                result = apply_command(session, command, object_name=spec.object, now=puller.now,
+                                       seller_country=puller.seller_country)
                 break
         except MissingDependencyError as missing:
             try:
@@ -849,14 +852,16 @@ def _apply_dependency(puller: _Puller, session: Session, missing: Any, preview: 
         raise PullError(f"{object_name} {record['Id']}: " + "; ".join(str(e) for e in exc.errors)) from None
     try:
         with session.begin_nested():
-            apply_command(session, dependency, object_name=spec.object, now=puller.now)
+            apply_command(session, dependency, object_name=spec.object, now=puller.now,
+                          seller_country=puller.seller_country)
     except Exception as exc:
         from connector.sync.apply import MissingDependencyError
 
         if isinstance(exc, MissingDependencyError):
             _apply_dependency(puller, session, exc, preview)
             with session.begin_nested():
-                apply_command(session, dependency, object_name=spec.object, now=puller.now)
+                apply_command(session, dependency, object_name=spec.object, now=puller.now,
+                              seller_country=puller.seller_country)
         else:
             raise
     preview.dependencies.append(f"{object_name} {record['Id']}")

@@ -63,6 +63,8 @@ def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
         "customer_id": inv.customer_id,
         "salesforce_account_id": inv.salesforce_account_id,
         "salesforce_opportunity_id": _opportunity_id(inv.subscription_external_key),
+        "purchase_order": inv.purchase_order,
+        "buyer_reference": inv.buyer_reference,
     }
 
 
@@ -92,6 +94,7 @@ def load_invoice_lines(session: Session, invoice_ids: Iterable[int], keys: Keys)
         "amount": ln.amount,
         "tax_rate": ln.tax_rate,
         "tax": ln.tax,
+        "tax_category": ln.tax_category,
     } for ln in lines] for iid, lines in exports.invoice_lines_for_export(session, invoice_ids).items()}
 
 

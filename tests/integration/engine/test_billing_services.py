@@ -82,8 +82,8 @@ def test_bill_run_creates_one_finalized_invoice_per_customer_and_currency(engine
     assert topics.count("invoice.finalized") == 3
     assert topics.count("customer.summary_changed") == 2  # coalesced: one pending row per customer
     payload = json.loads(next(r.payload for r in outbox(engine) if r.topic == "invoice.finalized"))
-    assert payload["total"] == "179.99" and payload["tax_breakdown"] == [{"net": "149.99", "rate": "20",
-                                                                         "tax": "30.00"}]
+    assert payload["total"] == "179.99" and payload["tax_breakdown"] == [{"category": "S", "net": "149.99", "rate": "20",
+                                                                                           "tax": "30.00"}]
 
 
 def test_a_second_run_for_the_same_date_changes_nothing(engine):

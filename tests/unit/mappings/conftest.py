@@ -54,6 +54,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Status__c", "picklist", values=("active", "cancelling", "past_due", "cancelled", "none")),
         f("Billing_Ends_On__c", "date"),
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
+        f("Billing_Language__c", "picklist", values=("en", "fr")), f("Buyer_Reference__c", "string"),
     ]},
     "Product2": {"fields": [
         f("Name", "string"), f("ProductCode", "string"), f("IsActive", "boolean"), f("Description", "textarea"),
@@ -63,6 +64,9 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Interval__c", "picklist", values=("week", "month", "quarter", "year")),
         f("Package_Size__c", "double", scale=0), f("Included_Units__c", "double", scale=6),
         f("Percent__c", "percent", scale=4), f("Percent_Of_Products__c", "string"), f("Unit_Of_Measure__c", "string"),
+        f("Tax_Category__c", "picklist",
+          values=("standard", "reduced", "zero", "exempt", "reverse_charge", "out_of_scope")),
+        f("Tax_Rate__c", "percent", scale=3), f("Tax_Exemption_Reason__c", "string"),
     ]},
     "Pricebook2": {"fields": [f("Name", "string"), f("IsActive", "boolean"), f("IsStandard", "boolean", ro=True)]},
     "PricebookEntry": {"fields": [
@@ -89,7 +93,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
-        f("Billsync_Previewed_At__c", "datetime"),
+        f("Billsync_Previewed_At__c", "datetime"), f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
     ], "childRelationships": [
         {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
         {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},
@@ -111,7 +115,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Issue_Date__c", "date"), f("Due_Date__c", "date"), f("Period_Start__c", "date"), f("Period_End__c", "date"),
         CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
                                                        "Amount_Paid__c", "Balance__c")],
-        f("Tax_Note__c", "string"),
+        f("Tax_Note__c", "string"), f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
     ]},
     "Invoice_Line__c": {"fields": [
         f("Billsync_Line_Id__c", "string", ext=True),

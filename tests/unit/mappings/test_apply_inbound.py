@@ -20,6 +20,7 @@ def account(**overrides):
         "Billing_Timezone__c": None, "BillingStreet": "Hauptstr. 1", "BillingCity": "Berlin", "BillingState": None,
         "BillingPostalCode": "10115", "BillingCountry": "DE", "Payment_Terms_Days__c": None,
         "Tax_Rate__c": Decimal("19.000"), "Tax_Exempt_Reason__c": None, "VAT_Id__c": "DE123456789",
+        "Billing_Language__c": None,
     }
     return {**record, **overrides}
 
@@ -31,6 +32,7 @@ def test_an_account_becomes_upsert_customer(defaults, context):
         "billing_address": {"street": "Hauptstr. 1", "city": "Berlin", "state": None, "postal_code": "10115",
                             "country": "DE"},
         "payment_terms_days": 30, "tax_rate": Decimal("19.000"), "tax_exempt_reason": None, "vat_id": "DE123456789",
+        "language": None,
     }}
 
 
@@ -62,7 +64,8 @@ def product(**overrides):
         "Id": "01t7F000000AbCdQAK", "ProductCode": "LIC", "Name": "Licences", "IsActive": True,
         "Pricing_Model__c": "graduated", "Charge_Type__c": None, "Billing_Interval__c": "month",
         "Package_Size__c": None, "Included_Units__c": None, "Percent__c": None,
-        "Percent_Of_Products__c": None, "Unit_Of_Measure__c": "licence",
+        "Percent_Of_Products__c": None, "Unit_Of_Measure__c": "licence", "Tax_Category__c": "standard",
+        "Tax_Rate__c": None, "Tax_Exemption_Reason__c": None,
     }
     return {**record, **overrides}
 
@@ -74,6 +77,7 @@ def test_a_product2_becomes_upsert_product(defaults, context):
         "salesforce_product_id": "01t7F000000AbCdQAK", "code": "LIC", "name": "Licences", "active": True,
         "pricing_model": "graduated", "charge_type": "recurring", "interval": "month", "package_size": None,
         "included_units": None, "percent": None, "percent_of_products": None, "unit_of_measure": "licence",
+        "tax_category": "standard", "tax_rate": None, "tax_exemption_reason": None,
     }
     support = apply_inbound(defaults.get_inbound("product"), product(
         Pricing_Model__c="percent_of", Percent__c=Decimal("10"), Percent_Of_Products__c="LIC, DATA"), context)
@@ -136,7 +140,8 @@ def opportunity(**overrides):
         "Name": "Acme – licences", "Subscription_Reference__c": None, "Service_Start_Date__c": None,
         "CloseDate": "2026-11-20", "Term_Months__c": None, "Auto_Renew__c": True, "Billing_Anchor_Day__c": None,
         "Renewal_Uplift__c": None, "Minimum_Commitment__c": None, "Cancellation_Mode__c": None, "Billed_Through__c": None,
-        "CurrencyIsoCode": "EUR", "SyncedQuoteId": None,
+        "CurrencyIsoCode": "EUR", "SyncedQuoteId": None, "PO_Number__c": None, "Buyer_Reference__c": None,
+        "Account": {"Buyer_Reference__c": None},
         "OpportunityLineItems": {"totalSize": 1, "done": True, "records": [line("00k7F000001AbCdQAK")]},
     }
     return {**record, **overrides}
@@ -151,7 +156,7 @@ def test_a_won_deal_without_a_quote_starts_a_subscription_from_its_products(defa
         "salesforce_opportunity_id": OPP, "salesforce_account_id": ACC, "name": "Acme – licences",
         "subscription_reference": None, "starts_on": date(2026, 11, 20), "term_months": 12, "auto_renew": True,
         "anchor_day": None, "renewal_uplift": None, "minimum_commitment": None, "cancellation_mode": "end_of_term",
-        "currency": "EUR", "billed_through": None,
+        "currency": "EUR", "billed_through": None, "purchase_order": None, "buyer_reference": None,
         "items": [{
             "salesforce_line_id": "00k7F000001AbCdQAK", "product_code": "LIC",
             "salesforce_product_id": "01t7F000000AbCdQAK", "quantity": Decimal("12.00"),
@@ -159,6 +164,24 @@ def test_a_won_deal_without_a_quote_starts_a_subscription_from_its_products(defa
             "discount_amount": None, "service_date": None,
         }],
     }
+
+
+def test_the_buyers_references_come_from_the_deal_else_its_account(defaults, context):
+    spec = defaults.get_inbound("subscription")
+    out = apply_inbound(spec, opportunity(PO_Number__c="PO-2026-0042", Account={"Buyer_Reference__c": "ACME-FIN"}),
+                        context)
+    assert (out["data"]["purchase_order"], out["data"]["buyer_reference"]) == ("PO-2026-0042", "ACME-FIN")
+    out = apply_inbound(spec, opportunity(Buyer_Reference__c="CC-7", Account={"Buyer_Reference__c": "ACME-FIN"}),
+                        context)
+    assert out["data"]["buyer_reference"] == "CC-7"
+
+
+def test_a_products_tax_category_is_one_of_the_mapped_values(defaults, context):
+    out = apply_inbound(defaults.get_inbound("product"), product(Tax_Category__c="reduced",
+                                                                 Tax_Rate__c=Decimal("5.500")), context)
+    assert (out["data"]["tax_category"], out["data"]["tax_rate"]) == ("reduced", Decimal("5.500"))
+    with pytest.raises(InvalidRecordError, match="^Tax_Category__c: 'vat20' is not one of the mapped values"):
+        apply_inbound(defaults.get_inbound("product"), product(Tax_Category__c="vat20"), context)
 
 
 def test_billed_through_is_read_as_a_date(defaults, context):

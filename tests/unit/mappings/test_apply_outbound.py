@@ -21,7 +21,8 @@ def invoice(**overrides):
         "period_ends_before": date(2027, 1, 1), "currency": "EUR", "subtotal": Decimal("1950.00"),
         "discount": Decimal("0.00"), "tax": Decimal("370.50"), "total": Decimal("2320.50"),
         "amount_paid": Decimal("0.00"), "balance": Decimal("2320.50"), "tax_note": None, "customer_id": "cus_1",
-        "salesforce_account_id": ACC, "salesforce_opportunity_id": None,
+        "salesforce_account_id": ACC, "salesforce_opportunity_id": None, "purchase_order": "PO-2026-0042",
+        "buyer_reference": "",
     }
     return {**record, **overrides}
 
@@ -35,6 +36,7 @@ def test_an_invoice_becomes_an_invoice__c_upsert(defaults):
         "Period_End__c": "2027-01-01", "CurrencyIsoCode": "EUR", "Subtotal__c": Decimal("1950.00"),
         "Discount__c": Decimal("0.00"), "Tax__c": Decimal("370.50"), "Total__c": Decimal("2320.50"),
         "Amount_Paid__c": Decimal("0.00"), "Balance__c": Decimal("2320.50"), "Tax_Note__c": None,
+        "PO_Number__c": "PO-2026-0042", "Buyer_Reference__c": None,
     }
 
 
