@@ -56,7 +56,8 @@ export default class SubscriptionDealBuilder extends NavigationMixin(LightningEl
 
     @wire(getRelatedListRecords, { parentRecordId: '$recordId', relatedListId: 'Items__r', fields: ITEM_FIELDS })
     wiredItems({ data }) {
-        this.items = data ? data.records : undefined;
+        // An item an amendment removed stays on the subscription with quantity 0: not a current item.
+        this.items = data ? data.records.filter((item) => Number(valueOf(item, 'Quantity__c')) > 0) : undefined;
     }
 
     // The standard price book's entries of the items' products, in the subscription's currency.

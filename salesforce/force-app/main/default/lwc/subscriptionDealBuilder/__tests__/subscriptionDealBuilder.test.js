@@ -20,7 +20,9 @@ const ITEMS = [
     record('a11000000000001AAA', { Product__c: '01t000000000001AAA', Product_Code__c: 'LIC', Quantity__c: 12,
         Contract_Price__c: null }),
     record('a11000000000002AAA', { Product__c: '01t000000000002AAA', Product_Code__c: 'SUP', Quantity__c: 1,
-        Contract_Price__c: 400 })
+        Contract_Price__c: 400 }),
+    record('a11000000000003AAA', { Product__c: '01t000000000003AAA', Product_Code__c: 'OLD', Quantity__c: 0,
+        Contract_Price__c: null })
 ];
 const ENTRIES = {
     uiapi: { query: { PricebookEntry: { edges: [
