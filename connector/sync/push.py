@@ -21,6 +21,11 @@ A ``customer.summary_changed`` row writes the Account summary and, with it, the 
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
 cancellation recorded or taking effect shows on the Account and on its Opportunities together.
 
+Subscription records (``Billsync_Subscription__c`` and its items, upserted by external id): a
+``subscription.*`` row writes its subscription's record; a ``customer.summary_changed`` row
+rewrites the records of the customer's deals too, so status, next invoice date and MRR follow
+bill runs, cancellations and renewals.
+
 Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
 transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
 push, then retried soon), failed (attempts + 1, backoff, dead letter after
