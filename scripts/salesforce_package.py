@@ -59,6 +59,8 @@ SUBSCRIPTION_ACTIONS = (("Amend", "Amend", "subscriptionAmendAction"),
 STANDARD_OBJECTS = ("Account", "Product2", "PricebookEntry", "Opportunity", "OpportunityLineItem", "QuoteLineItem")
 #: What the connector reads beyond the mappings: open deals are found by stage for previews.
 CONNECTOR_READS = {"Opportunity": frozenset({"IsClosed", "StageName"})}
+#: What the connector deletes: moving records to this installation's keys deletes stale invoice lines.
+CONNECTOR_DELETES = frozenset({"Invoice_Line__c"})
 #: Objects whose access Salesforce grants through their parent (no object permission of their own).
 CONTROLLED_BY_PARENT = {"OpportunityLineItem": "Opportunity", "QuoteLineItem": "Quote", "PricebookEntry": "Pricebook2"}
 
@@ -483,7 +485,8 @@ def integration_permissions(schema: Schema, access: Access) -> dict[str, Any]:
     for obj in _permission_objects(access.objects()):
         custom = obj.endswith("__c")
         written_here = obj in access.edit or any(CONTROLLED_BY_PARENT.get(o) == obj for o in access.edit)
-        objects[obj] = {"create": custom, "read": True, "edit": written_here, "delete": False, "view_all": True}
+        objects[obj] = {"create": custom, "read": True, "edit": written_here, "delete": obj in CONNECTOR_DELETES,
+                        "view_all": True}
     fields: dict[str, tuple[bool, bool]] = {}
     for obj in sorted(access.objects()):
         for name in permissionable_fields(schema, obj, access.reads(obj)):
