@@ -131,6 +131,25 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Payment_Date__c", "date"), f("Method__c", "string"), f("Reference__c", "string"),
         f("Status__c", "picklist", values=("succeeded", "refunded", "partially_refunded")),
     ]},
+    "Billsync_Subscription__c": {"fields": [
+        f("Name", "string"), f("Billsync_Subscription_Key__c", "string", ext=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Opportunity__c", "reference", ref="Opportunity", rel="Opportunity__r"), CURRENCY,
+        f("Status__c", "picklist", values=("active", "cancelling", "cancelled", "past_due")),
+        *[f(n, "date") for n in ("Ends_On__c", "Start_Date__c", "Term_End_Date__c", "Renewal_Date__c",
+                                 "Next_Invoice_Date__c")],
+        f("Term_Months__c", "double", scale=0), f("Auto_Renew__c", "boolean"),
+        f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
+    ]},
+    "Billsync_Subscription_Item__c": {"fields": [
+        f("Name", "string"), f("Billsync_Item_Key__c", "string", ext=True),
+        f("Subscription__c", "reference", ref="Billsync_Subscription__c", rel="Subscription__r", create_only=True),
+        f("Product__c", "reference", ref="Product2", rel="Product__r"), f("Product_Code__c", "string"),
+        f("Quantity__c", "double", scale=6),
+        f("Pricing_Model__c", "picklist", values=("flat", "per_unit", "graduated", "volume", "package", "allowance",
+                                                  "percent_of")),
+        f("Contract_Price__c", "currency", scale=6), f("Discount_Percent__c", "percent"),
+    ]},
 }
 
 

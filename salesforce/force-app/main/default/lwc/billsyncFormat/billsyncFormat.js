@@ -1,0 +1,35 @@
+// How billsync's figures read in the panels: amounts with their currency, ISO dates as written.
+
+export function money(value, currency) {
+    if (value === null || value === undefined || value === '') {
+        return '—';
+    }
+    const number = Number(value);
+    const text = number.toLocaleString('en-US', { minimumFractionDigits: 2, maximumFractionDigits: 2 });
+    return currency ? `${text} ${currency}` : text;
+}
+
+export function signedMoney(value, currency) {
+    if (value === null || value === undefined || value === '') {
+        return '—';
+    }
+    return (Number(value) > 0 ? '+' : '') + money(value, currency);
+}
+
+export function day(value) {
+    return value ? String(value).slice(0, 10) : '—';
+}
+
+// A record of getRecord / getRelatedListRecords: the value of one field, or null.
+export function valueOf(record, field) {
+    const found = record && record.fields ? record.fields[field] : undefined;
+    return found === undefined || found === null ? null : found.value;
+}
+
+export const STATUS_WORDS = {
+    active: 'Active',
+    cancelling: 'Cancelling',
+    past_due: 'Past due',
+    cancelled: 'Cancelled',
+    none: 'No subscription'
+};
