@@ -99,7 +99,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "pricing_model", "contract_price", "discount_percent", "currency",
     }),
     "deal_preview": frozenset({
-        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
+        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "lines", "previewed_at",
     }),
     # billsync's open reviews of a record: a checkbox and a plain-language reason (both cleared when resolved)
     "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),

@@ -57,6 +57,8 @@ SUBSCRIPTION_ACTIONS = (("Amend", "Amend", "subscriptionAmendAction"),
                         ("Cancel", "Cancel", "subscriptionCancelAction"))
 #: Standard objects whose records billsync reads or writes, in the order the docs list them.
 STANDARD_OBJECTS = ("Account", "Product2", "PricebookEntry", "Opportunity", "OpportunityLineItem", "QuoteLineItem")
+#: Fields written for the Lightning components to read (JSON), left off the page layouts.
+PANEL_ONLY = frozenset({"Billsync_Preview_Lines__c"})
 #: What the connector reads beyond the mappings: open deals are found by stage for previews.
 CONNECTOR_READS = {"Opportunity": frozenset({"IsClosed", "StageName"})}
 #: What the connector deletes: moving records to this installation's keys deletes stale invoice lines.
@@ -418,6 +420,7 @@ def layouts(schema: Schema, access: Access) -> dict[str, str]:
         preview = [f.name for f in custom_fields(deal) if f.name.startswith("Billsync_Preview")
                    or f.name == "Billsync_Previewed_At__c"]
         billing = [f.name for f in custom_fields(deal) if f.name in written and f.name not in preview]
+        preview = [n for n in preview if n not in PANEL_ONLY]
         terms = [f.name for f in custom_fields(deal) if f.name not in written]
         out["Opportunity-Billsync Opportunity Layout"] = layout_xml(schema, deal, [
             ("Opportunity Information", ["Name", "AccountId", "Type", "StageName", "CloseDate", "Amount",

@@ -89,7 +89,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
-        f("Billsync_Previewed_At__c", "datetime"),
+        f("Billsync_Preview_Lines__c", "textarea"), f("Billsync_Previewed_At__c", "datetime"),
     ], "childRelationships": [
         {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
         {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},
