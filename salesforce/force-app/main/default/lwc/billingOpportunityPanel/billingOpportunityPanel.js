@@ -1,7 +1,7 @@
 import { LightningElement, api, wire } from 'lwc';
 import { getRecord } from 'lightning/uiRecordApi';
 import { getRelatedListRecords } from 'lightning/uiRelatedListApi';
-import { STATUS_WORDS, day, money, signedMoney, valueOf } from 'c/billsyncFormat';
+import { STATUS_WORDS, day, decimalMoney, money, signedMoney, valueOf } from 'c/billsyncFormat';
 
 const FIELDS = [
     'Opportunity.IsClosed',
@@ -18,7 +18,7 @@ const FIELDS = [
     'Opportunity.Billing_Review_Flag__c',
     'Opportunity.Billing_Review_Reason__c'
 ];
-const OPTIONAL_FIELDS = ['Opportunity.CurrencyIsoCode'];
+const OPTIONAL_FIELDS = ['Opportunity.CurrencyIsoCode', 'Opportunity.Billsync_Preview_Lines__c'];
 const INVOICE_FIELDS = ['Invoice__c.Name', 'Invoice__c.Issue_Date__c', 'Invoice__c.Total__c', 'Invoice__c.CurrencyIsoCode'];
 const LINE_FIELDS = ['Invoice_Line__c.Description__c', 'Invoice_Line__c.Explanation__c', 'Invoice_Line__c.Amount__c'];
 const SORT_BY_ISSUE = ['Invoice__c.Issue_Date__c'];
@@ -91,6 +91,62 @@ export default class BillingOpportunityPanel extends LightningElement {
     get previewNote() {
         return valueOf(this.deal, 'Billsync_Preview_Note__c')
             || 'billsync has not previewed this deal yet: it does within one sync of a change to its products.';
+    }
+
+    // An open deal's first invoice, line by line, as billsync wrote it in Billsync_Preview_Lines__c:
+    // a JSON list of {description, quantity, amount, currency, explanation}, amounts as decimal
+    // strings. A field that is not such a list shows no line and says so; a line without a
+    // description or a decimal amount is left out and counted.
+    get previewLines() {
+        const text = valueOf(this.deal, 'Billsync_Preview_Lines__c');
+        if (!this.hasPreview || !text) {
+            return { rows: [], unreadable: 0, broken: false };
+        }
+        let entries;
+        try {
+            entries = JSON.parse(text);
+        } catch (e) {
+            return { rows: [], unreadable: 0, broken: true };
+        }
+        if (!Array.isArray(entries)) {
+            return { rows: [], unreadable: 0, broken: true };
+        }
+        const rows = [];
+        entries.forEach((entry, index) => {
+            const valid = entry !== null && typeof entry === 'object';
+            const currency = valid && typeof entry.currency === 'string' ? entry.currency : this.currency;
+            const amount = valid ? decimalMoney(entry.amount, currency) : null;
+            if (amount === null || typeof entry.description !== 'string' || !entry.description) {
+                return;
+            }
+            rows.push({
+                id: `line-${index}`,
+                label: entry.description,
+                amount,
+                explanation: typeof entry.explanation === 'string' ? entry.explanation : ''
+            });
+        });
+        return { rows, unreadable: entries.length - rows.length, broken: false };
+    }
+
+    get previewLineRows() {
+        return this.previewLines.rows;
+    }
+
+    get hasPreviewLines() {
+        return this.previewLines.rows.length > 0;
+    }
+
+    get previewLinesProblem() {
+        const { unreadable, broken } = this.previewLines;
+        if (broken) {
+            return 'The lines of this preview cannot be read; the total, MRR and ARR above are complete.';
+        }
+        if (unreadable) {
+            return unreadable === 1 ? '1 line of this preview cannot be shown.'
+                : `${unreadable} lines of this preview cannot be shown.`;
+        }
+        return null;
     }
 
     get previewedAt() {

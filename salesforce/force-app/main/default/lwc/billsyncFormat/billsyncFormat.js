@@ -16,6 +16,18 @@ export function signedMoney(value, currency) {
     return (Number(value) > 0 ? '+' : '') + money(value, currency);
 }
 
+// An exact decimal written as text ("1950.00", "-150"), grouped by thousands and kept to the
+// digits billsync wrote; never through a binary number. Null when it is not a decimal.
+export function decimalMoney(text, currency) {
+    const match = typeof text === 'string' ? /^(-?)(\d+)(\.\d+)?$/.exec(text.trim()) : null;
+    if (!match) {
+        return null;
+    }
+    const grouped = match[2].replace(/\B(?=(\d{3})+(?!\d))/g, ',');
+    const amount = `${match[1]}${grouped}${match[3] || ''}`;
+    return currency ? `${amount} ${currency}` : amount;
+}
+
 export function day(value) {
     return value ? String(value).slice(0, 10) : '—';
 }
