@@ -91,8 +91,18 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "billing_status", "billing_ends_on",
     }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status", "ends_on"}),
+    # a subscription as the CRM's subscription record shows it, and its current items
+    "subscription": frozenset({
+        "id", "subscription_id", "salesforce_account_id", "salesforce_opportunity_id", "currency", "status",
+        "ends_on", "starts_on", "term_months", "auto_renew", "term_ends_on", "renews_on", "next_invoice_on",
+        "mrr", "arr",
+    }),
+    "subscription_item": frozenset({
+        "id", "subscription_key", "item_id", "product_code", "salesforce_product_id", "quantity",
+        "pricing_model", "contract_price", "discount_percent", "currency",
+    }),
     "deal_preview": frozenset({
-        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
+        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "lines", "previewed_at",
     }),
     # billsync's open reviews of a record: a checkbox and a plain-language reason (both cleared when resolved)
     "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),

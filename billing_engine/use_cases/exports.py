@@ -7,6 +7,8 @@
   figures and payment status, and their lines (lines moved to a credit note are left out).
 - ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links`` (each
   subscription's deal and its status as of a date, by the Account summary's rules).
+- ``subscriptions_for_export``: each subscription as the CRM's subscription record shows it
+  (status, term, renewal and next invoice dates, MRR and ARR) with its current items.
 - ``outbox_table``: the table the push drains.
 - ``invoices_issued_between`` / ``payments_received_between``: the same records for a
   period (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the push
@@ -21,9 +23,9 @@ so a late or coalesced push always sends the latest truth. Values stay engine va
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +33,7 @@ from billing_engine import outbox as ob
 from billing_engine.errors import NotFoundError
 from billing_engine.money import round_money
 from billing_engine.payments import payment_status
+from billing_engine.periods import period_containing
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import outbox as outbox_store
@@ -365,6 +368,116 @@ def subscription_links_of_customers(session: Session, customer_ids: Iterable[str
     for link in _links(session, subs, as_of):
         out.setdefault(link.customer_id, []).append(link)
     return out
+
+
+# ---------------------------------------------------------------- subscriptions as the CRM shows them
+
+
+@dataclass(frozen=True)
+class SubscriptionItemExport:
+    item_id: str
+    product_code: str
+    salesforce_product_id: str | None
+    quantity: Decimal
+    pricing_model: str
+    contract_unit_price: Decimal | None
+    discount_percent: Decimal | None
+
+
+@dataclass(frozen=True)
+class SubscriptionExport:
+    """A subscription as of a date, for the CRM's subscription record and its items.
+
+    ``status`` and ``ends_before`` follow the Account summary's rules (``billing_status``);
+    ``term_ends_before``: the first day after the current term (None when evergreen);
+    ``renews_on``: the day the next term starts when it renews (None when it does not);
+    ``next_invoice_on``: the start of the next billing period it is billed for (None once
+    nothing is left to bill); ``mrr`` and ``arr`` its own recurring revenue, in its currency;
+    ``items``: what it bills as of the date (before its start: what it will bill; after its
+    end: what it billed last).
+    """
+
+    subscription_id: str
+    external_key: str | None
+    customer_id: str
+    salesforce_account_id: str | None
+    currency: str
+    status: str
+    ends_before: date | None
+    starts_on: date
+    term_months: int | None
+    auto_renew: bool
+    term_ends_before: date | None
+    renews_on: date | None
+    next_invoice_on: date | None
+    mrr: Decimal
+    arr: Decimal
+    items: tuple[SubscriptionItemExport, ...]
+
+
+def subscriptions_for_export(session: Session, subscription_ids: Iterable[str],
+                             as_of: date) -> dict[str, SubscriptionExport]:
+    """Subscriptions by id (missing ones are absent), as of ``as_of``: a few queries per batch."""
+    subs = subscription_store.subscriptions_of_customers(session, (), subscription_ids=sorted(set(subscription_ids)))
+    if not subs:
+        return {}
+    links = {link.subscription_id: link for link in _links(session, subs, as_of)}
+    customers = catalog_store.customers_by_id(session, {s.customer_id for s in subs})
+    out: dict[str, SubscriptionExport] = {}
+    for sub in subs:
+        link = links[sub.subscription_id]
+        [(mrr, arr)] = mrr_and_arr_snapshots(subscription_mrr_versions(sub, as_of), [as_of])
+        zero = round_money(ZERO, sub.currency)
+        key = (sub.customer_id, sub.currency)
+        customer = customers.get(sub.customer_id)
+        out[sub.subscription_id] = SubscriptionExport(
+            subscription_id=sub.subscription_id, external_key=sub.external_key, customer_id=sub.customer_id,
+            salesforce_account_id=customer.salesforce_account_id if customer else None, currency=sub.currency,
+            status=link.status, ends_before=link.ends_before, starts_on=sub.starts_on, term_months=sub.term_months,
+            auto_renew=sub.auto_renew, **_subscription_dates(sub, as_of), mrr=mrr.get(key, zero),
+            arr=arr.get(key, zero), items=_export_items(sub, as_of))
+    return out
+
+
+def _subscription_dates(sub: Subscription, as_of: date) -> dict[str, date | None]:
+    end = sub.ends_before
+    day = max(as_of, sub.starts_on)
+    if end is not None and day >= end:
+        return {"term_ends_before": end, "renews_on": None, "next_invoice_on": None}
+    term_end = sub.term_end_after(day) if sub.term_months is not None else None
+    if term_end is not None and end is not None:
+        term_end = min(term_end, end)
+    renews = term_end if term_end is not None and sub.auto_renew and sub.cancellation is None else None
+    if as_of < sub.starts_on:
+        following: date | None = max(sub.starts_on, sub.bills_from or sub.starts_on)
+    else:
+        following = period_containing(sub.billing_anchor_on or sub.starts_on, sub.interval, as_of).ends_before
+        if sub.bills_from is not None and sub.bills_from > following:
+            following = sub.bills_from
+    if following is not None and end is not None and following >= end:
+        following = None
+    return {"term_ends_before": term_end, "renews_on": renews, "next_invoice_on": following}
+
+
+def _export_items(sub: Subscription, as_of: date) -> tuple[SubscriptionItemExport, ...]:
+    """The items as of ``as_of``; an item an amendment removed stays, with quantity 0 (its CRM record
+    is updated, never left showing what is no longer billed)."""
+    items: Mapping[str, Any]
+    removed: dict[str, Any] = {}
+    if as_of < sub.starts_on:
+        items = {item.item_id: item for item in sub.items}
+    else:
+        last = sub.ends_before - timedelta(days=1) if sub.ends_before is not None else as_of
+        versions = sub.versions(min(as_of, last))
+        items = versions[-1].items
+        for version in versions[:-1]:
+            removed.update({key: item for key, item in version.items.items() if key not in items})
+    return tuple(SubscriptionItemExport(
+        item_id=item.item_id, product_code=item.price.product.code,
+        salesforce_product_id=item.price.product.salesforce_product_id,
+        quantity=item.quantity if key in items else Decimal(0), pricing_model=item.price.model,
+        contract_unit_price=item.contract_unit_price, discount_percent=item.discount_percent)
+        for key, item in [*items.items(), *removed.items()])
 
 
 # ---------------------------------------------------------------- a period, for reconciliation

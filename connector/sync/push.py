@@ -21,6 +21,11 @@ A ``customer.summary_changed`` row writes the Account summary and, with it, the 
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
 cancellation recorded or taking effect shows on the Account and on its Opportunities together.
 
+Subscription records (``Billsync_Subscription__c`` and its items, upserted by external id): a
+``subscription.*`` row writes its subscription's record; a ``customer.summary_changed`` row
+rewrites the records of the customer's deals too, so status, next invoice date and MRR follow
+bill runs, cancellations and renewals.
+
 Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
 transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
 push, then retried soon), failed (attempts + 1, backoff, dead letter after
@@ -81,9 +86,11 @@ TRANSIENT_ROUNDS = 2
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_CONCURRENCY = 2
 #: Sources in the order Salesforce must receive them (parents first).
-SOURCE_ORDER = ("invoice", "invoice_line", "payment", "account_summary", "subscription_link")
+SOURCE_ORDER = ("invoice", "invoice_line", "payment", "account_summary", "subscription_link", "subscription",
+                "subscription_item")
 #: A collection of these sources references records of the listed sources (by external id).
-DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"})}
+DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"}),
+              "subscription_item": frozenset({"subscription"})}
 
 INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
 PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
@@ -399,7 +406,7 @@ def _plan(batch: _Batch) -> None:
             elif row.topic in SUMMARY_TOPICS:
                 needs = [("account_summary", str(payload.get("customer_id") or row.aggregate_id))]
             elif row.topic in SUBSCRIPTION_TOPICS:
-                needs = [("subscription_link", str(row.aggregate_id))]
+                needs = [("subscription_link", str(row.aggregate_id)), *_subscription_record_needs(row.aggregate_id)]
             else:
                 batch.row_errors[row.id] = f"no push is defined for topic {row.topic!r}"
                 needs = []
@@ -437,6 +444,7 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
             deals: list[Need] = [("subscription_link", sid) for sid in sorted(customer_links.get(needs[0][1], {}))]
             needs.extend(deals)
             wanted["subscription_link"].update(sid for _, sid in deals)
+    _plan_customer_subscription_records(batch, wanted, customer_links)
     links: dict[str, dict[str, Any] | None] = {sid: link for found in customer_links.values()
                                                for sid, link in found.items()}
     missing_links = wanted["subscription_link"] - links.keys()
@@ -469,6 +477,53 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
                     batch.need_notes[need] = f"subscription {key} did not come from an Opportunity: nothing to push"
                 else:
                     _add(batch, specs, need, "subscription_link", [links[key]], None)
+    _add_subscription_records(batch, session, specs, as_of, keys, wanted["subscription_record"])
+
+
+# ---------------------------------------------------------------- subscription records (Billsync_Subscription__c)
+
+
+def _subscription_record_needs(subscription_id: Any) -> list[Need]:
+    """A subscription's change rewrites its subscription record and items."""
+    return [("subscription_record", str(subscription_id))]
+
+
+def _plan_customer_subscription_records(batch: _Batch, wanted: dict[str, set[Any]],
+                                        customer_links: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """An Account summary refreshes its customer's subscription records too: their status, next
+    invoice date and MRR move with bill runs, cancellations and renewals as the summary does."""
+    for row in batch.rows:
+        needs = batch.needs[row.id]
+        if needs and needs[0][0] == "account_summary":
+            extra = [need for sid in sorted(customer_links.get(needs[0][1], {}))
+                     for need in _subscription_record_needs(sid)]
+            needs.extend(extra)
+            wanted["subscription_record"].update(key for _, key in extra)
+
+
+def _add_subscription_records(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys,
+                              subscription_ids: set[Any]) -> None:
+    """Each needed subscription record, then its items (upserts by external id: same record every time)."""
+    if not subscription_ids or not specs.outbound_for("subscription"):
+        for sid in subscription_ids:
+            batch.need_identities[("subscription_record", sid)] = []
+        return
+    found = rec.load_subscription_records(session, subscription_ids, as_of, keys)
+    for sid in subscription_ids:
+        need: Need = ("subscription_record", sid)
+        if sid not in found:
+            batch.need_errors[need] = f"subscription {sid} not found"
+        elif found[sid] is None:
+            batch.need_identities[need] = []
+            batch.need_notes[need] = f"subscription {sid}: its customer has no Salesforce Account: nothing to push"
+        else:
+            record, items = found[sid]
+            _add(batch, specs, need, "subscription", [record], None)
+            if need in batch.need_errors:
+                continue
+            identities = batch.need_identities[need]
+            _add(batch, specs, need, "subscription_item", items, None)
+            batch.need_identities[need] = identities + batch.need_identities[need]
 
 
 def _add(batch: _Batch, specs: Any, need: Need, source: str, engine_records: list[dict[str, Any] | None],

@@ -178,3 +178,63 @@ def load_customer_subscription_links(session: Session, customer_ids: Iterable[st
             if record is not None:
                 out.setdefault(cid, {})[link.subscription_id] = record
     return out
+
+
+# ---------------------------------------------------------------- subscription records and their items
+
+
+def subscription_key(keys: Keys, subscription_id: str) -> str:
+    """``Billsync_Subscription_Key__c``: ``<installation>-<subscription id>`` (``k3f9x2ab7q-sub-006…``)."""
+    return f"{keys.prefix}{subscription_id}"
+
+
+def subscription_item_key(keys: Keys, item_id: str) -> str:
+    """``Billsync_Item_Key__c``: ``<installation>-item-<item id>``."""
+    return f"{keys.prefix}item-{item_id}"
+
+
+def subscription_record(sub: exports.SubscriptionExport, keys: Keys) -> dict[str, Any]:
+    return {
+        "id": subscription_key(keys, sub.subscription_id),
+        "subscription_id": sub.subscription_id,
+        "salesforce_account_id": sub.salesforce_account_id,
+        "salesforce_opportunity_id": _opportunity_id(sub.external_key),
+        "currency": sub.currency,
+        "status": sub.status,
+        "ends_on": last_day(sub.ends_before),
+        "starts_on": sub.starts_on,
+        "term_months": sub.term_months,
+        "auto_renew": sub.auto_renew,
+        "term_ends_on": last_day(sub.term_ends_before),
+        "renews_on": sub.renews_on,
+        "next_invoice_on": sub.next_invoice_on,
+        "mrr": sub.mrr,
+        "arr": sub.arr,
+    }
+
+
+def subscription_item_records(sub: exports.SubscriptionExport, keys: Keys) -> list[dict[str, Any]]:
+    return [{
+        "id": subscription_item_key(keys, item.item_id),
+        "subscription_key": subscription_key(keys, sub.subscription_id),
+        "item_id": item.item_id,
+        "product_code": item.product_code,
+        "salesforce_product_id": item.salesforce_product_id,
+        "quantity": item.quantity,
+        "pricing_model": item.pricing_model,
+        "contract_price": item.contract_unit_price,
+        "discount_percent": item.discount_percent,
+        "currency": sub.currency,
+    } for item in sub.items]
+
+
+def load_subscription_records(session: Session, subscription_ids: Iterable[str], as_of: date,
+                              keys: Keys) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None]:
+    """``subscription`` records with their ``subscription_item`` records, by subscription id, as of
+    ``as_of`` (missing subscriptions are absent); ``None`` for one whose customer has no Salesforce
+    Account (nothing to hang it on)."""
+    out: dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None] = {}
+    for sid, sub in exports.subscriptions_for_export(session, subscription_ids, as_of).items():
+        out[sid] = (subscription_record(sub, keys), subscription_item_records(sub, keys)) \
+            if sub.salesforce_account_id else None
+    return out

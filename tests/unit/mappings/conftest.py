@@ -93,7 +93,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
-        f("Billsync_Previewed_At__c", "datetime"), f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
+        f("Billsync_Preview_Lines__c", "textarea"), f("Billsync_Previewed_At__c", "datetime"),
+        f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
     ], "childRelationships": [
         {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
         {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},
@@ -115,7 +116,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Issue_Date__c", "date"), f("Due_Date__c", "date"), f("Period_Start__c", "date"), f("Period_End__c", "date"),
         CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
                                                        "Amount_Paid__c", "Balance__c")],
-        f("Tax_Note__c", "string"), f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
+        f("Tax_Note__c", "string"),
+        f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
     ]},
     "Invoice_Line__c": {"fields": [
         f("Billsync_Line_Id__c", "string", ext=True),
@@ -134,6 +136,25 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Amount__c", "currency", scale=2), f("Unapplied_Amount__c", "currency", scale=2),
         f("Payment_Date__c", "date"), f("Method__c", "string"), f("Reference__c", "string"),
         f("Status__c", "picklist", values=("succeeded", "refunded", "partially_refunded")),
+    ]},
+    "Billsync_Subscription__c": {"fields": [
+        f("Name", "string"), f("Billsync_Subscription_Key__c", "string", ext=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Opportunity__c", "reference", ref="Opportunity", rel="Opportunity__r"), CURRENCY,
+        f("Status__c", "picklist", values=("active", "cancelling", "cancelled", "past_due")),
+        *[f(n, "date") for n in ("Ends_On__c", "Start_Date__c", "Term_End_Date__c", "Renewal_Date__c",
+                                 "Next_Invoice_Date__c")],
+        f("Term_Months__c", "double", scale=0), f("Auto_Renew__c", "boolean"),
+        f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
+    ]},
+    "Billsync_Subscription_Item__c": {"fields": [
+        f("Name", "string"), f("Billsync_Item_Key__c", "string", ext=True),
+        f("Subscription__c", "reference", ref="Billsync_Subscription__c", rel="Subscription__r", create_only=True),
+        f("Product__c", "reference", ref="Product2", rel="Product__r"), f("Product_Code__c", "string"),
+        f("Quantity__c", "double", scale=6),
+        f("Pricing_Model__c", "picklist", values=("flat", "per_unit", "graduated", "volume", "package", "allowance",
+                                                  "percent_of")),
+        f("Contract_Price__c", "currency", scale=6), f("Discount_Percent__c", "percent"),
     ]},
 }
 
