@@ -10,7 +10,8 @@ Row contract (read by the connector's push, docs/architecture.md §4 How data fl
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
-  ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``);
+  ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``,
+  ``document.stored``: an invoice's or credit note's PDF was stored, to attach it in Salesforce);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
   the push upserts by an external id derived from them, so re-sending is safe;
 - ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
@@ -55,10 +56,11 @@ PAYMENT_REFUNDED = "payment.refunded"
 CUSTOMER_SUMMARY_CHANGED = "customer.summary_changed"
 SUBSCRIPTION_CREATED = "subscription.created"
 SUBSCRIPTION_CHANGED = "subscription.changed"
+DOCUMENT_STORED = "document.stored"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
-    CUSTOMER_SUMMARY_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
+    CUSTOMER_SUMMARY_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED, DOCUMENT_STORED,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
 #: Written by earlier versions next to ``customer.summary_changed`` for the same change; no

@@ -51,17 +51,19 @@ def insert_documents(session: Session, rows: Sequence[dict[str, Any]]) -> list[d
     return written
 
 
-def documents_due(session: Session, limit: int) -> list[tuple[str, int]]:
+def documents_due(session: Session, limit: int, *, after_invoice: int = 0,
+                  after_credit_note: int = 0) -> list[tuple[str, int]]:
     """Finalized invoices and credit notes without a document, oldest first: ``("invoice", id)`` and
-    ``("credit_note", id)``, at most ``limit`` of each kind per call."""
+    ``("credit_note", id)``, ids after those given, at most ``limit`` of each kind per call."""
     docs = InvoiceDocument.__table__  # type: ignore[attr-defined]
     inv, cn = Invoice.__table__, CreditNote.__table__  # type: ignore[attr-defined]
     invoices = session.execute(
-        select(inv.c.id).where(inv.c.number.is_not(None), inv.c.status != "draft",
+        select(inv.c.id).where(inv.c.id > after_invoice, inv.c.number.is_not(None), inv.c.status != "draft",
                                ~select(docs.c.id).where(docs.c.invoice_id == inv.c.id).exists())
         .order_by(inv.c.id).limit(limit)).scalars()
     notes = session.execute(
-        select(cn.c.id).where(~select(docs.c.id).where(docs.c.credit_note_id == cn.c.id).exists())
+        select(cn.c.id).where(cn.c.id > after_credit_note,
+                              ~select(docs.c.id).where(docs.c.credit_note_id == cn.c.id).exists())
         .order_by(cn.c.id).limit(limit)).scalars()
     return [("invoice", i) for i in invoices] + [("credit_note", i) for i in notes]
 

@@ -340,6 +340,50 @@ def invoice_tax_groups(session: Session, invoice_id: int) -> list[InvoiceTax]:
     return sorted(groups, key=lambda g: (g.tax_percent, g.id))
 
 
+def find_credit_note_row(session: Session, credit_note_id: int) -> CreditNote | None:
+    return session.get(CreditNote, credit_note_id)
+
+
+def credit_note_lines_of(session: Session, credit_note_ids: Sequence[int]) -> dict[int, list[CreditNoteLine]]:
+    """The lines of these credit notes, per credit note, in the order they were written."""
+    out: dict[int, list[CreditNoteLine]] = {}
+    wanted = sorted(set(credit_note_ids))
+    for start in range(0, len(wanted), 900):
+        for line in session.scalars(select(CreditNoteLine).where(
+                CreditNoteLine.credit_note_id.in_(wanted[start:start + 900])).order_by(CreditNoteLine.id)).all():
+            out.setdefault(line.credit_note_id, []).append(line)
+    return out
+
+
+def later_credit_notes_applied(session: Session, invoice_ids: Sequence[int]) -> dict[int, Decimal]:
+    """Per invoice, what credit notes issued after its finalization applied to it (adjustments, a void):
+    every credit note of the invoice except the one its own credit lines moved to."""
+    notes, lines = CreditNote.__table__, InvoiceLine.__table__
+    out: dict[int, Decimal] = {}
+    wanted = sorted(set(invoice_ids))
+    for start in range(0, len(wanted), 900):
+        chunk = wanted[start:start + 900]
+        split = select(lines.c.credit_note_id).where(lines.c.invoice_id.in_(chunk),
+                                                     lines.c.credit_note_id.is_not(None))
+        for invoice_id, applied in session.execute(
+                select(notes.c.invoice_id, notes.c.applied_to_invoice)
+                .where(notes.c.invoice_id.in_(chunk), notes.c.id.not_in(split))):
+            out[invoice_id] = out.get(invoice_id, ZERO) + applied
+    return out
+
+
+def invoice_that_billed(session: Session, subscription_id: str, item_id: str, on: date) -> Invoice | None:
+    """The latest finalized invoice with a charge of this subscription item for a period holding ``on``
+    (the invoice a proration credit for that day corrects)."""
+    lines, inv = InvoiceLine.__table__, Invoice.__table__
+    invoice_id = session.execute(
+        select(lines.c.invoice_id).join(inv, inv.c.id == lines.c.invoice_id)
+        .where(lines.c.subscription_id == subscription_id, lines.c.item_id == item_id, lines.c.starts_on <= on,
+               lines.c.ends_before > on, lines.c.credit_note_id.is_(None), inv.c.number.is_not(None))
+        .order_by(lines.c.invoice_id.desc()).limit(1)).scalar()
+    return None if invoice_id is None else session.get(Invoice, invoice_id)
+
+
 def credited_net(session: Session, invoice_id: int) -> Decimal:
     """Σ net of adjustment credit notes already issued on an invoice."""
     t = CreditNote.__table__

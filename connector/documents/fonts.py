@@ -1,0 +1,175 @@
+"""The fonts embedded in documents: DejaVu Sans, cut down once per process to the scripts a
+European invoice prints (Latin, Greek, Cyrillic, punctuation, currency signs).
+
+Parsing the whole font (about 6,000 glyphs) took most of a document's time; the cut-down copy
+(about 1,000 glyphs) is parsed in a fraction of it, and fpdf2 still embeds only the glyphs each
+document uses. The copies live in a temporary folder for the life of the process.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import threading
+from pathlib import Path
+from typing import Any
+
+from fontTools import subset
+from fontTools.ttLib import TTFont
+
+FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
+#: Basic Latin to Latin Extended-B, Greek and Cyrillic, general punctuation (dashes, quotes,
+#: narrow no-break space), currency signs, letterlike symbols, arrows and math operators (× −).
+RANGES = ((0x20, 0x17F), (0x2000, 0x206F), (0x20A0, 0x20CF), (0x2100, 0x2122),
+          (0x2190, 0x2193), (0x2212, 0x2212))
+_lock = threading.Lock()
+_prepared: dict[Path, dict[str, Path]] = {}
+
+
+def prepared_fonts(font_dir: Path) -> dict[str, Path]:
+    """Style ("" regular, "B" bold) → the cut-down TTF of ``font_dir``'s DejaVu Sans."""
+    with _lock:
+        found = _prepared.get(font_dir)
+        if found is not None and all(p.is_file() for p in found.values()):
+            return found
+        folder = Path(tempfile.mkdtemp(prefix="billsync-fonts-"))
+        options = subset.Options()
+        options.name_IDs = ["*"]
+        options.notdef_outline = True
+        options.glyph_names = False
+        options.layout_features = []  # no shaping: invoices print plain text
+        options.drop_tables += ["GSUB", "GPOS", "GDEF", "kern", "hdmx", "FFTM", "MATH", "LTSH", "VDMX"]
+        options.hinting = False
+        out = {}
+        for style, name in FILES.items():
+            font = TTFont(font_dir / name)
+            subsetter = subset.Subsetter(options)
+            subsetter.populate(unicodes=[c for lo, hi in RANGES for c in range(lo, hi + 1)])
+            subsetter.subset(font)
+            target = folder / name
+            font.save(target)
+            out[style] = target
+        _prepared[font_dir] = out
+        return out
+
+
+# ---------------------------------------------------------------- the embedded subsets, once each
+#
+# fpdf2 embeds in each PDF the subset of a font's glyphs the document uses (fontTools subsetting
+# and compiling, about 12 ms a font). Documents that use the same glyphs embed the same subset: it
+# is made once per process and reused. Every document starts with the same base characters (the
+# ASCII set, the labels of both languages, common accented letters: ``BASE_CHARACTERS``), so most
+# documents share one subset per font and language.
+
+BASE_CHARACTERS = (
+    "".join(chr(c) for c in range(0x20, 0x7F))
+    + "àâäçéèêëîïôöùûüÿœæÀÂÄÇÉÈÊËÎÏÔÖÙÛÜŸŒÆß€×−–—‘’“”«»…·°\u202f\u00a0"
+)
+
+
+class _SubsetCache:
+    """Stands in for ``fontTools.subset`` inside fpdf2's output: the same ``Options`` and
+    ``Subsetter``, but a font subset to glyphs already seen takes the stored result (glyph ids
+    and compiled bytes) instead of being subset and compiled again."""
+
+    Options = subset.Options
+
+    def __init__(self) -> None:
+        self._results: dict[tuple[str, frozenset[str]], tuple[dict[str, int], bytes]] = {}
+        self._lock = threading.Lock()
+
+    def Subsetter(self, options: subset.Options):  # noqa: N802 - fontTools' name
+        return _CachedSubsetter(self, options)
+
+
+class _CachedSubsetter:
+    def __init__(self, cache: _SubsetCache, options: subset.Options):
+        self.cache, self.options = cache, options
+        self.glyphs: frozenset[str] = frozenset()
+
+    def populate(self, glyphs=(), **_unused) -> None:
+        self.glyphs = frozenset(glyphs)
+
+    def subset(self, font: Any) -> None:
+        """Subset the document's view of a shared font: the shared font itself is never changed (a
+        fresh copy read from its file is subset the first time a glyph set is seen)."""
+        import io
+
+        path = font.path if isinstance(font, _FontView) else font.reader.file.name
+        key = (str(path), self.glyphs)
+        with self.cache._lock:
+            found = self.cache._results.get(key)
+        if found is None:
+            fresh = TTFont(path, recalcTimestamp=False)
+            subsetter = subset.Subsetter(self.options)
+            subsetter.populate(glyphs=self.glyphs)
+            subsetter.subset(fresh)
+            ids = {name: fresh.getGlyphID(name) for name in fresh.getGlyphOrder()}
+            out = io.BytesIO()
+            fresh.save(out)
+            found = (ids, out.getvalue())
+            with self.cache._lock:
+                self.cache._results[key] = found
+        ids, data = found
+        font.getGlyphID = ids.__getitem__
+        font.save = lambda file, *a, **k: file.write(data)
+
+
+def share_subsets() -> None:
+    """Make fpdf2 reuse embedded font subsets within this process (idempotent)."""
+    import fpdf.output
+
+    if not isinstance(fpdf.output.ftsubset, _SubsetCache):
+        fpdf.output.ftsubset = _SubsetCache()  # type: ignore[assignment]
+
+
+# ---------------------------------------------------------------- the parsed fonts, once each
+#
+# fpdf2 parses a font for each document (a few ms each). The parsed font is the same for every
+# document: it is parsed once per process and each document gets its own copy of what changes
+# (the glyphs it uses), over a view of the shared font that the output step cannot change.
+
+
+class _FontView:
+    """A document's view of a shared ``TTFont``: reads go to the shared font; what fpdf2's output
+    sets (the subset's glyph ids and bytes) stays on the view."""
+
+    def __init__(self, font: TTFont, path: Path):
+        self._font, self.path = font, path
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._font, name)
+
+    def __getitem__(self, key: str) -> Any:
+        return self._font[key]
+
+    def __contains__(self, key: object) -> bool:
+        return key in self._font
+
+
+_parsed: dict[tuple[Path, str], Any] = {}
+
+
+def use_fonts(pdf: Any, font_dir: Path, family: str = "DejaVu") -> None:
+    """Register the cut-down DejaVu Sans (regular and bold) on ``pdf`` from the process's parsed copies,
+    each with the base characters already picked (``BASE_CHARACTERS``)."""
+    import copy
+
+    from fpdf import FPDF
+    from fpdf.fonts import SubsetMap, TTFFont
+
+    share_subsets()
+    for style, path in prepared_fonts(font_dir).items():
+        key = (path, style)
+        with _lock:
+            pristine = _parsed.get(key)
+            if pristine is None:
+                pristine = _parsed[key] = TTFFont(FPDF(), path, f"{family.lower()}{style}", style)
+        font = copy.copy(pristine)
+        font.i = len(pdf.fonts) + 1
+        font.ttfont = _FontView(pristine.ttfont, path)
+        font.missing_glyphs = []
+        font.biggest_size_pt = 0
+        font.subset = SubsetMap(font)
+        for char in BASE_CHARACTERS:
+            font.subset.pick(ord(char))
+        pdf.fonts[font.fontkey] = font
