@@ -34,6 +34,7 @@ OUTAGE_FIRST_WAIT_SECONDS = 1.0
 OUTAGE_MAX_WAIT_SECONDS = 30.0
 #: How long a worker waits before pushing again after the push refused the org.
 REFUSED_PUSH_WAIT = timedelta(minutes=5)
+DOCUMENTS_RETRY = timedelta(minutes=5)
 
 
 def database_unreachable(exc: BaseException) -> bool:
@@ -98,12 +99,51 @@ class _InboxDrain:
         return report.done + report.dead
 
 
+class _DocumentsDrain:
+    """Finalized invoices and credit notes without a document: render and store them (their
+    ``document.stored`` events then attach the PDFs in Salesforce). Without the seller's identity,
+    says once what is missing and looks again every ``DOCUMENTS_RETRY`` (the settings do not change
+    while the process runs, but a first bill run may not have happened yet)."""
+
+    def __init__(self, services: Services, batch_size: int):
+        self.services, self.batch_size = services, batch_size
+        self.refused_until: datetime | None = None
+        self.said: str | None = None
+
+    def __call__(self, should_stop: Callable[[], bool]) -> int:
+        from connector.documents.generate import generate_documents
+        from connector.documents.seller import SellerIdentityError
+
+        if self.refused_until is not None and datetime.now(UTC) < self.refused_until:
+            return 0
+        try:
+            report = generate_documents(self.services, batch_size=min(self.batch_size, 100),
+                                        limit=self.batch_size)
+        except SellerIdentityError as exc:
+            text = "; ".join(exc.problems)
+            if text != self.said:
+                log.warning("documents: none generated until the seller's identity is complete: %s", text)
+                self.said = text
+            self.refused_until = datetime.now(UTC) + DOCUMENTS_RETRY
+            return 0
+        if report.generated or report.failed:
+            for line in report.lines():
+                log.info("documents: %s", line)
+        return report.generated
+
+
 def drains_for(services: Services, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
-    """What a worker drains, in order: notifications first (they change what the push sends), then the outbox."""
+    """What a worker drains, in order: notifications first (they change what the push sends), then the
+    documents of new invoices (their PDFs are pushed too), then the outbox."""
     drains: list[Drain] = []
     if services.settings.sf_auth != "none":
         inbox = _InboxDrain(services, worker_id, batch_size)
         drains.append(Drain("webhook inbox", inbox, lambda: inbox.paused_until))
+    from connector.documents.seller import documents_wanted
+
+    if documents_wanted(services.settings):
+        drains.append(Drain("documents", _DocumentsDrain(services, batch_size)))
+    if services.settings.sf_auth != "none":
         outbox = _OutboxDrain(services, worker_id, batch_size, lease)
         drains.append(Drain("outbox", outbox, lambda: outbox.paused_until))
     return drains

@@ -89,6 +89,7 @@ def _register_commands() -> None:
     from connector.cli.billing import bill_run, metrics
     from connector.cli.config import config
     from connector.cli.database import db
+    from connector.cli.documents import documents
     from connector.cli.mappings import mappings
     from connector.cli.processes import clock, web, worker
     from connector.cli.reconcile import reconcile
@@ -98,6 +99,7 @@ def _register_commands() -> None:
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
     cli.add_command(api_key)
+    cli.add_command(documents)
     _register_sandbox()
 
 

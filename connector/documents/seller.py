@@ -67,6 +67,12 @@ class Seller:
         return " ".join(self.iban[i:i + 4] for i in range(0, len(self.iban), 4))
 
 
+def documents_wanted(settings: Settings) -> bool:
+    """Whether this installation issues documents: once any of its required ``SELLER_*`` settings is set
+    (the worker then generates them, or says what is still missing)."""
+    return any(getattr(settings, name.lower()) not in (None, "") for name, _ in REQUIRED)
+
+
 def seller_identity(settings: Settings) -> Seller:
     """The seller from the settings, or ``SellerIdentityError`` naming each missing setting."""
     problems = [f"{name}: not set; invoice documents need {what}" for name, what in REQUIRED
