@@ -26,6 +26,8 @@ WRITE_METHODS = {"POST", "PATCH", "PUT", "DELETE"}
 
 
 def _json(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
+    if isinstance(body, bytes):  # a blob (a ContentVersion's VersionData)
+        return Response(body, status=status, headers=headers)
     text = "" if body is None or status == 204 else wire.dumps(body)
     response = Response(text, status=status, content_type=JSON_TYPE if text else None)
     for key, value in (headers or {}).items():

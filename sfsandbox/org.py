@@ -8,7 +8,10 @@ rules, auto numbers). Every write runs inside ``store.transaction()``.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import calendar
+import hashlib
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -19,8 +22,15 @@ from typing import Any
 from sfsandbox import ids
 from sfsandbox.errors import ApiError, RecordError, not_found
 from sfsandbox.schema import FieldSpec, ObjectDef, Schema
-from sfsandbox.soql import FieldDef, QueryResult, execute
+from sfsandbox.soql import FieldDef, QueryResult, SoqlError, execute
 from sfsandbox.store import Change, Store
+
+#: A blob sent base64-encoded in a JSON body: at most 37.5 MB of base64 text (Salesforce REST API,
+#: "Insert or Update Blob Data"; multipart requests, which the sandbox does not take, allow 2 GB).
+BASE64_JSON_LIMIT = 39_321_600
+#: Salesforce answers a query of ContentDocumentLink only when it filters on Id, ContentDocumentId or LinkedEntityId.
+_LINK_QUERY = re.compile(r"\bFROM\s+ContentDocumentLink\b", re.IGNORECASE)
+_LINK_FILTER = re.compile(r"\bWHERE\b.*\b(Id|ContentDocumentId|LinkedEntityId)\s*(=|\bIN\b)", re.IGNORECASE | re.DOTALL)
 
 DATETIME_FORMAT = "%Y-%m-%dT%H:%M:%S.000+0000"
 _DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
@@ -162,6 +172,10 @@ class Org:
         return obj
 
     def query(self, soql: str, *, include_deleted: bool, api_version: str) -> QueryResult:
+        if _LINK_QUERY.search(soql) and not _LINK_FILTER.search(soql):
+            raise SoqlError("MALFORMED_QUERY", "Implementation restriction: ContentDocumentLink requires a filter by "
+                            "a single Id on ContentDocumentId or LinkedEntityId using the equals operator or multiple "
+                            "Id's using the IN operator.")
         with self.store.lock:
             return execute(soql, self.schema_view, self.source, now=self.clock(),
                            include_deleted=include_deleted, api_version=api_version)
@@ -328,6 +342,13 @@ class Org:
             if isinstance(raw, bool):
                 return raw
             raise bad()
+        if kind == "base64":
+            if not isinstance(raw, str):
+                raise bad()
+            if len(raw) > BASE64_JSON_LIMIT:
+                raise ApiError(400, "JSON_PARSER_ERROR", f"{obj.name}.{spec.name}: more than 37.5 MB of base64-encoded "
+                               "data in a JSON body; send larger files as a multipart request")
+            return raw
         if isinstance(raw, dict | list):
             raise bad()
         if kind in ("currency", "double", "percent", "int"):
@@ -789,3 +810,115 @@ class Org:
         invoice = self._parent("Invoice__c", record.get("Invoice__c"))
         if invoice is not None:
             record["CurrencyIsoCode"] = invoice.get("CurrencyIsoCode")
+
+    # ----------------------------------------------------------- files (ContentVersion)
+
+    def _any_record(self, value: Any) -> dict | None:
+        """The live record an id of any object names (a polymorphic reference)."""
+        rid = ids.normalize(str(value)) if value else None
+        obj = self.schema.object_for_id(rid) if rid else None
+        record = self.store.get(obj.name, rid) if obj is not None and rid else None
+        return record if record is not None and not record["IsDeleted"] else None
+
+    def _derive_ContentVersion(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
+        """A new version: its bytes (base64 in ``VersionData``) are kept aside and the field reads as
+        the URL of the bytes, as in Salesforce; size, MD5 checksum and file type are derived."""
+        if old is not None:
+            # A version's file cannot change: the same bytes again (an upsert repeating its body) are
+            # kept as they are; other bytes, another name or another first record are refused.
+            if record.get("VersionData") != old.get("VersionData"):
+                try:
+                    same = base64.b64decode(record.get("VersionData") or "", validate=True) == old.get(
+                        "_VersionData__bytes")
+                except (binascii.Error, ValueError):
+                    same = False
+                if not same:
+                    raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE", "Unable to create/update fields: VersionData. "
+                                      "A ContentVersion's file cannot be updated; insert a new version instead.",
+                                      ["VersionData"])
+                record["VersionData"] = old.get("VersionData")
+            changed = [f for f in ("PathOnClient", "FirstPublishLocationId")
+                       if record.get(f) and ids.normalize(str(record.get(f))) != old.get(f) and record.get(f) != old.get(f)]
+            if changed:
+                raise RecordError("INVALID_FIELD_FOR_INSERT_UPDATE", f"Unable to create/update fields: "
+                                  f"{', '.join(changed)}.", changed)
+            return
+        data = record.get("VersionData")
+        if record.get("ContentLocation", "S") == "S":
+            missing = [f for f in ("PathOnClient", "VersionData") if not record.get(f)]
+            if missing:
+                raise RecordError("REQUIRED_FIELD_MISSING", f"Required fields are missing: [{', '.join(missing)}]",
+                                  missing)
+        try:
+            content = base64.b64decode(data or "", validate=True)
+        except (binascii.Error, ValueError):
+            raise RecordError("INVALID_FIELD", "VersionData: not valid base64 data", ["VersionData"]) from None
+        location = record.get("FirstPublishLocationId")
+        if location:
+            if record.get("ContentDocumentId"):
+                raise RecordError("FIELD_INTEGRITY_EXCEPTION", "FirstPublishLocationId can only be set on the first "
+                                  "version of a file", ["FirstPublishLocationId"])
+            if self._any_record(location) is None:
+                raise RecordError("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {location}",
+                                  ["FirstPublishLocationId"])
+            record["FirstPublishLocationId"] = ids.normalize(str(location))
+        path = str(record.get("PathOnClient") or "")
+        extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
+        record.update(_VersionData__bytes=content, ContentSize=len(content), FileExtension=extension,
+                      FileType=extension.upper() or "UNKNOWN", Checksum=hashlib.md5(content).hexdigest(),  # noqa: S324
+                      IsLatest=True,
+                      VersionData=f"/services/data/v{caller.api_version}/sobjects/ContentVersion/{record['Id']}/"
+                                  "VersionData")
+        document = self._parent("ContentDocument", record.get("ContentDocumentId"))
+        if record.get("ContentDocumentId") and document is None:
+            raise RecordError("INVALID_CROSS_REFERENCE_KEY", "invalid cross reference id: "
+                              f"{record['ContentDocumentId']}", ["ContentDocumentId"])
+        versions = [r for r in self.store.scan("ContentVersion")
+                    if r.get("ContentDocumentId") == document["Id"]] if document is not None else []
+        record["VersionNumber"] = str(len(versions) + 1)
+
+    def _after_ContentVersion(self, record: dict, old: dict | None, caller: Caller | None) -> None:  # noqa: N802
+        """The first version creates its ContentDocument and links it to its owner and to
+        ``FirstPublishLocationId``; a later one becomes the document's latest."""
+        if old is not None or caller is None:
+            return
+        document_id = record.get("ContentDocumentId")
+        if not document_id:
+            document_obj = self.object("ContentDocument")
+            document_id = self._insert(document_obj, {
+                "Title": record.get("Title"), "FileType": record.get("FileType"),
+                "FileExtension": record.get("FileExtension"), "ContentSize": record.get("ContentSize"),
+                "LatestPublishedVersionId": record["Id"], "PublishStatus": "P"}, {}, caller)
+            self.system_update("ContentVersion", record["Id"], {"ContentDocumentId": document_id})
+            link = self.object("ContentDocumentLink")
+            self._insert(link, {"ContentDocumentId": document_id, "LinkedEntityId": caller.user_id,
+                                "ShareType": "I", "Visibility": "AllUsers"}, {}, caller)
+            if record.get("FirstPublishLocationId"):
+                self._insert(link, {"ContentDocumentId": document_id, "LinkedEntityId": record["FirstPublishLocationId"],
+                                    "ShareType": "V", "Visibility": "AllUsers"}, {}, caller)
+            return
+        for other in self.store.scan("ContentVersion"):
+            if other.get("ContentDocumentId") == document_id and other["Id"] != record["Id"] and other.get("IsLatest"):
+                self.system_update("ContentVersion", other["Id"], {"IsLatest": False})
+        self.system_update("ContentDocument", document_id, {
+            "LatestPublishedVersionId": record["Id"], "Title": record.get("Title"),
+            "ContentSize": record.get("ContentSize"), "FileType": record.get("FileType")})
+
+    def _derive_ContentDocumentLink(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
+        if old is not None:
+            return
+        entity = self._any_record(record.get("LinkedEntityId"))
+        if entity is None:
+            raise RecordError("INVALID_CROSS_REFERENCE_KEY", f"invalid cross reference id: {record.get('LinkedEntityId')}",
+                              ["LinkedEntityId"])
+        record["LinkedEntityId"] = entity["Id"]
+        for other in self.store.scan("ContentDocumentLink"):
+            if (not other["IsDeleted"] and other.get("ContentDocumentId") == record.get("ContentDocumentId")
+                    and other.get("LinkedEntityId") == entity["Id"]):
+                raise RecordError("DUPLICATE_VALUE", "Document with ID: {} is already linked with the entity with ID: "
+                                  "{}".format(record.get("ContentDocumentId"), entity["Id"]), [])
+
+    def version_data(self, record_id: str) -> bytes:
+        """The bytes of a ContentVersion (``GET sobjects/ContentVersion/{id}/VersionData``)."""
+        record = self._live(self.object("ContentVersion"), record_id)
+        return bytes(record.get("_VersionData__bytes") or b"")

@@ -145,6 +145,8 @@ class Rest:
                 raise not_found()
             return self._by_id(call, obj, third)
         if len(seg) == 4:
+            if obj.name == "ContentVersion" and unquote(seg[3]) == "VersionData" and m == "GET":
+                return 200, self.org.version_data(third), {"Content-Type": "application/octet-stream"}
             return self._by_external_id(call, obj, third, unquote_plus(seg[3]))
         raise not_found()
 
