@@ -90,6 +90,10 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
         "billing_status", "billing_ends_on",
     }),
+    # an invoice's or credit note's PDF, attached to its Invoice__c (connector/documents/push.py)
+    "document": frozenset({
+        "id", "number", "kind", "title", "file_name", "pdf", "sha256", "description", "salesforce_invoice_id",
+    }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status", "ends_on"}),
     # a subscription as the CRM's subscription record shows it, and its current items
     "subscription": frozenset({

@@ -158,6 +158,14 @@ def _string(value: Any, params: Mapping[str, Any], tz: ZoneInfo) -> str:
     return text
 
 
+def _base64(value: Any, params: Mapping[str, Any], tz: ZoneInfo) -> str:
+    import base64
+
+    if not isinstance(value, bytes | bytearray):
+        raise ValueRejected(f"is {type(value).__name__} text, not the bytes of a file")
+    return base64.b64encode(bytes(value)).decode("ascii")
+
+
 def _decimal(value: Any, params: Mapping[str, Any], tz: ZoneInfo) -> Decimal:
     number = parse_decimal(value)
     places = params.get("places")
@@ -401,6 +409,8 @@ _ALL = [
               {"template": Param("text", "the text, with {field} placeholders", required=True),
                "otherwise": Param("text", "used when a placeholder of `template` is empty"), **_LENGTH},
               uses_source=False),
+    Transform("base64", "A file's bytes as base64 text (a blob field such as ContentVersion.VersionData).",
+              _base64, NOT_ALLOWED, frozenset({"base64"})),
 ]
 
 TRANSFORMS: Mapping[str, Transform] = {t.name: t for t in _ALL}

@@ -130,6 +130,12 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Discount__c", "currency", scale=2), f("Amount__c", "currency", scale=2), f("Tax_Rate__c", "percent"),
         f("Tax__c", "currency", scale=2),
     ]},
+    "ContentVersion": {"fields": [
+        f("Title", "string"), f("Description", "textarea"), f("PathOnClient", "string", create_only=True),
+        f("VersionData", "base64", create_only=True), f("FirstPublishLocationId", "reference", create_only=True),
+        f("ContentDocumentId", "reference", ref="ContentDocument", rel="ContentDocument", create_only=True),
+        f("Checksum", "string", ro=True), f("Billsync_Document_Id__c", "string", ext=True),
+    ]},
     "Payment__c": {"fields": [
         f("Billsync_Payment_Id__c", "string", ext=True), f("Account__c", "reference", ref="Account", rel="Account__r"),
         f("Invoice__c", "reference", ref="Invoice__c", rel="Invoice__r"), CURRENCY,

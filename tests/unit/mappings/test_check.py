@@ -50,7 +50,7 @@ def test_a_broken_file_gets_one_line_per_problem_with_file_and_line(tmp_path, de
         "currency, double, int, long, percent",
         f"{file}:9: fields.vat_id.transform: unknown transform 'upper_case'; known: string, decimal, integer, "
         "boolean, date, datetime_to_date, datetime, percent, picklist_map, default, constant, currency_code, "
-        "timezone, json_tiers, split_codes, id18, template",
+        "timezone, json_tiers, split_codes, id18, template, base64",
         f"{file}:14: key.field: Invoice__c.Name is not an External ID field; mark it External ID (and Unique) "
         "in Salesforce, or key the mapping by Id",
     ]

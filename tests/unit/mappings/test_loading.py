@@ -34,7 +34,7 @@ def problems_of(tmp_path: Path, text: str, name: str = "custom.yaml") -> list[st
 def test_the_defaults_load_without_problems(defaults):
     assert sorted(s.name for s in defaults.inbound) == ["customer", "price", "product", "subscription"]
     assert sorted(s.name for s in defaults.outbound) == [
-        "account_review", "account_summary", "deal_preview", "invoice", "invoice_line", "opportunity_review",
+        "account_review", "account_summary", "deal_preview", "document", "invoice", "invoice_line", "opportunity_review",
         "payment", "subscription", "subscription_item", "subscription_link"]
     assert [s.name for s in defaults.inbound_for("account")] == ["customer"]
     assert [s.object for s in defaults.outbound_for("invoice_line")] == ["Invoice_Line__c"]
@@ -100,7 +100,7 @@ def test_unknown_and_missing_keys(tmp_path):
         f"{tmp_path / 'custom.yaml'}:2: object: missing key 'object'",
         f"{tmp_path / 'custom.yaml'}:5: fields.name: missing key 'transform' (one of: string, decimal, integer, "
         "boolean, date, datetime_to_date, datetime, percent, picklist_map, default, constant, currency_code, "
-        "timezone, json_tiers, split_codes, id18, template)",
+        "timezone, json_tiers, split_codes, id18, template, base64)",
         f"{tmp_path / 'custom.yaml'}:5: fields.name.tranform: unknown key (did you mean 'transform'?); allowed here: "
         "from, transform, required, required_for, default, default_from, description, "
         "map, max, max_length, min, otherwise, places, separator, template, truncate, value",

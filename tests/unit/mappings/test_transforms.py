@@ -133,9 +133,22 @@ def test_bad_input_names_the_field_and_the_value(transform, params, value, expec
 
 
 def test_every_transform_has_good_and_bad_cases():
-    # constant and template read no field, so their bad input is a bad spec: see below and test_loading.
-    assert {t for t, *_ in GOOD} == set(TRANSFORMS)
-    assert {t for t, *_ in BAD} == set(TRANSFORMS) - {"constant", "template"}
+    # constant and template read no field, so their bad input is a bad spec: see below and test_loading;
+    # base64 only writes (a file's bytes to a blob field): see the next test.
+    assert {t for t, *_ in GOOD} == set(TRANSFORMS) - {"base64"}
+    assert {t for t, *_ in BAD} == set(TRANSFORMS) - {"constant", "template", "base64"}
+
+
+def test_base64_writes_a_files_bytes_and_refuses_anything_else():
+    from mappings import apply_outbound, load_specs
+
+    specs = load_specs(None)
+    [spec] = specs.outbound_for("document")
+    record = {"id": "inst-doc-1", "number": "INV-1", "kind": "invoice", "title": "INV-1", "file_name": "INV-1.pdf",
+              "pdf": b"%PDF-1.7", "sha256": "ab", "description": "", "salesforce_invoice_id": "a00000000000001AAA"}
+    assert apply_outbound(spec, record)["VersionData"] == "JVBERi0xLjc="
+    with pytest.raises(InvalidRecordError, match="document inst-doc-1: pdf: '%PDF' is str text, not the bytes of a file"):
+        apply_outbound(spec, {**record, "pdf": "%PDF"})
 
 
 def test_a_template_whose_placeholder_is_missing_from_the_record_names_it():
