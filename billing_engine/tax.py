@@ -51,6 +51,10 @@ class TaxCategory(StrEnum):
                                                 f"{', '.join(c.value for c in cls)}") from None
 
 
+#: Lines the engine makes without a product: a minimum commitment's true-up is the service it
+#: completes, at the standard rate (docs/billing-rules.md §8 Minimum commitments, §14 Tax).
+ENGINE_LINES: dict[str, ProductTax] = {}
+
 #: EN 16931 VAT category codes (UNTDID 5305, BT-118/BT-151) and their exemption reason codes (VATEX, BT-121).
 STANDARD_RATED, ZERO_RATED, EXEMPT, REVERSE_CHARGE, EXPORT, OUT_OF_SCOPE = "S", "Z", "E", "AE", "G", "O"
 REASON_CODES = {REVERSE_CHARGE: "VATEX-EU-AE", EXPORT: "VATEX-EU-G", OUT_OF_SCOPE: "VATEX-EU-O"}
@@ -68,6 +72,9 @@ class ProductTax:
     category: TaxCategory | None = None  # None: the product has none (refused on a French invoice)
     percent: Decimal | None = None
     exemption_reason: str = ""
+
+
+ENGINE_LINES["minimum_commitment"] = ProductTax(TaxCategory.STANDARD)
 
 
 @dataclass(frozen=True, slots=True)
@@ -169,7 +176,7 @@ class TaxRule:
         return "intra_eu_business" if self.customer_vat_id else "domestic"
 
     def line_tax(self, product_code: str) -> LineTax:
-        product = self.products.get(product_code) or ProductTax()
+        product = self.products.get(product_code) or ENGINE_LINES.get(product_code) or ProductTax()
         category = product.category
         if category is TaxCategory.OUT_OF_SCOPE:
             return LineTax(OUT_OF_SCOPE, ZERO, product.exemption_reason or DEFAULT_REASONS[OUT_OF_SCOPE])

@@ -267,3 +267,27 @@ def get_document(session: Session, *, invoice_id: int | None = None,
 
 def documents_by_ids(session: Session, ids: Sequence[int]) -> dict[int, StoredDocument]:
     return {i: _stored(d) for i, d in document_store.documents_by_ids(session, ids).items()}
+
+
+@dataclass(frozen=True)
+class DocumentExport:
+    """What the push attaches in Salesforce: a stored PDF and the invoice whose record it goes on (a
+    credit note's: the invoice it corrects, BT-25)."""
+
+    document: StoredDocument
+    attach_to_invoice_id: int | None
+
+
+def documents_for_export(session: Session, ids: Sequence[int]) -> dict[int, DocumentExport]:
+    """The stored documents with these ids (missing ones are absent) and the invoice each attaches to."""
+    out: dict[int, DocumentExport] = {}
+    for document_id, doc in documents_by_ids(session, ids).items():
+        if doc.kind == INVOICE:
+            target = doc.invoice_id
+        else:
+            note = invoice_store.find_credit_note_row(session, doc.record_id)
+            inv = invoice_store.find_invoice(session, note.invoice_id) if note and note.invoice_id else None
+            corrected = _corrected_invoice(session, inv)
+            target = corrected.id if corrected is not None else None
+        out[document_id] = DocumentExport(doc, target)
+    return out

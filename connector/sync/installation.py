@@ -33,7 +33,7 @@ INSTALLATION_ID_LENGTH = 10
 ORG_ID_LENGTH = 18
 _ALPHABET = string.ascii_lowercase + string.digits
 _ROW = 1
-_TAGS = {"invoice": "inv", "line": "line", "payment": "pay"}
+_TAGS = {"invoice": "inv", "line": "line", "payment": "pay", "document": "doc"}
 
 
 class InstallationRow(SQLModel, table=True):
@@ -74,6 +74,9 @@ class Keys:
 
     def payment(self, payment_id: int | str) -> str:
         return f"{self.installation_id}-pay-{payment_id}"
+
+    def document(self, document_id: int | str) -> str:
+        return f"{self.installation_id}-{_TAGS['document']}-{document_id}"
 
     def engine_id(self, kind: str, key: str | None) -> int | None:
         """The engine id in one of this installation's keys (``kind``: invoice, line or payment), else ``None``."""

@@ -17,6 +17,9 @@ into ``composite`` calls:
   children are only sent once their parents' call has returned;
 - ``allOrNone`` is false: each record succeeds or fails alone.
 
+A ``document.stored`` row attaches an invoice's PDF to its ``Invoice__c`` (``connector.documents.push``),
+after the other rows claimed with it.
+
 A ``customer.summary_changed`` row writes the Account summary and, with it, the subscription
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
 cancellation recorded or taking effect shows on the Account and on its Opportunities together.
@@ -215,7 +218,6 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                 break
             report.batches += 1
             report.claimed += len(rows)
-            batch = _Batch(rows, now=batch_now)
             if keys is None:  # before the first send: may this installation write to this org?
                 try:
                     checked = check_push_target(services, client, now=batch_now)
@@ -228,6 +230,9 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                     raise
                 keys, report.check_calls = checked.keys, checked.calls
                 report.rekeyed = checked.rekey.line() if checked.rekey else None
+            # The invoices' PDFs go after the records claimed with them (their invoices first).
+            documents = [r for r in rows if r.topic == ob.DOCUMENT_STORED]
+            batch = _Batch([r for r in rows if r.topic != ob.DOCUMENT_STORED], now=batch_now)
             try:
                 _plan(batch)
                 with Session(services.engine) as session:
@@ -236,7 +241,10 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
             except BaseException:
                 _release(services.engine, rows, worker_id, batch_now)
                 raise
-            sender.submit(batch)
+            if batch.rows:
+                sender.submit(batch)
+            if documents:
+                sender.submit(_Documents(documents, batch_now, specs, keys))
     finally:
         sender.close()
     if sender.stop is None and sender.failure is None and not (should_stop is not None and should_stop()):
@@ -267,6 +275,16 @@ def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime)
                 claimed={r.id: r for r in rows})
 
 
+@dataclass
+class _Documents:
+    """Claimed ``document.stored`` rows: PDFs to attach (``connector.documents.push``)."""
+
+    rows: list[ClaimedRow]
+    now: datetime
+    specs: Any
+    keys: Keys
+
+
 class _Sender:
     """Sends and settles built batches in order, on its own thread."""
 
@@ -274,7 +292,7 @@ class _Sender:
         self.services, self.worker_id, self.report = services, worker_id, report
         self.clients = [client]
         self.concurrency = concurrency
-        self.queue: queue.Queue[_Batch | None] = queue.Queue(maxsize=1)
+        self.queue: queue.Queue[_Batch | _Documents | None] = queue.Queue(maxsize=1)
         self.stopped = threading.Event()
         self.stop: SalesforceError | None = None
         self.failure: BaseException | None = None
@@ -283,7 +301,7 @@ class _Sender:
         self.thread = threading.Thread(target=self._run, name="billsync-push-sender", daemon=True)
         self.thread.start()
 
-    def submit(self, batch: _Batch) -> None:
+    def submit(self, batch: _Batch | _Documents) -> None:
         self.queue.put(batch)
 
     def close(self) -> None:
@@ -298,10 +316,13 @@ class _Sender:
             if batch is None:
                 return
             try:
-                if self.stopped.is_set():  # the push stopped: give the batch back untouched
+                if isinstance(batch, _Documents):
+                    stop = self._deliver_documents(batch)
+                elif self.stopped.is_set():  # the push stopped: give the batch back untouched
                     self._settle(batch, None, release_all=True)
                     continue
-                stop = self._deliver(batch)
+                else:
+                    stop = self._deliver(batch)
             except BaseException as exc:  # a bug or the database: release, stop, raise in the caller
                 self.failure = self.failure or exc
                 self.stopped.set()
@@ -327,6 +348,30 @@ class _Sender:
         except _SendStopped as stopped:
             stop = stopped.error
         self._settle(batch, stop)
+        return stop
+
+    def _deliver_documents(self, batch: _Documents) -> SalesforceError | None:
+        from connector.documents.push import deliver_documents
+
+        if self.stopped.is_set():
+            settlements = [Settlement(r.id, Outcome.RELEASE) for r in batch.rows]
+            stop = None
+        else:
+            delivery = deliver_documents(self._client(0), batch.specs, self.services.engine, batch.keys, batch.rows,
+                                         batch.now)
+            settlements, stop = delivery.settlements, delivery.stop
+            with self.lock:
+                self.report.records_sent += delivery.sent
+                self.report.composite_calls += delivery.calls
+        counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=batch.now,
+                             claimed={r.id: r for r in batch.rows})
+        with self.lock:
+            r = self.report
+            r.done += counts.done
+            r.retrying += counts.retrying
+            r.dead += counts.dead
+            r.released += counts.released
+            r.superseded += counts.superseded
         return stop
 
     def _settle(self, batch: _Batch, stop: SalesforceError | None, *, release_all: bool = False) -> None:
