@@ -7,7 +7,7 @@ from decimal import Decimal
 
 import pytest
 from sqlalchemy import update
-from sqlmodel import Session
+from sqlmodel import Session, select
 
 from billing_engine.storage.invoices import CreditNote, Invoice, InvoiceLine
 from billing_engine.storage.outbox import OutboxRow
@@ -201,8 +201,8 @@ def test_a_credit_note_on_one_line_names_that_invoice_line(services, billed):
     client, accounts, (invoice, _) = billed
     keys = keys_of(services.engine)
     with Session(services.engine) as session:
-        [first_line, second_line] = sorted(session.query(InvoiceLine).filter_by(invoice_id=invoice.id).all(),
-                                           key=lambda ln: ln.position)
+        [first_line, second_line] = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
+                                                 .order_by(InvoiceLine.position)).all()
     with transaction(services.engine) as session:
         note_id = billing_uc.credit_invoice(session, invoice.id, reason="seat removed", on=date(2026, 11, 9),
                                             lines={second_line.position: None}, now=NOW + timedelta(days=8))
