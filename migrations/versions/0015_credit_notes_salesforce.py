@@ -1,7 +1,7 @@
 """credit notes and refunds in Salesforce: the record each was pushed to; voided invoices credited in full
 
 Revision ID: 0015_credit_notes_salesforce
-Revises: 0013_deal_previews
+Revises: 0014_api_access
 Create Date: 2026-12-07
 
 A voided invoice's credit note settles what was left of it; the invoice now counts it in its
@@ -18,7 +18,7 @@ from alembic import op
 from billing_engine.storage.columns import ExactDecimal
 
 revision = "0015_credit_notes_salesforce"
-down_revision = "0013_deal_previews"
+down_revision = "0014_api_access"
 branch_labels = None
 depends_on = None
 
