@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
@@ -154,6 +155,17 @@ def get_installation(engine: Engine, *, now: datetime | None = None) -> Installa
             row = session.get(InstallationRow, _ROW)
             assert row is not None
             return _state(row)
+
+
+def ensure_installation(session: Session, *, now: datetime) -> Installation:
+    """This installation, created with a new id in the caller's transaction if it has none yet."""
+    table = InstallationRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(table).values(id=_ROW, installation_id=new_installation_id(), created_at=now,
+                                                 rekey_pending=False).on_conflict_do_nothing(index_elements=["id"]))
+    row = session.get(InstallationRow, _ROW)
+    assert row is not None
+    return _state(row)
 
 
 def keys_of(engine: Engine) -> Keys:

@@ -160,12 +160,16 @@ def outbox_counts(session: Session) -> dict[str, int]:
     return counts
 
 
-def outbox_letters(session: Session, *, status: str, limit: int | None = 50) -> list[OutboxLetter]:
-    """Dead rows (``status="dead"``) or failing ones (``status="failing"``), oldest first."""
+def outbox_letters(session: Session, *, status: str, limit: int | None = 50,
+                   after_id: int | None = None) -> list[OutboxLetter]:
+    """Dead rows (``status="dead"``) or failing ones (``status="failing"``), oldest first, after
+    ``after_id`` (a page of at most ``limit``)."""
     if status == "failing":
         where = and_(_T.c.status == PENDING, _T.c.last_error.is_not(None))
     else:
         where = _T.c.status == status
+    if after_id is not None:
+        where = and_(where, _T.c.id > after_id)
     query = select(_T).where(where).order_by(_T.c.id)
     if limit is not None:
         query = query.limit(limit)

@@ -259,6 +259,11 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
         raise sender.failure
     if sender.stop is None and not (should_stop is not None and should_stop()):
         report.review_marks = _push_review_marks(services, client, specs, worker_id, now)
+    if report.claimed:
+        from connector.sync.status import PUSH, record_job_run
+
+        record_job_run(services.engine, PUSH, finished_at=report.finished_at or clock(),
+                       summary="; ".join(report.lines()[:2]))
     return report
 
 

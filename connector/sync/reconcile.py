@@ -32,19 +32,23 @@ look at.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy import select as columns
 from sqlmodel import Session
 
 from billing_engine.use_cases import exports
-from connector.database import transaction
+from connector.database import READ_ONLY, transaction
+from connector.queue import utc
 from connector.salesforce.soql import build_soql
 from connector.sync.installation import Keys, keys_of
 from connector.sync.records import payment_name, refund_name
+from connector.sync.tables import ReconcileRun
 from mappings import load_specs
 
 if TYPE_CHECKING:
@@ -336,8 +340,10 @@ def compare(engine: Iterable[Side], salesforce: Iterable[Side],
     return ordered, mismatches
 
 
-def reconcile_period(services: Services, period: str, *, today: date | None = None) -> ReconcileReport:
-    """Compare the engine and Salesforce for one month (``YYYY-MM``), and every Account summary; read-only.
+def reconcile_period(services: Services, period: str, *, today: date | None = None,
+                     keys: Keys | None = None) -> ReconcileReport:
+    """Compare the engine and Salesforce for one month (``YYYY-MM``), and every Account summary; read-only
+    (but for this installation's id, created on first use when ``keys`` are not given).
 
     ``today`` (default: today in BILLSYNC_TIMEZONE) decides which unpaid invoices are overdue, and
     the day the Account summaries are compared as of.
@@ -346,14 +352,15 @@ def reconcile_period(services: Services, period: str, *, today: date | None = No
 
     starts_on, ends_before = parse_period(period)
     today = today or today_in(services.settings.billsync_timezone)
-    keys = keys_of(services.engine)
+    keys = keys or keys_of(services.engine)
     specs = load_specs(services.settings.mappings_dir)
     pushed = {source: bool(specs.outbound_for(source)) for source in ("credit_note", "refund")}
     report = ReconcileReport(f"{starts_on:%Y-%m}", starts_on, ends_before, accounts_as_of=today)
     for source, what in (("credit_note", "credit notes"), ("refund", "refunds")):
         if not pushed[source]:
             report.not_compared.append(f"{what}: not pushed to Salesforce (the {source} mapping is switched off)")
-    with Session(services.engine) as session:
+    # Reads only: on SQLite it never waits for the write lock (an API request may hold it).
+    with Session(services.engine.execution_options(**{READ_ONLY: True})) as session:
         engine_sides = {
             "invoice": engine_invoices(session, starts_on, ends_before, today, keys),
             "payment": engine_payments(session, starts_on, ends_before, keys),
@@ -389,8 +396,11 @@ class RepairResult:
     not_repairable: list[Mismatch] = field(default_factory=list)
 
 
-def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime | None = None) -> RepairResult:
-    """Put the outbox rows of every drifted engine record back to pending (one transaction).
+def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime | None = None,
+                  session: Session | None = None, keys: Keys | None = None) -> RepairResult:
+    """Put the outbox rows of every drifted engine record back to pending (one transaction: the
+    caller's ``session`` when given, which the caller commits; ``keys``: the installation's, read
+    when not given).
 
     The rows are replayed in their original order, so Salesforce ends with the engine's
     current state. A record only Salesforce has is left for a person.
@@ -405,13 +415,16 @@ def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime 
             drifted.setdefault((m.object_name, m.external_id), m.label)
     if not drifted:
         return result
-    keys = keys_of(services.engine)
+    keys = keys or keys_of(services.engine)
     engine_ids: dict[tuple[str, str], int | str | None] = {
         (kind, ext): ext if kind == "account" else keys.engine_id(kind, ext) for kind, ext in drifted}
     records = sorted((("customer" if kind == "account" else kind), engine_id)
                      for (kind, _), engine_id in engine_ids.items() if engine_id is not None)
-    with transaction(services.engine) as session:
+    if session is not None:
         missing = set(exports.requeue_exports(session, records, now=now)) if records else set()
+    else:
+        with transaction(services.engine) as own:
+            missing = set(exports.requeue_exports(own, records, now=now)) if records else set()
     for (object_name, external_id) in sorted(drifted):
         label = drifted[(object_name, external_id)]
         if engine_ids[(object_name, external_id)] is None \
@@ -422,3 +435,98 @@ def requeue_drift(services: Services, report: ReconcileReport, *, now: datetime 
     return result
 
 
+
+
+# ---------------------------------------------------------------- runs kept for the API
+
+
+@dataclass(frozen=True)
+class SavedRun:
+    """A reconciliation as it was when it ran: who asked, when, and its full result."""
+
+    id: int
+    period: str
+    requested_at: datetime
+    requested_by: str
+    agrees: bool
+    result: dict[str, Any]  # result_of(report, repair)
+
+
+def _text(value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    return format(value, "f") if isinstance(value, Decimal) else str(value)
+
+
+def result_of(report: ReconcileReport, repair: RepairResult | None = None) -> dict[str, Any]:
+    """The report as plain JSON values: exact decimals as strings, dates ISO."""
+    return {
+        "period": report.period, "starts_on": report.starts_on.isoformat(),
+        "ends_before": report.ends_before.isoformat(),
+        "accounts_as_of": report.accounts_as_of.isoformat() if report.accounts_as_of else None,
+        "agrees": report.agrees, "engine_records": report.engine_records,
+        "salesforce_records": report.salesforce_records, "not_compared": list(report.not_compared),
+        "totals": [{"object": t.object_name, "currency": t.currency, "status": t.status,
+                    "engine_count": t.engine_count, "engine_sum": format(t.engine_sum, "f"),
+                    "salesforce_count": t.salesforce_count, "salesforce_sum": format(t.salesforce_sum, "f"),
+                    "agrees": t.agrees} for t in report.totals],
+        "mismatches": [{"object": m.object_name, "external_id": m.external_id, "label": m.label, "kind": m.kind,
+                        "field": m.field or None, "engine_value": _text(m.engine_value),
+                        "salesforce_value": _text(m.salesforce_value), "description": m.describe()}
+                       for m in report.mismatches],
+        "repair": None if repair is None else {
+            "requeued": list(repair.requeued),
+            "not_repairable": [{"object": m.object_name, "label": m.label,
+                                "reason": ("exists only in Salesforce: a person must decide"
+                                           if m.kind == "missing_in_engine" else "has no outbox row to replay")}
+                               for m in repair.not_repairable]},
+    }
+
+
+def save_run(session: Session, report: ReconcileReport, *, requested_by: str, requested_at: datetime,
+             repair: RepairResult | None = None) -> SavedRun:
+    """Keep a reconciliation's result (the caller commits)."""
+    result = result_of(report, repair)
+    row = ReconcileRun(period=report.period, requested_at=requested_at, requested_by=requested_by,
+                       agrees=report.agrees, engine_records=report.engine_records,
+                       salesforce_records=report.salesforce_records, mismatches=len(report.mismatches),
+                       result_json=json.dumps(result, separators=(",", ":")))
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return SavedRun(row.id, row.period, requested_at, requested_by, row.agrees, result)
+
+
+def _saved(row: ReconcileRun) -> SavedRun:
+    assert row.id is not None
+    return SavedRun(row.id, row.period, utc(row.requested_at) or row.requested_at, row.requested_by, row.agrees,
+                    json.loads(row.result_json))
+
+
+def find_run(session: Session, run_id: int) -> SavedRun | None:
+    row = session.get(ReconcileRun, run_id)
+    return _saved(row) if row is not None else None
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    id: int
+    period: str
+    requested_at: datetime
+    requested_by: str
+    agrees: bool
+    mismatches: int
+
+
+def list_runs(session: Session, *, limit: int, before_id: int | None = None,
+              period: str | None = None) -> list[RunSummary]:
+    """Saved reconciliations, newest first (``before_id``: the last id of the previous page)."""
+    t = ReconcileRun.__table__  # type: ignore[attr-defined]  # set on every table class
+    query = columns(t.c.id, t.c.period, t.c.requested_at, t.c.requested_by, t.c.agrees, t.c.mismatches)
+    if before_id is not None:
+        query = query.where(t.c.id < before_id)
+    if period is not None:
+        query = query.where(t.c.period == period)
+    rows = session.execute(query.order_by(t.c.id.desc()).limit(limit)).all()
+    return [RunSummary(r.id, r.period, utc(r.requested_at) or r.requested_at, r.requested_by, r.agrees, r.mismatches)
+            for r in rows]

@@ -1,4 +1,5 @@
-"""credit notes and refunds in Salesforce: the record each was pushed to; voided invoices credited in full
+"""credit notes and refunds in Salesforce: the record each was pushed to; voided invoices credited in full;
+the last push and the reconciliations asked through the API
 
 Revision ID: 0015_credit_notes_salesforce
 Revises: 0014_api_access
@@ -16,6 +17,7 @@ import sqlmodel
 from alembic import op
 
 from billing_engine.storage.columns import ExactDecimal
+from connector.sync.tables import UtcDateTime
 
 revision = "0015_credit_notes_salesforce"
 down_revision = "0014_api_access"
@@ -28,9 +30,31 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("salesforce_id", sqlmodel.sql.sqltypes.AutoString(length=18), nullable=True))
     _credit_voided_invoices(+1)
+    op.create_table(
+        "sync_job_runs",
+        sa.Column("job", sqlmodel.sql.sqltypes.AutoString(length=40), nullable=False),
+        sa.Column("finished_at", UtcDateTime(), nullable=False),
+        sa.Column("summary", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("job"),
+    )
+    op.create_table(
+        "reconcile_runs",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("period", sqlmodel.sql.sqltypes.AutoString(length=7), nullable=False),
+        sa.Column("requested_at", UtcDateTime(), nullable=False),
+        sa.Column("requested_by", sqlmodel.sql.sqltypes.AutoString(length=200), nullable=False),
+        sa.Column("agrees", sa.Boolean(), nullable=False),
+        sa.Column("engine_records", sa.Integer(), nullable=False),
+        sa.Column("salesforce_records", sa.Integer(), nullable=False),
+        sa.Column("mismatches", sa.Integer(), nullable=False),
+        sa.Column("result_json", sa.Text(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("reconcile_runs")
+    op.drop_table("sync_job_runs")
     _credit_voided_invoices(-1)
     # SQLite 3.35+ drops a column in place; copying the table instead would trip the foreign keys of
     # the rows pointing at it.
