@@ -205,7 +205,7 @@ def test_a_credit_note_on_one_line_names_that_invoice_line(services, billed):
                                                  .order_by(InvoiceLine.position)).all()
     with transaction(services.engine) as session:
         note_id = billing_uc.credit_invoice(session, invoice.id, reason="seat removed", on=date(2026, 11, 9),
-                                            lines={second_line.position: None}, now=NOW + timedelta(days=8))
+                                            lines=[(second_line.position, None)], now=NOW + timedelta(days=8))
     assert push_outbox(services, worker_id="w1", now=LATER).dead == 0
 
     tax = (second_line.net * D("0.20")).quantize(D("0.01"))
