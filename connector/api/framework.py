@@ -91,7 +91,7 @@ class BillsyncApp(OpenAPI):
             for method, operation in path_item.items():
                 responses = operation.setdefault("responses", {})
                 for status, description in _PROBLEMS.items():
-                    responses.setdefault(status, _problem_response(description))
+                    responses[status] = _problem_response(description)
                 if method == "post":
                     operation.setdefault("parameters", []).append({
                         "name": idempotency.HEADER, "in": "header", "required": False,

@@ -9,8 +9,9 @@ from billing_engine.revenue import BridgeRow, Movement
 from billing_engine.use_cases import revenue
 from connector.api.framework import ApiBlueprint, reading, respond
 from connector.api.money import CURRENCY_PATTERN, Money
-from connector.api.pagination import Absent, Page, PageQuery, decode_cursor, page
+from connector.api.pagination import Page, PageQuery, decode_cursor, page
 from connector.api.problems import invalid
+from connector.api.values import Absent
 
 blueprint = ApiBlueprint("metrics", __name__, tag="Metrics",
                          description="MRR and ARR: the monthly bridge, its totals, the customers behind it.")

@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 
 from connector.api.problems import malformed
+from connector.api.values import Absent
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -37,11 +37,6 @@ MAX_CURSOR_LENGTH = 512
 MAX_CURSOR_INT = 2**63 - 1
 
 T = TypeVar("T")
-
-
-#: An optional query parameter: absent means ``None``; the document shows only its type (a
-#: query string cannot carry a JSON null). ``status: str | Absent = Field(None)``.
-Absent = SkipJsonSchema[None]
 
 
 class PageQuery(BaseModel):

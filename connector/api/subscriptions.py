@@ -12,7 +12,8 @@ from billing_engine.subscriptions import Amendment, Subscription
 from billing_engine.use_cases import subscriptions
 from connector.api.framework import ApiBlueprint, business_date, reading, respond
 from connector.api.money import Money, amount_text
-from connector.api.pagination import Absent, Page, PageQuery, decode_cursor, page
+from connector.api.pagination import Page, PageQuery, decode_cursor, page
+from connector.api.values import Absent, IsoDate
 
 blueprint = ApiBlueprint("subscriptions", __name__, tag="Subscriptions",
                          description="Subscriptions with their items, amendments, MRR and timeline.")
@@ -30,7 +31,7 @@ FIRST_DAY, LAST_DAY = date(1900, 1, 1), date(2999, 12, 31)
 
 
 class OnQuery(BaseModel):
-    on: date | Absent = Field(None, ge=FIRST_DAY, le=LAST_DAY,
+    on: IsoDate | Absent = Field(None, ge=FIRST_DAY, le=LAST_DAY,
                               description="The date the status, items and MRR are read on (default: today in "
                                           "BILLSYNC_TIMEZONE), 1900-01-01 to 2999-12-31.")
 
@@ -40,7 +41,7 @@ class SubscriptionQuery(PageQuery):
     status: str | Absent = Field(None, pattern="^(pending|active|cancelled|ended)$",
                                  description="Only those with this status on `on`: pending (starts later), active, "
                                              "cancelled (a cancellation is recorded, not yet effective), ended.")
-    on: date | Absent = Field(None, ge=FIRST_DAY, le=LAST_DAY,
+    on: IsoDate | Absent = Field(None, ge=FIRST_DAY, le=LAST_DAY,
                               description="The date statuses and MRR are read on (default: today).")
 
 
