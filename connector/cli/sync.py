@@ -58,7 +58,8 @@ def pull(full: bool, objects: tuple[str, ...]) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
               help="Outbox rows claimed per batch.")
 def push(batch_size: int) -> None:
-    """Push the engine's pending changes (invoices, lines, payments, account summaries) to Salesforce."""
+    """Push the engine's pending changes (invoices, lines, payments, refunds, credit notes, account summaries)
+    to Salesforce."""
     from connector.sync.binding import OrgBindingError
     from connector.sync.push import default_worker_id, push_outbox
 
