@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from datetime import UTC, date, datetime
+from typing import Any
 
 from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field
@@ -28,14 +29,10 @@ from connector.api.framework import (
 )
 from connector.api.pagination import Absent, Page, PageQuery, decode_cursor, page
 from connector.api.problems import ApiProblem, conflict, invalid, not_found
-from connector.salesforce.errors import SalesforceError, SalesforceNotConfiguredError
-from connector.sync import reconcile as reconciliation
-from connector.sync import review as reviews
-from connector.sync.installation import ensure_installation, find_installation
-from connector.sync.outbox_claims import outbox_letters, retry_dead_letters
-from connector.sync.status import sync_overview
-from connector.webhooks.processing import inbox_counts, inbox_letters, retry_inbox_letters
 from connector.wiring import services_of
+
+# The sync's modules (the Salesforce client, the pull, the inbox) are imported by the routes that
+# use them, not when the web process starts.
 
 log = logging.getLogger("billsync.api")
 
@@ -120,6 +117,8 @@ class SyncStatusOut(BaseModel):
 
 
 def _salesforce(refresh: bool) -> SalesforceOut:
+    from connector.salesforce.errors import SalesforceError
+
     services = services_of(current_app)
     if services.settings.sf_auth == "none":
         return SalesforceOut(configured=False, api_used=None, api_max=None, budget_share=None, paused_until=None,
@@ -139,6 +138,9 @@ def _salesforce(refresh: bool) -> SalesforceOut:
 @blueprint.get("/sync/status", scope="read", responses={200: SyncStatusOut})
 def get_sync_status(query: SyncStatusQuery):
     """Where the sync stands: the outbox and inbox, the pull's cursors, the last push, the API budget."""
+    from connector.sync.status import sync_overview
+    from connector.webhooks.processing import inbox_counts
+
     with reading() as session:
         overview = sync_overview(api_state().reader, session)
         inbox = inbox_counts(session)
@@ -189,6 +191,9 @@ class DeadLetterPage(Page[DeadLetterOut]):
 @blueprint.get("/sync/dead-letters", scope="read", responses={200: DeadLetterPage})
 def list_dead_letters(query: DeadLetterQuery):
     """Dead letters (or failing rows) of the outbox or the inbox, oldest first."""
+    from connector.sync.outbox_claims import outbox_letters
+    from connector.webhooks.processing import inbox_letters
+
     after = decode_cursor(query.cursor, f"dead-letters-{query.queue}-{query.status}", (int,))
     after_id = after[0] if after else None
     with reading() as session:
@@ -233,6 +238,9 @@ def _check_ids(name: str, ids: list[int] | None) -> list[int] | None:
 def retry_dead_letters_now(body: RetryIn):
     """Re-queue dead letters and failing rows now (all of both queues, or the ids given); the next
     worker pass sends them. Sending it again re-queues only what failed again meanwhile."""
+    from connector.sync.outbox_claims import retry_dead_letters
+    from connector.webhooks.processing import retry_inbox_letters
+
     outbox_ids = _check_ids("outbox_ids", body.outbox_ids)
     inbox_ids = _check_ids("inbox_ids", body.inbox_ids)
     everything = outbox_ids is None and inbox_ids is None
@@ -268,7 +276,8 @@ class ReviewFlagPage(Page[ReviewFlagOut]):
     pass
 
 
-def _review_out(item: reviews.ReviewItem) -> ReviewFlagOut:
+def _review_out(item: Any) -> ReviewFlagOut:
+    """A ``connector.sync.review.ReviewItem`` for the API."""
     return ReviewFlagOut(id=item.id, object=item.object_name, record_id=item.record_id, kind=item.kind,
                          reason=item.reason, detail=item.detail, engine_id=item.engine_id, since=item.since,
                          shown_on=item.shown_on, in_salesforce=item.in_salesforce)
@@ -277,6 +286,8 @@ def _review_out(item: reviews.ReviewItem) -> ReviewFlagOut:
 @blueprint.get("/review-flags", scope="read", responses={200: ReviewFlagPage})
 def list_review_flags(query: PageQuery):
     """Open reviews, by id: what billsync will not decide alone, for finance to settle."""
+    from connector.sync import review as reviews
+
     after = decode_cursor(query.cursor, "review-flags", (int,))
     with reading() as session:
         items = sorted(reviews.open_reviews(session), key=lambda i: i.id)
@@ -311,6 +322,8 @@ class ResolutionOut(BaseModel):
 @blueprint.post("/review-flags/<int:review_id>/resolve", scope="write", responses={200: ResolutionOut})
 def resolve_review_flag(path: ReviewPath, body: ResolveIn):
     """Settle an open review; the next push clears the flag on the Salesforce record."""
+    from connector.sync import review as reviews
+
     problems = []
     if body.action == "cancel" and body.on is None:
         problems.append({"pointer": "/on", "detail": "cancel needs the first day not billed (YYYY-MM-DD)"})
@@ -398,7 +411,8 @@ class ReconciliationOut(BaseModel):
     repair: RepairOut | None = Field(description="What `repair` re-queued; null without it.")
 
 
-def _reconciliation_out(run: reconciliation.SavedRun) -> ReconciliationOut:
+def _reconciliation_out(run: Any) -> ReconciliationOut:
+    """A ``connector.sync.reconcile.SavedRun`` for the API."""
     r = run.result
     repair = r.get("repair")
     return ReconciliationOut(
@@ -424,6 +438,10 @@ def _reconciliation_out(run: reconciliation.SavedRun) -> ReconciliationOut:
 def run_reconciliation(body: ReconcileIn):
     """Compare billsync and Salesforce for a month, and every Account summary (as `billsync reconcile`);
     the result is kept and can be read again by its id."""
+    from connector.salesforce.errors import SalesforceError, SalesforceNotConfiguredError
+    from connector.sync import reconcile as reconciliation
+    from connector.sync.installation import ensure_installation, find_installation
+
     services = services_of(current_app)
     if services.settings.sf_auth == "none":
         raise conflict("Salesforce is not configured (SF_AUTH=none): there is nothing to reconcile with")
@@ -460,6 +478,8 @@ class ReconciliationPath(BaseModel):
 @blueprint.get("/reconciliations/<int:run_id>", scope="read", responses={200: ReconciliationOut})
 def get_reconciliation(path: ReconciliationPath):
     """A reconciliation's result, as it was when it ran."""
+    from connector.sync import reconcile as reconciliation
+
     with reading() as session:
         run = reconciliation.find_run(session, path.run_id)
     if run is None:
@@ -488,6 +508,8 @@ class ReconciliationPage(Page[ReconciliationSummary]):
 @blueprint.get("/reconciliations", scope="read", responses={200: ReconciliationPage})
 def list_reconciliations(query: ReconciliationQuery):
     """Reconciliations run through the API, newest first."""
+    from connector.sync import reconcile as reconciliation
+
     after = decode_cursor(query.cursor, "reconciliations", (int,))
     with reading() as session:
         runs = reconciliation.list_runs(session, limit=query.limit + 1, before_id=after[0] if after else None,
