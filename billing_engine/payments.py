@@ -7,7 +7,8 @@ Rules (docs/billing-rules.md §16 Payments and refunds):
 - balance = total − payments − credits + refunds
   (Zuora: invoice 1,000, payment 800, refund 300 → balance 500);
 - payment status is derived: unpaid, partially_paid, paid, overdue (open and
-  past due), credited (settled by credit, no payment).
+  past due), credited (settled by credit, no payment), partially_credited (credit
+  lowered the balance, no payment).
 - aging buckets by days past due: current (not yet due), 0–30, 31–60, 61–90, 90+.
 """
 
@@ -164,7 +165,7 @@ def payment_status(
     if due_on is not None and as_of > due_on:
         return "overdue"
     if balance < total:
-        return "partially_paid"
+        return "partially_paid" if paid - refunded > 0 else "partially_credited"
     return "unpaid"
 
 

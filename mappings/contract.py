@@ -72,16 +72,27 @@ COMMANDS: dict[str, CommandContract] = {name: c for c in _CONTRACTS for name in 
 ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "invoice": frozenset({
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
-        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
-        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "amount_credited",
+        "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
     }),
     "invoice_line": frozenset({
         "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",
         "starts_on", "ends_before", "quantity", "unit_price", "discount", "amount", "tax_rate", "tax",
     }),
     "payment": frozenset({
-        "id", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount", "paid_on",
-        "method", "reference", "status",
+        "id", "name", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount",
+        "paid_on", "method", "reference", "status",
+    }),
+    "refund": frozenset({
+        "id", "name", "payment_id", "salesforce_account_id", "currency", "amount", "from_credit", "refunded_on",
+        "reason",
+    }),
+    "credit_note": frozenset({
+        "id", "number", "invoice_id", "customer_id", "salesforce_account_id", "currency", "issued_on", "reason",
+        "net", "tax", "total", "applied_to_invoice", "to_credit_balance", "status",
+    }),
+    "credit_note_line": frozenset({
+        "id", "credit_note_id", "invoice_line_id", "description", "amount", "tax_rate", "tax",
     }),
     "account_summary": frozenset({
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",

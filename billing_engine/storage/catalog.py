@@ -132,6 +132,13 @@ def count_customers(session: Session) -> int:
     return session.exec(select(func.count()).select_from(CustomerRow)).one()
 
 
+def customer_ids_with_accounts(session: Session) -> list[str]:
+    """Every customer that has a Salesforce Account, by id."""
+    t = CustomerRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    return list(session.execute(select(t.c.id).where(t.c.salesforce_account_id.is_not(None))
+                                .order_by(t.c.id)).scalars())
+
+
 def save_customer(session: Session, customer: Customer) -> None:
     """Insert or update the customer's row (the caller checked the rules)."""
     row = session.get(CustomerRow, customer.customer_id)

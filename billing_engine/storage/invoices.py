@@ -130,6 +130,8 @@ class CreditNote(SQLModel, table=True):
     applied_to_invoice: Decimal = money_field()
     to_credit_balance: Decimal = money_field()
     created_at: datetime = timestamp_field()
+    # The Credit_Note__c record this credit note was pushed to (written back by the connector).
+    salesforce_id: str | None = Field(default=None, max_length=18)
 
 
 class CreditNoteLine(SQLModel, table=True):
@@ -413,6 +415,50 @@ def invoice_currencies(session: Session, ids: Iterable[int]) -> dict[int, str]:
         out.update(dict(session.execute(select(t.c.id, t.c.currency)
                                         .where(t.c.id.in_(wanted[start:start + 900]))).all()))
     return out
+
+
+def credit_notes_by_ids(session: Session, ids: Iterable[int]) -> dict[int, CreditNote]:
+    """The credit notes with these ids (missing ids are absent): one query per 900."""
+    wanted = sorted(set(ids))
+    out: dict[int, CreditNote] = {}
+    for start in range(0, len(wanted), 900):
+        out.update({cn.id: cn for cn in session.scalars(
+            select(CreditNote).where(CreditNote.id.in_(wanted[start:start + 900]))).all()})
+    return out
+
+
+def lines_of_credit_notes(session: Session, ids: Iterable[int]) -> list[CreditNoteLine]:
+    """The lines of these credit notes, by credit note and id."""
+    wanted = sorted(set(ids))
+    lines: list[CreditNoteLine] = []
+    for start in range(0, len(wanted), 900):
+        lines.extend(session.scalars(select(CreditNoteLine).where(
+            CreditNoteLine.credit_note_id.in_(wanted[start:start + 900]))).all())
+    return sorted(lines, key=lambda ln: (ln.credit_note_id, ln.id))
+
+
+def invoice_lines_by_charge_key(session: Session, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The id of the line of each ``(invoice id, charge key)`` that belongs to the invoice (not moved
+    to a credit note); pairs without such a line are absent."""
+    wanted = sorted(set(pairs))
+    t = InvoiceLine.__table__
+    out: dict[tuple[int, str], int] = {}
+    for start in range(0, len(wanted), 900):
+        chunk = set(wanted[start:start + 900])
+        for line_id, invoice_id, key in session.execute(
+                select(t.c.id, t.c.invoice_id, t.c.charge_key)
+                .where(t.c.invoice_id.in_(sorted({i for i, _ in chunk})),
+                       t.c.charge_key.in_(sorted({k for _, k in chunk})), t.c.credit_note_id.is_(None))):
+            if (invoice_id, key) in chunk:
+                out[(invoice_id, key)] = line_id
+    return out
+
+
+def credit_notes_issued_between(session: Session, starts_on: date, ends_before: date) -> list[CreditNote]:
+    """Credit notes issued in ``[starts_on, ends_before)``, by issue date and number."""
+    return list(session.scalars(
+        select(CreditNote).where(CreditNote.issued_on >= starts_on, CreditNote.issued_on < ends_before)
+        .order_by(CreditNote.issued_on, CreditNote.number)).all())
 
 
 def payable_invoices_of_customers(session: Session, customer_ids: Sequence[str]) -> dict[str, list[Invoice]]:

@@ -592,7 +592,8 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     """Void an invoice that has no payment applied; returns the credit note id (None for a draft).
 
     An open invoice is reversed by a credit note for its total: the part still
-    due is cancelled, customer credit that had been applied goes back to the balance.
+    due is cancelled (the invoice counts it as credited, so its balance is 0), customer
+    credit that had been applied goes back to the balance.
     """
     now = ob.changed_at(now, on)
     inv = get_invoice_for_update(session, invoice_id)
@@ -614,6 +615,7 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
         if returned:
             payment_store.change_credit(session, inv.customer_id, inv.currency, returned, "credit_note", now,
                              credit_note_id=cn_id, invoice_id=inv.id)
+        inv.amount_credited += inv.balance
     inv.status = "void"
     inv.status_changed_at = now
     session.add(inv)

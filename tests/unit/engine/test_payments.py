@@ -84,6 +84,11 @@ def test_refund_larger_than_the_payment_is_refused():
         (D(100), D(0), D(0), date(2026, 3, 1), "paid"),
         (D(0), D(100), D(0), date(2026, 3, 1), "credited"),
         (D(100), D(0), D(30), date(2026, 1, 15), "partially_paid"),  # refund reopened 30
+        (D(0), D(12), D(0), date(2026, 1, 15), "partially_credited"),  # a credit note, nothing paid
+        (D(0), D(12), D(0), date(2026, 2, 1), "overdue"),  # still owed past its due date
+        (D(40), D(12), D(0), date(2026, 1, 15), "partially_paid"),  # paid part of it after a credit note
+        (D(40), D(12), D(40), date(2026, 1, 15), "partially_credited"),  # the payment refunded in full
+        (D(40), D(60), D(0), date(2026, 3, 1), "paid"),  # settled by payment and credit together
     ],
 )
 def test_payment_status_is_derived(paid, credited, refunded, as_of, expected):

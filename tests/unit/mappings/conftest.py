@@ -107,10 +107,11 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Account__c", "reference", ref="Account", rel="Account__r"),
         f("Opportunity__c", "reference", ref="Opportunity", rel="Opportunity__r"),
         f("Status__c", "picklist", values=("draft", "open", "paid", "void", "uncollectible")),
-        f("Payment_Status__c", "picklist", values=("unpaid", "partially_paid", "paid", "overdue", "credited")),
+        f("Payment_Status__c", "picklist", values=("unpaid", "partially_paid", "paid", "overdue", "credited",
+                                                   "partially_credited")),
         f("Issue_Date__c", "date"), f("Due_Date__c", "date"), f("Period_Start__c", "date"), f("Period_End__c", "date"),
         CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
-                                                       "Amount_Paid__c", "Balance__c")],
+                                                       "Amount_Paid__c", "Amount_Credited__c", "Balance__c")],
         f("Tax_Note__c", "string"),
     ]},
     "Invoice_Line__c": {"fields": [
@@ -125,7 +126,8 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Tax__c", "currency", scale=2),
     ]},
     "Payment__c": {"fields": [
-        f("Billsync_Payment_Id__c", "string", ext=True), f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Name", "string"), f("Billsync_Payment_Id__c", "string", ext=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"),
         f("Invoice__c", "reference", ref="Invoice__c", rel="Invoice__r"), CURRENCY,
         f("Amount__c", "currency", scale=2), f("Unapplied_Amount__c", "currency", scale=2),
         f("Payment_Date__c", "date"), f("Method__c", "string"), f("Reference__c", "string"),
@@ -149,6 +151,29 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Pricing_Model__c", "picklist", values=("flat", "per_unit", "graduated", "volume", "package", "allowance",
                                                   "percent_of")),
         f("Contract_Price__c", "currency", scale=6), f("Discount_Percent__c", "percent"),
+    ]},
+    "Refund__c": {"fields": [
+        f("Name", "string"), f("Billsync_Refund_Id__c", "string", ext=True),
+        f("Payment__c", "reference", ref="Payment__c", rel="Payment__r", create_only=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"), f("Amount__c", "currency", scale=2),
+        f("From_Credit__c", "currency", scale=2), f("Refund_Date__c", "date"), f("Reason__c", "string"),
+        f("CurrencyIsoCode", "picklist", ro=True, values=("EUR", "USD", "GBP", "JPY")),
+    ]},
+    "Credit_Note__c": {"fields": [
+        f("Name", "string"), f("Billsync_Credit_Note_Id__c", "string", ext=True),
+        f("Account__c", "reference", ref="Account", rel="Account__r"),
+        f("Invoice__c", "reference", ref="Invoice__c", rel="Invoice__r"), f("Issue_Date__c", "date"), CURRENCY,
+        *[f(n, "currency", scale=2) for n in ("Net__c", "Tax__c", "Total__c", "Applied_To_Invoice__c",
+                                               "To_Credit_Balance__c")],
+        f("Reason__c", "string"),
+        f("Status__c", "picklist", values=("applied", "partially_applied", "customer_credit")),
+    ]},
+    "Credit_Note_Line__c": {"fields": [
+        f("Name", "string"), f("Billsync_Credit_Note_Line_Id__c", "string", ext=True),
+        f("Credit_Note__c", "reference", ref="Credit_Note__c", rel="Credit_Note__r", create_only=True),
+        f("Invoice_Line__c", "reference", ref="Invoice_Line__c", rel="Invoice_Line__r"),
+        f("Description__c", "string"), f("Amount__c", "currency", scale=2), f("Tax_Rate__c", "percent"),
+        f("Tax__c", "currency", scale=2),
     ]},
 }
 
