@@ -1,8 +1,9 @@
 """Payments: validation, allocation, refunds, derived payment status, aging (pure).
 
 Rules (docs/billing-rules.md §16 Payments and refunds):
-- a payment is allocated to open invoices: the ones named, else oldest first;
-  partial payments are fine; an overpayment becomes customer credit;
+- a payment is allocated to open invoices: the amounts given per invoice, else the
+  invoices named, else oldest first; partial payments are fine; what is left (an
+  overpayment) becomes customer credit;
 - a refund is its own record and can never exceed what is left of its payment;
 - balance = total − payments − credits + refunds
   (Zuora: invoice 1,000, payment 800, refund 300 → balance 500);
@@ -99,6 +100,42 @@ def allocate_payment(
             applied.append((item.invoice_id, take))
             left -= take
     return Allocation(applied=tuple(applied), unapplied=left)
+
+
+def allocate_amounts(
+    amount: Decimal, currency: str, open_items: Sequence[OpenItem], amounts: Sequence[tuple[int, object]]
+) -> Allocation:
+    """Allocate ``amount`` exactly as told: ``(invoice id, amount)`` pairs, in that order.
+
+    Each invoice must be payable, in the payment's currency and named once; each amount
+    positive, in the currency's minor unit and at most the invoice's balance; together at
+    most the payment. What the pairs leave is unapplied (customer credit): the other
+    invoices get nothing. The field of an error is ``allocations[i]``.
+    """
+    by_id = {item.invoice_id: item for item in open_items}
+    seen: set[int] = set()
+    applied = []
+    for n, (invoice_id, raw) in enumerate(amounts):
+        name = f"allocations[{n}]"
+        item = by_id.get(invoice_id)
+        if item is None:
+            raise InvalidInputError(name, f"invoice {invoice_id} is not this customer's")
+        label = item.number or str(invoice_id)
+        if invoice_id in seen:
+            raise InvalidInputError(name, f"invoice {label} is named twice")
+        seen.add(invoice_id)
+        if item.status not in PAYABLE_STATUSES:
+            raise ConflictError(f"invoice {label}", f"is {item.status}; a payment cannot be allocated to it")
+        if item.currency != currency:
+            raise CurrencyMismatchError(f"invoice {label}", item.currency, currency)
+        value = check_amount(raw, currency, name)
+        if value > item.balance:
+            raise InvalidInputError(name, f"{value} is more than the balance of invoice {label} ({item.balance})")
+        applied.append((invoice_id, value))
+    total = sum((a for _, a in applied), ZERO)
+    if total > amount:
+        raise InvalidInputError("allocations", f"they add up to {total}, more than the payment ({amount})")
+    return Allocation(applied=tuple(applied), unapplied=amount - total)
 
 
 @dataclass(frozen=True, slots=True)
