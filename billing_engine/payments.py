@@ -31,9 +31,10 @@ def check_amount(value: object, currency: str, field_name: str = "amount") -> De
     amount = to_decimal(value, field_name)
     if amount <= 0:
         raise InvalidInputError(field_name, f"must be positive, got {amount}")
-    if amount != round_money(amount, currency):
+    rounded = round_money(amount, currency)
+    if amount != rounded:
         raise InvalidInputError(field_name, f"{amount} has more decimals than {currency} allows")
-    return amount
+    return rounded  # the same value, written with the currency's decimals (50 EUR → 50.00)
 
 
 def check_payment(amount: object, currency: str, customer_currencies: Iterable[str] | None = None) -> Decimal:
