@@ -14,6 +14,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``reconcile`` | ``reconcile`` |
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
+| ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -86,6 +87,7 @@ def cli(debug: bool) -> None:
 
 def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
+    from connector.cli.api_keys import api_key
     from connector.cli.billing import bill_run, metrics
     from connector.cli.config import config
     from connector.cli.database import db
@@ -99,6 +101,7 @@ def _register_commands() -> None:
 
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
+    cli.add_command(api_key)
     for command in (invoices, payments):
         cli.add_command(command)
     _register_sandbox()
