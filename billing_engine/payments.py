@@ -111,7 +111,7 @@ def allocate_amounts(
     Each invoice must be payable, in the payment's currency and named once; each amount
     positive, in the currency's minor unit and at most the invoice's balance; together at
     most the payment. What the pairs leave is unapplied (customer credit): the other
-    invoices get nothing. The field of an error is ``allocations[i]``.
+    invoices get nothing. Errors name ``allocations[i].invoice_id`` or ``allocations[i].amount``.
     """
     by_id = {item.invoice_id: item for item in open_items}
     seen: set[int] = set()
@@ -120,18 +120,20 @@ def allocate_amounts(
         name = f"allocations[{n}]"
         item = by_id.get(invoice_id)
         if item is None:
-            raise InvalidInputError(name, f"invoice {invoice_id} is not this customer's")
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {invoice_id} is not this customer's")
         label = item.number or str(invoice_id)
         if invoice_id in seen:
-            raise InvalidInputError(name, f"invoice {label} is named twice")
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {label} is named twice")
         seen.add(invoice_id)
         if item.status not in PAYABLE_STATUSES:
             raise ConflictError(f"invoice {label}", f"is {item.status}; a payment cannot be allocated to it")
         if item.currency != currency:
-            raise CurrencyMismatchError(f"invoice {label}", item.currency, currency)
-        value = check_amount(raw, currency, name)
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {label} is in {item.currency}, the payment "
+                                                          f"in {currency}")
+        value = check_amount(raw, currency, f"{name}.amount")
         if value > item.balance:
-            raise InvalidInputError(name, f"{value} is more than the balance of invoice {label} ({item.balance})")
+            raise InvalidInputError(f"{name}.amount",
+                                    f"{value} is more than the balance of invoice {label} ({item.balance})")
         applied.append((invoice_id, value))
     total = sum((a for _, a in applied), ZERO)
     if total > amount:

@@ -27,7 +27,13 @@ from billing_engine import outbox as ob
 from billing_engine.catalog import Price
 from billing_engine.charges import ChargeLine, billing_floor, charges_due, usage_windows
 from billing_engine.customers import Customer
-from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
+from billing_engine.errors import (
+    BillingError,
+    ConflictError,
+    CurrencyMismatchError,
+    InvalidInputError,
+    NotFoundError,
+)
 from billing_engine.invoicing import (
     DEFAULT_CREDIT_NOTE_SEQUENCE,
     DEFAULT_INVOICE_SEQUENCE,
@@ -650,28 +656,32 @@ def issue_credit_note(session: Session, invoice_id: int, *, amount: Decimal, rea
 
 
 def credit_invoice(session: Session, invoice_id: int, *, reason: str, on: date,
-                   lines: Mapping[int, object | None] | None = None, amount: object | None = None,
-                   now: datetime | None = None) -> int:
+                   lines: Sequence[tuple[int, object | None]] | None = None, amount: object | None = None,
+                   currency: str | None = None, now: datetime | None = None) -> int:
     """Issue a credit note on a finalized invoice, with a reason; returns its id.
 
     - ``amount``: an adjustment of that net amount (``issue_credit_note``);
-    - ``lines``: line position → the net to credit on that line (``None``: what is left to credit
-      on it); the credit note has one line per invoice line credited, at the line's tax rate;
+    - ``lines``: ``(line position, net to credit on it)`` pairs (``None``: what is left to credit
+      on the line); the credit note has one line per invoice line credited, at its tax rate;
     - neither: everything left to credit, line by line (a single adjustment line when earlier
       adjustments were not made per line).
 
+    ``currency``, when given, is the currency the amounts are in: it must be the invoice's.
     A line is credited at most its net, the invoice at most its net (docs/billing-rules.md §15
     Credit notes and customer credit); the credit settles the balance first, the rest becomes
-    customer credit.
+    customer credit. Errors name ``lines[i].line``, ``lines[i].amount`` or ``amount``.
     """
     if not isinstance(reason, str) or not reason.strip():
         raise InvalidInputError("reason", "is required; it is printed on the credit note")
     if lines and amount is not None:
         raise InvalidInputError("lines", "credit given lines or an amount, not both")
-    if amount is not None:
-        return issue_credit_note(session, invoice_id, amount=amount, reason=reason, on=on, now=now)  # type: ignore[arg-type]
     now = ob.changed_at(now, on)
     inv = get_invoice_for_update(session, invoice_id)
+    if currency is not None and currency != inv.currency:
+        raise CurrencyMismatchError("amount.currency" if amount is not None else "lines[0].amount.currency",
+                                    inv.currency, currency)
+    if amount is not None:
+        return issue_credit_note(session, invoice_id, amount=amount, reason=reason, on=on, now=now)  # type: ignore[arg-type]
     _check_creditable(inv)
     label = inv.number or str(inv.id)
     own = [ln for ln in invoice_store.invoice_lines(session, inv.id) if ln.credit_note_id is None]
@@ -680,19 +690,22 @@ def credit_invoice(session: Session, invoice_id: int, *, reason: str, on: date,
     wanted: list[tuple[invoice_store.InvoiceLine, Decimal]] = []
     if lines:
         by_position = {ln.position: ln for ln in own}
-        for position, raw in lines.items():
-            name = f"lines[{position}]"
+        for n, (position, raw) in enumerate(lines):
             line = by_position.get(position)
             if line is None:
-                raise InvalidInputError(name, f"invoice {label} has no line {position}")
+                raise InvalidInputError(f"lines[{n}].line", f"invoice {label} has no line {position}")
+            if any(ln is line for ln, _ in wanted):
+                raise InvalidInputError(f"lines[{n}].line", f"line {position} is named twice")
             if line.net <= 0:
-                raise InvalidInputError(name, f"line {position} is a credit ({line.net}); only charges are credited")
+                raise InvalidInputError(f"lines[{n}].line", f"line {position} is a credit ({line.net}); "
+                                                            "only charges are credited")
             left = line.net - credited.get(line.charge_key, ZERO)
             if left <= 0:
                 raise ConflictError(f"invoice {label} line {position}", "is already credited in full")
-            value = left if raw is None else check_amount(raw, inv.currency, name)
+            value = left if raw is None else check_amount(raw, inv.currency, f"lines[{n}].amount")
             if value > left:
-                raise InvalidInputError(name, f"{value} is more than is left to credit on line {position} ({left})")
+                raise InvalidInputError(f"lines[{n}].amount",
+                                        f"{value} is more than is left to credit on line {position} ({left})")
             wanted.append((line, value))
         total = sum((value for _, value in wanted), ZERO)
         if total > left_on_invoice:

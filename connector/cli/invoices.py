@@ -253,7 +253,7 @@ def credit(key: str, lines: tuple[str, ...], amount_text: str | None, reason: st
     invoice's balance first; the rest becomes the customer's credit.
     """
     problems: list[str] = []
-    wanted: dict[int, Decimal | None] = {}
+    wanted: list[tuple[int, Decimal | None]] = []
     for raw in lines:
         match = LINE.fullmatch(raw)
         if not match:
@@ -265,9 +265,9 @@ def credit(key: str, lines: tuple[str, ...], amount_text: str | None, reason: st
             value, problem = parse_amount(f"--line {position}", match.group(2))
             if problem:
                 problems.append(problem)
-        if position in wanted:
+        if any(position == known for known, _ in wanted):
             problems.append(f"--line: line {position} is given twice")
-        wanted[position] = value
+        wanted.append((position, value))
     value_total = None
     if amount_text is not None:
         value_total, problem = parse_amount("--amount", amount_text)

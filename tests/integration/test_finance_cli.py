@@ -147,7 +147,7 @@ def test_credit_one_line(billed, engine):
         "error: --amount: give --line or --amount, not both",
         "error: --reason: say why the invoice is credited"]
     code, output = run(billed, "invoices", "credit", "INV-2026-000001", "--line", "2=40.00", "--reason", "x")
-    assert code == 2 and output == ("error: invoice INV-2026-000001 not credited: lines[2]: 40.00 is more than "
+    assert code == 2 and output == ("error: invoice INV-2026-000001 not credited: lines[0].amount: 40.00 is more than "
                                     "is left to credit on line 2 (39.99)\n")
     assert snapshot(engine) == before
 
@@ -209,5 +209,5 @@ def test_bad_payments_are_one_line_per_problem_and_record_nothing(billed, engine
     assert (code, output) == (2, "error: payment not recorded: currency: currency USD does not match EUR\n")
     code, output = run(billed, "payments", "record", "--customer", "cus-a", "--amount", "10.00", "--currency",
                        "EUR", "--received-on", "2026-02-10", "--allocate", "INV-2026-000002=10.00")
-    assert (code, output) == (2, "error: payment not recorded: allocations[0]: invoice 2 is not this customer's\n")
+    assert (code, output) == (2, "error: payment not recorded: allocations[0].invoice_id: invoice 2 is not this customer's\n")
     assert snapshot(engine) == before

@@ -139,7 +139,7 @@ def test_an_invoice_in_full(billed):
     with transaction(billed) as s:
         paid = record_payment(s, customer_id="cus-a", amount="100.00", currency="EUR", received_on=date(2026, 1, 10),
                               method="bank_transfer", source="bank", external_reference="TX-1")
-        credit_invoice(s, inv_id, lines={2: D("10.00")}, reason="support outage", on=date(2026, 1, 12))
+        credit_invoice(s, inv_id, lines=[(2, D("10.00"))], reason="support outage", on=date(2026, 1, 12))
         refund_payment(s, paid.payment_id, amount="30.00", refunded_on=date(2026, 1, 20), reason="goodwill")
     with Session(billed) as s:
         assert find_invoice_id(s, "INV-2026-000001") == find_invoice_id(s, str(inv_id)) == inv_id
@@ -170,19 +170,19 @@ def test_an_unknown_invoice_is_not_found(billed, key):
 def test_credit_whole_lines_then_what_is_left(billed):
     inv_id = ids_by_number(billed)["INV-2026-000001"]
     with transaction(billed) as s:
-        credit_invoice(s, inv_id, lines={1: None}, reason="seats never used", on=date(2026, 1, 5))
+        credit_invoice(s, inv_id, lines=[(1, None)], reason="seats never used", on=date(2026, 1, 5))
     with Session(billed) as s:
         detail = get_invoice(s, inv_id, as_of=date(2026, 1, 5))
         # 100.00 + 20 % = 120.00 off 179.99
         assert (detail.credit_notes[0].total, detail.amount_due) == (eur("120.00"), eur("59.99"))
     before = snapshot(billed)
     with pytest.raises(ConflictError, match="credited in full"), transaction(billed) as s:
-        credit_invoice(s, inv_id, lines={1: D("1.00")}, reason="again", on=date(2026, 1, 6))
+        credit_invoice(s, inv_id, lines=[(1, D("1.00"))], reason="again", on=date(2026, 1, 6))
     with pytest.raises(InvalidInputError, match="more than is left") as err, transaction(billed) as s:
-        credit_invoice(s, inv_id, lines={2: D("50.00")}, reason="too much", on=date(2026, 1, 6))
-    assert err.value.field == "lines[2]"
+        credit_invoice(s, inv_id, lines=[(2, D("50.00"))], reason="too much", on=date(2026, 1, 6))
+    assert err.value.field == "lines[0].amount"
     with pytest.raises(InvalidInputError, match="no line 3"), transaction(billed) as s:
-        credit_invoice(s, inv_id, lines={3: None}, reason="no such line", on=date(2026, 1, 6))
+        credit_invoice(s, inv_id, lines=[(3, None)], reason="no such line", on=date(2026, 1, 6))
     with pytest.raises(InvalidInputError, match="reason"), transaction(billed) as s:
         credit_invoice(s, inv_id, reason=" ", on=date(2026, 1, 6))
     assert snapshot(billed) == before
@@ -234,11 +234,11 @@ def test_a_payment_allocated_by_amount_leaves_the_rest_as_credit(billed):
 
 
 @pytest.mark.parametrize(("allocations", "field", "match"), [
-    ([("feb", "120.01")], "allocations[0]", "more than the balance"),
-    ([("feb", "120.00"), ("feb", "1.00")], "allocations[1]", "named twice"),
+    ([("feb", "120.01")], "allocations[0].amount", "more than the balance"),
+    ([("feb", "120.00"), ("feb", "1.00")], "allocations[1].invoice_id", "named twice"),
     ([("feb", "120.00"), ("jan", "90.00")], "allocations", "more than the payment"),
-    ([("b", "1.00")], "allocations[0]", "not this customer's"),
-    ([("feb", "0.001")], "allocations[0]", "more decimals"),
+    ([("b", "1.00")], "allocations[0].invoice_id", "not this customer's"),
+    ([("feb", "0.001")], "allocations[0].amount", "more decimals"),
 ])
 def test_bad_allocations_record_nothing(billed, allocations, field, match):
     ids = ids_by_number(billed)
@@ -284,7 +284,7 @@ def test_the_statement_runs_a_balance_through_every_movement(billed):
     with transaction(billed) as s:
         p = record_payment(s, customer_id="cus-a", amount="200.00", currency="EUR", received_on=date(2026, 1, 20),
                            method="bank_transfer", source="bank", external_reference="TX-1")
-        credit_invoice(s, ids["INV-2026-000004"], lines={1: D("10.00")}, reason="late start", on=date(2026, 2, 2))
+        credit_invoice(s, ids["INV-2026-000004"], lines=[(1, D("10.00"))], reason="late start", on=date(2026, 2, 2))
         refund_payment(s, p.payment_id, amount="15.00", refunded_on=date(2026, 2, 5), reason="overpaid")
     with Session(billed) as s:
         statement = customer_statement(s, "cus-a", starts_on=date(2026, 1, 15), through=date(2026, 2, 28))
