@@ -22,7 +22,7 @@ from decimal import Decimal
 
 from billing_engine.customers import Customer
 from billing_engine.errors import InvalidInputError, NotFoundError
-from billing_engine.money import Money
+from billing_engine.money import Money, money_of
 from billing_engine.payments import AGING_BUCKETS, aging
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
@@ -118,10 +118,10 @@ def _balances(invoices: list[invoice_store.Invoice], credits: dict[str, Decimal]
         mine = [inv for inv in invoices if inv.currency == currency]
         buckets = aging(((inv.due_on or as_of, inv.balance) for inv in mine), as_of)
         out.append(CurrencyBalance(
-            currency, Money(sum((inv.balance for inv in mine), ZERO), currency),
-            Money(credits.get(currency, ZERO), currency), sum(1 for inv in mine if inv.balance > 0),
+            currency, money_of(sum((inv.balance for inv in mine), ZERO), currency),
+            money_of(credits.get(currency, ZERO), currency), sum(1 for inv in mine if inv.balance > 0),
             sum(1 for inv in mine if inv.balance > 0 and inv.due_on is not None and inv.due_on < as_of),
-            {name: Money(buckets[name], currency) for name in AGING_BUCKETS}))
+            {name: money_of(buckets[name], currency) for name in AGING_BUCKETS}))
     return out
 
 
@@ -225,12 +225,12 @@ def customer_statement(session: Session, customer_id: str, *, starts_on: date, t
                 continue
             balance += amount
             totals[kind] += amount
-            entries.append(StatementEntry(on, kind, record_id, reference, text, Money(amount, currency),
-                                          Money(balance, currency)))
+            entries.append(StatementEntry(on, kind, record_id, reference, text, money_of(amount, currency),
+                                          money_of(balance, currency)))
         if not entries and not opening:
             continue
         currencies.append(CurrencyStatement(
-            currency, Money(opening, currency), Money(totals["invoice"], currency),
-            Money(-totals["credit_note"], currency), Money(-totals["payment"], currency),
-            Money(totals["refund"], currency), Money(balance, currency), tuple(entries)))
+            currency, money_of(opening, currency), money_of(totals["invoice"], currency),
+            money_of(-totals["credit_note"], currency), money_of(-totals["payment"], currency),
+            money_of(totals["refund"], currency), money_of(balance, currency), tuple(entries)))
     return Statement(cid, customer.name, starts_on, through, tuple(currencies))

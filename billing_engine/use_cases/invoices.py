@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.invoicing import InvoiceStatus
-from billing_engine.money import Money, check_currency
+from billing_engine.money import Money, check_currency, money_of
 from billing_engine.payments import payment_status
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
@@ -134,8 +134,13 @@ def list_invoices(session: Session, *, as_of: date, filters: InvoiceFilters = In
     items = tuple(InvoiceSummary(
         inv.id, inv.number, inv.customer_id, names[inv.customer_id].name if inv.customer_id in names else "",
         inv.status, _payment_status(inv, as_of), inv.currency, inv.issued_on, inv.due_on,
-        Money(inv.total, inv.currency), Money(_amount_due(inv), inv.currency)) for inv in rows)
+        money_of(inv.total, inv.currency), money_of(_amount_due(inv), inv.currency)) for inv in rows)
     return InvoicePage(items, items[-1].cursor if more else None)
+
+
+def utc(moment: datetime) -> datetime:
+    """A stored timestamp as an aware UTC datetime (SQLite gives them back without their zone)."""
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
 def _payment_status(inv: invoice_store.Invoice, as_of: date) -> str | None:
@@ -274,7 +279,7 @@ def get_invoice(session: Session, invoice_id: int, *, as_of: date) -> InvoiceDet
     cur = inv.currency
 
     def money(amount: Decimal) -> Money:
-        return Money(amount, cur)
+        return money_of(amount, cur)
 
     customer = catalog_store.find_customer(session, inv.customer_id)
     all_lines = invoice_store.invoice_lines(session, inv.id)
@@ -298,7 +303,8 @@ def get_invoice(session: Session, invoice_id: int, *, as_of: date) -> InvoiceDet
         _payment_status(inv, as_of), cur, inv.bill_run_on, inv.issued_on, inv.due_on, inv.payment_terms_days,
         inv.tax_percent, inv.tax_reason, money(inv.subtotal), money(inv.discount), money(inv.net), money(inv.tax),
         money(inv.total), money(inv.amount_paid), money(inv.amount_refunded), money(inv.amount_credited),
-        money(_amount_due(inv)), inv.created_at, inv.finalized_at, inv.salesforce_id, lines, taxes, payments, refunds,
+        money(_amount_due(inv)), utc(inv.created_at),
+        utc(inv.finalized_at) if inv.finalized_at else None, inv.salesforce_id, lines, taxes, payments, refunds,
         credit_notes)
 
 
@@ -317,7 +323,7 @@ def _credit_note_view(note: invoice_store.CreditNote, lines: list[invoice_store.
                       position_of: dict[str, int]) -> CreditNoteView:
     cur = note.currency
     return CreditNoteView(
-        note.id, note.number, note.invoice_id, note.issued_on, note.reason, Money(note.net, cur), Money(note.tax, cur),
-        Money(note.total, cur), Money(note.applied_to_invoice, cur), Money(note.to_credit_balance, cur),
-        tuple(CreditNoteLineView(ln.description, Money(ln.net, cur), ln.tax_percent,
+        note.id, note.number, note.invoice_id, note.issued_on, note.reason, money_of(note.net, cur), money_of(note.tax, cur),
+        money_of(note.total, cur), money_of(note.applied_to_invoice, cur), money_of(note.to_credit_balance, cur),
+        tuple(CreditNoteLineView(ln.description, money_of(ln.net, cur), ln.tax_percent,
                                  position_of.get(ln.charge_key) if ln.charge_key else None) for ln in lines))

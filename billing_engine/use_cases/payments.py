@@ -16,7 +16,7 @@ from decimal import Decimal
 
 from billing_engine import outbox as ob
 from billing_engine.errors import InvalidInputError, NotFoundError
-from billing_engine.money import Money, check_currency
+from billing_engine.money import Money, check_currency, money_of
 from billing_engine.payments import (
     OpenItem,
     aging,
@@ -27,12 +27,14 @@ from billing_engine.payments import (
     payment_status,
     plan_refund,
 )
+from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import database
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.outbox import add_events
 from billing_engine.use_cases.billing import get_invoice_for_update, invoice_status_event
+from billing_engine.use_cases.invoices import utc
 
 ZERO = Decimal(0)
 
@@ -66,6 +68,8 @@ def record_payment(session: Session, *, customer_id: str, amount: object, curren
     if existing is not None:
         return _payment_result(session, existing)
     check_currency(currency)
+    if catalog_store.find_customer(session, customer_id) is None:
+        raise InvalidInputError("customer_id", f"there is no customer {customer_id!r}")
     if customer_currencies is None:
         customer_currencies = payment_store.customer_currencies(session, customer_id)
     value = check_payment(amount, currency, customer_currencies)
@@ -259,12 +263,13 @@ def get_payment(session: Session, payment_id: int) -> PaymentDetail:
     numbers = invoice_store.invoice_numbers(session, [a.invoice_id for a in allocations])
     refunded = sum((r.amount for r in refunds), ZERO)
     return PaymentDetail(
-        payment.id, payment.customer_id, cur, Money(payment.amount, cur), payment.received_on, payment.method,
+        payment.id, payment.customer_id, cur, money_of(payment.amount, cur), payment.received_on, payment.method,
         payment.source, payment.external_reference,
-        tuple(AllocationView(a.invoice_id, numbers.get(a.invoice_id), Money(a.amount, cur)) for a in allocations),
-        Money(payment.unapplied, cur),
-        tuple(RefundView(r.id, r.refunded_on, r.reason, Money(r.amount, cur), Money(r.from_credit, cur),
-                         tuple(AllocationView(ra.invoice_id, numbers.get(ra.invoice_id), Money(ra.amount, cur))
+        tuple(AllocationView(a.invoice_id, numbers.get(a.invoice_id), money_of(a.amount, cur)) for a in allocations),
+        money_of(payment.unapplied, cur),
+        tuple(RefundView(r.id, r.refunded_on, r.reason, money_of(r.amount, cur), money_of(r.from_credit, cur),
+                         tuple(AllocationView(ra.invoice_id, numbers.get(ra.invoice_id), money_of(ra.amount, cur))
                                for ra in sorted(reopened, key=lambda x: x.id) if ra.refund_id == r.id))
               for r in refunds),
-        Money(refunded, cur), Money(payment.amount - refunded, cur), payment.created_at, payment.salesforce_id)
+        money_of(refunded, cur), money_of(payment.amount - refunded, cur), utc(payment.created_at),
+        payment.salesforce_id)

@@ -15,16 +15,12 @@ from typing import Any
 
 import click
 
-from billing_engine.money import Money, minor_units
+from billing_engine.money import Money, with_minor_units
 
 
 def decimal_text(value: Money) -> str:
     """The amount with at least its currency's decimals (0 EUR → 0.00; a unit price of 0.0004 stays)."""
-    places = minor_units(value.currency)
-    exponent = value.amount.as_tuple().exponent
-    if isinstance(exponent, int) and exponent > -places:
-        return format(value.amount.quantize(Decimal(1).scaleb(-places)), "f")
-    return format(value.amount, "f")
+    return format(with_minor_units(value.amount, value.currency), "f")
 
 
 def plain(value: Any) -> Any:
