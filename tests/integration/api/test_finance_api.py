@@ -347,3 +347,7 @@ def test_drafts_held_by_the_bill_run_are_finalized_through_the_api(settings, cli
     assert [d["customer_id"] for d in get(client, write_key, "/api/v1/invoices?status=draft")["data"]] == ["cus-b"]
     again = client.post(f"/api/v1/invoices/{held['id']}/finalize", headers=bearer(write_key))
     assert problem(again, 409)["detail"].endswith("cannot go from open to open")
+    other = next(d for d in drafts if d["customer_id"] == "cus-b")
+    dropped = post(client, write_key, f"/api/v1/invoices/{other['id']}/void", {"reason": "deal lost"}, status=200)
+    assert (dropped["status"], dropped["number"], dropped["credit_notes"]) == ("void", None, [])
+    assert get(client, write_key, "/api/v1/invoices?status=draft")["data"] == []
