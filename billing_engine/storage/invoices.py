@@ -479,18 +479,25 @@ def customers_of_invoices(session: Session, ids: Sequence[int]) -> set[str]:
 InvoiceKey = tuple[date | None, int]
 
 
+#: What a row of the invoice list reads (Core rows, with attribute access by these names).
+LIST_COLUMNS = ("id", "number", "customer_id", "status", "currency", "issued_on", "due_on", "total", "amount_paid",
+                "amount_credited", "amount_refunded")
+
+
 def invoice_page(session: Session, *, limit: int, after: InvoiceKey | None = None, statuses: Sequence[str] = (),
                  customer_id: str | None = None, currency: str | None = None, issued_from: date | None = None,
-                 issued_before: date | None = None, number_prefix: str | None = None) -> list[Invoice]:
+                 issued_before: date | None = None, number_prefix: str | None = None) -> list[Any]:
     """At most ``limit`` invoices matching every filter given, in the list's order: invoices not
     issued yet (drafts, and drafts voided) first, newest id first; then the issued ones by issue
     date and id, newest first. ``after``: the key of the last invoice of the previous page.
 
     Each part is one range of an ``(…, issued_on, id)`` index (``ix_invoices_*_issued_on_id``), so
     a page reads about its own rows whether it is the first or the ten-thousandth. An issue-date
-    range leaves the drafts out. ``number_prefix`` matches the beginning of the number.
+    range leaves the drafts out. ``number_prefix`` matches the beginning of the number. Rows carry
+    ``LIST_COLUMNS``.
     """
     t = Invoice.__table__
+    columns = [t.c[name] for name in LIST_COLUMNS]
     where: list[Any] = []
     if len(statuses) == 1:
         where.append(t.c.status == statuses[0])
@@ -507,17 +514,17 @@ def invoice_page(session: Session, *, limit: int, after: InvoiceKey | None = Non
     if number_prefix:
         escaped = number_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
         where.append(t.c.number.like(escaped + "%", escape="\\"))
-    found: list[Invoice] = []
+    found: list[Any] = []
     if issued_from is None and issued_before is None and (after is None or after[0] is None):
-        drafts = select(Invoice).where(*where, t.c.issued_on.is_(None))
+        drafts = select(*columns).where(*where, t.c.issued_on.is_(None))
         if after is not None:
             drafts = drafts.where(t.c.id < after[1])
-        found.extend(session.scalars(drafts.order_by(t.c.id.desc()).limit(limit)).all())
+        found.extend(session.execute(drafts.order_by(t.c.id.desc()).limit(limit)).all())
     if len(found) < limit:
-        issued = select(Invoice).where(*where, t.c.issued_on.is_not(None))
+        issued = select(*columns).where(*where, t.c.issued_on.is_not(None))
         if after is not None and after[0] is not None:
             issued = issued.where(tuple_(t.c.issued_on, t.c.id) < tuple_(after[0], after[1]))
-        found.extend(session.scalars(issued.order_by(t.c.issued_on.desc(), t.c.id.desc())
+        found.extend(session.execute(issued.order_by(t.c.issued_on.desc(), t.c.id.desc())
                                      .limit(limit - len(found))).all())
     return found
 

@@ -17,11 +17,12 @@ import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
+from typing import Any
 
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.invoicing import InvoiceStatus
 from billing_engine.money import Money, check_currency, money_of
-from billing_engine.payments import payment_status
+from billing_engine.payments import invoice_balance, payment_status
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
@@ -130,11 +131,11 @@ def list_invoices(session: Session, *, as_of: date, filters: InvoiceFilters = In
         issued_from=filters.issued_from, issued_before=filters.issued_before, number_prefix=filters.number)
     more = len(rows) > limit
     rows = rows[:limit]
-    names = catalog_store.customers_by_id(session, {inv.customer_id for inv in rows})
+    names = catalog_store.customer_names(session, {inv.customer_id for inv in rows})
     items = tuple(InvoiceSummary(
-        inv.id, inv.number, inv.customer_id, names[inv.customer_id].name if inv.customer_id in names else "",
-        inv.status, _payment_status(inv, as_of), inv.currency, inv.issued_on, inv.due_on,
-        money_of(inv.total, inv.currency), money_of(_amount_due(inv), inv.currency)) for inv in rows)
+        inv.id, inv.number, inv.customer_id, names.get(inv.customer_id, ""), inv.status, _payment_status(inv, as_of),
+        inv.currency, inv.issued_on, inv.due_on, money_of(inv.total, inv.currency),
+        money_of(_amount_due(inv), inv.currency)) for inv in rows)
     return InvoicePage(items, items[-1].cursor if more else None)
 
 
@@ -143,14 +144,17 @@ def utc(moment: datetime) -> datetime:
     return moment if moment.tzinfo is not None else moment.replace(tzinfo=UTC)
 
 
-def _payment_status(inv: invoice_store.Invoice, as_of: date) -> str | None:
+def _payment_status(inv: Any, as_of: date) -> str | None:
     return payment_status(status=inv.status, total=inv.total, paid=inv.amount_paid, credited=inv.amount_credited,
                           refunded=inv.amount_refunded, due_on=inv.due_on, as_of=as_of)
 
 
-def _amount_due(inv: invoice_store.Invoice) -> Decimal:
-    """What is still to pay: the balance (a draft's total before any credit), nothing on a void invoice."""
-    return ZERO if inv.status == "void" else max(inv.balance, ZERO)
+def _amount_due(inv: Any) -> Decimal:
+    """What is still to pay: the balance (a draft's total before any credit), nothing on a void invoice.
+    ``inv``: an invoice or a row of ``invoice_store.LIST_COLUMNS``."""
+    if inv.status == "void":
+        return ZERO
+    return max(invoice_balance(inv.total, inv.amount_paid, inv.amount_credited, inv.amount_refunded), ZERO)
 
 
 # ================================================================ one invoice
