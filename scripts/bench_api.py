@@ -2,7 +2,8 @@
 """Benchmark the invoice list of the API at 1,000,000 invoices: gunicorn on loopback, PostgreSQL.
 
     .venv/bin/python scripts/bench_api.py [--invoices 1000000] [--customers 20000] [--pages 200]
-        [--workers 2] [--threads 4] [--admin-url postgresql://postgres@127.0.0.1:5432/test] [--keep]
+        [--workers 2] [--threads 4] [--admin-url postgresql://postgres@127.0.0.1:5432/test]
+        [--keep | --database billsync_bench_api_NNN]
 
 Creates its own database (``billsync_bench_api_<pid>``), migrates it to head and seeds it with
 ``COPY``: customers, and invoices issued monthly over the last years the way bill runs leave
@@ -18,7 +19,8 @@ loopback port, creates a read API key, and pages through ``GET /api/v1/invoices?
 
 Prints p50/p95/p99/max per page for each, measured by the client over keep-alive
 connections, and stops gunicorn; the database is dropped unless ``--keep``. Goal: p99 ≤ 50 ms
-per page of 100.
+per page of 100. ``--keep`` keeps the seeded database; ``--database NAME`` runs again on it
+without seeding (and keeps it).
 """
 
 from __future__ import annotations
@@ -141,6 +143,19 @@ def seed(url: str, invoices: int, customers: int, today: date) -> dict[str, obje
             "prefix": f"INV-{middle.year}-0001", "invoices": made}
 
 
+def seeded_info(url: str) -> dict[str, object]:
+    """What ``seed`` returned, read back from a database it seeded (``--database``)."""
+    with psycopg.connect(url) as conn:
+        rows = conn.execute("SELECT bill_run_on, min(id) FROM invoices GROUP BY bill_run_on ORDER BY 1").fetchall()
+        made = conn.execute("SELECT count(*) FROM invoices").fetchone()[0]
+    if not rows:
+        raise SystemExit("--database: it holds no invoices; leave --database out to seed a new one")
+    months = [r[0] for r in rows]
+    middle = months[len(months) // 2]
+    return {"months": months, "first_ids": [r[1] for r in rows], "customer": "c0000042", "month": middle,
+            "prefix": f"INV-{middle.year}-0001", "invoices": made}
+
+
 def percentile(ordered: list[float], share: float) -> float:
     index = min(len(ordered) - 1, max(0, round(share * len(ordered)) - 1))
     return ordered[index]
@@ -259,11 +274,15 @@ def main() -> int:
     parser.add_argument("--admin-url", default=os.environ.get("BENCH_DATABASE_URL",
                                                               "postgresql://postgres@127.0.0.1:5432/test"))
     parser.add_argument("--keep", action="store_true", help="keep the database (its name is printed)")
+    parser.add_argument("--database", metavar="NAME",
+                        help="use this database, seeded by an earlier run with --keep (it is kept)")
     args = parser.parse_args()
 
-    name = f"billsync_bench_api_{os.getpid()}"
-    with psycopg.connect(args.admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
+    name = args.database or f"billsync_bench_api_{os.getpid()}"
+    args.keep = args.keep or bool(args.database)
+    if not args.database:
+        with psycopg.connect(args.admin_url, autocommit=True) as admin:
+            admin.execute(f'CREATE DATABASE "{name}"')
     database_url = with_database(args.admin_url, name)
     process = None
     log_path = Path(tempfile.mkdtemp(prefix="bench-api-")) / "gunicorn.log"
@@ -271,11 +290,14 @@ def main() -> int:
         engine = make_engine(database_url)
         upgrade(engine)
         started = time.perf_counter()
-        info = seed(database_url, args.invoices, args.customers, datetime.now(UTC).date())
+        if args.database:
+            info = seeded_info(database_url)
+        else:
+            info = seed(database_url, args.invoices, args.customers, datetime.now(UTC).date())
         seeded = time.perf_counter() - started
         from connector.api.auth import create_key
 
-        _, key = create_key(engine, "bench", ["read"], now=datetime.now(UTC))
+        _, key = create_key(engine, f"bench-{os.getpid()}", ["read"], now=datetime.now(UTC))
         engine.dispose()
         port = free_port()
         process = start_gunicorn(database_url, port, args, log_path)
@@ -290,8 +312,8 @@ def main() -> int:
             with psycopg.connect(args.admin_url, autocommit=True) as admin:
                 admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
-    print(f"{info['invoices']:,} invoices of {args.customers:,} customers over {len(info['months'])} months, seeded "
-          f"in {seeded:.0f} s; gunicorn {args.workers} workers x {args.threads} threads, one keep-alive client, "
+    how = f"read back in {seeded:.1f} s" if args.database else f"seeded in {seeded:.0f} s"
+    print(f"{info['invoices']:,} invoices over {len(info['months'])} months, {how}; gunicorn {args.workers} workers x {args.threads} threads, one keep-alive client, "
           f"limit={PAGE}, PostgreSQL, {os.cpu_count()} CPUs" + (f"; database kept: {name}" if args.keep else ""))
     width = max(len(label) for label, _, _ in results)
     print(f"{'scenario':<{width}}  pages  invoices   p50 ms   p95 ms   p99 ms   max ms")
