@@ -53,10 +53,12 @@ def test_amounts_per_invoice_are_applied_as_given_and_the_rest_is_credit():
     ([(3, "10.00")], ConflictError, "void"),
     ([(9, "10.00")], InvalidInputError, "not this customer's"),
     ([(1, "0")], InvalidInputError, "positive"),
+    ([(4, "10.00")], InvalidInputError, "invoice INV-2026-000004 is in USD, the payment in EUR"),
 ])
 def test_bad_amounts_per_invoice_are_refused(amounts, error, match):
     with pytest.raises(error, match=match):
-        allocate_amounts(D("60.00"), "EUR", [A, B, VOID], amounts)
+        allocate_amounts(D("60.00"), "EUR", [A, B, VOID, OpenItem(4, "USD", "open", date(2026, 2, 1), D("10.00"),
+                                                             "INV-2026-000004")], amounts)
 
 
 def test_bad_payments_are_refused_with_a_clear_error():
