@@ -66,7 +66,7 @@ class RefundAllocation(SQLModel, table=True):
     __tablename__ = "refund_allocations"
     id: int | None = Field(default=None, primary_key=True)
     refund_id: int = Field(foreign_key="refunds.id", nullable=False, index=True)
-    invoice_id: int = Field(foreign_key="invoices.id", nullable=False)
+    invoice_id: int = Field(foreign_key="invoices.id", nullable=False, index=True)
     amount: Decimal = money_field()
 
 
@@ -269,3 +269,39 @@ def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> N
     session.connection().execute(
         update(table).where(table.c.id == bindparam("b_id")).values(salesforce_id=bindparam("b_sfid")),
         [{"b_id": engine_id, "b_sfid": sfid} for engine_id, sfid in ids.items()])
+
+
+# ---------------------------------------------------------------- reads for invoice details and statements
+
+
+def payments_to_invoice(session: Session, invoice_id: int) -> list[tuple[PaymentAllocation, Payment]]:
+    """What each payment applied to an invoice, in the order they were applied."""
+    rows = session.execute(select(PaymentAllocation, Payment).join(Payment, Payment.id == PaymentAllocation.payment_id)
+                           .where(PaymentAllocation.invoice_id == invoice_id).order_by(PaymentAllocation.id)).all()
+    return [(allocation, payment) for allocation, payment in rows]
+
+
+def refunds_to_invoice(session: Session, invoice_id: int) -> list[tuple[RefundAllocation, Refund]]:
+    """What each refund put back on an invoice's balance, in the order they were made."""
+    rows = session.execute(select(RefundAllocation, Refund).join(Refund, Refund.id == RefundAllocation.refund_id)
+                           .where(RefundAllocation.invoice_id == invoice_id).order_by(RefundAllocation.id)).all()
+    return [(allocation, refund) for allocation, refund in rows]
+
+
+def find_payment_by_id(session: Session, payment_id: int) -> Payment | None:
+    return session.get(Payment, payment_id)
+
+
+def payments_of_customer(session: Session, customer_id: str, through: date) -> list[Payment]:
+    """The customer's payments received up to ``through``, by date and id."""
+    return list(session.scalars(select(Payment).where(Payment.customer_id == customer_id,
+                                                      Payment.received_on <= through)
+                                .order_by(Payment.received_on, Payment.id)).all())
+
+
+def refunds_of_customer(session: Session, customer_id: str, through: date) -> list[tuple[Refund, Payment]]:
+    """The refunds of the customer's payments made up to ``through``, with their payment, by date and id."""
+    rows = session.execute(select(Refund, Payment).join(Payment, Payment.id == Refund.payment_id)
+                           .where(Payment.customer_id == customer_id, Refund.refunded_on <= through)
+                           .order_by(Refund.refunded_on, Refund.id)).all()
+    return [(refund, payment) for refund, payment in rows]
