@@ -73,8 +73,8 @@ COMMANDS: dict[str, CommandContract] = {name: c for c in _CONTRACTS for name in 
 ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "invoice": frozenset({
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
-        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
-        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id", "purchase_order",
+        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "amount_credited",
+        "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id", "purchase_order",
         "buyer_reference",
     }),
     "invoice_line": frozenset({
@@ -83,16 +83,27 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "tax_category",
     }),
     "payment": frozenset({
-        "id", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount", "paid_on",
-        "method", "reference", "status",
+        "id", "name", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount",
+        "paid_on", "method", "reference", "status",
+    }),
+    "refund": frozenset({
+        "id", "name", "payment_id", "salesforce_account_id", "currency", "amount", "from_credit", "refunded_on",
+        "reason",
+    }),
+    "credit_note": frozenset({
+        "id", "number", "invoice_id", "customer_id", "salesforce_account_id", "currency", "issued_on", "reason",
+        "net", "tax", "total", "applied_to_invoice", "to_credit_balance", "status",
+    }),
+    "credit_note_line": frozenset({
+        "id", "credit_note_id", "invoice_line_id", "description", "amount", "tax_rate", "tax",
     }),
     "account_summary": frozenset({
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
         "billing_status", "billing_ends_on",
     }),
-    # an invoice's or credit note's PDF, attached to its Invoice__c (connector/documents/push.py)
+    # an invoice's or credit note's PDF, attached to its Invoice__c or Credit_Note__c (connector/documents/push.py)
     "document": frozenset({
-        "id", "number", "kind", "title", "file_name", "pdf", "sha256", "description", "salesforce_invoice_id",
+        "id", "number", "kind", "title", "file_name", "pdf", "sha256", "description", "salesforce_record_id",
     }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status", "ends_on"}),
     # a subscription as the CRM's subscription record shows it, and its current items

@@ -271,23 +271,19 @@ def documents_by_ids(session: Session, ids: Sequence[int]) -> dict[int, StoredDo
 
 @dataclass(frozen=True)
 class DocumentExport:
-    """What the push attaches in Salesforce: a stored PDF and the invoice whose record it goes on (a
-    credit note's: the invoice it corrects, BT-25)."""
+    """What the push attaches in Salesforce: a stored PDF, on the record of its invoice or credit note."""
 
     document: StoredDocument
-    attach_to_invoice_id: int | None
+
+    @property
+    def kind(self) -> str:
+        return self.document.kind
+
+    @property
+    def record_id(self) -> int:
+        return self.document.record_id
 
 
 def documents_for_export(session: Session, ids: Sequence[int]) -> dict[int, DocumentExport]:
-    """The stored documents with these ids (missing ones are absent) and the invoice each attaches to."""
-    out: dict[int, DocumentExport] = {}
-    for document_id, doc in documents_by_ids(session, ids).items():
-        if doc.kind == INVOICE:
-            target = doc.invoice_id
-        else:
-            note = invoice_store.find_credit_note_row(session, doc.record_id)
-            inv = invoice_store.find_invoice(session, note.invoice_id) if note and note.invoice_id else None
-            corrected = _corrected_invoice(session, inv)
-            target = corrected.id if corrected is not None else None
-        out[document_id] = DocumentExport(doc, target)
-    return out
+    """The stored documents with these ids (missing ones are absent)."""
+    return {document_id: DocumentExport(doc) for document_id, doc in documents_by_ids(session, ids).items()}

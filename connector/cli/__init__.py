@@ -8,6 +8,8 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``config`` | ``config`` |
 | ``processes`` | ``web``, ``worker``, ``clock`` |
 | ``billing`` | ``bill-run``, ``metrics mrr`` |
+| ``invoices`` | ``invoices list``, ``show``, ``finalize``, ``void``, ``mark-uncollectible``, ``credit`` |
+| ``payments`` | ``payments record``, ``refund``, ``show`` |
 | ``sync`` | ``sync pull``, ``sync push``, ``sync status``, ``sync retry`` |
 | ``reconcile`` | ``reconcile`` |
 | ``review`` | ``review list``, ``review resolve`` |
@@ -90,7 +92,9 @@ def _register_commands() -> None:
     from connector.cli.config import config
     from connector.cli.database import db
     from connector.cli.documents import documents
+    from connector.cli.invoices import invoices
     from connector.cli.mappings import mappings
+    from connector.cli.payments import payments
     from connector.cli.processes import clock, web, worker
     from connector.cli.reconcile import reconcile
     from connector.cli.review import review
@@ -99,6 +103,8 @@ def _register_commands() -> None:
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
     cli.add_command(api_key)
+    for command in (invoices, payments):
+        cli.add_command(command)
     cli.add_command(documents)
     _register_sandbox()
 

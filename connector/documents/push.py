@@ -1,20 +1,21 @@
-"""Attaching each stored PDF to its ``Invoice__c`` in Salesforce, exactly once.
+"""Attaching each stored PDF to its ``Invoice__c`` (a credit note's to its ``Credit_Note__c``) in
+Salesforce, exactly once.
 
 A ``document.stored`` outbox row (written with the document) is delivered here by the push
 (``connector.sync.push``), after the rows claimed with it, so the invoice it belongs to has been
 sent first. For each document, the mapping ``document`` (``mappings/defaults/document.yaml``) makes
 a ``ContentVersion`` keyed by ``Billsync_Document_Id__c`` (``<installation>-doc-<id>``) whose
-``FirstPublishLocationId`` is the ``Invoice__c``: Salesforce creates the file and links it to the
-record in one step.
+``FirstPublishLocationId`` is that record: Salesforce creates the file and links it to the record in
+one step.
 
 A file's bytes cannot be updated in Salesforce, so the key is looked up first: a document already
 there (sent by a worker that died before settling its row, or by the same push retried) is done
 without sending anything, and only a missing one is upserted. Calls: one composite per 12
-documents for the look-ups (the file by its key, the invoice's record by its key), one per 10
+documents for the look-ups (the file by its key, its record by its key), one per 10
 documents for the uploads (JSON, base64 ``VersionData``; Salesforce takes 37.5 MB of base64 per
 file this way, far above an invoice's PDF).
 
-Outcomes per row: done (with the ContentVersion's id), transient (the invoice's record is not in
+Outcomes per row: done (with the ContentVersion's id), transient (the record is not in
 Salesforce yet, a lock, an unavailable Salesforce), failed (Salesforce refused the file). A limit
 pause or an unavailable Salesforce stops the delivery: the rows not sent are released or retried.
 """
@@ -55,8 +56,8 @@ class _Document:
     row: ClaimedRow
     export: DocumentExport | None
     key: str = ""
-    invoice_key: str = ""
-    invoice_record: str | None = None
+    parent: tuple[str, str, str] = ("", "", "")  # the record it is attached to: (object, key field, key)
+    parent_record: str | None = None
     existing: str | None = None
     outcome: Settlement | None = None
 
@@ -81,12 +82,12 @@ def deliver_documents(client: Any, specs: Any, engine: Any, keys: Keys, rows: Se
     for doc in documents:
         if doc.export is None:
             doc.outcome = Settlement(doc.row.id, Outcome.FAILED, f"document {doc.row.aggregate_id} not found")
-        elif doc.export.attach_to_invoice_id is None:
-            doc.outcome = Settlement(doc.row.id, Outcome.DONE, f"{doc.export.document.number} belongs to no invoice: "
-                                                               "nothing to attach it to")
         else:
             doc.key = keys.document(doc.export.document.document_id)
-            doc.invoice_key = keys.invoice(doc.export.attach_to_invoice_id)
+            if doc.export.kind == "credit_note":
+                doc.parent = ("Credit_Note__c", "Billsync_Credit_Note_Id__c", keys.credit_note(doc.export.record_id))
+            else:
+                doc.parent = ("Invoice__c", "Billsync_Invoice_Id__c", keys.invoice(doc.export.record_id))
             todo.append(doc)
     base = f"/services/data/v{client.api_version}/sobjects"
     try:
@@ -116,20 +117,20 @@ def _look_up(client: Any, base: str, docs: list[_Document], result: DocumentDeli
         subrequests.append({"method": "GET", "referenceId": f"file{n}",
                             "url": f"{base}/ContentVersion/{format_external_id('Billsync_Document_Id__c', doc.key)}"
                                    "?fields=Id"})
-        subrequests.append({"method": "GET", "referenceId": f"invoice{n}",
-                            "url": f"{base}/Invoice__c/{format_external_id('Billsync_Invoice_Id__c', doc.invoice_key)}"
-                                   "?fields=Id"})
+        obj, key_field, key = doc.parent
+        subrequests.append({"method": "GET", "referenceId": f"parent{n}",
+                            "url": f"{base}/{obj}/{format_external_id(key_field, key)}?fields=Id"})
     answers = {a.reference_id: a for a in client.composite(subrequests, all_or_none=False)}
     result.calls += 1
     for n, doc in enumerate(docs):
-        file, invoice = answers.get(f"file{n}"), answers.get(f"invoice{n}")
+        file, invoice = answers.get(f"file{n}"), answers.get(f"parent{n}")
         if file is not None and file.success and isinstance(file.body, dict):
             doc.existing = file.body.get("Id")
             doc.outcome = Settlement(doc.row.id, Outcome.DONE, "already attached", result=doc.existing)
         elif invoice is not None and invoice.success and isinstance(invoice.body, dict):
-            doc.invoice_record = invoice.body.get("Id")
+            doc.parent_record = invoice.body.get("Id")
         elif invoice is not None and invoice.status == 404:
-            doc.outcome = Settlement(doc.row.id, Outcome.TRANSIENT, f"Invoice__c {doc.invoice_key} is not in "
+            doc.outcome = Settlement(doc.row.id, Outcome.TRANSIENT, f"{doc.parent[0]} {doc.parent[2]} is not in "
                                                                     "Salesforce yet; the PDF waits for it")
         else:
             answer = invoice if invoice is not None and not invoice.success else file
@@ -144,7 +145,7 @@ def _record(specs: Any, doc: _Document) -> dict[str, Any]:
         "pdf": d.pdf, "sha256": d.pdf_sha256,
         "description": f"{d.number}: PDF/A-3 with its Factur-X XML, issued by billsync; SHA-256 {d.pdf_sha256}"
         if d.xml is not None else f"{d.number}: PDF/A-3 issued by billsync; SHA-256 {d.pdf_sha256}",
-        "salesforce_invoice_id": doc.invoice_record,
+        "salesforce_record_id": doc.parent_record,
     }
     [spec] = specs.outbound_for(SOURCE)
     return apply_outbound(spec, engine_record)

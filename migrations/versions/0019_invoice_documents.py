@@ -63,21 +63,23 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # SQLite drops these columns in place (ALTER TABLE DROP COLUMN, SQLite 3.35+): recreating a table
+    # that others reference would break their foreign keys.
     op.drop_table("invoice_documents")
-    with op.batch_alter_table("invoice_taxes") as batch:
+    with op.batch_alter_table("invoice_taxes", recreate="never") as batch:
         batch.drop_column("reason")
         batch.drop_column("category")
     for table in ("credit_note_lines", "invoice_lines"):
-        with op.batch_alter_table(table) as batch:
+        with op.batch_alter_table(table, recreate="never") as batch:
             batch.drop_column("tax_reason")
             batch.drop_column("tax_category")
     for table in ("invoices", "subscriptions"):
-        with op.batch_alter_table(table) as batch:
+        with op.batch_alter_table(table, recreate="never") as batch:
             batch.drop_column("buyer_reference")
             batch.drop_column("purchase_order")
-    with op.batch_alter_table("customers") as batch:
+    with op.batch_alter_table("customers", recreate="never") as batch:
         batch.drop_column("language")
-    with op.batch_alter_table("products") as batch:
+    with op.batch_alter_table("products", recreate="never") as batch:
         batch.drop_column("tax_exemption_reason")
         batch.drop_column("tax_rate_percent")
         batch.drop_column("tax_category")

@@ -145,7 +145,7 @@ def test_base64_writes_a_files_bytes_and_refuses_anything_else():
     specs = load_specs(None)
     [spec] = specs.outbound_for("document")
     record = {"id": "inst-doc-1", "number": "INV-1", "kind": "invoice", "title": "INV-1", "file_name": "INV-1.pdf",
-              "pdf": b"%PDF-1.7", "sha256": "ab", "description": "", "salesforce_invoice_id": "a00000000000001AAA"}
+              "pdf": b"%PDF-1.7", "sha256": "ab", "description": "", "salesforce_record_id": "a00000000000001AAA"}
     assert apply_outbound(spec, record)["VersionData"] == "JVBERi0xLjc="
     with pytest.raises(InvalidRecordError, match="document inst-doc-1: pdf: '%PDF' is str text, not the bytes of a file"):
         apply_outbound(spec, {**record, "pdf": "%PDF"})
