@@ -60,6 +60,15 @@ SANDBOX_STATE = INSTANCE / "sandbox"
 DEMO_ENV = INSTANCE / "demo.env"
 LOCK_FILE = INSTANCE / "billsync.pid"
 DEMO_INTERVALS = {"PULL_INTERVAL_SECONDS": "30", "PUSH_INTERVAL_SECONDS": "10"}
+#: The demo's seller (a fictitious French company; its numbers pass their checks): its invoices are
+#: issued as PDF/A-3 with Factur-X XML and attached to their Invoice__c (docs/invoices.md).
+DEMO_SELLER = {
+    "SELLER_NAME": "Billsync Demo SAS", "SELLER_STREET": "10 rue de la Paix", "SELLER_POSTAL_CODE": "75002",
+    "SELLER_CITY": "Paris", "SELLER_COUNTRY": "FR", "SELLER_COMPANY_ID": "123456782",
+    "SELLER_VAT_ID": "FR11123456782", "SELLER_IBAN": "FR7630006000011234567890189", "SELLER_BIC": "AGRIFRPP",
+    "SELLER_LATE_PAYMENT_RATE": "12.15", "SELLER_EARLY_PAYMENT_DISCOUNT": "none",
+    "SELLER_LEGAL_FORM": "SAS au capital de 10 000 EUR, RCS Paris 123 456 782",
+}
 SANDBOX_ENV_KEYS = ("SF_AUTH", "SF_LOGIN_URL", "SF_CLIENT_ID", "SF_CLIENT_SECRET", "SF_USERNAME",
                     "SF_PRIVATE_KEY_FILE", "SF_CA_BUNDLE", "SF_ORG_ID", "SF_API_VERSION")
 STARTUP_SECONDS = 60
@@ -397,6 +406,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             sf_env, admin_token = read_sandbox_env(sandbox, supervisor)
             sandbox_url = sf_env["SF_LOGIN_URL"]
             demo_env = {**sf_env, **{k: environ.get(k) or v for k, v in DEMO_INTERVALS.items()}}
+            if not any(environ.get(k) for k in DEMO_SELLER):  # an admin's own seller settings win, all of them
+                demo_env.update(DEMO_SELLER)
             # The web process accepts the sandbox's Outbound Messages (SF_ORG_ID is the sandbox's).
             demo_env["WEBHOOK_TOKEN"] = environ.get("WEBHOOK_TOKEN") or secrets.token_urlsafe(32)
             if environ.get("DATABASE_URL"):

@@ -155,7 +155,7 @@ def use_fonts(pdf: Any, font_dir: Path, family: str = "DejaVu") -> None:
     import copy
 
     from fpdf import FPDF
-    from fpdf.fonts import SubsetMap, TTFFont
+    from fpdf.fonts import TTFFont
 
     share_subsets()
     for style, path in prepared_fonts(font_dir).items():
@@ -169,7 +169,28 @@ def use_fonts(pdf: Any, font_dir: Path, family: str = "DejaVu") -> None:
         font.ttfont = _FontView(pristine.ttfont, path)
         font.missing_glyphs = []
         font.biggest_size_pt = 0
-        font.subset = SubsetMap(font)
-        for char in BASE_CHARACTERS:
-            font.subset.pick(ord(char))
+        font.subset = _base_subset(font, key)
         pdf.fonts[font.fontkey] = font
+
+
+_base_picks: dict[tuple[Path, str], Any] = {}
+
+
+def _base_subset(font: Any, key: tuple[Path, str]) -> Any:
+    """A new subset map for ``font`` holding the base characters, copied from one made once per font
+    (picking them one by one costs more than the rest of the layout)."""
+    from fpdf.fonts import SubsetMap
+
+    with _lock:
+        template = _base_picks.get(key)
+        if template is None:
+            template = SubsetMap(font)
+            for char in BASE_CHARACTERS:
+                template.pick(ord(char))
+            _base_picks[key] = template
+    subset_map = SubsetMap.__new__(SubsetMap)
+    subset_map.font = font
+    subset_map._next = template._next
+    subset_map._reserved = list(template._reserved)
+    subset_map._char_id_per_glyph = dict(template._char_id_per_glyph)
+    return subset_map

@@ -10,6 +10,7 @@ minor unit; nothing is recomputed here.
 from __future__ import annotations
 
 from datetime import UTC, datetime, time
+from typing import Any
 
 from fpdf import FPDF
 from fpdf.enums import XPos, YPos
@@ -90,6 +91,13 @@ def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "") ->
     return data
 
 
+def text_width(pdf: FPDF, text: str) -> float:
+    """The width of ``text`` in mm at the current font and size: the sum of its glyphs' advances
+    (what ``get_string_width`` returns for plain text, without its markup parsing)."""
+    widths: Any = pdf.current_font.cw  # a TTF font's advance per code point
+    return float(sum(widths[ord(c)] for c in text)) * pdf.font_size_pt * 0.001 / pdf.k
+
+
 def wrap(pdf: FPDF, text: str, width: float) -> list[str]:
     """The lines ``text`` takes in ``width`` mm at the current font, broken between words (a word
     longer than the width is cut). fpdf2's own ``multi_cell`` does the same at several times the cost."""
@@ -98,14 +106,14 @@ def wrap(pdf: FPDF, text: str, width: float) -> list[str]:
         current = ""
         for word in paragraph.split(" "):
             candidate = f"{current} {word}" if current else word
-            if pdf.get_string_width(candidate) <= width - 1:
+            if text_width(pdf, candidate) <= width - 1:
                 current = candidate
                 continue
             if current:
                 lines.append(current)
-            while pdf.get_string_width(word) > width - 1 and len(word) > 1:
+            while text_width(pdf, word) > width - 1 and len(word) > 1:
                 cut = len(word) - 1
-                while cut > 1 and pdf.get_string_width(word[:cut]) > width - 1:
+                while cut > 1 and text_width(pdf, word[:cut]) > width - 1:
                     cut -= 1
                 lines.append(word[:cut])
                 word = word[cut:]
@@ -217,7 +225,7 @@ def _references(pdf: _Document) -> None:
         pdf.cell(width - 4, 3.8, title.upper(), new_x=XPos.LEFT, new_y=YPos.NEXT)
         size = 9.0
         _text(pdf, size)
-        while size > 6.5 and pdf.get_string_width(value) > width - 5:
+        while size > 6.5 and text_width(pdf, value) > width - 5:
             size -= 0.5
             _text(pdf, size)
         pdf.cell(width - 4, 4.6, value)
