@@ -56,7 +56,8 @@ SUBSCRIPTION_ACTIONS = (("Amend", "Amend", "subscriptionAmendAction"),
                         ("Renew", "Renew", "subscriptionRenewAction"),
                         ("Cancel", "Cancel", "subscriptionCancelAction"))
 #: Standard objects whose records billsync reads or writes, in the order the docs list them.
-STANDARD_OBJECTS = ("Account", "Product2", "PricebookEntry", "Opportunity", "OpportunityLineItem", "QuoteLineItem")
+STANDARD_OBJECTS = ("Account", "Product2", "PricebookEntry", "Opportunity", "OpportunityLineItem", "QuoteLineItem",
+                    "ContentVersion")
 #: Fields written for the Lightning components to read (JSON), left off the page layouts.
 PANEL_ONLY = frozenset({"Billsync_Preview_Lines__c"})
 #: What the connector reads beyond the mappings: open deals are found by stage for previews.
@@ -777,6 +778,8 @@ def custom_objects_doc(schema: Schema, access: Access) -> str:
         "| `Invoice__c.Billsync_Invoice_Id__c` | `<installation>-inv-<invoice id>` | `k3f9x2ab7q-inv-42` |",
         "| `Invoice_Line__c.Billsync_Line_Id__c` | `<installation>-line-<line id>` | `k3f9x2ab7q-line-310` |",
         "| `Payment__c.Billsync_Payment_Id__c` | `<installation>-pay-<payment id>` | `k3f9x2ab7q-pay-7` |",
+        "| `ContentVersion.Billsync_Document_Id__c` | `<installation>-doc-<document id>` (an invoice's or credit"
+        " note's PDF) | `k3f9x2ab7q-doc-42` |",
         "| `Billsync_Subscription__c.Billsync_Subscription_Key__c` | `<installation>-sub-<subscription id>` |"
         " `k3f9x2ab7q-sub-0065g00000AbCdEAAA` |",
         "| `Billsync_Subscription_Item__c.Billsync_Item_Key__c` | `<installation>-item-<item id>` |"
