@@ -199,6 +199,17 @@ def test_scripts_run_brings_up_the_connected_demo(tmp_path):
             assert Decimal(str(record["Total__c"])) == invoice.total
             assert record["Status__c"] == invoice.status
 
+        # The worker generates each invoice's PDF (the demo's seller is set) and the push attaches it to
+        # its Invoice__c: one file per invoice.
+        def attached():
+            ids = [r["Id"] for r in client.query_all("SELECT Id FROM Invoice__c")]
+            files = {i: list(client.query_all(f"SELECT ContentDocumentId FROM ContentDocumentLink "
+                                              f"WHERE LinkedEntityId = '{i}'")) for i in ids}
+            return files if all(files.values()) else None
+
+        files = wait_until(attached, 4 * PUSH_INTERVAL + 60, "a PDF on every Invoice__c", process, log)
+        assert all(len(links) == 1 for links in files.values()), files
+
         # A deal closed in the sandbox: its Outbound Message reaches the web process, and the
         # worker makes it a subscription within seconds (the next pull is an hour away).
         sf = rep(demo_env)
