@@ -71,7 +71,7 @@ class _Document(FPDF):
         parts = [s.name, s.legal_form, f"{label(self.lang, 'siren' if s.country == 'FR' else 'company_id')} "
                  f"{s.company_id}", f"{label(self.lang, 'vat_id')} {s.vat_id}"]
         self.cell(WIDTH, 3.5, " · ".join(p for p in parts if p), align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        note = self.xml_note or label(self.lang, "facturx")
+        note = label(self.lang, "no_facturx_short" if self.xml_note else "facturx")
         self.cell(WIDTH - 30, 3.5, note, new_x=XPos.RIGHT, new_y=YPos.TOP)
         self.cell(30, 3.5, label(self.lang, "page", n=self.page_no(), total="{nb}"), align="R")
 
@@ -385,3 +385,5 @@ def _payment_and_mentions(pdf: _Document) -> None:
             reasons.append(reason(lang, group.reason))
     for text in dict.fromkeys(reasons):
         paragraph(pdf, WIDTH, 3.5, text)
+    if pdf.xml_note:
+        paragraph(pdf, WIDTH, 3.5, pdf.xml_note)

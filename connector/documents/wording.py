@@ -31,6 +31,7 @@ LABELS = {
         "bank": "Bank transfer to {name} — IBAN {iban} — BIC {bic}. Please quote {number}.",
         "reason": "Reason", "page": "Page {n} of {total}", "contact": "Contact",
         "no_facturx": "No Factur-X XML: {reason}.",
+        "no_facturx_short": "This PDF has no Factur-X XML (see above).",
         "facturx": "This PDF carries its Factur-X (EN 16931) XML.",
     },
     "fr": {
@@ -47,6 +48,7 @@ LABELS = {
         "bank": "Virement à {name} — IBAN {iban} — BIC {bic}. Merci de rappeler {number}.",
         "reason": "Motif", "page": "Page {n} sur {total}", "contact": "Contact",
         "no_facturx": "Sans XML Factur-X : {reason}.",
+        "no_facturx_short": "Ce PDF n'a pas de XML Factur-X (voir plus haut).",
         "facturx": "Ce PDF contient son XML Factur-X (EN 16931).",
     },
 }
