@@ -22,7 +22,7 @@ from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.subscriptions import find_subscription
 from billing_engine.subscriptions import Subscription
-from billing_engine.use_cases.billing import account_for
+from billing_engine.tax import TaxRule
 from billing_engine.use_cases.customers import get_customer
 from billing_engine.use_cases.revenue import mrr_and_arr_snapshots, mrr_snapshots, subscription_mrr_versions
 from billing_engine.use_cases.subscriptions import subscriptions_of_customer
@@ -59,14 +59,16 @@ class DealPreview:
 
 
 def preview_subscription_change(session: Session, subscription_id: str, before: Sequence[Subscription], on: date,
-                                *, first_invoice: bool, default_tax_percent: Decimal = ZERO) -> DealPreview | None:
+                                *, first_invoice: bool, default_tax_percent: Decimal = ZERO,
+                                seller_country: str | None = None) -> DealPreview | None:
     """The invoice a change to ``subscription_id`` would produce on ``on``, and the customer's MRR
     before and after it.
 
     ``before``: the customer's subscriptions before the change; the change is read from the
     session. ``first_invoice``: a new subscription's first invoice (even when it was started
     already), else only what the change adds to the charges already billed. None when the
-    subscription does not exist (after the change).
+    subscription does not exist (after the change). Lines are taxed as the bill run taxes them
+    (``tax.TaxRule``: each product's category, the countries; ``seller_country``: ``SELLER_COUNTRY``).
     """
     changed = find_subscription(session, subscription_id)
     if changed is None:
@@ -82,8 +84,13 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
     known = {line.key for line in charges_due(old, on, billed)} if old is not None else set()
     charges = [line for line in charges_due(new, on, billed) if line.key not in known]
     customer = get_customer(session, new.customer_id)
-    draft = assemble_invoice(charges, currency=new.currency,
-                             tax_rate=account_for(customer, default_tax_percent).tax_rate)
+    products = {item.price.product.code: item.price.product.tax for v in new.versions(on)
+                for item in v.items.values()}
+    rule = TaxRule(customer_country=customer.billing_address.country, customer_vat_id=customer.vat_id,
+                   standard_percent=customer.tax_rate(default_tax_percent),
+                   customer_exempt_reason=customer.tax_exempt_reason, seller_country=seller_country,
+                   products=products)
+    draft = assemble_invoice(charges, currency=new.currency, line_tax=lambda c: rule.line_tax(c.product_code))
     by_key = {c.key: c for c in charges}
     lines = tuple(PreviewLine(line.kind, line.product_code, line.description, by_key[line.charge_key].explanation,
                               line.quantity, line.unit_price, line.net)

@@ -803,7 +803,8 @@ def _dry_run(puller: _Puller, session: Session, spec: InboundSpec, command: dict
         return
     first = command["command"] == "start_subscription"
     deal = preview_subscription_change(session, result.engine_id, before, day, first_invoice=first,
-                                       default_tax_percent=puller.services.settings.default_tax_rate)
+                                       default_tax_percent=puller.services.settings.default_tax_rate,
+                                       seller_country=puller.seller_country)
     if deal is None:
         return
     preview.currency = deal.currency
