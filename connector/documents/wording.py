@@ -52,9 +52,13 @@ LABELS = {
         "facturx": "Ce PDF contient son XML Factur-X (EN 16931).",
     },
 }
-#: The reasons the engine gives in English, as a French document prints them.
+#: The reasons the engine gives, as a document prints them (EN 16931 keeps the engine's words).
+ENGLISH_REASONS = {
+    "Reverse charge": "Reverse charge: the customer accounts for the VAT (Article 196, Directive 2006/112/EC)",
+}
 FRENCH_REASONS = {
-    "Reverse charge": "Autoliquidation",
+    "Reverse charge": "Autoliquidation : TVA due par le preneur (art. 283-2 du CGI, art. 196 de la directive "
+                      "2006/112/CE)",
     "Export outside the EU": "Exonération de TVA, article 262 ter I du CGI (exportation hors UE)",
     "Not subject to VAT": "Hors champ d'application de la TVA",
     "proration credits exceed the invoice": "avoir sur le temps non utilisé après une modification de l'abonnement",
@@ -90,7 +94,7 @@ def label(language: str, key: str, **values: object) -> str:
 
 
 def reason(language: str, text: str) -> str:
-    return FRENCH_REASONS.get(text, text) if language == "fr" else text
+    return (FRENCH_REASONS if language == "fr" else ENGLISH_REASONS).get(text, text)
 
 
 def money(value: Decimal, currency: str, language: str) -> str:
