@@ -74,6 +74,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
         "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
         "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+        "dunning_step", "dunning_step_on",
     }),
     "invoice_line": frozenset({
         "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",

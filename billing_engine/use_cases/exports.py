@@ -4,7 +4,7 @@
   of a date, MRR, ARR, balance, credit, last invoice date); the push and every other
   reader use this one definition.
 - ``invoices_for_export`` and ``invoice_lines_for_export``: finalized invoices with their
-  figures and payment status, and their lines (lines moved to a credit note are left out).
+  figures, payment status and last dunning step, and their lines (lines moved to a credit note are left out).
 - ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links`` (each
   subscription's deal and its status as of a date, by the Account summary's rules).
 - ``outbox_table``: the table the push drains.
@@ -32,6 +32,7 @@ from billing_engine.errors import NotFoundError
 from billing_engine.money import round_money
 from billing_engine.payments import payment_status
 from billing_engine.storage import catalog as catalog_store
+from billing_engine.storage import collections as collection_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import outbox as outbox_store
 from billing_engine.storage import payments as payment_store
@@ -189,10 +190,13 @@ class InvoiceExport:
     customer_id: str
     salesforce_account_id: str | None
     subscription_external_key: str | None  # of its first subscription (the deal that started it)
+    dunning_step: str | None = None  # the last reminder sent (docs/payments.md)
+    dunning_step_on: date | None = None
 
 
 def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date, date, str] | None,
-                    account_id: str | None, external_key: str | None) -> InvoiceExport:
+                    account_id: str | None, external_key: str | None,
+                    dunning: tuple[str | None, date | None] = (None, None)) -> InvoiceExport:
     starts, ends = (period[0], period[1]) if period else (None, None)
     return InvoiceExport(
         invoice_id=inv.id, number=inv.number, status=inv.status,
@@ -202,7 +206,8 @@ def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date,
         issued_on=inv.issued_on, due_on=inv.due_on, period_starts_on=starts, period_ends_before=ends,
         currency=inv.currency, subtotal=inv.subtotal, discount=inv.discount, tax=inv.tax, total=inv.total,
         amount_paid=inv.amount_paid - inv.amount_refunded, balance=inv.balance, tax_note=inv.tax_reason or None,
-        customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key)
+        customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key,
+        dunning_step=dunning[0], dunning_step_on=dunning[1])
 
 
 def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, InvoiceExport]:
@@ -213,13 +218,14 @@ def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: dat
     customers = catalog_store.customers_by_id(session, (inv.customer_id for inv in invoices.values()))
     periods = invoice_store.invoice_periods(session, invoices)
     keys = subscription_store.subscription_keys(session, (p[2] for p in periods.values()))
+    dunning = collection_store.dunning_states(session, invoices)
     out = {}
     for inv in invoices.values():
         customer = customers.get(inv.customer_id)
         period = periods.get(inv.id)
         key = keys.get(period[2]) if period else None
         out[inv.id] = _invoice_export(inv, as_of, period, customer.salesforce_account_id if customer else None,
-                                      key[0] if key else None)
+                                      key[0] if key else None, dunning.get(inv.id, (None, None)))
     return out
 
 
@@ -425,7 +431,7 @@ def invoices_of_lines(session: Session, line_ids: Iterable[int]) -> dict[int, in
 
 #: The topics whose events carry each exported record.
 EXPORT_TOPICS = {
-    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED),
+    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED, ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED),
     "payment": (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED),
 }
 

@@ -13,6 +13,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
 | ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
+| ``collections`` | ``payments collections``, ``sepa-export``, ``import-statement``, ``mandate ...``, ``dunning ...``, ... |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -98,6 +99,10 @@ def _register_commands() -> None:
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
     cli.add_command(api_key)
+    from connector.cli.collections import add_collection_commands, payments
+
+    add_collection_commands(payments)
+    cli.add_command(payments)
     _register_sandbox()
 
 

@@ -86,6 +86,7 @@ SOURCE_ORDER = ("invoice", "invoice_line", "payment", "account_summary", "subscr
 DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"})}
 
 INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
+COLLECTION_TOPICS = frozenset({ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED})
 PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
 SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
@@ -387,6 +388,8 @@ def _plan(batch: _Batch) -> None:
                 iid = int(row.aggregate_id)
                 needs: list[Need] = [("invoice", iid), ("invoice_lines", iid)]
             elif row.topic == ob.INVOICE_STATUS_CHANGED:
+                needs = [("invoice", int(row.aggregate_id))]
+            elif row.topic in COLLECTION_TOPICS:  # its payment status (overdue) or its dunning step changed
                 needs = [("invoice", int(row.aggregate_id))]
             elif row.topic == ob.CREDIT_NOTE_ISSUED:
                 # Credit notes have no Salesforce object: push the invoice figures they changed.

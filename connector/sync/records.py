@@ -63,6 +63,8 @@ def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
         "customer_id": inv.customer_id,
         "salesforce_account_id": inv.salesforce_account_id,
         "salesforce_opportunity_id": _opportunity_id(inv.subscription_external_key),
+        "dunning_step": inv.dunning_step,
+        "dunning_step_on": inv.dunning_step_on,
     }
 
 

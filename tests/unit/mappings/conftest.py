@@ -112,6 +112,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
                                                        "Amount_Paid__c", "Balance__c")],
         f("Tax_Note__c", "string"),
+        f("Dunning_Step__c", "picklist", values=("reminder", "second", "final")), f("Dunning_Step_Date__c", "date"),
     ]},
     "Invoice_Line__c": {"fields": [
         f("Billsync_Line_Id__c", "string", ext=True),
