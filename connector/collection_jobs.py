@@ -2,17 +2,29 @@
 (docs/payments.md).
 
 - ``run_collections`` (the clock's daily ``collections`` job, ``billsync payments collections``):
-  open invoices whose due date has passed unpaid become overdue, with the event that makes the
-  push show ``overdue`` on ``Invoice__c`` and ``past_due`` on the Account the same day.
+  the direct debits whose collection date has come are booked as paid, then the open invoices
+  whose due date has passed unpaid become overdue, with the events that make the push show
+  ``overdue`` on ``Invoice__c`` and ``past_due`` on the Account the same day.
+- ``export_sepa`` (``billsync payments sepa-export``): the pain.008 file of every due invoice with
+  an active mandate, written atomically: the file appears only once the export is recorded.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
+from decimal import Decimal
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 from billing_engine.use_cases.collections import OverdueResult, mark_overdue_invoices
+from billing_engine.use_cases.direct_debits import (
+    CollectedDebits,
+    ExportResult,
+    collect_due_debits,
+    export_direct_debits,
+)
 from connector.database import transaction
 
 if TYPE_CHECKING:
@@ -22,16 +34,64 @@ if TYPE_CHECKING:
 @dataclass(frozen=True)
 class CollectionsReport:
     as_of: date
+    collected: CollectedDebits
     overdue: OverdueResult
 
     def lines(self) -> list[str]:
-        invoices = self.overdue.invoices
-        return [f"collections as of {self.as_of}: {len(invoices)} invoices became overdue "
-                f"({len(self.overdue.customers)} customers past due)"]
+        booked = self.collected.booked
+        total = sum((amount for _, _, amount in booked), Decimal(0))
+        return [f"collections as of {self.as_of}: {len(booked)} direct debits booked as paid ({total} EUR), "
+                f"{len(self.overdue.invoices)} invoices became overdue ({len(self.overdue.customers)} customers "
+                "past due)"]
 
 
 def run_collections(services: Services, as_of: date, *, now: datetime | None = None) -> CollectionsReport:
-    """Mark overdue the open invoices due before ``as_of`` (idempotent: a second run marks nothing)."""
+    """Book the direct debits collected by ``as_of``, then mark overdue the open invoices due before
+    it (idempotent: a second run books and marks nothing)."""
+    with transaction(services.engine) as session:
+        collected = collect_due_debits(session, as_of, now=now)
     with transaction(services.engine) as session:
         overdue = mark_overdue_invoices(session, as_of, now=now)
-    return CollectionsReport(as_of, overdue)
+    return CollectionsReport(as_of, collected, overdue)
+
+
+@dataclass(frozen=True)
+class SepaExportReport:
+    result: ExportResult
+    path: Path | None
+
+    def lines(self) -> list[str]:
+        result = self.result
+        if result.export_id is None:
+            return [f"nothing to collect on {result.collect_on}: no open invoice due by then with an active "
+                    "mandate that is not already in a direct debit"]
+        return [f"{self.path}: {len(result.lines)} direct debits, {result.total} EUR, collected on "
+                f"{result.collect_on} (message {result.message_id})"]
+
+
+def export_sepa(services: Services, collect_on: date, output: Path | None = None, *,
+                now: datetime | None = None) -> SepaExportReport:
+    """Export the direct debits due by ``collect_on`` to a pain.008 file (``output``, by default
+    ``<message id>.xml`` in the working directory). Raises ``SettingsError`` naming each missing
+    creditor setting before anything is read; nothing is recorded when the file cannot be written."""
+    from connector.sepa import render_pain008, require_creditor
+
+    settings = services.settings
+    require_creditor(settings)
+    now = now or datetime.now(UTC)
+    part: Path | None = None
+    try:
+        with transaction(services.engine) as session:
+            result = export_direct_debits(session, collect_on, render=lambda plan: render_pain008(plan, settings),
+                                          now=now)
+            if result.export_id is None:
+                return SepaExportReport(result, None)
+            path = output or Path(f"{result.message_id}.xml")
+            part = path.with_name(f".{path.name}.part")
+            part.write_text(result.document or "", encoding="utf-8")
+        os.replace(part, path)
+        part = None
+    finally:
+        if part is not None:
+            part.unlink(missing_ok=True)
+    return SepaExportReport(result, path)

@@ -22,7 +22,7 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Index, Text, UniqueConstraint, select, text
+from sqlalchemy import Index, Text, UniqueConstraint, func, select, text, update
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.columns import money_field, timestamp_field
@@ -242,6 +242,47 @@ def profiles_of(session: Session, customer_ids: Iterable[str]) -> dict[str, Coll
 
 
 # ---------------------------------------------------------------- mandates and direct debits
+
+
+def mandate_by_reference(session: Session, reference: str) -> Mandate | None:
+    return session.scalars(select(Mandate).where(Mandate.reference == reference)).first()
+
+
+def mandate_by_id(session: Session, mandate_id: int) -> Mandate | None:
+    return session.get(Mandate, mandate_id)
+
+
+def mandate_for_update(session: Session, mandate_id: int) -> Mandate | None:
+    return session.scalars(select(Mandate).where(Mandate.id == mandate_id).with_for_update()).first()
+
+
+def list_mandates(session: Session, *, customer_id: str | None, status: str | None, after_id: int | None,
+                  limit: int) -> list[Mandate]:
+    query = select(Mandate)
+    if customer_id is not None:
+        query = query.where(Mandate.customer_id == customer_id)
+    if status is not None:
+        query = query.where(Mandate.status == status)
+    if after_id is not None:
+        query = query.where(Mandate.id > after_id)
+    return list(session.scalars(query.order_by(Mandate.id).limit(limit)))
+
+
+def mark_mandates_recurring(session: Session, mandate_ids: Sequence[int]) -> None:
+    """After a mandate's first export, its next debits are recurring (RCUR)."""
+    if mandate_ids:
+        t = Mandate.__table__
+        session.execute(update(t).where(t.c.id.in_(list(mandate_ids))).values(sequence_type="RCUR"))
+
+
+def count_exports_on(session: Session, collect_on: date) -> int:
+    t = SepaExport.__table__
+    return session.execute(select(func.count()).select_from(t).where(t.c.collect_on == collect_on)).scalar_one()
+
+
+def debit_for_update(session: Session, end_to_end_id: str) -> DirectDebit | None:
+    return session.scalars(select(DirectDebit).where(DirectDebit.end_to_end_id == end_to_end_id)
+                           .with_for_update()).first()
 
 
 def active_mandates(session: Session, customer_ids: Sequence[str] | None = None) -> dict[str, Mandate]:

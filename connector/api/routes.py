@@ -5,4 +5,5 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
     "connector.api.subscriptions",
     "connector.api.metrics",
+    "connector.api.collections",
 )

@@ -3,6 +3,9 @@
 | command | what |
 |---|---|
 | ``payments collections --as-of D`` | the clock's daily collections job: direct debits due booked, unpaid invoices past due marked overdue |
+| ``payments sepa-export --collect-on D [--output FILE]`` | the pain.008 file of every due invoice with an active mandate |
+| ``payments sepa-return END_TO_END_ID --reason CODE`` | a direct debit came back: its invoice reopens with the reason |
+| ``payments mandate add|list|revoke`` | SEPA mandates |
 
 The commands are plain ``click`` commands collected in ``COLLECTION_COMMANDS``;
 ``add_collection_commands(group)`` adds them to a ``payments`` group (this module's own, or one
@@ -11,10 +14,26 @@ holding the other payment commands).
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime
+from pathlib import Path
+
 import click
 
 from connector.cli.billing import parse_day
 from connector.cli.support import UserError, load_services, reported_as
+
+
+def _day(option: str, raw: str) -> date:
+    on, problem = parse_day(option, raw)
+    if problem:
+        raise UserError(problem)
+    return on
+
+
+def _today(services) -> date:
+    from connector.billing_jobs import today_in
+
+    return today_in(services.settings.billsync_timezone)
 
 
 @click.group("payments")
@@ -28,9 +47,7 @@ def collections(as_of: str) -> None:
     """Run the daily collections job for a date: book the direct debits whose collection date has
     come, and mark overdue the open invoices whose due date has passed unpaid (their Accounts
     become past_due). Running it twice changes nothing the second time."""
-    on, problem = parse_day("--as-of", as_of)
-    if problem:
-        raise UserError(problem)
+    on = _day("--as-of", as_of)
     services = load_services()
     from connector.collection_jobs import run_collections
 
@@ -43,7 +60,125 @@ def collections(as_of: str) -> None:
                    f"{invoice.balance} {invoice.currency}")
 
 
-COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections,)
+@click.command("sepa-export")
+@click.option("--collect-on", "collect_on", required=True, metavar="YYYY-MM-DD",
+              help="The requested collection date (today or later).")
+@click.option("--output", type=click.Path(dir_okay=False, path_type=Path), metavar="FILE",
+              help="Where to write the pain.008 file (default: <message id>.xml here).")
+def sepa_export(collect_on: str, output: Path | None) -> None:
+    """Write the SEPA direct-debit file (pain.008) of every open invoice due by the collection date
+    whose customer has an active mandate, and mark those invoices as being collected.
+
+    An invoice is in one export only: a second export the same day adds nothing. The file
+    is validated against the pain.008 XSD; it appears only once the export is recorded.
+    """
+    on = _day("--collect-on", collect_on)
+    if output is not None and output.exists():
+        raise UserError(f"--output: {output} already exists; choose a new file")
+    services = load_services()
+    from connector.collection_jobs import export_sepa
+    from connector.sepa import SepaFileError, creditor_problems
+
+    problems = creditor_problems(services.settings)
+    if problems:
+        raise UserError(problems)
+    if on < _today(services):
+        raise UserError(f"--collect-on: {on} is before today ({_today(services)}); a collection date is today "
+                        "or later")
+    with reported_as("sepa export"):
+        try:
+            report = export_sepa(services, on, output)
+        except SepaFileError as exc:
+            raise UserError(str(exc)) from None
+    for line in report.lines():
+        click.echo(line)
+
+
+@click.command("sepa-return")
+@click.argument("end_to_end_id")
+@click.option("--reason", required=True, metavar="CODE", help="The ISO 20022 reason code (AM04, AC04, MD06...).")
+@click.option("--on", "returned_on", metavar="YYYY-MM-DD", help="The day it came back (default: today).")
+def sepa_return(end_to_end_id: str, reason: str, returned_on: str | None) -> None:
+    """Record that a direct debit came back (returned, rejected or refunded to the debtor): its
+    payment is refunded, the invoice reopens with the reason, and a reason that ends the mandate
+    (closed account, no mandate, refusal...) revokes it. Bank statements record returns by
+    themselves (billsync payments import-statement)."""
+    services = load_services()
+    on = _day("--on", returned_on) if returned_on else _today(services)
+    from billing_engine.use_cases.direct_debits import return_direct_debit
+    from connector.database import transaction
+
+    with reported_as(f"direct debit {end_to_end_id}"), transaction(services.engine) as session:
+        result = return_direct_debit(session, end_to_end_id, reason=reason, returned_on=on,
+                                     now=datetime.now(UTC))
+    click.echo(f"direct debit {end_to_end_id} returned ({result.reason}): invoice {end_to_end_id} is open again"
+               + ("; its mandate is revoked" if result.mandate_revoked else ""))
+
+
+@click.group("mandate")
+def mandate() -> None:
+    """SEPA direct-debit mandates."""
+
+
+@mandate.command("add")
+@click.option("--customer", required=True, metavar="ID", help="The customer (billed in EUR).")
+@click.option("--reference", required=True, metavar="RUM", help="The mandate reference (RUM), as signed.")
+@click.option("--signed-on", required=True, metavar="YYYY-MM-DD", help="The day the debtor signed it.")
+@click.option("--iban", required=True, help="The debtor's IBAN (spaces allowed).")
+@click.option("--bic", help="The debtor bank's BIC (optional).")
+@click.option("--holder", metavar="NAME", help="The account holder (default: the customer's name).")
+@click.option("--sequence", type=click.Choice(["FRST", "RCUR"]), default="FRST", show_default=True,
+              help="FRST for a new mandate; RCUR for one already used by another system.")
+def mandate_add(customer: str, reference: str, signed_on: str, iban: str, bic: str | None, holder: str | None,
+                sequence: str) -> None:
+    """Record a signed SEPA mandate: the customer's invoices are then collected by direct debit."""
+    signed = _day("--signed-on", signed_on)
+    services = load_services()
+    from billing_engine.use_cases.direct_debits import create_mandate
+    from connector.database import transaction
+
+    with reported_as("mandate"), transaction(services.engine) as session:
+        view = create_mandate(session, customer, reference=reference, signed_on=signed, iban=iban, bic=bic,
+                              account_holder=holder, sequence_type=sequence, today=_today(services),
+                              now=datetime.now(UTC))
+    click.echo(f"mandate {view.mandate_id} {view.reference}: customer {view.customer_id}, {view.iban}, "
+               f"signed {view.signed_on}, {view.sequence_type}, active")
+
+
+@mandate.command("list")
+@click.option("--customer", metavar="ID", help="Only this customer's mandates.")
+def mandate_list(customer: str | None) -> None:
+    """The mandates, with their status."""
+    services = load_services()
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.direct_debits import list_mandates
+
+    with reported_as(), Session(services.engine) as session:
+        views = list_mandates(session, customer_id=customer, limit=100_000)
+    if not views:
+        click.echo("no mandate")
+    for v in views:
+        status = v.status if v.status == "active" else f"revoked on {v.revoked_on}: {v.revoked_reason}"
+        click.echo(f"{v.mandate_id}  {v.reference}  {v.customer_id}  {v.iban}  signed {v.signed_on}  "
+                   f"{v.sequence_type}  {status}")
+
+
+@mandate.command("revoke")
+@click.argument("mandate_id", type=int)
+@click.option("--reason", default="revoked by the customer", show_default=True, help="Why it ends.")
+def mandate_revoke(mandate_id: int, reason: str) -> None:
+    """End a mandate: no new direct debit uses it."""
+    services = load_services()
+    from billing_engine.use_cases.direct_debits import revoke_mandate
+    from connector.database import transaction
+
+    with reported_as(f"mandate {mandate_id}"), transaction(services.engine) as session:
+        view = revoke_mandate(session, mandate_id, on=_today(services), reason=reason)
+    click.echo(f"mandate {view.mandate_id} {view.reference} revoked on {view.revoked_on}")
+
+
+COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections, sepa_export, sepa_return, mandate)
 
 
 def add_collection_commands(group: click.Group) -> None:

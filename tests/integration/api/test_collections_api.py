@@ -1,0 +1,58 @@
+"""``/api/v1`` collection routes: SEPA mandates (docs/payments.md)."""
+
+from __future__ import annotations
+
+from tests.support.api import bearer
+from tests.support.collections import iban, invoiced_customers
+
+
+def post(client, key, url, body, idem=None):
+    headers = {**bearer(key), **({"Idempotency-Key": idem} if idem else {})}
+    return client.post(url, json=body, headers=headers)
+
+
+def test_finance_records_lists_and_revokes_a_mandate(app, client, write_key, read_key):
+    [cid] = invoiced_customers(app.extensions["billsync"].engine, 1)
+    body = {"reference": "RUM-2026-001", "signed_on": "2026-10-15", "iban": iban(3).lower(), "bic": "COBADEFFXXX"}
+    created = post(client, write_key, f"/api/v1/customers/{cid}/mandates", body, "m-1")
+    assert created.status_code == 201, created.json
+    mandate = created.json
+    assert created.headers["Location"] == f"/api/v1/mandates/{mandate['id']}"
+    assert {k: mandate[k] for k in ("customer_id", "reference", "iban", "bic", "sequence_type", "status",
+                                    "account_holder")} == {
+        "customer_id": cid, "reference": "RUM-2026-001", "iban": iban(3), "bic": "COBADEFFXXX",
+        "sequence_type": "FRST", "status": "active", "account_holder": cid}
+    replay = post(client, write_key, f"/api/v1/customers/{cid}/mandates", body, "m-1")
+    assert replay.status_code == 201 and replay.headers["Idempotent-Replayed"] == "true"
+
+    listed = client.get(f"/api/v1/customers/{cid}/mandates", headers=bearer(read_key))
+    assert listed.status_code == 200 and [m["reference"] for m in listed.json["data"]] == ["RUM-2026-001"]
+    assert client.get("/api/v1/mandates?status=revoked", headers=bearer(read_key)).json["data"] == []
+    one = client.get(f"/api/v1/mandates/{mandate['id']}", headers=bearer(read_key))
+    assert one.status_code == 200 and one.json == mandate
+
+    second = post(client, write_key, f"/api/v1/customers/{cid}/mandates", {**body, "reference": "RUM-2026-002"})
+    assert second.status_code == 409 and "already has an active mandate" in second.json["detail"]
+    revoked = post(client, write_key, f"/api/v1/mandates/{mandate['id']}/revoke", {"reason": "new bank"})
+    assert revoked.status_code == 200 and revoked.json["status"] == "revoked"
+    assert revoked.json["revoked_reason"] == "new bank"
+    audit = client.get("/api/v1/audit-log?target_type=mandate", headers=bearer(read_key)).json["data"]
+    assert [e["action"] for e in audit] == ["mandate.revoke", "mandate.create"]
+
+
+def test_a_bad_mandate_is_refused_naming_each_field(app, client, write_key, read_key):
+    [cid] = invoiced_customers(app.extensions["billsync"].engine, 1)
+    bad_iban = post(client, write_key, f"/api/v1/customers/{cid}/mandates",
+                    {"reference": "RUM-1", "signed_on": "2026-10-15", "iban": "DE89370400440532013001"})
+    assert bad_iban.status_code == 422
+    assert bad_iban.json["errors"][0]["pointer"] == "/iban" and "checksum" in bad_iban.json["errors"][0]["detail"]
+    shape = post(client, write_key, f"/api/v1/customers/{cid}/mandates",
+                 {"reference": "RUM-1", "signed_on": "15/10/2026", "iban": iban(1), "sequence_type": "OOFF"})
+    assert shape.status_code == 422
+    assert {e["pointer"] for e in shape.json["errors"]} == {"/signed_on", "/sequence_type"}
+    unknown = post(client, write_key, "/api/v1/customers/nobody/mandates",
+                   {"reference": "RUM-1", "signed_on": "2026-10-15", "iban": iban(1)})
+    assert unknown.status_code == 404
+    assert post(client, read_key, f"/api/v1/customers/{cid}/mandates",
+                {"reference": "RUM-1", "signed_on": "2026-10-15", "iban": iban(1)}).status_code == 403
+    assert client.get("/api/v1/mandates/999", headers=bearer(read_key)).status_code == 404
