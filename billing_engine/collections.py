@@ -291,3 +291,30 @@ def late_charges(*, balance: Decimal, currency: str, due_on: date, as_of: date, 
     return LateCharges(currency=currency, balance=owed, due_on=due_on, as_of=as_of, days_late=days,
                        annual_rate_percent=annual_rate_percent, interest=interest, indemnity=indemnity,
                        total=interest + indemnity, explanation=explanation)
+
+
+# ---------------------------------------------------------------- bank statements
+
+
+@dataclass(frozen=True, slots=True)
+class BankTransaction:
+    """One booked movement of a bank statement (camt.053 entry or transaction detail, or a CSV row).
+
+    ``entry_key`` identifies it at the bank (the account and the bank's entry reference): a
+    statement imported twice has the same keys. ``amount`` is positive; ``direction`` says which
+    way it went. ``return_reason`` is set on a returned direct debit (an ISO 20022 reason code).
+    """
+
+    entry_key: str
+    statement_id: str
+    account_iban: str
+    booked_on: date
+    direction: str  # credit | debit
+    amount: Decimal
+    currency: str
+    counterparty_name: str = ""
+    counterparty_iban: str = ""
+    remittance: str = ""
+    end_to_end_id: str = ""
+    batch_id: str = ""  # the PmtInfId of a direct-debit batch credited in one amount
+    return_reason: str = ""

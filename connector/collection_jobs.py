@@ -7,6 +7,8 @@
   ``overdue`` on ``Invoice__c`` and ``past_due`` on the Account the same day.
 - ``export_sepa`` (``billsync payments sepa-export``): the pain.008 file of every due invoice with
   an active mandate, written atomically: the file appears only once the export is recorded.
+- ``import_statement`` (``billsync payments import-statement``): a bank statement read, checked
+  whole, then recorded in one transaction (payments matched, returns, entries left to finance).
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from billing_engine.use_cases.bank_statements import ImportResult, import_bank_transactions
 from billing_engine.use_cases.collections import OverdueResult, mark_overdue_invoices
 from billing_engine.use_cases.direct_debits import (
     CollectedDebits,
@@ -95,3 +98,13 @@ def export_sepa(services: Services, collect_on: date, output: Path | None = None
         if part is not None:
             part.unlink(missing_ok=True)
     return SepaExportReport(result, path)
+
+
+def import_statement(services: Services, path: Path, *, now: datetime | None = None) -> ImportResult:
+    """Record a camt.053 or CSV statement (``connector.bank_statements``): every problem in the file
+    raises ``StatementError`` before anything is recorded; then one transaction records it all."""
+    from connector.bank_statements import read_statement
+
+    transactions = read_statement(path)
+    with transaction(services.engine) as session:
+        return import_bank_transactions(session, transactions, now=now or datetime.now(UTC))

@@ -408,8 +408,17 @@ def invoices_by_numbers(session: Session, numbers: Iterable[str]) -> dict[str, I
     return out
 
 
-def open_invoices_with_total(session: Session, currency: str, limit: int = 200) -> list[Invoice]:
-    """Open invoices in ``currency``, oldest first (candidates for an unknown payer)."""
+def open_invoices_in(session: Session, currency: str) -> list[Invoice]:
+    """Open and uncollectible invoices in ``currency``, oldest first (candidates for an unknown payer)."""
     return list(session.scalars(select(Invoice).where(Invoice.status.in_(("open", "uncollectible")),
                                                       Invoice.currency == currency)
-                                .order_by(Invoice.issued_on, Invoice.id).limit(limit)))
+                                .order_by(Invoice.issued_on, Invoice.id)))
+
+
+def bank_entry(session: Session, entry_id: int, *, lock: bool = False) -> BankEntry | None:
+    query = select(BankEntry).where(BankEntry.id == entry_id)
+    return session.scalars(query.with_for_update() if lock else query).first()
+
+
+def debit_by_id_for_update(session: Session, debit_id: int) -> DirectDebit | None:
+    return session.scalars(select(DirectDebit).where(DirectDebit.id == debit_id).with_for_update()).first()

@@ -266,12 +266,28 @@ def collect_due_debits(session: Session, on: date, *, now: datetime | None = Non
     invoice (source ``sepa``, reference its end-to-end id), received on the collection date."""
     booked = []
     for debit in store.pending_debits_due(session, on):
-        payment_id = _book(session, debit, now)
-        debit.status, debit.payment_id = "collected", payment_id
-        session.add(debit)
+        _collect(session, debit, now)
         booked.append((debit.id, debit.end_to_end_id, debit.amount))
     session.flush()
     return CollectedDebits(on, tuple(booked))
+
+
+def collect_debit(session: Session, debit_id: int, *, now: datetime | None = None) -> int | None:
+    """Book one pending direct debit (its bank statement shows the money before the collections job
+    ran); returns its payment id, or None when it was not pending."""
+    debit = store.debit_by_id_for_update(session, debit_id)
+    if debit is None:
+        raise NotFoundError("direct debit", debit_id)
+    if debit.status != "pending":
+        return None
+    _collect(session, debit, now)
+    session.flush()
+    return debit.payment_id
+
+
+def _collect(session: Session, debit: store.DirectDebit, now: datetime | None) -> None:
+    debit.status, debit.payment_id = "collected", _book(session, debit, now)
+    session.add(debit)
 
 
 def _book(session: Session, debit: store.DirectDebit, now: datetime | None) -> int:

@@ -6,6 +6,8 @@
 | ``payments sepa-export --collect-on D [--output FILE]`` | the pain.008 file of every due invoice with an active mandate |
 | ``payments sepa-return END_TO_END_ID --reason CODE`` | a direct debit came back: its invoice reopens with the reason |
 | ``payments mandate add|list|revoke`` | SEPA mandates |
+| ``payments import-statement FILE`` | a camt.053 or CSV bank statement: payments matched, returns, the rest left to finance |
+| ``payments unmatched`` / ``match ENTRY`` / ``set-aside ENTRY`` | statement entries finance matches by hand |
 
 The commands are plain ``click`` commands collected in ``COLLECTION_COMMANDS``;
 ``add_collection_commands(group)`` adds them to a ``payments`` group (this module's own, or one
@@ -178,7 +180,112 @@ def mandate_revoke(mandate_id: int, reason: str) -> None:
     click.echo(f"mandate {view.mandate_id} {view.reference} revoked on {view.revoked_on}")
 
 
-COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections, sepa_export, sepa_return, mandate)
+def _show_candidates(entry) -> None:
+    for c in entry.candidates:
+        click.echo(f"    candidate {c.number or c.invoice_id} (id {c.invoice_id}, {c.customer_id}): balance "
+                   f"{c.balance} {c.currency}, due {c.due_on}: {c.why}")
+    if not entry.candidates:
+        click.echo("    no candidate invoice")
+
+
+def _show_entry(entry) -> None:
+    payer = " ".join(p for p in (entry.counterparty_name, entry.counterparty_iban) if p) or "unknown payer"
+    click.echo(f"#{entry.entry_id}  {entry.booked_on}  {entry.direction} {entry.amount} {entry.currency}  {payer}  "
+               f"{entry.remittance!r}: {entry.note}")
+
+
+@click.command("import-statement")
+@click.argument("path", metavar="FILE", type=click.Path(dir_okay=False, path_type=Path))
+def import_statement(path: Path) -> None:
+    """Record a bank statement (camt.053 XML, or CSV with the columns of docs/payments.md): each credit
+    becomes a payment of the invoices it names, else of the payer's open invoice of that amount,
+    else it waits for finance with its candidate invoices; direct-debit returns reopen their
+    invoices. A file with any problem records nothing (one line per problem); importing the same
+    statement again records nothing new."""
+    services = load_services()
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.bank_statements import list_bank_entries
+    from connector.bank_statements import StatementError
+    from connector.collection_jobs import import_statement as run_import
+
+    with reported_as(f"{path}"):
+        try:
+            result = run_import(services, path)
+        except StatementError as exc:
+            raise UserError([f"{path}: {line}" for line in exc.problems]) from None
+    counts = {status: result.count(status) for status in ("matched", "returned", "recorded", "unmatched",
+                                                          "duplicate", "skipped")}
+    click.echo(f"{path}: {len(result.outcomes)} entries: {counts['matched']} payments matched, {counts['returned']} "
+               f"direct debits returned, {counts['recorded']} already booked, {counts['unmatched']} left to match, "
+               f"{counts['duplicate']} imported before, {counts['skipped']} other debits skipped")
+    for outcome in result.outcomes:
+        if outcome.status in ("matched", "returned"):
+            click.echo(f"{outcome.status}: {outcome.entry_key}: {', '.join(outcome.invoices)} ({outcome.customer_id}): "
+                       f"{outcome.note}")
+    unmatched = {o.entry_key for o in result.outcomes if o.status == "unmatched"}
+    if unmatched:
+        click.echo("left to match (billsync payments match ENTRY --invoice NUMBER):")
+        with Session(services.engine) as session:
+            for entry in list_bank_entries(session, status="unmatched", limit=100_000):
+                if entry.entry_key in unmatched:
+                    _show_entry(entry)
+                    _show_candidates(entry)
+
+
+@click.command("unmatched")
+def unmatched() -> None:
+    """The statement entries left for finance to match, with their candidate invoices."""
+    services = load_services()
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.bank_statements import list_bank_entries
+
+    with reported_as(), Session(services.engine) as session:
+        entries = list_bank_entries(session, status="unmatched", limit=100_000)
+    if not entries:
+        click.echo("no statement entry left to match")
+    for entry in entries:
+        _show_entry(entry)
+        _show_candidates(entry)
+
+
+@click.command("match")
+@click.argument("entry_id", type=click.IntRange(1, 2**31 - 1))
+@click.option("--invoice", "invoices", multiple=True, metavar="NUMBER",
+              help="An invoice it pays (number, e.g. INV-2026-000123); repeat, in the order to pay them.")
+@click.option("--customer", metavar="ID", help="The customer who paid (its oldest open invoices first).")
+def match(entry_id: int, invoices: tuple[str, ...], customer: str | None) -> None:
+    """Match a statement credit by hand: it is recorded as a payment of these invoices (or of the
+    customer's oldest open ones), the rest becoming credit; the payer's account is remembered."""
+    if not invoices and not customer:
+        raise UserError("--invoice or --customer: say what the credit pays")
+    services = load_services()
+    from billing_engine.use_cases.bank_statements import match_bank_entry
+    from connector.database import transaction
+
+    with reported_as(f"entry {entry_id}"), transaction(services.engine) as session:
+        entry = match_bank_entry(session, entry_id, invoice_numbers=list(invoices), customer_id=customer,
+                                 now=datetime.now(UTC))
+    click.echo(f"entry {entry_id}: payment {entry.payment_id} recorded for {entry.customer_id}: {entry.note}")
+
+
+@click.command("set-aside")
+@click.argument("entry_id", type=click.IntRange(1, 2**31 - 1))
+@click.option("--reason", required=True, help="Why it is not a customer's payment.")
+def set_aside(entry_id: int, reason: str) -> None:
+    """Set an unmatched statement entry aside (not a customer's payment); nothing is recorded."""
+    services = load_services()
+    from billing_engine.use_cases.bank_statements import ignore_bank_entry
+    from connector.database import transaction
+
+    with reported_as(f"entry {entry_id}"), transaction(services.engine) as session:
+        entry = ignore_bank_entry(session, entry_id, reason=reason, now=datetime.now(UTC))
+    click.echo(f"entry {entry_id}: {entry.note}")
+
+
+COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections, sepa_export, sepa_return, mandate, import_statement,
+                                                  unmatched, match, set_aside)
 
 
 def add_collection_commands(group: click.Group) -> None:
