@@ -2,16 +2,21 @@
 
 - SEPA mandates: ``POST|GET /customers/{customer_id}/mandates``, ``GET /mandates``,
   ``GET /mandates/{mandate_id}``, ``POST /mandates/{mandate_id}/revoke``.
+- Bank statement entries: ``GET /bank-entries`` (``?status=unmatched``: what finance must match,
+  with candidate invoices), ``GET /bank-entries/{entry_id}``, ``POST /bank-entries/{entry_id}/match``,
+  ``POST /bank-entries/{entry_id}/set-aside``.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_engine.use_cases import direct_debits
+from billing_engine.use_cases import bank_statements, direct_debits
 from connector.api.framework import ApiBlueprint, business_date, reading, record_audit, respond, write_session
+from connector.api.money import Money
 from connector.api.pagination import Page, PageQuery, decode_cursor, page
 from connector.api.values import Absent, IsoDate
 
@@ -145,3 +150,128 @@ def revoke_mandate(path: MandatePath, body: RevokeIn):
     record_audit("mandate.revoke", "mandate", view.mandate_id, before=_mandate_audit(before),
                  after=_mandate_audit(view))
     return respond(_mandate(view))
+
+
+# ---------------------------------------------------------------- bank statement entries
+
+
+class EntryPath(BaseModel):
+    entry_id: int = Field(ge=1, le=MAX_ID)
+
+
+class CandidateOut(BaseModel):
+    invoice_id: int
+    number: str | None
+    customer_id: str
+    balance: Money
+    due_on: date | None
+    why: str = Field(description="Why it is a candidate: named in the remittance, an open invoice of the payer's "
+                                 "account, or of the same amount.")
+
+
+class BankEntryOut(BaseModel):
+    id: int
+    entry_key: str = Field(description="The account and the bank's reference of the entry (unique).")
+    statement_id: str
+    account_iban: str
+    booked_on: date
+    direction: str = Field(description="credit or debit.")
+    amount: Money
+    counterparty_name: str
+    counterparty_iban: str
+    remittance: str
+    end_to_end_id: str
+    return_reason: str
+    status: str = Field(description="matched, unmatched (waiting for finance), returned (a direct-debit return), "
+                                    "recorded (already booked) or ignored (set aside).")
+    rule: str = Field(description="How it was matched: direct_debit, invoice_number, amount_and_account, "
+                                  "direct_debit_return, manual.")
+    note: str
+    customer_id: str | None
+    payment_id: int | None
+    candidates: list[CandidateOut] = Field(description="For an unmatched credit: the invoices it may pay.")
+
+
+class EntryQuery(PageQuery):
+    status: str | Absent = Field(None, pattern="^(matched|unmatched|returned|recorded|ignored)$")
+
+
+class BankEntryPage(Page[BankEntryOut]):
+    pass
+
+
+class MatchIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    invoice_ids: list[Annotated[int, Field(ge=1, le=MAX_ID)]] = Field(
+        default_factory=list, max_length=50, description="The invoices it pays, in the order to pay them.")
+    invoice_numbers: list[Annotated[str, Field(min_length=1, max_length=40)]] = Field(
+        default_factory=list, max_length=50, description="Or their numbers (INV-2026-000123).")
+    customer_id: str | None = Field(None, pattern=ID_PATTERN,
+                                    description="Or the customer who paid (its oldest open invoices first).")
+
+
+class SetAsideIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(min_length=1, max_length=400, description="Why it is not a customer's payment.")
+
+
+def _entry(e: bank_statements.BankEntryView) -> BankEntryOut:
+    return BankEntryOut(
+        id=e.entry_id, entry_key=e.entry_key, statement_id=e.statement_id, account_iban=e.account_iban,
+        booked_on=e.booked_on, direction=e.direction, amount=Money.of(e.amount, e.currency),
+        counterparty_name=e.counterparty_name, counterparty_iban=e.counterparty_iban, remittance=e.remittance,
+        end_to_end_id=e.end_to_end_id, return_reason=e.return_reason, status=e.status, rule=e.rule, note=e.note,
+        customer_id=e.customer_id, payment_id=e.payment_id,
+        candidates=[CandidateOut(invoice_id=c.invoice_id, number=c.number, customer_id=c.customer_id,
+                                 balance=Money.of(c.balance, c.currency), due_on=c.due_on, why=c.why)
+                    for c in e.candidates])
+
+
+def _entry_audit(e: bank_statements.BankEntryView) -> dict:
+    return {"status": e.status, "rule": e.rule, "note": e.note, "customer_id": e.customer_id,
+            "payment_id": e.payment_id, "amount": str(e.amount), "currency": e.currency}
+
+
+@blueprint.get("/bank-entries", scope="read", responses={200: BankEntryPage})
+def list_bank_entries(query: EntryQuery):
+    """Bank statement entries recorded by the statement import, oldest first; `status=unmatched`
+    lists the credits finance must match, each with its candidate invoices."""
+    after = decode_cursor(query.cursor, "bank-entries", (int,))
+    with reading() as session:
+        rows = bank_statements.list_bank_entries(session, status=query.status, after_id=after[0] if after else None,
+                                                 limit=query.limit + 1)
+    return respond(BankEntryPage(**page(rows, query, "bank-entries", key=lambda e: [e.entry_id], item=_entry)))
+
+
+@blueprint.get("/bank-entries/<int:entry_id>", scope="read", responses={200: BankEntryOut})
+def get_bank_entry(path: EntryPath):
+    """One bank statement entry (with its candidate invoices while unmatched)."""
+    with reading() as session:
+        return respond(_entry(bank_statements.get_bank_entry(session, path.entry_id)))
+
+
+@blueprint.post("/bank-entries/<int:entry_id>/match", scope="write", responses={200: BankEntryOut})
+def match_bank_entry(path: EntryPath, body: MatchIn):
+    """Match an unmatched credit by hand: recorded as a payment of these invoices (or of the customer's
+    oldest open ones), the rest becoming credit; the payer's account is remembered."""
+    session = write_session()
+    before = bank_statements.get_bank_entry(session, path.entry_id)
+    entry = bank_statements.match_bank_entry(session, path.entry_id, invoice_ids=body.invoice_ids,
+                                             invoice_numbers=body.invoice_numbers, customer_id=body.customer_id,
+                                             now=datetime.now(UTC))
+    record_audit("bank_entry.match", "bank_entry", entry.entry_id, before=_entry_audit(before),
+                 after=_entry_audit(entry))
+    return respond(_entry(entry))
+
+
+@blueprint.post("/bank-entries/<int:entry_id>/set-aside", scope="write", responses={200: BankEntryOut})
+def set_aside_bank_entry(path: EntryPath, body: SetAsideIn):
+    """Set an unmatched entry aside (not a customer's payment); nothing is recorded for it."""
+    session = write_session()
+    before = bank_statements.get_bank_entry(session, path.entry_id)
+    entry = bank_statements.ignore_bank_entry(session, path.entry_id, reason=body.reason, now=datetime.now(UTC))
+    record_audit("bank_entry.set_aside", "bank_entry", entry.entry_id, before=_entry_audit(before),
+                 after=_entry_audit(entry))
+    return respond(_entry(entry))

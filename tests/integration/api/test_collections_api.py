@@ -1,9 +1,13 @@
-"""``/api/v1`` collection routes: SEPA mandates (docs/payments.md)."""
+"""``/api/v1`` collection routes: SEPA mandates, bank statement entries (docs/payments.md)."""
 
 from __future__ import annotations
 
+from decimal import Decimal
+
+from connector.collection_jobs import import_statement
 from tests.support.api import bearer
-from tests.support.collections import iban, invoiced_customers
+from tests.support.camt import Entry, Tx, statement
+from tests.support.collections import iban, invoiced_customers, invoices_by_customer
 
 
 def post(client, key, url, body, idem=None):
@@ -56,3 +60,38 @@ def test_a_bad_mandate_is_refused_naming_each_field(app, client, write_key, read
     assert post(client, read_key, f"/api/v1/customers/{cid}/mandates",
                 {"reference": "RUM-1", "signed_on": "2026-10-15", "iban": iban(1)}).status_code == 403
     assert client.get("/api/v1/mandates/999", headers=bearer(read_key)).status_code == 404
+
+
+def test_finance_lists_unmatched_entries_with_candidates_and_matches_them(app, client, write_key, read_key, tmp_path):
+    services = app.extensions["billsync"]
+    customers = invoiced_customers(services.engine, 2)
+    invoices = invoices_by_customer(services.engine)
+    path = tmp_path / "stmt.xml"
+    path.write_bytes(statement([
+        Entry(invoices[customers[1]].total, "U1", details=[Tx(name="Unknown", iban=iban(9), remittance=("order 5",))]),
+        Entry(Decimal("3.00"), "U2", details=[Tx(name="Someone", remittance=("refund",))]),
+    ]))
+    import_statement(services, path)
+
+    listed = client.get("/api/v1/bank-entries?status=unmatched&limit=1", headers=bearer(read_key))
+    assert listed.status_code == 200 and listed.json["next"]
+    [first] = listed.json["data"]
+    assert (first["amount"], first["status"], first["counterparty_iban"]) == (
+        {"amount": str(invoices[customers[1]].total), "currency": "EUR"}, "unmatched", iban(9))
+    assert [(c["number"], c["why"]) for c in first["candidates"]] == [
+        ("INV-2026-000002", "an open invoice of the same amount")]
+    second = client.get(listed.json["next"], headers=bearer(read_key)).json["data"][0]
+
+    matched = post(client, write_key, f"/api/v1/bank-entries/{first['id']}/match",
+                   {"invoice_numbers": ["INV-2026-000002"]}, "match-1")
+    assert matched.status_code == 200, matched.json
+    assert (matched.json["status"], matched.json["rule"], matched.json["customer_id"]) == (
+        "matched", "manual", customers[1])
+    again = post(client, write_key, f"/api/v1/bank-entries/{first['id']}/match", {"customer_id": customers[0]})
+    assert again.status_code == 409
+    aside = post(client, write_key, f"/api/v1/bank-entries/{second['id']}/set-aside", {"reason": "bank refund"})
+    assert aside.status_code == 200 and aside.json["status"] == "ignored"
+    assert client.get("/api/v1/bank-entries?status=unmatched", headers=bearer(read_key)).json["data"] == []
+    one = client.get(f"/api/v1/bank-entries/{first['id']}", headers=bearer(read_key)).json
+    assert one["payment_id"] == matched.json["payment_id"] and one["note"] == "matched by hand to INV-2026-000002"
+    assert client.get("/api/v1/bank-entries/99", headers=bearer(read_key)).status_code == 404
