@@ -9,6 +9,8 @@
   an active mandate, written atomically: the file appears only once the export is recorded.
 - ``import_statement`` (``billsync payments import-statement``): a bank statement read, checked
   whole, then recorded in one transaction (payments matched, returns, entries left to finance).
+- ``run_dunning`` (the clock's daily ``dunning`` job, ``billsync payments dunning``): the reminders
+  of DUNNING_SCHEDULE sent by e-mail (``connector.mail``) and recorded on their invoices.
 """
 
 from __future__ import annotations
@@ -21,7 +23,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from billing_engine.use_cases.bank_statements import ImportResult, import_bank_transactions
-from billing_engine.use_cases.collections import OverdueResult, mark_overdue_invoices
+from billing_engine.use_cases.collections import (
+    DunningNotice,
+    DunningPlan,
+    OverdueResult,
+    dunning_due,
+    mark_overdue_invoices,
+    record_dunning_step,
+)
 from billing_engine.use_cases.direct_debits import (
     CollectedDebits,
     ExportResult,
@@ -108,3 +117,78 @@ def import_statement(services: Services, path: Path, *, now: datetime | None = N
     transactions = read_statement(path)
     with transaction(services.engine) as session:
         return import_bank_transactions(session, transactions, now=now or datetime.now(UTC))
+
+
+@dataclass(frozen=True)
+class SentReminder:
+    invoice_number: str
+    customer_id: str
+    step: str
+    email: str
+    language: str
+    message_id: str
+
+
+@dataclass(frozen=True)
+class DunningReport:
+    as_of: date
+    plan: DunningPlan
+    sent: tuple[SentReminder, ...] = ()
+    no_email: tuple[DunningNotice, ...] = ()  # customers without an e-mail address for reminders
+    failed: tuple[tuple[DunningNotice, str], ...] = ()  # not sent: tried again at the next run
+    dry_run: bool = False
+
+    def lines(self) -> list[str]:
+        if self.dry_run:
+            head = f"dunning as of {self.as_of} (dry run, nothing sent): {len(self.plan.notices)} reminders due"
+        else:
+            head = (f"dunning as of {self.as_of}: {len(self.sent)} reminders sent, {len(self.no_email)} without an "
+                    f"e-mail address, {len(self.failed)} failed")
+        out = [head + (f"; {len(self.plan.paused)} customers paused" if self.plan.paused else "")]
+        for n in self.no_email:
+            out.append(f"no e-mail address: customer {n.customer_id} ({n.number}, {n.step}); set one with "
+                       f"'billsync payments dunning-profile {n.customer_id} --email ...'")
+        for n, reason in self.failed:
+            out.append(f"not sent: {n.number} {n.step} to {n.email}: {reason}")
+        return out
+
+
+def run_dunning(services: Services, as_of: date, *, now: datetime | None = None,
+                dry_run: bool = False) -> DunningReport:
+    """Send the reminders due on ``as_of`` by DUNNING_SCHEDULE, each in its customer's language, with
+    the invoice PDF when one exists; each sent reminder is recorded on its invoice (and pushed to
+    Salesforce) in its own transaction. A reminder that cannot be sent is not recorded: the next
+    run sends the step due then. ``dry_run``: only say what would be sent."""
+    from sqlmodel import Session
+
+    from connector.dunning import invoice_document, render, seller_name
+    from connector.mail import Attachment, Mailer, MailError
+
+    settings = services.settings
+    with Session(services.engine) as session:
+        plan = dunning_due(session, as_of, settings.dunning_schedule)
+        session.rollback()
+    if dry_run:
+        return DunningReport(as_of, plan, dry_run=True)
+    mailer = Mailer.from_settings(settings)
+    seller = seller_name(settings.mail_from)
+    sent, no_email, failed = [], [], []
+    for notice in plan.notices:
+        if not notice.email:
+            no_email.append(notice)
+            continue
+        document = invoice_document(services, notice.invoice_id)
+        attachments = (Attachment(f"{notice.number}.pdf", document),) if document else ()
+        rendered = render(notice, seller, attached=bool(attachments))
+        message = mailer.compose(to=notice.email, subject=rendered.subject, text=rendered.text,
+                                 attachments=attachments, now=now, language=notice.language)
+        try:
+            message_id = mailer.send(message)
+        except MailError as exc:
+            failed.append((notice, str(exc)))
+            continue
+        with transaction(services.engine) as session:
+            record_dunning_step(session, notice, sent_on=as_of, message_id=message_id, now=now)
+        sent.append(SentReminder(notice.number, notice.customer_id, notice.step, notice.email, notice.language,
+                                 message_id))
+    return DunningReport(as_of, plan, tuple(sent), tuple(no_email), tuple(failed))

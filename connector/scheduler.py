@@ -9,6 +9,7 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``bill_run`` | daily at BILL_RUN_AT | ``connector.billing_jobs.run_bill_run`` as of today (``billsync bill-run``) |
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
 | ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
+| ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
 into one, and a job's exception is logged and never stops the clock. Without a
@@ -79,9 +80,10 @@ USE_CASES: dict[str, UseCase] = {
     "bill_run": UseCase("connector.billing_jobs", "run_bill_run"),
     "reconcile": UseCase("connector.sync.reconcile", "reconcile_period"),
     "collections": UseCase("connector.collection_jobs", "run_collections"),
+    "dunning": UseCase("connector.collection_jobs", "run_dunning"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
-DAILY_JOBS = ("bill_run", "reconcile", "collections")  # recorded in clock_runs, caught up when missed
+DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning")  # recorded in clock_runs, caught up when missed
 
 
 def worker_id() -> str:
@@ -148,9 +150,17 @@ def collections_job(services: Services, today: date | None = None) -> Any:
     return report
 
 
+def dunning_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
+    report = USE_CASES["dunning"].resolve()(services, as_of)
+    for line in report.lines():
+        log.info("%s", line)
+    return report
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
-    "collections": collections_job,
+    "collections": collections_job, "dunning": dunning_job,
 }
 
 
@@ -199,7 +209,7 @@ def missed_runs(services: Services, now: datetime) -> set[str]:
     settings = services.settings
     local = now.astimezone(ZoneInfo(settings.billsync_timezone))
     times = {"bill_run": settings.bill_run_at, "reconcile": settings.reconcile_at,
-             "collections": settings.collections_at}
+             "collections": settings.collections_at, "dunning": settings.dunning_at}
     missed = set()
     for name in DAILY_JOBS:
         if name in SALESFORCE_JOBS and not is_connected(settings):
@@ -252,6 +262,8 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
     add("collections", CronTrigger(hour=settings.collections_at.hour, minute=settings.collections_at.minute,
                                    timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
         **daily("collections"))
+    add("dunning", CronTrigger(hour=settings.dunning_at.hour, minute=settings.dunning_at.minute,
+                               timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("dunning"))
     return scheduler
 
 
@@ -262,6 +274,7 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
         "collections": f"daily at {settings.collections_at:%H:%M} {settings.billsync_timezone}",
+        "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
     }[name]
 
 

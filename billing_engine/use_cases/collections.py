@@ -329,6 +329,19 @@ def collection_states(session: Session, invoice_ids: Sequence[int]) -> dict[int,
 # ---------------------------------------------------------------- late charges
 
 
+def invoice_id_of(session: Session, reference: str) -> int:
+    """The id of the invoice ``reference`` names: its number (``INV-2026-000123``) or its id."""
+    text = reference.strip()
+    if text.isdigit() and len(text) <= 10:
+        if invoice_store.find_invoice(session, int(text)) is None:
+            raise NotFoundError("invoice", text)
+        return int(text)
+    found = store.invoices_by_numbers(session, [text]).get(text)
+    if found is None:
+        raise NotFoundError("invoice", text)
+    return found.id
+
+
 def invoice_late_charges(session: Session, invoice_id: int, *, as_of: date, annual_rate_percent: Decimal,
                          indemnity_eur: Decimal) -> LateCharges:
     """The late-payment interest and fixed indemnity of an invoice on ``as_of`` (nothing is written).

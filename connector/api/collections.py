@@ -5,19 +5,32 @@
 - Bank statement entries: ``GET /bank-entries`` (``?status=unmatched``: what finance must match,
   with candidate invoices), ``GET /bank-entries/{entry_id}``, ``POST /bank-entries/{entry_id}/match``,
   ``POST /bank-entries/{entry_id}/set-aside``.
+- Dunning: ``GET|POST /customers/{customer_id}/dunning-profile`` (e-mail, language, pause), and
+  ``GET /invoices/{invoice_id}/collection`` (overdue since, reminders sent, direct debit).
+- ``GET /invoices/{invoice_id}/late-charges``: interest and fixed indemnity, computed on demand.
 """
 
 from __future__ import annotations
 
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Annotated
 
+from flask import current_app
 from pydantic import BaseModel, ConfigDict, Field
 
-from billing_engine.use_cases import bank_statements, direct_debits
-from connector.api.framework import ApiBlueprint, business_date, reading, record_audit, respond, write_session
+from billing_engine.use_cases import bank_statements, collections, direct_debits
+from connector.api.framework import (
+    ApiBlueprint,
+    business_date,
+    reading,
+    record_audit,
+    respond,
+    write_session,
+)
 from connector.api.money import Money
 from connector.api.pagination import Page, PageQuery, decode_cursor, page
+from connector.api.problems import invalid
 from connector.api.values import Absent, IsoDate
 
 blueprint = ApiBlueprint("collections", __name__, tag="Collections",
@@ -275,3 +288,154 @@ def set_aside_bank_entry(path: EntryPath, body: SetAsideIn):
     record_audit("bank_entry.set_aside", "bank_entry", entry.entry_id, before=_entry_audit(before),
                  after=_entry_audit(entry))
     return respond(_entry(entry))
+
+
+# ---------------------------------------------------------------- dunning
+
+
+class ProfileOut(BaseModel):
+    customer_id: str
+    email: str | None = Field(description="Where its reminders go; null: unknown (no reminder is sent).")
+    language: str = Field(description="en or fr: the language of its reminders.")
+    language_chosen: str | None = Field(description="The language set for it; null: from the billing country.")
+    dunning_paused: bool
+    paused_reason: str
+
+
+class ProfileIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    email: str | None = Field(None, max_length=254, description="Where its reminders go; null clears it.")
+    language: str | None = Field(None, pattern="^(en|fr)$",
+                                 description="en or fr; null: from the billing country (French for FR, MC, BE, LU, "
+                                             "CH, CA).")
+    paused: bool | None = Field(None, description="true stops its reminders, false resumes them.")
+    reason: str | None = Field(None, max_length=500, description="Why dunning is paused.")
+
+
+def _profile(view: collections.CollectionProfileView) -> ProfileOut:
+    return ProfileOut(customer_id=view.customer_id, email=view.email, language=view.language,
+                      language_chosen=view.language_chosen, dunning_paused=view.dunning_paused,
+                      paused_reason=view.paused_reason)
+
+
+@blueprint.get("/customers/<customer_id>/dunning-profile", scope="read", responses={200: ProfileOut})
+def get_dunning_profile(path: CustomerPath):
+    """Where a customer's reminders go, in which language, and whether its dunning is paused."""
+    with reading() as session:
+        return respond(_profile(collections.get_collection_profile(session, path.customer_id)))
+
+
+@blueprint.post("/customers/<customer_id>/dunning-profile", scope="write", responses={200: ProfileOut})
+def set_dunning_profile(path: CustomerPath, body: ProfileIn):
+    """Change a customer's reminder e-mail, language, or pause (fields left out keep their value)."""
+    session = write_session()
+    before = collections.get_collection_profile(session, path.customer_id)
+    changes = {name: getattr(body, name) for name in ("email", "language") if name in body.model_fields_set}
+    view = collections.set_collection_profile(session, path.customer_id, paused=body.paused, reason=body.reason,
+                                              now=datetime.now(UTC), **changes)
+    record_audit("customer.dunning_profile", "customer", path.customer_id, before=_profile(before).model_dump(),
+                 after=_profile(view).model_dump())
+    return respond(_profile(view))
+
+
+class InvoicePath(BaseModel):
+    invoice_id: int = Field(ge=1, le=MAX_ID)
+
+
+class DunningStepOut(BaseModel):
+    step: str = Field(description="reminder, second or final.")
+    sent_on: date
+    days_late: int
+    email: str
+    language: str
+    balance: Money = Field(description="What was due when it was sent.")
+
+
+class DirectDebitOut(BaseModel):
+    id: int
+    collect_on: date
+    amount: Money
+    status: str = Field(description="pending (being collected), collected or returned.")
+    end_to_end_id: str
+    mandate_id: int
+    return_reason: str | None
+    returned_on: date | None
+
+
+class InvoiceCollectionOut(BaseModel):
+    invoice_id: int
+    number: str | None
+    customer_id: str
+    status: str
+    due_on: date | None
+    balance: Money
+    overdue_on: date | None = Field(description="The first day it was overdue (the day after its due date).")
+    dunning_step: str | None = Field(description="The last reminder sent.")
+    dunning_step_on: date | None
+    return_reason: str | None = Field(description="Why its direct debit came back, e.g. AM04 insufficient funds.")
+    returned_on: date | None
+    steps: list[DunningStepOut]
+    direct_debit: DirectDebitOut | None
+
+
+@blueprint.get("/invoices/<int:invoice_id>/collection", scope="read", responses={200: InvoiceCollectionOut})
+def get_invoice_collection(path: InvoicePath):
+    """Where an invoice stands in collection: overdue since, the reminders sent, its direct debit."""
+    with reading() as session:
+        v = collections.invoice_collection(session, path.invoice_id)
+    debit = v.direct_debit
+    return respond(InvoiceCollectionOut(
+        invoice_id=v.invoice_id, number=v.number, customer_id=v.customer_id, status=v.status, due_on=v.due_on,
+        balance=Money.of(v.balance, v.currency), overdue_on=v.overdue_on, dunning_step=v.dunning_step,
+        dunning_step_on=v.dunning_step_on, return_reason=v.return_reason, returned_on=v.returned_on,
+        steps=[DunningStepOut(step=s.step, sent_on=s.sent_on, days_late=s.days_late, email=s.email,
+                              language=s.language, balance=Money.of(s.balance, s.currency)) for s in v.steps],
+        direct_debit=None if debit is None else DirectDebitOut(
+            id=debit.debit_id, collect_on=debit.collect_on, amount=Money.of(debit.amount, debit.currency),
+            status=debit.status, end_to_end_id=debit.end_to_end_id, mandate_id=debit.mandate_id,
+            return_reason=debit.return_reason, returned_on=debit.returned_on)))
+
+
+# ---------------------------------------------------------------- late charges
+
+
+class LateChargesQuery(BaseModel):
+    on: IsoDate | Absent = Field(None, ge=FIRST_DAY, le=LAST_DAY,
+                                 description="The day they are computed for (default: today).")
+    rate: str | Absent = Field(None, pattern=r"^[0-9]{1,3}(\.[0-9]{1,4})?$",
+                               description="Yearly interest rate in percent (default: the LATE_INTEREST_RATE setting).")
+
+
+class LateChargesOut(BaseModel):
+    invoice_id: int
+    on: date
+    due_on: date
+    days_late: int
+    balance: Money
+    annual_rate_percent: str = Field(description="The yearly rate applied, in percent.")
+    interest: Money = Field(description="balance × rate × days late / 365, rounded half up.")
+    indemnity: Money = Field(description="The fixed recovery indemnity (EUR invoices).")
+    total: Money
+    explanation: str
+    invoiced: bool = Field(description="Always false: billsync computes them; finance decides to invoice them.")
+
+
+@blueprint.get("/invoices/<int:invoice_id>/late-charges", scope="read", responses={200: LateChargesOut})
+def get_invoice_late_charges(path: InvoicePath, query: LateChargesQuery):
+    """The late-payment interest and the fixed recovery indemnity (French B2B) an invoice owes on a day,
+    computed on demand; nothing is invoiced."""
+    settings = current_app.extensions["billsync"].settings
+    rate = Decimal(query.rate) if query.rate is not None else settings.late_interest_rate
+    if rate is None:
+        raise invalid([{"parameter": "rate", "detail": "required: the LATE_INTEREST_RATE setting is not set"}])
+    with reading() as session:
+        charges = collections.invoice_late_charges(session, path.invoice_id, as_of=query.on or business_date(),
+                                                   annual_rate_percent=rate,
+                                                   indemnity_eur=settings.late_payment_indemnity)
+    cur = charges.currency
+    return respond(LateChargesOut(
+        invoice_id=path.invoice_id, on=charges.as_of, due_on=charges.due_on, days_late=charges.days_late,
+        balance=Money.of(charges.balance, cur), annual_rate_percent=format(charges.annual_rate_percent, "f"),
+        interest=Money.of(charges.interest, cur), indemnity=Money.of(charges.indemnity, cur),
+        total=Money.of(charges.total, cur), explanation=charges.explanation, invoiced=False))

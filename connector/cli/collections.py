@@ -8,6 +8,9 @@
 | ``payments mandate add|list|revoke`` | SEPA mandates |
 | ``payments import-statement FILE`` | a camt.053 or CSV bank statement: payments matched, returns, the rest left to finance |
 | ``payments unmatched`` / ``match ENTRY`` / ``set-aside ENTRY`` | statement entries finance matches by hand |
+| ``payments dunning --as-of D [--dry-run]`` | the clock's daily dunning job: the reminders due |
+| ``payments dunning-profile CUSTOMER`` | where a customer's reminders go, their language, pause or resume |
+| ``payments late-charges INVOICE`` | the late-payment interest and fixed indemnity of an overdue invoice |
 
 The commands are plain ``click`` commands collected in ``COLLECTION_COMMANDS``;
 ``add_collection_commands(group)`` adds them to a ``payments`` group (this module's own, or one
@@ -284,8 +287,98 @@ def set_aside(entry_id: int, reason: str) -> None:
     click.echo(f"entry {entry_id}: {entry.note}")
 
 
+@click.command("dunning")
+@click.option("--as-of", "as_of", required=True, metavar="YYYY-MM-DD", help="The business date (usually today).")
+@click.option("--dry-run", is_flag=True, help="List the reminders due; send and record nothing.")
+def dunning(as_of: str, dry_run: bool) -> None:
+    """Run the daily dunning job for a date: send the reminders DUNNING_SCHEDULE calls for (one step
+    per invoice and run, in the customer's language), each recorded on its invoice and shown in
+    Salesforce. Paid invoices, paused customers and invoices being collected get none."""
+    on = _day("--as-of", as_of)
+    services = load_services()
+    from connector.collection_jobs import run_dunning
+
+    with reported_as(f"dunning as of {on}"):
+        report = run_dunning(services, on, dry_run=dry_run)
+    for line in report.lines():
+        click.echo(line)
+    if dry_run:
+        for n in report.plan.notices:
+            click.echo(f"would send: {n.step} for {n.number} ({n.customer_id}, {n.days_late} days late, "
+                       f"{n.balance} {n.currency}) to {n.email or '(no e-mail address)'} in {n.language}")
+    for r in report.sent:
+        click.echo(f"sent: {r.step} for {r.invoice_number} ({r.customer_id}) to {r.email} in {r.language}")
+
+
+@click.command("dunning-profile")
+@click.argument("customer_id")
+@click.option("--email", help="Where the customer's reminders go ('none' clears it).")
+@click.option("--language", type=click.Choice(["en", "fr", "auto"]),
+              help="The reminders' language; auto: French for a French-speaking billing country, else English.")
+@click.option("--pause", "pause", flag_value="pause", default=None, help="Stop sending reminders to this customer.")
+@click.option("--resume", "pause", flag_value="resume", help="Send its reminders again.")
+@click.option("--reason", help="Why dunning is paused (with --pause).")
+def dunning_profile(customer_id: str, email: str | None, language: str | None, pause: str | None,
+                    reason: str | None) -> None:
+    """Show, or change, where a customer's reminders go, in which language, and whether its dunning is
+    paused (a dispute, a payment plan agreed with finance...)."""
+    if reason and pause != "pause":
+        raise UserError("--reason: goes with --pause")
+    services = load_services()
+    from billing_engine.use_cases.collections import get_collection_profile, set_collection_profile
+    from connector.database import transaction
+
+    changes: dict = {}
+    if email is not None:
+        changes["email"] = None if email.strip().lower() == "none" else email
+    if language is not None:
+        changes["language"] = None if language == "auto" else language
+    with reported_as(f"customer {customer_id}"), transaction(services.engine) as session:
+        if changes or pause:
+            view = set_collection_profile(session, customer_id, paused=None if pause is None else pause == "pause",
+                                          reason=reason, now=datetime.now(UTC), **changes)
+        else:
+            view = get_collection_profile(session, customer_id)
+    state = f"paused ({view.paused_reason})" if view.dunning_paused and view.paused_reason else         "paused" if view.dunning_paused else "active"
+    click.echo(f"customer {view.customer_id}: reminders to {view.email or '(no e-mail address)'}, in "
+               f"{view.language}{'' if view.language_chosen else ' (from the billing country)'}, dunning {state}")
+
+
+@click.command("late-charges")
+@click.argument("invoice")
+@click.option("--as-of", "as_of", metavar="YYYY-MM-DD", help="The day they are computed for (default: today).")
+@click.option("--rate", metavar="PERCENT", help="Yearly interest rate in percent (default: LATE_INTEREST_RATE).")
+def late_charges(invoice: str, as_of: str | None, rate: str | None) -> None:
+    """The late-payment interest and the fixed recovery indemnity an overdue invoice (number or id)
+    owes on a date: computed only; finance decides whether to invoice them."""
+    from decimal import Decimal, InvalidOperation
+
+    services = load_services()
+    on = _day("--as-of", as_of) if as_of else _today(services)
+    percent = services.settings.late_interest_rate
+    if rate is not None:
+        try:
+            percent = Decimal(rate.strip())
+        except InvalidOperation:
+            raise UserError(f"--rate: {rate!r} is not a percentage such as 12.15") from None
+    if percent is None:
+        raise UserError("--rate: no rate given and LATE_INTEREST_RATE is not set (France: the ECB refinancing "
+                        "rate + 10 points unless your terms say otherwise)")
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.collections import invoice_id_of, invoice_late_charges
+
+    with reported_as(f"invoice {invoice}"), Session(services.engine) as session:
+        charges = invoice_late_charges(session, invoice_id_of(session, invoice), as_of=on, annual_rate_percent=percent,
+                                       indemnity_eur=services.settings.late_payment_indemnity)
+    click.echo(f"invoice {invoice} on {on}: balance {charges.balance} {charges.currency}, due {charges.due_on}, "
+               f"{charges.days_late} days late")
+    click.echo(f"interest {charges.interest} {charges.currency} + indemnity {charges.indemnity} {charges.currency} = "
+               f"{charges.total} {charges.currency} ({charges.explanation})")
+
+
 COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections, sepa_export, sepa_return, mandate, import_statement,
-                                                  unmatched, match, set_aside)
+                                                  unmatched, match, set_aside, dunning, dunning_profile, late_charges)
 
 
 def add_collection_commands(group: click.Group) -> None:

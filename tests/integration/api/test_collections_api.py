@@ -95,3 +95,56 @@ def test_finance_lists_unmatched_entries_with_candidates_and_matches_them(app, c
     one = client.get(f"/api/v1/bank-entries/{first['id']}", headers=bearer(read_key)).json
     assert one["payment_id"] == matched.json["payment_id"] and one["note"] == "matched by hand to INV-2026-000002"
     assert client.get("/api/v1/bank-entries/99", headers=bearer(read_key)).status_code == 404
+
+
+def test_a_customers_dunning_profile_is_read_and_changed(app, client, write_key, read_key):
+    [cid] = invoiced_customers(app.extensions["billsync"].engine, 1)
+    url = f"/api/v1/customers/{cid}/dunning-profile"
+    assert client.get(url, headers=bearer(read_key)).json == {
+        "customer_id": cid, "email": None, "language": "en", "language_chosen": None, "dunning_paused": False,
+        "paused_reason": ""}
+    changed = post(client, write_key, url, {"email": "compta@client.fr", "language": "fr", "paused": True,
+                                             "reason": "disputed invoice"})
+    assert changed.status_code == 200 and changed.json == {
+        "customer_id": cid, "email": "compta@client.fr", "language": "fr", "language_chosen": "fr",
+        "dunning_paused": True, "paused_reason": "disputed invoice"}
+    resumed = post(client, write_key, url, {"paused": False, "language": None})
+    assert resumed.json["dunning_paused"] is False and resumed.json["email"] == "compta@client.fr"
+    assert resumed.json["language_chosen"] is None
+    bad = post(client, write_key, url, {"email": "compta"})
+    assert bad.status_code == 422 and bad.json["errors"][0]["pointer"] == "/email"
+    assert post(client, write_key, "/api/v1/customers/nobody/dunning-profile", {"paused": True}).status_code == 404
+
+
+def test_an_overdue_invoice_shows_its_collection_state_and_its_late_charges(app, client, read_key):
+    from datetime import date
+
+    from billing_engine.use_cases.collections import mark_overdue_invoices
+    from connector.database import transaction
+
+    engine = app.extensions["billsync"].engine
+    [cid] = invoiced_customers(engine, 1)
+    invoice = invoices_by_customer(engine)[cid]
+    with transaction(engine) as session:
+        mark_overdue_invoices(session, date(2026, 12, 5))
+    state = client.get(f"/api/v1/invoices/{invoice.id}/collection", headers=bearer(read_key))
+    assert state.status_code == 200
+    assert (state.json["overdue_on"], state.json["dunning_step"], state.json["steps"], state.json["direct_debit"]) == (
+        "2026-12-02", None, [], None)
+
+    charges = client.get(f"/api/v1/invoices/{invoice.id}/late-charges?on=2026-12-31&rate=12.15",
+                         headers=bearer(read_key))
+    assert charges.status_code == 200, charges.json
+    interest = (invoice.total * Decimal("12.15") / 100 * 30 / 365).quantize(Decimal("0.01"), "ROUND_HALF_UP")
+    assert (charges.json["days_late"], charges.json["interest"], charges.json["indemnity"], charges.json["total"],
+            charges.json["invoiced"]) == (
+        30, {"amount": str(interest), "currency": "EUR"}, {"amount": "40.00", "currency": "EUR"},
+        {"amount": str(interest + 40), "currency": "EUR"}, False)
+    no_rate = client.get(f"/api/v1/invoices/{invoice.id}/late-charges?on=2026-12-31", headers=bearer(read_key))
+    assert no_rate.status_code == 422 and no_rate.json["errors"] == [
+        {"parameter": "rate", "detail": "required: the LATE_INTEREST_RATE setting is not set"}]
+    too_high = client.get(f"/api/v1/invoices/{invoice.id}/late-charges?rate=150", headers=bearer(read_key))
+    assert too_high.status_code == 422
+    on_time = client.get(f"/api/v1/invoices/{invoice.id}/late-charges?on=2026-12-01&rate=10", headers=bearer(read_key))
+    assert on_time.json["total"] == {"amount": "0.00", "currency": "EUR"}
+    assert client.get("/api/v1/invoices/999/late-charges?rate=10", headers=bearer(read_key)).status_code == 404
