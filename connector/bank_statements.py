@@ -1,4 +1,4 @@
-"""Reading bank statements: camt.053 (ISO 20022, versions .001.02 to .001.13) and CSV, into the
+"""Reading bank statements: camt.053 (ISO 20022, any version) and CSV, into the
 engine's ``BankTransaction`` values (docs/payments.md, "Bank statements").
 
 The whole file is read and checked before anything is recorded: a problem (XML that does not
