@@ -151,11 +151,8 @@ def _credit(session: Session, t: BankTransaction, now: datetime) -> EntryOutcome
         outcome = rule(session, t, now)
         if outcome is not None:
             return outcome
-    candidates = candidates_for(session, t)
-    note = "no invoice number in the remittance and no known payer account with an open invoice of this amount"
-    if candidates:
-        note += f"; {len(candidates)} candidate invoices"
-    return EntryOutcome(t.entry_key, "unmatched", note=note)
+    return EntryOutcome(t.entry_key, "unmatched", note="no invoice number in the remittance and no known payer "
+                                                       "account with an open invoice of this amount")
 
 
 def _direct_debit_credit(session: Session, t: BankTransaction, now: datetime) -> EntryOutcome | None:
@@ -239,10 +236,13 @@ def _pay(session: Session, t: BankTransaction, customer_id: str, invoice_ids: li
 # ---------------------------------------------------------------- candidates, and finance's hand
 
 
-def candidates_for(session: Session, t: BankTransaction | store.BankEntry) -> list[Candidate]:
+def candidates_for(session: Session, t: BankTransaction | store.BankEntry,
+                   open_invoices: dict[str, list[invoice_store.Invoice]] | None = None) -> list[Candidate]:
     """Invoices an unmatched credit may be for: those its remittance names (whatever their state),
-    the open invoices of the payer's known account, and open invoices of exactly its amount."""
+    the open invoices of the payer's known account, and open invoices of exactly its amount.
+    ``open_invoices`` caches the open invoices per currency across calls."""
     out: dict[int, Candidate] = {}
+    cache = open_invoices if open_invoices is not None else {}
 
     def add(inv: invoice_store.Invoice, why: str) -> None:
         if inv.id not in out and len(out) < MAX_CANDIDATES:
@@ -257,7 +257,9 @@ def candidates_for(session: Session, t: BankTransaction | store.BankEntry) -> li
             for inv in invoices:
                 if inv.currency == t.currency and inv.balance > 0:
                     add(inv, "an open invoice of the payer's account")
-    for inv in store.open_invoices_in(session, t.currency):
+    if t.currency not in cache:
+        cache[t.currency] = store.open_invoices_in(session, t.currency)
+    for inv in cache[t.currency]:
         if inv.balance == t.amount:
             add(inv, "an open invoice of the same amount")
     return list(out.values())
@@ -287,8 +289,9 @@ class BankEntryView:
     candidates: tuple[Candidate, ...] = field(default=())
 
 
-def _entry_view(session: Session, e: store.BankEntry, with_candidates: bool) -> BankEntryView:
-    candidates = tuple(candidates_for(session, e)) if with_candidates and e.status == "unmatched" \
+def _entry_view(session: Session, e: store.BankEntry, with_candidates: bool,
+                cache: dict[str, list[invoice_store.Invoice]] | None = None) -> BankEntryView:
+    candidates = tuple(candidates_for(session, e, cache)) if with_candidates and e.status == "unmatched" \
         and e.direction == "credit" else ()
     return BankEntryView(e.id, e.entry_key, e.statement_id, e.account_iban, e.booked_on, e.direction, e.amount,
                          e.currency, e.counterparty_name, e.counterparty_iban, e.remittance, e.end_to_end_id,
@@ -300,7 +303,8 @@ def list_bank_entries(session: Session, *, status: str | None = None, after_id: 
                       limit: int = 50, with_candidates: bool = True) -> list[BankEntryView]:
     """Recorded statement entries by id (``status="unmatched"``: what finance must match), each
     unmatched credit with its candidate invoices."""
-    return [_entry_view(session, e, with_candidates)
+    cache: dict[str, list[invoice_store.Invoice]] = {}
+    return [_entry_view(session, e, with_candidates, cache)
             for e in store.bank_entries(session, status=status, after_id=after_id, limit=limit)]
 
 
