@@ -65,6 +65,16 @@ def round_money(amount: Decimal, currency: str) -> Decimal:
     return amount.quantize(_QUANTA[minor_units(currency)], rounding=ROUND_HALF_UP)
 
 
+def with_minor_units(amount: Decimal, currency: str) -> Decimal:
+    """The same amount written with at least the currency's decimals (0 → 0.00 EUR, 50 → 50.00);
+    never rounds (a unit price of 0.0004 stays)."""
+    places = minor_units(currency)
+    exponent = amount.as_tuple().exponent
+    if isinstance(exponent, int) and exponent > -places:
+        return amount.quantize(_QUANTA[places])
+    return amount
+
+
 def round_unit_price(price: Decimal) -> Decimal:
     return price.quantize(_QUANTA[UNIT_PRICE_PLACES], rounding=ROUND_HALF_UP)
 
@@ -137,3 +147,8 @@ class Money:
 
     def __str__(self) -> str:
         return f"{self.amount} {self.currency}"
+
+
+def money_of(amount: Decimal, currency: str) -> Money:
+    """``Money`` written with at least the currency's decimals (``with_minor_units``), as reports show it."""
+    return Money(with_minor_units(amount, currency), currency)

@@ -1,13 +1,15 @@
 """Payments: validation, allocation, refunds, derived payment status, aging (pure).
 
 Rules (docs/billing-rules.md §16 Payments and refunds):
-- a payment is allocated to open invoices: the ones named, else oldest first;
-  partial payments are fine; an overpayment becomes customer credit;
+- a payment is allocated to open invoices: the amounts given per invoice, else the
+  invoices named, else oldest first; partial payments are fine; what is left (an
+  overpayment) becomes customer credit;
 - a refund is its own record and can never exceed what is left of its payment;
 - balance = total − payments − credits + refunds
   (Zuora: invoice 1,000, payment 800, refund 300 → balance 500);
 - payment status is derived: unpaid, partially_paid, paid, overdue (open and
-  past due), credited (settled by credit, no payment).
+  past due), credited (settled by credit, no payment), partially_credited (credit
+  lowered the balance, no payment).
 - aging buckets by days past due: current (not yet due), 0–30, 31–60, 61–90, 90+.
 """
 
@@ -30,9 +32,10 @@ def check_amount(value: object, currency: str, field_name: str = "amount") -> De
     amount = to_decimal(value, field_name)
     if amount <= 0:
         raise InvalidInputError(field_name, f"must be positive, got {amount}")
-    if amount != round_money(amount, currency):
+    rounded = round_money(amount, currency)
+    if amount != rounded:
         raise InvalidInputError(field_name, f"{amount} has more decimals than {currency} allows")
-    return amount
+    return rounded  # the same value, written with the currency's decimals (50 EUR → 50.00)
 
 
 def check_payment(amount: object, currency: str, customer_currencies: Iterable[str] | None = None) -> Decimal:
@@ -101,6 +104,44 @@ def allocate_payment(
     return Allocation(applied=tuple(applied), unapplied=left)
 
 
+def allocate_amounts(
+    amount: Decimal, currency: str, open_items: Sequence[OpenItem], amounts: Sequence[tuple[int, object]]
+) -> Allocation:
+    """Allocate ``amount`` exactly as told: ``(invoice id, amount)`` pairs, in that order.
+
+    Each invoice must be payable, in the payment's currency and named once; each amount
+    positive, in the currency's minor unit and at most the invoice's balance; together at
+    most the payment. What the pairs leave is unapplied (customer credit): the other
+    invoices get nothing. Errors name ``allocations[i].invoice_id`` or ``allocations[i].amount``.
+    """
+    by_id = {item.invoice_id: item for item in open_items}
+    seen: set[int] = set()
+    applied = []
+    for n, (invoice_id, raw) in enumerate(amounts):
+        name = f"allocations[{n}]"
+        item = by_id.get(invoice_id)
+        if item is None:
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {invoice_id} is not this customer's")
+        label = item.number or str(invoice_id)
+        if invoice_id in seen:
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {label} is named twice")
+        seen.add(invoice_id)
+        if item.status not in PAYABLE_STATUSES:
+            raise ConflictError(f"invoice {label}", f"is {item.status}; a payment cannot be allocated to it")
+        if item.currency != currency:
+            raise InvalidInputError(f"{name}.invoice_id", f"invoice {label} is in {item.currency}, the payment "
+                                                          f"in {currency}")
+        value = check_amount(raw, currency, f"{name}.amount")
+        if value > item.balance:
+            raise InvalidInputError(f"{name}.amount",
+                                    f"{value} is more than the balance of invoice {label} ({item.balance})")
+        applied.append((invoice_id, value))
+    total = sum((a for _, a in applied), ZERO)
+    if total > amount:
+        raise InvalidInputError("allocations", f"they add up to {total}, more than the payment ({amount})")
+    return Allocation(applied=tuple(applied), unapplied=amount - total)
+
+
 @dataclass(frozen=True, slots=True)
 class RefundPlan:
     from_credit: Decimal  # taken back from the customer's unapplied credit
@@ -164,7 +205,7 @@ def payment_status(
     if due_on is not None and as_of > due_on:
         return "overdue"
     if balance < total:
-        return "partially_paid"
+        return "partially_paid" if paid - refunded > 0 else "partially_credited"
     return "unpaid"
 
 

@@ -72,8 +72,8 @@ COMMANDS: dict[str, CommandContract] = {name: c for c in _CONTRACTS for name in 
 ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "invoice": frozenset({
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
-        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "balance",
-        "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+        "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "amount_credited",
+        "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
         "dunning_step", "dunning_step_on",
     }),
     "invoice_line": frozenset({
@@ -81,16 +81,37 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "starts_on", "ends_before", "quantity", "unit_price", "discount", "amount", "tax_rate", "tax",
     }),
     "payment": frozenset({
-        "id", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount", "paid_on",
-        "method", "reference", "status",
+        "id", "name", "salesforce_account_id", "first_invoice_id", "currency", "amount", "unapplied_amount",
+        "paid_on", "method", "reference", "status",
+    }),
+    "refund": frozenset({
+        "id", "name", "payment_id", "salesforce_account_id", "currency", "amount", "from_credit", "refunded_on",
+        "reason",
+    }),
+    "credit_note": frozenset({
+        "id", "number", "invoice_id", "customer_id", "salesforce_account_id", "currency", "issued_on", "reason",
+        "net", "tax", "total", "applied_to_invoice", "to_credit_balance", "status",
+    }),
+    "credit_note_line": frozenset({
+        "id", "credit_note_id", "invoice_line_id", "description", "amount", "tax_rate", "tax",
     }),
     "account_summary": frozenset({
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
         "billing_status", "billing_ends_on",
     }),
     "subscription_link": frozenset({"salesforce_opportunity_id", "subscription_id", "status", "ends_on"}),
+    # a subscription as the CRM's subscription record shows it, and its current items
+    "subscription": frozenset({
+        "id", "subscription_id", "salesforce_account_id", "salesforce_opportunity_id", "currency", "status",
+        "ends_on", "starts_on", "term_months", "auto_renew", "term_ends_on", "renews_on", "next_invoice_on",
+        "mrr", "arr",
+    }),
+    "subscription_item": frozenset({
+        "id", "subscription_key", "item_id", "product_code", "salesforce_product_id", "quantity",
+        "pricing_model", "contract_price", "discount_percent", "currency",
+    }),
     "deal_preview": frozenset({
-        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "previewed_at",
+        "salesforce_opportunity_id", "currency", "total", "mrr", "arr", "note", "lines", "previewed_at",
     }),
     # billsync's open reviews of a record: a checkbox and a plain-language reason (both cleared when resolved)
     "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),

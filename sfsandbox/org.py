@@ -789,3 +789,13 @@ class Org:
         invoice = self._parent("Invoice__c", record.get("Invoice__c"))
         if invoice is not None:
             record["CurrencyIsoCode"] = invoice.get("CurrencyIsoCode")
+
+    def _derive_Credit_Note_Line__c(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
+        note = self._parent("Credit_Note__c", record.get("Credit_Note__c"))
+        if note is not None:  # a detail record takes its master's currency
+            record["CurrencyIsoCode"] = note.get("CurrencyIsoCode")
+
+    def _derive_Refund__c(self, record: dict, old: dict | None, caller: Caller) -> None:  # noqa: N802
+        payment = self._parent("Payment__c", record.get("Payment__c"))
+        if payment is not None:
+            record["CurrencyIsoCode"] = payment.get("CurrencyIsoCode")

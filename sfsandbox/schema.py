@@ -54,6 +54,7 @@ class FieldSpec:
     master_detail: bool = False
     currency: bool = False
     system: bool = False
+    description: str = ""
 
     @property
     def createable(self) -> bool:
@@ -88,6 +89,8 @@ class ObjectDef:
     label: str
     custom: bool
     fields: dict[str, FieldSpec]
+    plural_label: str = ""
+    description: str = ""
     by_lower: dict[str, FieldSpec] = field(default_factory=dict)
     children: dict[str, tuple[str, str, bool]] = field(default_factory=dict)  # lower relname -> (child, fk, cascade)
     child_names: dict[str, str] = field(default_factory=dict)  # lower relname -> canonical relname
@@ -141,13 +144,61 @@ def _read(path: Path) -> dict:
 
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]*$")
 
+#: Salesforce's limits on custom fields (what the metadata API refuses to deploy).
+MAX_DIGITS = 18  # Number, Currency, Percent: digits before and after the point together
+MAX_TEXT = 255
+LONG_TEXT = (256, 131_072)
+MAX_NAME = 40  # a custom object's or field's name, before its __c
+EXTERNAL_ID_TYPES = {"string", "double", "int", "email"}
+
+
+def name_problems(name: str) -> list[str]:
+    """A custom object or field name that Salesforce refuses."""
+    base = name[:-3] if name.endswith("__c") else name
+    if len(base) > MAX_NAME:
+        return [f"{name}: a custom name has at most {MAX_NAME} characters before __c, this one {len(base)}"]
+    if "__" in base or base.endswith("_"):
+        return [f"{name}: a custom name has no double underscore and does not end with one"]
+    return []
+
+
+def field_limit_problems(obj: str, spec: FieldSpec) -> list[str]:
+    """Why Salesforce would refuse this custom field (none for standard fields: Salesforce owns them)."""
+    if not spec.custom:
+        return []
+    where = f"{obj}.{spec.name}"
+    problems = [f"{obj}.{p}" for p in name_problems(spec.name)]
+    if spec.type in ("currency", "double", "percent"):
+        if not 1 <= spec.precision <= MAX_DIGITS:
+            problems.append(f"{where}: precision {spec.precision} (digits before the point "
+                            f"{spec.precision - spec.scale} + after {spec.scale}): Salesforce allows at most "
+                            f"{MAX_DIGITS} digits in all")
+        elif not 0 <= spec.scale < spec.precision:
+            problems.append(f"{where}: scale {spec.scale} must be below the precision {spec.precision} "
+                            "(at least one digit before the point)")
+    elif spec.type in ("string", "email", "phone", "url") and not 1 <= spec.length <= MAX_TEXT:
+        problems.append(f"{where}: a text field holds 1 to {MAX_TEXT} characters, not {spec.length}")
+    elif spec.type == "textarea" and spec.length != MAX_TEXT and not LONG_TEXT[0] <= spec.length <= LONG_TEXT[1]:
+        problems.append(f"{where}: a text area holds {MAX_TEXT} characters, a long one {LONG_TEXT[0]} to "
+                        f"{LONG_TEXT[1]:,}, not {spec.length}")
+    if spec.external_id and spec.type not in EXTERNAL_ID_TYPES:
+        problems.append(f"{where}: an external id is a text, number or email field, not {spec.type}")
+    if spec.master_detail and not spec.required:
+        problems.append(f"{where}: a master-detail field is always required")
+    if spec.type == "picklist" and not spec.currency and not spec.values:
+        problems.append(f"{where}: a picklist needs values")
+    return problems
+
 
 def build_schema(doc: dict) -> Schema:
     currencies = list(doc.get("currencies") or ["USD"])
     objects: dict[str, ObjectDef] = {}
+    limits: list[str] = []
     for name, spec in doc["objects"].items():
         if not _NAME.match(name):
             raise SchemaFileError(f"bad object name {name!r}")
+        if name.endswith("__c"):
+            limits.extend(name_problems(name))
         prefix = str(spec.get("key_prefix") or "")
         if len(prefix) != 3:
             raise SchemaFileError(f"{name}: key_prefix must have 3 characters")
@@ -172,6 +223,7 @@ def build_schema(doc: dict) -> Schema:
             if spec_obj.type == "reference":
                 spec_obj.length = 18
             spec_obj.label = spec_obj.label or _label(fname)
+            limits.extend(field_limit_problems(name, spec_obj))
             fields[fname] = spec_obj
         for sysname, stype in (("CreatedDate", "datetime"), ("CreatedById", "reference"),
                                ("LastModifiedDate", "datetime"), ("LastModifiedById", "reference"),
@@ -180,11 +232,16 @@ def build_schema(doc: dict) -> Schema:
             if stype == "reference":
                 f.reference_to, f.relationship_name, f.length = "User", sysname[:-2], 18
             fields[sysname] = f
-        obj = ObjectDef(name=name, key_prefix=prefix, label=str(spec.get("label") or _label(name)),
-                        custom=bool(spec.get("custom", name.endswith("__c"))), fields=fields)
+        label = str(spec.get("label") or _label(name))
+        obj = ObjectDef(name=name, key_prefix=prefix, label=label,
+                        custom=bool(spec.get("custom", name.endswith("__c"))), fields=fields,
+                        plural_label=str(spec.get("plural_label") or label + "s"),
+                        description=str(spec.get("description") or ""))
         obj.by_lower = {k.lower(): v for k, v in fields.items()}
         obj.relationships = {f.relationship_name.lower(): f for f in fields.values() if f.relationship_name}
         objects[name] = obj
+    if limits:
+        raise SchemaFileError("fields Salesforce would refuse:\n" + "\n".join(f"  {p}" for p in limits))
     for obj in objects.values():
         for f in obj.fields.values():
             if f.type == "reference":
@@ -236,7 +293,7 @@ def _object_summary(obj: ObjectDef, version: str) -> dict:
     return {
         "activateable": False, "createable": True, "custom": obj.custom, "customSetting": False,
         "deletable": True, "deprecatedAndHidden": False, "feedEnabled": False, "hasSubtypes": False,
-        "isSubtype": False, "keyPrefix": obj.key_prefix, "label": obj.label, "labelPlural": obj.label + "s",
+        "isSubtype": False, "keyPrefix": obj.key_prefix, "label": obj.label, "labelPlural": obj.plural_label,
         "layoutable": True, "mergeable": False, "mruEnabled": False, "name": obj.name, "queryable": True,
         "replicateable": True, "retrieveable": True, "searchable": True, "triggerable": True,
         "undeletable": True, "updateable": True,

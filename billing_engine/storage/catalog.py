@@ -103,6 +103,26 @@ def customers_by_id(session: Session, customer_ids: Iterable[str]) -> dict[str, 
     return out
 
 
+def customer_names(session: Session, customer_ids: Iterable[str]) -> dict[str, str]:
+    """The name of each of these customers (missing ids are absent)."""
+    ids = sorted(set(customer_ids))
+    t = CustomerRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    out: dict[str, str] = {}
+    for start in range(0, len(ids), 900):
+        out.update(dict(session.execute(select(t.c.id, t.c.name).where(one_of(session, t.c.id, ids[start:start + 900])))
+                        .all()))
+    return out
+
+
+def customers_after(session: Session, after: str | None, limit: int) -> list[Customer]:
+    """At most ``limit`` customers by id, after the id ``after`` (a page of the primary key)."""
+    t = CustomerRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    query = select(t).order_by(t.c.id).limit(limit)
+    if after is not None:
+        query = query.where(t.c.id > after)
+    return [customer_from_row(row) for row in session.execute(query)]
+
+
 def claim_customers(session: Session, customer_ids: Sequence[str], *, wait: bool) -> set[str]:
     """Lock the customers for this transaction so that no other transaction bills them at the same
     time; return the ids claimed.
@@ -130,6 +150,13 @@ def customer_id_of_account(session: Session, salesforce_account_id: str) -> str 
 
 def count_customers(session: Session) -> int:
     return session.exec(select(func.count()).select_from(CustomerRow)).one()
+
+
+def customer_ids_with_accounts(session: Session) -> list[str]:
+    """Every customer that has a Salesforce Account, by id."""
+    t = CustomerRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    return list(session.execute(select(t.c.id).where(t.c.salesforce_account_id.is_not(None))
+                                .order_by(t.c.id)).scalars())
 
 
 def save_customer(session: Session, customer: Customer) -> None:

@@ -19,7 +19,19 @@ from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Index, Text, UniqueConstraint, bindparam, func, insert, or_, select, text, update
+from sqlalchemy import (
+    Index,
+    Text,
+    UniqueConstraint,
+    bindparam,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    update,
+)
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.columns import money_field, timestamp_field
@@ -46,7 +58,17 @@ class NumberSequence(SQLModel, table=True):
 
 class Invoice(SQLModel, table=True):
     __tablename__ = "invoices"
-    __table_args__ = (Index("ix_invoices_customer_status", "customer_id", "status"),)
+    __table_args__ = (
+        Index("ix_invoices_customer_status", "customer_id", "status"),
+        # The invoice list's order (drafts first, then newest issued: ``invoice_page``), on its own and
+        # behind each equality filter, so that any page costs its size whatever the table holds.
+        Index("ix_invoices_issued_on_id", "issued_on", "id"),
+        Index("ix_invoices_status_issued_on_id", "status", "issued_on", "id"),
+        Index("ix_invoices_customer_issued_on_id", "customer_id", "issued_on", "id"),
+        Index("ix_invoices_currency_issued_on_id", "currency", "issued_on", "id"),
+        # Search by the beginning of a number (``LIKE 'INV-2026-00%'``) whatever the collation.
+        Index("ix_invoices_number_prefix", "number", postgresql_ops={"number": "varchar_pattern_ops"}),
+    )
     id: int | None = Field(default=None, primary_key=True)
     customer_id: str = Field(foreign_key="customers.id", max_length=64, nullable=False)
     currency: str = Field(max_length=3, nullable=False)
@@ -130,6 +152,8 @@ class CreditNote(SQLModel, table=True):
     applied_to_invoice: Decimal = money_field()
     to_credit_balance: Decimal = money_field()
     created_at: datetime = timestamp_field()
+    # The Credit_Note__c record this credit note was pushed to (written back by the connector).
+    salesforce_id: str | None = Field(default=None, max_length=18)
 
 
 class CreditNoteLine(SQLModel, table=True):
@@ -415,6 +439,50 @@ def invoice_currencies(session: Session, ids: Iterable[int]) -> dict[int, str]:
     return out
 
 
+def credit_notes_by_ids(session: Session, ids: Iterable[int]) -> dict[int, CreditNote]:
+    """The credit notes with these ids (missing ids are absent): one query per 900."""
+    wanted = sorted(set(ids))
+    out: dict[int, CreditNote] = {}
+    for start in range(0, len(wanted), 900):
+        out.update({cn.id: cn for cn in session.scalars(
+            select(CreditNote).where(CreditNote.id.in_(wanted[start:start + 900]))).all()})
+    return out
+
+
+def lines_of_credit_notes(session: Session, ids: Iterable[int]) -> list[CreditNoteLine]:
+    """The lines of these credit notes, by credit note and id."""
+    wanted = sorted(set(ids))
+    lines: list[CreditNoteLine] = []
+    for start in range(0, len(wanted), 900):
+        lines.extend(session.scalars(select(CreditNoteLine).where(
+            CreditNoteLine.credit_note_id.in_(wanted[start:start + 900]))).all())
+    return sorted(lines, key=lambda ln: (ln.credit_note_id, ln.id))
+
+
+def invoice_lines_by_charge_key(session: Session, pairs: Iterable[tuple[int, str]]) -> dict[tuple[int, str], int]:
+    """The id of the line of each ``(invoice id, charge key)`` that belongs to the invoice (not moved
+    to a credit note); pairs without such a line are absent."""
+    wanted = sorted(set(pairs))
+    t = InvoiceLine.__table__
+    out: dict[tuple[int, str], int] = {}
+    for start in range(0, len(wanted), 900):
+        chunk = set(wanted[start:start + 900])
+        for line_id, invoice_id, key in session.execute(
+                select(t.c.id, t.c.invoice_id, t.c.charge_key)
+                .where(t.c.invoice_id.in_(sorted({i for i, _ in chunk})),
+                       t.c.charge_key.in_(sorted({k for _, k in chunk})), t.c.credit_note_id.is_(None))):
+            if (invoice_id, key) in chunk:
+                out[(invoice_id, key)] = line_id
+    return out
+
+
+def credit_notes_issued_between(session: Session, starts_on: date, ends_before: date) -> list[CreditNote]:
+    """Credit notes issued in ``[starts_on, ends_before)``, by issue date and number."""
+    return list(session.scalars(
+        select(CreditNote).where(CreditNote.issued_on >= starts_on, CreditNote.issued_on < ends_before)
+        .order_by(CreditNote.issued_on, CreditNote.number)).all())
+
+
 def payable_invoices_of_customers(session: Session, customer_ids: Sequence[str]) -> dict[str, list[Invoice]]:
     """Per customer, its open and uncollectible invoices (not locked)."""
     out: dict[str, list[Invoice]] = {}
@@ -449,3 +517,126 @@ def invoices_issued_between(session: Session, starts_on: date, ends_before: date
 def customers_of_invoices(session: Session, ids: Sequence[int]) -> set[str]:
     return set(session.execute(select(Invoice.customer_id).where(Invoice.id.in_(list(ids)))).scalars()) \
         if ids else set()
+
+
+# ---------------------------------------------------------------- reads for the invoice list and detail
+
+#: The key of an invoice in the list's order: ``(issued_on, id)``, ``issued_on`` None for a draft.
+InvoiceKey = tuple[date | None, int]
+
+
+#: What a row of the invoice list reads (Core rows, with attribute access by these names).
+LIST_COLUMNS = ("id", "number", "customer_id", "status", "currency", "issued_on", "due_on", "total", "amount_paid",
+                "amount_credited", "amount_refunded")
+
+
+def invoice_page(session: Session, *, limit: int, after: InvoiceKey | None = None, statuses: Sequence[str] = (),
+                 customer_id: str | None = None, currency: str | None = None, issued_from: date | None = None,
+                 issued_before: date | None = None, number_prefix: str | None = None) -> list[Any]:
+    """At most ``limit`` invoices matching every filter given, in the list's order: invoices not
+    issued yet (drafts, and drafts voided) first, newest id first; then the issued ones by issue
+    date and id, newest first. ``after``: the key of the last invoice of the previous page.
+
+    Each part is one range of an ``(…, issued_on, id)`` index (``ix_invoices_*_issued_on_id``), so
+    a page reads about its own rows whether it is the first or the ten-thousandth. An issue-date
+    range leaves the drafts out. ``number_prefix`` matches the beginning of the number. Rows carry
+    ``LIST_COLUMNS``.
+    """
+    t = Invoice.__table__
+    columns = [t.c[name] for name in LIST_COLUMNS]
+    where: list[Any] = []
+    if len(statuses) == 1:
+        where.append(t.c.status == statuses[0])
+    elif statuses:
+        where.append(t.c.status.in_(list(statuses)))
+    if customer_id is not None:
+        where.append(t.c.customer_id == customer_id)
+    if currency is not None:
+        where.append(t.c.currency == currency)
+    if issued_from is not None:
+        where.append(t.c.issued_on >= issued_from)
+    if issued_before is not None:
+        where.append(t.c.issued_on < issued_before)
+    if number_prefix:
+        escaped = number_prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        where.append(t.c.number.like(escaped + "%", escape="\\"))
+    found: list[Any] = []
+    if issued_from is None and issued_before is None and (after is None or after[0] is None):
+        drafts = select(*columns).where(*where, t.c.issued_on.is_(None))
+        if after is not None:
+            drafts = drafts.where(t.c.id < after[1])
+        found.extend(session.execute(drafts.order_by(t.c.id.desc()).limit(limit)).all())
+    if len(found) < limit:
+        issued = select(*columns).where(*where, t.c.issued_on.is_not(None))
+        if after is not None and after[0] is not None:
+            issued = issued.where(tuple_(t.c.issued_on, t.c.id) < tuple_(after[0], after[1]))
+        found.extend(session.execute(issued.order_by(t.c.issued_on.desc(), t.c.id.desc())
+                                     .limit(limit - len(found))).all())
+    return found
+
+
+def find_invoice_by_number(session: Session, number: str) -> Invoice | None:
+    return session.scalars(select(Invoice).where(Invoice.number == number)).first()
+
+
+def invoice_taxes(session: Session, invoice_id: int) -> list[InvoiceTax]:
+    return list(session.scalars(select(InvoiceTax).where(InvoiceTax.invoice_id == invoice_id)
+                                .order_by(InvoiceTax.tax_percent, InvoiceTax.id)).all())
+
+
+def find_credit_note(session: Session, credit_note_id: int) -> CreditNote | None:
+    return session.get(CreditNote, credit_note_id)
+
+
+def credit_notes_of_invoice(session: Session, invoice_id: int) -> list[CreditNote]:
+    return list(session.scalars(select(CreditNote).where(CreditNote.invoice_id == invoice_id)
+                                .order_by(CreditNote.id)).all())
+
+
+def credit_note_lines(session: Session, credit_note_ids: Sequence[int]) -> dict[int, list[CreditNoteLine]]:
+    """The lines of these credit notes, per credit note, in the order they were written."""
+    out: dict[int, list[CreditNoteLine]] = {}
+    wanted = sorted(set(credit_note_ids))
+    for start in range(0, len(wanted), 900):
+        for line in session.scalars(select(CreditNoteLine).where(
+                CreditNoteLine.credit_note_id.in_(wanted[start:start + 900])).order_by(CreditNoteLine.id)).all():
+            out.setdefault(line.credit_note_id, []).append(line)
+    return out
+
+
+def credited_by_charge_key(session: Session, invoice_id: int) -> dict[str, Decimal]:
+    """Σ net credited per charge key by the credit notes of an invoice (per-line credits are keyed by
+    the line's charge key; amount adjustments and voids by their own keys)."""
+    notes, lines = CreditNote.__table__, CreditNoteLine.__table__
+    out: dict[str, Decimal] = {}
+    for key, net in session.execute(select(lines.c.charge_key, lines.c.net)
+                                    .join(notes, notes.c.id == lines.c.credit_note_id)
+                                    .where(notes.c.invoice_id == invoice_id)):
+        if key is not None:
+            out[key] = out.get(key, ZERO) + net
+    return out
+
+
+def finalized_invoices_of_customer(session: Session, customer_id: str, through: date) -> list[Invoice]:
+    """The customer's invoices issued up to ``through`` (every state but draft), by issue date and id."""
+    return list(session.scalars(
+        select(Invoice).where(Invoice.customer_id == customer_id, Invoice.issued_on.is_not(None),
+                              Invoice.issued_on <= through, Invoice.status != "draft")
+        .order_by(Invoice.issued_on, Invoice.id)).all())
+
+
+def credit_notes_of_customer(session: Session, customer_id: str, through: date) -> list[CreditNote]:
+    """The customer's credit notes issued up to ``through``, by issue date and id."""
+    return list(session.scalars(
+        select(CreditNote).where(CreditNote.customer_id == customer_id, CreditNote.issued_on <= through)
+        .order_by(CreditNote.issued_on, CreditNote.id)).all())
+
+
+def invoice_numbers(session: Session, ids: Iterable[int]) -> dict[int, str | None]:
+    wanted = sorted(set(ids))
+    t = Invoice.__table__
+    out: dict[int, str | None] = {}
+    for start in range(0, len(wanted), 900):
+        out.update(dict(session.execute(select(t.c.id, t.c.number)
+                                        .where(t.c.id.in_(wanted[start:start + 900]))).all()))
+    return out

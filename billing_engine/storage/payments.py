@@ -17,7 +17,7 @@ from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.columns import money_field, timestamp_field
 from billing_engine.storage.database import dialect_insert, one_of
-from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.invoices import CreditNote, Invoice
 
 ZERO = Decimal(0)
 
@@ -58,13 +58,15 @@ class Refund(SQLModel, table=True):
     refunded_on: date = Field(nullable=False)
     reason: str = Field(max_length=500, default="")
     created_at: datetime = timestamp_field()
+    # The Refund__c record this refund was pushed to (written back by the connector).
+    salesforce_id: str | None = Field(default=None, max_length=18)
 
 
 class RefundAllocation(SQLModel, table=True):
     __tablename__ = "refund_allocations"
     id: int | None = Field(default=None, primary_key=True)
     refund_id: int = Field(foreign_key="refunds.id", nullable=False, index=True)
-    invoice_id: int = Field(foreign_key="invoices.id", nullable=False)
+    invoice_id: int = Field(foreign_key="invoices.id", nullable=False, index=True)
     amount: Decimal = money_field()
 
 
@@ -239,12 +241,67 @@ def customers_of_payments(session: Session, ids: Sequence[int]) -> set[str]:
         if ids else set()
 
 
+def refunds_by_ids(session: Session, ids: Iterable[int]) -> dict[int, Refund]:
+    wanted = sorted(set(ids))
+    out: dict[int, Refund] = {}
+    for start in range(0, len(wanted), 900):
+        out.update({r.id: r for r in session.scalars(
+            select(Refund).where(Refund.id.in_(wanted[start:start + 900]))).all()})
+    return out
+
+
+def refunds_made_between(session: Session, starts_on: date, ends_before: date) -> list[Refund]:
+    return list(session.scalars(
+        select(Refund).where(Refund.refunded_on >= starts_on, Refund.refunded_on < ends_before)
+        .order_by(Refund.refunded_on, Refund.id)).all())
+
+
+#: The records whose Salesforce id is kept, by kind.
+PUSHED_TABLES: dict[str, Any] = {"invoice": Invoice, "payment": Payment, "credit_note": CreditNote, "refund": Refund}
+
+
 def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> None:
-    """Remember the Salesforce record each invoice or payment was pushed to (``kind``:
-    ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
+    """Remember the Salesforce record each invoice, payment, credit note or refund was pushed to
+    (``kind``: a key of ``PUSHED_TABLES``; ``ids``: engine id → 18-character Salesforce id)."""
     if not ids:
         return
-    table: Any = {"invoice": Invoice, "payment": Payment}[kind].__table__  # type: ignore[attr-defined]
+    table: Any = PUSHED_TABLES[kind].__table__
     session.connection().execute(
         update(table).where(table.c.id == bindparam("b_id")).values(salesforce_id=bindparam("b_sfid")),
         [{"b_id": engine_id, "b_sfid": sfid} for engine_id, sfid in ids.items()])
+
+
+# ---------------------------------------------------------------- reads for invoice details and statements
+
+
+def payments_to_invoice(session: Session, invoice_id: int) -> list[tuple[PaymentAllocation, Payment]]:
+    """What each payment applied to an invoice, in the order they were applied."""
+    rows = session.execute(select(PaymentAllocation, Payment).join(Payment, Payment.id == PaymentAllocation.payment_id)
+                           .where(PaymentAllocation.invoice_id == invoice_id).order_by(PaymentAllocation.id)).all()
+    return [(allocation, payment) for allocation, payment in rows]
+
+
+def refunds_to_invoice(session: Session, invoice_id: int) -> list[tuple[RefundAllocation, Refund]]:
+    """What each refund put back on an invoice's balance, in the order they were made."""
+    rows = session.execute(select(RefundAllocation, Refund).join(Refund, Refund.id == RefundAllocation.refund_id)
+                           .where(RefundAllocation.invoice_id == invoice_id).order_by(RefundAllocation.id)).all()
+    return [(allocation, refund) for allocation, refund in rows]
+
+
+def find_payment_by_id(session: Session, payment_id: int) -> Payment | None:
+    return session.get(Payment, payment_id)
+
+
+def payments_of_customer(session: Session, customer_id: str, through: date) -> list[Payment]:
+    """The customer's payments received up to ``through``, by date and id."""
+    return list(session.scalars(select(Payment).where(Payment.customer_id == customer_id,
+                                                      Payment.received_on <= through)
+                                .order_by(Payment.received_on, Payment.id)).all())
+
+
+def refunds_of_customer(session: Session, customer_id: str, through: date) -> list[tuple[Refund, Payment]]:
+    """The refunds of the customer's payments made up to ``through``, with their payment, by date and id."""
+    rows = session.execute(select(Refund, Payment).join(Payment, Payment.id == Refund.payment_id)
+                           .where(Payment.customer_id == customer_id, Refund.refunded_on <= through)
+                           .order_by(Refund.refunded_on, Refund.id)).all()
+    return [(refund, payment) for refund, payment in rows]

@@ -27,11 +27,18 @@ from billing_engine import outbox as ob
 from billing_engine.catalog import Price
 from billing_engine.charges import ChargeLine, billing_floor, charges_due, usage_windows
 from billing_engine.customers import Customer
-from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
+from billing_engine.errors import (
+    BillingError,
+    ConflictError,
+    CurrencyMismatchError,
+    InvalidInputError,
+    NotFoundError,
+)
 from billing_engine.invoicing import (
     DEFAULT_CREDIT_NOTE_SEQUENCE,
     DEFAULT_INVOICE_SEQUENCE,
     ChargeLike,
+    CreditNoteDraft,
     DraftLine,
     InvoiceDraft,
     assemble_invoice,
@@ -592,7 +599,8 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     """Void an invoice that has no payment applied; returns the credit note id (None for a draft).
 
     An open invoice is reversed by a credit note for its total: the part still
-    due is cancelled, customer credit that had been applied goes back to the balance.
+    due is cancelled (the invoice counts it as credited, so its balance is 0), customer
+    credit that had been applied goes back to the balance.
     """
     now = ob.changed_at(now, on)
     inv = get_invoice_for_update(session, invoice_id)
@@ -614,6 +622,7 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
         if returned:
             payment_store.change_credit(session, inv.customer_id, inv.currency, returned, "credit_note", now,
                              credit_note_id=cn_id, invoice_id=inv.id)
+        inv.amount_credited += inv.balance
     inv.status = "void"
     inv.status_changed_at = now
     session.add(inv)
@@ -640,15 +649,104 @@ def issue_credit_note(session: Session, invoice_id: int, *, amount: Decimal, rea
     """
     now = ob.changed_at(now, on)
     inv = get_invoice_for_update(session, invoice_id)
-    if inv.status not in ("open", "paid", "uncollectible"):
-        raise ConflictError(f"invoice {inv.number or inv.id}", f"is {inv.status}; only finalized invoices are credited")
+    _check_creditable(inv)
     amount = check_amount(amount, inv.currency)
     already = invoice_store.credited_net(session, inv.id)
     if already + amount > inv.net:
         raise InvalidInputError("amount", f"credits {already} + {amount} would exceed the invoice net {inv.net}")
+    return _settle_credit_note(session, inv, _adjustment_note(inv, amount, reason), reason, on, now)
+
+
+def credit_invoice(session: Session, invoice_id: int, *, reason: str, on: date,
+                   lines: Sequence[tuple[int, object | None]] | None = None, amount: object | None = None,
+                   currency: str | None = None, now: datetime | None = None) -> int:
+    """Issue a credit note on a finalized invoice, with a reason; returns its id.
+
+    - ``amount``: an adjustment of that net amount (``issue_credit_note``);
+    - ``lines``: ``(line position, net to credit on it)`` pairs (``None``: what is left to credit
+      on the line); the credit note has one line per invoice line credited, at its tax rate;
+    - neither: everything left to credit, line by line (a single adjustment line when earlier
+      adjustments were not made per line).
+
+    ``currency``, when given, is the currency the amounts are in: it must be the invoice's.
+    A line is credited at most its net, the invoice at most its net (docs/billing-rules.md §15
+    Credit notes and customer credit); the credit settles the balance first, the rest becomes
+    customer credit. Errors name ``lines[i].line``, ``lines[i].amount`` or ``amount``.
+    """
+    if not isinstance(reason, str) or not reason.strip():
+        raise InvalidInputError("reason", "is required; it is printed on the credit note")
+    if lines and amount is not None:
+        raise InvalidInputError("lines", "credit given lines or an amount, not both")
+    now = ob.changed_at(now, on)
+    inv = get_invoice_for_update(session, invoice_id)
+    if currency is not None and currency != inv.currency:
+        raise CurrencyMismatchError("amount.currency" if amount is not None else "lines[0].amount.currency",
+                                    inv.currency, currency)
+    if amount is not None:
+        return issue_credit_note(session, invoice_id, amount=amount, reason=reason, on=on, now=now)  # type: ignore[arg-type]
+    _check_creditable(inv)
+    label = inv.number or str(inv.id)
+    own = [ln for ln in invoice_store.invoice_lines(session, inv.id) if ln.credit_note_id is None]
+    credited = invoice_store.credited_by_charge_key(session, inv.id)
+    left_on_invoice = inv.net - invoice_store.credited_net(session, inv.id)
+    wanted: list[tuple[invoice_store.InvoiceLine, Decimal]] = []
+    if lines:
+        by_position = {ln.position: ln for ln in own}
+        for n, (position, raw) in enumerate(lines):
+            line = by_position.get(position)
+            if line is None:
+                raise InvalidInputError(f"lines[{n}].line", f"invoice {label} has no line {position}")
+            if any(ln is line for ln, _ in wanted):
+                raise InvalidInputError(f"lines[{n}].line", f"line {position} is named twice")
+            if line.net <= 0:
+                raise InvalidInputError(f"lines[{n}].line", f"line {position} is a credit ({line.net}); "
+                                                            "only charges are credited")
+            left = line.net - credited.get(line.charge_key, ZERO)
+            if left <= 0:
+                raise ConflictError(f"invoice {label} line {position}", "is already credited in full")
+            value = left if raw is None else check_amount(raw, inv.currency, f"lines[{n}].amount")
+            if value > left:
+                raise InvalidInputError(f"lines[{n}].amount",
+                                        f"{value} is more than is left to credit on line {position} ({left})")
+            wanted.append((line, value))
+        total = sum((value for _, value in wanted), ZERO)
+        if total > left_on_invoice:
+            raise InvalidInputError("lines", f"{total} is more than is left to credit on invoice {label} "
+                                             f"({left_on_invoice} of its net {inv.net})")
+    else:
+        if left_on_invoice <= 0:
+            raise ConflictError(f"invoice {label}", "is already credited in full")
+        wanted = [(ln, ln.net - credited.get(ln.charge_key, ZERO)) for ln in own]
+        wanted = [(ln, left) for ln, left in wanted if ln.net > 0 and left > 0]
+        if sum((left for _, left in wanted), ZERO) != left_on_invoice:
+            return _settle_credit_note(session, inv, _adjustment_note(inv, left_on_invoice, reason), reason, on, now)
+    note = build_credit_note(reason, inv.currency, [(_credited_line(ln), value) for ln, value in wanted])
+    return _settle_credit_note(session, inv, note, reason, on, now)
+
+
+def _check_creditable(inv: invoice_store.Invoice) -> None:
+    if inv.status not in ("open", "paid", "uncollectible"):
+        raise ConflictError(f"invoice {inv.number or inv.id}", f"is {inv.status}; only finalized invoices are credited")
+
+
+def _adjustment_note(inv: invoice_store.Invoice, amount: Decimal, reason: str) -> CreditNoteDraft:
     line = DraftLine(f"adjustment:{inv.id}", "", "", "", "", "adjustment", reason, inv.issued_on, inv.issued_on,
                      Decimal(1), amount, amount, ZERO, ZERO, amount, inv.tax_percent)
-    note = build_credit_note(reason, inv.currency, [(line, amount)])
+    return build_credit_note(reason, inv.currency, [(line, amount)])
+
+
+def _credited_line(line: invoice_store.InvoiceLine) -> DraftLine:
+    """An invoice line as a credit note line credits it (same key, description and tax rate)."""
+    return DraftLine(line.charge_key, line.subscription_id, line.item_id, line.product_code, line.product_name,
+                     line.kind, line.description, line.starts_on, line.ends_before, line.quantity, line.unit_price,
+                     line.gross, line.line_discount, line.invoice_discount, line.net, line.tax_percent,
+                     line.explanation)
+
+
+def _settle_credit_note(session: Session, inv: invoice_store.Invoice, note: CreditNoteDraft, reason: str, on: date,
+                        now: datetime) -> int:
+    """Number and store a credit note on a locked invoice: it settles the open balance first, the
+    rest becomes customer credit; a balance brought to zero makes the invoice paid."""
     applied = min(note.total, max(inv.balance, ZERO))
     to_credit = note.total - applied
     events: list[ob.OutboxEvent] = []

@@ -5,12 +5,17 @@
   reader use this one definition.
 - ``invoices_for_export`` and ``invoice_lines_for_export``: finalized invoices with their
   figures, payment status and last dunning step, and their lines (lines moved to a credit note are left out).
-- ``payments_for_export`` (with the invoices each payment paid) and ``subscription_links`` (each
-  subscription's deal and its status as of a date, by the Account summary's rules).
+- ``payments_for_export`` (with the invoices each payment paid), ``refunds_for_export``,
+  ``credit_notes_for_export`` and ``credit_note_lines_for_export`` (with the invoice line each
+  credits), and ``subscription_links`` (each subscription's deal and its status as of a date, by
+  the Account summary's rules).
+- ``subscriptions_for_export``: each subscription as the CRM's subscription record shows it
+  (status, term, renewal and next invoice dates, MRR and ARR) with its current items.
 - ``outbox_table``: the table the push drains.
-- ``invoices_issued_between`` / ``payments_received_between``: the same records for a
-  period (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the push
-  and its repair.
+- ``invoices_issued_between`` / ``payments_received_between`` / ``credit_notes_issued_between`` /
+  ``refunds_made_between`` and ``account_summaries_of_accounts``: the same records for a period, and
+  every Account summary (reconciliation); ``record_salesforce_ids`` and ``requeue_exports`` for the
+  push and its repair.
 - ``pushed_records`` and ``invoices_of_lines``: what identifies records already pushed, for
   moving them to new external ids in Salesforce.
 
@@ -21,9 +26,9 @@ so a late or coalesced push always sends the latest truth. Values stay engine va
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -31,6 +36,7 @@ from billing_engine import outbox as ob
 from billing_engine.errors import NotFoundError
 from billing_engine.money import round_money
 from billing_engine.payments import payment_status
+from billing_engine.periods import period_containing
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import collections as collection_store
 from billing_engine.storage import invoices as invoice_store
@@ -185,6 +191,7 @@ class InvoiceExport:
     tax: Decimal
     total: Decimal
     amount_paid: Decimal  # paid − refunded
+    amount_credited: Decimal  # credit notes and customer credit applied to it
     balance: Decimal
     tax_note: str | None
     customer_id: str
@@ -205,7 +212,8 @@ def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date,
                                       due_on=inv.due_on, as_of=as_of),
         issued_on=inv.issued_on, due_on=inv.due_on, period_starts_on=starts, period_ends_before=ends,
         currency=inv.currency, subtotal=inv.subtotal, discount=inv.discount, tax=inv.tax, total=inv.total,
-        amount_paid=inv.amount_paid - inv.amount_refunded, balance=inv.balance, tax_note=inv.tax_reason or None,
+        amount_paid=inv.amount_paid - inv.amount_refunded, amount_credited=inv.amount_credited,
+        balance=inv.balance, tax_note=inv.tax_reason or None,
         customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key,
         dunning_step=dunning[0], dunning_step_on=dunning[1])
 
@@ -319,6 +327,110 @@ def payments_for_export(session: Session, payment_ids: Iterable[int]) -> dict[in
     return out
 
 
+@dataclass(frozen=True)
+class RefundExport:
+    refund_id: int
+    payment_id: int
+    customer_id: str
+    salesforce_account_id: str | None
+    currency: str
+    amount: Decimal
+    from_credit: Decimal  # taken back from the customer's unused credit (the rest reopened invoices)
+    refunded_on: date
+    reason: str
+
+
+def refunds_for_export(session: Session, refund_ids: Iterable[int]) -> dict[int, RefundExport]:
+    """Refunds by id (missing ones are absent)."""
+    refunds = payment_store.refunds_by_ids(session, (int(i) for i in refund_ids))
+    customers = catalog_store.customers_by_id(session, (r.customer_id for r in refunds.values()))
+    out = {}
+    for r in refunds.values():
+        customer = customers.get(r.customer_id)
+        out[r.id] = RefundExport(
+            refund_id=r.id, payment_id=r.payment_id, customer_id=r.customer_id,
+            salesforce_account_id=customer.salesforce_account_id if customer else None, currency=r.currency,
+            amount=r.amount, from_credit=r.from_credit, refunded_on=r.refunded_on, reason=r.reason)
+    return out
+
+
+# ---------------------------------------------------------------- credit notes
+
+
+@dataclass(frozen=True)
+class CreditNoteExport:
+    credit_note_id: int
+    number: str
+    customer_id: str
+    salesforce_account_id: str | None
+    invoice_id: int | None
+    currency: str
+    issued_on: date
+    reason: str
+    net: Decimal
+    tax: Decimal
+    total: Decimal
+    applied_to_invoice: Decimal  # settled the invoice's balance
+    to_credit_balance: Decimal  # became customer credit
+    status: str  # applied | partially_applied | customer_credit (credit_note_status)
+
+
+def credit_note_status(applied_to_invoice: Decimal, to_credit_balance: Decimal) -> str:
+    """Where a credit note went: ``applied`` (all of it settled its invoice), ``customer_credit`` (all of
+    it became customer credit: the invoice was already settled), else ``partially_applied``."""
+    if to_credit_balance <= 0:
+        return "applied"
+    return "customer_credit" if applied_to_invoice <= 0 else "partially_applied"
+
+
+def credit_notes_for_export(session: Session, credit_note_ids: Iterable[int]) -> dict[int, CreditNoteExport]:
+    """Credit notes by id (missing ones are absent)."""
+    notes = invoice_store.credit_notes_by_ids(session, (int(i) for i in credit_note_ids))
+    customers = catalog_store.customers_by_id(session, (cn.customer_id for cn in notes.values()))
+    return {cn.id: _credit_note_export(cn, customers.get(cn.customer_id)) for cn in notes.values()}
+
+
+def _credit_note_export(cn: invoice_store.CreditNote, customer: Any) -> CreditNoteExport:
+    return CreditNoteExport(
+        credit_note_id=cn.id, number=cn.number, customer_id=cn.customer_id,
+        salesforce_account_id=customer.salesforce_account_id if customer else None, invoice_id=cn.invoice_id,
+        currency=cn.currency, issued_on=cn.issued_on, reason=cn.reason, net=cn.net, tax=cn.tax, total=cn.total,
+        applied_to_invoice=cn.applied_to_invoice, to_credit_balance=cn.to_credit_balance,
+        status=credit_note_status(cn.applied_to_invoice, cn.to_credit_balance))
+
+
+@dataclass(frozen=True)
+class CreditNoteLineExport:
+    line_id: int
+    credit_note_id: int
+    invoice_line_id: int | None  # the invoice line it credits, when it credits one line of its invoice
+    description: str
+    amount: Decimal  # net credited, positive
+    tax_rate: Decimal
+    tax: Decimal  # the line's tax at its rate, rounded to the currency
+
+
+def credit_note_lines_for_export(session: Session,
+                                 credit_note_ids: Iterable[int]) -> dict[int, list[CreditNoteLineExport]]:
+    """The lines of each credit note, in the order they were written. A line that credits one line of
+    the credit note's invoice (same charge key, a line still on the invoice) names it; a credit of an
+    amount, a void, or credits that exceeded an invoice's charges name none."""
+    lines = invoice_store.lines_of_credit_notes(session, (int(i) for i in credit_note_ids))
+    notes = invoice_store.credit_notes_by_ids(session, {ln.credit_note_id for ln in lines})
+    credited = invoice_store.invoice_lines_by_charge_key(
+        session, {(notes[ln.credit_note_id].invoice_id, ln.charge_key) for ln in lines
+                  if ln.charge_key and notes[ln.credit_note_id].invoice_id is not None})
+    out: dict[int, list[CreditNoteLineExport]] = {}
+    for ln in lines:
+        note = notes[ln.credit_note_id]
+        invoice_line = credited.get((note.invoice_id, ln.charge_key)) if ln.charge_key else None
+        out.setdefault(ln.credit_note_id, []).append(CreditNoteLineExport(
+            line_id=ln.id, credit_note_id=ln.credit_note_id, invoice_line_id=invoice_line,
+            description=ln.description or note.reason, amount=ln.net, tax_rate=ln.tax_percent,
+            tax=round_money(ln.net * ln.tax_percent / 100, note.currency)))
+    return out
+
+
 # ---------------------------------------------------------------- subscriptions
 
 
@@ -367,6 +479,116 @@ def subscription_links_of_customers(session: Session, customer_ids: Iterable[str
     return out
 
 
+# ---------------------------------------------------------------- subscriptions as the CRM shows them
+
+
+@dataclass(frozen=True)
+class SubscriptionItemExport:
+    item_id: str
+    product_code: str
+    salesforce_product_id: str | None
+    quantity: Decimal
+    pricing_model: str
+    contract_unit_price: Decimal | None
+    discount_percent: Decimal | None
+
+
+@dataclass(frozen=True)
+class SubscriptionExport:
+    """A subscription as of a date, for the CRM's subscription record and its items.
+
+    ``status`` and ``ends_before`` follow the Account summary's rules (``billing_status``);
+    ``term_ends_before``: the first day after the current term (None when evergreen);
+    ``renews_on``: the day the next term starts when it renews (None when it does not);
+    ``next_invoice_on``: the start of the next billing period it is billed for (None once
+    nothing is left to bill); ``mrr`` and ``arr`` its own recurring revenue, in its currency;
+    ``items``: what it bills as of the date (before its start: what it will bill; after its
+    end: what it billed last).
+    """
+
+    subscription_id: str
+    external_key: str | None
+    customer_id: str
+    salesforce_account_id: str | None
+    currency: str
+    status: str
+    ends_before: date | None
+    starts_on: date
+    term_months: int | None
+    auto_renew: bool
+    term_ends_before: date | None
+    renews_on: date | None
+    next_invoice_on: date | None
+    mrr: Decimal
+    arr: Decimal
+    items: tuple[SubscriptionItemExport, ...]
+
+
+def subscriptions_for_export(session: Session, subscription_ids: Iterable[str],
+                             as_of: date) -> dict[str, SubscriptionExport]:
+    """Subscriptions by id (missing ones are absent), as of ``as_of``: a few queries per batch."""
+    subs = subscription_store.subscriptions_of_customers(session, (), subscription_ids=sorted(set(subscription_ids)))
+    if not subs:
+        return {}
+    links = {link.subscription_id: link for link in _links(session, subs, as_of)}
+    customers = catalog_store.customers_by_id(session, {s.customer_id for s in subs})
+    out: dict[str, SubscriptionExport] = {}
+    for sub in subs:
+        link = links[sub.subscription_id]
+        [(mrr, arr)] = mrr_and_arr_snapshots(subscription_mrr_versions(sub, as_of), [as_of])
+        zero = round_money(ZERO, sub.currency)
+        key = (sub.customer_id, sub.currency)
+        customer = customers.get(sub.customer_id)
+        out[sub.subscription_id] = SubscriptionExport(
+            subscription_id=sub.subscription_id, external_key=sub.external_key, customer_id=sub.customer_id,
+            salesforce_account_id=customer.salesforce_account_id if customer else None, currency=sub.currency,
+            status=link.status, ends_before=link.ends_before, starts_on=sub.starts_on, term_months=sub.term_months,
+            auto_renew=sub.auto_renew, **_subscription_dates(sub, as_of), mrr=mrr.get(key, zero),
+            arr=arr.get(key, zero), items=_export_items(sub, as_of))
+    return out
+
+
+def _subscription_dates(sub: Subscription, as_of: date) -> dict[str, date | None]:
+    end = sub.ends_before
+    day = max(as_of, sub.starts_on)
+    if end is not None and day >= end:
+        return {"term_ends_before": end, "renews_on": None, "next_invoice_on": None}
+    term_end = sub.term_end_after(day) if sub.term_months is not None else None
+    if term_end is not None and end is not None:
+        term_end = min(term_end, end)
+    renews = term_end if term_end is not None and sub.auto_renew and sub.cancellation is None else None
+    if as_of < sub.starts_on:
+        following: date | None = max(sub.starts_on, sub.bills_from or sub.starts_on)
+    else:
+        following = period_containing(sub.billing_anchor_on or sub.starts_on, sub.interval, as_of).ends_before
+        if sub.bills_from is not None and sub.bills_from > following:
+            following = sub.bills_from
+    if following is not None and end is not None and following >= end:
+        following = None
+    return {"term_ends_before": term_end, "renews_on": renews, "next_invoice_on": following}
+
+
+def _export_items(sub: Subscription, as_of: date) -> tuple[SubscriptionItemExport, ...]:
+    """The items as of ``as_of``; an item an amendment removed stays, with quantity 0 (its CRM record
+    is updated, never left showing what is no longer billed)."""
+    items: Mapping[str, Any]
+    removed: dict[str, Any] = {}
+    if as_of < sub.starts_on:
+        items = {item.item_id: item for item in sub.items}
+    else:
+        last = sub.ends_before - timedelta(days=1) if sub.ends_before is not None else as_of
+        versions = sub.versions(min(as_of, last))
+        items = versions[-1].items
+        for version in versions[:-1]:
+            removed.update({key: item for key, item in version.items.items() if key not in items})
+    return tuple(SubscriptionItemExport(
+        item_id=item.item_id, product_code=item.price.product.code,
+        salesforce_product_id=item.price.product.salesforce_product_id,
+        quantity=item.quantity if key in items else Decimal(0), pricing_model=item.price.model,
+        contract_unit_price=item.contract_unit_price, discount_percent=item.discount_percent)
+        for key, item in [*items.items(), *removed.items()])
+
+
 # ---------------------------------------------------------------- a period, for reconciliation
 
 
@@ -385,6 +607,30 @@ def payments_received_between(session: Session, starts_on: date, ends_before: da
     return [exported[i] for i in ids]
 
 
+def credit_notes_issued_between(session: Session, starts_on: date, ends_before: date) -> list[CreditNoteExport]:
+    """Credit notes issued in ``[starts_on, ends_before)``, by issue date and number."""
+    notes = invoice_store.credit_notes_issued_between(session, starts_on, ends_before)
+    customers = catalog_store.customers_by_id(session, (cn.customer_id for cn in notes))
+    return [_credit_note_export(cn, customers.get(cn.customer_id)) for cn in notes]
+
+
+def refunds_made_between(session: Session, starts_on: date, ends_before: date) -> list[RefundExport]:
+    """Refunds made in ``[starts_on, ends_before)``, by date and id."""
+    ids = [r.id for r in payment_store.refunds_made_between(session, starts_on, ends_before)]
+    exported = refunds_for_export(session, ids)
+    return [exported[i] for i in ids]
+
+
+def account_summaries_of_accounts(session: Session, as_of: date,
+                                  batch_size: int = 900) -> Iterator[AccountBillingSummary]:
+    """The Account summary as of ``as_of`` of every customer that has a Salesforce Account, by
+    customer id, read ``batch_size`` customers at a time."""
+    ids = catalog_store.customer_ids_with_accounts(session)
+    for start in range(0, len(ids), batch_size):
+        found = account_summaries(session, ids[start:start + batch_size], as_of)
+        yield from (found[cid] for cid in ids[start:start + batch_size] if cid in found)
+
+
 # ---------------------------------------------------------------- after the push
 
 
@@ -393,9 +639,13 @@ def outbox_table() -> Any:
     return outbox_store.OutboxRow.__table__  # type: ignore[attr-defined]  # SQLModel sets it on table classes
 
 
+#: The kinds of records whose Salesforce id the engine keeps.
+PUSHED_KINDS = tuple(payment_store.PUSHED_TABLES)
+
+
 def record_salesforce_ids(session: Session, kind: str, ids: dict[int, str]) -> None:
-    """Remember the Salesforce record each invoice or payment was pushed to (``kind``:
-    ``invoice`` or ``payment``; ``ids``: engine id → 18-character Salesforce id)."""
+    """Remember the Salesforce record each invoice, payment, credit note or refund was pushed to
+    (``kind``: one of ``PUSHED_KINDS``; ``ids``: engine id → 18-character Salesforce id)."""
     payment_store.record_salesforce_ids(session, kind, ids)
 
 
@@ -429,25 +679,45 @@ def invoices_of_lines(session: Session, line_ids: Iterable[int]) -> dict[int, in
     return invoice_store.invoice_ids_of_lines(session, (int(i) for i in line_ids))
 
 
-#: The topics whose events carry each exported record.
+#: The topics whose events carry each exported record: (aggregate type of the events, topics).
 EXPORT_TOPICS = {
-    "invoice": (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED, ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED),
-    "payment": (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED),
+    "invoice": ("invoice", (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED, ob.INVOICE_OVERDUE,
+                            ob.INVOICE_REMINDED)),
+    "payment": ("payment", (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED)),
+    "credit_note": ("credit_note", (ob.CREDIT_NOTE_ISSUED,)),
+    "refund": ("payment", (ob.PAYMENT_REFUNDED,)),  # a refund's event is about its payment
 }
 
 
 def requeue_exports(session: Session, records: Sequence[tuple[str, int | str]], *,
                     now: datetime) -> list[tuple[str, int | str]]:
-    """Push these records again (``("invoice", 42)``, ``("payment", 7)``): their delivered or dead
+    """Push these records again (``("invoice", 42)``, ``("payment", 7)``, ``("credit_note", 3)``,
+    ``("refund", 2)``, ``("customer", "cus-1")`` for an Account summary): their delivered or dead
     outbox events go back to pending, in their original order, and the Account summary of their
-    customers is announced again. Returns the records that have no event to replay."""
+    customers is announced again. Returns the records that have no event to replay (an Account
+    summary always has one: it is announced)."""
+    ids = {kind: sorted({int(i) for k, i in records if k == kind and str(i).isdigit()})
+           for kind in EXPORT_TOPICS}
+    refunds = payment_store.refunds_by_ids(session, ids["refund"])
     missing = []
     for kind, record_id in records:
-        if not outbox_store.requeue(session, kind, str(record_id), EXPORT_TOPICS[kind], now=now):
+        if kind == "customer":
+            continue
+        aggregate_type, topics = EXPORT_TOPICS[kind]
+        aggregate_id = str(record_id)
+        if kind == "refund":
+            refund = refunds.get(int(record_id)) if str(record_id).isdigit() else None
+            if refund is None:
+                missing.append((kind, record_id))
+                continue
+            aggregate_id = str(refund.payment_id)
+        if not outbox_store.requeue(session, aggregate_type, aggregate_id, topics, now=now):
             missing.append((kind, record_id))
-    ids = {kind: [int(i) for k, i in records if k == kind and str(i).isdigit()] for kind in EXPORT_TOPICS}
     customers = invoice_store.customers_of_invoices(session, ids["invoice"]) \
-        | payment_store.customers_of_payments(session, ids["payment"])
+        | payment_store.customers_of_payments(session, ids["payment"]) \
+        | {cn.customer_id for cn in invoice_store.credit_notes_by_ids(session, ids["credit_note"]).values()} \
+        | {r.customer_id for r in refunds.values()} \
+        | {str(i) for k, i in records if k == "customer"}
     known = catalog_store.customers_by_id(session, customers)
     outbox_store.add_events(session, [ob.customer_summary_event(cid, now) for cid in sorted(known)])
     return missing

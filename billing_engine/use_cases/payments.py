@@ -16,22 +16,25 @@ from decimal import Decimal
 
 from billing_engine import outbox as ob
 from billing_engine.errors import InvalidInputError, NotFoundError
-from billing_engine.money import check_currency
+from billing_engine.money import Money, check_currency, money_of
 from billing_engine.payments import (
     OpenItem,
     aging,
+    allocate_amounts,
     allocate_payment,
     check_amount,
     check_payment,
     payment_status,
     plan_refund,
 )
+from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import database
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.outbox import add_events
 from billing_engine.use_cases.billing import get_invoice_for_update, invoice_status_event
+from billing_engine.use_cases.invoices import utc
 
 ZERO = Decimal(0)
 
@@ -46,8 +49,11 @@ class PaymentResult:
 
 def record_payment(session: Session, *, customer_id: str, amount: object, currency: str, received_on: date,
                    method: str, source: str, external_reference: str, invoice_ids: Sequence[int] | None = None,
+                   allocations: Sequence[tuple[int, object]] | None = None,
                    customer_currencies: Iterable[str] | None = None, now: datetime | None = None) -> PaymentResult:
-    """Record a payment and allocate it (named invoices, else oldest open first).
+    """Record a payment and allocate it: ``allocations`` (invoice id, amount) exactly, else the
+    invoices named in ``invoice_ids`` in order, else the oldest open first; the rest becomes
+    customer credit (docs/billing-rules.md §16 Payments and refunds).
 
     A repeat of ``(source, external_reference)`` returns the first result and
     changes nothing. Bad input raises before anything is written.
@@ -56,20 +62,28 @@ def record_payment(session: Session, *, customer_id: str, amount: object, curren
     for name, text in (("method", method), ("source", source), ("external_reference", external_reference)):
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(name, "is required")
+    if invoice_ids and allocations:
+        raise InvalidInputError("allocations", "give amounts per invoice or invoices to pay in order, not both")
     existing = payment_store.find_payment(session, source, external_reference)
     if existing is not None:
         return _payment_result(session, existing)
     check_currency(currency)
+    if catalog_store.find_customer(session, customer_id) is None:
+        raise InvalidInputError("customer_id", f"there is no customer {customer_id!r}")
     if customer_currencies is None:
         customer_currencies = payment_store.customer_currencies(session, customer_id)
     value = check_payment(amount, currency, customer_currencies)
     invoices = invoice_store.payable_invoices(session, customer_id, None)
-    if invoice_ids:
-        named = invoice_store.invoices_of(session, customer_id, invoice_ids)
+    named_ids = [*(invoice_ids or ()), *(invoice_id for invoice_id, _ in allocations or ())]
+    if named_ids:
+        named = invoice_store.invoices_of(session, customer_id, named_ids)
         invoices = list({inv.id: inv for inv in [*invoices, *named]}.values())
     items = [OpenItem(inv.id, inv.currency, inv.status, inv.issued_on or date.min, inv.balance, inv.number or "")
              for inv in invoices]
-    allocation = allocate_payment(value, currency, items, named=list(invoice_ids) if invoice_ids else None)
+    if allocations:
+        allocation = allocate_amounts(value, currency, items, allocations)
+    else:
+        allocation = allocate_payment(value, currency, items, named=list(invoice_ids) if invoice_ids else None)
     try:
         with session.begin_nested():
             payment_id = database.insert_returning_id(session, payment_store.Payment, {
@@ -195,3 +209,67 @@ def customer_summary(session: Session, customer_id: str, as_of: date) -> list[Cu
             aging(((inv.due_on, inv.balance) for inv in mine), as_of),
             sum(1 for inv in mine if inv.balance > 0 and inv.due_on < as_of)))
     return out
+
+
+@dataclass(frozen=True)
+class AllocationView:
+    invoice_id: int
+    number: str | None
+    amount: Money
+
+
+@dataclass(frozen=True)
+class RefundView:
+    refund_id: int
+    refunded_on: date
+    reason: str
+    amount: Money
+    from_credit: Money  # taken back from the customer's credit
+    reopened: tuple[AllocationView, ...]  # put back on the balance of the invoices the payment paid
+
+
+@dataclass(frozen=True)
+class PaymentDetail:
+    payment_id: int
+    customer_id: str
+    currency: str
+    amount: Money
+    received_on: date
+    method: str
+    source: str
+    reference: str
+    allocations: tuple[AllocationView, ...]
+    unapplied: Money  # became customer credit
+    refunds: tuple[RefundView, ...]
+    refunded: Money
+    refundable: Money  # what a refund may still take
+    created_at: datetime
+    salesforce_id: str | None
+
+
+#: Largest payment id (an INTEGER column): a larger one is a bad value, not a query.
+MAX_PAYMENT_ID = 2**31 - 1
+
+
+def get_payment(session: Session, payment_id: int) -> PaymentDetail:
+    """A payment with where it went (invoices, credit) and its refunds; raises ``NotFoundError``."""
+    payment = payment_store.find_payment_by_id(session, payment_id) if 1 <= payment_id <= MAX_PAYMENT_ID else None
+    if payment is None:
+        raise NotFoundError("payment", payment_id)
+    cur = payment.currency
+    allocations = payment_store.payment_allocations(session, payment.id)
+    refunds = sorted(payment_store.refunds_of(session, payment.id), key=lambda r: r.id)
+    reopened = payment_store.refund_allocations_of(session, [r.id for r in refunds])
+    numbers = invoice_store.invoice_numbers(session, [a.invoice_id for a in allocations])
+    refunded = sum((r.amount for r in refunds), ZERO)
+    return PaymentDetail(
+        payment.id, payment.customer_id, cur, money_of(payment.amount, cur), payment.received_on, payment.method,
+        payment.source, payment.external_reference,
+        tuple(AllocationView(a.invoice_id, numbers.get(a.invoice_id), money_of(a.amount, cur)) for a in allocations),
+        money_of(payment.unapplied, cur),
+        tuple(RefundView(r.id, r.refunded_on, r.reason, money_of(r.amount, cur), money_of(r.from_credit, cur),
+                         tuple(AllocationView(ra.invoice_id, numbers.get(ra.invoice_id), money_of(ra.amount, cur))
+                               for ra in sorted(reopened, key=lambda x: x.id) if ra.refund_id == r.id))
+              for r in refunds),
+        money_of(refunded, cur), money_of(payment.amount - refunded, cur), utc(payment.created_at),
+        payment.salesforce_id)

@@ -5,5 +5,9 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
     "connector.api.subscriptions",
     "connector.api.metrics",
+    "connector.api.invoices",
+    "connector.api.payments",
+    "connector.api.customers",
+    "connector.api.operations",
     "connector.api.collections",
 )

@@ -8,12 +8,14 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``config`` | ``config`` |
 | ``processes`` | ``web``, ``worker``, ``clock`` |
 | ``billing`` | ``bill-run``, ``metrics mrr`` |
+| ``invoices`` | ``invoices list``, ``show``, ``finalize``, ``void``, ``mark-uncollectible``, ``credit`` |
+| ``payments`` | ``payments record``, ``refund``, ``show`` |
 | ``sync`` | ``sync pull``, ``sync push``, ``sync status``, ``sync retry`` |
 | ``reconcile`` | ``reconcile`` |
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
 | ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
-| ``collections`` | ``payments collections``, ``sepa-export``, ``import-statement``, ``mandate ...``, ``dunning ...``, ... |
+| ``collections`` | added to the ``payments`` group: ``collections``, ``sepa-export``, ``sepa-return``, ``mandate ...``, ``import-statement``, ``unmatched``, ``match``, ``set-aside``, ``dunning``, ``dunning-profile``, ``late-charges`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -88,9 +90,12 @@ def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
     from connector.cli.api_keys import api_key
     from connector.cli.billing import bill_run, metrics
+    from connector.cli.collections import add_collection_commands
     from connector.cli.config import config
     from connector.cli.database import db
+    from connector.cli.invoices import invoices
     from connector.cli.mappings import mappings
+    from connector.cli.payments import payments
     from connector.cli.processes import clock, web, worker
     from connector.cli.reconcile import reconcile
     from connector.cli.review import review
@@ -99,10 +104,9 @@ def _register_commands() -> None:
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
         cli.add_command(command)
     cli.add_command(api_key)
-    from connector.cli.collections import add_collection_commands, payments
-
-    add_collection_commands(payments)
-    cli.add_command(payments)
+    add_collection_commands(payments)  # collections: mandates, SEPA, statements, dunning, late charges
+    for command in (invoices, payments):
+        cli.add_command(command)
     _register_sandbox()
 
 

@@ -13,8 +13,8 @@
 | ``payments late-charges INVOICE`` | the late-payment interest and fixed indemnity of an overdue invoice |
 
 The commands are plain ``click`` commands collected in ``COLLECTION_COMMANDS``;
-``add_collection_commands(group)`` adds them to a ``payments`` group (this module's own, or one
-holding the other payment commands).
+``add_collection_commands(group)`` adds them to the ``payments`` group of ``connector.cli.payments``
+(``record``, ``refund``, ``show``), so one group holds every payment command.
 """
 
 from __future__ import annotations
@@ -39,11 +39,6 @@ def _today(services) -> date:
     from connector.billing_jobs import today_in
 
     return today_in(services.settings.billsync_timezone)
-
-
-@click.group("payments")
-def payments() -> None:
-    """Payments: collections, SEPA direct debits, bank statements, dunning."""
 
 
 @click.command("collections")
@@ -382,6 +377,6 @@ COLLECTION_COMMANDS: tuple[click.Command, ...] = (collections, sepa_export, sepa
 
 
 def add_collection_commands(group: click.Group) -> None:
-    """Add the collection commands to ``group`` (a ``payments`` group)."""
+    """Add the collection commands to ``group`` (the ``payments`` group)."""
     for command in COLLECTION_COMMANDS:
         group.add_command(command)

@@ -1,4 +1,5 @@
-"""``billsync reconcile``: compare engine and Salesforce invoices and payments for a month."""
+"""``billsync reconcile``: compare engine and Salesforce invoices, payments, credit notes and refunds for a
+month, and every Account summary."""
 
 from __future__ import annotations
 
@@ -12,11 +13,12 @@ from connector.sync.reconcile import ReconcileError, ReconcileReport, parse_peri
 @click.option("--period", required=True, metavar="YYYY-MM", help="Month to compare.")
 @click.option("--repair", is_flag=True, help="Re-queue the pushes that fix the drift (the next push sends them).")
 def reconcile(period: str, repair: bool) -> None:
-    """Compare engine and Salesforce invoices and payments for a month.
+    """Compare engine and Salesforce for a month, and every Account summary.
 
-    Invoices by issue date, payments by payment date: counts and sums per currency and
-    status, then one line per mismatch. Exits 0 only when both sides agree, 1 when they
-    differ (also with --repair: the fix lands with the next push; run it again after).
+    Invoices and credit notes by issue date, payments by payment date, refunds by refund
+    date; Accounts (MRR, ARR, balance, billing status) as of today: counts and sums per
+    currency and status, then one line per mismatch. Exits 0 only when both sides agree, 1
+    when they differ (also with --repair: the fix lands with the next push; run it again after).
     """
     # Looked up when the command runs, so a test can replace the use cases.
     from connector.sync import reconcile as use_cases
@@ -40,7 +42,7 @@ def reconcile(period: str, repair: bool) -> None:
         for mismatch in result.not_repairable:
             reason = ("exists only in Salesforce: a person must decide" if mismatch.kind == "missing_in_engine"
                       else "has no outbox row to replay")
-            click.echo(f"not repaired: {mismatch.object_name} {mismatch.label}: {reason}")
+            click.echo(f"not repaired: {mismatch.object_name.replace('_', ' ')} {mismatch.label}: {reason}")
         if result.requeued:
             click.echo("the next push sends them ('billsync sync push', or the clock within PUSH_INTERVAL_SECONDS); "
                        "run reconcile again after it")
@@ -50,7 +52,9 @@ def reconcile(period: str, repair: bool) -> None:
 def format_report(report: ReconcileReport) -> list[str]:
     """The table of counts and sums per object, currency and status, then one line per mismatch."""
     lines = [f"reconcile {report.period} ({report.starts_on} to {report.ends_before}, end excluded): "
-             f"{report.engine_records} records in billsync, {report.salesforce_records} in Salesforce"]
+             f"{report.engine_records} records in billsync, {report.salesforce_records} in Salesforce"
+             + (f"; Accounts as of {report.accounts_as_of} (sum: MRR)" if report.accounts_as_of else "")]
+    lines.extend(f"not compared: {reason}" for reason in report.not_compared)
     header = ("object", "currency", "status", "billsync #", "billsync sum", "Salesforce #", "Salesforce sum", "")
     rows = [(t.object_name, t.currency, t.status, str(t.engine_count), str(t.engine_sum), str(t.salesforce_count),
              str(t.salesforce_sum), "ok" if t.agrees else "DIFFERS") for t in report.totals]

@@ -58,7 +58,8 @@ def pull(full: bool, objects: tuple[str, ...]) -> None:
 @click.option("--batch-size", type=click.IntRange(1, 20000), default=1000, show_default=True,
               help="Outbox rows claimed per batch.")
 def push(batch_size: int) -> None:
-    """Push the engine's pending changes (invoices, lines, payments, account summaries) to Salesforce."""
+    """Push the engine's pending changes (invoices, lines, payments, refunds, credit notes, account summaries)
+    to Salesforce."""
     from connector.sync.binding import OrgBindingError
     from connector.sync.push import default_worker_id, push_outbox
 
@@ -114,6 +115,7 @@ def status() -> None:
     from billing_engine.use_cases.holdings import holdings
     from connector.sync.installation import describe as describe_installation
     from connector.sync.installation import find_installation
+    from connector.sync.status import PUSH, last_job_run
 
     services = load_services()
     with Session(services.engine) as session:
@@ -136,6 +138,9 @@ def status() -> None:
         click.echo("Push (outbox)")
         click.echo(f"  {counts['pending']} pending ({counts['failing']} after an error), {counts['in_flight']} in "
                    f"flight, {counts['done']} done, {counts['dead']} dead")
+        last = last_job_run(session, PUSH)
+        click.echo(f"  last push {last.finished_at.isoformat(timespec='seconds')}: {last.summary}" if last
+                   else "  no push has delivered anything yet")
         _letters("Dead letters ('billsync sync retry' re-queues them)", dead, counts["dead"])
         _letters("Failing, will retry", failing, counts["failing"])
         _inbox_status(session)

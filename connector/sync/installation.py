@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import Column, Engine
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlmodel import Field, Session, SQLModel
 
@@ -33,7 +34,8 @@ INSTALLATION_ID_LENGTH = 10
 ORG_ID_LENGTH = 18
 _ALPHABET = string.ascii_lowercase + string.digits
 _ROW = 1
-_TAGS = {"invoice": "inv", "line": "line", "payment": "pay"}
+_TAGS = {"invoice": "inv", "line": "line", "payment": "pay", "credit_note": "cn", "credit_note_line": "cnl",
+         "refund": "ref"}
 
 
 class InstallationRow(SQLModel, table=True):
@@ -58,7 +60,9 @@ def new_installation_id() -> str:
 @dataclass(frozen=True)
 class Keys:
     """The external ids this installation writes: ``<installation>-inv-<invoice id>``,
-    ``<installation>-line-<line id>``, ``<installation>-pay-<payment id>`` (at most 35 characters)."""
+    ``<installation>-line-<line id>``, ``<installation>-pay-<payment id>``, ``<installation>-cn-<credit
+    note id>``, ``<installation>-cnl-<credit note line id>``, ``<installation>-ref-<refund id>`` (at most
+    35 characters)."""
 
     installation_id: str
 
@@ -75,8 +79,18 @@ class Keys:
     def payment(self, payment_id: int | str) -> str:
         return f"{self.installation_id}-pay-{payment_id}"
 
+    def credit_note(self, credit_note_id: int | str) -> str:
+        return f"{self.installation_id}-cn-{credit_note_id}"
+
+    def credit_note_line(self, line_id: int | str) -> str:
+        return f"{self.installation_id}-cnl-{line_id}"
+
+    def refund(self, refund_id: int | str) -> str:
+        return f"{self.installation_id}-ref-{refund_id}"
+
     def engine_id(self, kind: str, key: str | None) -> int | None:
-        """The engine id in one of this installation's keys (``kind``: invoice, line or payment), else ``None``."""
+        """The engine id in one of this installation's keys (``kind``: invoice, line, payment, credit_note,
+        credit_note_line or refund), else ``None``."""
         head = f"{self.installation_id}-{_TAGS[kind]}-"
         rest = key[len(head):] if key and key.startswith(head) else ""
         return int(rest) if rest.isdigit() else None
@@ -141,6 +155,17 @@ def get_installation(engine: Engine, *, now: datetime | None = None) -> Installa
             row = session.get(InstallationRow, _ROW)
             assert row is not None
             return _state(row)
+
+
+def ensure_installation(session: Session, *, now: datetime) -> Installation:
+    """This installation, created with a new id in the caller's transaction if it has none yet."""
+    table = InstallationRow.__table__  # type: ignore[attr-defined]  # set on every table class
+    dialect = postgresql if session.get_bind().dialect.name == "postgresql" else sqlite
+    session.execute(dialect.insert(table).values(id=_ROW, installation_id=new_installation_id(), created_at=now,
+                                                 rekey_pending=False).on_conflict_do_nothing(index_elements=["id"]))
+    row = session.get(InstallationRow, _ROW)
+    assert row is not None
+    return _state(row)
 
 
 def keys_of(engine: Engine) -> Keys:

@@ -7,10 +7,11 @@ A push works in two short transactions around the Salesforce calls:
 1. ``claim_rows``: due rows (``pending`` with ``next_attempt_at`` empty or past, or
    ``in_flight`` whose lease ran out because its worker died), oldest id first, are
    marked ``in_flight`` with ``locked_by``/``locked_at`` and committed.
-2. ``settle_rows``: each row becomes ``done`` (with the Salesforce id, which is also
-   written back onto the engine's invoice or payment), goes back to ``pending`` with a
-   backoff (``attempts`` counted for record errors), or ``dead`` after
-   ``queue.MAX_ATTEMPTS``. Nothing is deleted.
+2. ``settle_rows``: each row becomes ``done`` (with the Salesforce id of its main record),
+   goes back to ``pending`` with a backoff (``attempts`` counted for record errors), or
+   ``dead`` after ``queue.MAX_ATTEMPTS``; in the same transaction, the Salesforce ids of the
+   invoices, payments, credit notes and refunds the push wrote are kept on the engine's
+   records. Nothing is deleted.
 
 Rows of one customer are never in flight in two workers at once (``ordering_key``, the
 queue's group key): a push reads the engine's current state, so two workers pushing the
@@ -34,7 +35,7 @@ from typing import Any
 from sqlalchemy import and_, func, select
 from sqlmodel import Session
 
-from billing_engine.use_cases.exports import outbox_table, record_salesforce_ids
+from billing_engine.use_cases.exports import PUSHED_KINDS, outbox_table, record_salesforce_ids
 from connector import queue
 from connector.queue import PENDING, SettleCounts, utc
 
@@ -120,25 +121,21 @@ def claim_rows(engine: Any, *, worker_id: str, limit: int, now: datetime,
 
 
 def settle_rows(engine: Any, settlements: Sequence[queue.Settlement], *, worker_id: str, now: datetime,
-                claimed: dict[int, ClaimedRow]) -> SettleCounts:
-    """Record what became of claimed rows, in one transaction, with the Salesforce ids written back."""
+                claimed: dict[int, ClaimedRow],
+                salesforce_ids: Mapping[str, Mapping[int, str]] | None = None) -> SettleCounts:
+    """Record what became of claimed rows, in one transaction, with the Salesforce ids of the records
+    pushed (``salesforce_ids``: kind → engine id → Salesforce id, kinds of ``PUSHED_KINDS``) kept."""
     return queue.settle(engine, OUTBOX, settlements, attempts={i: r.attempts for i, r in claimed.items()},
                         coalesce_keys={i: r.coalesce_key for i, r in claimed.items()}, now=now,
                         worker_id=worker_id,
-                        alongside=lambda session: _write_back_salesforce_ids(session, settlements, claimed))
+                        alongside=lambda session: _write_back_salesforce_ids(session, salesforce_ids or {}))
 
 
-def _write_back_salesforce_ids(session: Session, settlements: Sequence[queue.Settlement],
-                               claimed: dict[int, ClaimedRow]) -> None:
-    """Store on the engine's invoices and payments the Salesforce ids their push returned."""
-    by_kind: dict[str, dict[int, str]] = {"invoice": {}, "payment": {}}
-    for s in settlements:
-        row = claimed[s.row_id]
-        if s.outcome is queue.Outcome.DONE and s.result and row.aggregate_type in by_kind \
-                and str(row.aggregate_id).isdigit():
-            by_kind[row.aggregate_type][int(row.aggregate_id)] = s.result
-    for kind, ids in by_kind.items():
-        record_salesforce_ids(session, kind, ids)
+def _write_back_salesforce_ids(session: Session, salesforce_ids: Mapping[str, Mapping[int, str]]) -> None:
+    """Store on the engine's invoices, payments, credit notes and refunds the Salesforce ids their push returned."""
+    for kind in PUSHED_KINDS:
+        if salesforce_ids.get(kind):
+            record_salesforce_ids(session, kind, dict(salesforce_ids[kind]))
 
 
 # ---------------------------------------------------------------- dead letters and status
@@ -163,12 +160,16 @@ def outbox_counts(session: Session) -> dict[str, int]:
     return counts
 
 
-def outbox_letters(session: Session, *, status: str, limit: int | None = 50) -> list[OutboxLetter]:
-    """Dead rows (``status="dead"``) or failing ones (``status="failing"``), oldest first."""
+def outbox_letters(session: Session, *, status: str, limit: int | None = 50,
+                   after_id: int | None = None) -> list[OutboxLetter]:
+    """Dead rows (``status="dead"``) or failing ones (``status="failing"``), oldest first, after
+    ``after_id`` (a page of at most ``limit``)."""
     if status == "failing":
         where = and_(_T.c.status == PENDING, _T.c.last_error.is_not(None))
     else:
         where = _T.c.status == status
+    if after_id is not None:
+        where = and_(where, _T.c.id > after_id)
     query = select(_T).where(where).order_by(_T.c.id)
     if limit is not None:
         query = query.limit(limit)

@@ -9,8 +9,9 @@ mapping without its filter (``open_deal_spec``), and previewed:
    since the cursor are mapped like won ones and dry-run through the engine (``pull._dry_run``:
    the command is applied in a transaction that is rolled back, and the engine's
    ``preview_subscription_change`` says what the first invoice and the MRR would be). The
-   figures (first invoice total, the MRR and ARR the deal adds, a one-line note) are kept
-   in ``sync_deal_previews``, with a hash; a deal whose figures did not change is left
+   figures (first invoice total, the MRR and ARR the deal adds, a one-line note, and the
+   invoice's lines with how each was computed, as JSON: ``preview_lines``) are kept in
+   ``sync_deal_previews``, with a hash; a deal whose figures did not change is left
    alone. A deal with no line is not previewed (unless it was before: its preview is
    cleared). Nothing else is written to the database.
 2. **push** (``push_deal_previews``, called at the end of ``push.push_outbox``): the
@@ -54,6 +55,7 @@ log = logging.getLogger("billsync.preview")
 
 SOURCE = "deal_preview"
 NOTE_LENGTH = 255
+LINES_LENGTH = 32768  # Billsync_Preview_Lines__c, a long text area
 WRITE_BATCH = 1000  # previews read per push round
 COLLECTION_SIZE = 200
 RETRY_FIRST = timedelta(minutes=1)
@@ -73,6 +75,7 @@ class DealPreviewRow(SQLModel, table=True):
     mrr: str | None = Field(default=None, max_length=40)
     arr: str | None = Field(default=None, max_length=40)
     note: str = Field(sa_column=Column(Text, nullable=False))
+    lines: str | None = Field(default=None, sa_column=Column(Text, nullable=True))  # JSON, see preview_lines
     values_hash: str = Field(max_length=64)
     previewed_at: datetime = Field(sa_column=Column(UtcDateTime(), nullable=False))  # when the figures changed
     written_hash: str | None = Field(default=None, max_length=64)  # the figures last written to Salesforce
@@ -84,17 +87,19 @@ class DealPreviewRow(SQLModel, table=True):
 
 @dataclass(frozen=True)
 class Figures:
-    """What one open deal would bill; the amounts are None when it cannot be previewed."""
+    """What one open deal would bill; the amounts and lines are None when it cannot be previewed."""
 
     currency: str | None
     total: Decimal | None
     mrr: Decimal | None
     arr: Decimal | None
     note: str
+    lines: str | None = None  # the first invoice's lines as JSON (``preview_lines``)
 
     @property
     def values_hash(self) -> str:
-        text = json.dumps([self.currency, _text(self.total), _text(self.mrr), _text(self.arr), self.note])
+        text = json.dumps([self.currency, _text(self.total), _text(self.mrr), _text(self.arr), self.note,
+                           self.lines])
         return hashlib.sha256(text.encode()).hexdigest()
 
 
@@ -206,8 +211,9 @@ def deal_figures(puller: _Puller, spec: InboundSpec, record: dict[str, Any],
     deal = preview.deal
     if deal is None:
         return _cannot("the billing engine returned no invoice for it")
+    listed, left_out = preview_lines(deal)
     return Figures(deal.currency, deal.total, deal.deal_mrr, deal.deal_arr,
-                   _note(command["command"], command["data"].get("starts_on"), deal))
+                   _note(command["command"], command["data"].get("starts_on"), deal, left_out), listed)
 
 
 def keep_figures(engine: Any, opportunity_id: str, figures: Figures | None, now: datetime) -> bool:
@@ -225,6 +231,7 @@ def keep_figures(engine: Any, opportunity_id: str, figures: Figures | None, now:
         row = row or DealPreviewRow(opportunity_id=opportunity_id, note="", values_hash="", previewed_at=now)
         row.currency, row.note, row.values_hash, row.previewed_at = figures.currency, figures.note, digest, now
         row.total, row.mrr, row.arr = _text(figures.total), _text(figures.mrr), _text(figures.arr)
+        row.lines = figures.lines
         row.attempts, row.last_error, row.next_attempt_at = 0, None, None
         session.add(row)
         return True
@@ -248,7 +255,43 @@ def _cannot(reason: str) -> Figures:
     return Figures(None, None, None, None, _cut(f"No billsync preview: {reason}"))
 
 
-def _note(command: str, day: Any, deal: Any) -> str:
+def preview_lines(deal: Any) -> tuple[str, int]:
+    """The invoice's lines as ``Billsync_Preview_Lines__c`` holds them, and how many were left out.
+
+    A JSON list with one object per line, in the invoice's order::
+
+        [{"description": "Licences", "quantity": "12", "amount": "1950.00", "currency": "EUR",
+          "explanation": "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100"}]
+
+    ``amount`` is the line's net amount before tax (negative for a credit) and ``quantity``
+    a decimal, both as strings, never JSON numbers. The text fits ``LINES_LENGTH``
+    characters (counted in UTF-16 code units, never fewer than Salesforce counts): when the
+    lines do not fit, the last whole lines are left out, and the note says how many.
+    """
+    entries = [json.dumps({"description": line.description, "quantity": _quantity(line.quantity),
+                           "amount": format(line.amount, "f"), "currency": deal.currency,
+                           "explanation": line.explanation}, ensure_ascii=False, separators=(",", ":"))
+               for line in deal.lines]
+    kept: list[str] = []
+    size = 2  # the brackets
+    for entry in entries:
+        grown = size + _utf16_length(entry) + (1 if kept else 0)
+        if grown > LINES_LENGTH:
+            break
+        kept.append(entry)
+        size = grown
+    return "[" + ",".join(kept) + "]", len(entries) - len(kept)
+
+
+def _quantity(value: Decimal) -> str:
+    return format(Decimal(value).normalize(), "f")  # 12, 12.5: no exponent, no trailing zeros
+
+
+def _utf16_length(text: str) -> int:
+    return len(text.encode("utf-16-le")) // 2
+
+
+def _note(command: str, day: Any, deal: Any, left_out: int = 0) -> str:
     """One line a rep can read, e.g. "First invoice on 2026-06-01: 3,174.00 EUR (2,645.00 + tax 529.00).
     Adds MRR 2,645.00 EUR, ARR 31,740.00 EUR. By billsync; billed once won." """
     what = "First invoice" if command == "start_subscription" else "Charges of this change"
@@ -261,6 +304,9 @@ def _note(command: str, day: Any, deal: Any) -> str:
     sign = "+" if deal.deal_mrr >= 0 else ""
     text = (f"{what}{on}: {money}. MRR {sign}{_amount(deal.deal_mrr)} {deal.currency}, "
             f"ARR {sign}{_amount(deal.deal_arr)} {deal.currency}. By billsync; billed once won.")
+    if left_out:
+        listed = len(deal.lines) - left_out
+        text = f"Only {listed} of {len(deal.lines)} lines listed (the lines field is full). " + text
     return _cut(text)
 
 
@@ -352,6 +398,7 @@ def engine_record(row: DealPreviewRow) -> dict[str, Any]:
         "mrr": None if row.mrr is None else Decimal(row.mrr),
         "arr": None if row.arr is None else Decimal(row.arr),
         "note": row.note,
+        "lines": row.lines,
         "previewed_at": row.previewed_at,
     }
 

@@ -12,16 +12,27 @@ into ``composite`` calls:
   Salesforce allows 25 subrequests of which at most 5 may be sObject Collections or
   queries (Salesforce REST API Developer Guide, "Composite"); 60,000 records are 300 collections in 60 calls;
 - parents go first, and a composite never holds a child collection after its parents'
-  in the same call (Invoice_Line__c and Payment__c reference Invoice__c by external id;
-  with ``collateSubrequests`` Salesforce may reorder "unrelated" subrequests), so
-  children are only sent once their parents' call has returned;
+  in the same call (Invoice_Line__c, Payment__c and Credit_Note__c reference Invoice__c by
+  external id, Refund__c its Payment__c, Credit_Note_Line__c its Credit_Note__c and the
+  Invoice_Line__c it credits; with ``collateSubrequests`` Salesforce may reorder "unrelated"
+  subrequests), so children are only sent once their parents' call has returned;
 - ``allOrNone`` is false: each record succeeds or fails alone.
+
+A ``credit_note.issued`` row writes the credit note, its lines and the invoice it credits (its
+credited amount, balance and payment status changed); a ``payment.refunded`` row writes the
+refund, its payment and the invoices the payment paid.
 
 A ``customer.summary_changed`` row writes the Account summary and, with it, the subscription
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
 cancellation recorded or taking effect shows on the Account and on its Opportunities together.
 
-Per-record outcome → per outbox row: done (with the Salesforce id of its main record),
+Subscription records (``Billsync_Subscription__c`` and its items, upserted by external id): a
+``subscription.*`` row writes its subscription's record; a ``customer.summary_changed`` row
+rewrites the records of the customer's deals too, so status, next invoice date and MRR follow
+bill runs, cancellations and renewals.
+
+Per-record outcome → per outbox row: done (with the Salesforce id of its main record; the ids of
+every invoice, payment, credit note and refund written are kept on the engine's records),
 transient (UNABLE_TO_LOCK_ROW: resent up to ``TRANSIENT_ROUNDS`` times in the same
 push, then retried soon), failed (attempts + 1, backoff, dead letter after
 ``queue.MAX_ATTEMPTS``). Whole-call failures: a limit stop releases the rows untouched until
@@ -81,9 +92,16 @@ TRANSIENT_ROUNDS = 2
 DEFAULT_BATCH_SIZE = 1000
 DEFAULT_CONCURRENCY = 2
 #: Sources in the order Salesforce must receive them (parents first).
-SOURCE_ORDER = ("invoice", "invoice_line", "payment", "account_summary", "subscription_link")
+SOURCE_ORDER = ("invoice", "invoice_line", "payment", "refund", "credit_note", "credit_note_line", "account_summary",
+                "subscription_link", "subscription", "subscription_item")
 #: A collection of these sources references records of the listed sources (by external id).
-DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"})}
+DEPENDS_ON = {"invoice_line": frozenset({"invoice"}), "payment": frozenset({"invoice"}),
+              "refund": frozenset({"payment"}), "credit_note": frozenset({"invoice"}),
+              "credit_note_line": frozenset({"credit_note", "invoice_line"}),
+              "subscription_item": frozenset({"subscription"})}
+#: The external-id fields of the records whose Salesforce ids the engine keeps, and their kinds.
+PUSHED_KEYS = {"Billsync_Invoice_Id__c": "invoice", "Billsync_Payment_Id__c": "payment",
+               "Billsync_Credit_Note_Id__c": "credit_note", "Billsync_Refund_Id__c": "refund"}
 
 INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
 COLLECTION_TOPICS = frozenset({ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED})
@@ -91,7 +109,8 @@ PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
 SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
 
-Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("account_summary", "cus_1"), ...
+Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("credit_note", 3),
+#                         ("credit_note_lines", 3), ("refund", 2), ("account_summary", "cus_1"), ...
 Identity = tuple[str, str, str]  # (object, key field, key value): one Salesforce record
 
 
@@ -156,6 +175,7 @@ class _SendStopped(Exception):
 class _Batch:
     rows: list[ClaimedRow]
     now: datetime
+    keys: Keys | None = None
     needs: dict[int, list[Need]] = field(default_factory=dict)  # row id → its needs, main one first
     row_errors: dict[int, str] = field(default_factory=dict)
     row_notes: dict[int, str] = field(default_factory=dict)
@@ -222,6 +242,7 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                     raise
                 keys, report.check_calls = checked.keys, checked.calls
                 report.rekeyed = checked.rekey.line() if checked.rekey else None
+            batch.keys = keys
             try:
                 _plan(batch)
                 with Session(services.engine) as session:
@@ -245,6 +266,11 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
         raise sender.failure
     if sender.stop is None and not (should_stop is not None and should_stop()):
         report.review_marks = _push_review_marks(services, client, specs, worker_id, now)
+    if report.claimed:
+        from connector.sync.status import PUSH, record_job_run
+
+        record_job_run(services.engine, PUSH, finished_at=report.finished_at or clock(),
+                       summary="; ".join(report.lines()[:2]))
     return report
 
 
@@ -329,7 +355,8 @@ class _Sender:
         else:
             settlements = _settlements(batch, stop, batch.now)
         counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=batch.now,
-                             claimed={r.id: r for r in batch.rows})
+                             claimed={r.id: r for r in batch.rows},
+                             salesforce_ids=None if release_all else _pushed_ids(batch))
         with self.lock:
             r = self.report
             r.done += counts.done
@@ -392,17 +419,23 @@ def _plan(batch: _Batch) -> None:
             elif row.topic in COLLECTION_TOPICS:  # its payment status (overdue) or its dunning step changed
                 needs = [("invoice", int(row.aggregate_id))]
             elif row.topic == ob.CREDIT_NOTE_ISSUED:
-                # Credit notes have no Salesforce object: push the invoice figures they changed.
+                # The credit note, its lines, and the invoice whose credited amount and balance it changed.
+                cid = int(row.aggregate_id)
+                needs = [("credit_note", cid), ("credit_note_lines", cid)]
                 iid = payload.get("invoice_id")
-                needs = [("invoice", int(iid))] if iid is not None else []
-                if not needs:
-                    batch.row_notes[row.id] = "credit note without an invoice: nothing to push"
+                if iid is not None:
+                    needs.append(("invoice", int(iid)))
+            elif row.topic == ob.PAYMENT_REFUNDED:
+                needs = [("payment", int(row.aggregate_id))]
+                rid = payload.get("refund_id")
+                if rid is not None:
+                    needs.append(("refund", int(rid)))
             elif row.topic in PAYMENT_TOPICS:
                 needs = [("payment", int(row.aggregate_id))]
             elif row.topic in SUMMARY_TOPICS:
                 needs = [("account_summary", str(payload.get("customer_id") or row.aggregate_id))]
             elif row.topic in SUBSCRIPTION_TOPICS:
-                needs = [("subscription_link", str(row.aggregate_id))]
+                needs = [("subscription_link", str(row.aggregate_id)), *_subscription_record_needs(row.aggregate_id)]
             else:
                 batch.row_errors[row.id] = f"no push is defined for topic {row.topic!r}"
                 needs = []
@@ -426,6 +459,10 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
             extra = [("invoice", iid) for iid in paid_invoices.get(needs[0][1], [])]
             needs.extend(extra)
             wanted["invoice"].update(i for _, i in extra)
+    refunds = rec.load_refunds(session, wanted["refund"], keys) if wanted["refund"] else {}
+    notes = rec.load_credit_notes(session, wanted["credit_note"], keys) if wanted["credit_note"] else {}
+    note_lines = rec.load_credit_note_lines(session, wanted["credit_note_lines"], keys) \
+        if wanted["credit_note_lines"] else {}
     invoices = rec.load_invoices(session, wanted["invoice"], as_of, keys) if wanted["invoice"] else {}
     lines = rec.load_invoice_lines(session, wanted["invoice_lines"], keys) if wanted["invoice_lines"] else {}
     summaries = rec.load_account_summaries(session, wanted["account_summary"], as_of) \
@@ -440,6 +477,7 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
             deals: list[Need] = [("subscription_link", sid) for sid in sorted(customer_links.get(needs[0][1], {}))]
             needs.extend(deals)
             wanted["subscription_link"].update(sid for _, sid in deals)
+    _plan_customer_subscription_records(batch, wanted, customer_links)
     links: dict[str, dict[str, Any] | None] = {sid: link for found in customer_links.values()
                                                for sid, link in found.items()}
     missing_links = wanted["subscription_link"] - links.keys()
@@ -458,6 +496,12 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
                     _add(batch, specs, need, "invoice_line", lines.get(key, []), None)
             elif kind == "payment":
                 _add(batch, specs, need, "payment", [payments.get(key)], f"payment {key} not found")
+            elif kind == "refund":
+                _add(batch, specs, need, "refund", [refunds.get(key)], f"refund {key} not found")
+            elif kind == "credit_note":
+                _add(batch, specs, need, "credit_note", [notes.get(key)], f"credit note {key} not found")
+            elif kind == "credit_note_lines":
+                _add(batch, specs, need, "credit_note_line", note_lines.get(key, []), None)
             elif kind == "account_summary":
                 if key not in summaries:
                     batch.need_errors[need] = f"customer {key} not found"
@@ -472,6 +516,53 @@ def _build(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys) 
                     batch.need_notes[need] = f"subscription {key} did not come from an Opportunity: nothing to push"
                 else:
                     _add(batch, specs, need, "subscription_link", [links[key]], None)
+    _add_subscription_records(batch, session, specs, as_of, keys, wanted["subscription_record"])
+
+
+# ---------------------------------------------------------------- subscription records (Billsync_Subscription__c)
+
+
+def _subscription_record_needs(subscription_id: Any) -> list[Need]:
+    """A subscription's change rewrites its subscription record and items."""
+    return [("subscription_record", str(subscription_id))]
+
+
+def _plan_customer_subscription_records(batch: _Batch, wanted: dict[str, set[Any]],
+                                        customer_links: dict[str, dict[str, dict[str, Any]]]) -> None:
+    """An Account summary refreshes its customer's subscription records too: their status, next
+    invoice date and MRR move with bill runs, cancellations and renewals as the summary does."""
+    for row in batch.rows:
+        needs = batch.needs[row.id]
+        if needs and needs[0][0] == "account_summary":
+            extra = [need for sid in sorted(customer_links.get(needs[0][1], {}))
+                     for need in _subscription_record_needs(sid)]
+            needs.extend(extra)
+            wanted["subscription_record"].update(key for _, key in extra)
+
+
+def _add_subscription_records(batch: _Batch, session: Session, specs: Any, as_of: Any, keys: Keys,
+                              subscription_ids: set[Any]) -> None:
+    """Each needed subscription record, then its items (upserts by external id: same record every time)."""
+    if not subscription_ids or not specs.outbound_for("subscription"):
+        for sid in subscription_ids:
+            batch.need_identities[("subscription_record", sid)] = []
+        return
+    found = rec.load_subscription_records(session, subscription_ids, as_of, keys)
+    for sid in subscription_ids:
+        need: Need = ("subscription_record", sid)
+        if sid not in found:
+            batch.need_errors[need] = f"subscription {sid} not found"
+        elif found[sid] is None:
+            batch.need_identities[need] = []
+            batch.need_notes[need] = f"subscription {sid}: its customer has no Salesforce Account: nothing to push"
+        else:
+            record, items = found[sid]
+            _add(batch, specs, need, "subscription", [record], None)
+            if need in batch.need_errors:
+                continue
+            identities = batch.need_identities[need]
+            _add(batch, specs, need, "subscription_item", items, None)
+            batch.need_identities[need] = identities + batch.need_identities[need]
 
 
 def _add(batch: _Batch, specs: Any, need: Need, source: str, engine_records: list[dict[str, Any] | None],
@@ -622,6 +713,20 @@ def _record_error(identity: Identity, result: RecordResult) -> tuple[str, bool]:
 
 
 # ---------------------------------------------------------------- verdicts
+
+
+def _pushed_ids(batch: _Batch) -> dict[str, dict[int, str]]:
+    """The Salesforce ids of the invoices, payments, credit notes and refunds this batch wrote, by kind
+    and engine id (kept on the engine's records)."""
+    out: dict[str, dict[int, str]] = defaultdict(dict)
+    if batch.keys is None:
+        return out
+    for (_, key_field, key_value), salesforce_id in batch.results.items():
+        kind = PUSHED_KEYS.get(key_field)
+        engine_id = batch.keys.engine_id(kind, key_value) if kind and salesforce_id else None
+        if engine_id is not None and salesforce_id:
+            out[kind][engine_id] = salesforce_id
+    return out
 
 
 def _settlements(batch: _Batch, stop: SalesforceError | None, now: datetime) -> list[Settlement]:

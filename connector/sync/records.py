@@ -9,7 +9,13 @@ the contract (``None`` when empty); money stays ``Decimal``, dates stay ``date``
 External ids (the upsert keys in Salesforce) are the engine's ids prefixed with this
 installation's id (``connector.sync.installation.Keys``): ``Billsync_Invoice_Id__c`` =
 ``<installation>-inv-<invoice id>``, ``Billsync_Line_Id__c`` = ``<installation>-line-<line id>``,
-``Billsync_Payment_Id__c`` = ``<installation>-pay-<payment id>``, unique across installations.
+``Billsync_Payment_Id__c`` = ``<installation>-pay-<payment id>``, ``Billsync_Credit_Note_Id__c`` =
+``<installation>-cn-<id>``, ``Billsync_Credit_Note_Line_Id__c`` = ``<installation>-cnl-<id>``,
+``Billsync_Refund_Id__c`` = ``<installation>-ref-<id>``, unique across installations.
+
+Names people read in Salesforce: a payment is named by its reference as it was recorded (the
+bank's or the processor's), else ``PAY-<year received>-<id>`` (``payment_name``); a refund
+``RFD-<year refunded>-<id>``; an invoice and a credit note by their numbers.
 """
 
 from __future__ import annotations
@@ -58,6 +64,7 @@ def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
         "tax": inv.tax,
         "total": inv.total,
         "amount_paid": inv.amount_paid,
+        "amount_credited": inv.amount_credited,
         "balance": inv.balance,
         "tax_note": inv.tax_note,
         "customer_id": inv.customer_id,
@@ -105,10 +112,30 @@ def payment_invoice_ids(session: Session, payment_ids: Iterable[int]) -> dict[in
     return exports.paid_invoice_ids(session, payment_ids)
 
 
+#: The longest text a Salesforce ``Name`` holds.
+NAME_LENGTH = 80
+
+
+def payment_name(payment_id: int, received_on: date, reference: str | None) -> str:
+    """What a payment is called in Salesforce: its reference as it was recorded (a bank transfer's
+    reference, a processor's charge id), else — empty, or longer than a Name holds — a readable id
+    ``PAY-<year received>-<id, six digits>``."""
+    text = (reference or "").strip()
+    if text and len(text) <= NAME_LENGTH:
+        return text
+    return f"PAY-{received_on.year}-{payment_id:06d}"
+
+
+def refund_name(refund_id: int, refunded_on: date) -> str:
+    """``RFD-<year refunded>-<id, six digits>``."""
+    return f"RFD-{refunded_on.year}-{refund_id:06d}"
+
+
 def load_payments(session: Session, payment_ids: Iterable[int], keys: Keys) -> dict[int, dict[str, Any]]:
     """``payment`` records by payment id (missing payments are absent)."""
     return {pid: {
         "id": keys.payment(p.payment_id),
+        "name": payment_name(p.payment_id, p.received_on, p.external_reference),
         "salesforce_account_id": p.salesforce_account_id,
         "first_invoice_id": keys.invoice(p.invoice_ids[0]) if p.invoice_ids else None,
         "currency": p.currency,
@@ -119,6 +146,68 @@ def load_payments(session: Session, payment_ids: Iterable[int], keys: Keys) -> d
         "reference": p.external_reference,
         "status": p.status,
     } for pid, p in exports.payments_for_export(session, payment_ids).items()}
+
+
+def load_refunds(session: Session, refund_ids: Iterable[int], keys: Keys) -> dict[int, dict[str, Any]]:
+    """``refund`` records by refund id (missing refunds are absent)."""
+    return {rid: {
+        "id": keys.refund(r.refund_id),
+        "name": refund_name(r.refund_id, r.refunded_on),
+        "payment_id": keys.payment(r.payment_id),
+        "salesforce_account_id": r.salesforce_account_id,
+        "currency": r.currency,
+        "amount": r.amount,
+        "from_credit": r.from_credit,
+        "refunded_on": r.refunded_on,
+        "reason": r.reason or None,
+    } for rid, r in exports.refunds_for_export(session, refund_ids).items()}
+
+
+def refund_payment_ids(session: Session, refund_ids: Iterable[int]) -> dict[int, int]:
+    """The payment each refund was made from (missing refunds are absent)."""
+    return {rid: r.payment_id for rid, r in exports.refunds_for_export(session, refund_ids).items()}
+
+
+# ---------------------------------------------------------------- credit notes
+
+
+def credit_note_invoice_ids(session: Session, credit_note_ids: Iterable[int]) -> dict[int, int | None]:
+    """The invoice each credit note credits (``None`` for one without an invoice)."""
+    return {cid: cn.invoice_id for cid, cn in exports.credit_notes_for_export(session, credit_note_ids).items()}
+
+
+def load_credit_notes(session: Session, credit_note_ids: Iterable[int], keys: Keys) -> dict[int, dict[str, Any]]:
+    """``credit_note`` records by credit note id (missing credit notes are absent)."""
+    return {cid: {
+        "id": keys.credit_note(cn.credit_note_id),
+        "number": cn.number,
+        "invoice_id": keys.invoice(cn.invoice_id) if cn.invoice_id is not None else None,
+        "customer_id": cn.customer_id,
+        "salesforce_account_id": cn.salesforce_account_id,
+        "currency": cn.currency,
+        "issued_on": cn.issued_on,
+        "reason": cn.reason or None,
+        "net": cn.net,
+        "tax": cn.tax,
+        "total": cn.total,
+        "applied_to_invoice": cn.applied_to_invoice,
+        "to_credit_balance": cn.to_credit_balance,
+        "status": cn.status,
+    } for cid, cn in exports.credit_notes_for_export(session, credit_note_ids).items()}
+
+
+def load_credit_note_lines(session: Session, credit_note_ids: Iterable[int],
+                           keys: Keys) -> dict[int, list[dict[str, Any]]]:
+    """``credit_note_line`` records per credit note id, in the order they were written."""
+    return {cid: [{
+        "id": keys.credit_note_line(ln.line_id),
+        "credit_note_id": keys.credit_note(ln.credit_note_id),
+        "invoice_line_id": keys.line(ln.invoice_line_id) if ln.invoice_line_id is not None else None,
+        "description": ln.description,
+        "amount": ln.amount,
+        "tax_rate": ln.tax_rate,
+        "tax": ln.tax,
+    } for ln in lines] for cid, lines in exports.credit_note_lines_for_export(session, credit_note_ids).items()}
 
 
 # ---------------------------------------------------------------- account summary
@@ -176,4 +265,64 @@ def load_customer_subscription_links(session: Session, customer_ids: Iterable[st
             record = subscription_link_record(link)
             if record is not None:
                 out.setdefault(cid, {})[link.subscription_id] = record
+    return out
+
+
+# ---------------------------------------------------------------- subscription records and their items
+
+
+def subscription_key(keys: Keys, subscription_id: str) -> str:
+    """``Billsync_Subscription_Key__c``: ``<installation>-<subscription id>`` (``k3f9x2ab7q-sub-006…``)."""
+    return f"{keys.prefix}{subscription_id}"
+
+
+def subscription_item_key(keys: Keys, item_id: str) -> str:
+    """``Billsync_Item_Key__c``: ``<installation>-item-<item id>``."""
+    return f"{keys.prefix}item-{item_id}"
+
+
+def subscription_record(sub: exports.SubscriptionExport, keys: Keys) -> dict[str, Any]:
+    return {
+        "id": subscription_key(keys, sub.subscription_id),
+        "subscription_id": sub.subscription_id,
+        "salesforce_account_id": sub.salesforce_account_id,
+        "salesforce_opportunity_id": _opportunity_id(sub.external_key),
+        "currency": sub.currency,
+        "status": sub.status,
+        "ends_on": last_day(sub.ends_before),
+        "starts_on": sub.starts_on,
+        "term_months": sub.term_months,
+        "auto_renew": sub.auto_renew,
+        "term_ends_on": last_day(sub.term_ends_before),
+        "renews_on": sub.renews_on,
+        "next_invoice_on": sub.next_invoice_on,
+        "mrr": sub.mrr,
+        "arr": sub.arr,
+    }
+
+
+def subscription_item_records(sub: exports.SubscriptionExport, keys: Keys) -> list[dict[str, Any]]:
+    return [{
+        "id": subscription_item_key(keys, item.item_id),
+        "subscription_key": subscription_key(keys, sub.subscription_id),
+        "item_id": item.item_id,
+        "product_code": item.product_code,
+        "salesforce_product_id": item.salesforce_product_id,
+        "quantity": item.quantity,
+        "pricing_model": item.pricing_model,
+        "contract_price": item.contract_unit_price,
+        "discount_percent": item.discount_percent,
+        "currency": sub.currency,
+    } for item in sub.items]
+
+
+def load_subscription_records(session: Session, subscription_ids: Iterable[str], as_of: date,
+                              keys: Keys) -> dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None]:
+    """``subscription`` records with their ``subscription_item`` records, by subscription id, as of
+    ``as_of`` (missing subscriptions are absent); ``None`` for one whose customer has no Salesforce
+    Account (nothing to hang it on)."""
+    out: dict[str, tuple[dict[str, Any], list[dict[str, Any]]] | None] = {}
+    for sid, sub in exports.subscriptions_for_export(session, subscription_ids, as_of).items():
+        out[sid] = (subscription_record(sub, keys), subscription_item_records(sub, keys)) \
+            if sub.salesforce_account_id else None
     return out

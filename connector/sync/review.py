@@ -311,31 +311,58 @@ def resolve_review(services: Services, review_id: int, action: str, *, on: date 
         raise ReviewError(problems)
     note = (note or "").strip()
     with Session(services.engine) as session:
-        flag = session.get(ReviewFlag, review_id)
-        if flag is None:
-            raise ReviewError(f"review {review_id}: no such review (see 'billsync review list')")
-        if flag.resolved_at is not None:
-            raise ReviewError(f"review {review_id}: already resolved ({flag.resolution or 'closed'} on "
-                              f"{flag.resolved_at.date().isoformat()})")
+        flag = open_review(session, review_id)
         kind, object_name, record_id = flag.kind, flag.object_name, flag.record_id
     if action == "reapply":
         return _reapply(services, review_id, kind, object_name, record_id, note, now)
     with transaction(services.engine) as session:
-        flag = session.get(ReviewFlag, review_id)
-        assert flag is not None
-        if action == "cancel":
-            assert on is not None
-            message = _cancel(session, flag, on, note, now)
-        else:
-            if flag.kind == "refused":  # stop retrying this version; an edit in Salesforce brings it back
-                error = session.exec(select(SyncRecordError).where(
-                    SyncRecordError.object_name == flag.object_name,
-                    SyncRecordError.record_id == flag.record_id)).first()
-                if error is not None:
-                    session.delete(error)
-            message = (f"review {review_id}: kept as billed; {flag.object_name} {flag.record_id} is no longer "
-                       "flagged")
-        _close(session, flag, action, note, now)
+        return settle_review(session, review_id, action, on=on, note=note, now=now)
+
+
+class ReviewNotFoundError(ReviewError):
+    """No review has this id."""
+
+
+class ReviewClosedError(ReviewError):
+    """The review is already resolved, or the decision cannot be carried out."""
+
+
+def open_review(session: Session, review_id: int) -> ReviewFlag:
+    """The open review ``review_id``; raises ``ReviewNotFoundError`` or ``ReviewClosedError``."""
+    flag = session.get(ReviewFlag, review_id)
+    if flag is None:
+        raise ReviewNotFoundError(f"review {review_id}: no such review (see 'billsync review list')")
+    if flag.resolved_at is not None:
+        raise ReviewClosedError(f"review {review_id}: already resolved ({flag.resolution or 'closed'} on "
+                                f"{flag.resolved_at.date().isoformat()})")
+    return flag
+
+
+def settle_review(session: Session, review_id: int, action: str, *, on: date | None, note: str,
+                  now: datetime) -> Resolution:
+    """Settle one open review with ``keep`` or ``cancel`` in the caller's transaction (``reapply`` reads
+    the deal from Salesforce first: ``resolve_review``). Raises ``ReviewError``: ``ReviewNotFoundError``,
+    ``ReviewClosedError`` (already resolved, or a cancellation the review cannot carry out)."""
+    problems = check_resolution(action, on, note)
+    if action == "reapply":
+        problems.append("--action reapply: reads the deal from Salesforce first (resolve_review)")
+    if problems:
+        raise ReviewError(problems)
+    note = note.strip()
+    flag = open_review(session, review_id)
+    if action == "cancel":
+        assert on is not None
+        message = _cancel(session, flag, on, note, now)
+    else:
+        if flag.kind == "refused":  # stop retrying this version; an edit in Salesforce brings it back
+            error = session.exec(select(SyncRecordError).where(
+                SyncRecordError.object_name == flag.object_name,
+                SyncRecordError.record_id == flag.record_id)).first()
+            if error is not None:
+                session.delete(error)
+        message = (f"review {review_id}: kept as billed; {flag.object_name} {flag.record_id} is no longer "
+                   "flagged")
+    _close(session, flag, action, note, now)
     return Resolution(review_id, action, message)
 
 
@@ -348,7 +375,7 @@ def _cancel(session: Session, flag: ReviewFlag, on: date, note: str, now: dateti
         what = ("billsync could not apply it, so nothing is billed: resolve it with keep or reapply"
                 if flag.kind == "refused" else "it is about a customer, not one subscription: cancel its "
                 "subscriptions one by one, then keep")
-        raise ReviewError(f"review {flag.id}: cannot cancel: {what}")
+        raise ReviewClosedError(f"review {flag.id}: cannot cancel: {what}")
     try:
         cancelled = subscriptions_uc.cancel_subscription(
             session, subscription_id, on, immediate=True, amendment_id=f"review-{flag.id}",
@@ -357,7 +384,8 @@ def _cancel(session: Session, flag: ReviewFlag, on: date, note: str, now: dateti
             subscriptions_uc.announce_subscription_change(session, subscription_id, customer_id=cancelled.customer_id,
                                                           opportunity_id=flag.record_id, now=now)
     except BillingError as exc:
-        raise ReviewError(f"review {flag.id}: cannot cancel {subscription_id} on {on.isoformat()}: {exc}") from None
+        raise ReviewClosedError(f"review {flag.id}: cannot cancel {subscription_id} on {on.isoformat()}: "
+                                f"{exc}") from None
     return f"review {flag.id}: cancelled {subscription_id} from {on.isoformat()}"
 
 

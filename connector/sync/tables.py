@@ -25,6 +25,13 @@
   and ``Billing_Review_Reason__c``): one row per record, worked as a queue
   (``connector.queue``) by the push. A change of what it should show puts the row back
   to pending; the push writes the absolute values by Id, so sending twice is harmless.
+
+And of the push and the reconciliation:
+
+- ``sync_job_runs``: one row per job (``push``): when it last finished delivering something,
+  and what it did, for the sync status.
+- ``reconcile_runs``: a reconciliation asked through the API: its month, who asked and when,
+  whether both sides agreed, and its full result (totals, mismatches, repair) as JSON.
 """
 
 from __future__ import annotations
@@ -160,3 +167,29 @@ class ReviewMark(SQLModel, table=True):
     claimed_by: str | None = Field(default=None, max_length=100)
     claimed_at: datetime | None = _at()
     settled_at: datetime | None = _at()
+
+
+class SyncJobRun(SQLModel, table=True):
+    """The last run of a sync job that delivered something: when it finished, and what it did."""
+
+    __tablename__ = "sync_job_runs"
+
+    job: str = Field(primary_key=True, max_length=40)
+    finished_at: datetime = _at(nullable=False)
+    summary: str = Field(sa_column=Column(Text, nullable=False))
+
+
+class ReconcileRun(SQLModel, table=True):
+    """One reconciliation of a month (with every Account summary), as it was when it ran."""
+
+    __tablename__ = "reconcile_runs"
+
+    id: int | None = Field(default=None, primary_key=True)
+    period: str = Field(max_length=7)  # YYYY-MM
+    requested_at: datetime = _at(nullable=False)
+    requested_by: str = Field(max_length=200)
+    agrees: bool = Field(sa_column=Column(Boolean, nullable=False))
+    engine_records: int = Field(default=0)
+    salesforce_records: int = Field(default=0)
+    mismatches: int = Field(default=0)
+    result_json: str = Field(sa_column=Column(Text, nullable=False))

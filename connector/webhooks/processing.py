@@ -472,6 +472,24 @@ def inbox_status(session: Session, *, limit: int | None = 50) -> InboxStatus:
     return InboxStatus(queue.count_by_status(session, INBOX), letters(queue.DEAD), letters(FAILED))
 
 
+def inbox_counts(session: Session) -> dict[str, int]:
+    """Rows per status (every status present, zeros included)."""
+    return queue.count_by_status(session, INBOX)
+
+
+def inbox_letters(session: Session, *, status: str, limit: int | None = 50,
+                  after_id: int | None = None) -> list[InboxLetter]:
+    """Dead (``status="dead"``) or failed rows, by id, after ``after_id`` (a page of at most ``limit``)."""
+    table = INBOX.table
+    query = select(table).where(table.c.status == (queue.DEAD if status == "dead" else FAILED)).order_by(table.c.id)
+    if after_id is not None:
+        query = query.where(table.c.id > after_id)
+    if limit is not None:
+        query = query.limit(limit)
+    return [InboxLetter(r.id, r.source, r.object_name, r.record_id, r.action, r.status, r.attempts, r.last_error,
+                        utc(r.next_attempt_at), utc(r.received_at)) for r in session.execute(query).all()]
+
+
 def retry_inbox_letters(session: Session, *, now: datetime, ids: Iterable[int] | None = None) -> int:
     """Re-queue dead and failed rows now, with their attempts reset (the caller commits)."""
     return queue.requeue(session, INBOX, ids=ids, now=now)
@@ -479,6 +497,7 @@ def retry_inbox_letters(session: Session, *, now: datetime, ids: Iterable[int] |
 
 __all__ = [
     "DEFAULT_BATCH_SIZE", "DEFAULT_LEASE", "INBOX", "InboxLetter", "InboxRow", "InboxStatus", "ProcessReport",
-    "claim_inbox", "drain_inbox", "id18", "inbox_status", "integration_user_id", "is_own_change",
+    "claim_inbox", "drain_inbox", "id18", "inbox_counts", "inbox_letters", "inbox_status", "integration_user_id",
+    "is_own_change",
     "process_inbox", "retry_inbox_letters", "settle_inbox",
 ]

@@ -218,6 +218,8 @@ def test_void_only_without_payments_and_no_allocation_to_void(engine):
     with Session(engine) as s:
         note = s.get(CreditNote, cn_id)
         assert (note.number, note.total, note.applied_to_invoice) == ("CN-2026-000001", D("11.00"), D("11.00"))
+        voided = s.get(Invoice, b_eur.id)  # the credit note settled it: nothing is owed on a void invoice
+        assert (voided.status, voided.amount_credited, voided.balance) == ("void", D("11.00"), 0)
     before = snapshot(engine)
     with pytest.raises(ConflictError, match="void"):
         pay(engine, "TX-v", "11.00", ids=[b_eur.id], customer="cus-b")
@@ -225,6 +227,34 @@ def test_void_only_without_payments_and_no_allocation_to_void(engine):
     pay(engine, "TX-a", "10.00")
     with pytest.raises(ConflictError, match="payments"), transaction(engine) as s:
         void_invoice(s, a.id, on=date(2026, 1, 5))
+
+
+def test_invoices_voided_before_the_upgrade_count_their_credit_note_as_credited(engine):
+    from alembic import command
+    from alembic.script import ScriptDirectory
+
+    from connector.database import alembic_config, upgrade
+
+    a, b_eur, _ = billed_a(engine)
+    with transaction(engine) as s:
+        void_invoice(s, b_eur.id, on=date(2026, 1, 5), reason="duplicate order")
+        issue_credit_note(s, a.id, amount=D("10.00"), reason="SLA credit", on=date(2026, 1, 12))
+
+    def credited() -> list[tuple[str, D, D]]:
+        with Session(engine) as s:
+            return [(inv.status, inv.amount_credited, inv.balance) for inv in s.scalars(
+                select(Invoice).where(Invoice.id.in_([a.id, b_eur.id])).order_by(Invoice.id)).all()]
+
+    after = [("open", D("12.00"), D("167.99")), ("void", D("11.00"), 0)]
+    assert credited() == after
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    before_it = ScriptDirectory.from_config(config).get_revision("0015_credit_notes_salesforce").down_revision
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, before_it)
+    assert credited() == [("open", D("12.00"), D("167.99")), ("void", 0, D("11.00"))]  # as earlier versions kept it
+    upgrade(engine)
+    assert credited() == after
 
 
 def test_refunds_reopen_the_balance_and_cannot_exceed_the_payment(engine):

@@ -86,6 +86,10 @@ def test_unknown_id_and_unknown_sobject_are_404_not_found(sf):
         ("Account", {"Name": "A", "Billing_Status__c": "unknown"}, "INVALID_OR_NULL_FOR_RESTRICTED_PICKLIST",
          ["Billing_Status__c"]),
         ("Account", {"Name": "A", "VAT_Id__c": "X" * 33}, "STRING_TOO_LONG", ["VAT_Id__c"]),
+        # Number(12,6): twelve digits before the point at most, so 13 are outside its range
+        ("Product2", {"Name": "P", "Included_Units__c": "1234567890123.5"}, "NUMBER_OUTSIDE_VALID_RANGE",
+         ["Included_Units__c"]),
+        ("Account", {"Name": "A", "MRR__c": "1" * 17}, "NUMBER_OUTSIDE_VALID_RANGE", ["MRR__c"]),
         ("Opportunity", {"Name": "D", "StageName": "Prospecting", "CloseDate": "2026-01-01", "AccountId": "nope"},
          "MALFORMED_ID", ["AccountId"]),
     ],

@@ -8,6 +8,7 @@ products carry ``UnitPrice`` 0 on the deal's lines, so ``Amount`` only counts th
 
 from __future__ import annotations
 
+import json
 from decimal import Decimal
 
 import pytest
@@ -20,13 +21,14 @@ from sqlmodel import Session, select
 from billing_engine.storage.subscriptions import SubscriptionRow
 from connector.cli import cli
 from connector.settings import PreviewStages
+from connector.sync import preview as preview_module
 from connector.sync.preview import DealPreviewRow
 from connector.sync.pull import pull_changes
 from connector.sync.push import push_outbox
 from tests.support.sandbox import sandbox_environment
 
 PREVIEW_FIELDS = ("Amount, Billsync_Preview_Total__c, Billsync_Preview_MRR__c, Billsync_Preview_ARR__c, "
-                  "Billsync_Preview_Note__c, Billsync_Previewed_At__c, SystemModstamp")
+                  "Billsync_Preview_Note__c, Billsync_Preview_Lines__c, Billsync_Previewed_At__c, SystemModstamp")
 TAX = Decimal("0.20")
 
 
@@ -137,6 +139,61 @@ def test_an_open_deal_shows_what_it_would_bill_and_follows_its_lines_without_a_s
         assert session.exec(select(SubscriptionRow).where(SubscriptionRow.external_key == deal)).first() is None
 
 
+def preview_lines(sf: Salesforce, deal: str) -> list[dict]:
+    text = shown(sf, deal)["Billsync_Preview_Lines__c"]
+    return json.loads(text)
+
+
+def test_an_open_deal_lists_its_first_invoice_lines_with_how_each_was_computed(seeded, org):
+    sf = salesforce(org)
+    deal, line = open_deal(sf)
+    sync(seeded)
+
+    lines = preview_lines(sf, deal)
+    assert lines == [
+        {"description": "Licences (Jul 1 – Aug 1 2026)", "quantity": "12", "amount": "1950.00", "currency": "EUR",
+         "explanation": "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100"},
+        {"description": "Platform fee (Jul 1 – Aug 1 2026)", "quantity": "1", "amount": "500.00", "currency": "EUR",
+         "explanation": "Platform fee flat 500"},
+        {"description": "Premium support (Jul 1 – Aug 1 2026)", "quantity": "1950", "amount": "195.00",
+         "currency": "EUR", "explanation": "Premium support 10 % of 1950 (Licences)"},
+    ]
+    assert Decimal(lines[0]["amount"]) == licences(12)
+    total, mrr, _ = expected(12)
+    assert sum(Decimal(x["amount"]) for x in lines) == mrr  # the lines are the invoice before tax
+    assert shown(sf, deal)["Billsync_Preview_Total__c"] == total
+
+    # Nothing changed: the next round writes nothing, the lines field included.
+    before = shown(sf, deal)
+    again = sync(seeded)
+    assert (again.previews_written, again.previews_failed) == (0, 0)
+    assert shown(sf, deal) == before
+
+    # The graduated line follows the rep's change, tier by tier.
+    sf.OpportunityLineItem.update(line, {"Quantity": 20})
+    assert sync(seeded).previews_written == 1
+    lines = preview_lines(sf, deal)
+    assert (lines[0]["quantity"], lines[0]["amount"], lines[0]["explanation"]) == (
+        "20", "2750.00", "Licences 20 × graduated: 5 × 200 + 5 × 150 + 10 × 100")
+    assert lines[2]["amount"] == "275.00"
+
+
+def test_lines_that_do_not_fit_the_field_are_left_out_whole_and_the_note_says_so(seeded, org, monkeypatch):
+    sf = salesforce(org)
+    deal, _ = open_deal(sf)
+    monkeypatch.setattr(preview_module, "LINES_LENGTH", 400)  # room for two of the three lines
+    sync(seeded)
+
+    fields = shown(sf, deal)
+    assert len(fields["Billsync_Preview_Lines__c"]) <= 400
+    lines = json.loads(fields["Billsync_Preview_Lines__c"])
+    assert [x["explanation"] for x in lines] == ["Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100",
+                                                 "Platform fee flat 500"]
+    assert fields["Billsync_Preview_Note__c"].startswith(
+        "Only 2 of 3 lines listed (the lines field is full). First invoice on 2026-07-01: 3,174.00 EUR")
+    assert fields["Billsync_Preview_Total__c"] == Decimal("3174.00")  # the figures stay whole
+
+
 def test_a_deal_that_cannot_be_previewed_says_why_and_stages_can_be_chosen(org, connected_settings):
     from connector.wiring import build_services
 
@@ -169,6 +226,7 @@ def test_a_deal_that_cannot_be_previewed_says_why_and_stages_can_be_chosen(org, 
         fields = shown(sf, negotiation)
         assert (fields["Billsync_Preview_Total__c"], fields["Billsync_Preview_MRR__c"]) == (None, None)
         assert fields["Billsync_Preview_Note__c"] == "No billsync preview: the deal has no products."
+        assert fields["Billsync_Preview_Lines__c"] is None
     finally:
         services.engine.dispose()
 

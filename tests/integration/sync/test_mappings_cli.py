@@ -68,7 +68,7 @@ def row_counts(url: str) -> dict[str, int]:
 def test_check_passes_on_the_shipped_defaults(env):
     result = run(env, "mappings", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("mappings OK: 6 files")
+    assert result.output.startswith("mappings OK: 9 files")
 
 
 def test_check_reports_each_problem_of_a_broken_file_on_its_own_line(env, tmp_path):

@@ -149,6 +149,7 @@ def test_record_errors_stay_on_the_row_back_off_then_dead_letter_until_retried(s
     status = runner.invoke(cli, ["sync", "status"], env=env)
     assert status.exit_code == 0, status.output
     assert "0 in flight" in status.output and "2 dead" in status.output
+    assert f"last push {at.isoformat(timespec='seconds')}: pushed 2 outbox rows in 1 batches" in status.output
     assert f"#{bad.id} invoice.finalized invoice 2: {MAX_ATTEMPTS} attempts" in status.output
     assert "API usage" in status.output and "Pull (cursors)" in status.output
     assert "Notifications (webhook inbox)" in status.output

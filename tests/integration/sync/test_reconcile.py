@@ -10,9 +10,11 @@ import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, func, select
 
-from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.invoices import CreditNote, Invoice
 from billing_engine.storage.outbox import OutboxRow
-from billing_engine.use_cases.payments import record_payment
+from billing_engine.use_cases.billing import issue_credit_note
+from billing_engine.use_cases.payments import record_payment, refund_payment
 from connector.billing_jobs import run_bill_run
 from connector.cli import cli
 from connector.database import transaction
@@ -125,7 +127,13 @@ def test_invoices_not_pushed_yet_are_missing_in_salesforce(billed):
     keys = keys_of(services.engine)
     for inv in invoices:
         assert f"mismatch: invoice {inv.number} (billsync id {keys.invoice(inv.id)}): missing in Salesforce" in output
-    assert "12 mismatches for 2026-11" in output
+    # Nor are the Account summaries of the customers (billed or not).
+    with Session(services.engine) as session:
+        customers = sorted(session.exec(select(CustomerRow.id).where(CustomerRow.salesforce_account_id.is_not(None))))
+    assert {inv.customer_id for inv in invoices} < set(customers)
+    for customer in customers:
+        assert f"mismatch: account {customer}: missing in Salesforce" in output
+    assert f"{12 + len(customers)} mismatches for 2026-11" in output
     # The per-status table: what billsync has, and nothing on the Salesforce side.
     eur = Decimal(0)
     for inv in invoices:
@@ -133,10 +141,11 @@ def test_invoices_not_pushed_yet_are_missing_in_salesforce(billed):
             eur += inv.total
     [row] = [line.split() for line in output.splitlines() if line.startswith("invoice  EUR")]
     assert row[2:7] == ["open", str(sum(1 for i in invoices if i.currency == "EUR")), str(eur), "0", "0"]
-    # Another month has nothing on either side: they agree.
+    # Another month has no invoice on either side; the Accounts are compared whatever the month.
     code, output = reconcile(env, "--period", "2026-10")
-    assert code == 0, output
-    assert "billsync and Salesforce agree for 2026-10" in output
+    assert code == 1
+    assert not any(line.startswith("invoice") for line in output.splitlines())
+    assert f"{len(customers)} mismatches for 2026-10" in output
 
 
 def test_an_invoice_only_salesforce_has_cannot_be_repaired_by_a_push(billed):
@@ -158,6 +167,8 @@ def test_tampered_invoice_is_named_then_repaired_by_the_next_push(billed):
     code, output = reconcile(env, "--period", "2026-11")
     assert code == 0, output
     assert "billsync and Salesforce agree for 2026-11" in output
+    code, output = reconcile(env, "--period", "2026-10")  # nothing that month; the Accounts agree
+    assert code == 0, output
 
     target = invoices[0]
     client = services.salesforce()
@@ -198,3 +209,126 @@ def test_payments_are_reconciled_by_payment_date(billed):
     assert code == 1
     assert (f"mismatch: payment BANK-REF-1 (billsync id {key}): status differs on Status__c: "
             "billsync succeeded, Salesforce refunded") in output
+
+
+@pytest.fixture
+def credited(billed):
+    """A credit note on one invoice and a payment, partly refunded, on another: all pushed."""
+    services, invoices, env = billed
+    credited_invoice, paid_invoice = invoices[0], invoices[1]
+    with transaction(services.engine) as session:
+        note_id = issue_credit_note(session, credited_invoice.id, amount=Decimal("100.00"), reason="SLA credit",
+                                    on=date(2026, 11, 25))
+        payment = record_payment(session, customer_id=paid_invoice.customer_id, amount=paid_invoice.total,
+                                 currency=paid_invoice.currency, received_on=date(2026, 11, 26), method="transfer",
+                                 source="bank", external_reference="BANK-REF-2")
+        refund = refund_payment(session, payment.payment_id, amount=Decimal("15.00"), refunded_on=date(2026, 11, 27),
+                                reason="goodwill")
+    drain(services)
+    with Session(services.engine) as session:
+        note = session.get(CreditNote, note_id)
+    return services, env, note, refund, credited_invoice, paid_invoice
+
+
+def table_row(output: str, *start: str) -> list[str]:
+    [row] = [line.split() for line in output.splitlines() if line.split()[:len(start)] == list(start)]
+    return row
+
+
+def test_credit_notes_refunds_and_accounts_agree_once_pushed(credited):
+    services, env, note, refund, credited_invoice, paid_invoice = credited
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 0, output
+    assert table_row(output, "credit_note", note.currency, "applied")[3:] == ["1", str(note.total), "1",
+                                                                              str(note.total), "ok"]
+    assert table_row(output, "refund", paid_invoice.currency, "refunded")[3:] == ["1", "15.00", "1", "15.00", "ok"]
+    # The credited invoice reads the same on both sides: credited, partly, with nothing paid.
+    assert table_row(output, "invoice", credited_invoice.currency, "open")[-1] == "ok"
+    with Session(services.engine) as session:
+        assert session.get(Invoice, credited_invoice.id).amount_credited == note.total
+
+
+def test_a_tampered_credit_note_is_named_then_repaired(credited):
+    services, env, note, _, _, _ = credited
+    client = services.salesforce()
+    key = keys_of(services.engine).credit_note(note.id)
+    client.upsert("Credit_Note__c", "Billsync_Credit_Note_Id__c", key, {"Total__c": note.total - Decimal("1.00")})
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 1
+    assert (f"mismatch: credit note {note.number} (billsync id {key}): amount differs on Total__c: "
+            f"billsync {note.total}, Salesforce {note.total - Decimal('1.00')}") in output
+    assert table_row(output, "credit_note", note.currency, "applied")[-1] == "DIFFERS"
+    code, output = reconcile(env, "--period", "2026-11", "--repair")
+    assert f"re-queued: credit note {note.number}" in output
+    drain(services)
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 0, output
+
+
+def test_a_deleted_credit_note_is_missing_in_salesforce_until_repaired(credited):
+    services, env, note, _, _, _ = credited
+    client = services.salesforce()
+    key = keys_of(services.engine).credit_note(note.id)
+    [record] = list(client.query_all(f"SELECT Id FROM Credit_Note__c WHERE Billsync_Credit_Note_Id__c = '{key}'"))
+    client._call("DELETE", "sobjects/Credit_Note__c", lambda sf: sf.Credit_Note__c.delete(record["Id"]))
+    code, output = reconcile(env, "--period", "2026-11", "--repair")
+    assert code == 1
+    assert f"mismatch: credit note {note.number} (billsync id {key}): missing in Salesforce" in output
+    drain(services)
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 0, output
+    assert client.query_page("SELECT COUNT() FROM Credit_Note_Line__c")["totalSize"] == 1
+
+
+def test_a_tampered_refund_is_named_then_repaired(credited):
+    services, env, _, refund, _, _ = credited
+    client = services.salesforce()
+    key = keys_of(services.engine).refund(refund.refund_id)
+    client.upsert("Refund__c", "Billsync_Refund_Id__c", key, {"Amount__c": Decimal("51.00")})
+    code, output = reconcile(env, "--period", "2026-11", "--repair")
+    assert code == 1
+    name = f"RFD-2026-{refund.refund_id:06d}"
+    assert (f"mismatch: refund {name} (billsync id {key}): amount differs on Amount__c: billsync 15.00, "
+            "Salesforce 51.00") in output
+    assert f"re-queued: refund {name}" in output
+    drain(services)
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 0, output
+
+
+def test_a_tampered_account_summary_is_named_then_repaired(credited):
+    services, env, _, _, credited_invoice, _ = credited
+    client = services.salesforce()
+    with Session(services.engine) as session:
+        customer = session.get(CustomerRow, credited_invoice.customer_id)
+    before = client.get("Account", customer.salesforce_account_id)
+    client.upsert("Account", "Id", customer.salesforce_account_id, {
+        "MRR__c": Decimal(str(before["MRR__c"])) + 1, "Billing_Status__c": "cancelled", "Balance__c": Decimal("0.01")})
+    code, output = reconcile(env, "--period", "2026-11", "--repair")
+    assert code == 1
+    [line] = [ln for ln in output.splitlines() if ln.startswith(f"mismatch: account {customer.id}: amount differs "
+                                                                  "on MRR__c: ")]
+    engine_mrr, salesforce_mrr = line.split("billsync ")[1].split(", Salesforce ")
+    assert Decimal(salesforce_mrr) == Decimal(engine_mrr) + 1 == Decimal(str(before["MRR__c"])) + 1
+    assert (f"mismatch: account {customer.id}: status differs on Billing_Status__c: billsync "
+            f"{before['Billing_Status__c']}, Salesforce cancelled") in output
+    assert f"mismatch: account {customer.id}: amount differs on Balance__c: billsync " in output
+    assert f"re-queued: account {customer.id}" in output
+    drain(services)
+    code, output = reconcile(env, "--period", "2026-11")
+    assert code == 0, output
+
+
+def test_credit_notes_and_refunds_switched_off_are_not_compared(credited, tmp_path):
+    services, env, note, _, _, _ = credited
+    mappings = tmp_path / "mappings"
+    mappings.mkdir()
+    (mappings / "credit_note.yaml").write_text("")
+    (mappings / "refund.yaml").write_text("")
+    services.salesforce().upsert("Credit_Note__c", "Billsync_Credit_Note_Id__c",
+                                 keys_of(services.engine).credit_note(note.id), {"Total__c": Decimal("0.01")})
+    code, output = reconcile({**env, "MAPPINGS_DIR": str(mappings)}, "--period", "2026-11")
+    assert code == 0, output
+    assert "not compared: credit notes: not pushed to Salesforce (the credit_note mapping is switched off)" in output
+    assert "not compared: refunds: not pushed to Salesforce (the refund mapping is switched off)" in output
+    assert not any(line.startswith(("credit_note", "refund")) for line in output.splitlines())

@@ -10,6 +10,7 @@ from billing_engine.payments import (
     OpenItem,
     aging,
     aging_bucket,
+    allocate_amounts,
     allocate_payment,
     check_payment,
     invoice_balance,
@@ -37,6 +38,27 @@ def test_named_invoices_take_the_payment_and_the_rest_is_credit():
     # 60 named to B: B 50, 10 unapplied (A, though older, gets nothing)
     result = allocate_payment(D("60.00"), "EUR", [A, B], named=[2])
     assert result.applied == ((2, D("50.00")),) and result.unapplied == D("10.00")
+
+
+def test_amounts_per_invoice_are_applied_as_given_and_the_rest_is_credit():
+    # 60 with 30 to B and 20 to A: exactly that, 10 unapplied
+    result = allocate_amounts(D("60.00"), "EUR", [A, B], [(2, "30.00"), (1, D("20.00"))])
+    assert result.applied == ((2, D("30.00")), (1, D("20.00"))) and result.unapplied == D("10.00")
+
+
+@pytest.mark.parametrize(("amounts", "error", "match"), [
+    ([(2, "50.01")], InvalidInputError, "more than the balance of invoice INV-2026-000002"),
+    ([(1, "40.00"), (2, "30.00")], InvalidInputError, "add up to 70.00, more than the payment"),
+    ([(1, "10.00"), (1, "10.00")], InvalidInputError, "named twice"),
+    ([(3, "10.00")], ConflictError, "void"),
+    ([(9, "10.00")], InvalidInputError, "not this customer's"),
+    ([(1, "0")], InvalidInputError, "positive"),
+    ([(4, "10.00")], InvalidInputError, "invoice INV-2026-000004 is in USD, the payment in EUR"),
+])
+def test_bad_amounts_per_invoice_are_refused(amounts, error, match):
+    with pytest.raises(error, match=match):
+        allocate_amounts(D("60.00"), "EUR", [A, B, VOID, OpenItem(4, "USD", "open", date(2026, 2, 1), D("10.00"),
+                                                             "INV-2026-000004")], amounts)
 
 
 def test_bad_payments_are_refused_with_a_clear_error():
@@ -84,6 +106,11 @@ def test_refund_larger_than_the_payment_is_refused():
         (D(100), D(0), D(0), date(2026, 3, 1), "paid"),
         (D(0), D(100), D(0), date(2026, 3, 1), "credited"),
         (D(100), D(0), D(30), date(2026, 1, 15), "partially_paid"),  # refund reopened 30
+        (D(0), D(12), D(0), date(2026, 1, 15), "partially_credited"),  # a credit note, nothing paid
+        (D(0), D(12), D(0), date(2026, 2, 1), "overdue"),  # still owed past its due date
+        (D(40), D(12), D(0), date(2026, 1, 15), "partially_paid"),  # paid part of it after a credit note
+        (D(40), D(12), D(40), date(2026, 1, 15), "partially_credited"),  # the payment refunded in full
+        (D(40), D(60), D(0), date(2026, 3, 1), "paid"),  # settled by payment and credit together
     ],
 )
 def test_payment_status_is_derived(paid, credited, refunded, as_of, expected):

@@ -20,7 +20,8 @@ def invoice(**overrides):
         "issued_on": date(2026, 12, 1), "due_on": date(2026, 12, 31), "period_starts_on": date(2026, 12, 1),
         "period_ends_before": date(2027, 1, 1), "currency": "EUR", "subtotal": Decimal("1950.00"),
         "discount": Decimal("0.00"), "tax": Decimal("370.50"), "total": Decimal("2320.50"),
-        "amount_paid": Decimal("0.00"), "balance": Decimal("2320.50"), "tax_note": None, "customer_id": "cus_1",
+        "amount_paid": Decimal("0.00"), "amount_credited": Decimal("0.00"), "balance": Decimal("2320.50"),
+        "tax_note": None, "customer_id": "cus_1",
         "salesforce_account_id": ACC, "salesforce_opportunity_id": None, "dunning_step": None,
         "dunning_step_on": None,
     }
@@ -35,8 +36,8 @@ def test_an_invoice_becomes_an_invoice__c_upsert(defaults):
         "Issue_Date__c": "2026-12-01", "Due_Date__c": "2026-12-31", "Period_Start__c": "2026-12-01",
         "Period_End__c": "2027-01-01", "CurrencyIsoCode": "EUR", "Subtotal__c": Decimal("1950.00"),
         "Discount__c": Decimal("0.00"), "Tax__c": Decimal("370.50"), "Total__c": Decimal("2320.50"),
-        "Amount_Paid__c": Decimal("0.00"), "Balance__c": Decimal("2320.50"), "Tax_Note__c": None,
-        "Dunning_Step__c": None, "Dunning_Step_Date__c": None,
+        "Amount_Paid__c": Decimal("0.00"), "Amount_Credited__c": Decimal("0.00"), "Balance__c": Decimal("2320.50"),
+        "Tax_Note__c": None, "Dunning_Step__c": None, "Dunning_Step_Date__c": None,
     }
 
 
@@ -45,6 +46,13 @@ def test_an_invoice_in_dunning_shows_its_last_step_and_its_date(defaults):
                                                                    dunning_step_on=date(2027, 1, 15)))
     assert (out["Payment_Status__c"], out["Dunning_Step__c"], out["Dunning_Step_Date__c"]) == (
         "overdue", "second", "2027-01-15")
+
+
+def test_a_partly_credited_invoice_reads_credited_not_paid(defaults):
+    out = apply_outbound(defaults.get_outbound("invoice"), invoice(
+        payment_status="partially_credited", amount_credited=Decimal("120.00"), balance=Decimal("2200.50")))
+    assert (out["Payment_Status__c"], out["Amount_Paid__c"], out["Amount_Credited__c"], out["Balance__c"]) == (
+        "partially_credited", Decimal("0.00"), Decimal("120.00"), Decimal("2200.50"))
 
 
 def test_a_draft_invoice_is_named_after_its_id(defaults):
@@ -86,7 +94,8 @@ def test_an_invoice_line_refers_to_its_invoice_by_external_id_and_explains_itsel
 
 
 def test_a_payment_without_an_invoice_clears_the_lookup(defaults):
-    record = {"id": "pay_01", "salesforce_account_id": ACC, "first_invoice_id": None, "currency": "EUR",
+    record = {"id": "pay_01", "name": "SEPA-123", "salesforce_account_id": ACC, "first_invoice_id": None,
+              "currency": "EUR",
               "amount": Decimal("100.00"), "unapplied_amount": Decimal("100.00"), "paid_on": date(2026, 12, 3),
               "method": "transfer", "reference": "SEPA-123", "status": "succeeded"}
     out = apply_outbound(defaults.get_outbound("payment"), record)
@@ -94,6 +103,56 @@ def test_a_payment_without_an_invoice_clears_the_lookup(defaults):
     assert out["Billsync_Payment_Id__c"] == "pay_01" and out["Payment_Date__c"] == "2026-12-03"
     paid = apply_outbound(defaults.get_outbound("payment"), {**record, "first_invoice_id": "inv_01"})
     assert paid["Invoice__r"] == {"Billsync_Invoice_Id__c": "inv_01"} and "Invoice__c" not in paid
+    assert out["Name"] == "SEPA-123"
+
+
+def credit_note(**overrides):
+    record = {
+        "id": "cn_01", "number": "CN-2026-000001", "invoice_id": "inv_01", "customer_id": "cus_1",
+        "salesforce_account_id": ACC, "currency": "EUR", "issued_on": date(2026, 12, 10), "reason": "SLA credit",
+        "net": Decimal("100.00"), "tax": Decimal("19.00"), "total": Decimal("119.00"),
+        "applied_to_invoice": Decimal("119.00"), "to_credit_balance": Decimal("0.00"), "status": "applied",
+    }
+    return {**record, **overrides}
+
+
+def test_a_credit_note_is_upserted_under_its_invoice_and_account(defaults):
+    out = apply_outbound(defaults.get_outbound("credit_note"), credit_note())
+    assert out == {
+        "attributes": {"type": "Credit_Note__c"}, "Billsync_Credit_Note_Id__c": "cn_01", "Name": "CN-2026-000001",
+        "Account__c": ACC, "Invoice__r": {"Billsync_Invoice_Id__c": "inv_01"}, "Issue_Date__c": "2026-12-10",
+        "CurrencyIsoCode": "EUR", "Net__c": Decimal("100.00"), "Tax__c": Decimal("19.00"),
+        "Total__c": Decimal("119.00"), "Applied_To_Invoice__c": Decimal("119.00"),
+        "To_Credit_Balance__c": Decimal("0.00"), "Reason__c": "SLA credit", "Status__c": "applied",
+    }
+    loose = apply_outbound(defaults.get_outbound("credit_note"), credit_note(invoice_id=None))
+    assert loose["Invoice__c"] is None and "Invoice__r" not in loose
+    with pytest.raises(InvalidRecordError, match="salesforce_account_id: is required but empty"):
+        apply_outbound(defaults.get_outbound("credit_note"), credit_note(salesforce_account_id=None))
+
+
+def test_a_credit_note_line_names_the_invoice_line_it_credits(defaults):
+    record = {"id": "cnl_01", "credit_note_id": "cn_01", "invoice_line_id": "line_07", "description": "Licences",
+              "amount": Decimal("100.00"), "tax_rate": Decimal("19"), "tax": Decimal("19.00")}
+    out = apply_outbound(defaults.get_outbound("credit_note_line"), record)
+    assert out["Credit_Note__r"] == {"Billsync_Credit_Note_Id__c": "cn_01"}
+    assert out["Invoice_Line__r"] == {"Billsync_Line_Id__c": "line_07"}
+    assert (out["Amount__c"], out["Tax__c"], out["Description__c"]) == (Decimal("100.00"), Decimal("19.00"),
+                                                                        "Licences")
+    whole = apply_outbound(defaults.get_outbound("credit_note_line"), {**record, "invoice_line_id": None})
+    assert whole["Invoice_Line__c"] is None and "Invoice_Line__r" not in whole
+
+
+def test_a_refund_hangs_under_its_payment(defaults):
+    out = apply_outbound(defaults.get_outbound("refund"), {
+        "id": "ref_01", "name": "RFD-2026-000001", "payment_id": "pay_01", "salesforce_account_id": ACC,
+        "currency": "EUR", "amount": Decimal("30.00"), "from_credit": Decimal("10.00"),
+        "refunded_on": date(2026, 12, 12), "reason": None})
+    assert out == {
+        "attributes": {"type": "Refund__c"}, "Billsync_Refund_Id__c": "ref_01", "Name": "RFD-2026-000001",
+        "Payment__r": {"Billsync_Payment_Id__c": "pay_01"}, "Account__c": ACC, "Amount__c": Decimal("30.00"),
+        "From_Credit__c": Decimal("10.00"), "Refund_Date__c": "2026-12-12", "Reason__c": None,
+    }
 
 
 def test_the_account_summary_updates_the_account_by_id(defaults):

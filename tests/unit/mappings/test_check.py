@@ -65,9 +65,12 @@ def test_a_field_the_org_lacks_is_reported_in_the_default_file(defaults, org, de
     org["Invoice__c"]["fields"] = [dict(f, externalId=False) if f["name"] == "Billsync_Invoice_Id__c" else f
                                    for f in org["Invoice__c"]["fields"]]
     problems = [str(p) for p in check_specs(defaults, describe)]
-    account, invoice, payment = (DEFAULTS_DIR / f"{n}.yaml" for n in ("account", "invoice", "payment"))
+    account, credit_note, invoice, payment = (DEFAULTS_DIR / f"{n}.yaml"
+                                              for n in ("account", "credit_note", "invoice", "payment"))
     assert problems == [
         f"{account}:{line_in(account, 'MRR__c:')}: fields.MRR__c: no field 'MRR__c' on Account (did you mean 'ARR__c'?)",
+        f"{credit_note}:{line_in(credit_note, 'Invoice__r.')}: fields.Invoice__r.Billsync_Invoice_Id__c: Invoice__c."
+        "Billsync_Invoice_Id__c is not an External ID field, so it can't identify the parent record",
         f"{invoice}:{line_in(invoice, 'key: {field: Billsync_Invoice_Id__c')}: key.field: Invoice__c.Billsync_Invoice_Id__c is not an External ID field; mark it "
         "External ID (and Unique) in Salesforce, or key the mapping by Id",
         f"{invoice}:{line_in(invoice, 'Invoice__r.Billsync_Invoice_Id__c:')}: fields.Invoice__r.Billsync_Invoice_Id__c: Invoice__c.Billsync_Invoice_Id__c is not an "

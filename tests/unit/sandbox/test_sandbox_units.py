@@ -127,3 +127,40 @@ def test_schema_extensions_are_checked():
                                                                                          "reference_to": "Nope"}}}}})
     with pytest.raises(SchemaFileError):
         load_schema({"validation_rules": [{"object": "Account", "error_condition": "Missing__c > 1"}]})
+
+
+def _field(**spec):
+    return {"objects": {"Thing__c": {"key_prefix": "a09", "fields": {"Amount__c": spec}}}}
+
+
+def test_the_schema_respects_salesforce_field_limits():
+    schema = load_schema()
+    for obj in schema.objects.values():
+        for spec in obj.fields.values():
+            if spec.custom and spec.type in ("currency", "double", "percent"):
+                assert spec.precision <= 18 and spec.scale < spec.precision, f"{obj.name}.{spec.name}"
+    assert (schema.get("Product2").field("Included_Units__c").precision,
+            schema.get("Product2").field("Included_Units__c").scale) == (18, 6)
+
+
+@pytest.mark.parametrize(("spec", "message"), [
+    # Setup's Number(16,6): 16 digits before the point and 6 after, 22 in all
+    ({"type": "double", "precision": 22, "scale": 6}, "Thing__c.Amount__c: precision 22 (digits before the point 16 "
+                                                       "+ after 6): Salesforce allows at most 18 digits in all"),
+    ({"type": "currency", "precision": 6, "scale": 6}, "scale 6 must be below the precision 6"),
+    ({"type": "string", "length": 256}, "a text field holds 1 to 255 characters, not 256"),
+    ({"type": "textarea", "length": 200_000}, "not 200000"),
+    ({"type": "date", "external_id": True}, "an external id is a text, number or email field, not date"),
+    ({"type": "reference", "reference_to": "Account", "master_detail": True}, "a master-detail field is always required"),
+])
+def test_a_field_salesforce_would_refuse_fails_loading_with_its_reason(spec, message):
+    with pytest.raises(SchemaFileError) as err:
+        load_schema(_field(**spec))
+    assert message in str(err.value)
+
+
+def test_custom_names_longer_than_forty_characters_fail_loading():
+    long_name = "A" * 41 + "__c"
+    with pytest.raises(SchemaFileError, match="at most 40 characters before __c, this one 41"):
+        load_schema({"objects": {"Thing__c": {"key_prefix": "a09", "fields": {long_name: {"type": "date"}}}}})
+    assert load_schema({"objects": {"Thing__c": {"key_prefix": "a09", "fields": {"A" * 40 + "__c": {"type": "date"}}}}})
