@@ -609,6 +609,9 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     check_transition(old, "void", f"invoice {inv.number or inv.id}")
     if inv.amount_paid - inv.amount_refunded != 0:
         raise ConflictError(f"invoice {inv.number}", "has payments applied; refund them or issue a credit note")
+    if old != "draft" and invoice_store.credited_net(session, inv.id) != 0:
+        raise ConflictError(f"invoice {inv.number}",
+                            "already has a credit note; issue a credit note for what is left instead of voiding it")
     events: list[ob.OutboxEvent] = []
     cn_id = None
     if old != "draft" and inv.total > 0:
