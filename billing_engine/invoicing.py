@@ -290,3 +290,33 @@ def build_credit_note(
     tax = sum((g.tax for g in groups), ZERO)
     return CreditNoteDraft(reason=reason, currency=currency, lines=tuple(out), tax_groups=groups,
                            net=net, tax=tax, total=net + tax)
+
+
+def take_remaining_tax(note: CreditNoteDraft, invoiced: Sequence[TaxGroup],
+                       credited: Sequence[TaxGroup]) -> CreditNoteDraft:
+    """``note`` with the tax left on its invoice at each rate whose last net it credits.
+
+    ``invoiced`` is the invoice's tax breakdown, ``credited`` what its earlier credit notes took
+    (net and tax, one entry per note and rate). The invoice's tax is rounded once per rate on the
+    sum of its lines (docs/billing-rules.md §14 Tax), each credit note's on its own credited
+    amounts (§15 Credit notes and customer credit), so credits that together take a rate's whole
+    net can add up to a cent more or less than the invoice's tax at that rate. The credit that
+    brings the net credited at a rate to the invoice's net there takes the tax still uncredited
+    at that rate instead: an invoice credited in parts is credited its total exactly.
+    """
+    invoiced_by_rate = {g.percent.normalize(): g for g in invoiced}
+    before: dict[Decimal, tuple[Decimal, Decimal]] = {}
+    for g in credited:
+        net, tax = before.get(g.percent.normalize(), (ZERO, ZERO))
+        before[g.percent.normalize()] = (net + g.net, tax + g.tax)
+    groups = []
+    for group in note.tax_groups:
+        rate = group.percent.normalize()
+        on_invoice = invoiced_by_rate.get(rate)
+        net_before, tax_before = before.get(rate, (ZERO, ZERO))
+        if on_invoice is not None and net_before + group.net == on_invoice.net:
+            group = TaxGroup(percent=group.percent, net=group.net, tax=max(on_invoice.tax - tax_before, ZERO))
+        groups.append(group)
+    tax = sum((g.tax for g in groups), ZERO)
+    return CreditNoteDraft(reason=note.reason, currency=note.currency, lines=note.lines, tax_groups=tuple(groups),
+                           net=note.net, tax=tax, total=note.net + tax)

@@ -35,7 +35,7 @@ from typing import Any
 from billing_engine import outbox as ob
 from billing_engine.errors import NotFoundError
 from billing_engine.money import round_money
-from billing_engine.payments import payment_status
+from billing_engine.payments import payment_status, shown_reference
 from billing_engine.periods import period_containing
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import collections as collection_store
@@ -290,7 +290,7 @@ class PaymentExport:
     unapplied_amount: Decimal  # its credit not used or refunded
     received_on: date
     method: str
-    external_reference: str
+    external_reference: str  # empty when recorded without one
     status: str  # succeeded | partially_refunded | refunded
 
 
@@ -323,7 +323,7 @@ def payments_for_export(session: Session, payment_ids: Iterable[int]) -> dict[in
             salesforce_account_id=customer.salesforce_account_id if customer else None,
             invoice_ids=tuple(invoices.get(p.id, ())), currency=p.currency, amount=p.amount,
             unapplied_amount=max(p.unapplied - from_credit, ZERO), received_on=p.received_on, method=p.method,
-            external_reference=p.external_reference, status=refund_status(p.amount, refunded))
+            external_reference=shown_reference(p.external_reference), status=refund_status(p.amount, refunded))
     return out
 
 
