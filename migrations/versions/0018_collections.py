@@ -1,7 +1,7 @@
 """collections: overdue invoices, dunning, SEPA mandates and direct debits, bank statement entries
 
 Revision ID: 0018_collections
-Revises: 0020_preview_lines
+Revises: 0017_invoice_listing
 Create Date: 2026-12-12
 """
 from alembic import op
@@ -11,7 +11,7 @@ import billing_engine.storage.columns
 
 
 revision = '0018_collections'
-down_revision = '0020_preview_lines'
+down_revision = "0017_invoice_listing"
 branch_labels = None
 depends_on = None
 
