@@ -8,10 +8,11 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``push`` | every PUSH_INTERVAL_SECONDS, first run at start | ``connector.sync.push.push_outbox`` (``billsync sync push``) |
 | ``bill_run`` | daily at BILL_RUN_AT | ``connector.billing_jobs.run_bill_run`` as of today (``billsync bill-run``) |
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
+| ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
 into one, and a job's exception is logged and never stops the clock. Without a
-Salesforce connection (``SF_AUTH=none``) only the bill run is scheduled.
+Salesforce connection (``SF_AUTH=none``) only the bill run and the partitions are scheduled.
 
 **One leader.** Any number of ``billsync clock`` processes may run (a deploy overlap, a
 second dyno): a ``Clock`` runs its scheduler only while it holds the leadership lock
@@ -76,6 +77,7 @@ USE_CASES: dict[str, UseCase] = {
     "push": UseCase("connector.sync.push", "push_outbox"),
     "bill_run": UseCase("connector.billing_jobs", "run_bill_run"),
     "reconcile": UseCase("connector.sync.reconcile", "reconcile_period"),
+    "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
 DAILY_JOBS = ("bill_run", "reconcile")  # recorded in clock_runs, caught up when missed
@@ -137,8 +139,26 @@ def reconcile_job(services: Services, today: date | None = None) -> list[Any]:
     return reports
 
 
+#: How many months after the current one the usage events' partitions are prepared.
+PARTITION_MONTHS_AHEAD = 3
+#: How often the clock prepares them (idempotent and quick when they exist).
+PARTITIONS_EVERY_HOURS = 6
+
+
+def partitions_job(services: Services, today: date | None = None) -> Any:
+    from billing_engine.periods import add_months
+
+    through = add_months((today or _today(services)).replace(day=1), PARTITION_MONTHS_AHEAD)
+    report = USE_CASES["partitions"].resolve()(services, through)
+    if report.created or report.moved:
+        log.info("usage partitions through %s: created %s; %s events moved out of the default partition",
+                 f"{through:%Y-%m}", ", ".join(f"{m:%Y-%m}" for m in report.created) or "none", report.moved)
+    return report
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
+    "partitions": partitions_job,
 }
 
 
@@ -236,6 +256,8 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
         add("reconcile", CronTrigger(hour=settings.reconcile_at.hour, minute=settings.reconcile_at.minute,
                                      timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
             **daily("reconcile"))
+    add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
+        PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
     return scheduler
 
 
@@ -245,6 +267,7 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "push": f"every {settings.push_interval_seconds} s",
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
+        "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
     }[name]
 
 

@@ -338,6 +338,8 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
+    Var("USAGE_MAX_AGE_DAYS", parse_int(1, 3650), "35",
+        "Oldest usage event accepted, in days before now (older events are refused one by one)."),
 )
 
 
@@ -389,6 +391,7 @@ class Settings:
     hold_invoices_for_review: bool
     bill_run_max_periods: int
     billing_starts_on: date | None
+    usage_max_age_days: int
 
     @property
     def is_sqlite(self) -> bool:

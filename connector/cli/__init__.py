@@ -12,6 +12,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``reconcile`` | ``reconcile`` |
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
+| ``usage`` | ``usage import``, ``usage partitions`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -92,8 +93,9 @@ def _register_commands() -> None:
     from connector.cli.reconcile import reconcile
     from connector.cli.review import review
     from connector.cli.sync import sync
+    from connector.cli.usage import usage
 
-    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
+    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock, usage):
         cli.add_command(command)
     _register_sandbox()
 

@@ -1,5 +1,6 @@
-"""usage events: a key table (one row per event, UNIQUE source + key) and the events, partitioned
-by month on PostgreSQL; the usage records move there
+"""usage events: stored once per key, partitioned by month on PostgreSQL; usage records move there
+
+A key table (one row per event, UNIQUE source + key) and the events table.
 
 Revision ID: 0016_usage_events
 Revises: 0013_deal_previews
