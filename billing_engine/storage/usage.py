@@ -24,20 +24,51 @@ into their month's partition (the clock runs it).
 
 from __future__ import annotations
 
+import functools
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
+from types import SimpleNamespace
 from typing import Any
 
-from sqlalchemy import BigInteger, Column, Index, Integer, String, UniqueConstraint, func, select, text
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    UniqueConstraint,
+    any_,
+    bindparam,
+    exists,
+    func,
+    select,
+    text,
+)
 from sqlalchemy.dialects import sqlite
+from sqlalchemy.dialects.postgresql import ARRAY as postgresql_array
 from sqlmodel import Field, Session, SQLModel
 
-from billing_engine.storage.catalog import CustomerRow
+from billing_engine.catalog import Price
+from billing_engine.storage.catalog import (
+    CustomerRow,
+    PriceRow,
+    ProductRow,
+    load_prices,
+    price_from_row,
+    product_from_row,
+)
 from billing_engine.storage.columns import money_field, timestamp_field, to_decimal_value
 from billing_engine.storage.database import is_postgresql, one_of
+from billing_engine.storage.subscriptions import (
+    AmendmentRow,
+    SubscriptionItemRow,
+    SubscriptionRow,
+    subscription_from_rows,
+)
+from billing_engine.subscriptions import Subscription
 
 #: A 64-bit id (PostgreSQL ``BIGINT``); SQLite's ``INTEGER PRIMARY KEY`` is already 64-bit.
 BIG_ID = BigInteger().with_variant(Integer(), "sqlite")
@@ -159,15 +190,94 @@ def count_events(session: Session) -> int:
 # ------------------------------------------------------------------ what an event counts on
 
 
-def customer_timezones(session: Session, customer_ids: Iterable[str]) -> dict[str, str]:
-    """The IANA timezone of each of these customers (missing customers are absent)."""
-    ids = sorted(set(customer_ids))
-    t = CustomerRow.__table__  # type: ignore[attr-defined]
-    out: dict[str, str] = {}
-    for start in range(0, len(ids), 900):
-        query = select(t.c.id, t.c.timezone).where(one_of(session, t.c.id, ids[start:start + 900]))
-        out.update((customer_id, zone) for customer_id, zone in session.execute(query))
-    return out
+@dataclass(frozen=True)
+class UsageSubjects:
+    """What a batch of events may count on: the subscriptions it names by id, every subscription of
+    the customers it names, and the timezone of each customer involved (absent: unknown)."""
+
+    subscriptions: dict[str, Subscription]
+    by_customer: dict[str, list[Subscription]]
+    timezones: dict[str, str]
+
+
+def _view(row: Any, prefix: str) -> SimpleNamespace:
+    return SimpleNamespace(**{k[len(prefix):]: v for k, v in row._mapping.items() if k.startswith(prefix)})
+
+
+@functools.cache
+def _subject_queries(postgresql: bool) -> SimpleNamespace:
+    """The statements of ``usage_subjects``, built once per dialect (a batch runs them many times a
+    second): each takes its ids as the parameter ``ids``."""
+    subs_t, items_t, amend_t = SubscriptionRow.__table__, SubscriptionItemRow.__table__, AmendmentRow.__table__  # type: ignore[attr-defined]
+    customers_t = CustomerRow.__table__  # type: ignore[attr-defined]
+    prices_t, products_t = PriceRow.__table__, ProductRow.__table__  # type: ignore[attr-defined]
+
+    def among(column: Any) -> Any:
+        if postgresql:
+            return column == any_(bindparam("ids", type_=postgresql_array(column.type)))
+        return column.in_(bindparam("ids", expanding=True))
+
+    amended = exists().where(amend_t.c.subscription_id == subs_t.c.id).label("amended")
+    return SimpleNamespace(
+        by_id=select(subs_t, customers_t.c.timezone.label("customer_timezone"), amended)
+        .join(customers_t, customers_t.c.id == subs_t.c.customer_id).where(among(subs_t.c.id)),
+        by_customer=select(customers_t.c.id.label("known_customer"),
+                           customers_t.c.timezone.label("customer_timezone"), subs_t, amended)
+        .select_from(customers_t.outerjoin(subs_t, subs_t.c.customer_id == customers_t.c.id))
+        .where(among(customers_t.c.id)),
+        items=select(items_t, *[c.label(f"p_{c.name}") for c in prices_t.c],
+                     *[c.label(f"r_{c.name}") for c in products_t.c])
+        .join(prices_t, prices_t.c.id == items_t.c.price_id)
+        .join(products_t, products_t.c.id == prices_t.c.product_id)
+        .where(among(items_t.c.subscription_id)).order_by(items_t.c.subscription_id, items_t.c.position),
+        amendments=select(amend_t).where(among(amend_t.c.subscription_id))
+        .order_by(amend_t.c.subscription_id, amend_t.c.sequence),
+    )
+
+
+def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_ids: Sequence[str]) -> UsageSubjects:
+    """The subscriptions (whole histories, as ``subscriptions_of_customers`` maps them) of a batch
+    of events, in few queries: the subscriptions with their customer's timezone (and whether
+    they were amended), their items with prices and products, and the amendments of the amended
+    ones only. At most 1,000 ids of each kind (a batch)."""
+    queries = _subject_queries(is_postgresql(session))
+    connection = session.connection()
+    rows: list[Any] = []
+    timezones: dict[str, str] = {}
+    if subscription_ids:
+        rows.extend(connection.execute(queries.by_id, {"ids": list(subscription_ids)}))
+    if customer_ids:
+        for row in connection.execute(queries.by_customer, {"ids": list(customer_ids)}):
+            timezones[row.known_customer] = row.customer_timezone
+            if row.id is not None:
+                rows.append(row)
+    for row in rows:
+        timezones[row.customer_id] = row.customer_timezone
+    sids = sorted({row.id for row in rows})
+    items: dict[str, list[Any]] = {}
+    amendments: dict[str, list[Any]] = {}
+    prices: dict[str, Price] = {}
+    if sids:
+        for row in connection.execute(queries.items, {"ids": sids}):
+            items.setdefault(row.subscription_id, []).append(row)
+            if row.price_id not in prices:
+                prices[row.price_id] = price_from_row(_view(row, "p_"), product_from_row(_view(row, "r_")))
+        changed = sorted({row.id for row in rows if row.amended})
+        if changed:
+            for row in connection.execute(queries.amendments, {"ids": changed}):
+                amendments.setdefault(row.subscription_id, []).append(row)
+            load_prices(session, {r.price_id for rs in amendments.values() for r in rs if r.price_id}, prices)
+    built: dict[str, Subscription] = {}
+    for row in rows:
+        if row.id not in built:
+            built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments.get(row.id, ()), prices)
+    subscriptions = {sid: built[sid] for sid in subscription_ids if sid in built}
+    by_customer: dict[str, list[Subscription]] = {}
+    named = set(customer_ids)
+    for sid in sorted(built):
+        if built[sid].customer_id in named:
+            by_customer.setdefault(built[sid].customer_id, []).append(built[sid])
+    return UsageSubjects(subscriptions, by_customer, timezones)
 
 
 # ------------------------------------------------------------------ reading for the bill run

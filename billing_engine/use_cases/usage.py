@@ -14,12 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from decimal import Decimal
 
-from billing_engine.catalog import Price
 from billing_engine.errors import InvalidInputError
-from billing_engine.storage import subscriptions as subscription_store
 from billing_engine.storage import usage as usage_store
 from billing_engine.storage.database import Session
-from billing_engine.subscriptions import Subscription
 from billing_engine.usage import (
     DEFAULT_MAX_AGE_DAYS,
     MAX_BATCH_EVENTS,
@@ -94,14 +91,14 @@ def ingest_usage_events(session: Session, events: Sequence[object], *, now: date
         raise InvalidInputError("events", f"at most {MAX_BATCH_EVENTS} events per batch, got {len(events)}")
     parsed = [parse_event(raw, now, max_age_days) for raw in events]
     valid = [p for p in parsed if isinstance(p, UsageEvent)]
-    subscriptions, by_customer, timezones = _subjects(session, valid)
+    subjects = _subjects(session, valid)
     results: list[EventResult | None] = [None] * len(events)
     to_store: dict[str, tuple[int, ResolvedEvent]] = {}
     for index, event in enumerate(parsed):
         if not isinstance(event, UsageEvent):
             results[index] = EventResult(index, ERROR, _transaction_id(events[index]), tuple(event))
             continue
-        resolved = resolve_event(event, subscriptions, by_customer, timezones)
+        resolved = resolve_event(event, subjects.subscriptions, subjects.by_customer, subjects.timezones)
         if isinstance(resolved, EventError):
             results[index] = EventResult(index, ERROR, event.transaction_id, (resolved,))
         elif resolved.transaction_id in to_store:
@@ -123,25 +120,12 @@ def _transaction_id(raw: object) -> str | None:
     return value if isinstance(value, str) else None
 
 
-def _subjects(session: Session, events: Sequence[UsageEvent]) -> tuple[
-        dict[str, Subscription], dict[str, list[Subscription]], dict[str, str]]:
+def _subjects(session: Session, events: Sequence[UsageEvent]) -> usage_store.UsageSubjects:
     """The subscriptions the events name (by id), every subscription of the customers they name,
     and the timezone of every customer involved: read once per batch."""
-    subscription_ids = sorted({e.subscription_id for e in events if e.subscription_id is not None})
-    customer_ids = sorted({e.customer_id for e in events if e.customer_id is not None})
-    prices: dict[str, Price] = {}
-    subscriptions: dict[str, Subscription] = {}
-    if subscription_ids:
-        for sub in subscription_store.subscriptions_of_customers(session, (), subscription_ids=subscription_ids,
-                                                                 price_cache=prices):
-            subscriptions[sub.subscription_id] = sub
-    by_customer: dict[str, list[Subscription]] = {}
-    if customer_ids:
-        for sub in subscription_store.subscriptions_of_customers(session, customer_ids, price_cache=prices):
-            by_customer.setdefault(sub.customer_id, []).append(sub)
-    timezones = usage_store.customer_timezones(
-        session, {s.customer_id for s in subscriptions.values()} | set(customer_ids))
-    return subscriptions, by_customer, timezones
+    return usage_store.usage_subjects(
+        session, sorted({e.subscription_id for e in events if e.subscription_id is not None}),
+        sorted({e.customer_id for e in events if e.customer_id is not None}))
 
 
 @dataclass(frozen=True)

@@ -19,11 +19,11 @@ from billing_engine.catalog import make_price, make_product
 from billing_engine.customers import Customer
 from billing_engine.errors import InvalidInputError
 from billing_engine.storage.invoices import Invoice, invoice_lines
-from billing_engine.subscriptions import SubscriptionItem, make_subscription
+from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
 from billing_engine.use_cases.billing import bill_customers
 from billing_engine.use_cases.catalog import upsert_price, upsert_product
 from billing_engine.use_cases.customers import upsert_customer
-from billing_engine.use_cases.subscriptions import start_subscription
+from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
 from billing_engine.use_cases.usage import ingest_usage_events, prepare_usage_partitions
 from connector.database import make_engine, transaction, upgrade
 from tests.conftest import BACKEND
@@ -165,6 +165,30 @@ def test_an_event_counts_on_its_date_in_the_customers_timezone(billing):
            now=datetime(2026, 12, 1, 1, tzinfo=UTC))
     bill_customers(billing, DEC)
     assert [line[1:] for line in usage_lines(billing)] == [(D(10), D("1.00"))]
+
+
+def test_an_event_counts_only_while_its_item_is_on_the_subscription(billing):
+    """An item added on Nov 15 meters from that day; after an immediate cancellation on Nov 25
+    the subscription runs no more."""
+    sms = make_price("pr-sms", make_product("p-sms", "sms", "SMS"), currency="EUR", model="per_unit",
+                     charge_type="usage", unit_price="0.05")
+    with transaction(billing) as s:
+        upsert_product(s, sms.product)
+        upsert_price(s, sms)
+        amend_subscription(s, "sub-1", Amendment("add-sms", 0, AmendmentAction.ADD_ITEM, date(2026, 11, 15),
+                                                 item=SubscriptionItem("sms", sms)))
+        cancel_subscription(s, "sub-1", date(2026, 11, 25), immediate=True)
+    result = ingest(billing, [event("early", metric="sms", timestamp=at(14)), event("sms", "100", metric="sms",
+                                                                                    timestamp=at(20)),
+                              event("late", timestamp=at(26)), event("api", "4", timestamp=at(24)),
+                              event("by-customer", "1", subscription=None, customer="cus-1", metric="sms",
+                                    timestamp=at(16))])
+    assert [(r.status, [e.field for e in r.errors]) for r in result.results] == [
+        ("error", ["metric"]), ("accepted", []), ("error", ["timestamp"]), ("accepted", []), ("accepted", [])]
+    assert "has no usage item with metric 'sms' on 2026-11-14" in result.results[0].errors[0].message
+    assert "does not run on 2026-11-26" in result.results[2].errors[0].message
+    bill_customers(billing, DEC)
+    assert sorted(line[1:] for line in usage_lines(billing)) == [(D(4), D("0.40")), (D(101), D("5.05"))]
 
 
 def test_the_max_age_is_the_callers_setting(billing):
