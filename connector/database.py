@@ -40,6 +40,8 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.clock_runs",  # the clock's daily runs (started, finished), for catching up missed runs
     "connector.sync.installation",  # this installation's id (its external ids) and the org it is bound to
     "connector.sync.preview",  # open deals' previews, and what of them was written to Salesforce
+    "connector.api.auth",  # API keys (name, prefix, hash of the secret, scopes)
+    "connector.api.idempotency",  # POSTs' Idempotency-Keys and their stored responses
 )
 
 

@@ -316,6 +316,9 @@ VARIABLES: tuple[Var, ...] = (
         "Longest wait for a free connection of the process's pool (5 per process, plus 10 overflow)."),
     Var("WEB_READ_TIMEOUT_SECONDS", parse_int(1, 300), "10",
         "Time a web client has to send a request's line, headers and body, from its first byte; then it is cut off."),
+    # The JSON API (connector/api, docs/api.md).
+    Var("API_IDEMPOTENCY_HOURS", parse_int(24, 8760), "24",
+        "How long a POST's Idempotency-Key and its stored response are kept (at least 24 hours)."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -380,6 +383,7 @@ class Settings:
     db_connect_timeout_seconds: int
     db_pool_timeout_seconds: int
     web_read_timeout_seconds: int
+    api_idempotency_hours: int
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

@@ -74,13 +74,19 @@ def build_services(settings: Settings | None = None, *, web: bool = False) -> Se
 
 
 def build_app(settings: Settings | None = None) -> Flask:
+    """The web process's app: flask-openapi3's ``OpenAPI`` (a Flask subclass) serving the
+    probes, the webhooks and the JSON API under ``/api/v1`` (``connector.api.routes``)."""
+    from connector.api.framework import install_api, make_app
+    from connector.api.routes import API_MODULES
+
     services = build_services(settings, web=True)
-    app = Flask("billsync")
+    app = make_app("billsync")
     app.extensions["billsync"] = services
 
     from connector.api.health import blueprint as health
 
     app.register_blueprint(health)
+    install_api(app, API_MODULES)
     from connector.webhooks.config import WebhookConfig
     from connector.webhooks.routes import SECRET_PATH_PREFIXES, install_webhooks
 
@@ -133,8 +139,26 @@ def _install_request_log(app: Flask) -> None:
 
 
 def _install_error_handlers(app: Flask) -> None:
+    """JSON errors everywhere; under ``/api/v1``, problem documents (``connector.api.problems``)."""
+    from billing_engine.errors import BillingError
+    from connector.api import problems
+
+    @app.errorhandler(problems.ApiProblem)
+    def _api_problem(exc: problems.ApiProblem):
+        return problems.from_exception(exc)
+
+    @app.errorhandler(BillingError)
+    def _billing_error(exc: BillingError):
+        if problems.is_api_request():
+            return problems.billing_problem(exc)
+        return _unexpected(exc)
+
     @app.errorhandler(HTTPException)
     def _http_error(exc: HTTPException):
+        if exc.code is None:  # a response already made (abort(response))
+            return exc
+        if problems.is_api_request():
+            return problems.http_problem(exc)
         response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description,
                            request_id=g.get("request_id"))
         response.status_code = exc.code or 500
@@ -145,6 +169,8 @@ def _install_error_handlers(app: Flask) -> None:
         if is_unavailable(exc):
             return _database_unavailable(exc)
         log.exception("unhandled error", extra={"fields": {"request_id": g.get("request_id")}})
+        if problems.is_api_request():
+            return problems.internal_problem()
         response = jsonify(error="internal_error",
                            message="billsync hit an unexpected error; the request id is in the logs",
                            request_id=g.get("request_id"))
@@ -162,6 +188,10 @@ def _database_unavailable(exc: Exception):
     detail = str(getattr(exc, "orig", None) or exc).strip().splitlines()
     log.warning("database unavailable: %s: %s", exc.__class__.__name__, detail[0] if detail else "",
                 extra={"fields": {"request_id": g.get("request_id")}})
+    from connector.api import problems
+
+    if problems.is_api_request():
+        return problems.unavailable_problem()
     response = jsonify(error="database_unavailable",
                        message="the database did not answer in time; retry later",
                        request_id=g.get("request_id"))

@@ -1,12 +1,12 @@
 """Storage of the billing engine: SQLModel tables and the row <-> domain mapping, one module per
-subject (catalog, subscriptions, invoices, payments, usage, revenue, outbox), plus the shared
+subject (catalog, subscriptions, invoices, payments, usage, revenue, outbox, audit), plus the shared
 column types (``columns``) and SQL plumbing (``database``).
 
 This is the only part of ``billing_engine`` that imports SQLModel/SQLAlchemy. Importing the
 package registers every engine table in the metadata (Alembic and ``create_all`` need them all).
 """
 
-from billing_engine.storage import catalog, invoices, outbox, payments, revenue, subscriptions, usage
+from billing_engine.storage import audit, catalog, invoices, outbox, payments, revenue, subscriptions, usage
 
 #: Every table the bill run and the billing use cases write (for snapshots in tests and tools).
 BILLING_MODELS = (
@@ -16,4 +16,4 @@ BILLING_MODELS = (
     invoices.BillRunError, outbox.OutboxRow,
 )
 
-__all__ = ["BILLING_MODELS", "catalog", "invoices", "outbox", "payments", "revenue", "subscriptions", "usage"]
+__all__ = ["BILLING_MODELS", "audit", "catalog", "invoices", "outbox", "payments", "revenue", "subscriptions", "usage"]

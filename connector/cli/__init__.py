@@ -12,6 +12,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``reconcile`` | ``reconcile`` |
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
+| ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
 | ``usage`` | ``usage import``, ``usage partitions`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
@@ -85,6 +86,7 @@ def cli(debug: bool) -> None:
 
 def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
+    from connector.cli.api_keys import api_key
     from connector.cli.billing import bill_run, metrics
     from connector.cli.config import config
     from connector.cli.database import db
@@ -97,6 +99,7 @@ def _register_commands() -> None:
 
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock, usage):
         cli.add_command(command)
+    cli.add_command(api_key)
     _register_sandbox()
 
 

@@ -1,0 +1,6 @@
+"""Every module of ``/api/v1`` routes; each exposes ``blueprint`` (an ``ApiBlueprint``).
+``connector.wiring.build_app`` registers them in this order. One line per module."""
+
+API_MODULES: tuple[str, ...] = (
+    "connector.api.audit",
+)
