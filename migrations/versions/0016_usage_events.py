@@ -3,7 +3,7 @@
 A key table (one row per event, UNIQUE source + key) and the events table.
 
 Revision ID: 0016_usage_events
-Revises: 0013_deal_previews
+Revises: 0014_api_access
 Create Date: 2026-12-06
 
 On PostgreSQL ``usage_events`` is ``PARTITION BY RANGE (occurred_on)`` with a default partition
@@ -21,7 +21,7 @@ from alembic import op
 import billing_engine.storage.columns
 
 revision = "0016_usage_events"
-down_revision = "0013_deal_previews"
+down_revision = "0014_api_access"
 branch_labels = None
 depends_on = None
 
