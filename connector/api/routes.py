@@ -3,4 +3,5 @@
 
 API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
+    "connector.api.usage",
 )
