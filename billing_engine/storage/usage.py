@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -235,6 +236,38 @@ def _subject_queries(postgresql: bool) -> SimpleNamespace:
     )
 
 
+class _MappedSubscriptions:
+    """Subscriptions without amendments, mapped from their rows and kept by those rows.
+
+    The mapping (``subscription_from_rows``) is a pure function of the subscription's row and its
+    items' rows (each with its price and product): the same rows always give the same
+    ``Subscription``. The rows are still read for every batch; only mapping them again is
+    skipped, which is most of a batch's lookup time. A changed row (a new price, a renamed
+    product code) is another key, so nothing stale is ever used. At most ``size`` entries."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._entries: OrderedDict[tuple[Any, ...], Subscription] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, row: Any, item_rows: Sequence[Any], prices: dict[str, Price]) -> Subscription:
+        key = (tuple(row), *(tuple(r) for r in item_rows))
+        with self._lock:
+            found = self._entries.get(key)
+            if found is not None:
+                self._entries.move_to_end(key)
+                return found
+        built = subscription_from_rows(row, item_rows, (), prices)
+        with self._lock:
+            self._entries[key] = built
+            if len(self._entries) > self.size:
+                self._entries.popitem(last=False)
+        return built
+
+
+_MAPPED = _MappedSubscriptions(20000)
+
+
 def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_ids: Sequence[str]) -> UsageSubjects:
     """The subscriptions (whole histories, as ``subscriptions_of_customers`` maps them) of a batch
     of events, in few queries: the subscriptions with their customer's timezone (and whether
@@ -270,7 +303,10 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
     built: dict[str, Subscription] = {}
     for row in rows:
         if row.id not in built:
-            built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments.get(row.id, ()), prices)
+            if row.amended:
+                built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments[row.id], prices)
+            else:
+                built[row.id] = _MAPPED.get(row, items.get(row.id, ()), prices)
     subscriptions = {sid: built[sid] for sid in subscription_ids if sid in built}
     by_customer: dict[str, list[Subscription]] = {}
     named = set(customer_ids)
