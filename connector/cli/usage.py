@@ -129,7 +129,8 @@ def import_usage(file: Path) -> None:
                f"duplicates (already stored), {counts['error']} failed")
     if errors:
         raise UserError([f"line {line}: {problem}" for line, problem in sorted(errors, key=lambda e: e[0])]
-                        + [f"{counts['error']} rows failed and were not stored; the other rows were"])
+                        + ["1 row failed and was not stored; the other rows were" if counts["error"] == 1 else
+                           f"{counts['error']} rows failed and were not stored; the other rows were"])
 
 
 @usage.command("partitions")
