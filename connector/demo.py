@@ -341,6 +341,9 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
     if sandbox_url:
         lines.append("      scripts/billsync sandbox query \"SELECT Name, Total__c, Status__c FROM Invoice__c\""
                      "   # the invoices in Salesforce")
+    lines += [f"    api:      {web_url}/api/v1   (document {web_url}/api/v1/openapi.json; guide docs/api.md)",
+              "      export KEY=$(scripts/billsync api-key create --name \"me-$(date +%s)\" --scope write)",
+              f"      curl -s -H \"Authorization: Bearer $KEY\" {web_url}/api/v1/subscriptions"]
     return lines
 
 

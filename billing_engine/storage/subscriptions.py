@@ -19,6 +19,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
+import sqlalchemy as sa
 from sqlalchemy import Text, UniqueConstraint, and_, case, cast, exists, func, literal, or_, type_coerce
 from sqlalchemy.types import NullType
 from sqlmodel import Field, Session, SQLModel, select
@@ -370,3 +371,40 @@ def subscription_keys(session: Session, subscription_ids: Iterable[str]) -> dict
                                                 .where(t.c.id.in_(wanted[start:start + 900]))):
             out[sid] = (key, status)
     return out
+
+
+def subscription_ids_page(session: Session, *, on: date, limit: int, after: str | None = None,
+                          customer_id: str | None = None, status: str | None = None) -> list[str]:
+    """Subscription ids in id order after ``after``, of one customer and with one status on ``on``
+    (``pending``, ``active``, ``cancelled``, ``ended``, as ``Subscription.status_on`` says, from the
+    stored start, end and cancellation): one index range scan per page."""
+    t = SubscriptionRow.__table__
+    query = sa.select(t.c.id)
+    if after is not None:
+        query = query.where(t.c.id > after)
+    if customer_id is not None:
+        query = query.where(t.c.customer_id == customer_id)
+    running = or_(t.c.ends_before.is_(None), t.c.ends_before > on)
+    if status == "pending":
+        query = query.where(t.c.starts_on > on)
+    elif status == "ended":
+        query = query.where(t.c.starts_on <= on, t.c.ends_before.is_not(None), t.c.ends_before <= on)
+    elif status in ("active", "cancelled"):
+        query = query.where(t.c.starts_on <= on, t.c.status == status, running)
+    return list(session.execute(query.order_by(t.c.id).limit(limit)).scalars())
+
+
+def invoices_of_subscription(session: Session, subscription_id: str) -> list[Any]:
+    """The invoices with a line of this subscription, by id: ``(id, number, status, issued_on,
+    created_at, currency, total, lines)``, ``lines`` counting this subscription's lines on it."""
+    from billing_engine.storage.invoices import Invoice, InvoiceLine
+
+    inv, line = Invoice.__table__, InvoiceLine.__table__
+    return list(session.execute(
+        sa.select(inv.c.id, inv.c.number, inv.c.status, inv.c.issued_on, inv.c.created_at, inv.c.currency,
+               inv.c.total, func.count(line.c.id).label("lines"))
+        .join(line, line.c.invoice_id == inv.c.id)
+        .where(line.c.subscription_id == subscription_id)
+        .group_by(inv.c.id, inv.c.number, inv.c.status, inv.c.issued_on, inv.c.created_at, inv.c.currency,
+                  inv.c.total)
+        .order_by(inv.c.id)).all())

@@ -15,6 +15,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
+from billing_engine.errors import InvalidInputError
 from billing_engine.money import round_money
 from billing_engine.revenue import (
     BridgeRow,
@@ -416,3 +417,54 @@ def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
 def _customer_mrr(subs: Sequence[Subscription], customer_id: str, currency: str, on: date) -> Decimal:
     [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
     return snapshot.get((customer_id, currency), round_money(ZERO, currency))
+
+
+# ---------------------------------------------------------------- the bridge for the API
+
+#: Longest range of months one bridge request covers.
+MAX_BRIDGE_MONTHS = 120
+
+
+def mrr_bridge_months(session: Session, from_month: str, to_month: str, *,
+                      currency: str | None = None) -> list[BridgeRow]:
+    """The MRR bridge per month and currency (measured at month ends), optionally one currency's."""
+    months = month_range(from_month, to_month)
+    if len(months) > MAX_BRIDGE_MONTHS:
+        raise InvalidInputError("to", f"at most {MAX_BRIDGE_MONTHS} months at a time")
+    rows, _ = mrr_bridge(session, from_month, to_month, source=database_mrr_source(), collect_movements=False)
+    return [row for row in rows if currency is None or row.currency == currency]
+
+
+def bridge_totals(rows: Sequence[BridgeRow]) -> list[BridgeRow]:
+    """Per currency over the rows' range: the first month's opening, the sum of each movement,
+    the last month's closing, ARR and customers (``period`` is ``FROM..TO``)."""
+    by_currency: dict[str, list[BridgeRow]] = defaultdict(list)
+    for row in rows:
+        by_currency[row.currency].append(row)
+    totals = []
+    for currency in sorted(by_currency):
+        months = by_currency[currency]
+        first, last = months[0], months[-1]
+        totals.append(BridgeRow(
+            period=f"{first.period}..{last.period}", currency=currency, opening=first.opening,
+            new=sum((r.new for r in months), ZERO), expansion=sum((r.expansion for r in months), ZERO),
+            reactivation=sum((r.reactivation for r in months), ZERO),
+            contraction=sum((r.contraction for r in months), ZERO), churn=sum((r.churn for r in months), ZERO),
+            closing=last.closing, customers=last.customers, arr=last.arr))
+    return totals
+
+
+def mrr_movements(session: Session, month: str, *, limit: int, after: tuple[str, str] | None = None,
+                  currency: str | None = None, kind: str | None = None) -> list[Movement]:
+    """The customers whose MRR moved in ``month`` (its end against the previous month's end), by
+    customer and currency after ``after`` (keyset pages), optionally of one currency and kind."""
+    from billing_engine.revenue import MOVEMENT_KINDS
+
+    if kind is not None and kind not in MOVEMENT_KINDS:
+        raise InvalidInputError("kind", f"unknown movement {kind!r}; use one of {', '.join(MOVEMENT_KINDS)}")
+    _, moves = mrr_bridge(session, month, month, source=database_mrr_source())
+    chosen = sorted((m for m in moves if (currency is None or m.currency == currency)
+                     and (kind is None or m.kind == kind)
+                     and (after is None or (m.customer_id, m.currency) > after)),
+                    key=lambda m: (m.customer_id, m.currency))
+    return chosen[:limit]

@@ -1,5 +1,6 @@
 """Subscription use cases: start a subscription, amend it (any action), cancel or renew it,
-read it back, and announce a subscription's link to the deal that changed it.
+read it back (one, a keyset page of them, an overview with MRR, a timeline), and announce a
+subscription's link to the deal that changed it.
 
 The pure ``Subscription`` does the validating and derives every version; this module
 checks what only the database knows (the customer and prices exist, the external key is
@@ -10,15 +11,22 @@ PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, UNIQUE sequence).
 
 from __future__ import annotations
 
-from dataclasses import replace
-from datetime import date, datetime
+from dataclasses import dataclass, replace
+from datetime import date, datetime, timedelta
+from decimal import Decimal
 
 from billing_engine import outbox as ob
-from billing_engine.errors import ConflictError, CurrencyMismatchError, NotFoundError
+from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError, NotFoundError
 from billing_engine.storage import subscriptions as store
 from billing_engine.storage.database import IntegrityError, Session
 from billing_engine.storage.outbox import add_events
-from billing_engine.subscriptions import Amendment, AmendmentAction, Subscription, SubscriptionItem
+from billing_engine.subscriptions import (
+    Amendment,
+    AmendmentAction,
+    Subscription,
+    SubscriptionItem,
+    SubscriptionStatus,
+)
 from billing_engine.use_cases.catalog import get_price
 from billing_engine.use_cases.customers import find_customer_by_salesforce_id, get_customer
 
@@ -136,3 +144,159 @@ def announce_subscription_change(session: Session, subscription_id: str, *, cust
     add_events(session, [ob.new_event(ob.SUBSCRIPTION_CHANGED, "subscription", subscription_id, {
         "subscription_id": subscription_id, "salesforce_opportunity_id": opportunity_id,
         "customer_id": customer_id}, now)])
+
+
+# ---------------------------------------------------------------- reading: lists, overview, timeline
+
+#: Statuses a list can filter by (``Subscription.status_on``).
+STATUSES = tuple(s.value for s in SubscriptionStatus)
+#: Longest page ``list_subscriptions`` returns.
+MAX_PAGE = 1000
+
+
+def list_subscriptions(session: Session, *, on: date, limit: int, after: str | None = None,
+                       customer_id: str | None = None, status: str | None = None) -> list[Subscription]:
+    """Subscriptions in id order after ``after`` (keyset pages), of one customer and with one
+    status on ``on`` when given; whole histories."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise InvalidInputError("limit", f"must be between 1 and {MAX_PAGE}")
+    if status is not None and status not in STATUSES:
+        raise InvalidInputError("status", f"unknown status {status!r}; use one of {', '.join(STATUSES)}")
+    ids = store.subscription_ids_page(session, on=on, limit=limit, after=after, customer_id=customer_id,
+                                      status=status)
+    if not ids:
+        return []
+    by_id = {s.subscription_id: s for s in store.subscriptions_of_customers(session, (), subscription_ids=ids)}
+    return [by_id[i] for i in ids if i in by_id]
+
+
+@dataclass(frozen=True)
+class ItemOverview:
+    item: SubscriptionItem
+    monthly_amount: Decimal | None  # the item's MRR in this version, rounded (None: not recurring)
+
+
+@dataclass(frozen=True)
+class SubscriptionOverview:
+    """A subscription as it stands on ``on``: its status, the items of the version in force
+    (the first version before it starts, the last one after it ends), MRR and ARR."""
+
+    subscription: Subscription
+    on: date
+    status: SubscriptionStatus
+    items: tuple[ItemOverview, ...]
+    mrr: Decimal
+    arr: Decimal
+
+
+def subscription_overview(subscription: Subscription, on: date) -> SubscriptionOverview:
+    from billing_engine.money import round_money
+    from billing_engine.use_cases.revenue import (
+        item_monthly_amount,
+        mrr_and_arr_snapshots,
+        subscription_mrr_versions,
+    )
+
+    sub = subscription
+    status = sub.status_on(on)
+    version = sub.version_on(on)
+    if version is None:
+        last_day = sub.starts_on if status is SubscriptionStatus.PENDING else max(
+            sub.starts_on, (sub.ends_before or on) - timedelta(days=1))
+        version = sub.versions(last_day)[-1]
+    items = []
+    for item in version.items.values():
+        monthly = item_monthly_amount(item, version.items)
+        items.append(ItemOverview(item, None if monthly is None else round_money(monthly, sub.currency)))
+    [(mrr, arr)] = mrr_and_arr_snapshots(subscription_mrr_versions(sub, on), [on])
+    key = (sub.customer_id, sub.currency)
+    zero = round_money(Decimal(0), sub.currency)
+    return SubscriptionOverview(sub, on, status, tuple(items), mrr.get(key, zero), arr.get(key, zero))
+
+
+def get_subscription_overview(session: Session, subscription_id: str, on: date) -> SubscriptionOverview:
+    return subscription_overview(get_subscription(session, subscription_id), on)
+
+
+@dataclass(frozen=True)
+class TimelineEvent:
+    """One dated event of a subscription's life. ``kind``: started, renewed, amended,
+    cancelled (a cancellation recorded, effective on ``on``), ended, mrr_changed (``before``
+    → ``amount``), invoice_issued (``amount`` is the invoice's total)."""
+
+    on: date
+    kind: str
+    description: str
+    amendment_id: str | None = None
+    invoice_id: int | None = None
+    invoice_number: str | None = None
+    invoice_status: str | None = None
+    amount: Decimal | None = None
+    before: Decimal | None = None
+
+
+_KIND_ORDER = {"started": 0, "renewed": 1, "amended": 2, "cancelled": 3, "ended": 4, "mrr_changed": 5,
+               "invoice_issued": 6}
+
+
+def _describe(amendment: Amendment) -> str:
+    action = amendment.action
+    if action is AmendmentAction.CHANGE_QUANTITY:
+        text = f"quantity of {amendment.item_id} changed to {amendment.quantity}"
+    elif action is AmendmentAction.ADD_ITEM:
+        text = f"item {amendment.item.item_id} added ({amendment.item.price.product.code} × {amendment.item.quantity})"
+    elif action is AmendmentAction.REMOVE_ITEM:
+        text = f"item {amendment.item_id} removed"
+    elif action is AmendmentAction.CHANGE_PRICE:
+        text = f"unit price of {amendment.item_id} changed to {amendment.unit_price}"
+    elif action is AmendmentAction.RENEW:
+        text = "renewed for another term"
+    else:
+        text = "cancelled immediately" if amendment.immediate else "cancelled at the end of the term"
+    return f"{text}: {amendment.reason}" if amendment.reason else text
+
+
+def subscription_timeline(session: Session, subscription_id: str, *, on: date) -> list[TimelineEvent]:
+    """The subscription's life in date order: start, renewals, amendments, cancellation, end,
+    MRR changes and invoices issued, up to ``on`` and including the changes already recorded
+    for later dates (a cancellation effective next quarter, the known end)."""
+    from billing_engine.money import round_money
+    from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+
+    sub = get_subscription(session, subscription_id)
+    horizon = max([on, *(a.effective_on for a in sub.amendments), *([sub.ends_before] if sub.ends_before else [])])
+    term = "evergreen" if sub.term_months is None else f"{sub.term_months}-month term"
+    renews = ", renews automatically" if sub.auto_renew and sub.term_months is not None else ""
+    events = [TimelineEvent(sub.starts_on, "started", f"started: {term}{renews}")]
+    end = sub.ends_before
+    if sub.term_months is not None and sub.auto_renew:
+        index = 1
+        while sub.term_start(index) <= horizon and (end is None or sub.term_start(index) < end):
+            events.append(TimelineEvent(sub.term_start(index), "renewed", f"term {index + 1} started"))
+            index += 1
+    for amendment in sorted(sub.amendments, key=lambda a: a.sequence):
+        kind = {AmendmentAction.CANCEL: "cancelled", AmendmentAction.RENEW: "renewed"}.get(amendment.action, "amended")
+        events.append(TimelineEvent(amendment.effective_on, kind, _describe(amendment),
+                                    amendment_id=amendment.amendment_id))
+    if end is not None:
+        events.append(TimelineEvent(end, "ended", "ended: the last day covered is the day before"))
+    versions = list(subscription_mrr_versions(sub, horizon))
+    dates = sorted({d for _, starts, stops in versions for d in (starts, stops) if d is not None and d <= horizon}
+                   | ({end} if end is not None and end <= horizon else set()))
+    key = (sub.customer_id, sub.currency)
+    zero = round_money(Decimal(0), sub.currency)
+    previous = zero
+    for day, snapshot in zip(dates, mrr_snapshots(versions, dates), strict=True):
+        value = snapshot.get(key, zero)
+        if value != previous:
+            events.append(TimelineEvent(day, "mrr_changed", f"MRR {previous} → {value} {sub.currency}",
+                                        amount=value, before=previous))
+            previous = value
+    for row in store.invoices_of_subscription(session, subscription_id):
+        if row.issued_on is None or row.issued_on > horizon:
+            continue
+        events.append(TimelineEvent(row.issued_on, "invoice_issued", f"invoice {row.number} issued ({row.status})",
+                                    invoice_id=row.id, invoice_number=row.number, invoice_status=row.status,
+                                    amount=row.total))
+    events.sort(key=lambda e: (e.on, _KIND_ORDER[e.kind], e.invoice_id or 0))
+    return events

@@ -9,7 +9,8 @@ from pydantic import BaseModel, Field
 
 from billing_engine.use_cases import audit
 from connector.api.framework import ApiBlueprint, reading, respond
-from connector.api.pagination import Absent, Page, PageQuery, decode_cursor, page
+from connector.api.pagination import Page, PageQuery, decode_cursor, page
+from connector.api.values import Absent
 
 blueprint = ApiBlueprint("audit", __name__, tag="Audit log",
                          description="Every change made through the API: who, when, what, before and after.")

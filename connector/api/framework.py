@@ -34,8 +34,9 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from flask import Flask, Response, current_app, g, jsonify, request
 from flask_openapi3 import APIBlueprint, Info, OpenAPI, Tag
@@ -90,7 +91,7 @@ class BillsyncApp(OpenAPI):
             for method, operation in path_item.items():
                 responses = operation.setdefault("responses", {})
                 for status, description in _PROBLEMS.items():
-                    responses.setdefault(status, _problem_response(description))
+                    responses[status] = _problem_response(description)
                 if method == "post":
                     operation.setdefault("parameters", []).append({
                         "name": idempotency.HEADER, "in": "header", "required": False,
@@ -168,6 +169,7 @@ class ApiState:
         self.engine = services.engine
         self.reader = services.engine.execution_options(**{READ_ONLY: True})
         self.idempotency_hours = services.settings.api_idempotency_hours
+        self.timezone = services.settings.billsync_timezone
         self._purged_at = 0.0
         self._lock = threading.Lock()
 
@@ -188,6 +190,11 @@ class ApiState:
 
 def api_state() -> ApiState:
     return current_app.extensions[API_STATE]
+
+
+def business_date() -> date:
+    """Today in the org's time zone (``BILLSYNC_TIMEZONE``): the default date of "as of" queries."""
+    return datetime.now(ZoneInfo(api_state().timezone)).date()
 
 
 def current_key() -> ApiKey:

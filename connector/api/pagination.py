@@ -26,9 +26,9 @@ from urllib.parse import urlencode
 
 from flask import request
 from pydantic import BaseModel, ConfigDict, Field
-from pydantic.json_schema import SkipJsonSchema
 
 from connector.api.problems import malformed
+from connector.api.values import Absent
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 200
@@ -37,11 +37,6 @@ MAX_CURSOR_LENGTH = 512
 MAX_CURSOR_INT = 2**63 - 1
 
 T = TypeVar("T")
-
-
-#: An optional query parameter: absent means ``None``; the document shows only its type (a
-#: query string cannot carry a JSON null). ``status: str | Absent = Field(None)``.
-Absent = SkipJsonSchema[None]
 
 
 class PageQuery(BaseModel):
@@ -107,7 +102,7 @@ def decode_cursor(cursor: str | None, listing: str, kinds: Sequence[type]) -> li
 
 def next_url(query: PageQuery, cursor: str) -> str:
     """The relative URL of the next page: this path, the same filters and limit, the new cursor."""
-    params = query.model_dump(mode="json", exclude_none=True, exclude={"cursor"})
+    params = query.model_dump(mode="json", by_alias=True, exclude_none=True, exclude={"cursor"})
     params["cursor"] = cursor
     return f"{request.path}?{urlencode(params, doseq=True)}"
 

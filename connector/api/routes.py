@@ -3,5 +3,7 @@
 
 API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
+    "connector.api.subscriptions",
+    "connector.api.metrics",
     "connector.api.usage",
 )
