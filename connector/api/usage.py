@@ -44,6 +44,7 @@ def _quantity(value: Any) -> str | int:
 
 
 QUANTITY_LENGTH = 40
+Identifier = Annotated[str, Field(min_length=1, max_length=64)]
 Quantity = Annotated[str | int, PlainValidator(_quantity), WithJsonSchema(
     {"anyOf": [{"type": "string", "maxLength": QUANTITY_LENGTH}, {"type": "integer"}]})]
 
@@ -57,11 +58,9 @@ class UsageEventIn(BaseModel):
 
     transaction_id: str = Field(min_length=1, max_length=200,
                                 description="The event's own id: an event re-sent with the same id counts once.")
-    subscription_id: str | Absent = Field(None, min_length=1, max_length=64,
-                                          description="The subscription the usage counts on.")
-    customer_id: str | Absent = Field(None, min_length=1, max_length=64,
-                                      description="Instead of `subscription_id`: the customer, whose one "
-                                                  "subscription metering `metric` on that date is used.")
+    subscription_id: Identifier | Absent = Field(None, description="The subscription the usage counts on.")
+    customer_id: Identifier | Absent = Field(None, description="Instead of `subscription_id`: the customer, whose "
+                                                               "one subscription metering `metric` on that date is used.")
     metric: str = Field(min_length=1, max_length=64,
                         description="The product code of a usage item of the subscription, e.g. `api_calls`.")
     quantity: Quantity = Field(description="A decimal string (`\"12.5\"`) or an integer, ≥ 0, at most 9 decimals.")

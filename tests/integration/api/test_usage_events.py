@@ -143,6 +143,15 @@ def test_bad_events_are_refused_one_by_one_and_the_valid_ones_stored(client, usa
     assert entry.actor == "api-key:meter" and entry.after == {"accepted": 1, "duplicates": 0, "failed": 6}
 
 
+def test_an_event_may_name_the_customer_instead_of_the_subscription(client, usage_key, metered):
+    response = post(client, usage_key, event("by-customer", "2", subscription_id=None, customer_id="cus-1"))
+    assert response.status_code == 200 and response.json["accepted"] == 1
+    both = post(client, usage_key, event("both", "2", customer_id="cus-1"))
+    assert both.status_code == 422
+    assert both.json["errors"] == [{"pointer": "/customer_id",
+                                    "detail": "give subscription_id or customer_id, not both"}]
+
+
 def test_when_no_event_is_stored_the_answer_is_a_422_problem_naming_each(client, usage_key, metered):
     response = post(client, usage_key, event("bad", "-1"))
     assert response.status_code == 422 and response.mimetype == "application/problem+json"
