@@ -328,8 +328,14 @@ def _grouped(session: Session, where: Any) -> list[tuple[str, str, date, Decimal
     t = UsageEventRow.__table__  # type: ignore[attr-defined]
     keys = (t.c.subscription_id, t.c.subscription_item_id, t.c.occurred_on)
     if is_postgresql(session):
-        query = select(*keys, func.sum(t.c.quantity)).where(where).group_by(*keys)
-        return [(sid, item, on, to_decimal_value(total)) for sid, item, on, total in session.execute(query)]
+        # Straight from the driver (a bill run reads a row per subscription, item and day): psycopg
+        # gives ``date`` and exact ``Decimal`` for NUMERIC already.
+        result = session.connection().execute(select(*keys, func.sum(t.c.quantity)).where(where).group_by(*keys))
+        try:
+            rows = result.cursor.fetchall()
+        finally:
+            result.close()
+        return [(sid, item, on, to_decimal_value(total)) for sid, item, on, total in rows]
     raw = func.group_concat(t.c.quantity, " ", type_=String)
     query = select(*keys, raw).where(where).group_by(*keys)
     return [(sid, item, on, sum((Decimal(q) for q in joined.split(" ")), Decimal(0)))
