@@ -24,6 +24,7 @@ import http.client
 import json
 import os
 import random
+import resource
 import signal
 import socket
 import subprocess
@@ -145,6 +146,56 @@ def wait_until_up(port: int, process: subprocess.Popen, log_path: Path) -> None:
         time.sleep(0.2)
 
 
+TICK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (0 when it is gone)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / TICK
+
+
+def children_of(parent: int) -> list[int]:
+    out = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                if int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1]) == parent:
+                    out.append(int(entry.name))
+            except (OSError, ValueError, IndexError):
+                continue
+    return out
+
+
+class CpuMeter:
+    """CPU used during the load by gunicorn (master and workers), by the PostgreSQL backends serving
+    the bench database and by this client: what a batch costs whatever else runs on the machine."""
+
+    def __init__(self, admin_url: str, database: str, master: int):
+        self.admin_url, self.database, self.master = admin_url, database, master
+
+    def _sample(self) -> dict[str, dict[int, float]]:
+        with psycopg.connect(self.admin_url, autocommit=True) as conn:
+            backends = [pid for (pid,) in conn.execute("SELECT pid FROM pg_stat_activity WHERE datname = %s",
+                                                       (self.database,))]
+        web = [self.master, *children_of(self.master)]
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        return {"web": {pid: cpu_seconds(pid) for pid in web},
+                "postgres": {pid: cpu_seconds(pid) for pid in backends},
+                "client": {0: usage.ru_utime + usage.ru_stime}}
+
+    def start(self) -> None:
+        self.before = self._sample()
+
+    def stop(self) -> dict[str, float]:
+        after = self._sample()
+        return {part: sum(seconds - self.before[part].get(pid, 0.0) for pid, seconds in after[part].items())
+                for part in after}
+
+
 class Load:
     """Client threads, one keep-alive HTTP connection each, taking bodies from a shared queue."""
 
@@ -238,7 +289,10 @@ def main() -> int:
         wait_until_up(port, process, log_path)
         Load(port, key, warmup, args.clients, time.monotonic() + 60).run()
         load = Load(port, key, work, args.clients, time.monotonic() + args.time_cap)
+        meter = CpuMeter(args.admin_url, name, process.pid)
+        meter.start()
         seconds = load.run()
+        cpu = meter.stop()
         with engine.connect() as conn:
             found = conn.execute(text(
                 "SELECT count(*), count(DISTINCT e.event_id) FROM usage_events e "
@@ -271,6 +325,14 @@ def main() -> int:
     print(f"accepted events/s: {rate:,.0f}  (goal >= {GOAL_RATE:,.0f}: {'met' if rate >= GOAL_RATE else 'MISSED'})")
     print(f"ack latency per batch of {args.batch_size}, ms: p50 {p50:.1f}  p99 {p99:.1f}  max {worst:.1f}  "
           f"(goal p99 <= {GOAL_P99_MS:.0f}: {'met' if p99 <= GOAL_P99_MS else 'MISSED'})")
+    batches = len(ordered)
+    per_batch = {part: used * 1000 / batches for part, used in cpu.items()}
+    total = sum(per_batch.values())
+    print(f"CPU per batch: gunicorn {per_batch['web']:.1f} ms, PostgreSQL backends {per_batch['postgres']:.1f} ms, "
+          f"this client {per_batch['client']:.1f} ms (total {total:.1f} ms; the machine's busy share: "
+          f"{sum(cpu.values()) / (seconds * (os.cpu_count() or 1)):.0%} of its CPUs went to these)")
+    print(f"capacity if these processes had the {os.cpu_count()} CPUs to themselves: "
+          f"{(os.cpu_count() or 1) * 1000 / total * args.batch_size:,.0f} events/s (CPU-bound estimate)")
     ok = not load.failures and found[0] == found[1] == load.accepted
     return 0 if ok else 1
 

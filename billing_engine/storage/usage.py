@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import functools
 import threading
-from collections import OrderedDict
+from collections import OrderedDict, namedtuple
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -202,7 +202,7 @@ class UsageSubjects:
 
 
 def _view(row: Any, prefix: str) -> SimpleNamespace:
-    return SimpleNamespace(**{k[len(prefix):]: v for k, v in row._mapping.items() if k.startswith(prefix)})
+    return SimpleNamespace(**{k[len(prefix):]: v for k, v in row._asdict().items() if k.startswith(prefix)})
 
 
 @functools.cache
@@ -251,7 +251,7 @@ class _MappedSubscriptions:
         self._lock = threading.Lock()
 
     def get(self, row: Any, item_rows: Sequence[Any], prices: dict[str, Price]) -> Subscription:
-        key = (tuple(row), *(tuple(r) for r in item_rows))
+        key = (tuple(row), *map(tuple, item_rows))
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
@@ -268,19 +268,41 @@ class _MappedSubscriptions:
 _MAPPED = _MappedSubscriptions(20000)
 
 
+@functools.cache
+def _plain_row(names: tuple[str, ...]) -> Any:
+    return namedtuple("PlainRow", names)  # type: ignore[misc]  # noqa: PYI024 - built per statement's columns
+
+
+def _fetch_plain(connection: Any, statement: Any, ids: list[str]) -> list[Any]:
+    """PostgreSQL: a statement's rows straight from the driver, as named tuples (psycopg already
+    gives ``Decimal``, ``date`` and ``bool``, which is all the column types would do here)."""
+    result = connection.execute(statement, {"ids": ids})
+    try:
+        make = _plain_row(tuple(result.keys()))._make
+        return [make(raw) for raw in result.cursor.fetchall()]
+    finally:
+        result.close()
+
+
 def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_ids: Sequence[str]) -> UsageSubjects:
     """The subscriptions (whole histories, as ``subscriptions_of_customers`` maps them) of a batch
     of events, in few queries: the subscriptions with their customer's timezone (and whether
     they were amended), their items with prices and products, and the amendments of the amended
     ones only. At most 1,000 ids of each kind (a batch)."""
-    queries = _subject_queries(is_postgresql(session))
+    postgresql = is_postgresql(session)
+    queries = _subject_queries(postgresql)
     connection = session.connection()
+
+    def fetch(statement: Any, ids: list[str]) -> list[Any]:
+        return _fetch_plain(connection, statement, ids) if postgresql else list(connection.execute(statement,
+                                                                                                   {"ids": ids}))
+
     rows: list[Any] = []
     timezones: dict[str, str] = {}
     if subscription_ids:
-        rows.extend(connection.execute(queries.by_id, {"ids": list(subscription_ids)}))
+        rows.extend(fetch(queries.by_id, list(subscription_ids)))
     if customer_ids:
-        for row in connection.execute(queries.by_customer, {"ids": list(customer_ids)}):
+        for row in fetch(queries.by_customer, list(customer_ids)):
             timezones[row.known_customer] = row.customer_timezone
             if row.id is not None:
                 rows.append(row)
@@ -291,13 +313,13 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
     amendments: dict[str, list[Any]] = {}
     prices: dict[str, Price] = {}
     if sids:
-        for row in connection.execute(queries.items, {"ids": sids}):
+        for row in fetch(queries.items, sids):
             items.setdefault(row.subscription_id, []).append(row)
             if row.price_id not in prices:
                 prices[row.price_id] = price_from_row(_view(row, "p_"), product_from_row(_view(row, "r_")))
         changed = sorted({row.id for row in rows if row.amended})
         if changed:
-            for row in connection.execute(queries.amendments, {"ids": changed}):
+            for row in fetch(queries.amendments, changed):
                 amendments.setdefault(row.subscription_id, []).append(row)
             load_prices(session, {r.price_id for rs in amendments.values() for r in rs if r.price_id}, prices)
     built: dict[str, Subscription] = {}
