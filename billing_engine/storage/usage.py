@@ -27,7 +27,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections import OrderedDict, namedtuple
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -236,36 +236,48 @@ def _subject_queries(postgresql: bool) -> SimpleNamespace:
     )
 
 
-class _MappedSubscriptions:
-    """Subscriptions without amendments, mapped from their rows and kept by those rows.
+class _Mapped:
+    """Domain values mapped from rows, kept by those rows (at most ``size``, least recently used
+    dropped first), each with a serial number that identifies it for as long as it is kept.
 
-    The mapping (``subscription_from_rows``) is a pure function of the subscription's row and its
-    items' rows (each with its price and product): the same rows always give the same
-    ``Subscription``. The rows are still read for every batch; only mapping them again is
-    skipped, which is most of a batch's lookup time. A changed row (a new price, a renamed
-    product code) is another key, so nothing stale is ever used. At most ``size`` entries."""
+    The mappings used here (``price_from_row``, ``subscription_from_rows``) are pure functions of
+    their rows: the same rows always give the same value. The rows are still read for every
+    batch; only mapping them again is skipped, which is most of a batch's lookup time. A changed
+    row (a new price, a renamed product code) is another key, so nothing stale is ever used."""
 
     def __init__(self, size: int):
         self.size = size
-        self._entries: OrderedDict[tuple[Any, ...], Subscription] = OrderedDict()
+        self._entries: OrderedDict[tuple[Any, ...], tuple[int, Any]] = OrderedDict()
+        self._serial = 0
         self._lock = threading.Lock()
 
-    def get(self, row: Any, item_rows: Sequence[Any], prices: dict[str, Price]) -> Subscription:
-        key = (tuple(row), *map(tuple, item_rows))
+    def get(self, key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
             found = self._entries.get(key)
             if found is not None:
                 self._entries.move_to_end(key)
                 return found
-        built = subscription_from_rows(row, item_rows, (), prices)
+        value = build()
         with self._lock:
-            self._entries[key] = built
+            self._serial += 1
+            entry = self._entries[key] = (self._serial, value)
             if len(self._entries) > self.size:
                 self._entries.popitem(last=False)
-        return built
+        return entry
 
 
-_MAPPED = _MappedSubscriptions(20000)
+#: Prices with their products (by their rows), and subscriptions without amendments (by their
+#: row, their items' own columns and the serial of each item's price).
+_PRICES = _Mapped(10000)
+_SUBSCRIPTIONS = _Mapped(20000)
+
+
+def _price_of(item_row: Any) -> Price:
+    """The price (with its product) an items row carries in its ``p_``/``r_`` columns."""
+    return price_from_row(_view(item_row, "p_"), product_from_row(_view(item_row, "r_")))
+
+
+_ITEM_COLUMNS = len(SubscriptionItemRow.__table__.c)  # type: ignore[attr-defined]  # then the price's, the product's
 
 
 @functools.cache
@@ -312,11 +324,14 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
     items: dict[str, list[Any]] = {}
     amendments: dict[str, list[Any]] = {}
     prices: dict[str, Price] = {}
+    serials: dict[str, int] = {}
     if sids:
         for row in fetch(queries.items, sids):
             items.setdefault(row.subscription_id, []).append(row)
             if row.price_id not in prices:
-                prices[row.price_id] = price_from_row(_view(row, "p_"), product_from_row(_view(row, "r_")))
+                serials[row.price_id], prices[row.price_id] = _PRICES.get(
+                    tuple(row)[_ITEM_COLUMNS:],
+                    functools.partial(_price_of, row))
         changed = sorted({row.id for row in rows if row.amended})
         if changed:
             for row in fetch(queries.amendments, changed):
@@ -328,7 +343,10 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
             if row.amended:
                 built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments[row.id], prices)
             else:
-                built[row.id] = _MAPPED.get(row, items.get(row.id, ()), prices)
+                item_rows = items.get(row.id, ())
+                key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
+                built[row.id] = _SUBSCRIPTIONS.get(
+                    key, functools.partial(subscription_from_rows, row, item_rows, (), prices))[1]
     subscriptions = {sid: built[sid] for sid in subscription_ids if sid in built}
     by_customer: dict[str, list[Subscription]] = {}
     named = set(customer_ids)

@@ -191,6 +191,14 @@ def test_an_event_counts_only_while_its_item_is_on_the_subscription(billing):
     assert sorted(line[1:] for line in usage_lines(billing)) == [(D(4), D("0.40")), (D(101), D("5.05"))]
 
 
+def test_a_renamed_product_code_is_the_metric_from_the_next_batch_on(billing):
+    assert ingest(billing, [event("e1", metric="api_calls")]).accepted == 1
+    with transaction(billing) as s:
+        upsert_product(s, make_product("p-api", "api_requests", "API calls"))
+    result = ingest(billing, [event("e2", metric="api_calls"), event("e3", metric="api_requests")])
+    assert [r.status for r in result.results] == ["error", "accepted"]
+
+
 def test_the_max_age_is_the_callers_setting(billing):
     old = event("old", timestamp=(NOW - timedelta(days=20)).isoformat())
     assert ingest(billing, [old], max_age_days=10).results[0].status == "error"
