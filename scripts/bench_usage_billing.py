@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import multiprocessing
+import os
 import random
 import resource
 import sys
@@ -113,20 +114,26 @@ def seed(engine, subscriptions: int, events: int) -> Decimal:
     return total
 
 
-def one_run(url: str, as_of: date) -> tuple[int, int, float, float]:
-    """A bill run in a fresh process: (invoices created, failures, seconds, peak RSS in MB)."""
+def cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def one_run(url: str, as_of: date) -> tuple[int, int, float, float, float]:
+    """A bill run in a fresh process: (invoices created, failures, seconds, CPU seconds of the
+    process, peak RSS in MB)."""
     engine = make_engine(url)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), cpu()
         result = bill_customers(engine, as_of)
-        elapsed = time.perf_counter() - t0
-        return (result.invoices_created, len(result.failures), elapsed,
+        elapsed, used = time.perf_counter() - t0, cpu() - c0
+        return (result.invoices_created, len(result.failures), elapsed, used,
                 resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
     finally:
         engine.dispose()
 
 
-def in_fresh_process(url: str, as_of: date) -> tuple[int, int, float, float]:
+def in_fresh_process(url: str, as_of: date) -> tuple[int, int, float, float, float]:
     with multiprocessing.get_context("spawn").Pool(1) as pool:
         return pool.apply(one_run, (url, as_of))
 
@@ -166,13 +173,14 @@ def main() -> int:
         print(f"seeded {args.subscriptions} subscriptions and {args.events:,} usage events "
               f"(Σ {total:,} calls) in {time.perf_counter() - t0:.1f} s")
 
-        created, failed, seconds, rss = in_fresh_process(url, DEC)
+        created, failed, seconds, used, rss = in_fresh_process(url, DEC)
         lines, billed = usage_billed(engine)
         print(f"bill run as of {DEC}: {created} invoices, {failed} failures in {seconds:.1f} s "
-              f"({args.events / seconds:,.0f} events/s, {created / seconds:,.0f} invoices/s); peak RSS {rss:.0f} MB")
+              f"({args.events / seconds:,.0f} events/s, {created / seconds:,.0f} invoices/s; {used:.1f} s of CPU in "
+              f"the bill run's process); peak RSS {rss:.0f} MB; load average {os.getloadavg()[0]:.2f}")
         print(f"usage lines: {lines}, Σ quantity {billed:,}; every event billed once: {billed == total}")
 
-        created, failed, seconds, _ = in_fresh_process(url, DEC)
+        created, failed, seconds, _, _ = in_fresh_process(url, DEC)
         print(f"second run (idempotent): {created} invoices in {seconds:.1f} s")
 
         late_at = datetime(2026, 12, 2, 9, tzinfo=UTC)
@@ -185,9 +193,9 @@ def main() -> int:
                      "timestamp": "2026-11-28T10:00:00Z"} for n in range(lo, min(args.subscriptions, lo + 1000))],
                     now=late_at).accepted
         print(f"late events: {late} accepted in {time.perf_counter() - t0:.1f} s")
-        created, failed, seconds, rss = in_fresh_process(url, date(2026, 12, 3))
+        created, failed, seconds, used, rss = in_fresh_process(url, date(2026, 12, 3))
         lines, quantity = usage_billed(engine, "%late usage%")
-        print(f"bill run as of 2026-12-03: {created} invoices, {failed} failures in {seconds:.1f} s; "
+        print(f"bill run as of 2026-12-03: {created} invoices, {failed} failures in {seconds:.1f} s ({used:.1f} s CPU); "
               f"late-usage lines {lines}, Σ {quantity}; peak RSS {rss:.0f} MB")
         ok = billed == total and lines == args.subscriptions and quantity == 5 * args.subscriptions
         print(f"all checks hold: {ok}")
