@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Benchmark usage ingestion: POST /api/v1/usage-events on gunicorn (loopback), PostgreSQL, batches of 100.
 
-    .venv/bin/python scripts/bench_usage.py [--batches 2000] [--batch-size 100] [--clients 8]
+    .venv/bin/python scripts/bench_usage.py [--batches 3000] [--batch-size 100] [--clients 4]
         [--workers 2] [--threads 4] [--subscriptions 10000] [--time-cap 120] [--log-level info]
         [--admin-url postgresql://postgres@127.0.0.1:5432/test]
 
@@ -257,9 +257,9 @@ class Load:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--batches", type=int, default=2000, help="requests to send after the warm-up")
+    parser.add_argument("--batches", type=int, default=3000, help="requests to send after the warm-up")
     parser.add_argument("--batch-size", type=int, default=100, help="events per request")
-    parser.add_argument("--clients", type=int, default=8, help="client threads, one keep-alive connection each")
+    parser.add_argument("--clients", type=int, default=4, help="client threads, one keep-alive connection each")
     parser.add_argument("--workers", type=int, default=2, help="gunicorn workers")
     parser.add_argument("--threads", type=int, default=4, help="gunicorn threads per worker (gthread)")
     parser.add_argument("--subscriptions", type=int, default=10000, help="subscriptions the events are spread over")
