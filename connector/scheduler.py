@@ -10,10 +10,12 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
 | ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
 | ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
+| ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
 into one, and a job's exception is logged and never stops the clock. Without a
-Salesforce connection (``SF_AUTH=none``) only the bill run and the collection jobs are scheduled.
+Salesforce connection (``SF_AUTH=none``) only the bill run, the collection jobs and the partitions are
+scheduled.
 
 **One leader.** Any number of ``billsync clock`` processes may run (a deploy overlap, a
 second dyno): a ``Clock`` runs its scheduler only while it holds the leadership lock
@@ -81,6 +83,7 @@ USE_CASES: dict[str, UseCase] = {
     "reconcile": UseCase("connector.sync.reconcile", "reconcile_period"),
     "collections": UseCase("connector.collection_jobs", "run_collections"),
     "dunning": UseCase("connector.collection_jobs", "run_dunning"),
+    "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
 DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning")  # recorded in clock_runs, caught up when missed
@@ -158,9 +161,27 @@ def dunning_job(services: Services, today: date | None = None) -> Any:
     return report
 
 
+#: How many months after the current one the usage events' partitions are prepared.
+PARTITION_MONTHS_AHEAD = 3
+#: How often the clock prepares them (idempotent and quick when they exist).
+PARTITIONS_EVERY_HOURS = 6
+
+
+def partitions_job(services: Services, today: date | None = None) -> Any:
+    from billing_engine.periods import add_months
+
+    through = add_months((today or _today(services)).replace(day=1), PARTITION_MONTHS_AHEAD)
+    report = USE_CASES["partitions"].resolve()(services, through)
+    if report.created or report.moved:
+        log.info("usage partitions through %s: created %s; %s events moved out of the default partition",
+                 f"{through:%Y-%m}", ", ".join(f"{m:%Y-%m}" for m in report.created) or "none", report.moved)
+    return report
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
     "collections": collections_job, "dunning": dunning_job,
+    "partitions": partitions_job,
 }
 
 
@@ -264,6 +285,8 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
         **daily("collections"))
     add("dunning", CronTrigger(hour=settings.dunning_at.hour, minute=settings.dunning_at.minute,
                                timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("dunning"))
+    add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
+        PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
     return scheduler
 
 
@@ -275,6 +298,7 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
         "collections": f"daily at {settings.collections_at:%H:%M} {settings.billsync_timezone}",
         "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
+        "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
     }[name]
 
 

@@ -435,6 +435,8 @@ VARIABLES: tuple[Var, ...] = (
         "contract says otherwise); unset: late charges need a rate given per request."),
     Var("LATE_PAYMENT_INDEMNITY", parse_positive_amount, "40",
         "The fixed recovery indemnity per invoice paid late, in EUR (French B2B: 40)."),
+    Var("USAGE_MAX_AGE_DAYS", parse_int(1, 3650), "35",
+        "Oldest usage event accepted, in days before now (older events are refused one by one)."),
 )
 
 
@@ -505,6 +507,7 @@ class Settings:
     mail_dir: Path
     late_interest_rate: Decimal | None
     late_payment_indemnity: Decimal
+    usage_max_age_days: int
 
     @property
     def is_sqlite(self) -> bool:

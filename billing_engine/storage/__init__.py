@@ -20,7 +20,7 @@ from billing_engine.storage import (
 
 #: Every table the bill run and the billing use cases write (for snapshots in tests and tools).
 BILLING_MODELS = (
-    invoices.NumberSequence, usage.UsageRecord, invoices.Invoice, invoices.InvoiceLine, invoices.InvoiceTax,
+    invoices.NumberSequence, usage.UsageEventKey, usage.UsageEventRow, invoices.Invoice, invoices.InvoiceLine, invoices.InvoiceTax,
     invoices.CreditNote, invoices.CreditNoteLine, payments.Payment, payments.PaymentAllocation, payments.Refund,
     payments.RefundAllocation, payments.CustomerAccount, payments.CreditEntry, revenue.CustomerMrr,
     invoices.BillRunError, outbox.OutboxRow,

@@ -10,4 +10,5 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.customers",
     "connector.api.operations",
     "connector.api.collections",
+    "connector.api.usage",
 )
