@@ -29,7 +29,7 @@ and customer credit):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from enum import StrEnum
@@ -328,3 +328,39 @@ def build_credit_note(
     tax = sum((g.tax for g in groups), ZERO)
     return CreditNoteDraft(reason=reason, currency=currency, lines=tuple(out), tax_groups=groups,
                            net=net, tax=tax, total=net + tax)
+
+
+def take_remaining_tax(note: CreditNoteDraft, invoiced: Sequence[TaxGroup],
+                       credited: Sequence[TaxGroup]) -> CreditNoteDraft:
+    """``note`` with the tax left on its invoice in each VAT group whose last net it credits.
+
+    ``invoiced`` is the invoice's tax breakdown, ``credited`` what its earlier credit notes took
+    (net and tax, one entry per note and VAT group). The invoice's tax is rounded once per VAT
+    group (category, rate) on the sum of its lines (docs/billing-rules.md §14 Tax), each credit
+    note's on its own credited amounts (§15 Credit notes and customer credit), so credits that
+    together take a group's whole net can add up to a cent more or less than the invoice's tax
+    there. The credit that brings the net credited in a group to the invoice's net there takes
+    the tax still uncredited in that group instead: an invoice credited in parts is credited its
+    total exactly. A group without a category (stored before categories) matches by rate alone.
+    """
+    def key(group: TaxGroup) -> tuple[str, Decimal]:
+        return group.category, group.percent.normalize()
+
+    invoiced_by_group = {key(g): g for g in invoiced}
+    by_rate_only = not any(g.category for g in invoiced)
+    before: dict[tuple[str, Decimal], tuple[Decimal, Decimal]] = {}
+    for g in credited:
+        k = ("", g.percent.normalize()) if by_rate_only else key(g)
+        net, tax = before.get(k, (ZERO, ZERO))
+        before[k] = (net + g.net, tax + g.tax)
+    groups = []
+    for group in note.tax_groups:
+        k = ("", group.percent.normalize()) if by_rate_only else key(group)
+        on_invoice = invoiced_by_group.get(k)
+        net_before, tax_before = before.get(k, (ZERO, ZERO))
+        if on_invoice is not None and net_before + group.net == on_invoice.net:
+            group = replace(group, tax=max(on_invoice.tax - tax_before, ZERO))
+        groups.append(group)
+    tax = sum((g.tax for g in groups), ZERO)
+    return CreditNoteDraft(reason=note.reason, currency=note.currency, lines=note.lines, tax_groups=tuple(groups),
+                           net=note.net, tax=tax, total=note.net + tax)

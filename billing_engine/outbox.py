@@ -9,7 +9,7 @@ built by ``new_event`` (topic, aggregate, payload, when it happened).
 Row contract (read by the connector's push, docs/architecture.md §4 How data flows):
 
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
-  ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
+  ``invoice.overdue``, ``invoice.reminded``, ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
   ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``,
   ``document.stored``: an invoice's or credit note's PDF was stored, to attach it in Salesforce);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
@@ -50,6 +50,10 @@ from billing_engine.errors import InvalidInputError
 
 INVOICE_FINALIZED = "invoice.finalized"
 INVOICE_STATUS_CHANGED = "invoice.status_changed"
+#: An open invoice passed its due date unpaid (its payment status is now ``overdue``).
+INVOICE_OVERDUE = "invoice.overdue"
+#: A dunning step (a reminder) was sent for an invoice.
+INVOICE_REMINDED = "invoice.reminded"
 CREDIT_NOTE_ISSUED = "credit_note.issued"
 PAYMENT_RECORDED = "payment.recorded"
 PAYMENT_REFUNDED = "payment.refunded"
@@ -60,7 +64,8 @@ DOCUMENT_STORED = "document.stored"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
-    CUSTOMER_SUMMARY_CHANGED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED, DOCUMENT_STORED,
+    CUSTOMER_SUMMARY_CHANGED, INVOICE_OVERDUE, INVOICE_REMINDED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
+    DOCUMENT_STORED,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
 #: Written by earlier versions next to ``customer.summary_changed`` for the same change; no

@@ -10,7 +10,8 @@ Rules (docs/billing-rules.md §16 Payments and refunds):
 - payment status is derived: unpaid, partially_paid, paid, overdue (open and
   past due), credited (settled by credit, no payment), partially_credited (credit
   lowered the balance, no payment).
-- aging buckets by days past due: current (not yet due), 0–30, 31–60, 61–90, 90+.
+- aging buckets by days past due: current (not yet due), 0–30, 31–60, 61–90, 90+;
+- a payment is named by its reference, else by a readable id ``PAY-<year>-<id>``.
 """
 
 from __future__ import annotations
@@ -25,6 +26,27 @@ from billing_engine.money import check_currency, round_money, to_decimal
 
 ZERO = Decimal(0)
 PAYABLE_STATUSES = frozenset({"open", "uncollectible"})
+#: A payment recorded without a reference is stored under this prefix and a unique token, so the
+#: (source, reference) pair stays unique and each such payment is a new one. It is nobody's
+#: reference: it is never shown as one (``shown_reference``), and the payment is named by its id.
+UNREFERENCED_PREFIX = "unreferenced:"
+#: The longest name ``payment_name`` gives (what a Salesforce ``Name`` holds).
+NAME_LENGTH = 80
+
+
+def shown_reference(stored: str) -> str:
+    """A payment's reference as people read it: empty for a payment recorded without one."""
+    return "" if stored.startswith(UNREFERENCED_PREFIX) else stored
+
+
+def payment_name(payment_id: int, received_on: date, reference: str | None) -> str:
+    """What a payment is called: its reference as it was recorded (a bank transfer's reference, a
+    processor's charge id), else — none, or longer than a name holds — a readable id
+    ``PAY-<year received>-<id, six digits>``."""
+    text = shown_reference(reference or "").strip()
+    if text and len(text) <= NAME_LENGTH:
+        return text
+    return f"PAY-{received_on.year}-{payment_id:06d}"
 
 
 def check_amount(value: object, currency: str, field_name: str = "amount") -> Decimal:

@@ -1,7 +1,7 @@
 """The billing use cases as the connector runs them, with the settings applied.
 
-The CLI (``billsync bill-run``, ``billsync metrics mrr``) and the clock call these same
-functions; the engine does the work (``use_cases.billing.bill_customers`` and
+The CLI (``billsync bill-run``, ``billsync metrics mrr``, ``billsync usage partitions``) and the
+clock call these same functions; the engine does the work (``use_cases.billing.bill_customers`` and
 ``use_cases.revenue.mrr_bridge_report`` read their data from the database in batches).
 """
 
@@ -14,6 +14,9 @@ from zoneinfo import ZoneInfo
 from billing_engine.periods import add_months
 from billing_engine.use_cases.billing import LATEST_BILL_RUN_DATE, BillRunResult, bill_customers
 from billing_engine.use_cases.revenue import mrr_bridge_report
+from billing_engine.use_cases.usage import PartitionsPrepared
+from billing_engine.use_cases.usage import prepare_usage_partitions as prepare_partitions
+from connector.database import transaction
 from connector.settings import SettingsError
 
 if TYPE_CHECKING:
@@ -93,3 +96,11 @@ def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None
 def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[dict[str, str]]:
     """The MRR bridge per month and currency: rows of exact decimal strings."""
     return mrr_bridge_report(services.engine, from_month, to_month)
+
+
+def prepare_usage_partitions(services: Services, through: date) -> PartitionsPrepared:
+    """The monthly partitions of usage events through ``through``'s month, and the events of the
+    default partition moved into theirs (PostgreSQL; nothing on SQLite): ``billsync usage
+    partitions`` and the clock."""
+    with transaction(services.engine) as session:
+        return prepare_partitions(session, through)

@@ -181,6 +181,27 @@ def head_revision() -> str | None:
     return script.get_current_head()
 
 
+def partition_tables(connection) -> set[str]:
+    """The tables of the current schema that are partitions of a partitioned table (PostgreSQL;
+    the monthly partitions of ``usage_events``): their columns and indexes are their parent's."""
+    if connection.dialect.name != "postgresql":
+        return set()
+    return set(connection.execute(text(
+        "SELECT c.relname FROM pg_class c WHERE c.relispartition AND c.relkind = 'r' "
+        "AND c.relnamespace = CAST(current_schema() AS regnamespace)")).scalars())
+
+
+def schema_name_filter(connection):
+    """Alembic's ``include_name`` for comparing the models with the database: partitions are
+    compared through their parent table, so they are left out (``partition_tables``)."""
+    partitions = partition_tables(connection)
+
+    def include_name(name, type_, _parent_names) -> bool:
+        return not (type_ == "table" and name in partitions)
+
+    return include_name
+
+
 def current_revision(engine: Engine) -> str | None:
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()

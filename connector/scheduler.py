@@ -8,10 +8,14 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``push`` | every PUSH_INTERVAL_SECONDS, first run at start | ``connector.sync.push.push_outbox`` (``billsync sync push``) |
 | ``bill_run`` | daily at BILL_RUN_AT | ``connector.billing_jobs.run_bill_run`` as of today (``billsync bill-run``) |
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
+| ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
+| ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
+| ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
 into one, and a job's exception is logged and never stops the clock. Without a
-Salesforce connection (``SF_AUTH=none``) only the bill run is scheduled.
+Salesforce connection (``SF_AUTH=none``) only the bill run, the collection jobs and the partitions are
+scheduled.
 
 **One leader.** Any number of ``billsync clock`` processes may run (a deploy overlap, a
 second dyno): a ``Clock`` runs its scheduler only while it holds the leadership lock
@@ -24,7 +28,8 @@ it still holds the lock, and stops its jobs when it lost it.
 per business date (``connector.clock_runs``). A clock that starts or takes the lead
 after a daily job's time with no finished run for today (none, or one whose clock died
 halfway) runs it at once; a scheduled daily run whose date already finished is skipped.
-The bill run and the reconciliation are idempotent, so running one again is safe.
+The bill run, the reconciliation and the collection jobs are idempotent, so running one again is
+safe.
 """
 
 from __future__ import annotations
@@ -76,9 +81,12 @@ USE_CASES: dict[str, UseCase] = {
     "push": UseCase("connector.sync.push", "push_outbox"),
     "bill_run": UseCase("connector.billing_jobs", "run_bill_run"),
     "reconcile": UseCase("connector.sync.reconcile", "reconcile_period"),
+    "collections": UseCase("connector.collection_jobs", "run_collections"),
+    "dunning": UseCase("connector.collection_jobs", "run_dunning"),
+    "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
-DAILY_JOBS = ("bill_run", "reconcile")  # recorded in clock_runs, caught up when missed
+DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning")  # recorded in clock_runs, caught up when missed
 
 
 def worker_id() -> str:
@@ -137,8 +145,43 @@ def reconcile_job(services: Services, today: date | None = None) -> list[Any]:
     return reports
 
 
+def collections_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
+    report = USE_CASES["collections"].resolve()(services, as_of)
+    for line in report.lines():
+        log.info("%s", line)
+    return report
+
+
+def dunning_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
+    report = USE_CASES["dunning"].resolve()(services, as_of)
+    for line in report.lines():
+        log.info("%s", line)
+    return report
+
+
+#: How many months after the current one the usage events' partitions are prepared.
+PARTITION_MONTHS_AHEAD = 3
+#: How often the clock prepares them (idempotent and quick when they exist).
+PARTITIONS_EVERY_HOURS = 6
+
+
+def partitions_job(services: Services, today: date | None = None) -> Any:
+    from billing_engine.periods import add_months
+
+    through = add_months((today or _today(services)).replace(day=1), PARTITION_MONTHS_AHEAD)
+    report = USE_CASES["partitions"].resolve()(services, through)
+    if report.created or report.moved:
+        log.info("usage partitions through %s: created %s; %s events moved out of the default partition",
+                 f"{through:%Y-%m}", ", ".join(f"{m:%Y-%m}" for m in report.created) or "none", report.moved)
+    return report
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
+    "collections": collections_job, "dunning": dunning_job,
+    "partitions": partitions_job,
 }
 
 
@@ -186,7 +229,8 @@ def missed_runs(services: Services, now: datetime) -> set[str]:
 
     settings = services.settings
     local = now.astimezone(ZoneInfo(settings.billsync_timezone))
-    times = {"bill_run": settings.bill_run_at, "reconcile": settings.reconcile_at}
+    times = {"bill_run": settings.bill_run_at, "reconcile": settings.reconcile_at,
+             "collections": settings.collections_at, "dunning": settings.dunning_at}
     missed = set()
     for name in DAILY_JOBS:
         if name in SALESFORCE_JOBS and not is_connected(settings):
@@ -236,6 +280,13 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
         add("reconcile", CronTrigger(hour=settings.reconcile_at.hour, minute=settings.reconcile_at.minute,
                                      timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
             **daily("reconcile"))
+    add("collections", CronTrigger(hour=settings.collections_at.hour, minute=settings.collections_at.minute,
+                                   timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
+        **daily("collections"))
+    add("dunning", CronTrigger(hour=settings.dunning_at.hour, minute=settings.dunning_at.minute,
+                               timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("dunning"))
+    add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
+        PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
     return scheduler
 
 
@@ -245,6 +296,9 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "push": f"every {settings.push_interval_seconds} s",
         "bill_run": f"daily at {settings.bill_run_at:%H:%M} {settings.billsync_timezone}",
         "reconcile": f"daily at {settings.reconcile_at:%H:%M} {settings.billsync_timezone}",
+        "collections": f"daily at {settings.collections_at:%H:%M} {settings.billsync_timezone}",
+        "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
+        "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
     }[name]
 
 

@@ -204,16 +204,6 @@ def parse_text(raw: str) -> str:
     return raw
 
 
-def parse_amount(raw: str) -> Decimal:
-    try:
-        value = Decimal(raw.strip())
-    except InvalidOperation:
-        raise ValueError(f"{raw!r} is not an amount such as 40 or 40.00") from None
-    if not value.is_finite() or value < 0 or value != round(value, 2):
-        raise ValueError(f"{raw!r} must be a positive amount with at most 2 decimals")
-    return value
-
-
 def parse_country(raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"[A-Za-z]{2}", value):
@@ -251,26 +241,6 @@ def parse_company_id(raw: str) -> str:
     if not value or len(value) > 64:
         raise ValueError(f"{raw!r} is not a company registration number")
     return value
-
-
-def parse_iban(raw: str) -> str:
-    from schwifty import IBAN
-    from schwifty.exceptions import SchwiftyException
-
-    try:
-        return str(IBAN(raw.strip()).compact)
-    except SchwiftyException as exc:
-        raise ValueError(f"{raw!r} is not a valid IBAN ({exc})") from None
-
-
-def parse_bic(raw: str) -> str:
-    from schwifty import BIC
-    from schwifty.exceptions import SchwiftyException
-
-    try:
-        return str(BIC(raw.strip()).compact)
-    except SchwiftyException as exc:
-        raise ValueError(f"{raw!r} is not a valid BIC ({exc})") from None
 
 
 def parse_image_file(raw: str) -> Path:
@@ -325,6 +295,69 @@ def parse_preview_stages(raw: str) -> PreviewStages:
     if bad:
         raise ValueError(f"{bad[0]!r} is not a stage name")
     return PreviewStages(stages=stages)
+
+
+def parse_iban(raw: str) -> str:
+    """An IBAN (spaces allowed), checked by schwifty (country format, check digits, national
+    format where known); kept in its compact form."""
+    from schwifty import IBAN
+
+    try:
+        return str(IBAN(raw.strip(), validate_bban=True).compact)
+    except ValueError as exc:
+        raise ValueError(f"{raw.strip()!r} is not a valid IBAN ({exc})") from None
+
+
+def parse_bic(raw: str) -> str:
+    from schwifty import BIC
+
+    try:
+        return str(BIC(raw.strip()).compact)
+    except ValueError as exc:
+        raise ValueError(f"{raw.strip()!r} is not a valid BIC ({exc})") from None
+
+
+def parse_creditor_id(raw: str) -> str:
+    from billing_engine.collections import check_creditor_identifier
+    from billing_engine.errors import InvalidInputError
+
+    try:
+        return check_creditor_identifier(raw)
+    except InvalidInputError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def parse_dunning_schedule(raw: str) -> tuple[Any, ...]:
+    """``3:reminder,15:second,30:final`` (days after the due date: step), or ``none``."""
+    from billing_engine.collections import parse_dunning_schedule as parse
+    from billing_engine.errors import InvalidInputError
+
+    if raw.strip().lower() == "none":
+        return parse("")
+    try:
+        return parse(raw)
+    except InvalidInputError as exc:
+        raise ValueError(exc.reason) from None
+
+
+def parse_mailbox(raw: str) -> str:
+    """An e-mail address, optionally with a display name: ``Acme Billing <billing@acme.example>``."""
+    from email.utils import parseaddr
+
+    name, address = parseaddr(raw.strip())
+    if not address or "@" not in address or address.startswith("@") or address.endswith("@"):
+        raise ValueError(f"{raw!r} is not an e-mail address such as 'Acme Billing <billing@acme.example>'")
+    return raw.strip()
+
+
+def parse_positive_amount(raw: str) -> Decimal:
+    try:
+        value = Decimal(raw.strip())
+    except InvalidOperation:
+        raise ValueError(f"{raw!r} is not an amount such as 40 or 40.00") from None
+    if not value.is_finite() or value < 0 or value != value.quantize(Decimal("0.01")):
+        raise ValueError(f"{raw!r} must be an amount of at least 0 with at most 2 decimals")
+    return value
 
 
 @dataclass(frozen=True)
@@ -419,6 +452,39 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
+    # Collections (docs/payments.md): overdue invoices, SEPA direct debits, dunning, late charges.
+    Var("COLLECTIONS_AT", parse_time_of_day, "00:30",
+        "Local time of the daily collections job: direct debits due are booked, unpaid invoices past "
+        "their due date become overdue."),
+    Var("SEPA_CREDITOR_NAME", parse_text, None, "The creditor's name in SEPA direct-debit files (at most 70 characters)."),
+    Var("SEPA_CREDITOR_IBAN", parse_iban, None, "The account SEPA direct debits are collected to."),
+    Var("SEPA_CREDITOR_BIC", parse_bic, None, "The BIC of that account's bank (required by pain.008.001.02)."),
+    Var("SEPA_CREDITOR_ID", parse_creditor_id, None,
+        "The SEPA creditor identifier (ICS in France, e.g. FR72ZZZ123456), given by the bank."),
+    Var("SEPA_SCHEMA", parse_choice("pain.008.001.08", "pain.008.001.02"), "pain.008.001.08",
+        "The pain.008 version of direct-debit files: pain.008.001.08 (ISO 20022 2019) or pain.008.001.02."),
+    Var("SEPA_INSTRUMENT", parse_choice("core", "b2b"), "core",
+        "The SEPA direct-debit scheme of the mandates: core or b2b."),
+    Var("DUNNING_SCHEDULE", parse_dunning_schedule, "3:reminder,15:second,30:final",
+        "Reminders for unpaid invoices: DAYS:STEP after the due date, steps reminder, second, final; none for no "
+        "dunning."),
+    Var("DUNNING_AT", parse_time_of_day, "09:00", "Local time of the daily dunning job that sends the reminders."),
+    Var("MAIL_FROM", parse_mailbox, "billsync <billing@localhost>", "The sender of billsync's e-mails."),
+    Var("SMTP_HOST", parse_text, None,
+        "SMTP server for billsync's e-mails; unset: each message is written as an .eml file to MAIL_DIR."),
+    Var("SMTP_PORT", parse_int(1, 65535), "587", "SMTP port."),
+    Var("SMTP_SECURITY", parse_choice("starttls", "ssl", "none"), "starttls",
+        "SMTP connection security: starttls, ssl (implicit TLS, usually port 465) or none."),
+    Var("SMTP_USERNAME", parse_text, None, "SMTP login (none: no authentication)."),
+    Var("SMTP_PASSWORD", parse_text, None, "SMTP password.", secret=True),
+    Var("MAIL_DIR", parse_path, "instance/mail", "Where e-mails are written as .eml files when SMTP_HOST is unset."),
+    Var("LATE_INTEREST_RATE", parse_percent, None,
+        "Yearly late-payment interest rate in percent (France: the ECB refinancing rate + 10 points unless the "
+        "contract says otherwise); unset: late charges need a rate given per request."),
+    Var("LATE_PAYMENT_INDEMNITY", parse_positive_amount, "40",
+        "The fixed recovery indemnity per invoice paid late, in EUR (French B2B: 40)."),
+    Var("USAGE_MAX_AGE_DAYS", parse_int(1, 3650), "35",
+        "Oldest usage event accepted, in days before now (older events are refused one by one)."),
     # The seller's identity printed on every invoice document (docs/invoices.md, Seller settings).
     # Each is checked when set; invoice documents are produced only when every required one is set.
     Var("SELLER_NAME", parse_text, None, "The seller's legal name, as registered."),
@@ -432,11 +498,6 @@ VARIABLES: tuple[Var, ...] = (
     Var("SELLER_VAT_ID", parse_vat_id, None, "The seller's EU VAT number (e.g. FR40303265045), checked."),
     Var("SELLER_IBAN", parse_iban, None, "The account customers pay into (IBAN, checked), printed with the BIC."),
     Var("SELLER_BIC", parse_bic, None, "The BIC of SELLER_IBAN's bank."),
-    Var("SELLER_LATE_PAYMENT_RATE", parse_percent, None,
-        "Late-payment penalty rate in percent a year (France: at least 3 times the legal rate; "
-        "by default the ECB rate + 10 points)."),
-    Var("SELLER_RECOVERY_INDEMNITY", parse_amount, "40",
-        "Fixed indemnity for recovery costs owed by a business paying late, in euros (40 in France)."),
     Var("SELLER_EARLY_PAYMENT_DISCOUNT", parse_text, None,
         "Early-payment discount terms printed on invoices, or none (printed: no discount for early payment)."),
     Var("SELLER_LEGAL_FORM", parse_text, None,
@@ -499,6 +560,25 @@ class Settings:
     hold_invoices_for_review: bool
     bill_run_max_periods: int
     billing_starts_on: date | None
+    collections_at: time
+    sepa_creditor_name: str | None
+    sepa_creditor_iban: str | None
+    sepa_creditor_bic: str | None
+    sepa_creditor_id: str | None
+    sepa_schema: str
+    sepa_instrument: str
+    dunning_schedule: tuple[Any, ...]
+    dunning_at: time
+    mail_from: str
+    smtp_host: str | None
+    smtp_port: int
+    smtp_security: str
+    smtp_username: str | None
+    smtp_password: str | None
+    mail_dir: Path
+    late_interest_rate: Decimal | None
+    late_payment_indemnity: Decimal
+    usage_max_age_days: int
     seller_name: str | None
     seller_street: str | None
     seller_postal_code: str | None
@@ -508,8 +588,6 @@ class Settings:
     seller_vat_id: str | None
     seller_iban: str | None
     seller_bic: str | None
-    seller_late_payment_rate: Decimal | None
-    seller_recovery_indemnity: Decimal
     seller_early_payment_discount: str | None
     seller_legal_form: str | None
     seller_contact: str | None

@@ -74,8 +74,8 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "invoice": frozenset({
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
         "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "amount_credited",
-        "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id", "purchase_order",
-        "buyer_reference",
+        "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
+        "dunning_step", "dunning_step_on", "purchase_order", "buyer_reference",
     }),
     "invoice_line": frozenset({
         "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",

@@ -7,7 +7,7 @@ Run through ``billsync db upgrade`` (which passes its own connection) or plain
 from alembic import context
 from sqlalchemy import pool
 
-from connector.database import load_all_models, make_engine
+from connector.database import load_all_models, make_engine, schema_name_filter
 
 config = context.config
 target_metadata = load_all_models().metadata
@@ -31,7 +31,7 @@ def run_migrations_offline() -> None:
 
 def _run(connection) -> None:
     context.configure(connection=connection, target_metadata=target_metadata,
-                      render_as_batch=True, compare_type=True)
+                      render_as_batch=True, compare_type=True, include_name=schema_name_filter(connection))
     with context.begin_transaction():
         context.run_migrations()
 

@@ -1,6 +1,6 @@
 """Storage of the billing engine: SQLModel tables and the row <-> domain mapping, one module per
-subject (catalog, subscriptions, invoices, documents, payments, usage, revenue, outbox, audit), plus the shared
-column types (``columns``) and SQL plumbing (``database``).
+subject (catalog, subscriptions, invoices, documents, payments, collections, usage, revenue, outbox,
+audit), plus the shared column types (``columns``) and SQL plumbing (``database``).
 
 This is the only part of ``billing_engine`` that imports SQLModel/SQLAlchemy. Importing the
 package registers every engine table in the metadata (Alembic and ``create_all`` need them all).
@@ -9,6 +9,7 @@ package registers every engine table in the metadata (Alembic and ``create_all``
 from billing_engine.storage import (
     audit,
     catalog,
+    collections,
     documents,
     invoices,
     outbox,
@@ -20,10 +21,11 @@ from billing_engine.storage import (
 
 #: Every table the bill run and the billing use cases write (for snapshots in tests and tools).
 BILLING_MODELS = (
-    invoices.NumberSequence, usage.UsageRecord, invoices.Invoice, invoices.InvoiceLine, invoices.InvoiceTax,
+    invoices.NumberSequence, usage.UsageEventKey, usage.UsageEventRow, invoices.Invoice, invoices.InvoiceLine, invoices.InvoiceTax,
     invoices.CreditNote, invoices.CreditNoteLine, payments.Payment, payments.PaymentAllocation, payments.Refund,
     payments.RefundAllocation, payments.CustomerAccount, payments.CreditEntry, revenue.CustomerMrr,
     invoices.BillRunError, outbox.OutboxRow, documents.InvoiceDocument,
 )
 
-__all__ = ["BILLING_MODELS", "audit", "catalog", "documents", "invoices", "outbox", "payments", "revenue", "subscriptions", "usage"]
+__all__ = ["BILLING_MODELS", "audit", "catalog", "collections", "documents", "invoices", "outbox", "payments",
+           "revenue", "subscriptions", "usage"]

@@ -23,7 +23,7 @@ from decimal import Decimal
 from billing_engine.customers import Customer
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.money import Money, money_of
-from billing_engine.payments import AGING_BUCKETS, aging
+from billing_engine.payments import AGING_BUCKETS, aging, payment_name, shown_reference
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
@@ -204,12 +204,12 @@ def customer_statement(session: Session, customer_id: str, *, starts_on: date, t
                       f"Credit note{on_invoice}: {note.reason}", -note.total))
     for pay in payment_store.payments_of_customer(session, cid, through):
         extra = f", {pay.unapplied} to credit" if pay.unapplied else ""
-        moves.append((pay.received_on, 2, pay.id, "payment", pay.currency, pay.external_reference,
+        moves.append((pay.received_on, 2, pay.id, "payment", pay.currency, _payment_reference(pay),
                       f"Payment ({pay.method}){extra}", -pay.amount))
     for refund, pay in payment_store.refunds_of_customer(session, cid, through):
         why = f": {refund.reason}" if refund.reason else ""
-        moves.append((refund.refunded_on, 3, refund.id, "refund", refund.currency, pay.external_reference,
-                      f"Refund of payment {pay.external_reference}{why}", refund.amount))
+        moves.append((refund.refunded_on, 3, refund.id, "refund", refund.currency, _payment_reference(pay),
+                      f"Refund of payment {_payment_reference(pay)}{why}", refund.amount))
     moves.sort(key=lambda m: (m[0], m[1], m[2]))
     by_currency: dict[str, list[tuple[date, int, int, str, str, str, str, Decimal]]] = defaultdict(list)
     for move in moves:
@@ -234,3 +234,8 @@ def customer_statement(session: Session, customer_id: str, *, starts_on: date, t
             money_of(-totals["credit_note"], currency), money_of(-totals["payment"], currency),
             money_of(totals["refund"], currency), money_of(balance, currency), tuple(entries)))
     return Statement(cid, customer.name, starts_on, through, tuple(currencies))
+
+
+def _payment_reference(pay: payment_store.Payment) -> str:
+    """A payment as a statement names it: its reference, else (recorded without one) its readable id."""
+    return shown_reference(pay.external_reference) or payment_name(pay.id or 0, pay.received_on, None)

@@ -47,6 +47,7 @@ from billing_engine.invoicing import (
     due_on,
     format_number,
     recurring_periods,
+    take_remaining_tax,
 )
 from billing_engine.money import round_money
 from billing_engine.payments import check_amount
@@ -61,7 +62,7 @@ from billing_engine.storage import usage as usage_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.outbox import add_events
 from billing_engine.subscriptions import Subscription
-from billing_engine.tax import LineTax, ProductTax, TaxRate, TaxRule
+from billing_engine.tax import LineTax, ProductTax, TaxGroup, TaxRate, TaxRule, vat_breakdown
 from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
 
 ZERO = Decimal(0)
@@ -629,6 +630,9 @@ def void_invoice(session: Session, invoice_id: int, *, on: date, reason: str = "
     check_transition(old, "void", f"invoice {inv.number or inv.id}")
     if inv.amount_paid - inv.amount_refunded != 0:
         raise ConflictError(f"invoice {inv.number}", "has payments applied; refund them or issue a credit note")
+    if old != "draft" and invoice_store.credited_net(session, inv.id) != 0:
+        raise ConflictError(f"invoice {inv.number}",
+                            "already has a credit note; issue a credit note for what is left instead of voiding it")
     events: list[ob.OutboxEvent] = []
     cn_id = None
     if old != "draft" and inv.total > 0:
@@ -794,7 +798,11 @@ def _credited_line(line: invoice_store.InvoiceLine) -> DraftLine:
 def _settle_credit_note(session: Session, inv: invoice_store.Invoice, note: CreditNoteDraft, reason: str, on: date,
                         now: datetime) -> int:
     """Number and store a credit note on a locked invoice: it settles the open balance first, the
-    rest becomes customer credit; a balance brought to zero makes the invoice paid."""
+    rest becomes customer credit; a balance brought to zero makes the invoice paid. The credit that
+    completes the invoice's net in a VAT group takes the tax left there (``take_remaining_tax``)."""
+    invoiced = [TaxGroup(t.tax_percent, t.net, t.tax, t.category, t.reason)
+                for t in invoice_store.invoice_taxes(session, inv.id)]
+    note = take_remaining_tax(note, invoiced, _credited_tax(session, inv.id))
     applied = min(note.total, max(inv.balance, ZERO))
     to_credit = note.total - applied
     events: list[ob.OutboxEvent] = []
@@ -817,6 +825,24 @@ def _settle_credit_note(session: Session, inv: invoice_store.Invoice, note: Cred
     session.flush()
     add_events(session, events)
     return cn_id
+
+
+def _credited_tax(session: Session, invoice_id: int) -> list[TaxGroup]:
+    """What the invoice's credit notes took, per note and VAT group: a note in one group as stored,
+    a note over several groups by its lines' breakdown."""
+    notes = invoice_store.credit_notes_of_invoice(session, invoice_id)
+    lines = invoice_store.credit_note_lines(session, [cn.id for cn in notes if cn.id is not None])
+    out: list[TaxGroup] = []
+    for cn in notes:
+        own = lines.get(cn.id or 0, [])
+        taxes = [(ln.net, LineTax.of(ln.tax_percent, ln.tax_reason, ln.tax_category)) for ln in own]
+        keys = {(t.code, t.percent.normalize()) for _, t in taxes}
+        if len(keys) == 1:
+            code, percent = keys.pop()
+            out.append(TaxGroup(percent, cn.net, cn.tax, category=code))
+        else:
+            out.extend(vat_breakdown(taxes, cn.currency))
+    return out
 
 
 def mark_uncollectible(session: Session, invoice_id: int, *, on: date, now: datetime | None = None) -> None:

@@ -4,7 +4,7 @@
   of a date, MRR, ARR, balance, credit, last invoice date); the push and every other
   reader use this one definition.
 - ``invoices_for_export`` and ``invoice_lines_for_export``: finalized invoices with their
-  figures and payment status, and their lines (lines moved to a credit note are left out).
+  figures, payment status and last dunning step, and their lines (lines moved to a credit note are left out).
 - ``payments_for_export`` (with the invoices each payment paid), ``refunds_for_export``,
   ``credit_notes_for_export`` and ``credit_note_lines_for_export`` (with the invoice line each
   credits), and ``subscription_links`` (each subscription's deal and its status as of a date, by
@@ -35,9 +35,10 @@ from typing import Any
 from billing_engine import outbox as ob
 from billing_engine.errors import NotFoundError
 from billing_engine.money import round_money
-from billing_engine.payments import payment_status
+from billing_engine.payments import payment_status, shown_reference
 from billing_engine.periods import period_containing
 from billing_engine.storage import catalog as catalog_store
+from billing_engine.storage import collections as collection_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import outbox as outbox_store
 from billing_engine.storage import payments as payment_store
@@ -197,12 +198,15 @@ class InvoiceExport:
     customer_id: str
     salesforce_account_id: str | None
     subscription_external_key: str | None  # of its first subscription (the deal that started it)
+    dunning_step: str | None = None  # the last reminder sent (docs/payments.md)
+    dunning_step_on: date | None = None
     purchase_order: str = ""  # the buyer's references (EN 16931 BT-13, BT-10)
     buyer_reference: str = ""
 
 
 def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date, date, str] | None,
-                    account_id: str | None, external_key: str | None) -> InvoiceExport:
+                    account_id: str | None, external_key: str | None,
+                    dunning: tuple[str | None, date | None] = (None, None)) -> InvoiceExport:
     starts, ends = (period[0], period[1]) if period else (None, None)
     return InvoiceExport(
         invoice_id=inv.id, number=inv.number, status=inv.status,
@@ -214,7 +218,8 @@ def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date,
         amount_paid=inv.amount_paid - inv.amount_refunded, amount_credited=inv.amount_credited,
         balance=inv.balance, tax_note=inv.tax_reason or None,
         customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key,
-        purchase_order=inv.purchase_order or "", buyer_reference=inv.buyer_reference or "")
+        dunning_step=dunning[0], dunning_step_on=dunning[1], purchase_order=inv.purchase_order or "",
+        buyer_reference=inv.buyer_reference or "")
 
 
 def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, InvoiceExport]:
@@ -225,13 +230,14 @@ def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: dat
     customers = catalog_store.customers_by_id(session, (inv.customer_id for inv in invoices.values()))
     periods = invoice_store.invoice_periods(session, invoices)
     keys = subscription_store.subscription_keys(session, (p[2] for p in periods.values()))
+    dunning = collection_store.dunning_states(session, invoices)
     out = {}
     for inv in invoices.values():
         customer = customers.get(inv.customer_id)
         period = periods.get(inv.id)
         key = keys.get(period[2]) if period else None
         out[inv.id] = _invoice_export(inv, as_of, period, customer.salesforce_account_id if customer else None,
-                                      key[0] if key else None)
+                                      key[0] if key else None, dunning.get(inv.id, (None, None)))
     return out
 
 
@@ -290,7 +296,7 @@ class PaymentExport:
     unapplied_amount: Decimal  # its credit not used or refunded
     received_on: date
     method: str
-    external_reference: str
+    external_reference: str  # empty when recorded without one
     status: str  # succeeded | partially_refunded | refunded
 
 
@@ -323,7 +329,7 @@ def payments_for_export(session: Session, payment_ids: Iterable[int]) -> dict[in
             salesforce_account_id=customer.salesforce_account_id if customer else None,
             invoice_ids=tuple(invoices.get(p.id, ())), currency=p.currency, amount=p.amount,
             unapplied_amount=max(p.unapplied - from_credit, ZERO), received_on=p.received_on, method=p.method,
-            external_reference=p.external_reference, status=refund_status(p.amount, refunded))
+            external_reference=shown_reference(p.external_reference), status=refund_status(p.amount, refunded))
     return out
 
 
@@ -681,7 +687,8 @@ def invoices_of_lines(session: Session, line_ids: Iterable[int]) -> dict[int, in
 
 #: The topics whose events carry each exported record: (aggregate type of the events, topics).
 EXPORT_TOPICS = {
-    "invoice": ("invoice", (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED)),
+    "invoice": ("invoice", (ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED, ob.INVOICE_OVERDUE,
+                            ob.INVOICE_REMINDED)),
     "payment": ("payment", (ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED)),
     "credit_note": ("credit_note", (ob.CREDIT_NOTE_ISSUED,)),
     "refund": ("payment", (ob.PAYMENT_REFUNDED,)),  # a refund's event is about its payment

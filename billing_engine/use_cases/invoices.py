@@ -22,7 +22,7 @@ from typing import Any
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.invoicing import InvoiceStatus
 from billing_engine.money import Money, check_currency, money_of
-from billing_engine.payments import invoice_balance, payment_status
+from billing_engine.payments import invoice_balance, payment_status, shown_reference
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
@@ -295,7 +295,7 @@ def get_invoice(session: Session, invoice_id: int, *, as_of: date) -> InvoiceDet
         money(ln.net), ln.tax_percent, money(credited.get(ln.charge_key, ZERO)))
         for ln in all_lines if ln.credit_note_id is None)
     taxes = tuple(TaxView(t.tax_percent, money(t.net), money(t.tax)) for t in invoice_store.invoice_taxes(session, inv.id))
-    payments = tuple(AppliedPayment(p.id, p.external_reference, p.method, p.received_on, money(a.amount))
+    payments = tuple(AppliedPayment(p.id, shown_reference(p.external_reference), p.method, p.received_on, money(a.amount))
                      for a, p in payment_store.payments_to_invoice(session, inv.id))
     refunds = tuple(ReopenedByRefund(r.id, r.payment_id, r.refunded_on, r.reason, money(a.amount))
                     for a, r in payment_store.refunds_to_invoice(session, inv.id))

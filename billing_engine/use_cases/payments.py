@@ -2,12 +2,14 @@
 it, and read a customer's balances and an invoice's payment status.
 
 A payment is recorded once per ``(source, external reference)``: a resent one returns the
-first result and changes nothing. Credit moves through the customer's account row, locked
+first result and changes nothing; one recorded without a reference is a new payment each time.
+Credit moves through the customer's account row, locked
 first, so concurrent payments and refunds never lose an update.
 """
 
 from __future__ import annotations
 
+import uuid
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -18,6 +20,7 @@ from billing_engine import outbox as ob
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.money import Money, check_currency, money_of
 from billing_engine.payments import (
+    UNREFERENCED_PREFIX,
     OpenItem,
     aging,
     allocate_amounts,
@@ -26,6 +29,7 @@ from billing_engine.payments import (
     check_payment,
     payment_status,
     plan_refund,
+    shown_reference,
 )
 from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import database
@@ -48,7 +52,8 @@ class PaymentResult:
 
 
 def record_payment(session: Session, *, customer_id: str, amount: object, currency: str, received_on: date,
-                   method: str, source: str, external_reference: str, invoice_ids: Sequence[int] | None = None,
+                   method: str, source: str, external_reference: str | None,
+                   invoice_ids: Sequence[int] | None = None,
                    allocations: Sequence[tuple[int, object]] | None = None,
                    customer_currencies: Iterable[str] | None = None, now: datetime | None = None) -> PaymentResult:
     """Record a payment and allocate it: ``allocations`` (invoice id, amount) exactly, else the
@@ -56,9 +61,14 @@ def record_payment(session: Session, *, customer_id: str, amount: object, curren
     customer credit (docs/billing-rules.md §16 Payments and refunds).
 
     A repeat of ``(source, external_reference)`` returns the first result and
-    changes nothing. Bad input raises before anything is written.
+    changes nothing; ``external_reference=None`` (no reference) records a new payment every
+    time. Bad input raises before anything is written.
     """
     now = ob.changed_at(now, received_on)
+    if external_reference is None:
+        external_reference = f"{UNREFERENCED_PREFIX}{uuid.uuid4().hex}"
+    elif isinstance(external_reference, str) and external_reference.startswith(UNREFERENCED_PREFIX):
+        raise InvalidInputError("external_reference", f"must not start with {UNREFERENCED_PREFIX!r}")
     for name, text in (("method", method), ("source", source), ("external_reference", external_reference)):
         if not isinstance(text, str) or not text.strip():
             raise InvalidInputError(name, "is required")
@@ -264,7 +274,7 @@ def get_payment(session: Session, payment_id: int) -> PaymentDetail:
     refunded = sum((r.amount for r in refunds), ZERO)
     return PaymentDetail(
         payment.id, payment.customer_id, cur, money_of(payment.amount, cur), payment.received_on, payment.method,
-        payment.source, payment.external_reference,
+        payment.source, shown_reference(payment.external_reference),
         tuple(AllocationView(a.invoice_id, numbers.get(a.invoice_id), money_of(a.amount, cur)) for a in allocations),
         money_of(payment.unapplied, cur),
         tuple(RefundView(r.id, r.refunded_on, r.reason, money_of(r.amount, cur), money_of(r.from_credit, cur),

@@ -9,11 +9,11 @@ payment (send an ``Idempotency-Key`` to make a retry safe).
 
 from __future__ import annotations
 
-import uuid
 from datetime import date, datetime
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from billing_engine.payments import UNREFERENCED_PREFIX
 from billing_engine.use_cases import payments
 from connector.api.framework import ApiBlueprint, business_date, reading, record_audit, respond, write_session
 from connector.api.invoices import CUSTOMER_ID_PATTERN, FIRST_DAY, LAST_DAY, MAX_ID, money
@@ -83,7 +83,7 @@ class PaymentOut(BaseModel):
     received_on: date
     method: str
     source: str
-    reference: str
+    reference: str = Field(description="Empty when it was recorded without one.")
     allocations: list[AllocationOut] = Field(description="What it paid, invoice by invoice.")
     unapplied: Money = Field(description="What became the customer's credit.")
     refunds: list[RefundOut]
@@ -130,13 +130,15 @@ def record_payment(body: PaymentIn):
                 for n, a in enumerate(body.allocations or ()) if a.amount.currency != currency]
     if body.allocations and body.invoice_ids:
         problems.append({"pointer": "/invoice_ids", "detail": "give allocations or invoice_ids, not both"})
+    if body.reference and body.reference.startswith(UNREFERENCED_PREFIX):
+        problems.append({"pointer": "/reference", "detail": f"must not start with {UNREFERENCED_PREFIX!r}"})
     if problems:
         raise invalid(problems)
     session = write_session()
     result = payments.record_payment(
         session, customer_id=body.customer_id, amount=body.amount.decimal(), currency=currency,
         received_on=body.received_on, method=body.method, source=body.source,
-        external_reference=body.reference or uuid.uuid4().hex, invoice_ids=body.invoice_ids,
+        external_reference=body.reference, invoice_ids=body.invoice_ids,
         allocations=[(a.invoice_id, a.amount.decimal()) for a in body.allocations] if body.allocations else None)
     payment = payments.get_payment(session, result.payment_id)
     record_audit("payment.record", "payment", payment.payment_id, before=None, after={

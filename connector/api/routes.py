@@ -9,5 +9,7 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.payments",
     "connector.api.customers",
     "connector.api.operations",
+    "connector.api.collections",
+    "connector.api.usage",
     "connector.api.documents",
 )

@@ -15,6 +15,8 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``review`` | ``review list``, ``review resolve`` |
 | ``mappings`` | ``mappings check``, ``mappings preview`` |
 | ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
+| ``collections`` | added to the ``payments`` group: ``collections``, ``sepa-export``, ``sepa-return``, ``mandate ...``, ``import-statement``, ``unmatched``, ``match``, ``set-aside``, ``dunning``, ``dunning-profile``, ``late-charges`` |
+| ``usage`` | ``usage import``, ``usage partitions`` |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -89,6 +91,7 @@ def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
     from connector.cli.api_keys import api_key
     from connector.cli.billing import bill_run, metrics
+    from connector.cli.collections import add_collection_commands
     from connector.cli.config import config
     from connector.cli.database import db
     from connector.cli.documents import documents
@@ -99,10 +102,12 @@ def _register_commands() -> None:
     from connector.cli.reconcile import reconcile
     from connector.cli.review import review
     from connector.cli.sync import sync
+    from connector.cli.usage import usage
 
-    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock):
+    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock, usage):
         cli.add_command(command)
     cli.add_command(api_key)
+    add_collection_commands(payments)  # collections: mandates, SEPA, statements, dunning, late charges
     for command in (invoices, payments):
         cli.add_command(command)
     cli.add_command(documents)

@@ -8,7 +8,6 @@ the first result and changes nothing; without ``--reference`` every call is a ne
 from __future__ import annotations
 
 import re
-import uuid
 from datetime import UTC, datetime
 from decimal import Decimal
 
@@ -28,7 +27,8 @@ PAYMENT_ID_MAX = 2**31 - 1
 
 @click.group()
 def payments() -> None:
-    """Payments received and refunds."""
+    """Payments received and refunds; collections: SEPA mandates and direct debits, bank statements,
+    dunning, late charges."""
 
 
 @payments.command("record")
@@ -78,7 +78,7 @@ def record(customer: str, amount_text: str, currency: str, received_on: str, ref
     with reported_as("payment not recorded"), transaction(services.engine) as session:
         named = [(find_invoice_id(session, key), share) for key, share in pairs]
         result = record_payment(session, customer_id=customer, amount=value, currency=currency, received_on=day,
-                                method=method, source=source, external_reference=reference or uuid.uuid4().hex,
+                                method=method, source=source, external_reference=reference,
                                 allocations=named or None, now=datetime.now(UTC))
         payment = get_payment(session, result.payment_id)
     if as_json:
@@ -89,8 +89,12 @@ def record(customer: str, amount_text: str, currency: str, received_on: str, ref
                    "nothing changed")
     else:
         click.echo(f"payment {payment.payment_id} recorded: {money(payment.amount)} from {payment.customer_id} "
-                   f"received {payment.received_on}, reference {payment.reference}")
+                   f"received {payment.received_on}, {_reference(payment)}")
     _print_where_it_went(payment)
+
+
+def _reference(payment) -> str:
+    return f"reference {payment.reference}" if payment.reference else "no reference"
 
 
 def _print_where_it_went(payment) -> None:
@@ -149,8 +153,10 @@ def show(payment_id: int, as_json: bool) -> None:
     if as_json:
         echo_json(payment)
         return
+    origin = f"{payment.source} reference {payment.reference}" if payment.reference else \
+        f"from {payment.source}, no reference"
     click.echo(f"payment {payment.payment_id}: {money(payment.amount)} from {payment.customer_id} received "
-               f"{payment.received_on} ({payment.method}), {payment.source} reference {payment.reference}")
+               f"{payment.received_on} ({payment.method}), {origin}")
     _print_where_it_went(payment)
     if payment.refunds:
         echo_table(("refund", "on", "amount", "from credit", "reason"),

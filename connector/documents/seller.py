@@ -3,7 +3,8 @@
 Each setting is checked when it is read (``connector.settings``: VAT number and SIREN/SIRET with
 python-stdnum, IBAN and BIC with schwifty); here ``seller_identity`` also requires every one a
 document needs and refuses with one line per missing setting, so no document is produced
-without them.
+without them. The late-payment rate and the recovery indemnity printed are the ones late charges
+use (``LATE_INTEREST_RATE``, ``LATE_PAYMENT_INDEMNITY``).
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ REQUIRED = (
     ("SELLER_VAT_ID", "the seller's VAT number"),
     ("SELLER_IBAN", "the account customers pay into"),
     ("SELLER_BIC", "the bank of that account"),
-    ("SELLER_LATE_PAYMENT_RATE", "the late-payment penalty rate"),
+    ("LATE_INTEREST_RATE", "the late-payment penalty rate printed on it"),
     ("SELLER_EARLY_PAYMENT_DISCOUNT", "the early-payment discount terms (or none)"),
 )
 FONTS = ("DejaVuSans.ttf", "DejaVuSans-Bold.ttf")
@@ -70,7 +71,7 @@ class Seller:
 def documents_wanted(settings: Settings) -> bool:
     """Whether this installation issues documents: once any of its required ``SELLER_*`` settings is set
     (the worker then generates them, or says what is still missing)."""
-    return any(getattr(settings, name.lower()) not in (None, "") for name, _ in REQUIRED)
+    return any(getattr(settings, name.lower()) not in (None, "") for name, _ in REQUIRED if name.startswith("SELLER_"))
 
 
 def seller_identity(settings: Settings) -> Seller:
@@ -87,8 +88,8 @@ def seller_identity(settings: Settings) -> Seller:
         name=settings.seller_name.strip(), street=settings.seller_street.strip(),
         postal_code=settings.seller_postal_code.strip(), city=settings.seller_city.strip(),
         country=settings.seller_country, company_id=settings.seller_company_id, vat_id=settings.seller_vat_id,
-        iban=settings.seller_iban, bic=settings.seller_bic, late_payment_rate=settings.seller_late_payment_rate,
-        recovery_indemnity=settings.seller_recovery_indemnity,
+        iban=settings.seller_iban, bic=settings.seller_bic, late_payment_rate=settings.late_interest_rate,
+        recovery_indemnity=settings.late_payment_indemnity,
         early_payment_discount=settings.seller_early_payment_discount.strip(),
         legal_form=(settings.seller_legal_form or "").strip(), contact=(settings.seller_contact or "").strip(),
         logo=settings.seller_logo, font_dir=settings.document_font_dir,

@@ -106,6 +106,7 @@ PUSHED_KEYS = {"Billsync_Invoice_Id__c": "invoice", "Billsync_Payment_Id__c": "p
                "Billsync_Credit_Note_Id__c": "credit_note", "Billsync_Refund_Id__c": "refund"}
 
 INVOICE_TOPICS = frozenset({ob.INVOICE_FINALIZED, ob.INVOICE_STATUS_CHANGED})
+COLLECTION_TOPICS = frozenset({ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED})
 PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
 SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
@@ -458,6 +459,8 @@ def _plan(batch: _Batch) -> None:
                 iid = int(row.aggregate_id)
                 needs: list[Need] = [("invoice", iid), ("invoice_lines", iid)]
             elif row.topic == ob.INVOICE_STATUS_CHANGED:
+                needs = [("invoice", int(row.aggregate_id))]
+            elif row.topic in COLLECTION_TOPICS:  # its payment status (overdue) or its dunning step changed
                 needs = [("invoice", int(row.aggregate_id))]
             elif row.topic == ob.CREDIT_NOTE_ISSUED:
                 # The credit note, its lines, and the invoice whose credited amount and balance it changed.

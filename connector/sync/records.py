@@ -26,6 +26,7 @@ from typing import Any
 
 from sqlmodel import Session
 
+from billing_engine.payments import payment_name
 from billing_engine.use_cases import exports
 from connector.sync.installation import Keys
 
@@ -70,6 +71,8 @@ def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
         "customer_id": inv.customer_id,
         "salesforce_account_id": inv.salesforce_account_id,
         "salesforce_opportunity_id": _opportunity_id(inv.subscription_external_key),
+        "dunning_step": inv.dunning_step,
+        "dunning_step_on": inv.dunning_step_on,
         "purchase_order": inv.purchase_order,
         "buyer_reference": inv.buyer_reference,
     }
@@ -113,20 +116,6 @@ def payment_invoice_ids(session: Session, payment_ids: Iterable[int]) -> dict[in
     return exports.paid_invoice_ids(session, payment_ids)
 
 
-#: The longest text a Salesforce ``Name`` holds.
-NAME_LENGTH = 80
-
-
-def payment_name(payment_id: int, received_on: date, reference: str | None) -> str:
-    """What a payment is called in Salesforce: its reference as it was recorded (a bank transfer's
-    reference, a processor's charge id), else — empty, or longer than a Name holds — a readable id
-    ``PAY-<year received>-<id, six digits>``."""
-    text = (reference or "").strip()
-    if text and len(text) <= NAME_LENGTH:
-        return text
-    return f"PAY-{received_on.year}-{payment_id:06d}"
-
-
 def refund_name(refund_id: int, refunded_on: date) -> str:
     """``RFD-<year refunded>-<id, six digits>``."""
     return f"RFD-{refunded_on.year}-{refund_id:06d}"
@@ -144,7 +133,7 @@ def load_payments(session: Session, payment_ids: Iterable[int], keys: Keys) -> d
         "unapplied_amount": p.unapplied_amount,
         "paid_on": p.received_on,
         "method": p.method,
-        "reference": p.external_reference,
+        "reference": p.external_reference or None,
         "status": p.status,
     } for pid, p in exports.payments_for_export(session, payment_ids).items()}
 

@@ -1,7 +1,7 @@
 """invoices: indexes for the invoice list (its order behind each filter, number prefix); refund allocations by invoice
 
 Revision ID: 0017_invoice_listing
-Revises: 0015_credit_notes_salesforce
+Revises: 0016_usage_events
 Create Date: 2026-12-07
 
 Each list index ends in (issued_on, id), the list's order, so a page of the invoice list reads
@@ -11,7 +11,7 @@ writes to ``invoices`` meanwhile: run the upgrade outside the bill run's hour.
 from alembic import op
 
 revision = "0017_invoice_listing"
-down_revision = "0015_credit_notes_salesforce"
+down_revision = "0016_usage_events"
 branch_labels = None
 depends_on = None
 

@@ -77,6 +77,7 @@ def make_clock(database_url):
 def recorded(monkeypatch, virtual_clock):
     """Each use case replaced by a recorder of (job, virtual time); ``failing`` makes one raise."""
     import connector.billing_jobs
+    import connector.collection_jobs
     import connector.sync.pull
     import connector.sync.push
     import connector.sync.reconcile
@@ -101,7 +102,14 @@ def recorded(monkeypatch, virtual_clock):
     monkeypatch.setattr(connector.sync.push, "push_outbox", recorder("push"))
     monkeypatch.setattr(connector.billing_jobs, "run_bill_run", recorder("bill_run", bill))
     monkeypatch.setattr(connector.sync.reconcile, "reconcile_period", recorder("reconcile", report))
+    collected = type("Report", (), {"lines": lambda self: []})()
+    monkeypatch.setattr(connector.collection_jobs, "run_collections", recorder("collections", collected))
+    monkeypatch.setattr(connector.collection_jobs, "run_dunning", recorder("dunning", collected))
     return calls
+
+
+def bill_runs(engine):
+    return [run for run in clock_runs.all_runs(engine) if run.job == "bill_run"]
 
 
 def names(calls, *wanted):
@@ -193,7 +201,8 @@ def test_a_clock_started_after_the_bill_run_time_runs_the_missed_run_once(make_c
     assert names(recorded, "bill_run") == ["bill_run"]
     assert names(recorded, "reconcile") == ["reconcile", "reconcile"]
     runs = {run.job: run for run in clock_runs.all_runs(again.services.engine)}
-    assert set(runs) == {"bill_run", "reconcile"}
+    assert set(runs) == {"bill_run", "reconcile", "collections", "dunning"}
+    assert names(recorded, "collections", "dunning") == ["collections", "dunning"]
     for run in runs.values():
         assert run.run_date == DAY and run.attempts == 1
         assert run.started_at == datetime(2026, 11, 24, 9, 0, tzinfo=UTC) and run.finished_at is not None
@@ -208,7 +217,7 @@ def test_a_bill_run_killed_halfway_runs_again_when_the_clock_starts(make_clock, 
     clock = make_clock()
     step(clock)
     assert names(recorded, "bill_run") == ["bill_run"]
-    [run] = clock_runs.all_runs(clock.services.engine)
+    [run] = bill_runs(clock.services.engine)
     assert run.attempts == 2 and run.finished_at == datetime(2026, 11, 24, 3, 0, tzinfo=UTC)
 
 
@@ -217,7 +226,7 @@ def test_a_failed_bill_run_is_not_finished_and_runs_again_at_the_next_start(make
     recorded.failing.add("bill_run")
     clock = make_clock()
     step(clock)  # before the time: 02:00 is due now
-    [run] = clock_runs.all_runs(clock.services.engine)
+    [run] = bill_runs(clock.services.engine)
     assert run.finished_at is None and "bill_run broke halfway" in run.last_error
     clock.close()
 
@@ -226,7 +235,7 @@ def test_a_failed_bill_run_is_not_finished_and_runs_again_at_the_next_start(make
     restarted = make_clock()
     step(restarted)
     assert names(recorded, "bill_run") == ["bill_run", "bill_run"]
-    [run] = clock_runs.all_runs(restarted.services.engine)
+    [run] = bill_runs(restarted.services.engine)
     assert run.finished_at is not None and run.last_error is None and run.attempts == 2
 
 
@@ -237,7 +246,8 @@ def test_a_clock_started_before_the_bill_run_time_waits_for_it(make_clock, virtu
     assert names(recorded, "bill_run") == []
     virtual_clock.advance(hours=1)
     step(clock)
-    assert recorded == [("bill_run", datetime(2026, 11, 24, 2, 0, tzinfo=UTC))]
+    assert [call for call in recorded if call[0] == "bill_run"] == [("bill_run", datetime(2026, 11, 24, 2, 0,
+                                                                                            tzinfo=UTC))]
 
 
 # ---------------------------------------------------------------- two clocks over a day
@@ -266,7 +276,8 @@ def test_two_clocks_started_together_run_each_job_once_over_a_simulated_day(make
         times = [at for name, at in recorded if name == job]
         assert len(times) == len(set(times)) == 86400 // interval  # on time, never twice
     runs = clock_runs.all_runs(clocks[0].services.engine)
-    assert [(run.job, run.run_date, run.attempts) for run in runs] == [("bill_run", DAY, 1), ("reconcile", DAY, 1)]
+    assert [(run.job, run.run_date, run.attempts) for run in runs] == [
+        ("bill_run", DAY, 1), ("collections", DAY, 1), ("dunning", DAY, 1), ("reconcile", DAY, 1)]
     assert all(run.finished_at is not None for run in runs)
 
 
@@ -333,7 +344,7 @@ def test_killing_the_leader_clock_hands_over_to_the_standby_within_a_minute(data
             clock.stop()
     engine = make_engine(database_url)
     try:
-        [run] = clock_runs.all_runs(engine)
+        [run] = bill_runs(engine)
         assert run.job == "bill_run" and run.attempts == 1 and run.finished_at is not None
     finally:
         engine.dispose()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 
 import pytest
@@ -10,7 +11,14 @@ from alembic.runtime.migration import MigrationContext
 from sqlalchemy import Column, Integer, MetaData, Table, insert, select, text
 
 from billing_engine.storage.columns import ExactDecimal
-from connector.database import check_ready, current_revision, head_revision, load_all_models
+from connector.database import (
+    check_ready,
+    current_revision,
+    head_revision,
+    load_all_models,
+    partition_tables,
+    schema_name_filter,
+)
 
 VALUES = [Decimal("0.1"), Decimal("1234567890.123456"), Decimal("1e-6"), Decimal("-0.000001"),
           Decimal("99999999999999.999999999")]
@@ -50,9 +58,32 @@ def test_a_float_is_refused_before_it_reaches_the_database(engine):
 def test_migrations_at_head_produce_exactly_the_models_schema(engine):
     metadata = load_all_models().metadata
     with engine.connect() as conn:
-        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False})
+        context = MigrationContext.configure(conn, opts={"compare_type": True, "compare_server_default": False,
+                                                         "include_name": schema_name_filter(conn)})
         diff = compare_metadata(context, metadata)
     assert diff == [], f"models and migrations differ; generate a revision: {diff}"
+
+
+@pytest.mark.postgres_only
+def test_usage_events_are_partitioned_by_month_and_only_partitions_are_left_out_of_the_comparison(engine):
+    """The comparison above leaves out partitions only: on PostgreSQL ``usage_events`` is
+    partitioned by range of ``occurred_on``, and its partitions (a default one and one per month)
+    carry its columns and its index."""
+    with engine.connect() as conn:
+        strategy, key = conn.execute(text(
+            "SELECT p.partstrat, a.attname FROM pg_partitioned_table p "
+            "JOIN pg_attribute a ON a.attrelid = p.partrelid AND a.attnum = p.partattrs[0] "
+            "WHERE p.partrelid = CAST('usage_events' AS regclass)")).one()
+        partitions = partition_tables(conn)
+        indexed = set(conn.execute(text(
+            "SELECT t.relname FROM pg_index i JOIN pg_class t ON t.oid = i.indrelid "
+            "JOIN pg_class x ON x.oid = i.indexrelid WHERE x.relname LIKE :pattern"),
+            {"pattern": "usage_events_%subscription_id%"}).scalars())
+    assert (strategy, key) == ("r", "occurred_on")
+    assert "usage_events_default" in partitions
+    months = {p for p in partitions if p != "usage_events_default"}
+    assert months and all(re.fullmatch(r"usage_events_\d{4}_\d{2}", p) for p in months)
+    assert partitions <= indexed
 
 
 def test_the_database_is_at_head_and_ready(engine):

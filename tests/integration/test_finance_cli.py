@@ -152,6 +152,17 @@ def test_credit_one_line(billed, engine):
     assert snapshot(engine) == before
 
 
+def test_a_payment_without_a_reference_is_a_new_payment_each_time(billed):
+    args = ("payments", "record", "--customer", "cus-a", "--amount", "5.00", "--currency", "EUR",
+            "--received-on", "2026-02-10")
+    outputs = [run(billed, *args) for _ in range(2)]
+    assert [(code, output.splitlines()[0]) for code, output in outputs] == [
+        (0, f"payment {n} recorded: 5.00 EUR from cus-a received 2026-02-10, no reference") for n in (1, 2)]
+    code, output = run(billed, "payments", "show", "2")
+    assert code == 0 and output.splitlines()[0] == ("payment 2: 5.00 EUR from cus-a received 2026-02-10 "
+                                                    "(bank_transfer), from manual, no reference"), output
+
+
 def test_record_a_payment_by_amounts_then_refund_it(billed):
     code, output = run(billed, "payments", "record", "--customer", "cus-a", "--amount", "200.00", "--currency",
                        "EUR", "--received-on", "2026-02-10", "--reference", "TX-1",

@@ -39,18 +39,20 @@ def jobs_of(services):
     return {job.id: job for job in scheduler.get_jobs()}, scheduler
 
 
-def test_a_connected_clock_schedules_the_four_jobs_from_settings(database_url):
+def test_a_connected_clock_schedules_its_jobs_from_settings(database_url):
     services = make_services(database_url, **CONNECTED, BILLSYNC_TIMEZONE="Europe/Paris",
                              PULL_INTERVAL_SECONDS="120", PUSH_INTERVAL_SECONDS="15", BILL_RUN_AT="01:45",
-                             RECONCILE_AT="04:10")
+                             RECONCILE_AT="04:10", COLLECTIONS_AT="00:45", DUNNING_AT="08:30")
     jobs, scheduler = jobs_of(services)
-    assert set(jobs) == {"pull", "push", "bill_run", "reconcile"}
+    assert set(jobs) == {"pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions"}
     assert str(scheduler.timezone) == "Europe/Paris"
 
     pull, push = jobs["pull"].trigger, jobs["push"].trigger
     assert isinstance(pull, IntervalTrigger) and pull.interval == timedelta(seconds=120)
     assert isinstance(push, IntervalTrigger) and push.interval == timedelta(seconds=15)
-    for name, (hour, minute) in {"bill_run": ("1", "45"), "reconcile": ("4", "10")}.items():
+    assert jobs["partitions"].trigger.interval == timedelta(hours=6)
+    for name, (hour, minute) in {"bill_run": ("1", "45"), "reconcile": ("4", "10"),
+                                 "collections": ("0", "45"), "dunning": ("8", "30")}.items():
         trigger = jobs[name].trigger
         assert isinstance(trigger, CronTrigger)
         fields = {f.name: str(f) for f in trigger.fields}
@@ -69,15 +71,16 @@ def test_pull_and_push_run_as_soon_as_the_clock_starts(database_url):
         jobs = {job.id: job for job in scheduler.get_jobs()}
         assert jobs["pull"].next_run_time == start
         assert jobs["push"].next_run_time == start
+        assert jobs["partitions"].next_run_time == start
         # The bill run waits for its time of day (02:00 UTC by default).
         assert jobs["bill_run"].next_run_time.astimezone(UTC).time() == time_of_day(2, 0)
     finally:
         scheduler.shutdown(wait=False)
 
 
-def test_without_salesforce_only_the_bill_run_is_scheduled(database_url):
+def test_without_salesforce_only_the_bill_run_the_collection_jobs_and_the_partitions_are_scheduled(database_url):
     jobs, _ = jobs_of(make_services(database_url))
-    assert set(jobs) == {"bill_run"}
+    assert set(jobs) == {"bill_run", "collections", "dunning", "partitions"}
 
 
 @pytest.fixture
@@ -92,6 +95,7 @@ def recorded(monkeypatch):
         return record
 
     import connector.billing_jobs
+    import connector.collection_jobs
     import connector.sync.pull
     import connector.sync.reconcile
 
@@ -106,6 +110,11 @@ def recorded(monkeypatch):
     monkeypatch.setattr(push_module, "push_outbox", recorder("push"), raising=False)
     monkeypatch.setattr(connector.billing_jobs, "run_bill_run", recorder("bill_run", bill))
     monkeypatch.setattr(connector.sync.reconcile, "reconcile_period", recorder("reconcile", report))
+    collected = types.SimpleNamespace(lines=lambda: ["collections: nothing to do"])
+    monkeypatch.setattr(connector.collection_jobs, "run_collections", recorder("collections", collected))
+    monkeypatch.setattr(connector.collection_jobs, "run_dunning", recorder("dunning", collected))
+    monkeypatch.setattr(connector.billing_jobs, "prepare_usage_partitions",
+                        recorder("partitions", types.SimpleNamespace(created=[], moved=0)))
     return calls
 
 
@@ -114,7 +123,7 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     # 23:30 UTC on 30 November is already 1 December in Auckland.
     monkeypatch.setattr(clock_module, "_now", lambda: datetime(2026, 11, 30, 23, 30, tzinfo=UTC))
     jobs, _ = jobs_of(services)
-    for name in ("pull", "push", "bill_run", "reconcile"):
+    for name in ("pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions"):
         jobs[name].func(*jobs[name].args)
     by_name = {}
     for name, args, kwargs in recorded:
@@ -124,6 +133,8 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     assert args == (services,) and kwargs["batch_size"] > 0 and kwargs["worker_id"].startswith("clock-")
     assert by_name["bill_run"] == [((services, date(2026, 12, 1)), {})]
     assert by_name["reconcile"] == [((services, "2026-11"), {}), ((services, "2026-12"), {})]
+    assert by_name["collections"] == by_name["dunning"] == [((services, date(2026, 12, 1)), {})]
+    assert by_name["partitions"] == [((services, date(2027, 3, 1)), {})]  # three months after December
 
 
 def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch, virtual_clock):
@@ -182,7 +193,7 @@ def test_clock_list_prints_the_schedule(database_url):
     result = CliRunner().invoke(cli, ["clock", "--list"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "clock: 4 jobs (time zone UTC)"
+    assert lines[0] == "clock: 7 jobs (time zone UTC)"
     text = "\n".join(lines)
     assert "push       every 10 s" in text and "connector.sync.push.push_outbox" in text
     assert "bill_run   daily at 02:30 UTC" in text and "connector.billing_jobs.run_bill_run" in text

@@ -40,9 +40,9 @@ def gunicorn(env: Mapping[str, str], log_path: Path, args: Sequence[str] = ()) -
         deadline = time.monotonic() + 60
         while True:
             try:
-                requests.get(f"{base}/healthz", timeout=2)
+                requests.get(f"{base}/healthz", timeout=5)
                 break
-            except requests.ConnectionError:
+            except (requests.ConnectionError, requests.Timeout):  # not listening yet, or still loading the app
                 assert process.poll() is None, log_path.read_text()
                 assert time.monotonic() < deadline, "gunicorn did not start within 60 s"
                 time.sleep(0.2)

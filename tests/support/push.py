@@ -9,7 +9,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlmodel import Session
 
 from billing_engine.storage.catalog import CustomerRow
@@ -141,3 +141,20 @@ def salesforce_invoices(client: Any) -> tuple[dict[str, tuple[str, Decimal, int]
 def outbox_statuses(engine: Any) -> Counter:
     with Session(engine) as session:
         return Counter(session.execute(select(OutboxRow.__table__.c.status)).scalars())
+
+
+def drain_outbox(services: Any, *, rounds: int = 20) -> None:
+    """Push until nothing is due (what the worker and the clock do), and check nothing was given up."""
+    from connector.sync.push import push_outbox
+
+    for _ in range(rounds):
+        push_outbox(services, worker_id="test", batch_size=200)
+        with Session(services.engine) as session:
+            left = session.execute(select(func.count()).select_from(OutboxRow)
+                                   .where(OutboxRow.status.in_(("pending", "in_flight")))).scalar_one()
+        if left == 0:
+            break
+    else:
+        raise AssertionError(f"{left} outbox rows still pending after {rounds} pushes")
+    dead = outbox_statuses(services.engine).get("dead", 0)
+    assert dead == 0, f"{dead} outbox rows were given up"

@@ -44,9 +44,11 @@ def test_every_api_operation_keeps_the_contract(settings, tmp_path):
         result = subprocess.run(
             [sys.executable, "-m", "schemathesis.cli", "--config-file", str(config), "--no-color", "run",
              f"{base}/api/v1/openapi.json", "--checks", "all", "--max-examples", str(MAX_EXAMPLES),
-             "--header", f"Authorization: Bearer {key}", "--seed", "20261206", "--workers", "2",
+             "--header", f"Authorization: Bearer {key}", "--seed", "20261206", "--workers", "1",
              "--request-timeout", "30", "--phases", "examples,coverage,fuzzing,stateful",
              "--suppress-health-check", "all"],
+            # One worker: with two, hypothesis describes its filters (ast.parse) on two threads at once, and
+            # CPython 3.11 then fails at random with "SystemError: AST constructor recursion depth mismatch".
             capture_output=True, text=True, timeout=560, cwd=tmp_path)  # its cache stays out of the repo
     output = result.stdout + result.stderr
     assert result.returncode == 0, output[-15000:]

@@ -163,6 +163,23 @@ def test_the_statement_runs_a_balance_through_every_movement(billed, client, wri
                                                                              "statement's first day 2026-03-01"}]
 
 
+def test_a_payment_without_a_reference_has_none_and_is_named_by_its_id(billed, client, write_key):
+    first = pay(client, write_key, "10.00", invoice_ids=[1])
+    second = pay(client, write_key, "10.00", invoice_ids=[1])
+    assert first["id"] != second["id"] and first["reference"] == second["reference"] == ""
+    assert [p["reference"] for p in get(client, write_key, "/api/v1/invoices/1")["payments"]] == ["", ""]
+    statement = get(client, write_key, "/api/v1/customers/cus-a/statement?from=2026-02-01&to=2026-02-28")
+    assert [(e["kind"], e["reference"]) for e in statement["currencies"][0]["entries"] if e["kind"] == "payment"] \
+        == [("payment", f"PAY-2026-{first['id']:06d}"), ("payment", f"PAY-2026-{second['id']:06d}")]
+    before = snapshot(billed)
+    refused = client.post("/api/v1/payments", json={"customer_id": "cus-a", "amount": eur("1.00"),
+                                                    "received_on": "2026-02-10", "reference": "unreferenced:1"},
+                          headers=bearer(write_key))
+    assert problem(refused, 422)["errors"] == [{"pointer": "/reference",
+                                                "detail": "must not start with 'unreferenced:'"}]
+    assert snapshot(billed) == before
+
+
 def test_aging_buckets_on_a_fixed_date(billed, client, read_key):
     # On Apr 15 2026: cus-a's Jan invoice (due Jan 31) is 74 days late, Feb (due Mar 3) 43 days.
     customer = get(client, read_key, "/api/v1/customers/cus-a?on=2026-04-15")

@@ -229,6 +229,16 @@ def test_void_only_without_payments_and_no_allocation_to_void(engine):
         void_invoice(s, a.id, on=date(2026, 1, 5))
 
 
+def test_an_invoice_with_a_credit_note_cannot_be_voided_so_nothing_is_credited_twice(engine):
+    a, _, _ = billed_a(engine)
+    with transaction(engine) as s:
+        issue_credit_note(s, a.id, amount=D("10.00"), reason="SLA credit", on=date(2026, 1, 12))
+    before = snapshot(engine)
+    with pytest.raises(ConflictError, match="already has a credit note"), transaction(engine) as s:
+        void_invoice(s, a.id, on=date(2026, 1, 15))
+    assert snapshot(engine) == before
+
+
 def test_invoices_voided_before_the_upgrade_count_their_credit_note_as_credited(engine):
     from alembic import command
     from alembic.script import ScriptDirectory

@@ -195,6 +195,38 @@ def test_credit_whole_lines_then_what_is_left(billed):
     assert (detail.status, detail.payment_status, detail.amount_due) == ("paid", "credited", eur("0"))
 
 
+@pytest.mark.parametrize(("amount", "invoice_tax", "line_taxes"), [
+    ("10.02", "6.01", ["2.00", "2.00", "2.01"]),  # 2.004 a line rounds down: the last credit takes the cent left
+    ("10.04", "6.02", ["2.01", "2.01", "2.00"]),  # 2.008 a line rounds up: the last credit takes one cent less
+])
+def test_crediting_every_line_one_by_one_credits_the_invoice_exactly(engine, amount, invoice_tax, line_taxes):
+    """Three lines at 20 %: the invoice's tax is rounded once on their sum (§14), each credit note's
+    on its own line (§15); the credit that completes the invoice takes the tax left on it."""
+    source = StaticSource([account("cus-t")], {"cus-t": [
+        charge(f"t:{n}", amount, sub="sub-t", item=f"item{n}", description=f"Item {n}") for n in (1, 2, 3)]})
+    seed_source(engine, source)
+    run_billing(engine, JAN, source=source)
+    inv_id = ids_by_number(engine)["INV-2026-000001"]
+    with Session(engine) as s:
+        detail = get_invoice(s, inv_id, as_of=JAN)
+    assert (detail.net, detail.tax, detail.total) == (eur(str(3 * D(amount))), eur(invoice_tax),
+                                                      eur(str(3 * D(amount) + D(invoice_tax))))
+    for position in (1, 2, 3):
+        with transaction(engine) as s:
+            credit_invoice(s, inv_id, lines=[(position, None)], reason="not delivered", on=date(2026, 1, 5))
+    with Session(engine) as s:
+        detail = get_invoice(s, inv_id, as_of=date(2026, 1, 5))
+        customer = get_customer(s, "cus-t", as_of=date(2026, 1, 5))
+    assert (detail.status, detail.payment_status, detail.amount_credited, detail.amount_due) == (
+        "paid", "credited", detail.total, eur("0"))
+    assert [n.tax for n in detail.credit_notes] == [eur(t) for t in line_taxes]
+    assert sum(n.total.amount for n in detail.credit_notes) == detail.total.amount
+    assert [n.applied_to_invoice for n in detail.credit_notes] == [n.total for n in detail.credit_notes]
+    # Nothing is left owed, and no cent became customer credit.
+    assert [(b.balance_due.amount, b.credit.amount) for b in customer.balances if b.balance_due.amount or
+            b.credit.amount] == []
+
+
 def test_crediting_a_draft_or_a_void_invoice_is_a_conflict(billed):
     draft_id = ids_by_number(billed)[None]
     with pytest.raises(ConflictError, match="draft"), transaction(billed) as s:

@@ -12,8 +12,7 @@ from sqlmodel import Session, select
 from billing_engine.storage.invoices import CreditNote, Invoice, InvoiceLine
 from billing_engine.storage.outbox import OutboxRow
 from billing_engine.storage.payments import Payment, Refund
-from billing_engine.use_cases import billing as billing_uc
-from billing_engine.use_cases.billing import issue_credit_note, void_invoice
+from billing_engine.use_cases.billing import credit_invoice, issue_credit_note, void_invoice
 from billing_engine.use_cases.payments import record_payment, refund_payment
 from connector.database import transaction
 from connector.salesforce.soql import build_soql
@@ -196,7 +195,6 @@ def test_a_payment_is_named_by_its_reference_else_by_a_readable_id(services, bil
     assert names[keys.payment(long.payment_id)] == (f"PAY-2026-{long.payment_id:06d}", long_reference)
 
 
-@pytest.mark.skipif(not hasattr(billing_uc, "credit_invoice"), reason="needs credit notes per invoice line")
 def test_a_credit_note_on_one_line_names_that_invoice_line(services, billed):
     client, accounts, (invoice, _) = billed
     keys = keys_of(services.engine)
@@ -204,8 +202,8 @@ def test_a_credit_note_on_one_line_names_that_invoice_line(services, billed):
         [first_line, second_line] = session.exec(select(InvoiceLine).where(InvoiceLine.invoice_id == invoice.id)
                                                  .order_by(InvoiceLine.position)).all()
     with transaction(services.engine) as session:
-        note_id = billing_uc.credit_invoice(session, invoice.id, reason="seat removed", on=date(2026, 11, 9),
-                                            lines=[(second_line.position, None)], now=NOW + timedelta(days=8))
+        note_id = credit_invoice(session, invoice.id, reason="seat removed", on=date(2026, 11, 9),
+                                 lines=[(second_line.position, None)], now=NOW + timedelta(days=8))
     assert push_outbox(services, worker_id="w1", now=LATER).dead == 0
 
     tax = (second_line.net * D("0.20")).quantize(D("0.01"))
@@ -223,3 +221,15 @@ def test_a_credit_note_on_one_line_names_that_invoice_line(services, billed):
                              "WHERE Billsync_Invoice_Id__c = {}", keys.invoice(invoice.id))
     assert (dec(sf_invoice["Amount_Credited__c"]), dec(sf_invoice["Balance__c"]), sf_invoice["Payment_Status__c"]) \
         == (second_line.net + tax, invoice.total - second_line.net - tax, "partially_credited")
+
+    # The other line credited too: the invoice is credited in full and reads so.
+    with transaction(services.engine) as session:
+        credit_invoice(session, invoice.id, reason="seat removed", on=date(2026, 11, 9),
+                       lines=[(first_line.position, None)], now=NOW + timedelta(days=8, hours=1))
+    assert push_outbox(services, worker_id="w1", now=LATER + timedelta(hours=1)).dead == 0
+    sf_invoice = one(client, "SELECT Status__c, Amount_Credited__c, Balance__c, Payment_Status__c FROM Invoice__c "
+                             "WHERE Billsync_Invoice_Id__c = {}", keys.invoice(invoice.id))
+    assert (sf_invoice["Status__c"], sf_invoice["Payment_Status__c"]) == ("paid", "credited")
+    assert (dec(sf_invoice["Amount_Credited__c"]), dec(sf_invoice["Balance__c"])) == (invoice.total, 0)
+    notes = list(client.query_all("SELECT Total__c FROM Credit_Note__c"))
+    assert sum(dec(n["Total__c"]) for n in notes) == invoice.total and len(notes) == 2

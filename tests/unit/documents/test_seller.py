@@ -12,7 +12,7 @@ SELLER = {
     "SELLER_NAME": "Billsync Demo SAS", "SELLER_STREET": "10 rue de la Paix", "SELLER_POSTAL_CODE": "75002",
     "SELLER_CITY": "Paris", "SELLER_COUNTRY": "FR", "SELLER_COMPANY_ID": "303 265 045",
     "SELLER_VAT_ID": "FR 40 303 265 045", "SELLER_IBAN": "FR76 3000 6000 0112 3456 7890 189",
-    "SELLER_BIC": "AGRIFRPP", "SELLER_LATE_PAYMENT_RATE": "12.15", "SELLER_EARLY_PAYMENT_DISCOUNT": "none",
+    "SELLER_BIC": "AGRIFRPP", "LATE_INTEREST_RATE": "12.15", "SELLER_EARLY_PAYMENT_DISCOUNT": "none",
 }
 
 
@@ -40,7 +40,7 @@ def test_nothing_set_names_every_required_setting():
         seller_identity(load_settings({}))
     assert [p.split(":")[0] for p in err.value.problems] == [
         "SELLER_NAME", "SELLER_STREET", "SELLER_POSTAL_CODE", "SELLER_CITY", "SELLER_COUNTRY", "SELLER_COMPANY_ID",
-        "SELLER_VAT_ID", "SELLER_IBAN", "SELLER_BIC", "SELLER_LATE_PAYMENT_RATE", "SELLER_EARLY_PAYMENT_DISCOUNT"]
+        "SELLER_VAT_ID", "SELLER_IBAN", "SELLER_BIC", "LATE_INTEREST_RATE", "SELLER_EARLY_PAYMENT_DISCOUNT"]
 
 
 def test_missing_fonts_are_named(tmp_path):
@@ -57,12 +57,12 @@ def test_invalid_values_stop_the_process_with_one_line_each(tmp_path):
     with pytest.raises(SettingsError) as err:
         load_settings({**SELLER, "SELLER_VAT_ID": "FR40303265046", "SELLER_IBAN": "FR7630006000011234567890188",
                        "SELLER_BIC": "AGRIFRP", "SELLER_COMPANY_ID": "303265046", "SELLER_COUNTRY": "France",
-                       "SELLER_LATE_PAYMENT_RATE": "ten", "SELLER_RECOVERY_INDEMNITY": "-40",
+                       "LATE_INTEREST_RATE": "ten", "LATE_PAYMENT_INDEMNITY": "-40",
                        "SELLER_LOGO": str(not_an_image)})
     names = [p.split(":")[0] for p in err.value.problems]
-    assert names == ["SELLER_COUNTRY", "SELLER_COMPANY_ID", "SELLER_VAT_ID", "SELLER_IBAN", "SELLER_BIC",
-                     "SELLER_LATE_PAYMENT_RATE", "SELLER_RECOVERY_INDEMNITY", "SELLER_LOGO"]
-    assert "checksum" in err.value.problems[2]
+    assert names == ["LATE_INTEREST_RATE", "LATE_PAYMENT_INDEMNITY", "SELLER_COUNTRY", "SELLER_COMPANY_ID",
+                     "SELLER_VAT_ID", "SELLER_IBAN", "SELLER_BIC", "SELLER_LOGO"]
+    assert "checksum" in err.value.problems[4]
 
 
 def test_the_vat_number_must_match_the_country_and_the_siren():

@@ -10,12 +10,14 @@ from billing_engine.charges import ChargeLine
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError
 from billing_engine.invoicing import (
     assemble_invoice,
+    build_credit_note,
     check_transition,
     due_on,
     format_number,
     spread_discount,
+    take_remaining_tax,
 )
-from billing_engine.tax import TaxRate
+from billing_engine.tax import TaxGroup, TaxRate
 
 
 def Charge(key: str, amount: D, kind: str = "recurring", *, discount: D = D(0),
@@ -94,6 +96,43 @@ def test_credits_exceeding_charges_become_a_credit_note_and_the_total_is_never_n
     assert (cn.net, cn.tax, cn.total) == (D("60.00"), D("12.00"), D("72.00"))
     assert [ln.charge_key for ln in cn.lines] == ["cr"]
     assert (draft.settled_by_credit_note, draft.credit_created, draft.amount_due) == (D("36.00"), D("36.00"), 0)
+
+
+def test_the_credit_that_completes_a_rate_takes_the_tax_left_there():
+    # Three lines of 10.02 at 20 %: the invoice's tax is 30.06 × 20 % = 6.012 → 6.01; a credit note
+    # per line is 10.02 + 2.00 (2.004). After two, 4.00 is credited: the third takes 2.01.
+    draft = assemble_invoice([Charge(f"c{n}", D("10.02")) for n in range(3)], currency="EUR", tax_rate=VAT20)
+    assert (draft.totals.net, draft.totals.tax) == (D("30.06"), D("6.01"))
+    [first, second, third] = [build_credit_note("not delivered", "EUR", [(ln, ln.net)]) for ln in draft.lines]
+    assert [n.tax for n in (first, second, third)] == [D("2.00")] * 3
+    assert take_remaining_tax(first, draft.tax_groups, []) == first
+    assert take_remaining_tax(second, draft.tax_groups, first.tax_groups) == second
+    last = take_remaining_tax(third, draft.tax_groups, first.tax_groups + second.tax_groups)
+    assert (last.net, last.tax, last.total) == (D("10.02"), D("2.01"), D("12.03"))
+    assert last.tax_groups == (TaxGroup(D(20), D("10.02"), D("2.01"), "S"),) and last.lines == third.lines
+    assert first.total + second.total + last.total == draft.totals.total == D("36.07")
+
+
+def test_only_the_rates_a_credit_completes_take_their_remaining_tax():
+    # 20 %: 10.04 + 10.04 (tax 4.016 → 4.02); 5.5 %: 9.99 (0.54945 → 0.55). Line 1 was credited alone
+    # (10.04 + 2.01). Crediting line 2 and 5.00 of line 3 completes 20 % (4.02 − 2.01 left: 2.01) and
+    # leaves 5.5 % open: its tax is the credit's own, 5.00 × 5.5 % = 0.275 → 0.28.
+    lines = [*assemble_invoice([Charge("a", D("10.04")), Charge("b", D("10.04"))], currency="EUR",
+                               tax_rate=VAT20).lines,
+             *assemble_invoice([Charge("c", D("9.99"))], currency="EUR", tax_rate=TaxRate(D("5.5"))).lines]
+    invoiced = (TaxGroup(D("5.5"), D("9.99"), D("0.55")), TaxGroup(D(20), D("20.08"), D("4.02")))
+    earlier = build_credit_note("x", "EUR", [(lines[0], lines[0].net)])
+    note = take_remaining_tax(build_credit_note("y", "EUR", [(lines[1], lines[1].net), (lines[2], D("5.00"))]),
+                              invoiced, earlier.tax_groups)
+    assert [(g.percent, g.net, g.tax) for g in note.tax_groups] == [(D("5.5"), D("5.00"), D("0.28")),
+                                                                     (D(20), D("10.04"), D("2.01"))]
+    # Had line 1 been credited with a cent less tax, the credit completing 20 % takes that cent; the
+    # one completing 5.5 % takes what is left there (0.55, the same as its own 9.99 × 5.5 %).
+    cheaper = TaxGroup(D(20), D("10.04"), D("2.00"))
+    note = take_remaining_tax(build_credit_note("y", "EUR", [(lines[1], lines[1].net), (lines[2], D("9.99"))]),
+                              invoiced, (cheaper,))
+    assert [(g.percent, g.tax) for g in note.tax_groups] == [(D("5.5"), D("0.55")), (D(20), D("2.02"))]
+    assert (note.net, note.tax, note.total) == (D("20.03"), D("2.57"), D("22.60"))
 
 
 def test_customer_credit_is_applied_before_finalization():

@@ -14,6 +14,7 @@ from billing_engine.payments import (
     allocate_payment,
     check_payment,
     invoice_balance,
+    payment_name,
     payment_status,
     plan_refund,
 )
@@ -135,3 +136,14 @@ def test_aging_buckets_by_days_past_due():
     buckets = aging([(date(2026, 6, 1), D("10.00")), (date(2026, 6, 15), D("5.50")),
                      (date(2026, 1, 1), D("99.99"))], as_of)
     assert buckets == {"current": 0, "0-30": D("15.50"), "31-60": 0, "61-90": 0, "90+": D("99.99")}
+
+
+@pytest.mark.parametrize(("reference", "name"), [
+    ("SEPA-2026-1187", "SEPA-2026-1187"),
+    ("  TRX 0042  ", "TRX 0042"),
+    ("x" * 81, "PAY-2026-000042"),  # longer than a name holds
+    ("unreferenced:3f2a9c1d0b7e4a55", "PAY-2026-000042"),  # recorded without a reference
+    (None, "PAY-2026-000042"),
+])
+def test_a_payment_is_named_by_its_reference_else_by_a_readable_id(reference, name):
+    assert payment_name(42, date(2026, 3, 5), reference) == name

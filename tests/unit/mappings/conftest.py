@@ -118,6 +118,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         CURRENCY, *[f(n, "currency", scale=2) for n in ("Subtotal__c", "Discount__c", "Tax__c", "Total__c",
                                                        "Amount_Paid__c", "Amount_Credited__c", "Balance__c")],
         f("Tax_Note__c", "string"),
+        f("Dunning_Step__c", "picklist", values=("reminder", "second", "final")), f("Dunning_Step_Date__c", "date"),
         f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
     ]},
     "Invoice_Line__c": {"fields": [

@@ -22,8 +22,8 @@ def invoice(**overrides):
         "discount": Decimal("0.00"), "tax": Decimal("370.50"), "total": Decimal("2320.50"),
         "amount_paid": Decimal("0.00"), "amount_credited": Decimal("0.00"), "balance": Decimal("2320.50"),
         "tax_note": None, "customer_id": "cus_1",
-        "salesforce_account_id": ACC, "salesforce_opportunity_id": None, "purchase_order": "PO-2026-0042",
-        "buyer_reference": "",
+        "salesforce_account_id": ACC, "salesforce_opportunity_id": None, "dunning_step": None,
+        "dunning_step_on": None, "purchase_order": "PO-2026-0042", "buyer_reference": "",
     }
     return {**record, **overrides}
 
@@ -37,8 +37,16 @@ def test_an_invoice_becomes_an_invoice__c_upsert(defaults):
         "Period_End__c": "2027-01-01", "CurrencyIsoCode": "EUR", "Subtotal__c": Decimal("1950.00"),
         "Discount__c": Decimal("0.00"), "Tax__c": Decimal("370.50"), "Total__c": Decimal("2320.50"),
         "Amount_Paid__c": Decimal("0.00"), "Amount_Credited__c": Decimal("0.00"), "Balance__c": Decimal("2320.50"),
-        "Tax_Note__c": None, "PO_Number__c": "PO-2026-0042", "Buyer_Reference__c": None,
+        "Tax_Note__c": None, "Dunning_Step__c": None, "Dunning_Step_Date__c": None,
+        "PO_Number__c": "PO-2026-0042", "Buyer_Reference__c": None,
     }
+
+
+def test_an_invoice_in_dunning_shows_its_last_step_and_its_date(defaults):
+    out = apply_outbound(defaults.get_outbound("invoice"), invoice(payment_status="overdue", dunning_step="second",
+                                                                   dunning_step_on=date(2027, 1, 15)))
+    assert (out["Payment_Status__c"], out["Dunning_Step__c"], out["Dunning_Step_Date__c"]) == (
+        "overdue", "second", "2027-01-15")
 
 
 def test_a_partly_credited_invoice_reads_credited_not_paid(defaults):
