@@ -3,7 +3,7 @@ category and reason, the buyer's references on subscriptions and invoices, the c
 language, and the stored PDF and Factur-X XML of each invoice and credit note
 
 Revision ID: 0019_invoice_documents
-Revises: 0020_preview_lines
+Revises: 0018_collections
 Create Date: 2026-12-12
 """
 import sqlalchemy as sa
@@ -13,7 +13,7 @@ from alembic import op
 from billing_engine.storage.columns import ExactDecimal
 
 revision = "0019_invoice_documents"
-down_revision = "0020_preview_lines"
+down_revision = "0018_collections"
 branch_labels = None
 depends_on = None
 

@@ -1,14 +1,14 @@
 """open deals' previews: the first invoice's lines, with how each was computed
 
 Revision ID: 0020_preview_lines
-Revises: 0018_collections
+Revises: 0019_invoice_documents
 Create Date: 2026-12-08
 """
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0020_preview_lines"
-down_revision = "0018_collections"
+down_revision = "0019_invoice_documents"
 branch_labels = None
 depends_on = None
 
