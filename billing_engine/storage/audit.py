@@ -6,11 +6,10 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Index, Text, select
+from sqlalchemy import Column, Index, Text, insert, select
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.columns import timestamp_field
-from billing_engine.storage.database import insert_returning_id
 
 ACTOR_LENGTH = 200
 ACTION_LENGTH = 100
@@ -41,8 +40,13 @@ class AuditRow(SQLModel, table=True):
     request_id: str | None = Field(default=None, max_length=REQUEST_ID_LENGTH, nullable=True)
 
 
+_INSERT = insert(AuditRow.__table__).returning(AuditRow.__table__.c.id)  # type: ignore[attr-defined]
+
+
 def insert_audit_row(session: Session, values: dict[str, Any]) -> int:
-    return insert_returning_id(session, AuditRow, values)
+    """One entry; the statement is built once and gets its values as parameters (every write
+    request records an entry, and ``.values(...)`` would build and key a new statement each time)."""
+    return session.execute(_INSERT, values).scalar_one()
 
 
 def select_audit_rows(session: Session, *, limit: int, before_id: int | None = None,

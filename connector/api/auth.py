@@ -25,8 +25,9 @@ import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
-from sqlalchemy import Column, Engine, select, update
+from sqlalchemy import Column, Engine, bindparam, select, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 from sqlmodel import Field, Session, SQLModel
 
@@ -84,7 +85,8 @@ class ApiKey:
         return scope in self.scopes or any(scope in IMPLIED.get(s, ()) for s in self.scopes)
 
     @classmethod
-    def of(cls, row: ApiKeyRow) -> ApiKey:
+    def of(cls, row: Any) -> ApiKey:
+        """From an ``api_keys`` row: an ``ApiKeyRow`` or a result row of its columns."""
         return cls(id=row.id, name=row.name, prefix=row.prefix, scopes=frozenset(row.scopes.split(",")),
                    created_at=row.created_at, revoked_at=row.revoked_at, last_used_at=row.last_used_at)
 
@@ -172,11 +174,16 @@ def bearer_token(header: str | None) -> str:
     return token
 
 
+#: The key with a secret's hash, read as plain columns (every API request runs it).
+_BY_HASH = select(*ApiKeyRow.__table__.c).where(  # type: ignore[attr-defined]
+    ApiKeyRow.__table__.c.secret_hash == bindparam("secret_hash"))  # type: ignore[attr-defined]
+
+
 def authenticate(engine: Engine, header: str | None, *, now: datetime | None = None) -> ApiKey:
     """The active key an ``Authorization`` header carries, else a 401 problem."""
     token = bearer_token(header)
-    with Session(engine.execution_options(**{READ_ONLY: True})) as session:
-        row = session.execute(select(ApiKeyRow).where(ApiKeyRow.secret_hash == hash_key(token))).scalars().first()
+    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+        row = connection.execute(_BY_HASH, {"secret_hash": hash_key(token)}).first()
         key = ApiKey.of(row) if row is not None else None
     if key is None:
         raise _unauthenticated("the API key is not valid", invalid_token=True)
