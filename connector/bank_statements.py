@@ -92,6 +92,10 @@ def _currency(value: str, where: str, problems: _Problems) -> str | None:
         return None
 
 
+#: Amounts a statement may carry: below 10^15 in its currency (a bank's fields allow 15 digits).
+MAX_AMOUNT = Decimal("1e15")
+
+
 def _amount(value: str, currency: str | None, where: str, problems: _Problems, *, signed: bool = False
             ) -> Decimal | None:
     try:
@@ -101,6 +105,9 @@ def _amount(value: str, currency: str | None, where: str, problems: _Problems, *
         return None
     if not amount.is_finite() or (amount <= 0 and not signed) or amount == 0:
         problems.add(where, f"the amount {value!r} must be {'non-zero' if signed else 'positive'}")
+        return None
+    if abs(amount) >= MAX_AMOUNT:
+        problems.add(where, f"the amount {value!r} is too large (at most 15 digits before the point)")
         return None
     if currency and abs(amount) != round_money(abs(amount), currency):
         problems.add(where, f"the amount {value!r} has more decimals than {currency} allows")

@@ -10,7 +10,7 @@ from __future__ import annotations
 import smtplib
 import ssl
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from email import policy
 from email.message import EmailMessage
@@ -47,7 +47,7 @@ class Mailer:
     smtp_port: int
     smtp_security: str
     smtp_username: str | None
-    smtp_password: str | None
+    smtp_password: str | None = field(repr=False)
     directory: Path
 
     @classmethod

@@ -21,7 +21,7 @@ CURRENCY_PATTERN = r"^[A-Z]{3}$"
 def amount_text(value: Decimal) -> str:
     """A ``Decimal`` as the API writes it: plain notation, its scale kept (``12.50``)."""
     text = format(value, "f")
-    return "0" + text[1:] if text.startswith("-0") and Decimal(text) == 0 else text
+    return text[1:] if text.startswith("-") and Decimal(text) == 0 else text  # never "-0.00"
 
 
 class Money(BaseModel):

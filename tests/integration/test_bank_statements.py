@@ -215,6 +215,14 @@ def test_a_malformed_statement_gives_one_line_per_problem_and_records_nothing(se
     assert result.exit_code == 2 and "not a camt.053 bank statement" in result.output
     assert counts(services.engine) == state  # nothing recorded
 
+    huge = tmp_path / "huge.xml"
+    huge.write_bytes(statement([Entry(Decimal("99999999999999999999999999999"), "H1",
+                                      details=[Tx(remittance=("INV-2026-000001",))])]))
+    result = runner.invoke(cli, ["payments", "import-statement", str(huge)], env=env)
+    assert result.exit_code == 2, result.output
+    assert "entry 1 (H1)" in result.output and "too large" in result.output
+    assert counts(services.engine) == state
+
 
 def test_camt_053_001_02_and_batch_shapes_are_read(services):
     transactions = parse_camt053(statement([

