@@ -838,8 +838,8 @@ class Org:
             # kept as they are; other bytes, another name or another first record are refused.
             if record.get("VersionData") != old.get("VersionData"):
                 try:
-                    same = base64.b64decode(record.get("VersionData") or "", validate=True) == old.get(
-                        "_VersionData__bytes")
+                    same = base64.b64decode(record.get("VersionData") or "", validate=True) == base64.b64decode(
+                        old.get("_VersionData__base64") or "")
                 except (binascii.Error, ValueError):
                     same = False
                 if not same:
@@ -874,7 +874,9 @@ class Org:
             record["FirstPublishLocationId"] = ids.normalize(str(location))
         path = str(record.get("PathOnClient") or "")
         extension = path.rsplit(".", 1)[-1].lower() if "." in path else ""
-        record.update(_VersionData__bytes=content, ContentSize=len(content), FileExtension=extension,
+        # Kept as base64 text so the record stays JSON, as the persistent sandbox stores it.
+        record.update(_VersionData__base64=base64.b64encode(content).decode("ascii"), ContentSize=len(content),
+                      FileExtension=extension,
                       FileType=extension.upper() or "UNKNOWN", Checksum=hashlib.md5(content).hexdigest(),  # noqa: S324
                       IsLatest=True,
                       VersionData=f"/services/data/v{caller.api_version}/sobjects/ContentVersion/{record['Id']}/"
@@ -931,4 +933,4 @@ class Org:
     def version_data(self, record_id: str) -> bytes:
         """The bytes of a ContentVersion (``GET sobjects/ContentVersion/{id}/VersionData``)."""
         record = self._live(self.object("ContentVersion"), record_id)
-        return bytes(record.get("_VersionData__bytes") or b"")
+        return base64.b64decode(record.get("_VersionData__base64") or "")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import subprocess
@@ -35,6 +36,23 @@ def test_state_persists_in_sqlite_across_restarts(tmp_path):
         assert sf.Account.upsert("Billsync_Customer_Id__c/c1", {"Name": "Again"}) == 200
         new_id = sf.Account.create({"Name": "New"})["id"]
         assert new_id not in (account_id, gone)
+
+
+def test_a_file_in_a_persistent_org_is_kept_and_read_back_after_a_restart(tmp_path):
+    db = tmp_path / "org.db"
+    pdf = b"%PDF-1.7\n" + bytes(range(256)) * 4
+    with SandboxServer(state_dir=tmp_path, db_path=db) as first:
+        sf = Salesforce(instance_url=first.url, session_id=first.issue_token()["access_token"],
+                        session=VerifyingSession(first.ca_path))
+        account = sf.Account.create({"Name": "Acme"})["id"]
+        version = sf.ContentVersion.create({"Title": "INV-1", "PathOnClient": "INV-1.pdf",
+                                            "VersionData": base64.b64encode(pdf).decode(),
+                                            "FirstPublishLocationId": account})["id"]
+    with SandboxServer(state_dir=tmp_path, db_path=db) as second:
+        sf = Salesforce(instance_url=second.url, session_id=second.issue_token()["access_token"],
+                        session=VerifyingSession(second.ca_path))
+        raw = sf.session.get(f"{sf.base_url}sobjects/ContentVersion/{version}/VersionData", headers=sf.headers)
+        assert raw.status_code == 200 and raw.content == pdf
 
 
 def test_serve_small_starts_quickly_prints_the_client_env_and_stops_on_sigterm(tmp_path):
