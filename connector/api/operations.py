@@ -5,8 +5,8 @@ The same use cases as ``billsync sync status|retry``, ``billsync review list|res
 ``billsync reconcile``. A reconciliation reads Salesforce while the request waits (a few
 queries for a month, one more per 2,000 Accounts) and is kept, so its result can be read
 again by its id; ``repair`` puts the drifted records back in the outbox, as ``--repair`` does.
-A review is resolved with ``keep`` or ``cancel`` here; ``reapply`` reads the deal from
-Salesforce again and is the command line's (``billsync review resolve ID --action reapply``).
+A review is resolved with ``keep``, ``cancel`` or ``reapply``; ``reapply`` reads the deal from
+Salesforce again while the request waits, as ``billsync review resolve ID --action reapply`` does.
 """
 
 from __future__ import annotations
@@ -304,10 +304,10 @@ class ReviewPath(BaseModel):
 class ResolveIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    action: str = Field(pattern="^(keep|cancel)$",
-                        description="`keep`: billing stays as it is; `cancel`: the subscription ends on `on`. "
-                                    "(`reapply`, which reads the deal from Salesforce again, is "
-                                    "`billsync review resolve ID --action reapply`.)")
+    action: str = Field(pattern="^(keep|cancel|reapply)$",
+                        description="`keep`: billing stays as it is; `cancel`: the subscription ends on `on`; "
+                                    "`reapply`: the deal is read from Salesforce again and applied as it "
+                                    "stands (the request waits for Salesforce).")
     on: date | None = Field(None, ge=date(1900, 1, 1), le=date(2999, 12, 31),
                             description="With `cancel`: the first day not billed.")
     note: str = Field(min_length=1, max_length=2000, description="Why: kept with the review.")
@@ -333,6 +333,8 @@ def resolve_review_flag(path: ReviewPath, body: ResolveIn):
         problems.append({"pointer": "/note", "detail": "say why (it is kept with the review)"})
     if problems:
         raise invalid(problems)
+    if body.action == "reapply":
+        return _reapply_review(path.review_id, body.note)
     session = write_session()
     try:
         flag = reviews.open_review(session, path.review_id)
@@ -347,6 +349,42 @@ def resolve_review_flag(path: ReviewPath, body: ResolveIn):
     record_audit("review.resolve", "review_flag", path.review_id, before=before,
                  after={"open": False, "action": body.action, "on": body.on.isoformat() if body.on else None,
                         "note": body.note.strip()})
+    return respond(ResolutionOut(id=result.review_id, action=result.action, message=result.message))
+
+
+def _reapply_review(review_id: int, note: str):
+    """Read the deal again and apply it (its own transactions: the pull writes as it reads)."""
+    from connector.salesforce.errors import SalesforceError, SalesforceNotConfiguredError
+    from connector.sync import review as reviews
+
+    services = services_of(current_app)
+    if services.settings.sf_auth == "none":
+        raise conflict("Salesforce is not configured (SF_AUTH=none): there is no deal to read again; "
+                       "resolve the review with keep or cancel")
+    with reading() as session:
+        try:
+            flag = reviews.open_review(session, review_id)
+        except reviews.ReviewNotFoundError as exc:
+            raise not_found("; ".join(exc.lines)) from None
+        except reviews.ReviewError as exc:
+            raise conflict("; ".join(exc.lines)) from None
+        before = {"open": True, "object": flag.object_name, "record_id": flag.record_id, "kind": flag.kind,
+                  "engine_id": flag.engine_id}
+    try:
+        result = reviews.resolve_review(services, review_id, "reapply", note=note, now=datetime.now(UTC))
+    except reviews.ReviewNotFoundError as exc:
+        raise not_found("; ".join(exc.lines)) from None
+    except reviews.ReviewError as exc:
+        raise conflict("; ".join(exc.lines)) from None
+    except SalesforceNotConfiguredError:
+        raise conflict("Salesforce is not configured: there is no deal to read again") from None
+    except SalesforceError as exc:
+        log.warning("review %s: Salesforce could not be read: %s", review_id, exc)
+        raise ApiProblem(503, "Service Unavailable", "Salesforce could not be read to re-apply the deal; try "
+                         "again later (the web process's log says why)", type=SALESFORCE_UNAVAILABLE,
+                         headers={"Retry-After": str(SALESFORCE_RETRY_AFTER)}) from None
+    record_audit("review.resolve", "review_flag", review_id, before=before,
+                 after={"open": False, "action": "reapply", "on": None, "note": note.strip()})
     return respond(ResolutionOut(id=result.review_id, action=result.action, message=result.message))
 
 

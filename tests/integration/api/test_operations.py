@@ -161,7 +161,7 @@ def test_review_flags_are_listed_and_settled_with_keep_or_cancel(flagged, client
     ({"action": "cancel", "note": "lost"}, 422, "/on"),
     ({"action": "keep", "on": "2026-06-01", "note": "billed"}, 422, "/on"),
     ({"action": "keep", "note": "  "}, 422, "/note"),
-    ({"action": "reapply", "note": "fixed"}, 422, "/action"),
+    ({"action": "drop", "note": "fixed"}, 422, "/action"),
     ({"action": "keep"}, 422, "/note"),
 ])
 def test_a_bad_resolution_is_refused_and_the_review_stays_open(flagged, client, write_key, body, status, pointer):
@@ -182,6 +182,15 @@ def test_resolving_an_unknown_review_is_a_404_and_a_refused_cancel_a_409(flagged
     assert cannot.status_code == 409 and "cannot cancel" in cannot.json["detail"]
     with Session(engine) as session:
         assert session.get(ReviewFlag, refused).resolved_at is None
+
+
+def test_re_applying_a_deal_needs_salesforce_and_leaves_the_review_open(flagged, client, write_key):
+    engine, changed, _ = flagged
+    response = client.post(f"/api/v1/review-flags/{changed}/resolve", json={"action": "reapply", "note": "15 seats"},
+                           headers=bearer(write_key))
+    assert response.status_code == 409 and "not configured" in response.json["detail"]
+    with Session(engine) as session:
+        assert session.get(ReviewFlag, changed).resolved_at is None
 
 
 def test_a_reconciliation_needs_salesforce(client, write_key):
@@ -271,3 +280,41 @@ def test_a_reconciliation_before_the_first_push_names_what_the_push_will_write(s
     push_outbox(services, worker_id="w1")
     assert client.post("/api/v1/reconciliations", json={"period": "2026-11"},
                        headers=bearer(key)).json["agrees"] is True
+
+
+def test_a_deal_edited_after_closed_won_is_re_applied_through_the_api(services, connected_settings, org):
+    from billing_engine.use_cases.subscriptions import get_subscription
+    from connector.sync.apply import subscription_id_for
+    from connector.sync.pull import pull_changes
+    from connector.sync.review import open_reviews
+    from tests.integration.sync.test_pull import salesforce, won_opportunities
+    from tests.integration.sync.test_review import lic_line
+
+    org.seed("small", 0)
+    pull_changes(services)
+    push_outbox(services)
+    sf = salesforce(org)
+    edited = won_opportunities(sf)[0]
+    line = lic_line(sf, edited["Id"])
+    sf.QuoteLineItem.update(line["Id"], {"Quantity": line["Quantity"] + 3})  # a rep edits the won deal
+    pull_changes(services)
+    with Session(services.engine) as session:
+        [review] = [r for r in open_reviews(session) if r.record_id == edited["Id"]]
+    app = create_app(connected_settings)
+    client = app.test_client()
+    key = new_key(app, "finance", "write")
+    response = client.post(f"/api/v1/review-flags/{review.id}/resolve",
+                           json={"action": "reapply", "note": "the rep was right"}, headers=bearer(key))
+    assert response.status_code == 200, response.json
+    assert response.json["action"] == "reapply" and response.json["id"] == review.id
+    with Session(services.engine) as session:
+        subscription = get_subscription(session, subscription_id_for(edited["Id"]))
+        assert open_reviews(session) == []
+    lic = next(i for i in subscription.version_on(subscription.starts_on).items.values()
+               if i.price.product.code == "LIC")
+    assert lic.quantity == Decimal(line["Quantity"] + 3)
+    [entry] = _get(client, key, "/api/v1/audit-log?action=review.resolve")["data"]
+    assert entry["after"] == {"open": False, "action": "reapply", "on": None, "note": "the rep was right"}
+    again = client.post(f"/api/v1/review-flags/{review.id}/resolve", json={"action": "reapply", "note": "x"},
+                        headers=bearer(key))
+    assert again.status_code == 409 and "already resolved" in again.json["detail"]
