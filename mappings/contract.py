@@ -135,7 +135,7 @@ MAX_ATTRIBUTE_LABEL = 40
 ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
 ATTRIBUTE_LANGUAGES = ("en", "fr")  # the languages of invoice documents
 ATTRIBUTE_TRANSFORMS = ("string", "picklist_map", "id18", "integer", "decimal", "date")
-# Where an attribute goes in the Factur-X XML: a note (BT-22, subject code AAI), or the buyer
+# Where an attribute goes in the Factur-X XML: a note (BT-22, subject code ACB), or the buyer
 # accounting reference (BT-19), which one attribute at most may be.
 EN16931_ROLES = ("note", "buyer_accounting_reference")
 # An engine record key under which the record carries the attributes: ``attributes.<name>``.

@@ -13,7 +13,7 @@ quantity −1 at its net amount (a price is never negative, BR-27). A credit not
 names the invoice it corrects (BT-25); an invoice is 380.
 
 An admin's custom attributes (docs/mappings.md, Custom attributes) are notes (BT-22, subject code
-AAI, "general information"), ``Cost centre: CC-42`` in the document's language, except the one
+ACB, "additional information"), ``Cost centre: CC-42`` in the document's language, except the one
 declared ``en16931: buyer_accounting_reference``, which is BT-19 (the buyer's accounting account,
 ReceivableSpecifiedTradeAccountingAccount).
 
@@ -43,7 +43,7 @@ INVOICE_TYPE, CREDIT_NOTE_TYPE = "380", "381"
 CREDIT_TRANSFER = "58"  # UNTDID 4461: SEPA credit transfer
 SIREN_SCHEME = "0002"  # ISO 6523 ICD of the French SIREN
 FRENCH_ROUTING_SCHEME = "0225"  # electronic address by SIREN (the French directory)
-ATTRIBUTE_NOTE = "AAI"  # UNTDID 4451: general information
+ATTRIBUTE_NOTE = "ACB"  # UNTDID 4451: additional information (a credit note's reason is AAI)
 BUYER_ACCOUNTING_REFERENCE = "buyer_accounting_reference"  # BT-19
 
 

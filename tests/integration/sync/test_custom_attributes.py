@@ -122,7 +122,7 @@ def test_a_deals_cost_centre_reaches_its_invoice_pdf_xml_and_invoice__c(services
     assert tree.xpath("//ram:ApplicableHeaderTradeSettlement/ram:ReceivableSpecifiedTradeAccountingAccount/ram:ID"
                       "/text()", namespaces=NS) == ["CC-42"]
     project = "Projet : Apollo" if doc.language == "fr" else "Project: Apollo"
-    assert tree.xpath("//rsm:ExchangedDocument/ram:IncludedNote[ram:SubjectCode = 'AAI']/ram:Content/text()",
+    assert tree.xpath("//rsm:ExchangedDocument/ram:IncludedNote[ram:SubjectCode = 'ACB']/ram:Content/text()",
                       namespaces=NS) == [project]
     assert errors(schematron_failures(xml, "en16931")) == []
     # The PDF: each value under its label in the customer's language, in the references block.
