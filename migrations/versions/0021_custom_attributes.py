@@ -20,6 +20,8 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    # SQLite drops the column in place (ALTER TABLE DROP COLUMN, SQLite 3.35+): recreating a table
+    # that others reference would break their foreign keys.
     for table in ("invoices", "subscriptions"):
-        with op.batch_alter_table(table) as batch:
+        with op.batch_alter_table(table, recreate="never") as batch:
             batch.drop_column("attributes_json")
