@@ -28,6 +28,7 @@ from connector.sync.push import push_outbox
 from connector.wiring import build_services
 from mappings.spec import DEFAULTS_DIR
 from sfsandbox.server import SandboxServer
+from tests.integration.sync.test_deal_previews import open_deal, shown, sync
 from tests.integration.sync.test_pull import _amendment_of, salesforce, won_opportunities
 from tests.support.documents import SELLER, embedded_xml, errors, schematron_failures
 from tests.support.sandbox import sandbox_environment
@@ -154,6 +155,25 @@ def test_a_deals_cost_centre_reaches_its_invoice_pdf_xml_and_invoice__c(services
     with Session(services.engine) as session:
         kept = session.scalars(select(InvoiceDocument).where(InvoiceDocument.invoice_id == first.id)).one()
     assert kept.pdf == doc.pdf
+
+
+def test_an_open_deals_preview_says_what_its_invoices_would_carry(services, custom_sandbox, database_url):
+    sf = salesforce(custom_sandbox)
+    deal, _ = open_deal(sf, Cost_Centre__c="CC-OPEN", Project_Code__c="Hermes")
+    sync(services)
+    note = shown(sf, deal)["Billsync_Preview_Note__c"]
+    assert note.startswith("First invoice on 2026-07-01: ")
+    assert note.endswith("By billsync; billed once won. Cost centre: CC-OPEN. Project: Hermes.")
+    # `billsync mappings preview` shows the values read and what the first invoice would carry.
+    from click.testing import CliRunner
+
+    from connector.cli import cli
+
+    env = sandbox_environment(custom_sandbox, database_url, MAPPINGS_DIR=str(services.settings.mappings_dir))
+    result = CliRunner().invoke(cli, ["mappings", "preview", deal], env=env)
+    assert result.exit_code == 0, result.output
+    assert "  attributes.cost_centre: CC-OPEN" in result.output
+    assert "  invoiced with cost_centre: CC-OPEN, project: Hermes" in result.output
 
 
 def test_the_mappings_check_names_each_bad_attribute_declaration(services, custom_sandbox, database_url):
