@@ -18,6 +18,7 @@ Pure: plain values in, plain values out; the caller passes dates.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
@@ -33,6 +34,33 @@ from billing_engine.periods import Interval, add_months, last_day_of_month, peri
 ZERO = Decimal(0)
 HUNDRED = Decimal(100)
 START_VERSION_ID = "start"
+MAX_ATTRIBUTES = 10  # custom attributes per subscription (docs/mappings.md, Custom attributes)
+MAX_ATTRIBUTE_LENGTH = 255
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+
+Attributes = tuple[tuple[str, str], ...]
+
+
+def check_attributes(value: Mapping[str, Any] | Iterable[tuple[str, Any]] | None) -> Attributes:
+    """An admin's custom attributes as ``((name, value), ...)`` sorted by name, empty values left out.
+
+    Names are lower_case (at most 40 characters), values text of at most 255 printable characters,
+    at most ten of them; anything else is an ``InvalidInputError`` naming the attribute."""
+    pairs = list((value or {}).items()) if isinstance(value, Mapping) or value is None else list(value)
+    out: dict[str, str] = {}
+    for name, text in pairs:
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.fullmatch(name):
+            raise InvalidInputError("attributes", f"{name!r} is not an attribute name (lower_case, at most 40 "
+                                                  "characters)")
+        if text is None or (isinstance(text, str) and not text.strip()):
+            continue
+        if not isinstance(text, str) or len(text) > MAX_ATTRIBUTE_LENGTH or any(ord(c) < 32 for c in text):
+            raise InvalidInputError(f"attributes.{name}", f"{text!r} is not text of at most "
+                                                          f"{MAX_ATTRIBUTE_LENGTH} printable characters")
+        out[name] = text.strip()
+    if len(out) > MAX_ATTRIBUTES:
+        raise InvalidInputError("attributes", f"{len(out)} attributes; at most {MAX_ATTRIBUTES}")
+    return tuple(sorted(out.items()))
 
 
 class AmendmentAction(StrEnum):
@@ -175,9 +203,13 @@ class Subscription:
     # The buyer's references printed on every invoice of the subscription (EN 16931 BT-13, BT-10).
     purchase_order: str = ""
     buyer_reference: str = ""
+    # An admin's custom attributes from the deal (cost centre, …), printed on every invoice of it:
+    # ((name, value), ...) sorted by name (``check_attributes``).
+    attributes: Attributes = ()
 
     def __post_init__(self) -> None:
         check_id(self.subscription_id, "subscription_id")
+        object.__setattr__(self, "attributes", check_attributes(self.attributes))
         for name in ("purchase_order", "buyer_reference"):
             value = getattr(self, name)
             if not isinstance(value, str) or len(value) > 80 or any(ord(c) < 32 for c in value):
@@ -442,6 +474,7 @@ def make_subscription(
     bills_from: date | None = None,
     purchase_order: str = "",
     buyer_reference: str = "",
+    attributes: Mapping[str, Any] | None = None,
 ) -> Subscription:
     """A validated subscription; the interval defaults to the first periodic item's.
 
@@ -470,4 +503,5 @@ def make_subscription(
         bills_from=bills_from,
         purchase_order=purchase_order,
         buyer_reference=buyer_reference,
+        attributes=check_attributes(attributes),
     )

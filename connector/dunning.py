@@ -1,12 +1,13 @@
 """The reminders of the dunning schedule, in English and French (docs/payments.md, "Dunning").
 
 ``render(notice, seller)`` gives the subject and text of one step for one invoice in the
-customer's language; ``invoice_document(services, invoice_id)`` is where the invoice's PDF comes
-from when one exists (attached to the message).
+customer's language; ``invoice_document(services, invoice_id)`` gives the invoice's stored PDF,
+attached to the message (none while its document is not generated yet).
 """
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from decimal import Decimal
 from email.utils import parseaddr
@@ -16,6 +17,8 @@ from billing_engine.use_cases.collections import DunningNotice
 
 if TYPE_CHECKING:
     from connector.wiring import Services
+
+log = logging.getLogger("billsync.dunning")
 
 
 @dataclass(frozen=True)
@@ -102,6 +105,17 @@ def render(notice: DunningNotice, seller: str, *, attached: bool = False) -> Ren
 
 
 def invoice_document(services: Services, invoice_id: int) -> bytes | None:
-    """The invoice's PDF, when billsync keeps one; reminders attach it. billsync does not render
-    invoice documents yet, so there is none and reminders go without an attachment."""
-    return None
+    """The invoice's stored PDF (its Factur-X XML inside), which the reminder attaches; None, logged,
+    when its document is not generated yet: the reminder then goes without it. A document is never
+    rendered here: the one attached is the one stored when the invoice was finalized."""
+    from sqlmodel import Session
+
+    from billing_engine.errors import NotFoundError
+    from billing_engine.use_cases.documents import get_document
+
+    with Session(services.engine) as session:
+        try:
+            return get_document(session, invoice_id=invoice_id).pdf
+        except NotFoundError:
+            log.info("dunning: invoice %s has no document yet; its reminder goes without the PDF", invoice_id)
+            return None

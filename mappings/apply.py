@@ -11,9 +11,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime
+from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from mappings.contract import ATTRIBUTES_KEY
 from mappings.errors import MISSING, InvalidRecordError, MappingError, Problem, SpecError
 from mappings.spec import FieldSpec, InboundSpec, LineSource, OutboundSpec
 from mappings.transforms import ValueRejected, reject_float, render_template
@@ -96,6 +98,9 @@ class _Mapper:
         else:
             for path in spec.sources:
                 found = _lookup(record, path)
+                if found is MISSING and self.outbound and path.startswith(f"{ATTRIBUTES_KEY}.") \
+                        and isinstance(record.get(ATTRIBUTES_KEY), Mapping):
+                    found = None  # a custom attribute the record has no value for
                 if found is MISSING:
                     self.fail(path, MISSING, self.missing_reason())
                     return None
@@ -215,6 +220,13 @@ def apply_inbound(spec: InboundSpec, record: Mapping[str, Any], context: Mapping
     data: dict[str, Any] = {}
     for field in spec.fields:
         _put(data, field.name, mapper.value(field, record, command))
+    if spec.attributes:
+        attributes: dict[str, str] = {}
+        for attribute in spec.attributes:
+            value = mapper.value(attribute.value, record, command)
+            if value is not None:
+                attributes[attribute.name] = _attribute_text(value)
+        data[ATTRIBUTES_KEY] = attributes
     errors = mapper.errors
     if spec.lines is not None:
         items: list[dict[str, Any]] = []
@@ -243,6 +255,15 @@ def apply_inbound(spec: InboundSpec, record: Mapping[str, Any], context: Mapping
     if errors:
         raise InvalidRecordError(errors)
     return {"command": command, "key": key, "data": data}
+
+
+def _attribute_text(value: Any) -> str:
+    """A custom attribute's value as the text printed on invoices."""
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    if isinstance(value, date):
+        return value.isoformat()
+    return str(value)
 
 
 def _json_ready(value: Any) -> Any:

@@ -165,6 +165,8 @@ class _Checker:
                 self.add(file, choice.option_lines.get("from", choice.line), "command.from", str(unresolved))
         for field_spec in spec.fields:
             self.inbound_field(file, spec.object, field_spec)
+        for attribute in spec.attributes:
+            self.inbound_field(file, spec.object, attribute.value)
         if spec.lines is None:
             return
         children = (self.org.describe(spec.object) or {}).get("childRelationships") or []

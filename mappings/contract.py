@@ -8,6 +8,7 @@ engine objects); their keys are listed here too. docs/mappings.md explains each 
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 
@@ -16,6 +17,7 @@ class CommandContract:
     names: tuple[str, ...]  # the commands sharing this data shape
     data_keys: frozenset[str]  # dotted keys nest: billing_address.city → data["billing_address"]["city"]
     required_keys: frozenset[str] = frozenset()
+    takes_attributes: bool = False  # the command carries an admin's custom attributes (``attributes:``)
     list_key: str | None = None  # the key line items go into
     item_keys: frozenset[str] = frozenset()
     required_item_keys: frozenset[str] = frozenset()
@@ -58,6 +60,7 @@ _CONTRACTS = [
             "cancellation_mode", "currency", "billed_through", "purchase_order", "buyer_reference",
         }),
         required_keys=frozenset({"salesforce_account_id", "starts_on"}),
+        takes_attributes=True,
         list_key="items",
         item_keys=frozenset({
             "salesforce_line_id", "product_code", "salesforce_product_id", "quantity", "unit_price",
@@ -75,7 +78,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
         "id", "number", "status", "payment_status", "issued_on", "due_on", "period_starts_on",
         "period_ends_before", "currency", "subtotal", "discount", "tax", "total", "amount_paid", "amount_credited",
         "balance", "tax_note", "customer_id", "salesforce_account_id", "salesforce_opportunity_id",
-        "dunning_step", "dunning_step_on", "purchase_order", "buyer_reference",
+        "dunning_step", "dunning_step_on", "purchase_order", "buyer_reference", "attributes",
     }),
     "invoice_line": frozenset({
         "id", "invoice_id", "product_code", "salesforce_product_id", "kind", "description", "explanation",
@@ -123,6 +126,20 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),
     "account_review": frozenset({"salesforce_account_id", "flagged", "reason"}),
 }
+
+# An admin's custom attributes (an inbound spec's ``attributes:``), carried from a deal to the
+# subscription and its invoices; the engine enforces the same bounds (billing_engine/subscriptions.py).
+MAX_ATTRIBUTES = 10
+MAX_ATTRIBUTE_LENGTH = 255
+MAX_ATTRIBUTE_LABEL = 40
+ATTRIBUTE_NAME = re.compile(r"[a-z][a-z0-9_]{0,39}")
+ATTRIBUTE_LANGUAGES = ("en", "fr")  # the languages of invoice documents
+ATTRIBUTE_TRANSFORMS = ("string", "picklist_map", "id18", "integer", "decimal", "date")
+# Where an attribute goes in the Factur-X XML: a note (BT-22, subject code ACB), or the buyer
+# accounting reference (BT-19), which one attribute at most may be.
+EN16931_ROLES = ("note", "buyer_accounting_reference")
+# An engine record key under which the record carries the attributes: ``attributes.<name>``.
+ATTRIBUTES_KEY = "attributes"
 
 # What a field's ``default_from`` may name: values the connector puts in the MappingContext.
 CONTEXT_VALUES = ("org_timezone", "customer_timezone", "default_currency")

@@ -22,6 +22,8 @@ def selected_fields(spec: InboundSpec) -> list[str]:
         paths.append(spec.command_choice.source)
     for field in spec.fields:
         paths.extend(field.reads)
+    for attribute in spec.attributes:
+        paths.extend(attribute.value.reads)
     if spec.lines is not None:
         paths.extend(s.when for s in spec.lines.sources if s.when)
     return list(dict.fromkeys(paths))

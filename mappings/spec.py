@@ -21,7 +21,20 @@ from zoneinfo import ZoneInfo
 
 import yaml
 
-from mappings.contract import COMMANDS, CONTEXT_VALUES, ENGINE_RECORDS, CommandContract
+from mappings.contract import (
+    ATTRIBUTE_LANGUAGES,
+    ATTRIBUTE_NAME,
+    ATTRIBUTE_TRANSFORMS,
+    ATTRIBUTES_KEY,
+    COMMANDS,
+    CONTEXT_VALUES,
+    EN16931_ROLES,
+    ENGINE_RECORDS,
+    MAX_ATTRIBUTE_LABEL,
+    MAX_ATTRIBUTE_LENGTH,
+    MAX_ATTRIBUTES,
+    CommandContract,
+)
 from mappings.errors import MISSING, Problem, UnknownSpecError
 from mappings.transforms import (
     NOT_ALLOWED,
@@ -118,6 +131,22 @@ class LinesSpec:
 
 
 @dataclass
+class AttributeSpec:
+    """One custom attribute an admin declared (``attributes:`` of an inbound spec): read like a field
+    (``value``), kept as text on the subscription and its invoices, printed with ``labels`` (by
+    language), and written in the Factur-X XML as ``en16931`` says (a note, or BT-19)."""
+
+    name: str
+    value: FieldSpec
+    labels: dict[str, str]
+    en16931: str = "note"
+    line: int = 0
+
+    def label(self, language: str) -> str:
+        return self.labels.get(language) or self.labels.get("en") or next(iter(self.labels.values()), self.name)
+
+
+@dataclass
 class InboundSpec:
     name: str
     file: str
@@ -131,6 +160,7 @@ class InboundSpec:
     lines: LinesSpec | None
     is_complete: bool = True  # False when the file had problems for this spec
     option_lines: dict[str, int] = field(default_factory=dict)
+    attributes: list[AttributeSpec] = field(default_factory=list)
 
     def line_of(self, option: str) -> int:
         return self.option_lines.get(option, self.line)
@@ -177,6 +207,15 @@ class MappingSet:
     @property
     def is_valid(self) -> bool:
         return not self.problems
+
+    @property
+    def attributes(self) -> dict[str, AttributeSpec]:
+        """Every declared custom attribute by name (the first declaration of a name wins)."""
+        found: dict[str, AttributeSpec] = {}
+        for spec in self.inbound:
+            for attribute in spec.attributes:
+                found.setdefault(attribute.name, attribute)
+        return found
 
     def get_inbound(self, name: str) -> InboundSpec:
         for spec in self.inbound:
@@ -360,6 +399,8 @@ def _parse_field(reader: _Reader, name: str, raw: Any, line: int, where: str, *,
 
     if record_keys is not None:
         for key in spec.reads:
+            if key.startswith(f"{ATTRIBUTES_KEY}.") and ATTRIBUTES_KEY in record_keys:
+                continue  # a custom attribute: load_specs checks that it is declared
             if key not in record_keys:
                 reader.problem(raw.line_of("from") if key in spec.sources else raw.line, where,
                                f"{key!r} is not a key of this engine record{_suggest(key, record_keys)}")
@@ -510,7 +551,94 @@ def _parse_lines(reader: _Reader, raw: Any, line: int, contract: CommandContract
     return LinesSpec(into=into or "", sources=sources, fields=fields, line=raw.line)
 
 
-_INBOUND_KEYS = ("name", "object", "command", "key", "filter", "fields", "lines", "description")
+_ATTRIBUTE_OPTIONS = ("label", "en16931")
+
+
+def _parse_labels(reader: _Reader, raw: LineDict, where: str) -> dict[str, str]:
+    where = _join(where, "label")
+    line = raw.line_of("label")
+    value = raw.get("label")
+    if isinstance(value, str):
+        value = {"en": value}
+    if not isinstance(value, dict) or not value:
+        reader.problem(line, where, f"must be the label printed on invoices, by language, like "
+                       f"{{en: Cost centre, fr: Centre de coûts}} (languages: {', '.join(ATTRIBUTE_LANGUAGES)})")
+        return {}
+    labels: dict[str, str] = {}
+    for language, text in value.items():
+        if language not in ATTRIBUTE_LANGUAGES:
+            reader.problem(line, _join(where, language), f"unknown language{_suggest(language, ATTRIBUTE_LANGUAGES)}"
+                           f"; invoices are written in {', '.join(ATTRIBUTE_LANGUAGES)}")
+        elif not isinstance(text, str) or not text.strip() or any(ord(c) < 32 for c in text):
+            reader.problem(line, _join(where, language), f"{text!r} is not a label (one line of text)")
+        elif len(text.strip()) > MAX_ATTRIBUTE_LABEL:
+            reader.problem(line, _join(where, language), f"is {len(text.strip())} characters long; a label has at "
+                           f"most {MAX_ATTRIBUTE_LABEL}")
+        else:
+            labels[language] = text.strip()
+    if "en" not in value:
+        reader.problem(line, where, "needs an English label ('en'), printed when the customer's language has none")
+    return labels
+
+
+def _parse_attributes(reader: _Reader, raw: Any, line: int, contract: CommandContract | None) -> list[AttributeSpec]:
+    """The ``attributes:`` of an inbound spec (docs/mappings.md, Custom attributes)."""
+    raw = reader.mapping(raw, line, "attributes",
+                         "{cost_centre: {from: Cost_Centre__c, transform: string, label: {en: Cost centre}}}")
+    if raw is None:
+        return []
+    if contract is not None and not contract.takes_attributes:
+        reader.problem(line, "attributes", f"this command takes no custom attributes (only "
+                       f"{', '.join(c for c, k in COMMANDS.items() if k.takes_attributes)} do)")
+        return []
+    if len(raw) > MAX_ATTRIBUTES:
+        reader.problem(line, "attributes", f"declares {len(raw)} attributes; at most {MAX_ATTRIBUTES}")
+    out: list[AttributeSpec] = []
+    accounting: list[str] = []
+    for name, value in raw.items():
+        where = _join("attributes", name)
+        name_line = raw.line_of(name)
+        if not isinstance(name, str) or not ATTRIBUTE_NAME.fullmatch(name):
+            reader.problem(name_line, where, "is not an attribute name: lower_case letters, digits and _, starting "
+                           "with a letter, at most 40 characters (like cost_centre)")
+            continue
+        body = reader.mapping(value, name_line, where, "{from: Cost_Centre__c, transform: string, label: {...}}")
+        if body is None:
+            continue
+        count = len(reader.problems)
+        field_raw = LineDict({k: v for k, v in body.items() if k not in _ATTRIBUTE_OPTIONS})
+        field_raw.line = body.line
+        field_raw.key_lines = {k: n for k, n in body.key_lines.items() if k not in _ATTRIBUTE_OPTIONS}
+        transform = body.get("transform")
+        if isinstance(transform, str) and transform in TRANSFORMS and transform not in ATTRIBUTE_TRANSFORMS:
+            reader.problem(body.line_of("transform"), _join(where, "transform"),
+                           f"an attribute is text: use one of {', '.join(ATTRIBUTE_TRANSFORMS)}")
+        if transform == "string":
+            longest = body.get("max_length")
+            if longest is None:
+                field_raw["max_length"] = MAX_ATTRIBUTE_LENGTH
+            elif isinstance(longest, int) and not isinstance(longest, bool) and longest > MAX_ATTRIBUTE_LENGTH:
+                reader.problem(body.line_of("max_length"), _join(where, "max_length"),
+                               f"{longest} is more than {MAX_ATTRIBUTE_LENGTH}, the longest attribute value")
+        spec = _parse_field(reader, name, field_raw, name_line, where, outbound=False)
+        labels = _parse_labels(reader, body, where)
+        role = body.get("en16931", "note")
+        if role not in EN16931_ROLES:
+            reader.problem(body.line_of("en16931"), _join(where, "en16931"),
+                           f"{role!r} is not one of {', '.join(EN16931_ROLES)}")
+            role = "note"
+        elif role == "buyer_accounting_reference":
+            accounting.append(name)
+            if len(accounting) == 2:
+                reader.problem(body.line_of("en16931"), _join(where, "en16931"),
+                               f"only one attribute can be the buyer accounting reference (BT-19); "
+                               f"{accounting[0]} already is")
+        if spec is not None and len(reader.problems) == count:
+            out.append(AttributeSpec(name, spec, labels, role, name_line))
+    return out
+
+
+_INBOUND_KEYS = ("name", "object", "command", "key", "filter", "fields", "attributes", "lines", "description")
 _OUTBOUND_KEYS = ("name", "object", "source", "key", "fields", "description")
 
 
@@ -535,9 +663,12 @@ def _parse_inbound(reader: _Reader, raw: Any, line: int) -> InboundSpec | None:
                                   allowed=contract.data_keys if contract else None,
                                   required=contract.required_keys if contract else frozenset())
     lines = _parse_lines(reader, raw["lines"], raw.line_of("lines"), contract) if "lines" in raw else None
+    attributes = (_parse_attributes(reader, raw["attributes"], raw.line_of("attributes"), contract)
+                  if "attributes" in raw else [])
     if name is None or obj is None:
         return None
     return InboundSpec(
+        attributes=attributes,
         name=name, file=reader.file, line=raw.line, object=obj,
         key=_key_field(key_path or "Id", raw.line_of("key")), command=command, command_choice=choice,
         filter=filter_text.strip(), fields=fields, lines=lines,
@@ -672,4 +803,20 @@ def load_specs(directory: Path | None = None, *, include_defaults: bool = True) 
                                                    f"{first.file}:{first.line_of('name')}"))
                     continue
                 getattr(result, kind).append(spec)
+    result.problems.extend(_undeclared_attributes(result))
     return result
+
+
+def _undeclared_attributes(result: MappingSet) -> list[Problem]:
+    """An outbound field reading ``attributes.<name>`` that no inbound mapping declares."""
+    declared = result.attributes
+    problems = []
+    for out in result.outbound:
+        for spec in out.fields:
+            for key in spec.sources:
+                name = key.split(".", 1)[1] if key.startswith(f"{ATTRIBUTES_KEY}.") else None
+                if name is not None and name not in declared:
+                    problems.append(Problem(out.file, spec.line_of("from"), spec.label,
+                                            f"{key!r}: no inbound mapping declares the attribute {name!r}"
+                                            f"{_suggest(name, declared)}; declared: {', '.join(declared) or 'none'}"))
+    return problems

@@ -14,6 +14,7 @@ subscriptions' string ids. Invariants enforced by the database, not by luck:
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date, datetime
 from decimal import Decimal
@@ -96,6 +97,13 @@ class Invoice(SQLModel, table=True):
     # The buyer's references of its subscriptions (EN 16931 BT-13 purchase order, BT-10 buyer reference).
     purchase_order: str = Field(default="", max_length=80, nullable=False)
     buyer_reference: str = Field(default="", max_length=80, nullable=False)
+    # Its subscriptions' custom attributes as they were when it was assembled: a JSON object of strings.
+    attributes_json: str = Field(default="{}", sa_type=Text, nullable=False)
+
+    @property
+    def attributes(self) -> dict[str, str]:
+        """The custom attributes it carries, by name (sorted)."""
+        return dict(sorted(json.loads(self.attributes_json or "{}").items()))
 
     @property
     def balance(self) -> Decimal:

@@ -14,6 +14,7 @@ queries per 900 customers or subscriptions, plus the prices not cached yet) and
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Sequence
 from datetime import date
 from decimal import Decimal
@@ -48,6 +49,8 @@ class SubscriptionRow(SQLModel, table=True):
     bills_from: date | None = Field(default=None)  # the first day billsync may invoice (None: the start)
     purchase_order: str = Field(default="", max_length=80, nullable=False)
     buyer_reference: str = Field(default="", max_length=80, nullable=False)
+    # The admin's custom attributes: a JSON object of strings, {"cost_centre": "CC-42"}.
+    attributes_json: str = Field(default="{}", sa_type=Text, nullable=False)
     # Derived, kept for queries and lists: "active" or "cancelled"; the dates come from amendments.
     status: str = Field(default="active", max_length=16, nullable=False)
     ends_before: date | None = Field(default=None)
@@ -97,6 +100,22 @@ class AmendmentRow(SQLModel, table=True):
 # ------------------------------------------------------------------ writing
 
 
+def attributes_json(attributes: Iterable[tuple[str, str]]) -> str:
+    """The stored form of custom attributes: a JSON object of strings, keys sorted."""
+    return json.dumps(dict(attributes), sort_keys=True, ensure_ascii=False)
+
+
+def attributes_of(text: str | None) -> tuple[tuple[str, str], ...]:
+    """Custom attributes read back from their JSON column (sorted by name)."""
+    return tuple(sorted((str(k), str(v)) for k, v in json.loads(text or "{}").items()))
+
+
+def set_attributes(session: Session, subscription_id: str, attributes: Iterable[tuple[str, str]]) -> None:
+    """Replace a subscription's custom attributes (the caller checked them)."""
+    session.execute(sa.update(SubscriptionRow).where(SubscriptionRow.id == subscription_id)
+                    .values(attributes_json=attributes_json(attributes)))
+
+
 def _amendment_row(subscription_id: str, amendment: Amendment) -> AmendmentRow:
     item = amendment.item
     return AmendmentRow(
@@ -122,6 +141,7 @@ def add_subscription(session: Session, subscription: Subscription) -> None:
         minimum_amount=subscription.minimum_amount, external_key=subscription.external_key,
         bills_from=subscription.bills_from, status="active", ends_before=subscription.ends_before,
         purchase_order=subscription.purchase_order, buyer_reference=subscription.buyer_reference,
+        attributes_json=attributes_json(subscription.attributes),
     ))
     session.flush()
     for position, item in enumerate(subscription.items):
@@ -205,6 +225,7 @@ def subscription_from_rows(row: Any, item_rows: Iterable[Any], amendment_rows: I
         term_months=row.term_months, auto_renew=row.auto_renew, renewal_uplift_percent=row.renewal_uplift_percent,
         minimum_amount=row.minimum_amount, external_key=row.external_key, amendments=tuple(amendments),
         bills_from=row.bills_from, purchase_order=row.purchase_order or "", buyer_reference=row.buyer_reference or "",
+        attributes=attributes_of(row.attributes_json),
     )
 
 

@@ -81,9 +81,9 @@ class BillingAccount:
     invoice_discount: Decimal = ZERO  # fixed discount on each invoice (same currency as the lines)
     # VAT per line (category and rate from the product and the countries); None: every line at tax_rate.
     tax_rule: TaxRule | None = None
-    # The buyer's references (purchase order, buyer reference) per subscription id: an invoice
-    # holds the lines of subscriptions with the same references.
-    references: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    # The buyer's references (purchase order, buyer reference, and the custom attributes as their
+    # JSON text) per subscription id: an invoice holds the lines of subscriptions with the same ones.
+    references: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
 
     def taxes(self) -> dict[str, Any]:
         """The tax arguments of ``assemble_invoice`` for this customer."""
@@ -314,10 +314,12 @@ class _BillRun:
         final: list[_Pending] = []
         for account in accounts:
             lines = charges.get(account.customer_id) or ()
-            # One invoice per currency and buyer references (a purchase order number is one per invoice).
-            by_currency: dict[tuple[str, str, str], list[ChargeLike]] = defaultdict(list)
+            # One invoice per currency, buyer references and custom attributes (a purchase order number,
+            # a cost centre is one per invoice).
+            by_currency: dict[tuple[str, str, str, str], list[ChargeLike]] = defaultdict(list)
             for line in lines:
-                by_currency[(line.currency, *account.references.get(line.subscription_id, ("", "")))].append(line)
+                refs = (*account.references.get(line.subscription_id, ()), "", "", "")[:3]
+                by_currency[(line.currency, refs[0], refs[1], refs[2] or "{}")].append(line)
             for key in sorted(by_currency):
                 currency = key[0]
                 draft = assemble_invoice(by_currency[key], currency=currency, **account.taxes(),
@@ -325,7 +327,8 @@ class _BillRun:
                 if draft.is_empty:
                     continue
                 periods = recurring_periods(by_currency[key])
-                pending = _Pending(account, by_currency[key], draft, periods, self._held(periods), key[1], key[2])
+                pending = _Pending(account, by_currency[key], draft, periods, self._held(periods), key[1], key[2],
+                                   key[3])
                 if self.max_periods is not None and periods > self.max_periods:
                     stats.invoices_held += 1
                 (held if pending.held else final).append(pending)
@@ -389,6 +392,7 @@ class _Pending:
     held: str
     purchase_order: str = ""
     buyer_reference: str = ""
+    attributes_json: str = "{}"
 
 
 def _with_credit(final: Sequence[_Pending], balances: dict[tuple[str, str], Decimal]) -> list[InvoiceDraft]:
@@ -486,6 +490,7 @@ def _invoice_row(pending: _Pending, draft: InvoiceDraft, as_of: date, created_at
     return {"customer_id": account.customer_id, "payment_terms_days": account.payment_terms_days,
             "currency": draft.currency, "status": "draft", "bill_run_on": as_of,
             "purchase_order": pending.purchase_order, "buyer_reference": pending.buyer_reference,
+            "attributes_json": pending.attributes_json,
             "tax_percent": draft.tax_percent, "tax_reason": draft.tax_reason, "subtotal": t.subtotal,
             "discount": t.discount, "net": t.net, "tax": t.tax, "total": t.total, "amount_credited": ZERO,
             "amount_paid": ZERO, "amount_refunded": ZERO, "created_at": created_at}
@@ -980,7 +985,7 @@ class DatabaseChargeSource(SubscriptionChargeSource):
         self._rates: dict[tuple[Any, Any], TaxRate] = {}
         # Filled as subscriptions load, read when their lines are taxed and grouped into invoices.
         self._product_taxes: dict[str, ProductTax] = {}
-        self._references: dict[str, tuple[str, str]] = {}
+        self._references: dict[str, tuple[str, ...]] = {}
         super().__init__(self._load_accounts, self._load_subscriptions, bills_from)
 
     def _rate(self, percent: Decimal | None, exempt_reason: str | None) -> TaxRate:
@@ -1008,8 +1013,9 @@ class DatabaseChargeSource(SubscriptionChargeSource):
         for price in self._prices.values():
             self._product_taxes.setdefault(price.product.code, price.product.tax)
         for sub in subscriptions:
-            if sub.purchase_order or sub.buyer_reference:
-                self._references[sub.subscription_id] = (sub.purchase_order, sub.buyer_reference)
+            if sub.purchase_order or sub.buyer_reference or sub.attributes:
+                self._references[sub.subscription_id] = (sub.purchase_order, sub.buyer_reference,
+                                                         subscription_store.attributes_json(sub.attributes))
         return subscriptions
 
 

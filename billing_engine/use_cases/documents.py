@@ -14,8 +14,8 @@ Nothing here computes a figure: every amount is the engine's, as stored at final
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
 
@@ -62,6 +62,42 @@ class DocumentLine:
 
 
 @dataclass(frozen=True)
+class AttributeDeclaration:
+    """How an admin declared a custom attribute (the mappings' ``attributes:``): its labels by
+    language and its place in the Factur-X XML (``note``, or ``buyer_accounting_reference``: BT-19)."""
+
+    labels: tuple[tuple[str, str], ...] = ()
+    en16931: str = "note"
+
+
+@dataclass(frozen=True)
+class DocumentAttribute:
+    """A custom attribute a document prints: the invoice's value, labelled as declared."""
+
+    name: str
+    value: str
+    labels: tuple[tuple[str, str], ...] = ()
+    en16931: str = "note"
+
+    def label(self, language: str) -> str:
+        """Its label in this language, else in English, else its name in words (no longer declared)."""
+        found = dict(self.labels)
+        return found.get(language) or found.get("en") or self.name.replace("_", " ").capitalize()
+
+
+def document_attributes(values: Mapping[str, str],
+                        declarations: Mapping[str, AttributeDeclaration]) -> tuple[DocumentAttribute, ...]:
+    """The attributes of a document, in the order they are declared (undeclared ones last, by name)."""
+    order = {name: n for n, name in enumerate(declarations)}
+    names = sorted((name for name, value in values.items() if value), key=lambda n: (order.get(n, len(order)), n))
+    out = []
+    for name in names:
+        declared = declarations.get(name, AttributeDeclaration())
+        out.append(DocumentAttribute(name, values[name], declared.labels, declared.en16931))
+    return tuple(out)
+
+
+@dataclass(frozen=True)
 class DocumentSource:
     """Everything one document shows, as the engine has it."""
 
@@ -94,6 +130,7 @@ class DocumentSource:
     corrects_issued_on: date | None = None
     salesforce_account_id: str | None = None
     notes: tuple[str, ...] = field(default_factory=tuple)
+    attributes: tuple[DocumentAttribute, ...] = ()  # an admin's custom attributes (cost centre, …)
 
 
 @dataclass(frozen=True)
@@ -145,8 +182,11 @@ def _line(ln, position: int) -> DocumentLine:
                                                                                   ln.tax_category))
 
 
-def document_sources(session: Session, refs: Sequence[tuple[str, int]]) -> list[DocumentSource]:
-    """What each ``(kind, id)`` document shows, in the order given (missing records left out)."""
+def document_sources(session: Session, refs: Sequence[tuple[str, int]],
+                     declarations: Mapping[str, AttributeDeclaration] | None = None) -> list[DocumentSource]:
+    """What each ``(kind, id)`` document shows, in the order given (missing records left out).
+    ``declarations``: how the custom attributes are labelled (a credit note shows its invoice's)."""
+    declared = declarations or {}
     invoice_ids = [i for kind, i in refs if kind == INVOICE]
     note_ids = [i for kind, i in refs if kind == CREDIT_NOTE]
     notes = {n.id: n for n in (invoice_store.find_credit_note_row(session, i) for i in note_ids) if n}
@@ -160,14 +200,18 @@ def document_sources(session: Session, refs: Sequence[tuple[str, int]]) -> list[
     out = []
     for kind, record_id in refs:
         if kind == INVOICE and record_id in invoices:
-            out.append(_invoice_source(invoices[record_id], customers[invoices[record_id].customer_id],
-                                       lines.get(record_id, []), later_credits.get(record_id, ZERO)))
+            inv = invoices[record_id]
+            out.append(replace(_invoice_source(inv, customers[inv.customer_id], lines.get(record_id, []),
+                                               later_credits.get(record_id, ZERO)),
+                               attributes=document_attributes(inv.attributes, declared)))
         elif kind == CREDIT_NOTE and record_id in notes:
             note = notes[record_id]
             inv = invoices.get(note.invoice_id) if note.invoice_id else None
-            out.append(_credit_note_source(note, customers[note.customer_id], note_lines.get(record_id, []), inv,
-                                           lines_of=lambda iid: invoice_store.lines_by_invoice(session, [iid]),
-                                           corrected=_corrected_invoice(session, inv)))
+            source = _credit_note_source(note, customers[note.customer_id], note_lines.get(record_id, []), inv,
+                                         lines_of=lambda iid: invoice_store.lines_by_invoice(session, [iid]),
+                                         corrected=_corrected_invoice(session, inv))
+            out.append(replace(source, attributes=document_attributes(inv.attributes, declared))
+                       if inv is not None else source)
     return out
 
 

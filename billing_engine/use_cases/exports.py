@@ -27,7 +27,7 @@ so a late or coalesced push always sends the latest truth. Values stay engine va
 from __future__ import annotations
 
 from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -202,6 +202,7 @@ class InvoiceExport:
     dunning_step_on: date | None = None
     purchase_order: str = ""  # the buyer's references (EN 16931 BT-13, BT-10)
     buyer_reference: str = ""
+    attributes: dict[str, str] = field(default_factory=dict)  # custom attributes, as assembled
 
 
 def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date, date, str] | None,
@@ -219,7 +220,7 @@ def _invoice_export(inv: invoice_store.Invoice, as_of: date, period: tuple[date,
         balance=inv.balance, tax_note=inv.tax_reason or None,
         customer_id=inv.customer_id, salesforce_account_id=account_id, subscription_external_key=external_key,
         dunning_step=dunning[0], dunning_step_on=dunning[1], purchase_order=inv.purchase_order or "",
-        buyer_reference=inv.buyer_reference or "")
+        buyer_reference=inv.buyer_reference or "", attributes=inv.attributes)
 
 
 def invoices_for_export(session: Session, invoice_ids: Iterable[int], as_of: date) -> dict[int, InvoiceExport]:

@@ -259,6 +259,7 @@ class InvoiceDetail:
     payments: tuple[AppliedPayment, ...]
     refunds: tuple[ReopenedByRefund, ...]
     credit_notes: tuple[CreditNoteView, ...]
+    attributes: tuple[tuple[str, str], ...] = ()  # the custom attributes it carries (cost centre, …)
 
 
 def find_invoice_id(session: Session, number_or_id: str) -> int:
@@ -309,7 +310,7 @@ def get_invoice(session: Session, invoice_id: int, *, as_of: date) -> InvoiceDet
         money(inv.total), money(inv.amount_paid), money(inv.amount_refunded), money(inv.amount_credited),
         money(_amount_due(inv)), utc(inv.created_at),
         utc(inv.finalized_at) if inv.finalized_at else None, inv.salesforce_id, lines, taxes, payments, refunds,
-        credit_notes)
+        credit_notes, tuple(inv.attributes.items()))
 
 
 def get_credit_note(session: Session, credit_note_id: int) -> CreditNoteView:

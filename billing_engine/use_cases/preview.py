@@ -56,6 +56,7 @@ class DealPreview:
     mrr_after: Decimal  # and after it
     deal_mrr: Decimal = ZERO  # the recurring revenue the change itself adds per month (negative: removes)
     deal_arr: Decimal = ZERO  # the same per year: from the unrounded monthly amount, rounded once
+    attributes: tuple[tuple[str, str], ...] = ()  # the custom attributes its invoices would carry
 
 
 def preview_subscription_change(session: Session, subscription_id: str, before: Sequence[Subscription], on: date,
@@ -115,4 +116,5 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         currency=new.currency, lines=lines, subtotal=totals.subtotal, discount=totals.discount, tax=totals.tax,
         total=totals.total, tax_percent=draft.tax_percent, tax_reason=draft.tax_reason,
         credit_note_total=draft.credit_note.total if draft.credit_note is not None else None,
-        mrr_before=mrr(before), mrr_after=mrr(after), deal_mrr=mrr_new - mrr_old, deal_arr=arr_new - arr_old)
+        mrr_before=mrr(before), mrr_after=mrr(after), deal_mrr=mrr_new - mrr_old, deal_arr=arr_new - arr_old,
+        attributes=new.attributes)

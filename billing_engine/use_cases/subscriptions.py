@@ -11,9 +11,11 @@ PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, UNIQUE sequence).
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal
+from typing import Any
 
 from billing_engine import outbox as ob
 from billing_engine.errors import ConflictError, CurrencyMismatchError, InvalidInputError, NotFoundError
@@ -26,6 +28,7 @@ from billing_engine.subscriptions import (
     Subscription,
     SubscriptionItem,
     SubscriptionStatus,
+    check_attributes,
 )
 from billing_engine.use_cases.catalog import get_price
 from billing_engine.use_cases.customers import find_customer_by_salesforce_id, get_customer
@@ -117,6 +120,20 @@ def amend_subscription(session: Session, subscription_id: str, amendment: Amendm
                             "was amended concurrently; reload and try again") from None
     add_events(session, [ob.customer_summary_event(amended.customer_id, ob.changed_at(now, recorded.effective_on))])
     return amended
+
+
+def update_subscription_attributes(session: Session, subscription_id: str,
+                                  attributes: Mapping[str, Any] | None) -> Subscription:
+    """Give a subscription the custom attributes of a later deal (an amendment or a renewal): each
+    attribute with a value replaces the one kept, an empty one keeps it. Invoices already assembled
+    keep theirs; the next ones carry the new values (docs/mappings.md, Custom attributes)."""
+    current = get_subscription(session, subscription_id, for_update=True)
+    changes = dict(check_attributes(attributes))
+    merged = check_attributes({**dict(current.attributes), **changes})
+    if merged == current.attributes:
+        return current
+    store.set_attributes(session, subscription_id, merged)
+    return replace(current, attributes=merged)
 
 
 def cancel_subscription(session: Session, subscription_id: str, effective_on: date, *, immediate: bool = False,

@@ -179,6 +179,8 @@ class InvoiceOut(BaseModel):
     created_at: datetime
     finalized_at: datetime | None
     salesforce_id: str | None = Field(description="The Invoice__c record it was pushed to.")
+    attributes: dict[str, str] = Field(description="The custom attributes it carries (an admin's fields of the deal, "
+                                                   "such as a cost centre), as they were when it was assembled.")
     lines: list[LineOut]
     taxes: list[TaxOut]
     payments: list[AppliedPaymentOut]
@@ -240,7 +242,7 @@ def invoice_out(inv: invoice_queries.InvoiceDetail) -> InvoiceOut:
         discount=money(inv.discount), net=money(inv.net), tax=money(inv.tax), total=money(inv.total),
         amount_paid=money(inv.amount_paid), amount_refunded=money(inv.amount_refunded),
         amount_credited=money(inv.amount_credited), amount_due=money(inv.amount_due), created_at=inv.created_at,
-        finalized_at=inv.finalized_at, salesforce_id=inv.salesforce_id,
+        finalized_at=inv.finalized_at, salesforce_id=inv.salesforce_id, attributes=dict(inv.attributes),
         lines=[LineOut(line=ln.position, kind=ln.kind, product_code=ln.product_code, product_name=ln.product_name,
                        description=ln.description, explanation=ln.explanation, starts_on=ln.starts_on,
                        ends_before=ln.ends_before, quantity=amount_text(ln.quantity), unit_price=money(ln.unit_price),

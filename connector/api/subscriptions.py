@@ -91,6 +91,8 @@ class SubscriptionDetail(SubscriptionSummary):
     bills_from: date | None
     renewal_uplift_percent: str = Field(pattern=DECIMAL_PATTERN)
     minimum_amount: Money | None
+    attributes: dict[str, str] = Field(description="Its custom attributes (an admin's fields of the deal, such as "
+                                                   "a cost centre), copied onto each invoice assembled from it.")
     items: list[ItemOut] = Field(description="The items in force on `as_of` (before the start: the first ones; "
                                              "after the end: the last ones).")
     amendments: list[AmendmentOut] = Field(description="Every recorded change, in recording order.")
@@ -156,7 +158,7 @@ def _detail(overview: subscriptions.SubscriptionOverview) -> SubscriptionDetail:
     return SubscriptionDetail(
         **_summary_fields(overview), billing_anchor_on=sub.billing_anchor_on, bills_from=sub.bills_from,
         renewal_uplift_percent=amount_text(sub.renewal_uplift_percent),
-        minimum_amount=_money(sub.minimum_amount, sub.currency), items=items,
+        minimum_amount=_money(sub.minimum_amount, sub.currency), attributes=dict(sub.attributes), items=items,
         amendments=[_amendment(a, sub.currency) for a in sorted(sub.amendments, key=lambda a: a.sequence)])
 
 

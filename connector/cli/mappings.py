@@ -126,6 +126,9 @@ def _print_preview(result: Any) -> bool:
                    f"total {_text(totals['total'])}")
         if "credit_note" in totals:
             click.echo(f"  credit note {_text(totals['credit_note'])} (credits exceed the charges)")
+        attributes = getattr(result.deal, "attributes", ())
+        if attributes:
+            click.echo("  invoiced with " + ", ".join(f"{name}: {value}" for name, value in attributes))
         delta = result.mrr_after - result.mrr_before
         click.echo(f"MRR: {_text(result.mrr_before)} → {_text(result.mrr_after)} {result.currency} "
                    f"({'+' if delta >= 0 else ''}{_text(delta)})")

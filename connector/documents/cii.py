@@ -12,6 +12,11 @@ allowance (BG-27), so BT-131 is its net. A credit line (a proration credit on an
 quantity −1 at its net amount (a price is never negative, BR-27). A credit note is type 381 and
 names the invoice it corrects (BT-25); an invoice is 380.
 
+An admin's custom attributes (docs/mappings.md, Custom attributes) are notes (BT-22, subject code
+ACB, "additional information"), ``Cost centre: CC-42`` in the document's language, except the one
+declared ``en16931: buyer_accounting_reference``, which is BT-19 (the buyer's accounting account,
+ReceivableSpecifiedTradeAccountingAccount).
+
 EN 16931 allows at most two decimals in amounts (BR-DEC-*): an invoice in a currency with three
 (KWD, BHD, …) has no Factur-X XML (``NoFacturXError``); its PDF alone is the invoice.
 """
@@ -38,6 +43,8 @@ INVOICE_TYPE, CREDIT_NOTE_TYPE = "380", "381"
 CREDIT_TRANSFER = "58"  # UNTDID 4461: SEPA credit transfer
 SIREN_SCHEME = "0002"  # ISO 6523 ICD of the French SIREN
 FRENCH_ROUTING_SCHEME = "0225"  # electronic address by SIREN (the French directory)
+ATTRIBUTE_NOTE = "ACB"  # UNTDID 4451: additional information (a credit note's reason is AAI)
+BUYER_ACCOUNTING_REFERENCE = "buyer_accounting_reference"  # BT-19
 
 
 class NoFacturXError(Exception):
@@ -103,6 +110,12 @@ def build_cii(source: DocumentSource, seller: Seller) -> bytes:
         note = _el(document, "ram:IncludedNote")
         _el(note, "ram:Content", text)
         _el(note, "ram:SubjectCode", subject)
+    for attribute in source.attributes:
+        if attribute.en16931 != BUYER_ACCOUNTING_REFERENCE:
+            note = _el(document, "ram:IncludedNote")
+            colon = " : " if source.language == "fr" else ": "
+            _el(note, "ram:Content", f"{attribute.label(source.language)}{colon}{attribute.value}")
+            _el(note, "ram:SubjectCode", ATTRIBUTE_NOTE)
 
     transaction = _el(root, "rsm:SupplyChainTradeTransaction")
     for line in source.lines:
@@ -165,6 +178,10 @@ def build_cii(source: DocumentSource, seller: Seller) -> bytes:
         _el(referenced, "ram:IssuerAssignedID", source.corrects_number)
         if source.corrects_issued_on:
             _date(referenced, "ram:FormattedIssueDateTime", source.corrects_issued_on, qualified=True)
+    for attribute in source.attributes:
+        if attribute.en16931 == BUYER_ACCOUNTING_REFERENCE:
+            _el(_el(settlement, "ram:ReceivableSpecifiedTradeAccountingAccount"), "ram:ID", attribute.value)
+            break
     return etree.tostring(root, xml_declaration=True, encoding="UTF-8", pretty_print=True)
 
 

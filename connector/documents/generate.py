@@ -24,6 +24,7 @@ from sqlmodel import Session
 from billing_engine.use_cases import documents as documents_uc
 from billing_engine.use_cases.documents import DocumentSource, RenderedDocument
 from connector.database import transaction
+from connector.documents.attributes import attribute_declarations
 from connector.documents.render import render_document
 from connector.documents.seller import Seller, seller_identity
 
@@ -74,6 +75,7 @@ def _render_batch(sources: list[DocumentSource]) -> list[tuple[str, RenderedDocu
 def _batches(services: Services, batch_size: int, limit: int | None) -> Iterator[list[DocumentSource]]:
     """The due documents' sources, batch by batch, by id; each batch read in its own session, after the
     ids of the previous one (so a batch still being rendered is not read again)."""
+    declarations = attribute_declarations(services.settings.mappings_dir)
     after = {documents_uc.INVOICE: 0, documents_uc.CREDIT_NOTE: 0}
     given = 0
     while limit is None or given < limit:
@@ -83,7 +85,7 @@ def _batches(services: Services, batch_size: int, limit: int | None) -> Iterator
                                               after_credit_note=after[documents_uc.CREDIT_NOTE])[:size]
             if not refs:
                 return
-            sources = documents_uc.document_sources(session, refs)
+            sources = documents_uc.document_sources(session, refs, declarations)
             session.rollback()
         for kind, record_id in refs:
             after[kind] = max(after[kind], record_id)

@@ -213,6 +213,7 @@ def _references(pdf: _Document) -> None:
         items.append((label(lang, "purchase_order"), src.purchase_order))
     if src.buyer_reference:
         items.append((label(lang, "buyer_reference"), src.buyer_reference))
+    items.extend((attribute.label(lang), attribute.value) for attribute in src.attributes)
     per_row = 3
     width = WIDTH / per_row
     y = pdf.get_y()

@@ -446,6 +446,7 @@ def subscription_from(session: Session, command: Mapping[str, Any], customer: Cu
         renewal_uplift_percent=data.get("renewal_uplift") or 0, minimum_amount=data.get("minimum_commitment"),
         external_key=command["key"], bills_from=_bills_from(data.get("billed_through")),
         purchase_order=data.get("purchase_order") or "", buyer_reference=data.get("buyer_reference") or "",
+        attributes=data.get("attributes"),
     )
 
 
@@ -599,6 +600,8 @@ def _amend_subscription(session, command, object_name, synced, modstamp, now) ->
     actions = amendment_actions(subscription, command, lambda line: _price_for(session, line, currency))
     for amendment in actions:
         subscriptions_uc.amend_subscription(session, subscription.subscription_id, amendment)
+    subscriptions_uc.update_subscription_attributes(session, subscription.subscription_id,
+                                                    command["data"].get("attributes"))
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
     if actions:
         _subscription_changed(session, subscription.subscription_id, opportunity_id, customer.customer_id, now)
@@ -627,6 +630,8 @@ def _renew_subscription(session, command, object_name, synced, modstamp, now) ->
         return done
     renewed = subscriptions_uc.renew_subscription(session, subscription.subscription_id, amendment_id=opportunity_id,
                                      reason=f"Salesforce opportunity {opportunity_id}")
+    subscriptions_uc.update_subscription_attributes(session, subscription.subscription_id,
+                                                    command["data"].get("attributes"))
     _remember(session, object_name, command, subscription.subscription_id, modstamp, now)
     _subscription_changed(session, subscription.subscription_id, opportunity_id, customer.customer_id, now)
     end = renewed.ends_before.isoformat() if renewed.ends_before else "open-ended"

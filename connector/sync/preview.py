@@ -212,8 +212,10 @@ def deal_figures(puller: _Puller, spec: InboundSpec, record: dict[str, Any],
     if deal is None:
         return _cannot("the billing engine returned no invoice for it")
     listed, left_out = preview_lines(deal)
+    labels = {a.name: a.label("en") for a in spec.attributes}
+    attributes = [(labels.get(name, name), value) for name, value in getattr(deal, "attributes", ())]
     return Figures(deal.currency, deal.total, deal.deal_mrr, deal.deal_arr,
-                   _note(command["command"], command["data"].get("starts_on"), deal, left_out), listed)
+                   _note(command["command"], command["data"].get("starts_on"), deal, left_out, attributes), listed)
 
 
 def keep_figures(engine: Any, opportunity_id: str, figures: Figures | None, now: datetime) -> bool:
@@ -291,9 +293,10 @@ def _utf16_length(text: str) -> int:
     return len(text.encode("utf-16-le")) // 2
 
 
-def _note(command: str, day: Any, deal: Any, left_out: int = 0) -> str:
+def _note(command: str, day: Any, deal: Any, left_out: int = 0,
+          attributes: list[tuple[str, str]] | None = None) -> str:
     """One line a rep can read, e.g. "First invoice on 2026-06-01: 3,174.00 EUR (2,645.00 + tax 529.00).
-    Adds MRR 2,645.00 EUR, ARR 31,740.00 EUR. By billsync; billed once won." """
+    Adds MRR 2,645.00 EUR, ARR 31,740.00 EUR. By billsync; billed once won. Cost centre: CC-42." """
     what = "First invoice" if command == "start_subscription" else "Charges of this change"
     on = f" on {day.isoformat()}" if day is not None else ""
     money = f"{_amount(deal.total)} {deal.currency}"
@@ -304,6 +307,8 @@ def _note(command: str, day: Any, deal: Any, left_out: int = 0) -> str:
     sign = "+" if deal.deal_mrr >= 0 else ""
     text = (f"{what}{on}: {money}. MRR {sign}{_amount(deal.deal_mrr)} {deal.currency}, "
             f"ARR {sign}{_amount(deal.deal_arr)} {deal.currency}. By billsync; billed once won.")
+    for label, value in attributes or ():
+        text += f" {label}: {value}."
     if left_out:
         listed = len(deal.lines) - left_out
         text = f"Only {listed} of {len(deal.lines)} lines listed (the lines field is full). " + text

@@ -75,6 +75,7 @@ def invoice_record(inv: exports.InvoiceExport, keys: Keys) -> dict[str, Any]:
         "dunning_step_on": inv.dunning_step_on,
         "purchase_order": inv.purchase_order,
         "buyer_reference": inv.buyer_reference,
+        "attributes": dict(inv.attributes),  # read as attributes.<name>
     }
 
 

@@ -125,3 +125,25 @@ def test_subscriptions_with_different_purchase_orders_are_invoiced_apart(engine)
     invoices = rows(engine, Invoice)
     assert sorted((inv.purchase_order, inv.buyer_reference, inv.net) for inv in invoices) == [
         ("PO-1", "FIN", D("20.08")), ("PO-2", "FIN", D("100.00"))]
+
+
+def test_an_invoice_keeps_the_custom_attributes_it_was_assembled_with(engine):
+    from billing_engine.use_cases.subscriptions import get_subscription, update_subscription_attributes
+
+    customer = Customer("cus-fr", "Dupont SARL", "EUR", billing_address=PARIS, tax_rate_percent=D(20))
+    subs = [make_subscription("sub-1", "cus-fr", "EUR", JAN, [SubscriptionItem("i-1", LIC)],
+                              attributes={"cost_centre": "CC-1", "project": "Apollo"}),
+            make_subscription("sub-2", "cus-fr", "EUR", JAN, [SubscriptionItem("i-2", BOOK)],
+                              attributes={"cost_centre": "CC-2", "project": ""})]
+    seed(engine, [customer], subs)
+    bill_customers(engine, JAN, seller_country="FR")
+    assert sorted((inv.net, inv.attributes) for inv in rows(engine, Invoice)) == [
+        (D("10.04"), {"cost_centre": "CC-1", "project": "Apollo"}), (D("100.00"), {"cost_centre": "CC-2"})]
+    # A later deal moves the cost centre and keeps the project: the issued invoices keep theirs.
+    with transaction(engine) as s:
+        update_subscription_attributes(s, "sub-1", {"cost_centre": "CC-9", "project": None})
+    with Session(engine) as s:
+        assert get_subscription(s, "sub-1").attributes == (("cost_centre", "CC-9"), ("project", "Apollo"))
+    bill_customers(engine, date(2026, 2, 1), seller_country="FR")
+    assert sorted(tuple(inv.attributes.values()) for inv in rows(engine, Invoice)) == [
+        ("CC-1", "Apollo"), ("CC-2",), ("CC-2",), ("CC-9", "Apollo")]
