@@ -4,17 +4,21 @@ dashboard of a month and the customers behind each of its figures (docs/reportin
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from flask import current_app
 from pydantic import BaseModel, Field
 
 from billing_engine.revenue import BridgeRow, Movement, month_end, parse_month
 from billing_engine.use_cases import dashboard, revenue
-from connector.api.framework import ApiBlueprint, business_date, reading, respond
+from connector.api.framework import ApiBlueprint, api_state, business_date, reading, respond
 from connector.api.money import CURRENCY_PATTERN, Money
 from connector.api.pagination import Page, PageQuery, decode_cursor, page
 from connector.api.problems import invalid
 from connector.api.values import Absent, IsoDate
 from connector.wiring import services_of
+
+# The sync's modules are imported by the route that uses them, not when the web process starts.
 
 blueprint = ApiBlueprint("metrics", __name__, tag="Metrics",
                          description="MRR and ARR: the monthly bridge, its totals, the customers behind it; "
@@ -172,6 +176,24 @@ class MissingRateOut(BaseModel):
     currency: str
 
 
+class SyncHealthOut(BaseModel):
+    last_pull_at: datetime | None = Field(description="The latest run of any object's pull.")
+    last_push_at: datetime | None = Field(description="The last push that delivered outbox rows.")
+    outbox_pending: int = Field(description="Engine changes waiting to be pushed (failing ones included).")
+    outbox_failing: int
+    inbox_pending: int = Field(description="Salesforce notifications waiting to be processed (failed included).")
+    inbox_failed: int
+    dead_letters: int = Field(description="Outbox and inbox rows given up (`/sync/dead-letters`).")
+    open_reviews: int = Field(description="Review flags waiting for finance (`/review-flags`).")
+    record_errors: int = Field(description="Salesforce records the pull could not apply.")
+    api_used: int | None = Field(description="API calls the org used in its 24-hour allocation, as this process "
+                                             "last saw; null when unknown.")
+    api_max: int | None
+    api_used_percent: str | None = Field(description="api_used / api_max in percent.")
+    api_budget_percent: str | None = Field(description="The share of the allocation billsync may use, in percent.")
+    paused_until: datetime | None = Field(description="The sync is paused until then (the budget is reached).")
+
+
 class DashboardOut(BaseModel):
     month: str
     as_of: str = Field(description="Date of the receivables and the statuses.")
@@ -182,6 +204,7 @@ class DashboardOut(BaseModel):
     rates: list[RateUsedOut] = Field(description="The rates each month's conversion used.")
     missing_rates: list[MissingRateOut] = Field(description="The months and currencies without a rate: their "
                                                             "figures are null in the reporting currency.")
+    sync: SyncHealthOut = Field(description="The sync with Salesforce as it stands now.")
 
 
 class FigureCustomersQuery(PageQuery):
@@ -247,16 +270,27 @@ def get_dashboard(query: DashboardQuery):
     customers by status, per currency and in the reporting currency with the rates used."""
     reporting = query.currency or services_of(current_app).settings.reporting_currency
     as_of = _as_of(query.month, query.as_of)
+    from connector.sync_health import process_api_status, sync_health
+
+    services = services_of(current_app)
     with reading() as session:
         board = dashboard.dashboard(session, query.month, as_of=as_of, reporting_currency=reporting,
                                     months=query.months)
+        health = sync_health(api_state().reader, session, api_status=process_api_status(services))
     return respond(DashboardOut(
         month=board.month, as_of=board.as_of.isoformat(), reporting_currency=board.reporting_currency,
         currencies=[_figures(f) for f in board.currencies], reporting=_figures(board.reporting),
         customers_by_status=board.customers_by_status,
         rates=[RateUsedOut(month=r.month, currency=r.currency, rate=format(r.rate, "f"), date=r.rate_on.isoformat(),
                            source=r.source) for r in board.rates],
-        missing_rates=[MissingRateOut(month=m.month, currency=m.currency) for m in board.missing_rates]))
+        missing_rates=[MissingRateOut(month=m.month, currency=m.currency) for m in board.missing_rates],
+        sync=SyncHealthOut(
+            last_pull_at=health.last_pull_at, last_push_at=health.last_push_at, outbox_pending=health.outbox_pending,
+            outbox_failing=health.outbox_failing, inbox_pending=health.inbox_pending,
+            inbox_failed=health.inbox_failed, dead_letters=health.dead_letters, open_reviews=health.open_reviews,
+            record_errors=health.record_errors, api_used=health.api_used, api_max=health.api_max,
+            api_used_percent=_percent(health.api_used_percent), api_budget_percent=_percent(health.api_budget_percent),
+            paused_until=health.paused_until)))
 
 
 def _figure_customer(row: dashboard.FigureCustomer) -> FigureCustomerOut:

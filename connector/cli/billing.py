@@ -203,11 +203,17 @@ def dashboard_command(month: str, currency: str | None, months: int, as_of_text:
         today = datetime.now(ZoneInfo(services.settings.billsync_timezone)).date()
         as_of = min(today, month_end(*month_parts(chosen)))
     reporting = currency or services.settings.reporting_currency
-    with reported_as(), Session(services.engine) as session:
+    from connector.database import READ_ONLY
+
+    reader = services.engine.execution_options(**{READ_ONLY: True})  # never takes SQLite's write lock
+    with reported_as(), Session(reader) as session:
         if figure is not None:
             rows = dashboard.figure_customers(session, chosen, figure, as_of=as_of, limit=1000)
         else:
+            from connector.sync_health import sync_health
+
             board = dashboard.dashboard(session, chosen, as_of=as_of, reporting_currency=reporting, months=months)
+            health = sync_health(reader, session)
     if figure is not None:
         if as_json:
             echo_json(rows)
@@ -217,13 +223,22 @@ def dashboard_command(month: str, currency: str | None, months: int, as_of_text:
             _print_figure_customers(rows)
         return
     if as_json:
-        echo_json(board)
+        from connector.cli.output import plain
+
+        echo_json({**plain(board), "sync": {**plain(health), "dead_letters": health.dead_letters}})
         return
     _print_dashboard(board)
+    click.echo("")
+    click.echo(f"sync: last pull {_text(health.last_pull_at)}, last push {_text(health.last_push_at)}; "
+               f"outbox {health.outbox_pending} pending ({health.outbox_failing} failing), "
+               f"inbox {health.inbox_pending} pending; {health.dead_letters} dead letters, "
+               f"{health.open_reviews} open reviews, {health.record_errors} record errors")
 
 
-def _text(value: Decimal | None, suffix: str = "") -> str:
-    return "-" if value is None else f"{value}{suffix}"
+def _text(value: object, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value.isoformat(timespec='seconds')}{suffix}" if hasattr(value, "isoformat") else f"{value}{suffix}"
 
 
 def _print_dashboard(board) -> None:

@@ -90,6 +90,7 @@ def test_the_dashboard_prints_the_bridge_s_figures(settings, env):
     eur = next(f for f in board["currencies"] if f["currency"] == "EUR")
     assert eur["waterfall"]["expansion"] == "330.00" and eur["net_revenue_retention"] == "115.38"
     assert board["reporting"]["series"][-1]["mrr"] == "2752.78"
+    assert board["sync"]["outbox_pending"] > 0 and board["sync"]["dead_letters"] == 0
     code, output = run(["metrics", "mrr", "--from", "2026-03", "--to", "2026-03", "--csv"], env)
     for row in csv.DictReader(io.StringIO(output)):
         figures = next(f for f in board["currencies"] if f["currency"] == row["currency"])
@@ -99,6 +100,7 @@ def test_the_dashboard_prints_the_bridge_s_figures(settings, env):
     code, output = run(["metrics", "dashboard", "--month", "2026-03", "--as-of", "2026-03-31"], env)
     assert code == 0, output
     assert "MRR expansion" in output and "rates used (1 EUR =): 2026-03 USD 1.0800 (2026-03-31)" in output
+    assert "sync: last pull -, last push -; outbox " in output and "0 dead letters" in output
     code, output = run(["metrics", "dashboard", "--month", "2026-04", "--figure", "movement:churn"], env)
     assert code == 0 and "cus-b" in output and "-300.00" in output
 

@@ -105,3 +105,14 @@ def test_bad_rates_are_refused_and_nothing_is_stored(client, read_key, write_key
 def test_a_read_key_cannot_set_a_rate(client, read_key):
     response = client.put("/api/v1/exchange-rates/2026-03-31/USD", json={"rate": "1.08"}, headers=bearer(read_key))
     assert response.status_code == 403
+
+
+def test_the_dashboard_s_sync_health_matches_the_sync_status(seeded, client, read_key):
+    board = _get(client, read_key, "/api/v1/metrics/dashboard?month=2026-04")
+    status = _get(client, read_key, "/api/v1/sync/status")
+    health = board["sync"]
+    assert health["outbox_pending"] == status["outbox"]["pending"] > 0  # the seeded changes wait for a push
+    assert health["dead_letters"] == status["outbox"]["dead"] + status["inbox"]["dead"] == 0
+    assert health["open_reviews"] == status["open_reviews"]
+    assert health["last_push_at"] is None and health["last_pull_at"] is None
+    assert health["api_used"] is None  # Salesforce is not configured: unknown, not 0
