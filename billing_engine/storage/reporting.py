@@ -13,7 +13,7 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import and_, case, func, literal, or_, select
+from sqlalchemy import Numeric, and_, case, func, literal, or_, select, type_coerce
 from sqlmodel import Session
 
 from billing_engine.storage.catalog import CustomerRow
@@ -48,7 +48,11 @@ def _bucket_range(t: Any, bucket: str, as_of: date) -> Any:
 
 
 def _balance(t: Any) -> Any:
-    return t.c.total - t.c.amount_paid - t.c.amount_credited + t.c.amount_refunded
+    """An invoice's balance in SQL, on PostgreSQL's exact ``NUMERIC`` columns."""
+    def n(column: Any) -> Any:
+        return type_coerce(column, Numeric(asdecimal=True))
+
+    return n(t.c.total) - n(t.c.amount_paid) - n(t.c.amount_credited) + n(t.c.amount_refunded)
 
 
 @dataclass(frozen=True)
