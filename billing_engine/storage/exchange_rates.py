@@ -56,19 +56,16 @@ def save_rates(session: Session, rates: Sequence[ExchangeRate], *, entered_at: d
         session.execute(stmt, rows[start:start + 500])
 
 
-def rates_between(session: Session, first: date, last: date, base: str) -> list[ExchangeRate]:
-    """Every rate of ``base`` dated from ``first`` to ``last`` inclusive, by date and quote."""
+def rates_between(session: Session, first: date, last: date, base: str,
+                  quotes: Sequence[str] | None = None) -> list[ExchangeRate]:
+    """Every rate of ``base`` dated from ``first`` to ``last`` inclusive (of these ``quotes`` only,
+    when given), by date and quote."""
     t = ExchangeRateRow.__table__
-    rows = session.execute(select(t).where(t.c.base == base, t.c.rate_on >= first, t.c.rate_on <= last)
-                           .order_by(t.c.rate_on, t.c.quote))
+    query = select(t).where(t.c.base == base, t.c.rate_on >= first, t.c.rate_on <= last)
+    if quotes is not None:
+        query = query.where(t.c.quote.in_(sorted(quotes)))
+    rows = session.execute(query.order_by(t.c.rate_on, t.c.quote))
     return [_rate(row) for row in rows]
-
-
-def latest_rates_on_or_before(session: Session, base: str, quote: str, on: date) -> ExchangeRate | None:
-    t = ExchangeRateRow.__table__
-    row = session.execute(select(t).where(t.c.base == base, t.c.quote == quote, t.c.rate_on <= on)
-                          .order_by(t.c.rate_on.desc()).limit(1)).first()
-    return None if row is None else _rate(row)
 
 
 def rates_page(session: Session, *, limit: int, after: tuple[date, str] | None = None,

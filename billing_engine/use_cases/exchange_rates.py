@@ -121,9 +121,8 @@ def month_rate_sets(session: Session, months: Sequence[tuple[int, int]],
     latest: dict[tuple[int, int, str], ExchangeRate] = {}
     by_month: dict[tuple[int, int], dict[str, ExchangeRate]] = defaultdict(dict)
     if wanted:
-        for rate in rate_store.rates_between(session, first, last, BASE_CURRENCY):
-            if rate.quote in wanted:
-                latest[(rate.on.year, rate.on.month, rate.quote)] = rate  # rows come by date: the last wins
+        for rate in rate_store.rates_between(session, first, last, BASE_CURRENCY, sorted(wanted)):
+            latest[(rate.on.year, rate.on.month, rate.quote)] = rate  # rows come by date: the last wins
     for (year, month, quote), rate in latest.items():
         by_month[(year, month)][quote] = rate
     return [RateSet(dict(by_month.get(m, {}))) for m in months]

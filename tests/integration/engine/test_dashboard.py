@@ -176,3 +176,75 @@ def test_a_file_with_bad_lines_writes_nothing_and_names_each_line(engine):
         "line 5: USD -1 must be greater than 0"]
     with Session(engine) as session:
         assert rates.list_rates(session, limit=10) == []
+
+
+@pytest.fixture
+def lively(engine):
+    """The seeded three plus customers that contract, churn and come back, in EUR and GBP."""
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.customers import Customer
+    from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.customers import upsert_customer
+    from billing_engine.use_cases.subscriptions import (
+        amend_subscription,
+        cancel_subscription,
+        start_subscription,
+    )
+
+    seed_subscriptions(engine)
+    seats = {c: make_price(f"pr-u-{c}", make_product("p-u", "USERS", "Users"), currency=c, model="per_unit",
+                           unit_price="10") for c in ("EUR", "GBP")}
+    with transaction(engine) as session:
+        for price in seats.values():
+            upsert_product(session, price.product)
+            upsert_price(session, price)
+        for n, currency in enumerate(["EUR", "GBP", "EUR", "GBP", "EUR"]):
+            cid = f"cus-l{n}"
+            upsert_customer(session, Customer(cid, f"Lively {n}", currency))
+            start_subscription(session, make_subscription(f"sub-l{n}", cid, currency, date(2026, 1, 1), [
+                SubscriptionItem("users", seats[currency], quantity=D(10 + n))]))
+        amend_subscription(session, "sub-l0", Amendment("down", 0, AmendmentAction.CHANGE_QUANTITY,
+                                                        date(2026, 3, 1), item_id="users", quantity=D(4)))
+        amend_subscription(session, "sub-l1", Amendment("up", 0, AmendmentAction.CHANGE_QUANTITY,
+                                                        date(2026, 3, 1), item_id="users", quantity=D(30)))
+        cancel_subscription(session, "sub-l2", date(2026, 2, 10), immediate=True, reason="closed")
+        cancel_subscription(session, "sub-l3", date(2026, 3, 5), immediate=True, reason="closed")
+        start_subscription(session, make_subscription("sub-l2b", "cus-l2", "EUR", date(2026, 3, 15), [
+            SubscriptionItem("users", seats["EUR"], quantity=D(7))]))
+    return engine
+
+
+def test_every_month_s_figures_are_the_bridge_s_and_each_count_is_its_customers(lively):
+    from billing_engine.revenue import MOVEMENT_KINDS
+    from billing_engine.use_cases.revenue import mrr_movements
+
+    with Session(lively) as session:
+        for month in ("2026-01", "2026-02", "2026-03", "2026-04"):
+            board = dash.dashboard(session, month, as_of=date(2026, 4, 30), reporting_currency="EUR")
+            bridge = {r.currency: r for r in mrr_bridge_months(session, month, month)}
+            assert {f.currency for f in board.currencies} >= set(bridge)
+            for fig in board.currencies:
+                row = bridge.get(fig.currency)
+                if row is None:
+                    continue
+                water = fig.waterfall
+                assert (water.opening, water.new, water.expansion, water.reactivation, water.contraction,
+                        water.churn, water.closing, fig.series[-1].arr, fig.closing_customers) == (
+                    row.opening, row.new, row.expansion, row.reactivation, row.contraction, row.churn, row.closing,
+                    row.arr, row.customers), (month, fig.currency)
+                for kind in MOVEMENT_KINDS:
+                    moves = mrr_movements(session, month, limit=100, currency=fig.currency, kind=kind)
+                    behind = dash.figure_customers(session, month, f"movement:{kind}", as_of=date(2026, 4, 30),
+                                                   limit=100, currency=fig.currency)
+                    assert fig.movers[kind] == len(moves) == len(behind), (month, fig.currency, kind)
+                    assert sum((c.amount for c in behind), D(0)) == (
+                        getattr(row, kind) if kind in ("new", "expansion", "reactivation") else -getattr(row, kind))
+        march = dash.dashboard(session, "2026-03", as_of=date(2026, 3, 31), reporting_currency="EUR")
+    eur = {f.currency: f for f in march.currencies}["EUR"]
+    assert eur.movers["reactivation"] == 1 and eur.movers["contraction"] == 1  # cus-l2 back, cus-l0 down
+    gbp = {f.currency: f for f in march.currencies}["GBP"]
+    assert gbp.movers["churn"] == 1 and gbp.movers["expansion"] == 1
+    # GBP in March: opening 110 + 130 = 240.00; expansion 300 − 110 = 190; churn 130.
+    assert gbp.waterfall.opening == D("240.00") and gbp.net_revenue_retention == D("125.00")
+    assert gbp.gross_revenue_retention == D("45.83") and gbp.logo_churn_rate == D("50.00")
