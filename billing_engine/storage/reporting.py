@@ -167,6 +167,31 @@ def customer_standings(session: Session, on: date, *, after: str | None = None,
         after = last
 
 
+def status_counts(session: Session, on: date) -> dict[str, int] | None:
+    """PostgreSQL: customers per billing status on ``on`` in one grouped query, by the rules of
+    ``billing_engine.reporting.billing_status`` (``none``, ``past_due``, ``active``, ``cancelling``,
+    ``cancelled``); ``None`` elsewhere (the caller counts ``customer_standings``)."""
+    if not is_postgresql(session):
+        return None
+    c, s, t = CustomerRow.__table__, SubscriptionRow.__table__, Invoice.__table__
+    running_now = or_(s.c.ends_before.is_(None), s.c.ends_before > on)
+    subs = (select(s.c.customer_id.label("customer_id"), func.count().label("n"),
+                   func.max(case((or_(s.c.starts_on > on, and_(s.c.status == "active", running_now)), 1),
+                                 else_=0)).label("running"),
+                   func.max(case((and_(s.c.starts_on <= on, s.c.status == "cancelled", running_now), 1),
+                                 else_=0)).label("cancelling"))
+            .group_by(s.c.customer_id).subquery())
+    late = (select(t.c.customer_id.label("customer_id"), t.c.currency.label("currency"))
+            .where(t.c.status.in_(PAYABLE), t.c.due_on < on, _balance(t) > 0).distinct().subquery())
+    status = case((subs.c.n.is_(None), literal("none")), (late.c.customer_id.is_not(None), literal("past_due")),
+                  (subs.c.running == 1, literal("active")), (subs.c.cancelling == 1, literal("cancelling")),
+                  else_=literal("cancelled")).label("status")
+    joined = c.outerjoin(subs, subs.c.customer_id == c.c.id).outerjoin(
+        late, and_(late.c.customer_id == c.c.id, late.c.currency == c.c.currency))
+    return {name: count for name, count in session.execute(
+        select(status, func.count()).select_from(joined).group_by(status))}
+
+
 def _past_due_customers(session: Session, on: date, first: str, last: str) -> set[tuple[str, str]]:
     """``(customer id, currency)`` with a payable invoice past due on ``on`` with a balance > 0."""
     t = Invoice.__table__

@@ -134,9 +134,11 @@ def dashboard(session: Session, month: str, *, as_of: date, reporting_currency: 
     rates_used, missing = _rates_report(rate_sets, {m: _currencies_of(m, rows, aging, as_of_label)
                                                     for m in rate_months}, reporting_currency)
     reporting = _reporting_figures(reporting_currency, labels, by_key, aging, rate_sets, as_of_label)
-    statuses = Counter(billing_status(subscriptions=s.subscriptions, past_due=s.past_due, running=s.running,
-                                      cancelling=s.cancelling)
-                       for s in reporting_store.customer_standings(session, as_of))
+    statuses = reporting_store.status_counts(session, as_of)
+    if statuses is None:
+        statuses = Counter(billing_status(subscriptions=s.subscriptions, past_due=s.past_due, running=s.running,
+                                          cancelling=s.cancelling)
+                           for s in reporting_store.customer_standings(session, as_of))
     return Dashboard(month=month, as_of=as_of, reporting_currency=reporting_currency, currencies=per_currency,
                      reporting=reporting, customers_by_status={s: statuses.get(s, 0) for s in STATUSES},
                      rates=tuple(rates_used), missing_rates=tuple(missing))

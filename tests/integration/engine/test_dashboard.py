@@ -248,3 +248,17 @@ def test_every_month_s_figures_are_the_bridge_s_and_each_count_is_its_customers(
     # GBP in March: opening 110 + 130 = 240.00; expansion 300 − 110 = 190; churn 130.
     assert gbp.waterfall.opening == D("240.00") and gbp.net_revenue_retention == D("125.00")
     assert gbp.gross_revenue_retention == D("45.83") and gbp.logo_churn_rate == D("50.00")
+
+
+def test_customers_by_status_are_the_customers_listed_behind_each_status(lively):
+    # 10 March: cus-l3's only subscription ended on 5 March; cus-l2's first one ended in February but its
+    # second starts on 15 March and cus-c's in September (active: about to start).
+    on = date(2026, 3, 10)
+    with Session(lively) as session:
+        board = dash.dashboard(session, "2026-03", as_of=on, reporting_currency="EUR")
+        listed = {status: dash.figure_customers(session, "2026-03", f"status:{status}", as_of=on, limit=100)
+                  for status in board.customers_by_status}
+    assert {status: len(rows) for status, rows in listed.items()} == board.customers_by_status
+    assert sum(board.customers_by_status.values()) == 8
+    assert [c.customer_id for c in listed["cancelled"]] == ["cus-l3"]
+    assert {"cus-c", "cus-l2"} <= {c.customer_id for c in listed["active"]}
