@@ -116,3 +116,17 @@ def test_the_dashboard_s_sync_health_matches_the_sync_status(seeded, client, rea
     assert health["open_reviews"] == status["open_reviews"]
     assert health["last_push_at"] is None and health["last_pull_at"] is None
     assert health["api_used"] is None  # Salesforce is not configured: unknown, not 0
+
+
+def test_replacing_a_rate_is_audited_with_the_rate_before(client, read_key, write_key):
+    headers = {**bearer(write_key), "Idempotency-Key": "rate-usd-0331"}
+    first = client.put("/api/v1/exchange-rates/2026-03-31/USD", json={"rate": "1.0800"}, headers=headers)
+    replay = client.put("/api/v1/exchange-rates/2026-03-31/USD", json={"rate": "1.0800"}, headers=headers)
+    assert first.status_code == replay.status_code == 201 and replay.json == first.json
+    changed = client.put("/api/v1/exchange-rates/2026-03-31/USD", json={"rate": "1.0812", "source": "ecb"},
+                         headers=bearer(write_key))
+    assert changed.status_code == 200 and changed.json["rate"] == "1.0812" and changed.json["source"] == "ecb"
+    log = _get(client, read_key, "/api/v1/audit-log?target_type=exchange_rate")["data"]
+    assert [(e["action"], e["target_id"]) for e in log] == [("exchange_rate.set", "2026-03-31/USD")] * 2
+    assert log[0]["before"]["rate"] == "1.0800" and log[0]["after"]["rate"] == "1.0812"
+    assert log[1]["before"] is None
