@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import calendar
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from typing import Any
@@ -140,6 +140,7 @@ class BridgeRow:
     closing: Decimal
     customers: int  # customers with MRR > 0 at closing
     arr: Decimal  # Σ customer ARR at closing (each from its unrounded MRR, see ``annual_amount``)
+    movers: dict[str, int] = field(default_factory=dict)  # customers per movement kind (every kind present)
 
     def holds(self) -> bool:
         return (self.opening + self.new + self.expansion + self.reactivation
@@ -178,6 +179,7 @@ def movements_and_bridge(
     for index, (label, after) in enumerate(periods):
         annual = closing_arr[index] if closing_arr is not None else {key: value * 12 for key, value in after.items()}
         sums = {c: dict.fromkeys(MOVEMENT_KINDS, ZERO) for c in currencies}
+        counts = {c: dict.fromkeys(MOVEMENT_KINDS, 0) for c in currencies}
         for key in sorted(set(before) | set(after)):
             b, a = before.get(key, ZERO), after.get(key, ZERO)
             kind = classify(b, a, had_mrr_before=key in ever)
@@ -185,6 +187,7 @@ def movements_and_bridge(
                 continue
             moves.append(Movement(label, key[0], key[1], kind, b, a))
             sums[key[1]][kind] += abs(a - b)
+            counts[key[1]][kind] += 1
         for key, value in after.items():
             if value > 0:
                 ever.add(key)
@@ -196,7 +199,7 @@ def movements_and_bridge(
                 new=s["new"], expansion=s["expansion"], reactivation=s["reactivation"],
                 contraction=s["contraction"], churn=s["churn"], closing=closing_totals.get(currency, ZERO),
                 customers=sum(1 for k, v in after.items() if k[1] == currency and v > 0),
-                arr=total_mrr(annual).get(currency, ZERO),
+                arr=total_mrr(annual).get(currency, ZERO), movers=counts[currency],
             )
             if not row.holds():  # pragma: no cover - guarded by construction
                 raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
@@ -223,6 +226,7 @@ def bridge_from_series(
     """
     n = len(labels)
     sums: dict[str, list[dict[str, Decimal]]] = {}
+    movers: dict[str, list[dict[str, int]]] = {}
     # Opening/closing totals and counts as a level at the opening date plus the changes at each
     # later date: a customer costs O(its changes), not O(months).
     level: dict[str, list[Any]] = {}  # currency → [Σ MRR at the opening date, count > 0]
@@ -240,6 +244,7 @@ def bridge_from_series(
         currency = key[1]
         if currency not in sums:
             sums[currency] = [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in range(n)]
+            movers[currency] = [dict.fromkeys(MOVEMENT_KINDS, 0) for _ in range(n)]
             level[currency] = [ZERO, 0]
             delta[currency], count_delta[currency] = [ZERO] * (n + 1), [0] * (n + 1)
             arr_level[currency], arr_delta[currency] = ZERO, [ZERO] * (n + 1)
@@ -265,6 +270,7 @@ def bridge_from_series(
                 count_delta[currency][i + 1] += ((a > 0) - (b > 0)) * weight
                 kind = classify(b, a, had_mrr_before=ever)
                 sums[currency][i][kind] += abs(a - b) * weight
+                movers[currency][i][kind] += weight
                 if collect_movements:
                     moves.append(Movement(labels[i], key[0], currency, kind, b, a))
             if a > 0:
@@ -283,7 +289,7 @@ def bridge_from_series(
             row = BridgeRow(period=label, currency=currency, opening=opening, new=s["new"],
                             expansion=s["expansion"], reactivation=s["reactivation"],
                             contraction=s["contraction"], churn=s["churn"], closing=closing,
-                            customers=closing_count, arr=annual_running[currency])
+                            customers=closing_count, arr=annual_running[currency], movers=movers[currency][i])
             if not row.holds():  # pragma: no cover - guarded by construction
                 raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
             rows.append(row)

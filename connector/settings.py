@@ -204,6 +204,16 @@ def parse_text(raw: str) -> str:
     return raw
 
 
+def parse_currency(raw: str) -> str:
+    """An ISO 4217 currency billsync knows (``billing_engine.money.MINOR_UNITS``)."""
+    from billing_engine.money import MINOR_UNITS
+
+    code = raw.strip().upper()
+    if code not in MINOR_UNITS:
+        raise ValueError(f"{raw!r} is not a currency billsync knows; use an ISO 4217 code such as EUR or USD")
+    return code
+
+
 def parse_country(raw: str) -> str:
     value = raw.strip()
     if not re.fullmatch(r"[A-Za-z]{2}", value):
@@ -485,6 +495,8 @@ VARIABLES: tuple[Var, ...] = (
         "The fixed recovery indemnity per invoice paid late, in EUR (French B2B: 40)."),
     Var("USAGE_MAX_AGE_DAYS", parse_int(1, 3650), "35",
         "Oldest usage event accepted, in days before now (older events are refused one by one)."),
+    Var("REPORTING_CURRENCY", parse_currency, "EUR",
+        "The currency the dashboard adds every currency's figures up in, at the month's exchange rates."),
     # The seller's identity printed on every invoice document (docs/invoices.md, Seller settings).
     # Each is checked when set; invoice documents are produced only when every required one is set.
     Var("SELLER_NAME", parse_text, None, "The seller's legal name, as registered."),
@@ -579,6 +591,7 @@ class Settings:
     late_interest_rate: Decimal | None
     late_payment_indemnity: Decimal
     usage_max_age_days: int
+    reporting_currency: str
     seller_name: str | None
     seller_street: str | None
     seller_postal_code: str | None

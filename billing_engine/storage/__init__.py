@@ -1,6 +1,6 @@
 """Storage of the billing engine: SQLModel tables and the row <-> domain mapping, one module per
-subject (catalog, subscriptions, invoices, documents, payments, collections, usage, revenue, outbox,
-audit), plus the shared column types (``columns``) and SQL plumbing (``database``).
+subject (catalog, subscriptions, invoices, documents, payments, collections, usage, revenue, exchange
+rates, outbox, audit), plus the shared column types (``columns``) and SQL plumbing (``database``).
 
 This is the only part of ``billing_engine`` that imports SQLModel/SQLAlchemy. Importing the
 package registers every engine table in the metadata (Alembic and ``create_all`` need them all).
@@ -11,6 +11,7 @@ from billing_engine.storage import (
     catalog,
     collections,
     documents,
+    exchange_rates,
     invoices,
     outbox,
     payments,
@@ -27,5 +28,5 @@ BILLING_MODELS = (
     invoices.BillRunError, outbox.OutboxRow, documents.InvoiceDocument,
 )
 
-__all__ = ["BILLING_MODELS", "audit", "catalog", "collections", "documents", "invoices", "outbox", "payments",
+__all__ = ["BILLING_MODELS", "audit", "catalog", "collections", "documents", "exchange_rates", "invoices", "outbox", "payments",
            "revenue", "subscriptions", "usage"]

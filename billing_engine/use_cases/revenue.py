@@ -18,6 +18,7 @@ from typing import Any, Protocol
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import round_money
 from billing_engine.revenue import (
+    MOVEMENT_KINDS,
     BridgeRow,
     CustomerKey,
     ItemMrr,
@@ -450,7 +451,8 @@ def bridge_totals(rows: Sequence[BridgeRow]) -> list[BridgeRow]:
             new=sum((r.new for r in months), ZERO), expansion=sum((r.expansion for r in months), ZERO),
             reactivation=sum((r.reactivation for r in months), ZERO),
             contraction=sum((r.contraction for r in months), ZERO), churn=sum((r.churn for r in months), ZERO),
-            closing=last.closing, customers=last.customers, arr=last.arr))
+            closing=last.closing, customers=last.customers, arr=last.arr,
+            movers={kind: sum(r.movers.get(kind, 0) for r in months) for kind in MOVEMENT_KINDS}))
     return totals
 
 
@@ -458,8 +460,6 @@ def mrr_movements(session: Session, month: str, *, limit: int, after: tuple[str,
                   currency: str | None = None, kind: str | None = None) -> list[Movement]:
     """The customers whose MRR moved in ``month`` (its end against the previous month's end), by
     customer and currency after ``after`` (keyset pages), optionally of one currency and kind."""
-    from billing_engine.revenue import MOVEMENT_KINDS
-
     if kind is not None and kind not in MOVEMENT_KINDS:
         raise InvalidInputError("kind", f"unknown movement {kind!r}; use one of {', '.join(MOVEMENT_KINDS)}")
     _, moves = mrr_bridge(session, month, month, source=database_mrr_source())

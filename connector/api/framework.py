@@ -159,6 +159,12 @@ class ApiBlueprint(APIBlueprint):
         and records its audit entry (``record_audit``) unless ``audited=False``."""
         return lambda func: self._declare("post", rule, scope, _write(func, audited=audited), options)
 
+    def put(self, rule: str, *, scope: str, audited: bool = True,  # type: ignore[override]
+            **options: Any) -> Callable[..., Any]:
+        """A write route that sets a resource at its URL: like ``post`` (one transaction,
+        Idempotency-Key, its audit entry); setting the same value again changes nothing."""
+        return lambda func: self._declare("put", rule, scope, _write(func, audited=audited), options)
+
 
 # ---------------------------------------------------------------- per process
 

@@ -5,6 +5,7 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.audit",
     "connector.api.subscriptions",
     "connector.api.metrics",
+    "connector.api.exchange_rates",
     "connector.api.invoices",
     "connector.api.payments",
     "connector.api.customers",

@@ -99,12 +99,14 @@ def _register_commands() -> None:
     from connector.cli.mappings import mappings
     from connector.cli.payments import payments
     from connector.cli.processes import clock, web, worker
+    from connector.cli.rates import rates
     from connector.cli.reconcile import reconcile
     from connector.cli.review import review
     from connector.cli.sync import sync
     from connector.cli.usage import usage
 
-    for command in (db, config, web, sync, review, mappings, bill_run, metrics, reconcile, worker, clock, usage):
+    for command in (db, config, web, sync, review, mappings, bill_run, metrics, rates, reconcile, worker, clock,
+                    usage):
         cli.add_command(command)
     cli.add_command(api_key)
     add_collection_commands(payments)  # collections: mandates, SEPA, statements, dunning, late charges

@@ -155,3 +155,134 @@ def mrr(from_month: str, to_month: str, as_csv: bool) -> None:
     for row in rows:
         click.echo("  ".join(row[c].ljust(widths[c]) if c in ("month", "currency") else row[c].rjust(widths[c])
                              for c in BRIDGE_COLUMNS))
+
+
+@metrics.command("dashboard")
+@click.option("--month", required=True, metavar="YYYY-MM", help="The month.")
+@click.option("--currency", default=None, metavar="CODE",
+              help="The reporting currency (default: the REPORTING_CURRENCY setting).")
+@click.option("--months", default=12, show_default=True, type=click.IntRange(12, 24),
+              help="Months of the MRR and ARR series, ending with --month.")
+@click.option("--as-of", "as_of_text", default=None, metavar="YYYY-MM-DD",
+              help="Date of receivables and statuses (default: today, or the month's end if earlier).")
+@click.option("--figure", default=None, metavar="FIGURE",
+              help="List the customers behind a figure instead: movement:<kind>, aging:<bucket>, status:<status>.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON (decimal strings).")
+def dashboard_command(month: str, currency: str | None, months: int, as_of_text: str | None, figure: str | None,
+                      as_json: bool) -> None:
+    """A month's dashboard: MRR and ARR, waterfall, retention, churn, ARPA, receivables aging and
+    customers by status, per currency and in the reporting currency (docs/reporting.md)."""
+    from billing_engine.use_cases import dashboard
+    from connector.cli.output import echo_json
+
+    problems: list[str] = []
+    chosen, problem = parse_month("--month", month)
+    if problem:
+        problems.append(problem)
+    as_of = None
+    if as_of_text is not None:
+        as_of, problem = parse_day("--as-of", as_of_text)
+        if problem:
+            problems.append(problem)
+    if currency is not None and not re.fullmatch(r"[A-Z]{3}", currency):
+        problems.append(f"--currency: {currency!r} is not an ISO 4217 code such as EUR")
+    if figure is not None and figure not in dashboard.FIGURES:
+        problems.append(f"--figure: {figure!r} is not a figure; use one of {', '.join(dashboard.FIGURES)}")
+    if problems:
+        raise UserError(problems)
+    services = load_services()
+    from datetime import datetime
+    from zoneinfo import ZoneInfo
+
+    from sqlmodel import Session
+
+    from billing_engine.revenue import month_end
+    from billing_engine.revenue import parse_month as month_parts
+
+    if as_of is None:
+        today = datetime.now(ZoneInfo(services.settings.billsync_timezone)).date()
+        as_of = min(today, month_end(*month_parts(chosen)))
+    reporting = currency or services.settings.reporting_currency
+    from connector.database import READ_ONLY
+
+    reader = services.engine.execution_options(**{READ_ONLY: True})  # never takes SQLite's write lock
+    with reported_as(), Session(reader) as session:
+        if figure is not None:
+            rows = dashboard.figure_customers(session, chosen, figure, as_of=as_of, limit=1000)
+        else:
+            from connector.sync_health import sync_health
+
+            board = dashboard.dashboard(session, chosen, as_of=as_of, reporting_currency=reporting, months=months)
+            health = sync_health(reader, session)
+    if figure is not None:
+        if as_json:
+            echo_json(rows)
+        elif not rows:
+            click.echo(f"no customer behind {figure} in {chosen}")
+        else:
+            _print_figure_customers(rows)
+        return
+    if as_json:
+        from connector.cli.output import plain
+
+        echo_json({**plain(board), "sync": {**plain(health), "dead_letters": health.dead_letters}})
+        return
+    _print_dashboard(board)
+    click.echo("")
+    click.echo(f"sync: last pull {_text(health.last_pull_at)}, last push {_text(health.last_push_at)}; "
+               f"outbox {health.outbox_pending} pending ({health.outbox_failing} failing), "
+               f"inbox {health.inbox_pending} pending; {health.dead_letters} dead letters, "
+               f"{health.open_reviews} open reviews, {health.record_errors} record errors")
+
+
+def _text(value: object, suffix: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value.isoformat(timespec='seconds')}{suffix}" if hasattr(value, "isoformat") else f"{value}{suffix}"
+
+
+def _print_dashboard(board) -> None:
+    from connector.cli.output import echo_table
+
+    click.echo(f"dashboard {board.month} (receivables and statuses on {board.as_of}); "
+               f"reporting currency {board.reporting_currency}")
+    figures = [*board.currencies, board.reporting]
+    header = ["", *(f.currency if f is not board.reporting else f"{f.currency} (all)" for f in figures)]
+    parts = ("opening", "new", "expansion", "reactivation", "contraction", "churn", "rounding", "closing")
+    rows = [[f"MRR {name}", *(_text(getattr(f.waterfall, name)) if f.waterfall else "-" for f in figures)]
+            for name in parts]
+    rows.append(["ARR", *(_text(f.series[-1].arr) for f in figures)])
+    rows.append(["customers (closing)", *(str(f.closing_customers) for f in figures)])
+    for label, attr in (("net revenue retention", "net_revenue_retention"),
+                        ("gross revenue retention", "gross_revenue_retention"),
+                        ("logo churn rate", "logo_churn_rate"), ("revenue churn rate", "revenue_churn_rate")):
+        rows.append([label, *(_text(getattr(f, attr), " %") for f in figures)])
+    rows.append(["ARPA", *(_text(f.arpa) for f in figures)])
+    from billing_engine.payments import AGING_BUCKETS
+
+    for bucket in AGING_BUCKETS:
+        rows.append([f"receivables {bucket}",
+                     *(_text(f.receivables[bucket]) if f.receivables else "-" for f in figures)])
+    rows.append(["receivables total", *(_text(f.receivables_total) for f in figures)])
+    echo_table(header, rows, right=header[1:])
+    click.echo("")
+    click.echo("customers by status: " + ", ".join(f"{k} {v}" for k, v in board.customers_by_status.items()))
+    click.echo("")
+    echo_table(["MRR by month", *header[1:]],
+               [[point.month, *(_text(f.series[i].mrr) for f in figures)]
+                for i, point in enumerate(board.reporting.series)], right=header[1:])
+    if board.rates:
+        click.echo("")
+        click.echo("rates used (1 EUR =): " + "; ".join(f"{r.month} {r.currency} {r.rate} ({r.rate_on})"
+                                                       for r in board.rates))
+    if board.missing_rates:
+        click.echo("missing rates (figures left out of the reporting currency): "
+                   + ", ".join(f"{m.month} {m.currency}" for m in board.missing_rates))
+
+
+def _print_figure_customers(rows) -> None:
+    from connector.cli.output import echo_table
+
+    echo_table(("customer", "name", "currency", "amount", "invoices"),
+               [(r.customer_id, r.name, r.currency, _text(r.amount), "" if r.invoices is None else str(r.invoices))
+                for r in rows], right=("amount", "invoices"))
