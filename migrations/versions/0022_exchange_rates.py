@@ -1,7 +1,7 @@
 """exchange rates per day and currency pair, for figures in the reporting currency
 
-Revision ID: 0021_exchange_rates
-Revises: 0020_preview_lines
+Revision ID: 0022_exchange_rates
+Revises: 0021_custom_attributes
 Create Date: 2026-12-06
 """
 import sqlalchemy as sa
@@ -10,8 +10,8 @@ from alembic import op
 
 from billing_engine.storage.columns import ExactDecimal
 
-revision = "0021_exchange_rates"
-down_revision = "0020_preview_lines"
+revision = "0022_exchange_rates"
+down_revision = "0021_custom_attributes"
 branch_labels = None
 depends_on = None
 
