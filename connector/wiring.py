@@ -75,7 +75,8 @@ def build_services(settings: Settings | None = None, *, web: bool = False) -> Se
 
 def build_app(settings: Settings | None = None) -> Flask:
     """The web process's app: flask-openapi3's ``OpenAPI`` (a Flask subclass) serving the
-    probes, the webhooks and the JSON API under ``/api/v1`` (``connector.api.routes``)."""
+    probes, the webhooks, the JSON API under ``/api/v1`` (``connector.api.routes``) and the web
+    console (``connector.console``)."""
     from connector.api.framework import install_api, make_app
     from connector.api.routes import API_MODULES
 
@@ -92,6 +93,9 @@ def build_app(settings: Settings | None = None) -> Flask:
 
     install_webhooks(app, WebhookConfig.from_settings(services.settings))
     app.extensions[SECRET_PATHS] = list(SECRET_PATH_PREFIXES)
+    from connector.console import install_console
+
+    install_console(app)
     _install_request_log(app)
     _install_error_handlers(app)
     return app
