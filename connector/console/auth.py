@@ -13,8 +13,8 @@ from flask_babel import get_locale, refresh
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user, login_user, logout_user
 from flask_wtf import FlaskForm
-from wtforms import EmailField, HiddenField, PasswordField, SelectField
-from wtforms.validators import DataRequired, Length
+from wtforms import EmailField, HiddenField, PasswordField, StringField
+from wtforms.validators import AnyOf, DataRequired, Length
 
 from connector.console import framework, users
 from connector.console.framework import ConsoleBlueprint, console_state
@@ -31,7 +31,7 @@ class SignInForm(FlaskForm):
 
 
 class LanguageForm(FlaskForm):
-    locale = SelectField("locale", choices=list(LANGUAGE_NAMES.items()))
+    locale = StringField("locale", validators=[AnyOf(tuple(LANGUAGE_NAMES))])
     next = HiddenField()
 
 

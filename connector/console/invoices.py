@@ -17,8 +17,8 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
-from wtforms import DateField, SelectField, StringField, TextAreaField
-from wtforms.validators import DataRequired, Length, Optional, Regexp, ValidationError
+from wtforms import DateField, StringField, TextAreaField
+from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
 from billing_engine.errors import BillingError, InvalidInputError, NotFoundError
 from billing_engine.use_cases import billing, documents, payments
@@ -58,8 +58,7 @@ class FilterForm(FlaskForm):
     number = StringField(_l("Number"), validators=[Optional(), Length(max=40), Regexp(r"^[A-Za-z0-9._/-]+$")])
     customer = StringField(_l("Customer id"), validators=[Optional(), Length(max=64),
                                                           Regexp(r"^[A-Za-z0-9._:-]+$")])
-    status = SelectField(_l("Status"), choices=[("", _l("Any status"))] + [(s, STATUS_LABELS[s]) for s in STATUSES],
-                         validate_choice=True, default="")
+    status = StringField(_l("Status"), validators=[Optional(), AnyOf(STATUSES)])
     currency = StringField(_l("Currency"), validators=[Optional(), Regexp(r"^[A-Za-z]{3}$")])
     issued_from = DateField(_l("Issued from"), validators=[Optional()])
     issued_to = DateField(_l("Issued to"), validators=[Optional()])
@@ -130,7 +129,7 @@ def list_invoices():
     first_url = url_for("console_invoices.list_invoices") + ("?" + urlencode(kept) if kept else "") if after_token else None
     status = 422 if error else 200
     return render_template("console/invoices/list.html", form=form, page=page, error=error, next_url=next_url,
-                           first_url=first_url, status_labels=STATUS_LABELS), status
+                           first_url=first_url, status_labels=STATUS_LABELS, statuses=STATUSES), status
 
 
 # ---------------------------------------------------------------- one invoice
