@@ -22,6 +22,7 @@ audit log. An engine error a user caused is shown on the page (``refusal``), nev
 from __future__ import annotations
 
 import functools
+import logging
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -39,6 +40,8 @@ from werkzeug.exceptions import HTTPException, abort
 from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
 from billing_engine.use_cases import audit as audit_log
 from connector.database import READ_ONLY, is_unavailable
+
+log = logging.getLogger("billsync.console")
 
 #: Where ``app.extensions`` keeps the console's state.
 CONSOLE_STATE = "billsync.console"
@@ -87,6 +90,7 @@ class ConsoleBlueprint(Blueprint):
         self.after_request(security_headers)
         self.register_error_handler(HTTPException, error_page)
         self.register_error_handler(BillingError, error_page)
+        self.register_error_handler(Exception, unexpected_page)
 
     def _guard(self) -> Response | None:
         from connector.console import csrf, login_manager
@@ -130,6 +134,25 @@ def error_page(exc: Exception) -> tuple[str, int]:
     else:  # pragma: no cover - registered for HTTP and engine errors only
         raise exc
     return render_template("console/error.html", title=title, detail=detail, status=status), status
+
+
+def unexpected_page(exc: Exception) -> Response:
+    """An HTML page for what the user did not cause: the database is busy (503, retry), or a bug (500,
+    logged with its traceback; the page gives only the request id)."""
+    request_id = g.get("request_id") or ""
+    if is_unavailable(exc):
+        log.warning("database unavailable: %s", exc.__class__.__name__, extra={"fields": {"request_id": request_id}})
+        status, title, detail = 503, _("The database is busy"), _("Try again in a few seconds.")
+    else:
+        log.exception("unhandled error", extra={"fields": {"request_id": request_id}})
+        status, title, detail = 500, _("Something went wrong"), _(
+            "billsync hit an unexpected error. Its request id is %(id)s: give it to your administrator.",
+            id=request_id)
+    response = current_app.make_response(
+        (render_template("console/error.html", title=title, detail=detail, status=status), status))
+    if status == 503:
+        response.headers["Retry-After"] = "5"
+    return response
 
 
 def refusal(exc: BillingError) -> str:
@@ -188,7 +211,3 @@ def record_audit(session: Session, action: str, target_type: str, target_id: str
     return audit_log.record_action(session, at=datetime.now(UTC), actor=current_user.actor, action=action,
                                    target_type=target_type, target_id=target_id, before=before, after=after,
                                    request_id=g.get("request_id"))
-
-
-def database_unavailable(exc: Exception) -> bool:
-    return is_unavailable(exc)

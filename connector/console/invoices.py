@@ -17,6 +17,7 @@ from flask_babel import gettext as _
 from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
+from werkzeug.wrappers import Response as WerkzeugResponse
 from wtforms import DateField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
@@ -193,7 +194,7 @@ def _state(inv: invoice_queries.InvoiceDetail) -> dict[str, Any]:
             "amount_due": inv.amount_due.amount, "currency": inv.currency}
 
 
-def _done(invoice_id: int, message: str) -> Response:
+def _done(invoice_id: int, message: str) -> WerkzeugResponse:
     flash(message, "success")
     return redirect(url_for("console_invoices.show_invoice", invoice_id=invoice_id), 303)
 
