@@ -12,16 +12,18 @@ navigation bar.
 from __future__ import annotations
 
 import importlib
+import logging
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, redirect, request, session, url_for
-from flask.sessions import SecureCookieSessionInterface
+from flask import Flask, Request, redirect, request, session, url_for
+from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy.exc import SQLAlchemyError
 
 from connector.console.framework import CONSOLE_STATE, ConsoleBlueprint, ConsoleState, console_state
 
@@ -33,6 +35,7 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.customers",
 )
 HERE = Path(__file__).parent
+log = logging.getLogger("billsync.console")
 LANGUAGES = ("en", "fr")
 #: How long a console session lasts without being used again.
 SESSION_HOURS = 12
@@ -56,16 +59,29 @@ def home():
     return redirect(url_for("console_auth.sign_in"))
 
 
-class ConsoleSessionInterface(SecureCookieSessionInterface):
-    """Flask's signed-cookie sessions, with the signing key read from the database on first use
-    when ``SECRET_KEY`` is not set, so that every web process signs with the same key."""
+#: Paths that are not the console's: no session cookie is read or written there, so the API, the
+#: probes and the webhooks never touch the console's signing key.
+NOT_CONSOLE = ("/api/", "/webhooks/", "/healthz", "/readyz")
 
-    def get_signing_serializer(self, app: Flask):  # type: ignore[no-untyped-def]
+
+class ConsoleSessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie sessions for the console's pages only, with the signing key read from
+    the database on first use when ``SECRET_KEY`` is not set, so that every web process signs
+    with the same key. Elsewhere (and while the database cannot give the key) the session is
+    the null session: nothing can be stored in it."""
+
+    def open_session(self, app: Flask, request: Request) -> SecureCookieSession | None:
+        if request.path.startswith(NOT_CONSOLE):
+            return None
         if not app.secret_key:
             from connector.console.users import signing_key
 
-            app.secret_key = signing_key(app.extensions[CONSOLE_STATE].engine, now=datetime.now(UTC))
-        return super().get_signing_serializer(app)
+            try:
+                app.secret_key = signing_key(app.extensions[CONSOLE_STATE].engine, now=datetime.now(UTC))
+            except SQLAlchemyError as exc:
+                log.warning("the console's signing key cannot be read: %s", exc.__class__.__name__)
+                return None
+        return super().open_session(app, request)
 
 
 def select_locale() -> str:

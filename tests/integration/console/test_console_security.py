@@ -87,3 +87,11 @@ def test_sign_in_goes_back_only_to_this_site(client):
     response = client.post("/sign-in", data={"email": "fin@example.com", "password": PASSWORD,
                                              "csrf_token": token, "next": "https://evil.example/x"})
     assert response.headers["Location"] == "/"
+
+
+def test_the_api_and_the_probes_carry_no_console_cookie(app, client):
+    key = new_key(app, "reader", "read")
+    for response in (client.get("/healthz"), client.get("/api/v1/invoices", headers=bearer(key))):
+        assert response.status_code == 200
+        assert "Set-Cookie" not in response.headers
+        assert "Content-Security-Policy" not in response.headers
