@@ -78,3 +78,33 @@ def test_customers_list_shows_mrr_balance_and_status(finance):
     assert "€2,475.00" in row and "€4,290.00" in row and "Overdue" in row
     page = text(finance.get("/customers/cus-a"))
     assert "Opening balance" in page and "Closing balance" in page and "Subscription started" in page
+
+
+def test_an_invoice_links_its_pdf_and_its_salesforce_record(app, settings, client):
+    from datetime import UTC, datetime
+
+    from sqlalchemy import text as sql
+
+    from billing_engine.use_cases.documents import RenderedDocument, store_documents
+    from connector import create_app
+    from tests.integration.console.conftest import sign_in
+
+    engine = app.extensions["billsync"].engine
+    with transaction(engine) as session:
+        store_documents(session, [RenderedDocument("invoice", 1, "INV-2026-000001", "en", b"%PDF-1.7 test")],
+                        now=datetime.now(UTC))
+        session.execute(sql("UPDATE invoices SET salesforce_id = 'a0B5g00000AbCdEAAV' WHERE id = 1"))
+    connected = create_app(settings.replace(sf_auth="session", sf_instance_url="https://acme.my.salesforce.com"))
+    browser = connected.test_client()
+    sign_in(browser, "fin@example.com")
+    page = text(browser.get("/invoices/1"))
+    assert 'href="https://acme.my.salesforce.com/a0B5g00000AbCdEAAV"' in page
+    assert 'href="/invoices/1/pdf"' in page
+    pdf = browser.get("/invoices/1/pdf")
+    assert pdf.mimetype == "application/pdf" and pdf.data == b"%PDF-1.7 test"
+    unsigned = text(client.get("/invoices/2", follow_redirects=True))
+    assert "/invoices/2/pdf" not in unsigned
+    sign_in(client, "fin@example.com")
+    second = text(client.get("/invoices/2"))
+    assert "/invoices/2/pdf" not in second and "salesforce.com" not in second
+    assert browser.get("/invoices/2/pdf").status_code == 404
