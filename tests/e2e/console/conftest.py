@@ -67,22 +67,29 @@ def console(settings) -> Iterator[Console]:
         yield Console(url, app)
 
 
-@pytest.fixture
-def page(browser, console):
-    context = browser.new_context(locale="en-US", viewport={"width": 1360, "height": 900})
+def _tab(browser, locale: str):
+    """A page in a fresh browser context; what the browser reports as an error (a script or a
+    style the Content-Security-Policy blocked, a script error) fails the test."""
+    context = browser.new_context(locale=locale, viewport={"width": 1360, "height": 900})
     tab = context.new_page()
     tab.set_default_timeout(15000)
+    errors: list[str] = []
+    tab.on("console", lambda message: errors.append(message.text) if message.type == "error" else None)
+    tab.on("pageerror", lambda error: errors.append(str(error)))
     yield tab
     context.close()
+    # Pages answered with 4xx on purpose (403, 400, 401) are reported as failed loads: not errors of the page.
+    assert [e for e in errors if "status of 4" not in e] == []
+
+
+@pytest.fixture
+def page(browser, console):
+    yield from _tab(browser, "en-US")
 
 
 @pytest.fixture
 def french_page(browser, console):
-    context = browser.new_context(locale="fr-FR", viewport={"width": 1360, "height": 900})
-    tab = context.new_page()
-    tab.set_default_timeout(15000)
-    yield tab
-    context.close()
+    yield from _tab(browser, "fr-FR")
 
 
 def sign_in(page, console: Console, email: str, password: str = PASSWORD) -> None:
