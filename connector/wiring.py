@@ -163,6 +163,10 @@ def _install_error_handlers(app: Flask) -> None:
             return exc
         if problems.is_api_request():
             return problems.http_problem(exc)
+        from connector.console import console_page_error, is_console_page
+
+        if is_console_page():
+            return console_page_error(exc)
         response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description,
                            request_id=g.get("request_id"))
         response.status_code = exc.code or 500

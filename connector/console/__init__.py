@@ -17,13 +17,14 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from flask import Flask, Request, redirect, request, session, url_for
+from flask import Flask, Request, Response, current_app, redirect, request, session, url_for
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface
 from flask_babel import Babel
 from flask_babel import lazy_gettext as _l
 from flask_login import LoginManager, current_user
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.exc import SQLAlchemyError
+from werkzeug.exceptions import HTTPException
 
 from connector.console.framework import CONSOLE_STATE, ConsoleBlueprint, ConsoleState, console_state
 
@@ -82,6 +83,18 @@ class ConsoleSessionInterface(SecureCookieSessionInterface):
                 log.warning("the console's signing key cannot be read: %s", exc.__class__.__name__)
                 return None
         return super().open_session(app, request)
+
+
+def is_console_page() -> bool:
+    """A browser's request for a page outside the API, the webhooks and the probes."""
+    return not request.path.startswith(NOT_CONSOLE) and request.accept_mimetypes.accept_html
+
+
+def console_page_error(exc: HTTPException) -> Response:
+    """An HTTP error outside any console route (an unknown page, a wrong method), as a console page."""
+    from connector.console.framework import error_page, security_headers
+
+    return security_headers(current_app.make_response(error_page(exc)))
 
 
 def select_locale() -> str:

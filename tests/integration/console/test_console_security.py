@@ -95,3 +95,12 @@ def test_the_api_and_the_probes_carry_no_console_cookie(app, client):
         assert response.status_code == 200
         assert "Set-Cookie" not in response.headers
         assert "Content-Security-Policy" not in response.headers
+
+
+def test_an_unknown_page_is_a_console_page_for_a_browser_and_json_elsewhere(finance):
+    page = finance.get("/invoices/not-a-number", headers={"Accept": "text/html"})
+    assert page.status_code == 404 and page.mimetype == "text/html"
+    assert "There is no such page." in page.get_data(as_text=True)
+    assert page.headers["X-Content-Type-Options"] == "nosniff"
+    api = finance.get("/nowhere", headers={"Accept": "application/json"})
+    assert api.status_code == 404 and api.is_json
