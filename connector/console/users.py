@@ -119,8 +119,12 @@ def check_password(password: str) -> None:
 
 
 def generate_password() -> str:
-    """A random password of 20 URL-safe characters (about 120 bits)."""
-    return secrets.token_urlsafe(15)
+    """A random password of 20 URL-safe characters (about 120 bits), never starting with ``-``
+    (which a shell command line would take for an option)."""
+    while True:
+        password = secrets.token_urlsafe(15)
+        if not password.startswith("-"):
+            return password
 
 
 def create_user(engine: Engine, email: str, *, role: str, password: str, now: datetime,
