@@ -55,8 +55,9 @@ def list_customers():
     try:
         with reading() as session:
             page = accounts.list_customers(session, as_of=today, after=after, limit=PAGE_SIZE)
+            mrr_of = revenue.customers_mrr(session, {item.customer_id: item.currency for item in page.items}, today)
             for item in page.items:
-                mrr = revenue.customer_mrr(session, item.customer_id, today)
+                mrr = mrr_of[item.customer_id]
                 rows.append((item, Money(mrr, item.currency), status_of(mrr, item.balances)))
     except InvalidInputError as exc:
         error = refusal(exc)
