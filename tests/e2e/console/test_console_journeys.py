@@ -65,7 +65,7 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
     assert entry.actor == "console:fin@example.com"
 
 
-def test_the_same_journey_in_french(french_page, console):
+def test_the_same_journey_in_french(french_page, console, browser):
     page = french_page
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Factures")
@@ -88,9 +88,16 @@ def test_the_same_journey_in_french(french_page, console):
     assert spaces(page.locator(".balance-due").inner_text()) == "3 289,50 €"
     screenshot(page, "client")
 
-    # Choosing English is kept on the user: a new browser session in French still gets English.
+    # Choosing English is kept on the user: another browser, set to French, then gets English.
     page.select_option("#locale", "en")
     expect(page.locator("h2").first).to_have_text("Statement")
+    other = browser.new_context(locale="fr-FR")
+    try:
+        elsewhere = other.new_page()
+        sign_in(elsewhere, console, "fin@example.com")
+        expect(elsewhere.locator("h1")).to_have_text("Invoices")
+    finally:
+        other.close()
 
 
 def test_a_viewer_sees_no_action_and_cannot_post_one(page, console):
