@@ -1,7 +1,8 @@
 """Everything outside the billing engine: the Flask app factory, settings, the
 database, the Salesforce client, sync, webhooks, the one queue behind the outbox and
 the webhook inbox, the health probes and the JSON API under ``/api/v1`` (``connector.api``),
-the scheduler, the worker and the CLI. There is no web UI. The local Salesforce sandbox is
+the web console of finance and admins (``connector.console``), the scheduler, the worker and
+the CLI. The local Salesforce sandbox is
 a package of its own (``sfsandbox``).
 
 ``create_app()`` is the composition root of the web process; the worker, clock

@@ -42,6 +42,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.sync.preview",  # open deals' previews, and what of them was written to Salesforce
     "connector.api.auth",  # API keys (name, prefix, hash of the secret, scopes)
     "connector.api.idempotency",  # POSTs' Idempotency-Keys and their stored responses
+    "connector.console.users",  # console users (role, language, lock-out) and the cookie signing key
 )
 
 

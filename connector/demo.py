@@ -5,7 +5,9 @@
 - **sandbox** — only in demo mode: ``billsync sandbox serve --data small`` (a local
   Salesforce org on HTTPS, kept in ``instance/sandbox/org.db``). Its connection
   variables (``SF_*``) are read from what it prints and given to the other processes;
-- **web** — ``gunicorn "connector:create_app()"`` on ``HOST:PORT``;
+- **web** — ``gunicorn "connector:create_app()"`` on ``HOST:PORT``: the API, the webhooks and the
+  web console; in demo mode a finance and an admin console user are created on the first
+  start and their passwords printed once;
 - **worker** — ``billsync worker``;
 - **clock** — ``billsync clock`` (pulls at once, then every PULL_INTERVAL_SECONDS; pushes
   every PUSH_INTERVAL_SECONDS; the demo makes them 30 s and 10 s unless they are set).
@@ -318,18 +320,43 @@ def write_demo_env(values: Mapping[str, str], path: Path = DEMO_ENV) -> None:
     path.write_text("\n".join(lines) + "\n")
 
 
+#: The console users the demo creates on its first start (their passwords are printed then, once).
+DEMO_USERS = (("finance@demo.billsync.local", "finance"), ("admin@demo.billsync.local", "admin"))
+
+
+def create_demo_users(billsync: str, environ: Mapping[str, str]) -> list[str]:
+    """Create the demo's console users (``billsync users create --generate``) and say how to sign
+    in: each new user's password once; a user created by an earlier start is only named."""
+    lines = []
+    for email, role in DEMO_USERS:
+        done = subprocess.run([billsync, "users", "create", "--email", email, "--role", role, "--generate"],
+                              env=dict(environ), capture_output=True, text=True, timeout=60)
+        if done.returncode == 0:
+            lines.append(f"      {role:<8} {email}   password {done.stdout.strip()}")
+        elif "already exists" in done.stderr:
+            lines.append(f"      {role:<8} {email}   (created before: its password was printed then)")
+        else:
+            lines.append(f"      {role:<8} {email}   could not be created: {done.stderr.strip()[:200]}")
+    return lines
+
+
 def bin_path(name: str) -> str:
     """An executable of this virtualenv (billsync, gunicorn), else from PATH."""
     candidate = Path(sys.executable).parent / name
     return str(candidate) if candidate.exists() else name
 
 
-def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: bool) -> list[str]:
+def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: bool,
+           console_users: Sequence[str] = ()) -> list[str]:
     zone = ZoneInfo(env.get("BILLSYNC_TIMEZONE") or "UTC")  # checked by 'billsync config' before
     today = datetime.now(UTC).astimezone(zone).date().isoformat()
     month = today[:7]
     lines = ["==> billsync is running (Ctrl-C stops every process)",
-             f"    web:      {web_url}   (health {web_url}/healthz, readiness {web_url}/readyz)"]
+             f"    console:  {web_url}/   (invoices, payments and customers for finance and admins; docs/console.md)"]
+    if console_users:
+        lines.append("      sign in as (shown once; 'scripts/billsync users list' lists the users):")
+        lines += list(console_users)
+    lines.append(f"    web:      {web_url}   (health {web_url}/healthz, readiness {web_url}/readyz)")
     if sandbox_url:
         lines.append(f"    sandbox:  {sandbox_url}   (a local Salesforce org: 20 accounts, 30 opportunities, "
                      "12 Closed Won; CA instance/sandbox/ca.pem)")
@@ -442,7 +469,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                 worker += ["--poll-seconds", DEMO_WORKER_POLL_SECONDS]  # a notified deal is in within seconds
             supervisor.start(Child("worker", worker), environ)
             supervisor.start(Child("clock", [billsync, "clock"]), environ)
-            for line in banner(web_url, sandbox_url, environ, demo):
+            console_users = create_demo_users(billsync, environ) if demo else []
+            for line in banner(web_url, sandbox_url, environ, demo, console_users):
                 say(line)
         elif not supervisor.stopping.is_set() and supervisor.dead_child() is None:
             raise DemoError(f"the web process did not answer on {web_url}/healthz within {STARTUP_SECONDS} s")

@@ -440,6 +440,14 @@ VARIABLES: tuple[Var, ...] = (
     # The JSON API (connector/api, docs/api.md).
     Var("API_IDEMPOTENCY_HOURS", parse_int(24, 8760), "24",
         "How long a POST's Idempotency-Key and its stored response are kept (at least 24 hours)."),
+    # The web console (connector/console, docs/console.md).
+    Var("SECRET_KEY", parse_text, None,
+        "Signs the console's session cookies and CSRF tokens (a long random string); unset: one is generated "
+        "once and kept in the database.", secret=True),
+    Var("CONSOLE_LOCKOUT_ATTEMPTS", parse_int(1, 100), "5",
+        "Wrong passwords in a row that lock a console user out."),
+    Var("CONSOLE_LOCKOUT_MINUTES", parse_int(1, 10080), "15",
+        "How long a locked-out console user cannot sign in."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -561,6 +569,9 @@ class Settings:
     db_pool_timeout_seconds: int
     web_read_timeout_seconds: int
     api_idempotency_hours: int
+    secret_key: str | None
+    console_lockout_attempts: int
+    console_lockout_minutes: int
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

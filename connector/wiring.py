@@ -75,7 +75,8 @@ def build_services(settings: Settings | None = None, *, web: bool = False) -> Se
 
 def build_app(settings: Settings | None = None) -> Flask:
     """The web process's app: flask-openapi3's ``OpenAPI`` (a Flask subclass) serving the
-    probes, the webhooks and the JSON API under ``/api/v1`` (``connector.api.routes``)."""
+    probes, the webhooks, the JSON API under ``/api/v1`` (``connector.api.routes``) and the web
+    console (``connector.console``)."""
     from connector.api.framework import install_api, make_app
     from connector.api.routes import API_MODULES
 
@@ -92,6 +93,9 @@ def build_app(settings: Settings | None = None) -> Flask:
 
     install_webhooks(app, WebhookConfig.from_settings(services.settings))
     app.extensions[SECRET_PATHS] = list(SECRET_PATH_PREFIXES)
+    from connector.console import install_console
+
+    install_console(app)
     _install_request_log(app)
     _install_error_handlers(app)
     return app
@@ -159,6 +163,10 @@ def _install_error_handlers(app: Flask) -> None:
             return exc
         if problems.is_api_request():
             return problems.http_problem(exc)
+        from connector.console import console_page_error, is_console_page
+
+        if is_console_page():
+            return console_page_error(exc)
         response = jsonify(error=exc.name.lower().replace(" ", "_"), message=exc.description,
                            request_id=g.get("request_id"))
         response.status_code = exc.code or 500

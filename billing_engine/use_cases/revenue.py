@@ -415,6 +415,16 @@ def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
                          currency, on)
 
 
+def customers_mrr(session: Session, currencies: Mapping[str, str], on: date) -> dict[str, Decimal]:
+    """Each customer's MRR on ``on``, as ``customer_mrr`` gives it, for many customers in one read of
+    their subscriptions (``currencies``: customer id → the customer's currency)."""
+    subs_of: dict[str, list[Subscription]] = {customer_id: [] for customer_id in currencies}
+    for sub in subscription_store.subscriptions_of_customers(session, sorted(currencies)):
+        subs_of[sub.customer_id].append(sub)
+    return {customer_id: _customer_mrr(subs_of[customer_id], customer_id, currency, on)
+            for customer_id, currency in currencies.items()}
+
+
 def _customer_mrr(subs: Sequence[Subscription], customer_id: str, currency: str, on: date) -> Decimal:
     [snapshot] = mrr_snapshots((v for s in subs for v in subscription_mrr_versions(s, on)), [on])
     return snapshot.get((customer_id, currency), round_money(ZERO, currency))

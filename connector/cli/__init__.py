@@ -104,11 +104,13 @@ def _register_commands() -> None:
     from connector.cli.review import review
     from connector.cli.sync import sync
     from connector.cli.usage import usage
+    from connector.cli.users import users
 
     for command in (db, config, web, sync, review, mappings, bill_run, metrics, rates, reconcile, worker, clock,
                     usage):
         cli.add_command(command)
     cli.add_command(api_key)
+    cli.add_command(users)
     add_collection_commands(payments)  # collections: mandates, SEPA, statements, dunning, late charges
     for command in (invoices, payments):
         cli.add_command(command)

@@ -25,6 +25,7 @@ from billing_engine.use_cases.payments import record_payment
 from billing_engine.use_cases.revenue import (
     SubscriptionMrrSource,
     customer_mrr,
+    customers_mrr,
     mrr_bridge,
     mrr_bridge_report,
 )
@@ -191,6 +192,8 @@ def test_every_mrr_change_is_announced_including_a_cancellation_taking_effect(en
     with Session(engine) as s:
         assert customer_mrr(s, "cus-a", JAN) == D("2145.00")
         assert customer_mrr(s, "cus-d", JAN) == D("0.00")
+        # many customers in one read: the same figures
+        assert customers_mrr(s, {"cus-a": "EUR", "cus-d": "EUR"}, JAN) == {"cus-a": D("2145.00"), "cus-d": D("0.00")}
     # recorded in February, effective Mar 15: announced when recorded...
     with transaction(engine) as s:
         cancel_subscription(s, "sub-c", date(2026, 3, 15), immediate=True,
