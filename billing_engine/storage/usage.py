@@ -45,6 +45,7 @@ from sqlalchemy import (
     bindparam,
     exists,
     func,
+    literal_column,
     select,
     text,
 )
@@ -208,6 +209,17 @@ def _view(row: Any, prefix: str) -> SimpleNamespace:
     return SimpleNamespace(**{k[len(prefix):]: v for k, v in row._asdict().items() if k.startswith(prefix)})
 
 
+def _fingerprint_sql(subscription: str) -> str:
+    """PostgreSQL: the MD5 of the text of everything a subscription without amendments is mapped
+    from (``subscription_from_rows``): its row, and each item's row with its price's and product's
+    rows, in item order. Any change to one of these rows changes it (a row's text quotes every
+    value that could be read as a separator, so different contents never give the same text)."""
+    return (f"md5(concat_ws('|', CAST({subscription}.* AS text), (SELECT string_agg(concat_ws(';', "  # noqa: S608
+            "CAST(fi.* AS text), CAST(fp.* AS text), CAST(fr.* AS text)), ',' ORDER BY fi.position, fi.id) "
+            "FROM subscription_items fi JOIN prices fp ON fp.id = fi.price_id JOIN products fr ON fr.id = fp.product_id "
+            f"WHERE fi.subscription_id = {subscription}.id)))")
+
+
 @functools.cache
 def _subject_queries(postgresql: bool) -> SimpleNamespace:
     """The statements of ``usage_subjects``, built once per dialect (a batch runs them many times a
@@ -222,15 +234,25 @@ def _subject_queries(postgresql: bool) -> SimpleNamespace:
         return column.in_(bindparam("ids", expanding=True))
 
     amended = exists().where(amend_t.c.subscription_id == subs_t.c.id).label("amended")
+    # The customer's timezone as a lookup per subscription row (its primary key): a join would let
+    # PostgreSQL hash the whole customers table for a batch's hundred subscriptions.
+    timezone = (select(customers_t.c.timezone).where(customers_t.c.id == subs_t.c.customer_id)
+                .scalar_subquery().label("customer_timezone"))
+    # PostgreSQL: each subscription's fingerprint (``_fingerprint_sql``), next to its row and next to
+    # each of its item rows, so that what is cached was read in one state (``usage_subjects``).
+    fingerprint: list[Any] = [literal_column(_fingerprint_sql("subscriptions")).label("fingerprint")] if postgresql else []
+    item_fingerprint: list[Any] = [literal_column(
+        f"(SELECT {_fingerprint_sql('fs')} FROM subscriptions fs WHERE fs.id = subscription_items.subscription_id)"  # noqa: S608
+    ).label("fingerprint")] if postgresql else []
     return SimpleNamespace(
-        by_id=select(subs_t, customers_t.c.timezone.label("customer_timezone"), amended)
-        .join(customers_t, customers_t.c.id == subs_t.c.customer_id).where(among(subs_t.c.id)),
+        marks=select(subs_t.c.id, subs_t.c.customer_id, timezone, amended, *fingerprint).where(among(subs_t.c.id)),
+        by_id=select(subs_t, timezone, amended, *fingerprint).where(among(subs_t.c.id)),
         by_customer=select(customers_t.c.id.label("known_customer"),
                            customers_t.c.timezone.label("customer_timezone"), subs_t, amended)
         .select_from(customers_t.outerjoin(subs_t, subs_t.c.customer_id == customers_t.c.id))
         .where(among(customers_t.c.id)),
         items=select(items_t, *[c.label(f"p_{c.name}") for c in prices_t.c],
-                     *[c.label(f"r_{c.name}") for c in products_t.c])
+                     *[c.label(f"r_{c.name}") for c in products_t.c], *item_fingerprint)
         .join(prices_t, prices_t.c.id == items_t.c.price_id)
         .join(products_t, products_t.c.id == prices_t.c.product_id)
         .where(among(items_t.c.subscription_id)).order_by(items_t.c.subscription_id, items_t.c.position),
@@ -254,6 +276,15 @@ class _Mapped:
         self._serial = 0
         self._lock = threading.Lock()
 
+    def find(self, key: tuple[Any, ...]) -> Any | None:
+        """The value kept for ``key``, if any."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+            return found[1]
+
     def get(self, key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
             found = self._entries.get(key)
@@ -269,8 +300,9 @@ class _Mapped:
         return entry
 
 
-#: Prices with their products (by their rows), and subscriptions without amendments (by their
-#: row, their items' own columns and the serial of each item's price).
+#: Prices with their products (by their rows), and subscriptions without amendments (SQLite: by
+#: their row, their items' own columns and the serial of each item's price; PostgreSQL: by their
+#: id and fingerprint, ``_fingerprint_sql``).
 _PRICES = _Mapped(10000)
 _SUBSCRIPTIONS = _Mapped(20000)
 
@@ -281,6 +313,8 @@ def _price_of(item_row: Any) -> Price:
 
 
 _ITEM_COLUMNS = len(SubscriptionItemRow.__table__.c)  # type: ignore[attr-defined]  # then the price's, the product's
+_PRICE_COLUMNS = slice(_ITEM_COLUMNS, _ITEM_COLUMNS + len(PriceRow.__table__.c)  # type: ignore[attr-defined]
+                       + len(ProductRow.__table__.c))  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -299,11 +333,22 @@ def _fetch_plain(connection: Any, statement: Any, ids: list[str]) -> list[Any]:
         result.close()
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_ids: Sequence[str]) -> UsageSubjects:
     """The subscriptions (whole histories, as ``subscriptions_of_customers`` maps them) of a batch
     of events, in few queries: the subscriptions with their customer's timezone (and whether
     they were amended), their items with prices and products, and the amendments of the amended
-    ones only. At most 1,000 ids of each kind (a batch)."""
+    ones only. At most 1,000 ids of each kind (a batch).
+
+    PostgreSQL, subscriptions named by id: first each one's customer timezone, whether it was
+    amended and its fingerprint (``_fingerprint_sql``, computed by the database from the rows as
+    they are now); a subscription without amendments mapped before from rows with the same
+    fingerprint is taken as it was mapped, the others are read in full. A mapped subscription is
+    kept under its fingerprint only when its row and its items' rows, read by two statements,
+    carry the same fingerprint (nothing changed between them)."""
     postgresql = is_postgresql(session)
     queries = _subject_queries(postgresql)
     connection = session.connection()
@@ -314,8 +359,19 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
 
     rows: list[Any] = []
     timezones: dict[str, str] = {}
-    if subscription_ids:
-        rows.extend(fetch(queries.by_id, list(subscription_ids)))
+    built: dict[str, Subscription] = {}
+    to_read = list(subscription_ids)
+    if postgresql and to_read:
+        to_read = []
+        for mark in fetch(queries.marks, list(subscription_ids)):
+            timezones[mark.customer_id] = mark.customer_timezone
+            known = None if mark.amended else _SUBSCRIPTIONS.find((mark.id, mark.fingerprint))
+            if known is None:
+                to_read.append(mark.id)
+            else:
+                built[mark.id] = known
+    if to_read:
+        rows.extend(fetch(queries.by_id, to_read))
     if customer_ids:
         for row in fetch(queries.by_customer, list(customer_ids)):
             timezones[row.known_customer] = row.customer_timezone
@@ -333,23 +389,28 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
             items.setdefault(row.subscription_id, []).append(row)
             if row.price_id not in prices:
                 serials[row.price_id], prices[row.price_id] = _PRICES.get(
-                    tuple(row)[_ITEM_COLUMNS:],
+                    tuple(row)[_PRICE_COLUMNS],
                     functools.partial(_price_of, row))
         changed = sorted({row.id for row in rows if row.amended})
         if changed:
             for row in fetch(queries.amendments, changed):
                 amendments.setdefault(row.subscription_id, []).append(row)
             load_prices(session, {r.price_id for rs in amendments.values() for r in rs if r.price_id}, prices)
-    built: dict[str, Subscription] = {}
     for row in rows:
-        if row.id not in built:
-            if row.amended:
-                built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments[row.id], prices)
-            else:
-                item_rows = items.get(row.id, ())
-                key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
-                built[row.id] = _SUBSCRIPTIONS.get(
-                    key, functools.partial(subscription_from_rows, row, item_rows, (), prices))[1]
+        if row.id in built:
+            continue
+        item_rows = items.get(row.id, ())
+        if row.amended:
+            built[row.id] = subscription_from_rows(row, item_rows, amendments[row.id], prices)
+        elif postgresql:
+            built[row.id] = subscription = subscription_from_rows(row, item_rows, (), prices)
+            fingerprint = getattr(row, "fingerprint", None)
+            if fingerprint is not None and item_rows and all(r.fingerprint == fingerprint for r in item_rows):
+                _SUBSCRIPTIONS.get((row.id, fingerprint), functools.partial(_same, subscription))
+        else:
+            key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
+            built[row.id] = _SUBSCRIPTIONS.get(
+                key, functools.partial(subscription_from_rows, row, item_rows, (), prices))[1]
     subscriptions = {sid: built[sid] for sid in subscription_ids if sid in built}
     by_customer: dict[str, list[Subscription]] = {}
     named = set(customer_ids)

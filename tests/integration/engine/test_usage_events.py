@@ -199,6 +199,31 @@ def test_a_renamed_product_code_is_the_metric_from_the_next_batch_on(billing):
     assert [r.status for r in result.results] == ["error", "accepted"]
 
 
+def test_a_subscription_changed_since_the_last_batch_is_read_as_it_is_now(billing):
+    """A batch never resolves its events on what an earlier batch read: a cancellation, an item's
+    price changed in place, the customer's time zone, each is seen by the next batch."""
+    first = ingest(billing, [event("before", timestamp=at(26)), event("gb", "1", metric="storage_gb"),
+                             event("day", metric="nope", timestamp="2026-11-30T23:30:00Z")],
+                   now=datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert [r.status for r in first.results] == ["accepted", "accepted", "error"]
+    assert "on 2026-12-01" in first.results[2].errors[0].message  # Paris
+    with transaction(billing) as s:
+        s.execute(text("UPDATE subscription_items SET price_id = 'pr-base' "
+                       "WHERE subscription_id = 'sub-1' AND item_id = 'gb'"))
+        upsert_customer(s, Customer("cus-1", "Acme", "EUR", timezone="UTC"))
+    second = ingest(billing, [event("gb-2", "1", metric="storage_gb"),
+                              event("day-2", metric="nope", timestamp="2026-11-30T23:30:00Z")],
+                    now=datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert [r.status for r in second.results] == ["error", "error"]
+    assert "has no usage item with metric 'storage_gb'" in second.results[0].errors[0].message
+    assert "on 2026-11-30" in second.results[1].errors[0].message  # UTC now
+    with transaction(billing) as s:
+        cancel_subscription(s, "sub-1", date(2026, 11, 25), immediate=True)
+    third = ingest(billing, [event("after", timestamp=at(26))])
+    assert third.results[0].status == "error"
+    assert "does not run on 2026-11-26" in third.results[0].errors[0].message
+
+
 def test_the_max_age_is_the_callers_setting(billing):
     old = event("old", timestamp=(NOW - timedelta(days=20)).isoformat())
     assert ingest(billing, [old], max_age_days=10).results[0].status == "error"
