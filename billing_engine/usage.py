@@ -42,6 +42,8 @@ DEFAULT_MAX_AGE_DAYS = 35
 MAX_QUANTITY_DECIMALS = 9
 MAX_QUANTITY = Decimal(10) ** 15
 MAX_ID_LENGTH = 64
+#: ``resolve_event`` keeps at most this many (day, metric) results per subscription.
+MEMO_ENTRIES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -275,27 +277,29 @@ class ResolvedEvent:
 
 def resolve_event(event: UsageEvent, subscriptions: Mapping[str, Subscription],
                   customer_subscriptions: Mapping[str, Sequence[Subscription]],
-                  timezones: Mapping[str, str], memo: dict[tuple[str, date, str], str | EventError] | None = None,
+                  timezones: Mapping[str, str],
+                  memos: Mapping[str, dict[tuple[date, str], str | EventError]] | None = None,
                   ) -> ResolvedEvent | EventError:
     """The subscription item an event counts on.
 
     ``subscriptions``: by id; ``customer_subscriptions``: every subscription of each customer;
     ``timezones``: each customer's IANA timezone (the event's date is taken there). A
     subscription event needs a usage item for its metric on that date; a customer event
-    needs exactly one subscription of the customer with one. ``memo``, shared by the events of
-    one batch (the same subscriptions), keeps the item (or the problem) found per subscription,
-    day and metric.
+    needs exactly one subscription of the customer with one. ``memos``: per subscription id, a
+    dict for that very subscription (unchanged), where the item (or the problem) found per day
+    and metric is kept, at most ``MEMO_ENTRIES`` of them.
     """
     if event.subscription_id is not None:
         sub = subscriptions.get(event.subscription_id)
         if sub is None:
             return EventError("subscription_id", f"unknown subscription {event.subscription_id!r}")
         day = usage_date(event.occurred_at, timezones.get(sub.customer_id, "UTC"))
-        key = (sub.subscription_id, day, event.metric)
+        key = (day, event.metric)
+        memo = memos.get(sub.subscription_id) if memos is not None else None
         item = memo.get(key) if memo is not None else None
         if item is None:
             item = _subscription_item(sub, event.metric, day)
-            if memo is not None:
+            if memo is not None and len(memo) < MEMO_ENTRIES:
                 memo[key] = item
         if isinstance(item, EventError):
             return item

@@ -29,7 +29,7 @@ import json
 import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -212,6 +212,10 @@ class UsageSubjects:
     subscriptions: dict[str, Subscription]
     by_customer: dict[str, list[Subscription]]
     timezones: dict[str, str]
+    #: Per subscription id (of ``subscriptions``), a dict in which callers may keep what they derive
+    #: from the subscription alone (``resolve_event``: the item per day and metric). It is kept
+    #: with the mapped subscription, so batches share it while the subscription is unchanged.
+    memos: dict[str, dict[Any, Any]] = field(default_factory=dict)
 
 
 def _view(row: Any, prefix: str) -> SimpleNamespace:
@@ -312,7 +316,7 @@ class _Mapped:
 
 #: Prices with their products (by their rows), and subscriptions without amendments (SQLite: by
 #: their row, their items' own columns and the serial of each item's price; PostgreSQL: by their
-#: id and fingerprint, ``_fingerprint_sql``).
+#: id and fingerprint, ``_fingerprint_sql``, with their ``UsageSubjects.memos`` dict).
 _PRICES = _Mapped(10000)
 _SUBSCRIPTIONS = _Mapped(20000)
 
@@ -371,6 +375,7 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
     rows: list[Any] = []
     timezones: dict[str, str] = {}
     built: dict[str, Subscription] = {}
+    memos: dict[str, dict[Any, Any]] = {}
     to_read = list(subscription_ids)
     if postgresql and to_read:
         to_read = []
@@ -380,7 +385,7 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
             if known is None:
                 to_read.append(mark.id)
             else:
-                built[mark.id] = known
+                built[mark.id], memos[mark.id] = known
     if to_read:
         rows.extend(fetch(queries.by_id, to_read))
     if customer_ids:
@@ -417,7 +422,8 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
             built[row.id] = subscription = subscription_from_rows(row, item_rows, (), prices)
             fingerprint = getattr(row, "fingerprint", None)
             if fingerprint is not None and item_rows and all(r.fingerprint == fingerprint for r in item_rows):
-                _SUBSCRIPTIONS.get((row.id, fingerprint), functools.partial(_same, subscription))
+                built[row.id], memos[row.id] = _SUBSCRIPTIONS.get(
+                    (row.id, fingerprint), functools.partial(_same, (subscription, {})))[1]
         else:
             key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
             built[row.id] = _SUBSCRIPTIONS.get(
@@ -428,7 +434,8 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
     for sid in sorted(built):
         if built[sid].customer_id in named:
             by_customer.setdefault(built[sid].customer_id, []).append(built[sid])
-    return UsageSubjects(subscriptions, by_customer, timezones)
+    return UsageSubjects(subscriptions, by_customer, timezones,
+                         {sid: memos[sid] if sid in memos else {} for sid in subscriptions})
 
 
 # ------------------------------------------------------------------ reading for the bill run

@@ -94,12 +94,12 @@ def ingest_usage_events(session: Session, events: Sequence[object], *, now: date
     subjects = _subjects(session, valid)
     results: list[EventResult | None] = [None] * len(events)
     to_store: dict[str, tuple[int, ResolvedEvent]] = {}
-    memo: dict[tuple[str, date, str], str | EventError] = {}
     for index, event in enumerate(parsed):
         if not isinstance(event, UsageEvent):
             results[index] = EventResult(index, ERROR, _transaction_id(events[index]), tuple(event))
             continue
-        resolved = resolve_event(event, subjects.subscriptions, subjects.by_customer, subjects.timezones, memo)
+        resolved = resolve_event(event, subjects.subscriptions, subjects.by_customer, subjects.timezones,
+                                 subjects.memos)
         if isinstance(resolved, EventError):
             results[index] = EventResult(index, ERROR, event.transaction_id, (resolved,))
         elif resolved.transaction_id in to_store:
