@@ -96,6 +96,16 @@ def test_a_usage_product_bills_the_events_sent_for_its_period(billing):
                                             ("Storage usage (Nov 1 – Dec 1 2026)", D(7), D("14.00"))]
 
 
+def test_every_quantity_form_is_stored_exactly(billing):
+    """Integers, exponents and nine decimals reach the database as the decimals sent."""
+    result = ingest(billing, [event("int", 7), event("exp", "1.5E+2"), event("tiny", "0.000000001"),
+                              event("big", "123456789012.123456789")])
+    assert result.accepted == 4
+    bill_customers(billing, DEC)
+    assert usage_lines(billing) == [("API calls usage (Nov 1 – Dec 1 2026)", D("123456789169.123456790"),
+                                     D("12345678916.91"))]
+
+
 def test_an_event_resent_with_the_same_transaction_id_counts_once(billing):
     first = ingest(billing, [event("e1", "100"), event("e2", "5"), event("e1", "100")])
     assert [r.status for r in first.results] == ["accepted", "accepted", "duplicate"]
