@@ -28,7 +28,7 @@ from zoneinfo import ZoneInfo
 from billing_engine.catalog import ChargeType
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import to_decimal
-from billing_engine.subscriptions import Subscription
+from billing_engine.subscriptions import Subscription, Version
 
 MAX_KEY_LENGTH = 200
 
@@ -42,6 +42,8 @@ DEFAULT_MAX_AGE_DAYS = 35
 MAX_QUANTITY_DECIMALS = 9
 MAX_QUANTITY = Decimal(10) ** 15
 MAX_ID_LENGTH = 64
+#: ``resolve_event`` keeps at most this many (day, metric) results per subscription.
+MEMO_ENTRIES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,10 +176,38 @@ def _minutes(delta: timedelta) -> str:
     return f"{int(delta.total_seconds() // 60)} minutes"
 
 
+def _plain(value: object, limit: int) -> bool:
+    return isinstance(value, str) and len(value) <= limit and bool(value.strip())
+
+
+def _parse_well_formed(raw: Mapping[str, object], now: datetime, max_age_days: int) -> UsageEvent | None:
+    """The usual event, checked in one pass: every field present and valid, and exactly one of
+    ``subscription_id`` and ``customer_id``. None as soon as anything is off (``parse_event`` then
+    checks the event field by field to name every problem)."""
+    get = raw.get
+    transaction_id, metric = get("transaction_id"), get("metric")
+    subscription_id, customer_id = get("subscription_id"), get("customer_id")
+    if not (_plain(transaction_id, MAX_KEY_LENGTH) and _plain(metric, MAX_ID_LENGTH)):
+        return None
+    if not ((customer_id is None and _plain(subscription_id, MAX_ID_LENGTH))
+            or (subscription_id is None and _plain(customer_id, MAX_ID_LENGTH))):
+        return None
+    try:
+        quantity = parse_quantity(get("quantity"))
+        occurred_at = parse_timestamp(get("timestamp"), now, max_age_days)
+    except InvalidInputError:
+        return None
+    return UsageEvent(transaction_id, subscription_id, customer_id, metric,  # type: ignore[arg-type]  # checked
+                      quantity, occurred_at)
+
+
 def parse_event(raw: object, now: datetime, max_age_days: int = DEFAULT_MAX_AGE_DAYS) -> UsageEvent | list[EventError]:
     """Check one event's own fields (every problem, one per field); ``now`` is tz-aware."""
     if not isinstance(raw, Mapping):
         return [EventError("", "an event must be an object")]
+    event = _parse_well_formed(raw, now, max_age_days)
+    if event is not None:
+        return event
     errors: list[EventError] = []
     transaction_id = _text(raw, "transaction_id", errors, limit=MAX_KEY_LENGTH)
     subscription_id = _text(raw, "subscription_id", errors, limit=MAX_ID_LENGTH, required=False)
@@ -207,10 +237,30 @@ def metric_items(subscription: Subscription, metric: str, day: date) -> list[str
     """The ids of the subscription's usage items billing ``metric`` (their product's code) on ``day``;
     empty when the subscription is not running that day."""
     version = subscription.version_on(day)
-    if version is None:
-        return []
+    return [] if version is None else _usage_items(version, metric)
+
+
+def _usage_items(version: Version, metric: str) -> list[str]:
     return [item.item_id for item in version.items.values()
             if item.price.charge_type is ChargeType.USAGE and item.price.product.code == metric]
+
+
+def _subscription_item(sub: Subscription, metric: str, day: date) -> str | EventError:
+    """The id of the one usage item of ``sub`` metering ``metric`` on ``day``, else the problem."""
+    version = sub.version_on(day)
+    if version is None:
+        end = sub.ends_before
+        span = f"from {sub.starts_on.isoformat()}" + (f" until {end.isoformat()} (excluded)" if end else "")
+        return EventError("timestamp", f"subscription {sub.subscription_id} does not run on {day.isoformat()} "
+                                       f"(it runs {span})")
+    items = _usage_items(version, metric)
+    if not items:
+        return EventError("metric", f"subscription {sub.subscription_id} has no usage item with metric "
+                                    f"{metric!r} on {day.isoformat()}")
+    if len(items) > 1:
+        return EventError("metric", f"subscription {sub.subscription_id} has {len(items)} usage items with "
+                                    f"metric {metric!r} on {day.isoformat()} ({', '.join(sorted(items))})")
+    return items[0]
 
 
 @dataclass(frozen=True, slots=True)
@@ -227,33 +277,33 @@ class ResolvedEvent:
 
 def resolve_event(event: UsageEvent, subscriptions: Mapping[str, Subscription],
                   customer_subscriptions: Mapping[str, Sequence[Subscription]],
-                  timezones: Mapping[str, str]) -> ResolvedEvent | EventError:
+                  timezones: Mapping[str, str],
+                  memos: Mapping[str, dict[tuple[date, str], str | EventError]] | None = None,
+                  ) -> ResolvedEvent | EventError:
     """The subscription item an event counts on.
 
     ``subscriptions``: by id; ``customer_subscriptions``: every subscription of each customer;
     ``timezones``: each customer's IANA timezone (the event's date is taken there). A
     subscription event needs a usage item for its metric on that date; a customer event
-    needs exactly one subscription of the customer with one.
+    needs exactly one subscription of the customer with one. ``memos``: per subscription id, a
+    dict for that very subscription (unchanged), where the item (or the problem) found per day
+    and metric is kept, at most ``MEMO_ENTRIES`` of them.
     """
     if event.subscription_id is not None:
         sub = subscriptions.get(event.subscription_id)
         if sub is None:
             return EventError("subscription_id", f"unknown subscription {event.subscription_id!r}")
         day = usage_date(event.occurred_at, timezones.get(sub.customer_id, "UTC"))
-        if sub.version_on(day) is None:
-            end = sub.ends_before
-            span = f"from {sub.starts_on.isoformat()}" + (f" until {end.isoformat()} (excluded)" if end else "")
-            return EventError("timestamp", f"subscription {sub.subscription_id} does not run on {day.isoformat()} "
-                                           f"(it runs {span})")
-        items = metric_items(sub, event.metric, day)
-        if not items:
-            return EventError("metric", f"subscription {sub.subscription_id} has no usage item with metric "
-                                        f"{event.metric!r} on {day.isoformat()}")
-        if len(items) > 1:
-            return EventError("metric", f"subscription {sub.subscription_id} has {len(items)} usage items with "
-                                        f"metric {event.metric!r} on {day.isoformat()} ({', '.join(sorted(items))})")
-        return ResolvedEvent(event.transaction_id, sub.subscription_id, items[0], event.quantity,
-                             event.occurred_at, day)
+        key = (day, event.metric)
+        memo = memos.get(sub.subscription_id) if memos is not None else None
+        item = memo.get(key) if memo is not None else None
+        if item is None:
+            item = _subscription_item(sub, event.metric, day)
+            if memo is not None and len(memo) < MEMO_ENTRIES:
+                memo[key] = item
+        if isinstance(item, EventError):
+            return item
+        return ResolvedEvent(event.transaction_id, sub.subscription_id, item, event.quantity, event.occurred_at, day)
     customer_id = event.customer_id or ""
     if customer_id not in timezones:
         return EventError("customer_id", f"unknown customer {customer_id!r}")

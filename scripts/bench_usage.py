@@ -170,6 +170,14 @@ def children_of(parent: int) -> list[int]:
     return out
 
 
+def machine_busy() -> tuple[float, float]:
+    """(busy, total) CPU seconds of the whole machine since boot (/proc/stat), every process's."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+    total = sum(fields[:8])
+    return (total - idle) / TICK, total / TICK
+
+
 class CpuMeter:
     """CPU used during the load by gunicorn (master and workers), by the PostgreSQL backends serving
     the bench database and by this client: what a batch costs whatever else runs on the machine."""
@@ -189,11 +197,17 @@ class CpuMeter:
 
     def start(self) -> None:
         self.before = self._sample()
+        self.machine_before = machine_busy()
 
     def stop(self) -> dict[str, float]:
         after = self._sample()
-        return {part: sum(seconds - self.before[part].get(pid, 0.0) for pid, seconds in after[part].items())
+        busy, total = machine_busy()
+        used = {part: sum(seconds - self.before[part].get(pid, 0.0) for pid, seconds in after[part].items())
                 for part in after}
+        #: CPU seconds the rest of the machine (other people's work) used meanwhile, and all CPU seconds there were.
+        self.others = max(0.0, busy - self.machine_before[0] - sum(used.values()))
+        self.available = total - self.machine_before[1]
+        return used
 
 
 class Load:
@@ -290,9 +304,11 @@ def main() -> int:
         Load(port, key, warmup, args.clients, time.monotonic() + 60).run()
         load = Load(port, key, work, args.clients, time.monotonic() + args.time_cap)
         meter = CpuMeter(args.admin_url, name, process.pid)
+        load_before = os.getloadavg()
         meter.start()
         seconds = load.run()
         cpu = meter.stop()
+        load_after = os.getloadavg()
         with engine.connect() as conn:
             found = conn.execute(text(
                 "SELECT count(*), count(DISTINCT e.event_id) FROM usage_events e "
@@ -315,8 +331,10 @@ def main() -> int:
     rate = load.accepted / seconds
     p50, p99, worst = percentile(ordered, 0.50), percentile(ordered, 0.99), ordered[-1]
     print(f"gunicorn {args.workers} workers x {args.threads} threads (gthread), {args.clients} client connections, "
-          f"LOG_LEVEL={args.log_level}, PostgreSQL, {os.cpu_count()} CPUs, load average "
-          f"{os.getloadavg()[0]:.2f} at the end")
+          f"LOG_LEVEL={args.log_level}, PostgreSQL, {os.cpu_count()} CPUs")
+    print(f"machine: load average {load_before[0]:.2f} before the load, {load_after[0]:.2f} after it "
+          f"(1-minute; the benchmark's own processes count in it); other processes used "
+          f"{meter.others / meter.available:.0%} of the CPUs during the load")
     print(f"batches acknowledged: {len(ordered):,} of {args.batches:,} ({len(load.failures)} failed"
           f"{': ' + load.failures[0] if load.failures else ''}) in {seconds:.1f} s")
     print(f"accepted events: {load.accepted:,}; in usage_events: {found[0]:,} rows ({found[1]:,} distinct), "

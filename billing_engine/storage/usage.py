@@ -25,10 +25,11 @@ into their month's partition (the clock runs it).
 from __future__ import annotations
 
 import functools
+import json
 import threading
 from collections import OrderedDict, namedtuple
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
 from decimal import Decimal
 from types import SimpleNamespace
@@ -43,13 +44,15 @@ from sqlalchemy import (
     UniqueConstraint,
     any_,
     bindparam,
+    cast,
     exists,
     func,
+    literal_column,
     select,
     text,
 )
 from sqlalchemy.dialects import sqlite
-from sqlalchemy.dialects.postgresql import ARRAY as postgresql_array
+from sqlalchemy.dialects.postgresql import JSON
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.catalog import Price
@@ -119,10 +122,17 @@ class NewEvent:
 
 # ------------------------------------------------------------------ writing
 
+# The batch's columns come as one JSON array each (``ROWS FROM`` pairs their elements by position):
+# psycopg dumps a Python list as a PostgreSQL array element by element, several times slower than
+# ``json.dumps`` of the same list. Quantities are decimal strings (exact), moments ISO 8601 with
+# their offset, days ISO dates.
 _INSERT_PG = text("""
 WITH input AS (
-    SELECT * FROM unnest(CAST(:keys AS varchar[]), CAST(:subscriptions AS varchar[]), CAST(:items AS varchar[]),
-                         CAST(:quantities AS numeric[]), CAST(:moments AS timestamptz[]), CAST(:days AS date[]))
+    SELECT t.idempotency_key, t.subscription_id, t.subscription_item_id, CAST(t.quantity AS numeric) AS quantity,
+           CAST(t.occurred_at AS timestamptz) AS occurred_at, CAST(t.occurred_on AS date) AS occurred_on
+    FROM ROWS FROM (json_array_elements_text(CAST(:keys AS json)), json_array_elements_text(CAST(:subscriptions AS json)),
+                    json_array_elements_text(CAST(:items AS json)), json_array_elements_text(CAST(:quantities AS json)),
+                    json_array_elements_text(CAST(:moments AS json)), json_array_elements_text(CAST(:days AS json)))
         AS t(idempotency_key, subscription_id, subscription_item_id, quantity, occurred_at, occurred_on)
 ), new_keys AS (
     INSERT INTO usage_event_keys (source, idempotency_key)
@@ -153,13 +163,13 @@ def insert_events(session: Session, source: str, events: Sequence[NewEvent], rec
         if event.quantity.__class__ is not Decimal:
             raise TypeError(f"refusing to store {type(event.quantity).__name__} {event.quantity!r}; use Decimal")
     if is_postgresql(session):
+        dumps = json.dumps
         rows = session.execute(_INSERT_PG, {
-            "keys": [e.idempotency_key for e in events], "subscriptions": [e.subscription_id for e in events],
-            "items": [e.item_id for e in events], "quantities": [e.quantity for e in events],
-            # ISO 8601 text (with its offset) for the moments and days: psycopg dumps a list of
-            # datetimes several times slower than a list of strings, and the CASTs read either.
-            "moments": [e.occurred_at.isoformat() for e in events],
-            "days": [e.occurred_on.isoformat() for e in events],
+            "keys": dumps([e.idempotency_key for e in events]),
+            "subscriptions": dumps([e.subscription_id for e in events]),
+            "items": dumps([e.item_id for e in events]), "quantities": dumps([str(e.quantity) for e in events]),
+            "moments": dumps([e.occurred_at.isoformat() for e in events]),
+            "days": dumps([e.occurred_on.isoformat() for e in events]),
             "source": source, "recorded_at": recorded_at})
         return {key: event_id for key, event_id in rows}
     keys_t, events_t = UsageEventKey.__table__, UsageEventRow.__table__  # type: ignore[attr-defined]
@@ -202,10 +212,25 @@ class UsageSubjects:
     subscriptions: dict[str, Subscription]
     by_customer: dict[str, list[Subscription]]
     timezones: dict[str, str]
+    #: Per subscription id (of ``subscriptions``), a dict in which callers may keep what they derive
+    #: from the subscription alone (``resolve_event``: the item per day and metric). It is kept
+    #: with the mapped subscription, so batches share it while the subscription is unchanged.
+    memos: dict[str, dict[Any, Any]] = field(default_factory=dict)
 
 
 def _view(row: Any, prefix: str) -> SimpleNamespace:
     return SimpleNamespace(**{k[len(prefix):]: v for k, v in row._asdict().items() if k.startswith(prefix)})
+
+
+def _fingerprint_sql(subscription: str) -> str:
+    """PostgreSQL: the MD5 of the text of everything a subscription without amendments is mapped
+    from (``subscription_from_rows``): its row, and each item's row with its price's and product's
+    rows, in item order. Any change to one of these rows changes it (a row's text quotes every
+    value that could be read as a separator, so different contents never give the same text)."""
+    return (f"md5(concat_ws('|', CAST({subscription}.* AS text), (SELECT string_agg(concat_ws(';', "  # noqa: S608
+            "CAST(fi.* AS text), CAST(fp.* AS text), CAST(fr.* AS text)), ',' ORDER BY fi.position, fi.id) "
+            "FROM subscription_items fi JOIN prices fp ON fp.id = fi.price_id JOIN products fr ON fr.id = fp.product_id "
+            f"WHERE fi.subscription_id = {subscription}.id)))")
 
 
 @functools.cache
@@ -217,20 +242,31 @@ def _subject_queries(postgresql: bool) -> SimpleNamespace:
     prices_t, products_t = PriceRow.__table__, ProductRow.__table__  # type: ignore[attr-defined]
 
     def among(column: Any) -> Any:
-        if postgresql:
-            return column == any_(bindparam("ids", type_=postgresql_array(column.type)))
+        if postgresql:  # the ids as one JSON array (``_fetch_plain``), read into a PostgreSQL array
+            ids = select(func.json_array_elements_text(cast(bindparam("ids", type_=String), JSON))).scalar_subquery()
+            return column == any_(func.array(ids))
         return column.in_(bindparam("ids", expanding=True))
 
     amended = exists().where(amend_t.c.subscription_id == subs_t.c.id).label("amended")
+    # The customer's timezone as a lookup per subscription row (its primary key): a join would let
+    # PostgreSQL hash the whole customers table for a batch's hundred subscriptions.
+    timezone = (select(customers_t.c.timezone).where(customers_t.c.id == subs_t.c.customer_id)
+                .scalar_subquery().label("customer_timezone"))
+    # PostgreSQL: each subscription's fingerprint (``_fingerprint_sql``), next to its row and next to
+    # each of its item rows, so that what is cached was read in one state (``usage_subjects``).
+    fingerprint: list[Any] = [literal_column(_fingerprint_sql("subscriptions")).label("fingerprint")] if postgresql else []
+    item_fingerprint: list[Any] = [literal_column(
+        f"(SELECT {_fingerprint_sql('fs')} FROM subscriptions fs WHERE fs.id = subscription_items.subscription_id)"  # noqa: S608
+    ).label("fingerprint")] if postgresql else []
     return SimpleNamespace(
-        by_id=select(subs_t, customers_t.c.timezone.label("customer_timezone"), amended)
-        .join(customers_t, customers_t.c.id == subs_t.c.customer_id).where(among(subs_t.c.id)),
+        marks=select(subs_t.c.id, subs_t.c.customer_id, timezone, amended, *fingerprint).where(among(subs_t.c.id)),
+        by_id=select(subs_t, timezone, amended, *fingerprint).where(among(subs_t.c.id)),
         by_customer=select(customers_t.c.id.label("known_customer"),
                            customers_t.c.timezone.label("customer_timezone"), subs_t, amended)
         .select_from(customers_t.outerjoin(subs_t, subs_t.c.customer_id == customers_t.c.id))
         .where(among(customers_t.c.id)),
         items=select(items_t, *[c.label(f"p_{c.name}") for c in prices_t.c],
-                     *[c.label(f"r_{c.name}") for c in products_t.c])
+                     *[c.label(f"r_{c.name}") for c in products_t.c], *item_fingerprint)
         .join(prices_t, prices_t.c.id == items_t.c.price_id)
         .join(products_t, products_t.c.id == prices_t.c.product_id)
         .where(among(items_t.c.subscription_id)).order_by(items_t.c.subscription_id, items_t.c.position),
@@ -254,6 +290,15 @@ class _Mapped:
         self._serial = 0
         self._lock = threading.Lock()
 
+    def find(self, key: tuple[Any, ...]) -> Any | None:
+        """The value kept for ``key``, if any."""
+        with self._lock:
+            found = self._entries.get(key)
+            if found is None:
+                return None
+            self._entries.move_to_end(key)
+            return found[1]
+
     def get(self, key: tuple[Any, ...], build: Callable[[], Any]) -> tuple[int, Any]:
         with self._lock:
             found = self._entries.get(key)
@@ -269,8 +314,9 @@ class _Mapped:
         return entry
 
 
-#: Prices with their products (by their rows), and subscriptions without amendments (by their
-#: row, their items' own columns and the serial of each item's price).
+#: Prices with their products (by their rows), and subscriptions without amendments (SQLite: by
+#: their row, their items' own columns and the serial of each item's price; PostgreSQL: by their
+#: id and fingerprint, ``_fingerprint_sql``, with their ``UsageSubjects.memos`` dict).
 _PRICES = _Mapped(10000)
 _SUBSCRIPTIONS = _Mapped(20000)
 
@@ -281,6 +327,8 @@ def _price_of(item_row: Any) -> Price:
 
 
 _ITEM_COLUMNS = len(SubscriptionItemRow.__table__.c)  # type: ignore[attr-defined]  # then the price's, the product's
+_PRICE_COLUMNS = slice(_ITEM_COLUMNS, _ITEM_COLUMNS + len(PriceRow.__table__.c)  # type: ignore[attr-defined]
+                       + len(ProductRow.__table__.c))  # type: ignore[attr-defined]
 
 
 @functools.cache
@@ -290,8 +338,9 @@ def _plain_row(names: tuple[str, ...]) -> Any:
 
 def _fetch_plain(connection: Any, statement: Any, ids: list[str]) -> list[Any]:
     """PostgreSQL: a statement's rows straight from the driver, as named tuples (psycopg already
-    gives ``Decimal``, ``date`` and ``bool``, which is all the column types would do here)."""
-    result = connection.execute(statement, {"ids": ids})
+    gives ``Decimal``, ``date`` and ``bool``, which is all the column types would do here). The
+    ids go as one JSON array: ``json.dumps`` is much cheaper than the driver's array dumping."""
+    result = connection.execute(statement, {"ids": json.dumps(ids)})
     try:
         make = _plain_row(tuple(result.keys()))._make
         return [make(raw) for raw in result.cursor.fetchall()]
@@ -299,11 +348,22 @@ def _fetch_plain(connection: Any, statement: Any, ids: list[str]) -> list[Any]:
         result.close()
 
 
+def _same(value: Any) -> Any:
+    return value
+
+
 def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_ids: Sequence[str]) -> UsageSubjects:
     """The subscriptions (whole histories, as ``subscriptions_of_customers`` maps them) of a batch
     of events, in few queries: the subscriptions with their customer's timezone (and whether
     they were amended), their items with prices and products, and the amendments of the amended
-    ones only. At most 1,000 ids of each kind (a batch)."""
+    ones only. At most 1,000 ids of each kind (a batch).
+
+    PostgreSQL, subscriptions named by id: first each one's customer timezone, whether it was
+    amended and its fingerprint (``_fingerprint_sql``, computed by the database from the rows as
+    they are now); a subscription without amendments mapped before from rows with the same
+    fingerprint is taken as it was mapped, the others are read in full. A mapped subscription is
+    kept under its fingerprint only when its row and its items' rows, read by two statements,
+    carry the same fingerprint (nothing changed between them)."""
     postgresql = is_postgresql(session)
     queries = _subject_queries(postgresql)
     connection = session.connection()
@@ -314,8 +374,20 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
 
     rows: list[Any] = []
     timezones: dict[str, str] = {}
-    if subscription_ids:
-        rows.extend(fetch(queries.by_id, list(subscription_ids)))
+    built: dict[str, Subscription] = {}
+    memos: dict[str, dict[Any, Any]] = {}
+    to_read = list(subscription_ids)
+    if postgresql and to_read:
+        to_read = []
+        for mark in fetch(queries.marks, list(subscription_ids)):
+            timezones[mark.customer_id] = mark.customer_timezone
+            known = None if mark.amended else _SUBSCRIPTIONS.find((mark.id, mark.fingerprint))
+            if known is None:
+                to_read.append(mark.id)
+            else:
+                built[mark.id], memos[mark.id] = known
+    if to_read:
+        rows.extend(fetch(queries.by_id, to_read))
     if customer_ids:
         for row in fetch(queries.by_customer, list(customer_ids)):
             timezones[row.known_customer] = row.customer_timezone
@@ -333,30 +405,37 @@ def usage_subjects(session: Session, subscription_ids: Sequence[str], customer_i
             items.setdefault(row.subscription_id, []).append(row)
             if row.price_id not in prices:
                 serials[row.price_id], prices[row.price_id] = _PRICES.get(
-                    tuple(row)[_ITEM_COLUMNS:],
+                    tuple(row)[_PRICE_COLUMNS],
                     functools.partial(_price_of, row))
         changed = sorted({row.id for row in rows if row.amended})
         if changed:
             for row in fetch(queries.amendments, changed):
                 amendments.setdefault(row.subscription_id, []).append(row)
             load_prices(session, {r.price_id for rs in amendments.values() for r in rs if r.price_id}, prices)
-    built: dict[str, Subscription] = {}
     for row in rows:
-        if row.id not in built:
-            if row.amended:
-                built[row.id] = subscription_from_rows(row, items.get(row.id, ()), amendments[row.id], prices)
-            else:
-                item_rows = items.get(row.id, ())
-                key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
-                built[row.id] = _SUBSCRIPTIONS.get(
-                    key, functools.partial(subscription_from_rows, row, item_rows, (), prices))[1]
+        if row.id in built:
+            continue
+        item_rows = items.get(row.id, ())
+        if row.amended:
+            built[row.id] = subscription_from_rows(row, item_rows, amendments[row.id], prices)
+        elif postgresql:
+            built[row.id] = subscription = subscription_from_rows(row, item_rows, (), prices)
+            fingerprint = getattr(row, "fingerprint", None)
+            if fingerprint is not None and item_rows and all(r.fingerprint == fingerprint for r in item_rows):
+                built[row.id], memos[row.id] = _SUBSCRIPTIONS.get(
+                    (row.id, fingerprint), functools.partial(_same, (subscription, {})))[1]
+        else:
+            key = (tuple(row), *((tuple(r)[:_ITEM_COLUMNS], serials[r.price_id]) for r in item_rows))
+            built[row.id] = _SUBSCRIPTIONS.get(
+                key, functools.partial(subscription_from_rows, row, item_rows, (), prices))[1]
     subscriptions = {sid: built[sid] for sid in subscription_ids if sid in built}
     by_customer: dict[str, list[Subscription]] = {}
     named = set(customer_ids)
     for sid in sorted(built):
         if built[sid].customer_id in named:
             by_customer.setdefault(built[sid].customer_id, []).append(built[sid])
-    return UsageSubjects(subscriptions, by_customer, timezones)
+    return UsageSubjects(subscriptions, by_customer, timezones,
+                         {sid: memos[sid] if sid in memos else {} for sid in subscriptions})
 
 
 # ------------------------------------------------------------------ reading for the bill run

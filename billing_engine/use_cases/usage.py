@@ -98,7 +98,8 @@ def ingest_usage_events(session: Session, events: Sequence[object], *, now: date
         if not isinstance(event, UsageEvent):
             results[index] = EventResult(index, ERROR, _transaction_id(events[index]), tuple(event))
             continue
-        resolved = resolve_event(event, subjects.subscriptions, subjects.by_customer, subjects.timezones)
+        resolved = resolve_event(event, subjects.subscriptions, subjects.by_customer, subjects.timezones,
+                                 subjects.memos)
         if isinstance(resolved, EventError):
             results[index] = EventResult(index, ERROR, event.transaction_id, (resolved,))
         elif resolved.transaction_id in to_store:

@@ -12,17 +12,25 @@ Scopes: ``read`` (every GET), ``write`` (finance actions; it includes ``read``) 
 declares the one scope it needs.
 
 ``last_used_at`` is written at most once a minute per key, outside the request's
-transaction and only when it is free to do so, so that hot routes (usage ingestion) stay
-one read per request.
+transaction and only when it is free to do so.
+
+A web process keeps each active key it looked up for ``KEY_CACHE_SECONDS`` (5 s), so that hot
+routes (usage ingestion) do not read ``api_keys`` on every request: a key revoked by
+``billsync api-key revoke`` (another process) is refused by every web process at most that long
+after; ``revoke_key`` in the same process forgets it at once. Unknown and revoked keys are never
+kept (a key just created works at once).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import logging
 import re
 import secrets
-from collections.abc import Iterable
+import threading
+import time
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -49,6 +57,8 @@ MAX_TOKEN_LENGTH = 200
 #: ``last_used_at`` is refreshed when older than this.
 TOUCH_EVERY = timedelta(minutes=1)
 REALM = 'Bearer realm="billsync"'
+#: How long a web process trusts an active key it looked up (docs/api.md *Authentication*).
+KEY_CACHE_SECONDS = 5.0
 
 
 class ApiKeyRow(SQLModel, table=True):
@@ -150,6 +160,7 @@ def revoke_key(engine: Engine, name_or_prefix: str, *, now: datetime) -> tuple[A
         row.revoked_at = now
         session.add(row)
         session.flush()
+        KEYS.forget(row.secret_hash)
         return ApiKey.of(row), True
 
 
@@ -179,19 +190,61 @@ _BY_HASH = select(*ApiKeyRow.__table__.c).where(  # type: ignore[attr-defined]
     ApiKeyRow.__table__.c.secret_hash == bindparam("secret_hash"))  # type: ignore[attr-defined]
 
 
-def authenticate(engine: Engine, header: str | None, *, now: datetime | None = None) -> ApiKey:
-    """The active key an ``Authorization`` header carries, else a 401 problem."""
+class KeyCache:
+    """Active keys looked up by this process, by database and secret hash, each trusted for
+    ``seconds`` after it was read (``clock``: monotonic seconds)."""
+
+    def __init__(self, seconds: float = KEY_CACHE_SECONDS, clock: Callable[[], float] = time.monotonic):
+        self.seconds, self.clock = seconds, clock
+        self._entries: dict[tuple[str, str], tuple[float, ApiKey]] = {}
+        self._lock = threading.Lock()
+
+    def find(self, database: str, secret_hash: str) -> tuple[float, ApiKey] | None:
+        """``(when it was read, the key)`` while it is trusted."""
+        found = self._entries.get((database, secret_hash))
+        if found is None or self.clock() - found[0] >= self.seconds:
+            return None
+        return found
+
+    def keep(self, database: str, secret_hash: str, key: ApiKey, read_at: float) -> None:
+        with self._lock:
+            if len(self._entries) >= 1000:  # stale entries of keys no longer used
+                now = self.clock()
+                self._entries = {k: v for k, v in self._entries.items() if now - v[0] < self.seconds}
+            self._entries[(database, secret_hash)] = (read_at, key)
+
+    def forget(self, secret_hash: str) -> None:
+        with self._lock:
+            self._entries = {k: v for k, v in self._entries.items() if k[1] != secret_hash}
+
+
+#: This process's keys.
+KEYS = KeyCache()
+
+
+def authenticate(engine: Engine, header: str | None, *, now: datetime | None = None,
+                 cache: KeyCache = KEYS) -> ApiKey:
+    """The active key an ``Authorization`` header carries, else a 401 problem (an active key read
+    less than ``cache.seconds`` ago is not read again)."""
     token = bearer_token(header)
-    with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
-        row = connection.execute(_BY_HASH, {"secret_hash": hash_key(token)}).first()
-        key = ApiKey.of(row) if row is not None else None
-    if key is None:
-        raise _unauthenticated("the API key is not valid", invalid_token=True)
-    if key.revoked_at is not None:
-        raise _unauthenticated("the API key was revoked", invalid_token=True)
+    secret_hash, database = hash_key(token), engine.url.render_as_string(hide_password=True)
+    found = cache.find(database, secret_hash)
+    if found is None:
+        read_at = cache.clock()
+        with engine.connect().execution_options(**{READ_ONLY: True}) as connection:
+            row = connection.execute(_BY_HASH, {"secret_hash": secret_hash}).first()
+            key = ApiKey.of(row) if row is not None else None
+        if key is None:
+            raise _unauthenticated("the API key is not valid", invalid_token=True)
+        if key.revoked_at is not None:
+            raise _unauthenticated("the API key was revoked", invalid_token=True)
+        cache.keep(database, secret_hash, key, read_at)
+    else:
+        read_at, key = found
     now = now or datetime.now(UTC)
     if key.last_used_at is None or now - key.last_used_at >= TOUCH_EVERY:
         _touch(engine, key.id, now)
+        cache.keep(database, secret_hash, key := dataclasses.replace(key, last_used_at=now), read_at)
     return key
 
 

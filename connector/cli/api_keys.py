@@ -63,8 +63,9 @@ def list_command() -> None:
 @api_key.command("revoke")
 @click.argument("name_or_prefix", metavar="NAME_OR_PREFIX")
 def revoke(name_or_prefix: str) -> None:
-    """Revoke a key (by name or prefix): the API refuses it from now on."""
-    from connector.api.auth import ApiKeyError, revoke_key
+    """Revoke a key (by name or prefix): the API refuses it within 5 seconds (a web process trusts
+    a key it read for that long)."""
+    from connector.api.auth import KEY_CACHE_SECONDS, ApiKeyError, revoke_key
 
     services = load_services()
     try:
@@ -73,6 +74,7 @@ def revoke(name_or_prefix: str) -> None:
     except ApiKeyError as exc:
         raise UserError(str(exc)) from None
     if revoked:
-        click.echo(f"revoked API key {key.name!r} (prefix {key.prefix})")
+        click.echo(f"revoked API key {key.name!r} (prefix {key.prefix}); the API refuses it within "
+                   f"{KEY_CACHE_SECONDS:g} seconds")
     else:
         click.echo(f"API key {key.name!r} (prefix {key.prefix}) was already revoked on {_when(key.revoked_at)}")

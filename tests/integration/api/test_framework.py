@@ -6,7 +6,10 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+from sqlalchemy import text
+
 from billing_engine.use_cases import audit
+from connector.api import auth
 from connector.api.auth import revoke_key
 from connector.database import transaction
 from tests.support.api import bearer, new_key
@@ -67,6 +70,23 @@ def test_a_revoked_key_is_refused(app, client, write_key):
     revoke_key(app.extensions["billsync"].engine, "finance-bot", now=datetime.now(UTC))
     body = _is_problem(client.get("/api/v1/audit-log", headers=bearer(write_key)), 401)
     assert "revoked" in body["detail"]
+
+
+def test_a_key_revoked_by_another_process_is_refused_within_the_cache_time(app, client, write_key, monkeypatch):
+    """A web process trusts a key it read for KEY_CACHE_SECONDS; revoked elsewhere (the CLI is
+    another process), it is refused once that time has passed."""
+    clock = [1000.0]
+    monkeypatch.setattr(auth.KEYS, "clock", lambda: clock[0])
+    assert client.get("/api/v1/audit-log", headers=bearer(write_key)).status_code == 200
+    with transaction(app.extensions["billsync"].engine) as session:  # as `billsync api-key revoke` elsewhere
+        session.execute(text("UPDATE api_keys SET revoked_at = CURRENT_TIMESTAMP WHERE name = 'finance-bot'"))
+    clock[0] += auth.KEY_CACHE_SECONDS - 0.5
+    assert client.get("/api/v1/audit-log", headers=bearer(write_key)).status_code == 200
+    clock[0] += 0.5
+    body = _is_problem(client.get("/api/v1/audit-log", headers=bearer(write_key)), 401)
+    assert "revoked" in body["detail"]
+    clock[0] += 3600
+    _is_problem(client.get("/api/v1/audit-log", headers=bearer(write_key)), 401)
 
 
 def test_a_read_key_cannot_write_and_a_usage_key_cannot_read(app, client, read_key):

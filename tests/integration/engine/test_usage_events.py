@@ -96,6 +96,16 @@ def test_a_usage_product_bills_the_events_sent_for_its_period(billing):
                                             ("Storage usage (Nov 1 – Dec 1 2026)", D(7), D("14.00"))]
 
 
+def test_every_quantity_form_is_stored_exactly(billing):
+    """Integers, exponents and nine decimals reach the database as the decimals sent."""
+    result = ingest(billing, [event("int", 7), event("exp", "1.5E+2"), event("tiny", "0.000000001"),
+                              event("big", "123456789012.123456789")])
+    assert result.accepted == 4
+    bill_customers(billing, DEC)
+    assert usage_lines(billing) == [("API calls usage (Nov 1 – Dec 1 2026)", D("123456789169.123456790"),
+                                     D("12345678916.91"))]
+
+
 def test_an_event_resent_with_the_same_transaction_id_counts_once(billing):
     first = ingest(billing, [event("e1", "100"), event("e2", "5"), event("e1", "100")])
     assert [r.status for r in first.results] == ["accepted", "accepted", "duplicate"]
@@ -197,6 +207,31 @@ def test_a_renamed_product_code_is_the_metric_from_the_next_batch_on(billing):
         upsert_product(s, make_product("p-api", "api_requests", "API calls"))
     result = ingest(billing, [event("e2", metric="api_calls"), event("e3", metric="api_requests")])
     assert [r.status for r in result.results] == ["error", "accepted"]
+
+
+def test_a_subscription_changed_since_the_last_batch_is_read_as_it_is_now(billing):
+    """A batch never resolves its events on what an earlier batch read: a cancellation, an item's
+    price changed in place, the customer's time zone, each is seen by the next batch."""
+    first = ingest(billing, [event("before", timestamp=at(26)), event("gb", "1", metric="storage_gb"),
+                             event("day", metric="nope", timestamp="2026-11-30T23:30:00Z")],
+                   now=datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert [r.status for r in first.results] == ["accepted", "accepted", "error"]
+    assert "on 2026-12-01" in first.results[2].errors[0].message  # Paris
+    with transaction(billing) as s:
+        s.execute(text("UPDATE subscription_items SET price_id = 'pr-base' "
+                       "WHERE subscription_id = 'sub-1' AND item_id = 'gb'"))
+        upsert_customer(s, Customer("cus-1", "Acme", "EUR", timezone="UTC"))
+    second = ingest(billing, [event("gb-2", "1", metric="storage_gb"),
+                              event("day-2", metric="nope", timestamp="2026-11-30T23:30:00Z")],
+                    now=datetime(2026, 12, 1, 1, tzinfo=UTC))
+    assert [r.status for r in second.results] == ["error", "error"]
+    assert "has no usage item with metric 'storage_gb'" in second.results[0].errors[0].message
+    assert "on 2026-11-30" in second.results[1].errors[0].message  # UTC now
+    with transaction(billing) as s:
+        cancel_subscription(s, "sub-1", date(2026, 11, 25), immediate=True)
+    third = ingest(billing, [event("after", timestamp=at(26))])
+    assert third.results[0].status == "error"
+    assert "does not run on 2026-11-26" in third.results[0].errors[0].message
 
 
 def test_the_max_age_is_the_callers_setting(billing):
