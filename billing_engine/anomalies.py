@@ -197,8 +197,9 @@ def _currency(invoice: InvoiceFacts, past: Sequence[InvoiceFacts]) -> list[Findi
     known = sorted({h.currency for h in past})
     if invoice.currency in known:
         return []
-    return [Finding(CURRENCY, ONE, f"billed in {invoice.currency}; this customer's previous "
-                                   f"{_plural(len(past), 'invoice')} were in {' and '.join(known)}")]
+    previous = "previous invoice was" if len(past) == 1 else f"previous {len(past)} invoices were"
+    return [Finding(CURRENCY, _score(ONE), f"billed in {invoice.currency}; this customer's {previous} in "
+                                           f"{' and '.join(known)}")]
 
 
 def _tax_rates(invoice: InvoiceFacts, past: Sequence[InvoiceFacts]) -> list[Finding]:
@@ -243,7 +244,7 @@ def _duplicates(invoice: InvoiceFacts, past: Sequence[InvoiceFacts]) -> list[Fin
         times = n + (1 if charge in billed and charge[1] == RECURRING else 0)
         if times > usual.get(code, 1):
             where = "on this invoice" if n > 1 else "already on a previous invoice"
-            out.append(Finding(DUPLICATE, Decimal(times),
+            out.append(Finding(DUPLICATE, _score(Decimal(times)),
                                f"{names[code]} for {starts_on} to {ends_before} is charged {times} times "
                                f"({where}) with the same quantity and price; this customer's latest invoice with it "
                                f"had it {_plural(usual.get(code, 1), 'time')}"))
