@@ -36,7 +36,8 @@ from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import date
-from decimal import ROUND_HALF_UP, Decimal
+from decimal import ROUND_HALF_UP, Context, Decimal
+from functools import lru_cache
 from statistics import median
 
 from billing_engine.charges import ONE_TIME, RECURRING, USAGE
@@ -180,14 +181,32 @@ def score_invoice(invoice: InvoiceFacts, history: Iterable[InvoiceFacts], change
     return findings
 
 
+def within_factor(value: Decimal, baseline: Sequence[Decimal], rules: GuardRules) -> bool:
+    """Whether ``value`` is less than ``min_factor`` times away from the middle of ``baseline``: then
+    its robust z-score cannot reach the threshold (the scale's floor), and no logarithm is needed."""
+    ordered = sorted(baseline)
+    low, high = ordered[(len(ordered) - 1) // 2], ordered[len(ordered) // 2]
+    return high < value * rules.min_factor and value < low * rules.min_factor
+
+
 def robust_z(value: Decimal, baseline: Sequence[Decimal], rules: GuardRules) -> Decimal:
     """How far ``value`` is from ``baseline`` (positive values), signed, on a log scale: see the
     module's docstring."""
-    logs = [v.ln() for v in baseline]
+    logs = [_ln(v) for v in baseline]
     middle = median(logs)
     mad = median([abs(x - middle) for x in logs])
-    scale = max(MAD_TO_SIGMA * mad, rules.min_factor.ln() / rules.z_threshold)
-    return (value.ln() - middle) / scale
+    scale = max(MAD_TO_SIGMA * mad, _ln(rules.min_factor) / rules.z_threshold)
+    return (_ln(value) - middle) / scale
+
+
+_STATISTICS = Context(prec=12)
+
+
+@lru_cache(maxsize=65536)
+def _ln(value: Decimal) -> Decimal:
+    """The natural logarithm to 12 significant digits (scores are shown to 2 decimals): quicker than
+    the 28 digits of the default context, and the same values recur (a seat count month after month)."""
+    return value.ln(_STATISTICS)
 
 
 # ---------------------------------------------------------------- the checks
@@ -289,7 +308,7 @@ def _seasonal(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], value: Decima
     for h in past:
         if abs((h.billed_on - year_ago).days) <= 16:
             before = measure(h)
-            if before is not None and before > 0 and abs((value / before).ln()) < rules.min_factor.ln():
+            if before is not None and before > 0 and abs(_ln(value) - _ln(before)) < _ln(rules.min_factor):
                 return True
     return False
 
@@ -320,6 +339,8 @@ def _quantities(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], changes: Se
         # Usage varies by nature: it needs ``min_history`` of them.
         if not values or (kind == USAGE and change is None and len(values) < rules.min_history):
             continue
+        if within_factor(value, values, rules):
+            continue
         z = robust_z(value, values, rules)
         if abs(z) < rules.z_threshold:
             continue
@@ -346,6 +367,8 @@ def _total(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], changes: Sequenc
         return []
     values = [h.net for h in baseline if h.net > 0]
     if len(values) < (1 if change else rules.min_history):
+        return []
+    if within_factor(invoice.net, values, rules):
         return []
     z = robust_z(invoice.net, values, rules)
     if abs(z) < rules.z_threshold or _seasonal(invoice, past, invoice.net, lambda h: h.net, rules):
