@@ -39,6 +39,7 @@ from datetime import date
 from decimal import ROUND_HALF_UP, Context, Decimal
 from functools import lru_cache
 from statistics import median
+from typing import NamedTuple
 
 from billing_engine.charges import ONE_TIME, RECURRING, USAGE
 from billing_engine.errors import InvalidInputError
@@ -92,9 +93,8 @@ class GuardRules:
             raise InvalidInputError("backbill_days", f"must be 1 or more, got {self.backbill_days}")
 
 
-@dataclass(frozen=True, slots=True)
-class LineFacts:
-    """One invoice line as the guard sees it."""
+class LineFacts(NamedTuple):
+    """One invoice line as the guard sees it (a named tuple: histories hold many of them)."""
 
     product_code: str
     product_name: str
@@ -118,8 +118,7 @@ class LineFacts:
         return self.unit_price * (ONE - self.discount_percent / HUNDRED)
 
 
-@dataclass(frozen=True, slots=True)
-class InvoiceFacts:
+class InvoiceFacts(NamedTuple):
     """An invoice: the one being scored (``billed_on``: the bill-run date) or one of the customer's
     previous ones (``billed_on``: its issue date). ``net``: the total before tax."""
 
@@ -246,27 +245,29 @@ def _charge(ln: LineFacts) -> tuple[object, ...]:
 
 
 def _duplicates(invoice: InvoiceFacts, past: Sequence[InvoiceFacts]) -> list[Finding]:
-    usual: dict[str, int] = {}  # most identical charges of a product the latest invoice with it had
-    billed: set[tuple[object, ...]] = set()
-    for h in past:  # oldest first: the latest wins
-        counts = Counter(_charge(ln) for ln in h.lines if ln.kind in _COMPARED + (ONE_TIME,) and ln.gross > 0)
-        latest: dict[str, int] = {}
-        for charge, n in counts.items():
-            latest[str(charge[0])] = max(latest.get(str(charge[0]), 1), n)
-        usual.update(latest)
-        billed.update(counts)
-    counts = Counter(_charge(ln) for ln in invoice.lines if ln.kind in _COMPARED + (ONE_TIME,) and ln.gross > 0)
+    compared = _COMPARED + (ONE_TIME,)
+    counts = Counter(_charge(ln) for ln in invoice.lines if ln.kind in compared and ln.gross > 0)
+    wanted = {(charge[0], charge[2]) for charge in counts if charge[1] == RECURRING}
+    billed = {_charge(ln) for h in past for ln in h.lines
+              if (ln.product_code, ln.starts_on) in wanted and ln.kind == RECURRING and ln.gross > 0}
+    times = {charge: n + (1 if charge in billed else 0) for charge, n in counts.items()}
+    suspects = {charge: t for charge, t in times.items() if t > 1}
+    if not suspects:
+        return []
     names = {ln.product_code: ln.product_name for ln in invoice.lines}
     out = []
-    for charge, n in counts.items():
-        code, _kind, starts_on, ends_before = str(charge[0]), charge[1], charge[2], charge[3]
-        times = n + (1 if charge in billed and charge[1] == RECURRING else 0)
-        if times > usual.get(code, 1):
-            where = "on this invoice" if n > 1 else "already on a previous invoice"
-            out.append(Finding(DUPLICATE, _score(Decimal(times)),
-                               f"{names[code]} for {starts_on} to {ends_before} is charged {times} times "
-                               f"({where}) with the same quantity and price; this customer's latest invoice with it "
-                               f"had it {_plural(usual.get(code, 1), 'time')}"))
+    for charge, t in suspects.items():
+        code, starts_on, ends_before, n = str(charge[0]), charge[2], charge[3], counts[charge]
+        # How many identical charges of the product the latest invoice with it had (1 when none).
+        latest = next((h for h in reversed(past) if any(ln.product_code == code for ln in h.lines)), None)
+        usual = max(Counter(_charge(ln) for ln in latest.lines if ln.product_code == code).values()) if latest else 1
+        if t <= usual:
+            continue
+        where = "on this invoice" if n > 1 else "already on a previous invoice"
+        out.append(Finding(DUPLICATE, _score(Decimal(t)),
+                           f"{names[code]} for {starts_on} to {ends_before} is charged {t} times ({where}) with the "
+                           f"same quantity and price; this customer's latest invoice with it had it "
+                           f"{_plural(usual, 'time')}"))
     return out
 
 

@@ -43,7 +43,7 @@ import random
 import sys
 import time
 from collections import Counter, defaultdict
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -200,7 +200,7 @@ def invoice_for(dice: Dice, c: Customer, index: int, changes: list[TermsChange])
             return None
         ln = line(code, name, RECURRING, f"{c.customer_id}-S", index, seats_at(c, index), seat_price(c, index),
                   c.discount, c.tax)
-        lines.append(replace(ln, ends_before=month_start(index + 12)))
+        lines.append(ln._replace(ends_before=month_start(index + 12)))
     else:
         lines.append(line(code, name, RECURRING, f"{c.customer_id}-S", index, seats_at(c, index),
                           seat_price(c, index), c.discount, c.tax))
@@ -225,14 +225,14 @@ def invoice_for(dice: Dice, c: Customer, index: int, changes: list[TermsChange])
 
 def with_lines(inv: InvoiceFacts, lines: list[LineFacts] | tuple[LineFacts, ...], **changes) -> InvoiceFacts:
     lines = tuple(lines)
-    return replace(inv, lines=lines, net=sum((ln.gross - ln.discount for ln in lines), Decimal(0)), **changes)
+    return inv._replace(lines=lines, net=sum((ln.gross - ln.discount for ln in lines), Decimal(0)), **changes)
 
 
 def reline(ln: LineFacts, **changes) -> LineFacts:
-    ln = replace(ln, **changes)
+    ln = ln._replace(**changes)
     gross = money(ln.quantity * ln.unit_price)
     share = ln.discount / ln.gross if ln.gross else Decimal(0)
-    return replace(ln, gross=gross, discount=money(gross * share))
+    return ln._replace(gross=gross, discount=money(gross * share))
 
 
 def inject(dice: Dice, case: Case, kind: str, last: int, signals: bool = True) -> None:
@@ -245,18 +245,18 @@ def inject(dice: Dice, case: Case, kind: str, last: int, signals: bool = True) -
         case.invoice = with_lines(inv, [reline(ln, quantity=ln.quantity * 10) if ln is target else ln
                                         for ln in inv.lines])
     elif kind == "dropped_discount":
-        case.invoice = with_lines(inv, [replace(seat, discount=Decimal(0)), *rest])
+        case.invoice = with_lines(inv, [seat._replace(discount=Decimal(0)), *rest])
     elif kind == "duplicated_charge":
-        case.invoice = with_lines(inv, [*inv.lines, replace(seat, subscription_id=f"{c.customer_id}-DUP")])
+        case.invoice = with_lines(inv, [*inv.lines, seat._replace(subscription_id=f"{c.customer_id}-DUP")])
     elif kind == "back_billed_year":
-        back = replace(seat, starts_on=add_months(seat.starts_on, -12), ends_before=add_months(seat.ends_before, -12))
+        back = seat._replace(starts_on=add_months(seat.starts_on, -12), ends_before=add_months(seat.ends_before, -12))
         case.invoice = with_lines(inv, [*inv.lines, back])
     elif kind == "wrong_tax_rate":
         wrong = dice.pick([r for r in (c.tax / 10, Decimal(0), Decimal(10), Decimal(20), Decimal(7)) if r != c.tax])
-        case.invoice = with_lines(inv, [replace(ln, tax_percent=wrong) for ln in inv.lines])
+        case.invoice = with_lines(inv, [ln._replace(tax_percent=wrong) for ln in inv.lines])
     elif kind == "currency_switch":
         known = {h.currency for h in case.history}
-        case.invoice = replace(inv, currency=dice.pick([x for x in ("EUR", "USD", "GBP", "CHF") if x not in known]))
+        case.invoice = inv._replace(currency=dice.pick([x for x in ("EUR", "USD", "GBP", "CHF") if x not in known]))
     elif kind == "upgrade":
         more = (seat.quantity * dice.between("1.5", 6, 2)).quantize(Decimal(1))
         case.invoice = with_lines(inv, [reline(seat, quantity=more), *rest])

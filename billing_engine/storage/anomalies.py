@@ -96,8 +96,8 @@ def customer_history(session: Session, customer_ids: Sequence[str], *, since: da
                    inv.c.issued_on >= since, inv.c.issued_on < before)
             .order_by(inv.c.customer_id, inv.c.issued_on, inv.c.id, ln.c.position))
         current: list[Any] = []
-        for row in rows:
-            if current and current[0].id != row.id:
+        for row in rows.tuples():
+            if current and current[0][0] != row[0]:
                 _add(out, current)
                 current = []
             current.append(row)
@@ -108,6 +108,5 @@ def customer_history(session: Session, customer_ids: Sequence[str], *, since: da
 
 def _add(out: dict[str, list[InvoiceFacts]], rows: list[Any]) -> None:
     head = rows[0]
-    lines = tuple(LineFacts(r.product_code, r.product_name, r.kind, r.subscription_id, r.starts_on, r.ends_before,
-                            r.quantity, r.unit_price, r.gross, r.line_discount, r.tax_percent) for r in rows)
-    out.setdefault(head.customer_id, []).append(InvoiceFacts(head.issued_on, head.currency, head.net, lines))
+    lines = tuple(LineFacts._make(r[5:]) for r in rows)
+    out.setdefault(head[1], []).append(InvoiceFacts(head[2], head[3], head[4], lines))
