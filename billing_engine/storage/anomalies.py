@@ -96,7 +96,7 @@ def customer_history(session: Session, customer_ids: Sequence[str], *, since: da
                    inv.c.issued_on >= since, inv.c.issued_on < before)
             .order_by(inv.c.customer_id, inv.c.issued_on, inv.c.id, ln.c.position))
         current: list[Any] = []
-        for row in rows.tuples():
+        for row in rows:
             if current and current[0][0] != row[0]:
                 _add(out, current)
                 current = []
