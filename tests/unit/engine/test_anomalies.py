@@ -295,3 +295,34 @@ def test_history_older_than_the_window_is_ignored():
 def test_rules_refuse_meaningless_thresholds(field, value):
     with pytest.raises(InvalidInputError, match=field):
         GuardRules(**{field: value})
+
+
+# ---------------------------------------------------------------- the changes a subscription records
+
+
+def test_a_subscription_tells_its_amendments_with_their_products_and_its_renewals():
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
+    from billing_engine.use_cases.anomalies import subscription_changes
+
+    seats = make_price("pr-seats", make_product("p-seats", "PRO", "Pro seats"), currency="EUR", model="per_unit",
+                       unit_price="35")
+    setup = make_price("pr-setup", make_product("p-setup", "SETUP", "Setup"), currency="EUR", model="flat",
+                       unit_price="500", charge_type="one_time")
+    sub = make_subscription("S1", "C1", "EUR", date(2025, 1, 1), [SubscriptionItem("seats", seats, quantity=D(10))],
+                            renewal_uplift_percent=5)
+    sub = sub.amend(Amendment("A-1", 1, AmendmentAction.CHANGE_QUANTITY, date(2025, 6, 1), item_id="seats",
+                              quantity=D(20)))
+    sub = sub.amend(Amendment("A-2", 2, AmendmentAction.ADD_ITEM, date(2025, 7, 1),
+                              item=SubscriptionItem("setup", setup)))
+    sub = sub.amend(Amendment("A-3", 3, AmendmentAction.CANCEL, date(2026, 6, 1)))
+
+    changes = subscription_changes(sub, date(2026, 2, 1))
+
+    assert [(c.effective_on, c.action, c.product_codes) for c in changes] == [
+        (date(2025, 6, 1), "change_quantity", frozenset({"PRO"})),
+        (date(2025, 7, 1), "add_item", frozenset({"SETUP"})),
+        (date(2026, 1, 1), "renew", frozenset()),
+    ]
+    assert changes[0].description == "amendment A-1 (change quantity)"
+    assert changes[2].description == "the renewal of 2026-01-01"
