@@ -140,6 +140,7 @@ class TermsChange:
     action: str
     description: str  # "amendment A-2 (change_quantity)", "renewal 2"
     product_codes: frozenset[str] = frozenset()
+    quantity: Decimal | None = None  # the quantity a change_quantity amendment set
 
     def touches(self, subscription_ids: set[str], product_code: str | None = None) -> bool:
         return self.subscription_id in subscription_ids and (
@@ -334,6 +335,11 @@ def _quantities(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], changes: Se
         baseline, change = _baseline(past, {ln.subscription_id for ln in mine}, code, changes,
                                      max(ln.ends_before for ln in mine), QUANTITY_ACTIONS)
         if baseline is None:
+            # The change takes effect on this invoice: it explains the new quantity if it set it.
+            assert change is not None
+            found = _against_amendment(mine, change, rules) if kind == RECURRING else None
+            if found is not None:
+                out.append(found)
             continue
         values = [v for v in (measure(h) for h in baseline) if v is not None]
         # A recurring quantity moves only by a recorded change: one previous value is a baseline.
@@ -356,6 +362,23 @@ def _quantities(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], changes: Se
                            + ("" if kind != USAGE else "; no such peak in the same month last year")
                            + ("" if change or kind == USAGE else "; no amendment or renewal changed it")))
     return out
+
+
+def _against_amendment(lines: Sequence[LineFacts], change: TermsChange, rules: GuardRules) -> Finding | None:
+    """A quantity billed ``min_factor`` times away from the one the amendment set (a quantity typed
+    ten times on the line, not on the deal), or None."""
+    if change.quantity is None or change.quantity <= 0:
+        return None
+    billed = [ln.quantity for ln in lines if ln.subscription_id == change.subscription_id and ln.quantity > 0]
+    if not billed:
+        return None
+    value = max(billed)
+    if change.quantity * rules.min_factor > value > change.quantity / rules.min_factor:
+        return None
+    return Finding(QUANTITY, _score(abs(_ln(value) - _ln(change.quantity)) / _ln(rules.min_factor) * rules.z_threshold),
+                   f"{lines[0].product_name} quantity {_num(value)} where {change.description} on "
+                   f"{change.effective_on} set {_num(change.quantity)} "
+                   f"({_times(value, change.quantity).replace('the median', 'that')})")
 
 
 def _total(invoice: InvoiceFacts, past: Sequence[InvoiceFacts], changes: Sequence[TermsChange],

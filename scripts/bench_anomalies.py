@@ -263,7 +263,7 @@ def inject(dice: Dice, case: Case, kind: str, last: int, signals: bool = True) -
         effective = month_start(last) if dice.chance(50) else add_months(month_start(last), -1).replace(day=15)
         if signals:
             case.changes.append(TermsChange(seat.subscription_id, effective, "change_quantity",
-                                            "an amendment of the seats", frozenset({seat.product_code})))
+                                            "an amendment of the seats", frozenset({seat.product_code}), more))
     elif kind == "seasonal_peak":
         pass  # generated as the customer's peak month (see build)
     elif kind == "renewal_uplift":
@@ -312,8 +312,8 @@ def build(args: argparse.Namespace) -> list[Case]:
     cases = []
     for c in customers:
         changes: list[TermsChange] = [TermsChange(f"{c.customer_id}-S", month_start(m), "change_quantity",
-                                                  "an amendment of the seats", frozenset({c.seat[0]}))
-                                      for m in c.seat_changes]
+                                                  "an amendment of the seats", frozenset({c.seat[0]}), quantity)
+                                      for m, quantity in c.seat_changes.items()]
         # Every subscription renews at the end of its 12-month term (with or without an uplift).
         changes += [TermsChange(f"{c.customer_id}-S", month_start(m), "renew", "the renewal")
                     for m in range(c.starts + 12, last + 1, 12)]

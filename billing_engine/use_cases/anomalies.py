@@ -137,9 +137,10 @@ def subscription_changes(sub: Subscription, until: date) -> list[TermsChange]:
             item_id = amendment.item.item_id if amendment.item is not None else amendment.item_id
             codes = frozenset({products[item_id]}) if item_id in products else frozenset()
         action = "renew" if amendment.action is AmendmentAction.RENEW else amendment.action.value
+        quantity = amendment.quantity if amendment.action is AmendmentAction.CHANGE_QUANTITY else None
         out.append(TermsChange(sub.subscription_id, amendment.effective_on, action,
                                f"amendment {amendment.amendment_id} ({amendment.action.value.replace('_', ' ')})",
-                               codes))
+                               codes, quantity))
     for version in sub.versions(until):
         if version.version_id.startswith("renewal-"):
             out.append(TermsChange(sub.subscription_id, version.effective_on, "renew",

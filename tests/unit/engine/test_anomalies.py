@@ -159,6 +159,16 @@ def test_an_upgrade_recorded_by_an_amendment_is_not_reported():
     assert score_invoice(invoice(13, seats(13, "60")), history(lambda i: [seats(i)]), [upgrade]) == []
 
 
+def test_a_quantity_far_from_the_one_the_amendment_set_is_reported():
+    upgrade = TermsChange("S1", date(2026, 1, 15), "change_quantity", "amendment A-1 (change quantity)",
+                          frozenset({"PRO"}), D(60))
+    assert score_invoice(invoice(13, seats(13, "60")), history(lambda i: [seats(i)]), [upgrade]) == []
+    [finding] = score_invoice(invoice(13, seats(13, "600")), history(lambda i: [seats(i)]), [upgrade])
+    assert finding.kind == "quantity"
+    assert finding.reason == ("Pro seats quantity 600 where amendment A-1 (change quantity) on 2026-01-15 set 60 "
+                              "(10 times that)")
+
+
 def test_after_an_upgrade_the_new_quantity_is_the_baseline():
     upgrade = TermsChange("S1", month(11), "change_quantity", "amendment A-1 (change quantity)", frozenset({"PRO"}))
     past = history(lambda i: [seats(i, "60" if i >= 11 else "10")])
