@@ -77,3 +77,25 @@ def test_release_is_refused_without_a_note_and_for_an_invoice_not_held(held, cli
 def test_release_needs_the_write_scope(held, client, read_key):
     response = client.post(f"/api/v1/invoices/{held}/release", json={"note": "ok"}, headers=bearer(read_key))
     assert response.status_code == 403
+
+
+def test_the_list_pages_by_invoice_id(app, client, read_key):
+    engine = app.extensions["billsync"].engine
+    customers = ["cus-a", "cus-b", "cus-c"]
+    source = StaticSource([account(c) for c in customers],
+                          {c: [ChargeLine(f"{c}:{n}", f"sub-{c}", "seats", "SEATS", "Seats", "recurring", start, end,
+                                          D(1), D("100.00"), D("100.00"), D(0), currency, "", "Seats")
+                               for n, (start, end, currency) in enumerate(((JAN, FEB, "EUR"), (FEB, MAR, "GBP")))]
+                           for c in customers})
+    seed_source(engine, source)
+    run_billing(engine, JAN, source=source, guard=AnomalyGuard("hold"))
+    run_billing(engine, FEB, source=source, guard=AnomalyGuard("hold"))
+
+    seen = []
+    url = "/api/v1/invoices/anomalies?limit=2"
+    while url:
+        page = client.get(url, headers=bearer(read_key))
+        assert page.status_code == 200, page.get_data(as_text=True)
+        seen += [(item["id"], item["customer_id"]) for item in page.json["data"]]
+        url = page.json["next"]
+    assert seen == [(4, "cus-a"), (5, "cus-b"), (6, "cus-c")]
