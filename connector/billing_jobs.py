@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 from billing_engine.periods import add_months
+from billing_engine.use_cases.anomalies import AnomalyGuard, GuardRules
 from billing_engine.use_cases.billing import LATEST_BILL_RUN_DATE, BillRunResult, bill_customers
 from billing_engine.use_cases.revenue import mrr_bridge_report
 from billing_engine.use_cases.usage import PartitionsPrepared
@@ -90,7 +91,17 @@ def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None
     return bill_customers(services.engine, as_of, hold_for_review=settings.hold_invoices_for_review, now=now,
                           default_tax_percent=settings.default_tax_rate, bills_from=settings.billing_starts_on,
                           max_periods=settings.bill_run_max_periods, dry_run=dry_run,
-                          seller_country=settings.seller_country)
+                          seller_country=settings.seller_country, guard=anomaly_guard(settings))
+
+
+def anomaly_guard(settings: Settings) -> AnomalyGuard | None:
+    """The anomaly guard ANOMALY_GUARD and its thresholds ask for (None when off)."""
+    if settings.anomaly_guard == "off":
+        return None
+    return AnomalyGuard(settings.anomaly_guard, GuardRules(
+        z_threshold=settings.anomaly_z_threshold, min_factor=settings.anomaly_min_factor,
+        price_tolerance_percent=settings.anomaly_price_tolerance_percent, min_history=settings.anomaly_min_history,
+        history_months=settings.anomaly_history_months, backbill_days=settings.anomaly_backbill_days))
 
 
 def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[dict[str, str]]:

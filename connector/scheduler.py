@@ -125,8 +125,9 @@ def push_job(services: Services) -> Any:
 def bill_run_job(services: Services, today: date | None = None) -> Any:
     as_of = today or _today(services)
     result = USE_CASES["bill_run"].resolve()(services, as_of)
-    log.info("bill run as of %s: %s invoices created, %s finalized, %s held for review, %s failed", as_of,
-             result.invoices_created, result.invoices_finalized, result.invoices_held, len(result.failures))
+    log.info("bill run as of %s: %s invoices created, %s finalized, %s held for review, %s with anomalies, %s failed",
+             as_of, result.invoices_created, result.invoices_finalized, result.invoices_held,
+             result.invoices_anomalous, len(result.failures))
     for customer_id, reason in sorted(result.failures.items()):
         log.warning("bill run as of %s: customer %s failed: %s", as_of, customer_id, reason)
     return result

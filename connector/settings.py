@@ -150,6 +150,21 @@ def parse_percent(raw: str) -> Decimal:
     return value
 
 
+def parse_decimal(above: Decimal, maximum: Decimal) -> Callable[[str], Decimal]:
+    """A decimal number greater than ``above`` and at most ``maximum``."""
+
+    def parse(raw: str) -> Decimal:
+        try:
+            value = Decimal(raw.strip())
+        except InvalidOperation:
+            raise ValueError(f"{raw!r} is not a number such as 4.5") from None
+        if not value.is_finite() or not (above < value <= maximum):
+            raise ValueError(f"{raw!r} must be greater than {above} and at most {maximum}")
+        return value
+
+    return parse
+
+
 def parse_timezone(raw: str) -> str:
     try:
         ZoneInfo(raw.strip())
@@ -467,6 +482,25 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILL_RUN_MAX_PERIODS", parse_int(1, 1000), "3",
         "A bill-run invoice covering more recurring periods of one subscription (back-billing) "
         "stays a draft held for review."),
+    # The anomaly guard (docs/intelligence.md): each bill-run invoice scored against the customer's history.
+    Var("ANOMALY_GUARD", parse_choice("off", "hold", "flag"), "hold",
+        "hold: a bill-run invoice far from the customer's history stays a draft held for review with the "
+        "reasons; flag: it is finalized and the reasons kept on it; off: no screening."),
+    Var("ANOMALY_Z_THRESHOLD", parse_decimal(Decimal(0), Decimal(100)), "4.5",
+        "Robust z-score (distance from the median in median absolute deviations, on a log scale) from which a "
+        "quantity, usage or total is far from the customer's recent invoices."),
+    Var("ANOMALY_MIN_FACTOR", parse_decimal(Decimal(1), Decimal(1000)), "2",
+        "… and it must be at least this many times the median (or this fraction of it) as well."),
+    Var("ANOMALY_PRICE_TOLERANCE_PERCENT", parse_percent, "1",
+        "A price per unit or a discount moving by more than this (percent) with no amendment or renewal "
+        "behind it is reported."),
+    Var("ANOMALY_MIN_HISTORY", parse_int(1, 100), "3",
+        "Previous invoices needed before usage and totals are compared (a recurring quantity needs one)."),
+    Var("ANOMALY_HISTORY_MONTHS", parse_int(1, 60), "13",
+        "How many months of the customer's invoices are the history (13 keeps the same month last year)."),
+    Var("ANOMALY_BACKBILL_DAYS", parse_int(1, 3660), "92",
+        "A line whose period starts more days than this (or than the customer's usual) before the bill date "
+        "is reported as back-billed."),
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
@@ -582,6 +616,13 @@ class Settings:
     default_tax_rate: Decimal
     hold_invoices_for_review: bool
     bill_run_max_periods: int
+    anomaly_guard: str
+    anomaly_z_threshold: Decimal
+    anomaly_min_factor: Decimal
+    anomaly_price_tolerance_percent: Decimal
+    anomaly_min_history: int
+    anomaly_history_months: int
+    anomaly_backbill_days: int
     billing_starts_on: date | None
     collections_at: time
     sepa_creditor_name: str | None

@@ -18,10 +18,10 @@ from __future__ import annotations
 from collections import defaultdict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime
 from decimal import Decimal
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from billing_engine import outbox as ob
 from billing_engine.catalog import Price
@@ -64,6 +64,10 @@ from billing_engine.storage.outbox import add_events
 from billing_engine.subscriptions import Subscription
 from billing_engine.tax import LineTax, ProductTax, TaxGroup, TaxRate, TaxRule, vat_breakdown
 from billing_engine.use_cases.revenue import mrr_snapshots, subscription_mrr_versions
+
+if TYPE_CHECKING:  # the anomaly guard's use case imports this module
+    from billing_engine.anomalies import Finding
+    from billing_engine.use_cases.anomalies import AnomalyGuard
 
 ZERO = Decimal(0)
 
@@ -144,6 +148,7 @@ class BillRunResult:
     customers_billed: int = 0
     customers_skipped: int = 0  # billed concurrently by another run
     invoices_held: int = 0  # left as drafts because they cover more than ``max_periods`` periods
+    invoices_anomalous: int = 0  # with findings of the anomaly guard (held as drafts in its hold mode)
     max_periods: int | None = None
     dry_run: bool = False  # nothing was written; ``previews`` holds what would have been invoiced
     failures: dict[str, str] = field(default_factory=dict)
@@ -169,6 +174,7 @@ def run_billing(
     now: datetime | None = None,
     sequence: str = DEFAULT_INVOICE_SEQUENCE,
     dry_run: bool = False,
+    guard: AnomalyGuard | None = None,
 ) -> BillRunResult:
     """Bill every customer with charges due up to ``as_of``: one invoice per currency.
 
@@ -188,13 +194,16 @@ def run_billing(
     ``max_periods``: an invoice on which one subscription's recurring lines cover more periods
     (back-billing) stays a draft held for review (``invoices_held``); ``hold_for_review`` holds
     every invoice. ``dry_run``: compute everything, write nothing (no claim, no row, no event;
-    every transaction rolled back) and return the invoices in ``previews``.
+    every transaction rolled back) and return the invoices in ``previews``. ``guard``: the anomaly
+    guard (``use_cases.anomalies``) scores every invoice against its customer's history; one with
+    findings is held as a draft (or only flagged) and its findings are stored with it
+    (``invoices_anomalous``).
     """
     check_bill_run_date(as_of)
     if max_periods is not None and max_periods < 1:
         raise InvalidInputError("max_periods", f"{max_periods} is not a number of periods (1 or more)")
     run = _BillRun(engine, source, as_of, ob.changed_at(now, as_of), hold_for_review, max_periods, sequence,
-                   dry_run, BillRunResult(as_of=as_of, max_periods=max_periods, dry_run=dry_run))
+                   dry_run, BillRunResult(as_of=as_of, max_periods=max_periods, dry_run=dry_run), guard)
     after: str | None = None
     busy: list[BillingAccount] = []
     while True:
@@ -222,6 +231,7 @@ class _BillRun:
     sequence: str
     dry_run: bool
     result: BillRunResult
+    guard: AnomalyGuard | None = None
     _due: set[str] = field(default_factory=set)  # customers with charges due in the batch being billed
 
     @contextmanager
@@ -334,6 +344,17 @@ class _BillRun:
                 (held if pending.held else final).append(pending)
             if by_currency:
                 stats.customers_billed += 1
+        # ---- the anomaly guard (use_cases/anomalies.py): findings per pending invoice, by id() ----
+        found: dict[int, list[Finding]] = {}
+        if self.guard is not None:
+            found = self.guard.screen(session, as_of, {id(p): (p.account.customer_id, p.draft) for p in held + final})
+            stats.invoices_anomalous = len(found)
+            if self.guard.holds:
+                moved = [(p, replace(p, held=self.guard.reason(found[id(p)]))) for p in final if id(p) in found]
+                found.update({id(new): found[id(old)] for old, new in moved})
+                held += [new for _old, new in moved]
+                final = [p for p in final if id(p) not in found]
+        # ---- end of the anomaly guard ----
         stats.invoices_created = len(held) + len(final)
         balances = payment_store.lock_accounts(
             session, sorted({(p.account.customer_id, p.draft.currency) for p in final}), lock=not self.dry_run) \
@@ -377,6 +398,9 @@ class _BillRun:
             tax_rows.extend(invoice_store.tax_row(invoice_id, g) for g in draft.tax_groups)
         database.bulk_insert(session, invoice_store.InvoiceLine, line_rows)
         database.bulk_insert(session, invoice_store.InvoiceTax, tax_rows)
+        if found and self.guard is not None:  # the anomaly guard's findings, stored with their invoices
+            self.guard.record(session, [(i, found.get(id(p), [])) for (i, _d, _c), p in zip(invoices, held + final,
+                                                                                             strict=True)], created_at)
         return stats
 
 
@@ -416,6 +440,7 @@ def _merge(result: BillRunResult, stats: BillRunResult) -> None:
     result.credit_notes_issued += stats.credit_notes_issued
     result.customers_billed += stats.customers_billed
     result.invoices_held += stats.invoices_held
+    result.invoices_anomalous += stats.invoices_anomalous
     result.previews.extend(stats.previews)
 
 
@@ -1029,13 +1054,14 @@ def database_charge_source(default_tax_percent: Decimal = ZERO, bills_from: date
 def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
                    default_tax_percent: Decimal = ZERO, batch_size: int = 500, max_periods: int | None = None,
                    dry_run: bool = False, bills_from: date | None = None,
-                   seller_country: str | None = None) -> BillRunResult:
+                   seller_country: str | None = None, guard: AnomalyGuard | None = None) -> BillRunResult:
     """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
     (finalized, or held as drafts: all with ``hold_for_review``, those covering more than
     ``max_periods`` periods of a subscription otherwise), MRR changes announced. Owns its
     transactions (``run_billing``). ``dry_run``: the same run computed and rolled back, nothing
     written; the invoices it would create are in the result's ``previews``. ``bills_from``: the
-    cut-over; nothing before it is invoiced (docs/billing-rules.md §19 Cut-over)."""
+    cut-over; nothing before it is invoiced (docs/billing-rules.md §19 Cut-over). ``guard``: the
+    anomaly guard (``use_cases.anomalies.AnomalyGuard``; None: no screening)."""
     return run_billing(engine, as_of, source=database_charge_source(default_tax_percent, bills_from, seller_country),
                        hold_for_review=hold_for_review, max_periods=max_periods, batch_size=batch_size, now=now,
-                       dry_run=dry_run)
+                       dry_run=dry_run, guard=guard)

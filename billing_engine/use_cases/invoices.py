@@ -27,6 +27,7 @@ from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
 from billing_engine.storage.database import Session
+from billing_engine.use_cases.anomalies import AnomalyView, invoice_anomalies
 
 ZERO = Decimal(0)
 #: Most invoices one page may hold.
@@ -260,6 +261,8 @@ class InvoiceDetail:
     refunds: tuple[ReopenedByRefund, ...]
     credit_notes: tuple[CreditNoteView, ...]
     attributes: tuple[tuple[str, str], ...] = ()  # the custom attributes it carries (cost centre, …)
+    # The anomaly guard's findings (docs/intelligence.md): why it was held, and its release.
+    anomalies: tuple[AnomalyView, ...] = ()
 
 
 def find_invoice_id(session: Session, number_or_id: str) -> int:
@@ -310,7 +313,7 @@ def get_invoice(session: Session, invoice_id: int, *, as_of: date) -> InvoiceDet
         money(inv.total), money(inv.amount_paid), money(inv.amount_refunded), money(inv.amount_credited),
         money(_amount_due(inv)), utc(inv.created_at),
         utc(inv.finalized_at) if inv.finalized_at else None, inv.salesforce_id, lines, taxes, payments, refunds,
-        credit_notes, tuple(inv.attributes.items()))
+        credit_notes, tuple(inv.attributes.items()), tuple(invoice_anomalies(session, inv.id)))
 
 
 def get_credit_note(session: Session, credit_note_id: int) -> CreditNoteView:

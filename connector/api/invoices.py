@@ -1,5 +1,6 @@
 """``/api/v1/invoices``: the invoice list (filters, keyset pages), one invoice in full, and
-finance's actions on it: finalize a draft, void, mark uncollectible, issue a credit note.
+finance's actions on it: finalize a draft, void, mark uncollectible, issue a credit note; the drafts
+held by the anomaly guard with their reasons, and their release (``use_cases.anomalies``).
 
 Reads call ``billing_engine.use_cases.invoices``; actions call ``billing_engine.use_cases.billing``
 (the ``billsync invoices`` commands call the same). Actions are dated today in
@@ -15,11 +16,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import Money as EngineMoney
+from billing_engine.use_cases import anomalies as anomaly_cases
 from billing_engine.use_cases import billing
 from billing_engine.use_cases import invoices as invoice_queries
 from connector.api.framework import ApiBlueprint, business_date, reading, record_audit, respond, write_session
 from connector.api.money import Money, amount_text
-from connector.api.pagination import Page, PageQuery, decode_cursor, encode_cursor, next_url
+from connector.api.pagination import Page, PageQuery, decode_cursor, encode_cursor, next_url, page
 from connector.api.problems import invalid, malformed
 from connector.api.values import Absent, IsoDate
 
@@ -153,6 +155,35 @@ class CreditNoteOut(BaseModel):
     lines: list[CreditNoteLineOut]
 
 
+class AnomalyOut(BaseModel):
+    kind: str = Field(description="currency, tax_rate, duplicate, back_billed, quantity, usage, total or price.")
+    score: str = Field(pattern=DECIMAL_PATTERN, description="How far past the check's threshold (docs/intelligence.md).")
+    reason: str = Field(description="What was found, in plain words.")
+    released_at: datetime | None = Field(description="When finance released the invoice held for it; null if not.")
+    release_note: str = Field(description="Why it was released.")
+
+
+class HeldInvoiceOut(BaseModel):
+    id: int
+    customer_id: str
+    customer_name: str
+    currency: str
+    bill_run_on: date | None
+    total: Money
+    anomalies: list[AnomalyOut]
+
+
+class HeldInvoicePageOut(Page[HeldInvoiceOut]):
+    pass
+
+
+class ReleaseIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    note: str = Field(min_length=1, max_length=500, pattern=r"\S",
+                      description="Why the invoice is right after all; kept with the reasons it was held for.")
+
+
 class InvoiceOut(BaseModel):
     id: int
     number: str | None
@@ -186,6 +217,8 @@ class InvoiceOut(BaseModel):
     payments: list[AppliedPaymentOut]
     refunds: list[ReopenedOut]
     credit_notes: list[CreditNoteOut]
+    anomalies: list[AnomalyOut] = Field(description="The anomaly guard's findings: why the bill run held it (or "
+                                                    "flagged it), and its release.")
 
 
 class VoidIn(BaseModel):
@@ -253,7 +286,19 @@ def invoice_out(inv: invoice_queries.InvoiceDetail) -> InvoiceOut:
                                     received_on=p.received_on, amount=money(p.amount)) for p in inv.payments],
         refunds=[ReopenedOut(refund_id=r.refund_id, payment_id=r.payment_id, refunded_on=r.refunded_on,
                              reason=r.reason, amount=money(r.amount)) for r in inv.refunds],
-        credit_notes=[credit_note_out(n) for n in inv.credit_notes])
+        credit_notes=[credit_note_out(n) for n in inv.credit_notes],
+        anomalies=[anomaly_out(a) for a in inv.anomalies])
+
+
+def anomaly_out(finding: anomaly_cases.AnomalyView) -> AnomalyOut:
+    return AnomalyOut(kind=finding.kind, score=amount_text(finding.score), reason=finding.reason,
+                      released_at=finding.released_at, release_note=finding.release_note)
+
+
+def held_out(inv: anomaly_cases.HeldInvoice) -> HeldInvoiceOut:
+    return HeldInvoiceOut(id=inv.invoice_id, customer_id=inv.customer_id, customer_name=inv.customer_name,
+                          currency=inv.currency, bill_run_on=inv.bill_run_on, total=money(inv.total),
+                          anomalies=[anomaly_out(a) for a in inv.anomalies])
 
 
 #: Engine filter names → the query parameters that carry them.
@@ -291,6 +336,18 @@ def list_invoices(query: InvoiceQuery):
     return respond(InvoicePageOut(data=[summary_out(i) for i in result.items], next=following))
 
 
+@blueprint.get("/invoices/anomalies", scope="read", responses={200: HeldInvoicePageOut})
+def list_held_invoices(query: PageQuery):
+    """List the drafts held for anomalies.
+
+    The bill run's drafts the anomaly guard held, by id, each with the reasons in plain words;
+    release one (`POST /invoices/{id}/release`) or void it (`POST /invoices/{id}/void`)."""
+    after = decode_cursor(query.cursor, "anomalies", (int,))
+    with reading() as session:
+        rows = anomaly_cases.list_held_invoices(session, after=after[0] if after else None, limit=query.limit + 1)
+    return respond(HeldInvoicePageOut(**page(rows, query, "anomalies", key=lambda i: [i.invoice_id], item=held_out)))
+
+
 @blueprint.get("/invoices/<int:invoice_id>", scope="read", responses={200: InvoiceOut})
 def get_invoice(path: InvoicePath, query: InvoiceOnQuery):
     """Get one invoice in full.
@@ -324,6 +381,20 @@ def finalize_invoice(path: InvoicePath):
     billing.finalize_invoice(session, path.invoice_id, issued_on=today)
     after = invoice_queries.get_invoice(session, path.invoice_id, as_of=today)
     _audited("invoice.finalize", before, after)
+    return respond(invoice_out(after))
+
+
+@blueprint.post("/invoices/<int:invoice_id>/release", scope="write", responses={200: InvoiceOut})
+def release_invoice(path: InvoicePath, body: ReleaseIn):
+    """Release a draft held for anomalies.
+
+    The note is kept with the reasons it was held for; the draft is finalized today (customer
+    credit applied, numbered) and sent on to Salesforce. A 409 for an invoice not held."""
+    session, today = write_session(), business_date()
+    before = invoice_queries.get_invoice(session, path.invoice_id, as_of=today)
+    anomaly_cases.release_invoice(session, path.invoice_id, note=body.note, on=today)
+    after = invoice_queries.get_invoice(session, path.invoice_id, as_of=today)
+    _audited("invoice.release", before, after, note=body.note.strip())
     return respond(invoice_out(after))
 
 

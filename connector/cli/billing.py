@@ -78,6 +78,11 @@ def bill_run(as_of: str, dry_run: bool, allow_future: bool) -> None:
     if result.invoices_held:
         click.echo(f"{result.invoices_held} invoices held for review: covering more than {result.max_periods} "
                    f"periods of a subscription (BILL_RUN_MAX_PERIODS); left as drafts")
+    if result.invoices_anomalous:
+        guard = services.settings.anomaly_guard
+        click.echo(f"{result.invoices_anomalous} invoices far from their customer's history (ANOMALY_GUARD={guard}): "
+                   + ("held as drafts; see billsync invoices anomalies" if guard == "hold"
+                      else "finalized, the reasons kept on them"))
     click.echo(f"customers: {result.customers_billed} billed, {result.customers_skipped} skipped "
                f"(billed by another run), {len(result.failures)} failed")
     for customer_id, reason in sorted(result.failures.items()):

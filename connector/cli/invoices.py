@@ -1,4 +1,5 @@
-"""``billsync invoices list|show|finalize|void|mark-uncollectible|credit``: finance's invoice actions.
+"""``billsync invoices list|show|finalize|anomalies|release|void|mark-uncollectible|credit``: finance's
+invoice actions.
 
 Each command is a thin call of the engine use case the API calls too
 (``billing_engine.use_cases.invoices`` to read, ``billing_engine.use_cases.billing`` to change).
@@ -59,7 +60,7 @@ def check_day(option: str, raw: str | None, problems: list[str]) -> date | None:
 
 @click.group()
 def invoices() -> None:
-    """Invoices: list, show, finalize a held draft, void, write off, credit."""
+    """Invoices: list, show, finalize a held draft, review anomalies, void, write off, credit."""
 
 
 @invoices.command("list")
@@ -169,6 +170,10 @@ def show(key: str, as_json: bool) -> None:
         echo_table(("refund", "payment", "refunded", "reopened", "reason"),
                    [(str(r.refund_id), str(r.payment_id), text(r.refunded_on), amount(r.amount), r.reason)
                     for r in inv.refunds], right=("reopened",))
+    for finding in inv.anomalies:
+        state = (f"released {text(finding.released_at)}: {finding.release_note}" if finding.released_at
+                 else "held for review" if inv.status == "draft" else "flagged")
+        click.echo(f"anomaly {finding.kind} (score {finding.score}, {state}): {finding.reason}")
     for note in inv.credit_notes:
         click.echo("")
         click.echo(f"credit note {note.number}  issued {note.issued_on}  total {amount(note.total)} {cur} "
@@ -197,6 +202,60 @@ def finalize(key: str, on: str | None) -> None:
         inv = get_invoice(session, invoice_id, as_of=day)
     credit = f", customer credit applied {amount(inv.amount_credited)}" if inv.amount_credited.amount else ""
     click.echo(f"invoice {invoice_id} finalized as {done.number} on {day}: total {money(inv.total)}{credit}, "
+               f"amount due {money(inv.amount_due)} ({inv.status})")
+
+
+@invoices.command("anomalies")
+@click.option("--limit", default=50, show_default=True, type=click.IntRange(1, 1000), help="Invoices per page.")
+@click.option("--after", metavar="ID", type=click.IntRange(0), help="Start after this invoice id.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON instead of text.")
+def anomalies(limit: int, after: int | None, as_json: bool) -> None:
+    """Drafts the bill run held for anomalies, with the reasons: release them or void them."""
+    services = load_services()
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.anomalies import list_held_invoices
+
+    with reported_as("anomalies list"), Session(services.engine) as session:
+        held = list_held_invoices(session, after=after, limit=limit)
+    if as_json:
+        echo_json(held)
+        return
+    if not held:
+        click.echo("no invoice held for anomalies")
+        return
+    for inv in held:
+        name = f" {inv.customer_name}" if inv.customer_name else ""
+        click.echo(f"invoice {inv.invoice_id}  customer {inv.customer_id}{name}  bill run {text(inv.bill_run_on)}  "
+                   f"total {money(inv.total)}")
+        for finding in inv.anomalies:
+            click.echo(f"  {finding.kind} (score {finding.score}): {finding.reason}")
+    click.echo("release one: billsync invoices release ID --note '...'; void one: billsync invoices void ID "
+               "--reason '...'")
+    if len(held) == limit:
+        click.echo(f"more: add --after {held[-1].invoice_id}")
+
+
+@invoices.command("release")
+@click.argument("key", metavar="ID")
+@click.option("--note", required=True, help="Why it is right after all (kept with the reasons it was held for).")
+@click.option("--on", metavar="YYYY-MM-DD", help="Issue date (default: today in BILLSYNC_TIMEZONE).")
+def release(key: str, note: str, on: str | None) -> None:
+    """Release a draft held for anomalies: the note is kept with its reasons, and it is finalized (numbered,
+    dated, sent on to Salesforce)."""
+    if not note.strip():
+        raise UserError("--note: say why the invoice is released (what was checked)")
+    services = load_services()
+    day = business_day(services, on)
+    from billing_engine.use_cases.anomalies import release_invoice
+    from billing_engine.use_cases.invoices import find_invoice_id, get_invoice
+    from connector.database import transaction
+
+    with reported_as(f"invoice {key} not released"), transaction(services.engine) as session:
+        invoice_id = find_invoice_id(session, key)
+        done = release_invoice(session, invoice_id, note=note, on=day, now=datetime.now(UTC))
+        inv = get_invoice(session, invoice_id, as_of=day)
+    click.echo(f"invoice {invoice_id} released and finalized as {done.number} on {day}: total {money(inv.total)}, "
                f"amount due {money(inv.amount_due)} ({inv.status})")
 
 
