@@ -1,4 +1,5 @@
-"""The PDF of an invoice or credit note, laid out with fpdf2 (A4, DejaVu Sans embedded, PDF/A-3B).
+"""The PDF of an invoice or credit note, laid out with fpdf2 (A4, DejaVu Sans embedded, PDF/A-3B),
+with its Factur-X XML attached when it has one.
 
 A page a customer's accounts payable can file as it is: the seller's identity and the buyer's
 block, the number and the dates, the lines with the explanation of each amount, the VAT breakdown
@@ -9,12 +10,16 @@ minor unit; nothing is recomputed here.
 
 from __future__ import annotations
 
+import hashlib
 from datetime import UTC, datetime, time
 from typing import Any
 
+from facturx.facturx import FACTURX_FILENAME, generate_xmp_bytes
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.enums import AssociatedFileRelationship, PageMode, XPos, YPos
 from fpdf.fonts import SubsetMap
+from fpdf.syntax import PDFDate
+from fpdf.syntax import create_dictionary_string as pdf_dict
 
 from billing_engine.use_cases.documents import CREDIT_NOTE, DocumentLine, DocumentSource
 from connector.documents.cii import buyer_siren
@@ -76,8 +81,10 @@ class _Document(FPDF):
         self.cell(30, 3.5, label(self.lang, "page", n=self.page_no(), total="{nb}"), align="R")
 
 
-def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "") -> bytes:
-    """The PDF/A-3B of the document (before its Factur-X XML is attached)."""
+def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "",
+               facturx_xml: bytes | None = None) -> bytes:
+    """The PDF/A-3B of the document; with ``facturx_xml``, a Factur-X EN 16931 PDF carrying it
+    (``attach_facturx``)."""
     pdf = _Document(seller, source, xml_note)
     pdf.add_page()
     _header(pdf)
@@ -86,9 +93,33 @@ def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "") ->
     _lines(pdf)
     _breakdown_and_totals(pdf)
     _payment_and_mentions(pdf)
+    if facturx_xml is not None:
+        attach_facturx(pdf, facturx_xml)
     data = bytes(pdf.output())
     SubsetMap.pick.cache_clear()  # fpdf2 caches every document's picks: let them go
     return data
+
+
+def attach_facturx(pdf: FPDF, xml: bytes) -> None:
+    """Make ``pdf`` (PDF/A-3B) a Factur-X EN 16931 PDF as the factur-x library makes one, written in
+    one pass by fpdf2: ``factur-x.xml`` embedded (FlateDecode, its size, MD5 and date) as the
+    document's associated file with ``/AFRelationship /Data`` (``/AF`` on the catalog, listed in
+    ``/EmbeddedFiles``, the viewer opening on the attachments), and the XMP the library prepares
+    (``generate_xmp_bytes``: PDF/A-3B identification, title, author, subject, and the Factur-X
+    extension schema with ``fx:DocumentType`` INVOICE, ``fx:DocumentFileName`` factur-x.xml,
+    ``fx:ConformanceLevel`` EN 16931)."""
+    when = pdf.creation_date
+    embedded = pdf.embed_file(bytes=xml, basename=FACTURX_FILENAME, mime_type="text/xml", desc="Factur-X XML file",
+                              associated_file_relationship=AssociatedFileRelationship.DATA, compress=True)
+    # The checksum is the XML's own (fpdf2's ``checksum`` option would hash the compressed stream).
+    embedded.params = pdf_dict({"/Size": len(xml), "/ModDate": PDFDate(when, with_tz=True).serialize(),
+                                "/CheckSum": f"<{hashlib.md5(xml, usedforsecurity=False).hexdigest()}>"})
+    pdf.page_mode = PageMode.USE_ATTACHMENTS
+    packet = generate_xmp_bytes("factur-x", "en16931", None, {"title": pdf.title, "author": pdf.author,
+                                                              "subject": pdf.subject}).decode("utf-8")
+    # fpdf2 wraps the XMP in its own <?xpacket?>; the library names the PDF writer it uses.
+    xmp = packet[packet.index("<x:xmpmeta"):packet.rindex("</x:xmpmeta>") + len("</x:xmpmeta>")]
+    pdf.set_xmp_metadata(xmp.replace("<pdf:Producer>pypdf</pdf:Producer>", "<pdf:Producer>fpdf2</pdf:Producer>"))
 
 
 def text_width(pdf: FPDF, text: str) -> float:
