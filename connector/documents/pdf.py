@@ -23,7 +23,7 @@ from fpdf.syntax import create_dictionary_string as pdf_dict
 
 from billing_engine.use_cases.documents import CREDIT_NOTE, DocumentLine, DocumentSource
 from connector.documents.cii import buyer_siren
-from connector.documents.fonts import use_fonts
+from connector.documents.fonts import OutputProducer, use_fonts
 from connector.documents.seller import Seller
 from connector.documents.wording import (
     CATEGORY_NAMES,
@@ -95,7 +95,7 @@ def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "",
     _payment_and_mentions(pdf)
     if facturx_xml is not None:
         attach_facturx(pdf, facturx_xml)
-    data = bytes(pdf.output())
+    data = bytes(pdf.output(output_producer_class=OutputProducer))
     SubsetMap.pick.cache_clear()  # fpdf2 caches every document's picks: let them go
     return data
 
