@@ -297,7 +297,7 @@ class OutputProducer(_FpdfOutputProducer):
         from fpdf.output import CIDSystemInfo, PDFFont
         from fpdf.syntax import PDFArray
 
-        fonts = sorted(self.fpdf.fonts.values(), key=lambda font: font.i)
+        fonts: list[Any] = sorted(self.fpdf.fonts.values(), key=lambda font: font.i)
         compliance = self.fpdf._compliance
         if (compliance and compliance.part == 1) or not all(
                 isinstance(f, TTFFont) and not f.color_font and not f.is_cff and not f.missing_glyphs
@@ -319,7 +319,7 @@ class OutputProducer(_FpdfOutputProducer):
             system_info = CIDSystemInfo()
             self._add_pdf_obj(system_info, "fonts")
             cid_font.c_i_d_system_info = system_info
-            descriptor = font.desc
+            descriptor: Any = font.desc
             descriptor.font_name = Name(name)
             self._add_pdf_obj(descriptor, "fonts")
             cid_font.font_descriptor = descriptor
