@@ -9,6 +9,7 @@ document uses. The copies live in a temporary folder for the life of the process
 from __future__ import annotations
 
 import io
+import itertools
 import tempfile
 import threading
 import zlib
@@ -199,7 +200,26 @@ def _base_subset(font: Any, key: tuple[Path, str]) -> Any:
     subset_map._next = template._next
     subset_map._reserved = list(template._reserved)
     subset_map._char_id_per_glyph = dict(template._char_id_per_glyph)
+    # What the map started from: the glyphs picked later come after the template's (``_parts``).
+    subset_map._billsync_base = (key, len(template._char_id_per_glyph))  # type: ignore[attr-defined]
     return subset_map
+
+
+_base_codes: dict[tuple[Path, str], dict[str, str]] = {}
+
+
+def base_codes(font: Any) -> dict[str, str]:
+    """A new copy of the base characters' codes in ``font``'s content strings (two bytes each, escaped
+    as fpdf2 escapes them), for a font registered by ``use_fonts``: those glyphs are already in
+    its subset map."""
+    key = font.subset._billsync_base[0]
+    with _lock:
+        codes = _base_codes.get(key)
+        if codes is None:
+            template = _base_picks[key]
+            codes = _base_codes[key] = {char: font.escape_text(chr(template.pick(ord(char))))
+                                        for char in BASE_CHARACTERS if template.pick(ord(char))}
+    return dict(codes)
 
 
 # ---------------------------------------------------------------- the font objects, once each
@@ -240,9 +260,14 @@ class _CompressedStream(PDFContentStream):
 def _parts(font: Any) -> _FontParts:
     """The bytes of ``font``'s embedding for its current subset map, made at the first document
     that has this map (as fpdf2's own ``_add_fonts`` makes them)."""
-    mapping = tuple((glyph.glyph_name, glyph.unicode, glyph.glyph_width, code)
-                    for glyph, code in font.subset.items() if glyph is not None)
-    key = (str(font.ttfont.path), mapping)
+    base = getattr(font.subset, "_billsync_base", None)
+    if base is not None:  # a map copied from a base map: the base map's key and the glyphs added since
+        key: tuple[Any, ...] = (base[0], tuple(
+            (glyph.glyph_name, glyph.unicode, glyph.glyph_width, code)
+            for glyph, code in itertools.islice(font.subset._char_id_per_glyph.items(), base[1], None)))
+    else:
+        key = (str(font.ttfont.path), tuple((glyph.glyph_name, glyph.unicode, glyph.glyph_width, code)
+                                            for glyph, code in font.subset.items() if glyph is not None))
     with _lock:
         found = _font_parts.get(key)
     if found is not None:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 from datetime import UTC, datetime, time
 from typing import Any
+from xml.sax.saxutils import escape
 
 from facturx.facturx import FACTURX_FILENAME, generate_xmp_bytes
 from fpdf import FPDF
@@ -23,7 +24,7 @@ from fpdf.syntax import create_dictionary_string as pdf_dict
 
 from billing_engine.use_cases.documents import CREDIT_NOTE, DocumentLine, DocumentSource
 from connector.documents.cii import buyer_siren
-from connector.documents.fonts import OutputProducer, use_fonts
+from connector.documents.fonts import OutputProducer, base_codes, use_fonts
 from connector.documents.seller import Seller
 from connector.documents.wording import (
     CATEGORY_NAMES,
@@ -66,6 +67,8 @@ class _Document(FPDF):
         self.set_creation_date(datetime.combine(source.issued_on, time(0), tzinfo=UTC))
         self.faces: dict[bool, Any] = {False: self.fonts["dejavu"], True: self.fonts["dejavuB"]}
         self.face, self.size_pt, self.color_op = self.faces[False], 10.0, _color_op(INK)
+        # Per face, each character's code in the content stream (its glyph picked into the subset).
+        self.codes: dict[int, dict[str, str]] = {face.i: base_codes(face) for face in self.faces.values()}
 
     def style(self, size: float, *, bold: bool = False, color: tuple[int, int, int] = INK) -> None:
         """The font (regular or bold), size (pt) and colour of the text ``put`` writes next."""
@@ -82,9 +85,14 @@ class _Document(FPDF):
         if fill:
             out.append(f"{x * k:.2f} {(self.h - y) * k:.2f} {w * k:.2f} {-h * k:.2f} re f")
         if text:
-            pick = face.subset.pick
-            codes = [pick(ord(c)) for c in text]
-            mapped = "".join(chr(code) for code in codes if code)
+            codes = self.codes[face.i]
+            try:
+                encoded = "".join([codes[c] for c in text])
+            except KeyError:
+                for c in text:
+                    if c not in codes:
+                        codes[c] = _encode(face, c)
+                encoded = "".join([codes[c] for c in text])
             if align == "R":
                 dx = w - self.c_margin - text_width(self, text)
             elif align == "C":
@@ -93,7 +101,7 @@ class _Document(FPDF):
                 dx = self.c_margin
             baseline = (self.h - y - 0.5 * h - 0.3 * self.size_pt / k) * k
             out.append(f"q {self.color_op} BT /F{face.i} {self.size_pt:.2f} Tf {(x + dx) * k:.2f} {baseline:.2f} Td "
-                       f"({face.escape_text(mapped)}) Tj ET Q")
+                       f"({encoded}) Tj ET Q")
             self._resource_catalog.add(PDFResourceType.FONT, face.i, self.page)
         if out:
             self._out(" ".join(out))
@@ -151,11 +159,41 @@ def attach_facturx(pdf: FPDF, xml: bytes) -> None:
     embedded.params = pdf_dict({"/Size": len(xml), "/ModDate": PDFDate(when, with_tz=True).serialize(),
                                 "/CheckSum": f"<{hashlib.md5(xml, usedforsecurity=False).hexdigest()}>"})
     pdf.page_mode = PageMode.USE_ATTACHMENTS
-    packet = generate_xmp_bytes("factur-x", "en16931", None, {"title": pdf.title, "author": pdf.author,
-                                                              "subject": pdf.subject}).decode("utf-8")
-    # fpdf2 wraps the XMP in its own <?xpacket?>; the library names the PDF writer it uses.
-    xmp = packet[packet.index("<x:xmpmeta"):packet.rindex("</x:xmpmeta>") + len("</x:xmpmeta>")]
-    pdf.set_xmp_metadata(xmp.replace("<pdf:Producer>pypdf</pdf:Producer>", "<pdf:Producer>fpdf2</pdf:Producer>"))
+    pdf.set_xmp_metadata(facturx_xmp(pdf.title, str(pdf.author), pdf.subject, when))
+
+
+_XMP_FIELDS = {"title": "\ue000", "author": "\ue001", "subject": "\ue002"}
+_xmp_template: list[tuple[str, str]] = []  # (the XMP with a token per field, its timestamp)
+
+
+def facturx_xmp(title: str, author: str, subject: str, when: datetime) -> str:
+    """The Factur-X EN 16931 XMP the factur-x library prepares (``generate_xmp_bytes``) for this title,
+    author and subject, dated ``when`` instead of the time it is made, without its ``<?xpacket?>``
+    wrapper (fpdf2 adds its own) and naming fpdf2 as the PDF producer. The library's XMP is made
+    once per process with a token in each field, which each document replaces (building it costs
+    more than a millisecond)."""
+    if not _xmp_template:
+        packet = generate_xmp_bytes("factur-x", "en16931", None, _XMP_FIELDS).decode("utf-8")
+        xmp = packet[packet.index("<x:xmpmeta"):packet.rindex("</x:xmpmeta>") + len("</x:xmpmeta>")]
+        stamp = xmp.split("<xmp:CreateDate>", 1)[1].split("<", 1)[0]
+        _xmp_template.append((xmp.replace("<pdf:Producer>pypdf</pdf:Producer>",
+                                          "<pdf:Producer>fpdf2</pdf:Producer>"), stamp))
+    xmp, stamp = _xmp_template[0]
+    for field, value in (("title", title), ("author", author), ("subject", subject)):
+        # As lxml writes a text node in ASCII: &, <, > escaped, other characters as references.
+        xmp = xmp.replace(_xml_text(_XMP_FIELDS[field]), _xml_text(value))
+    return xmp.replace(stamp, when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S+00:00"))
+
+
+def _xml_text(value: str) -> str:
+    return escape(value).encode("ascii", "xmlcharrefreplace").decode("ascii")
+
+
+def _encode(face: Any, char: str) -> str:
+    """``char`` as ``face`` writes it in a string of the page (two bytes, escaped), its glyph picked into the
+    document's subset; nothing for a character the font lacks (fpdf2 leaves it out and warns)."""
+    code = face.subset.pick(ord(char))
+    return face.escape_text(chr(code)) if code else ""
 
 
 def _color_op(color: tuple[int, int, int]) -> str:
