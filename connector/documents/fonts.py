@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import itertools
+import logging
 import tempfile
 import threading
 import zlib
@@ -29,6 +30,8 @@ FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 RANGES = ((0x20, 0x17F), (0x2000, 0x206F), (0x20A0, 0x20CF), (0x2100, 0x2122),
           (0x2190, 0x2193), (0x2212, 0x2212))
 _lock = threading.Lock()
+# fontTools' subsetter reports every table it prunes at INFO: noise in billsync's output and logs.
+logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 _prepared: dict[Path, dict[str, Path]] = {}
 
 
@@ -178,6 +181,14 @@ def use_fonts(pdf: Any, font_dir: Path, family: str = "DejaVu") -> None:
         font.biggest_size_pt = 0
         font.subset = _base_subset(font, key)
         pdf.fonts[font.fontkey] = font
+
+
+def warm_up(font_dir: Path) -> None:
+    """Cut, parse and pick the base characters of the fonts now (about 0.3 s), so that processes
+    forked afterwards start with them."""
+    from fpdf import FPDF
+
+    use_fonts(FPDF(), font_dir)
 
 
 _base_picks: dict[tuple[Path, str], Any] = {}
