@@ -115,13 +115,17 @@ class _Document(FPDF):
         self.set_draw_color(*RULE)
         self.line(LEFT, self.get_y(), LEFT + WIDTH, self.get_y())
         self.ln(1.5)
-        self.set_font("DejaVu", "", 7)
-        self.set_text_color(*MUTED)
+        style = self.face, self.size_pt, self.color_op  # a page break can come in the middle of a paragraph
+        self.style(7, color=MUTED)
         parts = [s.name, s.legal_form, f"{label(self.lang, 'siren' if s.country == 'FR' else 'company_id')} "
                  f"{s.company_id}", f"{label(self.lang, 'vat_id')} {s.vat_id}"]
-        self.cell(WIDTH, 3.5, " · ".join(p for p in parts if p), align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+        self.put(WIDTH, 3.5, " · ".join(p for p in parts if p), align="C", new_x=XPos.LMARGIN, new_y=YPos.NEXT)
         note = label(self.lang, "no_facturx_short" if self.xml_note else "facturx")
-        self.cell(WIDTH - 30, 3.5, note, new_x=XPos.RIGHT, new_y=YPos.TOP)
+        self.put(WIDTH - 30, 3.5, note, new_x=XPos.RIGHT, new_y=YPos.TOP)
+        self.face, self.size_pt, self.color_op = style
+        # fpdf2 writes the page count ({nb}) when the document is complete.
+        self.set_font("DejaVu", "", 7)
+        self.set_text_color(*MUTED)
         self.cell(30, 3.5, label(self.lang, "page", n=self.page_no(), total="{nb}"), align="R")
 
 
