@@ -175,7 +175,8 @@ def main() -> int:
         print(f"CPU per document: {total * 1000 / n:.1f} ms = this process {own * 1000 / n:.1f} ms (reading, "
               f"storing{'' if args.processes > 1 else ', rendering'}) + {rendering} + PostgreSQL "
               + (f"{database * 1000 / n:.1f} ms" if database is not None else "not measured (another machine)")
-              + f"; {total / report.seconds:.2f} cores busy on average", flush=True)
+              + f"; {total / report.seconds:.2f} cores busy on average; two cores of its own would make about "
+              f"{2000 / (total * 1000 / n):.0f} documents/s", flush=True)
         if load.samples:
             print(f"load average during the run: {min(load.samples):.1f}–{max(load.samples):.1f} "
                   f"(mean {sum(load.samples) / len(load.samples):.1f}, this run's processes included)", flush=True)
