@@ -27,8 +27,8 @@ from fpdf.syntax import Name, PDFContentStream
 FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 #: Basic Latin to Latin Extended-B, Greek and Cyrillic, general punctuation (dashes, quotes,
 #: narrow no-break space), currency signs, letterlike symbols, arrows and math operators (× −).
-RANGES = ((0x20, 0x17F), (0x2000, 0x206F), (0x20A0, 0x20CF), (0x2100, 0x2122),
-          (0x2190, 0x2193), (0x2212, 0x2212))
+RANGES = ((0x20, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x2000, 0x206F), (0x20A0, 0x20CF),
+          (0x2100, 0x2122), (0x2190, 0x2193), (0x2212, 0x2212))
 _lock = threading.Lock()
 # fontTools' subsetter reports every table it prunes at INFO: noise in billsync's output and logs.
 logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
