@@ -24,7 +24,6 @@ from sqlmodel import Session
 from billing_engine.use_cases import documents as documents_uc
 from billing_engine.use_cases.documents import DocumentSource, RenderedDocument
 from connector.database import transaction
-from connector.documents.fonts import warm_up
 from connector.documents.render import render_document
 from connector.documents.seller import Seller, seller_identity
 
@@ -100,6 +99,8 @@ def generate_documents(services: Services, *, processes: int = 1, batch_size: in
     report = GenerationReport()
     started = time.perf_counter()
     if processes > 1:
+        from connector.documents.fonts import warm_up
+
         warm_up(seller.font_dir)  # once, before the processes are forked
         context = multiprocessing.get_context("fork")
         with context.Pool(processes, initializer=_init, initargs=(seller,)) as pool:
