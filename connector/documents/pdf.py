@@ -69,6 +69,7 @@ class _Document(FPDF):
         self.face, self.size_pt, self.color_op = self.faces[False], 10.0, _color_op(INK)
         # Per face, each character's code in the content stream (its glyph picked into the subset).
         self.codes: dict[int, dict[str, str]] = {face.i: base_codes(face) for face in self.faces.values()}
+        self.fonts_used: set[tuple[int, int]] = set()  # (font, page) in the page's resources
 
     def style(self, size: float, *, bold: bool = False, color: tuple[int, int, int] = INK) -> None:
         """The font (regular or bold), size (pt) and colour of the text ``put`` writes next."""
@@ -102,7 +103,9 @@ class _Document(FPDF):
             baseline = (self.h - y - 0.5 * h - 0.3 * self.size_pt / k) * k
             out.append(f"q {self.color_op} BT /F{face.i} {self.size_pt:.2f} Tf {(x + dx) * k:.2f} {baseline:.2f} Td "
                        f"({encoded}) Tj ET Q")
-            self._resource_catalog.add(PDFResourceType.FONT, face.i, self.page)
+            if (face.i, self.page) not in self.fonts_used:
+                self.fonts_used.add((face.i, self.page))
+                self._resource_catalog.add(PDFResourceType.FONT, face.i, self.page)
         if out:
             self._out(" ".join(out))
         self.x = x + w if new_x == XPos.RIGHT else self.l_margin if new_x == XPos.LMARGIN else x
@@ -200,14 +203,33 @@ def _encode(face: Any, char: str) -> str:
     return face.escape_text(chr(code)) if code else ""
 
 
+_color_ops: dict[tuple[int, int, int], str] = {}
+
+
 def _color_op(color: tuple[int, int, int]) -> str:
-    return " ".join(f"{c / 255:.3f}" for c in color) + " rg"
+    op = _color_ops.get(color)
+    if op is None:
+        op = _color_ops[color] = " ".join(f"{c / 255:.3f}" for c in color) + " rg"
+    return op
 
 
-def _units(pdf: _Document, text: str) -> int:
+def _units(pdf: _Document, text: str) -> float:
     """The advance of ``text`` in the current face, in thousandths of its size."""
     widths: Any = pdf.face.cw  # a TTF font's advance per code point
-    return sum(widths[ord(c)] for c in text)
+    return sum(map(widths.__getitem__, map(ord, text)))
+
+
+_word_units: dict[tuple[str, str], float] = {}  # (font, word) → its advance: invoices repeat their words
+
+
+def _word(pdf: _Document, word: str) -> float:
+    key = (pdf.face.fontkey, word)
+    units = _word_units.get(key)
+    if units is None:
+        if len(_word_units) > 100_000:
+            _word_units.clear()
+        units = _word_units[key] = _units(pdf, word)
+    return units
 
 
 def text_width(pdf: _Document, text: str) -> float:
@@ -222,12 +244,12 @@ def wrap(pdf: _Document, text: str, width: float) -> list[str]:
     same at several times the cost."""
     scale = pdf.size_pt * 0.001 / pdf.k
     limit = width - 1
-    space = _units(pdf, " ")
+    space = _word(pdf, " ")
     lines: list[str] = []
     for paragraph in text.split("\n"):
-        current, used = "", 0
+        current, used = "", 0.0
         for word in paragraph.split(" "):
-            units = _units(pdf, word)
+            units = _word(pdf, word)
             if current and float(used + space + units) * scale <= limit:
                 current, used = f"{current} {word}", used + space + units
                 continue
