@@ -1,7 +1,7 @@
 """The Factur-X container: the factur-x library reads each PDF back (the exact XML, XSD-valid, flavor
 Factur-X, level EN 16931), and the PDF declares what the library itself declares when it attaches
 the same XML to the same page (associated file, XMP, output intent), with the sRGB profile and the
-fonts embedded."""
+fonts embedded; rendered again, it is the same file."""
 
 from __future__ import annotations
 
@@ -91,3 +91,5 @@ def test_each_pdf_declares_the_xml_as_the_factur_x_library_does(issued, seller_s
                                                        "Version"])
         assert ours["output intent"] == ("/GTS_PDFA1", "sRGB", 3, b"acsp")
         assert ours["size"] == len(one.document.xml)
+        # Dated by the document (not by the time it is made), the same invoice always gives the same file.
+        assert render_pdf(source, seller, facturx_xml=one.document.xml) == one.document.pdf, case
