@@ -10,7 +10,7 @@ Creates its own PostgreSQL schema (dropped at the end), a French seller's catalo
 Bills them for 2026-01-01 (``bill_customers``, every invoice finalized), then runs
 ``connector.documents.generate.generate_documents`` on ``--processes`` processes: it reads the
 invoices in batches, renders each PDF (fpdf2) with its EN 16931 XML (checked against the XSD,
-embedded by the factur-x library) and stores each batch with its ``document.stored`` events.
+embedded as Factur-X by fpdf2) and stores each batch with its ``document.stored`` events.
 Prints documents/s, the average PDF size, the peak RSS of this process, the CPU a document cost
 (this process reading and storing, the rendering processes, the PostgreSQL backends serving the
 run when the server is on this machine) and the load average seen during the run (sampled every
