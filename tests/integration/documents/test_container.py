@@ -93,3 +93,19 @@ def test_each_pdf_declares_the_xml_as_the_factur_x_library_does(issued, seller_s
         assert ours["size"] == len(one.document.xml)
         # Dated by the document (not by the time it is made), the same invoice always gives the same file.
         assert render_pdf(source, seller, facturx_xml=one.document.xml) == one.document.pdf, case
+
+
+def test_the_fonts_are_embedded_as_fpdf2_itself_embeds_them(issued, seller_services, seller_settings, monkeypatch):
+    import fpdf.output
+
+    import connector.documents.pdf as pdf_module
+
+    seller = seller_identity(seller_settings)
+    for case in ("cus-fr", "credit_note", "cus-kw"):
+        one = issued[case]
+        with Session(seller_services.engine) as session:
+            [source] = document_sources(session, [(one.kind, one.row.id)])
+        ours = render_pdf(source, seller, facturx_xml=one.document.xml)
+        with monkeypatch.context() as patched:  # fpdf2's own writer: every font subset, map and width made anew
+            patched.setattr(pdf_module, "OutputProducer", fpdf.output.OutputProducer)
+            assert render_pdf(source, seller, facturx_xml=one.document.xml) == ours, case
