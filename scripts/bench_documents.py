@@ -10,15 +10,20 @@ Creates its own PostgreSQL schema (dropped at the end), a French seller's catalo
 Bills them for 2026-01-01 (``bill_customers``, every invoice finalized), then runs
 ``connector.documents.generate.generate_documents`` on ``--processes`` processes: it reads the
 invoices in batches, renders each PDF (fpdf2) with its EN 16931 XML (checked against the XSD,
-embedded by the factur-x library) and stores each batch with its ``document.stored`` events.
-Prints documents/s, the average PDF size and the peak RSS of this process.
+embedded as Factur-X by fpdf2) and stores each batch with its ``document.stored`` events.
+Prints documents/s, the average PDF size, the peak RSS of this process, the CPU a document cost
+(this process reading and storing, the rendering processes, the PostgreSQL backends serving the
+run when the server is on this machine) and the load average seen during the run (sampled every
+second: other work on the machine slows the run down, the CPU per document much less).
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import sys
+import threading
 import time
 import uuid
 from datetime import UTC, date, datetime
@@ -86,6 +91,38 @@ def seed(engine, n: int) -> None:
                                                                           ("book", "d-book", 1)])])
 
 
+def _cpu(usage: resource.struct_rusage) -> float:
+    return usage.ru_utime + usage.ru_stime
+
+
+def backend_cpu(engine, application_name: str) -> float | None:
+    """CPU seconds of the PostgreSQL backends serving ``application_name`` (None: not on this machine)."""
+    with engine.connect() as conn:
+        pids = conn.execute(text("SELECT pid FROM pg_stat_activity WHERE application_name = :name"),
+                            {"name": application_name}).scalars().all()
+    total = 0.0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            return None
+        total += (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime, stime
+    return total
+
+
+class LoadSampler(threading.Thread):
+    """The 1-minute load average, every second, while the documents are made."""
+
+    def __init__(self) -> None:
+        super().__init__(daemon=True)
+        self.samples: list[float] = []
+        self.stopped = threading.Event()
+
+    def run(self) -> None:
+        while not self.stopped.wait(1.0):
+            self.samples.append(os.getloadavg()[0])
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--invoices", type=int, default=10000)
@@ -98,7 +135,7 @@ def main() -> int:
     with admin.begin() as conn:
         conn.execute(text(f'CREATE SCHEMA "{schema}"'))
     sep = "&" if "?" in args.database_url else "?"
-    url = f"{args.database_url}{sep}options={quote('-csearch_path=' + schema)}"
+    url = f"{args.database_url}{sep}options={quote('-csearch_path=' + schema)}&application_name={schema}"
     try:
         engine = make_engine(url)
         upgrade(engine)
@@ -113,8 +150,15 @@ def main() -> int:
               f"({len(run.failures)} failures)", flush=True)
         engine.dispose()
         services = build_services(load_settings({"DATABASE_URL": url, "LOG_LEVEL": "warning", **SELLER}))
+        load = LoadSampler()
+        load.start()
+        own, children = _cpu(resource.getrusage(resource.RUSAGE_SELF)), _cpu(resource.getrusage(resource.RUSAGE_CHILDREN))
         report = generate_documents(services, processes=args.processes, batch_size=args.batch_size,
                                     now=datetime(2026, 1, 1, 6, tzinfo=UTC))
+        own = _cpu(resource.getrusage(resource.RUSAGE_SELF)) - own
+        children = _cpu(resource.getrusage(resource.RUSAGE_CHILDREN)) - children  # the pool's processes, reaped
+        load.stopped.set()
+        database = backend_cpu(services.engine, schema)
         with Session(services.engine) as session:
             count, size = session.execute(select(func.count(), func.avg(func.length(InvoiceDocument.pdf)))).one()
         services.engine.dispose()
@@ -122,6 +166,20 @@ def main() -> int:
         print(f"documents: {report.generated} generated ({count} stored) in {report.seconds:.1f} s on "
               f"{args.processes} processes: {report.per_second:.0f} documents/s; average PDF {size / 1024:.1f} KiB; "
               f"failed {len(report.failed)}; peak RSS of the parent {rss:.0f} MiB", flush=True)
+        n = max(report.generated, 1)
+        if args.processes > 1:
+            rendering = f"rendering processes {children * 1000 / n:.1f} ms"
+        else:
+            rendering = "rendering in this process"
+        total = own + (children if args.processes > 1 else 0) + (database or 0)
+        print(f"CPU per document: {total * 1000 / n:.1f} ms = this process {own * 1000 / n:.1f} ms (reading, "
+              f"storing{'' if args.processes > 1 else ', rendering'}) + {rendering} + PostgreSQL "
+              + (f"{database * 1000 / n:.1f} ms" if database is not None else "not measured (another machine)")
+              + f"; {total / report.seconds:.2f} cores busy on average; two cores of its own would make about "
+              f"{2000 / (total * 1000 / n):.0f} documents/s", flush=True)
+        if load.samples:
+            print(f"load average during the run: {min(load.samples):.1f}–{max(load.samples):.1f} "
+                  f"(mean {sum(load.samples) / len(load.samples):.1f}, this run's processes included)", flush=True)
     finally:
         with admin.begin() as conn:
             conn.execute(text(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE'))

@@ -39,16 +39,15 @@ class InvoiceDocument(SQLModel, table=True):
 
 
 def insert_documents(session: Session, rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Insert the documents not stored yet (one per invoice or credit note); return those inserted,
-    each with its ``id``."""
+    """Insert the documents not stored yet (one per invoice or credit note), in one statement; return
+    those inserted, each with its ``id``, in the order given."""
+    if not rows:
+        return []
     table = InvoiceDocument.__table__  # type: ignore[attr-defined]
-    written = []
-    for row in rows:
-        stmt = dialect_insert(session, table).values(**row).on_conflict_do_nothing().returning(table.c.id)
-        document_id = session.execute(stmt).scalar()
-        if document_id is not None:
-            written.append({**row, "id": document_id})
-    return written
+    stmt = (dialect_insert(session, table).values(list(rows)).on_conflict_do_nothing()
+            .returning(table.c.id, table.c.number))
+    ids = {number: document_id for document_id, number in session.execute(stmt)}
+    return [{**row, "id": ids[row["number"]]} for row in rows if row["number"] in ids]
 
 
 def documents_due(session: Session, limit: int, *, after_invoice: int = 0,

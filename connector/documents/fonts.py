@@ -8,20 +8,30 @@ document uses. The copies live in a temporary folder for the life of the process
 
 from __future__ import annotations
 
+import io
+import itertools
+import logging
 import tempfile
 import threading
+import zlib
+from collections import OrderedDict
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from fontTools import subset
 from fontTools.ttLib import TTFont
+from fpdf.output import OutputProducer as _FpdfOutputProducer
+from fpdf.syntax import Name, PDFContentStream
 
 FILES = {"": "DejaVuSans.ttf", "B": "DejaVuSans-Bold.ttf"}
 #: Basic Latin to Latin Extended-B, Greek and Cyrillic, general punctuation (dashes, quotes,
 #: narrow no-break space), currency signs, letterlike symbols, arrows and math operators (× −).
-RANGES = ((0x20, 0x17F), (0x2000, 0x206F), (0x20A0, 0x20CF), (0x2100, 0x2122),
-          (0x2190, 0x2193), (0x2212, 0x2212))
+RANGES = ((0x20, 0x24F), (0x370, 0x3FF), (0x400, 0x52F), (0x2000, 0x206F), (0x20A0, 0x20CF),
+          (0x2100, 0x2122), (0x2190, 0x2193), (0x2212, 0x2212))
 _lock = threading.Lock()
+# fontTools' subsetter reports every table it prunes at INFO: noise in billsync's output and logs.
+logging.getLogger("fontTools.subset").setLevel(logging.WARNING)
 _prepared: dict[Path, dict[str, Path]] = {}
 
 
@@ -173,6 +183,14 @@ def use_fonts(pdf: Any, font_dir: Path, family: str = "DejaVu") -> None:
         pdf.fonts[font.fontkey] = font
 
 
+def warm_up(font_dir: Path) -> None:
+    """Cut, parse and pick the base characters of the fonts now (about 0.3 s), so that processes
+    forked afterwards start with them."""
+    from fpdf import FPDF
+
+    use_fonts(FPDF(), font_dir)
+
+
 _base_picks: dict[tuple[Path, str], Any] = {}
 
 
@@ -193,4 +211,160 @@ def _base_subset(font: Any, key: tuple[Path, str]) -> Any:
     subset_map._next = template._next
     subset_map._reserved = list(template._reserved)
     subset_map._char_id_per_glyph = dict(template._char_id_per_glyph)
+    # What the map started from: the glyphs picked later come after the template's (``_parts``).
+    subset_map._billsync_base = (key, len(template._char_id_per_glyph))  # type: ignore[attr-defined]
     return subset_map
+
+
+_base_codes: dict[tuple[Path, str], dict[str, str]] = {}
+
+
+def base_codes(font: Any) -> dict[str, str]:
+    """A new copy of the base characters' codes in ``font``'s content strings (two bytes each, escaped
+    as fpdf2 escapes them), for a font registered by ``use_fonts``: those glyphs are already in
+    its subset map."""
+    key = font.subset._billsync_base[0]
+    with _lock:
+        codes = _base_codes.get(key)
+        if codes is None:
+            template = _base_picks[key]
+            codes = _base_codes[key] = {char: font.escape_text(chr(template.pick(ord(char))))
+                                        for char in BASE_CHARACTERS if template.pick(ord(char))}
+    return dict(codes)
+
+
+# ---------------------------------------------------------------- the font objects, once each
+#
+# Writing a TrueType font into a PDF, fpdf2 builds from the document's subset map (character
+# codes → glyphs) the subset font, its glyph widths, its ToUnicode CMap and its 128 KiB
+# CIDToGIDMap, and compresses the font and the map: about 4 ms a font. Documents with the same
+# subset map (most of them: the base characters) get the same bytes, so they are made once per
+# process and map, and each document only adds its own PDF objects around them.
+
+_FONT_PARTS_KEPT = 64
+
+
+@dataclass(frozen=True)
+class _FontParts:
+    widths: str  # the CIDFont's /W array
+    to_unicode: bytes  # the ToUnicode CMap
+    cid_to_gid: bytes  # the CIDToGIDMap, compressed
+    font_file: bytes  # the subset TrueType font, compressed
+    font_file_length: int  # … and its length before compression
+
+
+_font_parts: OrderedDict[tuple[Any, ...], _FontParts] = OrderedDict()
+
+
+class _CompressedStream(PDFContentStream):
+    """A stream whose content is already FlateDecode-compressed."""
+
+    def __init__(self, compressed: bytes, *, length1: int | None = None):
+        super().__init__(contents=b"")
+        self._contents = compressed
+        self.filter = Name("FlateDecode")
+        self.length = len(compressed)
+        if length1 is not None:
+            self.length1 = length1
+
+
+def _parts(font: Any) -> _FontParts:
+    """The bytes of ``font``'s embedding for its current subset map, made at the first document
+    that has this map (as fpdf2's own ``_add_fonts`` makes them)."""
+    base = getattr(font.subset, "_billsync_base", None)
+    if base is not None:  # a map copied from a base map: the base map's key and the glyphs added since
+        key: tuple[Any, ...] = (base[0], tuple(
+            (glyph.glyph_name, glyph.unicode, glyph.glyph_width, code)
+            for glyph, code in itertools.islice(font.subset._char_id_per_glyph.items(), base[1], None)))
+    else:
+        key = (str(font.ttfont.path), tuple((glyph.glyph_name, glyph.unicode, glyph.glyph_width, code)
+                                            for glyph, code in font.subset.items() if glyph is not None))
+    with _lock:
+        found = _font_parts.get(key)
+    if found is not None:
+        return found
+    import fpdf.output
+
+    options = fpdf.output.ftsubset.Options(notdef_outline=True, recommended_glyphs=True)
+    options.drop_tables += ["FFTM", "GDEF", "GPOS", "GSUB", "MATH", "hdmx", "meta", "sbix", "CBDT", "CBLC",
+                            "EBDT", "EBLC", "EBSC", "SVG ", "CPAL", "COLR"]
+    subsetter = fpdf.output.ftsubset.Subsetter(options)
+    subsetter.populate(glyphs=font.subset.get_all_glyph_names())
+    subsetter.subset(font.ttfont)
+    out = io.BytesIO()
+    font.ttfont.save(out)
+    font_file = out.getvalue()
+    cid_to_gid = bytearray(256 * 256 * 2)
+    for glyph, code in font.subset.items():
+        if glyph is not None:
+            gid = font.ttfont.getGlyphID(glyph.glyph_name)
+            cid_to_gid[code * 2:code * 2 + 2] = gid.to_bytes(2, "big")
+    entries = [f"<{code:04X}> <{''.join(_utf16_hex(c) for c in glyph.unicode)}>\n"
+               for glyph, code in font.subset.items()
+               if glyph is not None and isinstance(glyph.unicode, tuple) and glyph.unicode]
+    to_unicode = ("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n/CIDSystemInfo\n"
+                  "<</Registry (Adobe)\n/Ordering (UCS)\n/Supplement 0\n>> def\n/CMapName /Adobe-Identity-UCS def\n"
+                  "/CMapType 2 def\n1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
+                  f"{fpdf.output._build_cmap_blocks(entries, 'bfchar')}"
+                  "endcmap\nCMapName currentdict /CMap defineresource pop\nend\nend")
+    level = PDFContentStream._COMPRESSION_LEVEL
+    found = _FontParts(fpdf.output._tt_font_widths(font), to_unicode.encode("latin-1"),
+                       zlib.compress(bytes(cid_to_gid), level), zlib.compress(font_file, level), len(font_file))
+    with _lock:
+        _font_parts[key] = found
+        while len(_font_parts) > _FONT_PARTS_KEPT:
+            _font_parts.popitem(last=False)
+    return found
+
+
+def _utf16_hex(code: int) -> str:
+    if code > 0xFFFF:
+        return f"{0xD800 | (code - 0x10000) >> 10:04X}{0xDC00 | (code & 0x3FF):04X}"
+    return f"{code:04X}"
+
+
+class OutputProducer(_FpdfOutputProducer):
+    """fpdf2's PDF writer, the TrueType fonts' bytes taken from the process's store (``_parts``).
+    Anything else (core, colour or CFF fonts, glyphs a font lacks, PDF/A-1) is fpdf2's own path."""
+
+    def _add_fonts(self, image_objects_per_index: Any, gfxstate_objs_per_name: Any,
+                   pattern_objs_per_name: Any) -> dict[int, Any]:
+        from fpdf.fonts import TTFFont
+        from fpdf.output import CIDSystemInfo, PDFFont
+        from fpdf.syntax import PDFArray
+
+        fonts: list[Any] = sorted(self.fpdf.fonts.values(), key=lambda font: font.i)
+        compliance = self.fpdf._compliance
+        if (compliance and compliance.part == 1) or not all(
+                isinstance(f, TTFFont) and not f.color_font and not f.is_cff and not f.missing_glyphs
+                and isinstance(f.ttfont, _FontView) for f in fonts):
+            return super()._add_fonts(image_objects_per_index, gfxstate_objs_per_name, pattern_objs_per_name)
+        objects: dict[int, Any] = {}
+        for font in fonts:
+            parts = _parts(font)
+            name = f"MPDFAA+{font.name}"
+            composite = PDFFont(subtype="Type0", base_font=name, encoding="Identity-H")
+            self._add_pdf_obj(composite, "fonts")
+            objects[font.i] = composite
+            cid_font = PDFFont(subtype="CIDFontType2", base_font=name, d_w=font.desc.missing_width, w=parts.widths)
+            self._add_pdf_obj(cid_font, "fonts")
+            composite.descendant_fonts = PDFArray([cid_font])
+            to_unicode = PDFContentStream(parts.to_unicode)
+            self._add_pdf_obj(to_unicode, "fonts")
+            composite.to_unicode = to_unicode
+            system_info = CIDSystemInfo()
+            self._add_pdf_obj(system_info, "fonts")
+            cid_font.c_i_d_system_info = system_info
+            descriptor: Any = font.desc
+            descriptor.font_name = Name(name)
+            self._add_pdf_obj(descriptor, "fonts")
+            cid_font.font_descriptor = descriptor
+            cid_to_gid = _CompressedStream(parts.cid_to_gid)
+            self._add_pdf_obj(cid_to_gid, "fonts")
+            cid_font.c_i_d_to_g_i_d_map = cid_to_gid
+            font_file = _CompressedStream(parts.font_file, length1=parts.font_file_length)
+            self._add_pdf_obj(font_file, "fonts")
+            descriptor.font_file2 = font_file
+            font.subset.pick.cache_clear()
+            font.subset.get_glyph.cache_clear()
+        return objects

@@ -101,6 +101,9 @@ def generate_documents(services: Services, *, processes: int = 1, batch_size: in
     report = GenerationReport()
     started = time.perf_counter()
     if processes > 1:
+        from connector.documents.fonts import warm_up
+
+        warm_up(seller.font_dir)  # once, before the processes are forked
         context = multiprocessing.get_context("fork")
         with context.Pool(processes, initializer=_init, initargs=(seller,)) as pool:
             # While the processes render a batch, this one reads the next and stores the last.

@@ -1,9 +1,9 @@
 """One document's files: the PDF/A-3 with its Factur-X XML attached.
 
 ``render_document`` lays out the PDF (``pdf.py``), builds the EN 16931 CII XML (``cii.py``),
-checks it against the Factur-X XSD, and attaches it with the ``factur-x`` library (the
-``factur-x.xml`` file, ``/AFRelationship /Data``, and the XMP that declares the Factur-X
-profile). A document in a currency EN 16931 cannot express (three decimals) is a plain PDF/A
+checks it against the Factur-X XSD, and has fpdf2 write the PDF with it attached as the ``factur-x``
+library does (the ``factur-x.xml`` file, ``/AFRelationship /Data``, and the library's XMP that
+declares the Factur-X profile). A document in a currency EN 16931 cannot express (three decimals) is a plain PDF/A
 that says so; its note is stored with it.
 """
 
@@ -44,11 +44,5 @@ def render_document(source: DocumentSource, seller: Seller) -> RenderedDocument:
         return RenderedDocument(source.kind, source.record_id, source.number, source.language, pdf, None, note)
     xml = build_cii(source, seller)
     check_xsd(xml)
-    plain = render_pdf(source, seller)
-    pdf = facturx.generate_from_binary(
-        plain, xml, flavor="factur-x", level="en16931", check_xsd=False, check_schematron=False,
-        pdf_metadata={"author": seller.name, "keywords": "Factur-X, EN 16931",
-                      "title": f"{label(source.language, source.kind)} {source.number}",
-                      "subject": f"{label(source.language, source.kind)} {source.number} — {source.buyer.name}"},
-        lang=source.language)
+    pdf = render_pdf(source, seller, facturx_xml=xml)
     return RenderedDocument(source.kind, source.record_id, source.number, source.language, pdf, xml, "")

@@ -70,3 +70,32 @@ def test_the_worker_generates_documents_when_the_seller_is_set(engine, database_
         assert drains_for(plain, worker_id="w1", batch_size=100, lease=timedelta(minutes=5)) == []
     finally:
         plain.engine.dispose()
+
+
+def test_a_batch_stores_only_the_documents_not_stored_yet(engine):
+    from datetime import UTC, datetime
+
+    from billing_engine.storage.invoices import Invoice
+    from billing_engine.use_cases.documents import INVOICE, RenderedDocument, store_documents
+    from connector.database import transaction
+
+    bill_every_case(engine)
+    with Session(engine) as s:
+        first, second, third = [(i.id, i.number) for i in s.scalars(select(Invoice).where(
+            Invoice.number.is_not(None)).order_by(Invoice.id)).all()[:3]]
+
+    def doc(invoice, pdf: bytes) -> RenderedDocument:
+        return RenderedDocument(INVOICE, invoice[0], invoice[1], "fr", pdf)
+
+    now = datetime(2026, 2, 1, 6, tzinfo=UTC)
+    with transaction(engine) as s:
+        kept = store_documents(s, [doc(first, b"%PDF first"), doc(second, b"%PDF second")], now=now)
+    with transaction(engine) as s:  # a second generator's batch: the first invoice again, and a new one
+        added = store_documents(s, [doc(first, b"%PDF first again"), doc(third, b"%PDF third")], now=now)
+    stored = documents(engine)
+    assert [(d.id, d.number, bytes(d.pdf)) for d in stored] == [
+        (kept[0], first[1], b"%PDF first"), (kept[1], second[1], b"%PDF second"), (added[0], third[1], b"%PDF third")]
+    assert len(added) == 1
+    with Session(engine) as s:
+        events = s.scalars(select(OutboxRow).where(OutboxRow.topic == "document.stored")).all()
+    assert sorted(int(e.aggregate_id) for e in events) == [d.id for d in stored]
