@@ -363,6 +363,10 @@ def _references(pdf: _Document) -> None:
     items.extend((attribute.label(lang), attribute.value) for attribute in src.attributes)
     per_row = 3
     width = WIDTH / per_row
+    # A value too long for its box even at the smallest size is written in full under the band.
+    _text(pdf, 6.5)
+    long = [(title, value) for title, value in items if text_width(pdf, value) > width - 5]
+    items = [item for item in items if item not in long]
     y = pdf.get_y()
     pdf.set_fill_color(*BAND)
     rows = (len(items) + per_row - 1) // per_row
@@ -377,7 +381,13 @@ def _references(pdf: _Document) -> None:
             size -= 0.5
             _text(pdf, size)
         pdf.put(width - 4, 4.6, value)
-    pdf.set_y(y + rows * 10 + 8)
+    pdf.set_y(y + rows * 10 + (3 if long else 8))
+    for title, value in long:
+        pdf.set_x(LEFT)
+        _text(pdf, 8)
+        paragraph(pdf, WIDTH, 4, f"{title} : {value}" if lang == "fr" else f"{title}: {value}")
+    if long:
+        pdf.ln(3)
     if src.kind == CREDIT_NOTE and src.reason:
         _text(pdf, 9)
         why = reason(lang, src.reason)

@@ -91,3 +91,29 @@ def test_a_picture_of_each_first_page_is_kept(issued):
         picture = ARTIFACTS / f"{case}.png"
         assert picture.stat().st_size > 10_000, case
         assert picture.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_a_reference_too_long_for_its_box_is_printed_whole_under_the_band(issued, seller_services, seller_settings):
+    from dataclasses import replace
+
+    from sqlmodel import Session
+
+    from billing_engine.use_cases.documents import DocumentAttribute, document_sources
+    from connector.documents.pdf import render_pdf
+    from connector.documents.seller import seller_identity
+
+    one = issued["cus-fr"]
+    with Session(seller_services.engine) as session:
+        [source] = document_sources(session, [(one.kind, one.row.id)])
+    order = "PO-" + "7" * 77  # the longest purchase order number the mappings accept
+    centre = "Direction des systèmes d'information, programme de modernisation " * 3
+    source = replace(source, purchase_order=order,
+                     attributes=(DocumentAttribute("cost_centre", centre.strip(), (("en", "Cost centre"),
+                                                                                   ("fr", "Centre de coûts"))),))
+    text = "".join(page.extract_text() for page in PdfReader(io.BytesIO(render_pdf(source, seller_identity(
+        seller_settings)))).pages)
+    flat = " ".join(text.split())
+    assert order in flat.replace(" ", "")
+    assert " ".join(centre.split()) in flat
+    assert one.row.number in text
+    assert ("Centre de coûts" if source.language == "fr" else "Cost centre") in text
