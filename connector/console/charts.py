@@ -12,9 +12,10 @@ from decimal import ROUND_CEILING, ROUND_HALF_UP, Decimal
 
 ZERO = Decimal(0)
 ONE_PLACE = Decimal("0.1")
-#: Drawing area of every chart, in SVG units (the SVG scales to its box).
-WIDTH, HEIGHT = Decimal(760), Decimal(280)
-LEFT, RIGHT, TOP, BOTTOM = Decimal(92), Decimal(16), Decimal(24), Decimal(40)
+#: Drawing area of a chart, in SVG units (the SVG scales to its box): a month chart fills half the
+#: page, a waterfall three fifths of it.
+MONTH_WIDTH, WATERFALL_WIDTH, HEIGHT = Decimal(540), Decimal(640), Decimal(290)
+LEFT, RIGHT, TOP, BOTTOM = Decimal(64), Decimal(10), Decimal(24), Decimal(42)
 TICKS = 4
 
 
@@ -40,6 +41,9 @@ class Column:
     axis_label: str  # the category under the axis
     href: str | None = None
     kind: str = ""  # a CSS class: up, down, total, missing
+    title: str = ""  # the full value, shown on hover
+    sub_label: str = ""  # a second line under the category (the year of a month chart)
+    label_end: str = ""  # when set, the value's label ends there instead of centring on the column
 
 
 @dataclass(frozen=True)
@@ -59,7 +63,11 @@ class Chart:
 
     @property
     def category_y(self) -> str:
-        return px(HEIGHT - BOTTOM + 20)
+        return px(HEIGHT - BOTTOM + 17)
+
+    @property
+    def sub_label_y(self) -> str:
+        return px(HEIGHT - BOTTOM + 32)
 
 
 def nice_step(top: Decimal, ticks: int = TICKS) -> Decimal:
@@ -91,14 +99,16 @@ def _ticks(step: Decimal, ceiling: Decimal, y_of: Callable[[Decimal], Decimal],
 
 
 def month_chart(points: Sequence[tuple[str, Decimal | None]], *, value_label: Callable[[Decimal], str],
-                axis_label: Callable[[Decimal], str], month_label: Callable[[str], str],
-                line: bool = False) -> Chart:
-    """Columns (or a line) of one value per month; a month whose value is unknown has no column
-    and the label "—"."""
+                title: Callable[[Decimal], str], axis_label: Callable[[Decimal], str],
+                month_label: Callable[[str], str], year_label: Callable[[str], str], line: bool = False) -> Chart:
+    """Columns (or a line) of one value per month, the last one labelled with its value (every
+    one has it as its title); a month whose value is unknown has no column and the label "—".
+    Under each month its name, and its year under the first month and each January."""
     known = [v for _, v in points if v is not None]
     step, ceiling = _scale(max(known, default=ZERO))
+    width = MONTH_WIDTH
     plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = WIDTH - LEFT - RIGHT
+    plot_width = width - LEFT - RIGHT
     base = HEIGHT - BOTTOM
 
     def y_of(value: Decimal) -> Decimal:
@@ -111,13 +121,17 @@ def month_chart(points: Sequence[tuple[str, Decimal | None]], *, value_label: Ca
     for index, (month, value) in enumerate(points):
         centre = LEFT + slot * index + slot / 2
         top = y_of(value) if value is not None else base
+        last = index == len(points) - 1
         columns.append(Column(x=px(centre - bar / 2), y=px(top), width=px(bar), height=px(base - top),
-                              centre=px(centre), label_y=px(top - 6), axis_label=month_label(month),
-                              label="—" if value is None else value_label(value),
-                              kind="missing" if value is None else "total"))
+                              centre=px(centre), label_y=px(top - 8), axis_label=month_label(month),
+                              label="—" if value is None else value_label(value) if last else "",
+                              kind="missing" if value is None else "total",
+                              title="—" if value is None else title(value),
+                              sub_label=year_label(month) if index == 0 or month.endswith("-01") else "",
+                              label_end=px(centre + (Decimal(4) if line else bar / 2))))
         if value is not None:
             vertices.append(f"{px(centre)},{px(top)}")
-    return Chart(width=px(WIDTH), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(WIDTH - RIGHT),
+    return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
                  baseline=px(base), ticks=_ticks(step, ceiling, y_of, axis_label), columns=tuple(columns),
                  line=" ".join(vertices) if line else "")
 
@@ -149,8 +163,9 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
             running = low
         spans.append((min(low, high), max(low, high)))
     step_size, ceiling = _scale(max((high for _, high in spans), default=ZERO))
+    width = WATERFALL_WIDTH
     plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = WIDTH - LEFT - RIGHT
+    plot_width = width - LEFT - RIGHT
     base = HEIGHT - BOTTOM
 
     def y_of(value: Decimal) -> Decimal:
@@ -163,10 +178,10 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
         centre = LEFT + slot * index + slot / 2
         top, bottom = y_of(high), y_of(low)
         height = max(bottom - top, Decimal(1)) if item.amount else ZERO
-        sign = "+" if item.kind == "up" else "−" if item.kind == "down" else ""
+        sign = "" if not item.amount else "+" if item.kind == "up" else "−" if item.kind == "down" else ""
         columns.append(Column(x=px(centre - bar / 2), y=px(top), width=px(bar), height=px(height),
                               centre=px(centre), label_y=px(top - 6), label=sign + value_label(item.amount),
                               axis_label=item.label, href=item.href, kind=item.kind))
-    return Chart(width=px(WIDTH), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(WIDTH - RIGHT),
+    return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
                  baseline=px(base), ticks=_ticks(step_size, ceiling, y_of, axis_label), columns=tuple(columns),
                  line="")

@@ -70,7 +70,11 @@ def _as_of(month: str, today: date) -> date:
 
 def _month_label(month: str) -> str:
     year, mon = parse_month(month)
-    return format_date(date(year, mon, 1), format="MMM yy")
+    return format_date(date(year, mon, 1), format="LLL")
+
+
+def _year_label(month: str) -> str:
+    return month[:4]
 
 
 def _figure_url(month: str, figure: str, currency: str | None) -> str:
@@ -86,10 +90,10 @@ def _charts(figures: dashboard.Figures, month: str, currency: str | None) -> dic
     def axis(amount: Decimal) -> str:
         return format_compact_currency(amount, code, locale=get_locale(), fraction_digits=1)
 
-    mrr = charts.month_chart([(p.month, p.mrr) for p in figures.series], value_label=axis, axis_label=axis,
-                             month_label=_month_label)
-    arr = charts.month_chart([(p.month, p.arr) for p in figures.series], value_label=axis, axis_label=axis,
-                             month_label=_month_label, line=True)
+    mrr = charts.month_chart([(p.month, p.mrr) for p in figures.series], value_label=value, title=value,
+                             axis_label=axis, month_label=_month_label, year_label=_year_label)
+    arr = charts.month_chart([(p.month, p.arr) for p in figures.series], value_label=value, title=value,
+                             axis_label=axis, month_label=_month_label, year_label=_year_label, line=True)
     waterfall = None
     water = figures.waterfall
     if water is not None:
