@@ -152,9 +152,18 @@ def test_a_bad_figure_is_a_message_on_the_page(finance):
     assert response.status_code == 422 and "figure" in _text(response)
 
 
-def test_the_customers_behind_a_figure_come_in_pages(app, finance):
+def test_the_customers_behind_a_figure_come_in_pages(app, finance, monkeypatch):
+    from connector.console import dashboard as page
+
+    whole = _text(finance.get("/dashboard/customers?month=2026-01&figure=movement:new"))
+    assert "Customer cus-a" in whole and "Customer cus-b" in whole and "€2,145.00" in whole and "$300.00" in whole
+    assert 'rel="next"' not in whole
+    monkeypatch.setattr(page, "PAGE_SIZE", 1)
     first = _text(finance.get("/dashboard/customers?month=2026-01&figure=movement:new"))
-    assert "Customer cus-a" in first and "Customer cus-b" in first and "€2,145.00" in first and "$300.00" in first
+    assert "Customer cus-a" in first and "Customer cus-b" not in first
+    following = re.search(r'href="([^"]+)" rel="next"', first).group(1)
+    second = _text(finance.get(html.unescape(following)))
+    assert "Customer cus-b" in second and "Customer cus-a" not in second and 'rel="next"' not in second
 
 
 # ---------------------------------------------------------------- exchange rates
