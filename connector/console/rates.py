@@ -1,4 +1,4 @@
-"""Exchange rates: the stored rates (``1 EUR = rate currency``), newest first; finance and admins
+"""Exchange rates: the stored rates (``1 EUR = rate currency``) by date; finance and admins
 set one day's rate of a currency or import an ECB reference-rates CSV file (all its lines or none,
 one message per bad line). The same use cases as ``PUT /api/v1/exchange-rates/{date}/{currency}``
 and ``billsync rates set|import`` (``billing_engine.use_cases.exchange_rates``), audited with the

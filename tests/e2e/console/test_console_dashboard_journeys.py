@@ -73,3 +73,29 @@ def test_the_dashboard_in_french(french_page, console, this_month):
     screenshot(page, "tableau-de-bord-expansion")
     page.click("text=Dupont SA")
     expect(page.locator("h1")).to_contain_text("Dupont SA")
+
+
+def test_finance_imports_an_ecb_file_with_a_bad_line_then_a_good_one(page, console, tmp_path):
+    sign_in(page, console, "fin@example.com")
+    page.click("nav.sections >> text=Exchange rates")
+    expect(page.locator("h1")).to_have_text("Exchange rates")
+    bad = tmp_path / "eurofxref-hist.csv"
+    bad.write_text("Date,USD,GBP\n2026-03-31,1.0811,0.8402\n2026-03-30,abc,0.8390\n2026-02-30,1.07,0.82\n")
+    page.set_input_files("#file", str(bad))
+    page.click("text=Import >> nth=-1")
+    expect(page.locator("#problems li")).to_have_count(2)
+    expect(page.locator("#problems li").first).to_contain_text("Line 3")
+    expect(page.locator("#rates tbody")).to_contain_text("No rate yet.")
+    screenshot(page, "rates-refused")
+    good = tmp_path / "eurofxref.csv"
+    good.write_text("Date,USD,GBP\n2026-03-31,1.0811,0.8402\n2026-03-30,1.0799,0.8390\n")
+    page.set_input_files("#file", str(good))
+    page.click("text=Import >> nth=-1")
+    expect(page.locator(".notice.success")).to_have_text("4 rates of 2 currencies over 2 days imported.")
+    page.fill("#on", "2026-04-30")
+    page.fill("#currency", "USD")
+    page.fill("#rate", "1.0850")
+    page.click("text=Store the rate")
+    expect(page.locator(".notice.success")).to_contain_text("1 EUR = 1.0850 USD")
+    expect(page.locator("#rates tbody tr").last).to_contain_text("Apr 30, 2026USD1.085")
+    screenshot(page, "rates")

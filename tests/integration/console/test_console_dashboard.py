@@ -74,10 +74,10 @@ def test_the_dashboard_page_shows_the_api_s_figures_and_bridge(seeded, finance, 
         assert {part: water[part] for part in ("opening", "new", "expansion", "closing")} == {
             part: row[part] for part in ("opening", "new", "expansion", "closing")}
     assert _cell(page, "wf-opening") == _money(water["opening"]["amount"], code)
-    for kind in ("new", "expansion", "reactivation"):
-        assert _cell(page, f"wf-{kind}") == "+" + _money(water[kind]["amount"], code)
-    for kind in ("contraction", "churn"):
-        assert _cell(page, f"wf-{kind}") == "−" + _money(water[kind]["amount"], code)
+    for kind, sign in (("new", "+"), ("expansion", "+"), ("reactivation", "+"), ("contraction", "−"),
+                       ("churn", "−")):
+        amount = water[kind]["amount"]
+        assert _cell(page, f"wf-{kind}") == (sign if Decimal(amount) else "") + _money(amount, code), kind
     assert _cell(page, "wf-closing") == _money(water["closing"]["amount"], code)
     latest = figures["mrr_series"][-1]
     assert _cell(page, "kpi-mrr") == _money(latest["mrr"]["amount"], code)
