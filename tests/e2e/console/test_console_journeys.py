@@ -20,8 +20,9 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
     expect(page.locator("h1")).to_have_text("Sign in to billsync")
     screenshot(page, "sign-in")
     sign_in(page, console, "fin@example.com")
-    expect(page.locator("h1")).to_have_text("Invoices")
-    expect(page.locator("nav.sections a")).to_have_text(["Invoices", "Customers"])
+    expect(page.locator("h1")).to_have_text("Dashboard")
+    expect(page.locator("nav.sections a")).to_have_text(["Dashboard", "Invoices", "Customers", "Exchange rates"])
+    page.click("nav.sections >> text=Invoices")
     assert row_numbers(page) == ["INV-2026-000002", "INV-2026-000001"]
     screenshot(page, "invoices")
 
@@ -68,8 +69,9 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
 def test_the_same_journey_in_french(french_page, console, browser):
     page = french_page
     sign_in(page, console, "fin@example.com")
-    expect(page.locator("h1")).to_have_text("Factures")
-    expect(page.locator("nav.sections a")).to_have_text(["Factures", "Clients"])
+    expect(page.locator("h1")).to_have_text("Tableau de bord")
+    expect(page.locator("nav.sections a")).to_have_text(["Tableau de bord", "Factures", "Clients", "Taux de change"])
+    page.click("nav.sections >> text=Factures")
     page.select_option("#status", "open")
     page.fill("#currency", "EUR")
     page.click("text=Filtrer")
@@ -95,7 +97,7 @@ def test_the_same_journey_in_french(french_page, console, browser):
     try:
         elsewhere = other.new_page()
         sign_in(elsewhere, console, "fin@example.com")
-        expect(elsewhere.locator("h1")).to_have_text("Invoices")
+        expect(elsewhere.locator("h1")).to_have_text("Dashboard")
     finally:
         other.close()
 
@@ -143,4 +145,4 @@ def test_five_wrong_passwords_lock_the_account(page, console):
     screenshot(page, "locked")
     # Another user is not affected.
     sign_in(page, console, "admin@example.com", PASSWORD)
-    expect(page.locator("h1")).to_have_text("Invoices")
+    expect(page.locator("h1")).to_have_text("Dashboard")
