@@ -11,7 +11,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Index, and_, case, delete, func, insert, or_, select, text
+from sqlalchemy import Index, Numeric, and_, case, delete, func, insert, or_, select, text, type_coerce
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.catalog import CustomerRow
@@ -157,10 +157,14 @@ def month_end_totals(session: Session, through_month: str) -> list[MonthEndTotal
     sums ``NUMERIC`` in one grouped query; on SQLite (decimal text) Python sums ``Decimal``."""
     t = MrrMonthEnd.__table__
     if is_postgresql(session):
-        change = t.c.mrr - t.c.mrr_before
-        counted = func.sum(case((t.c.mrr > 0, 1), else_=0)) - func.sum(case((t.c.mrr_before > 0, 1), else_=0))
+        def n(column: Any) -> Any:
+            return type_coerce(column, Numeric(asdecimal=True))
+
+        mrr, mrr_before = n(t.c.mrr), n(t.c.mrr_before)
+        change = mrr - mrr_before
+        counted = func.sum(case((mrr > 0, 1), else_=0)) - func.sum(case((mrr_before > 0, 1), else_=0))
         rows = session.execute(
-            select(t.c.month, t.c.currency, t.c.kind, func.sum(change), func.sum(t.c.arr - t.c.arr_before),
+            select(t.c.month, t.c.currency, t.c.kind, func.sum(change), func.sum(n(t.c.arr) - n(t.c.arr_before)),
                    counted, func.count(), func.sum(func.abs(change)))
             .where(t.c.month <= through_month).group_by(t.c.month, t.c.currency, t.c.kind))
         return [MonthEndTotal(m, cur, kind, mrr, arr, int(n_change), n, moved)

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
@@ -564,7 +564,7 @@ def rebuild_mrr_month_ends(session: Session, *, today: date | None = None, batch
     table lock) and are then recomputed on top."""
     from billing_engine.periods import add_months
 
-    today = today or date.today()
+    today = today or datetime.now(UTC).date()
     ahead = add_months(date(today.year, today.month, 1), KEPT_MONTHS_AHEAD)
     kept_through = f"{ahead.year:04d}-{ahead.month:02d}"
     revenue_store.lock_month_ends(session)
@@ -639,8 +639,8 @@ def kept_mrr_bridge(session: Session, from_month: str, to_month: str) -> list[Br
     currencies = sorted(revenue_store.month_end_currencies(session))
     labels = [label for label, _ in months]
     index = {label: i for i, label in enumerate(labels)}
-    level = {c: [round_money(ZERO, c), 0, round_money(ZERO, c)] for c in currencies}
-    change = {c: [[ZERO, 0, ZERO] for _ in labels] for c in currencies}
+    level: dict[str, list[Any]] = {c: [round_money(ZERO, c), 0, round_money(ZERO, c)] for c in currencies}
+    change: dict[str, list[list[Any]]] = {c: [[ZERO, 0, ZERO] for _ in labels] for c in currencies}
     sums = {c: [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in labels] for c in currencies}
     movers = {c: [dict.fromkeys(MOVEMENT_KINDS, 0) for _ in labels] for c in currencies}
     for t in totals:
@@ -656,7 +656,7 @@ def kept_mrr_bridge(session: Session, from_month: str, to_month: str) -> list[Br
         entry[1] += t.customers_change
         entry[2] += t.arr_change
     rows = []
-    running = {c: list(level[c]) for c in currencies}
+    running: dict[str, list[Any]] = {c: list(level[c]) for c in currencies}
     for i, label in enumerate(labels):
         for currency in currencies:
             opening, count, arr = running[currency]

@@ -1,4 +1,5 @@
-"""each customer's MRR and ARR at the month ends where they change, for the MRR bridge and dashboard
+"""each customer's MRR and ARR at the month ends where they change, for the MRR bridge and dashboard;
+the owed invoices by due date, for receivables aging and customers past due
 
 Revision ID: 0023_mrr_month_ends
 Revises: 0022_exchange_rates
@@ -7,7 +8,7 @@ Create Date: 2026-12-06
 A database that already holds subscriptions is marked for ``billsync metrics rebuild-mrr``: until
 then the figures are computed from the subscriptions, as before.
 """
-from datetime import date
+from datetime import UTC, datetime
 
 import sqlalchemy as sa
 import sqlmodel
@@ -50,9 +51,15 @@ def upgrade() -> None:
         sa.Column("reason", _text(200), nullable=False),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_index("ix_invoices_payable_due_on", "invoices", ["status", "due_on"],
+                    postgresql_include=["customer_id", "currency", "total", "amount_paid", "amount_credited",
+                                        "amount_refunded"],
+                    postgresql_where=sa.text("status IN ('open', 'uncollectible')"),
+                    sqlite_where=sa.text("status IN ('open', 'uncollectible')"))
     bind = op.get_bind()
     stale = bind.execute(sa.text("SELECT 1 FROM subscriptions LIMIT 1")).first() is not None
-    ahead = date.today().year * 12 + date.today().month - 1 + KEPT_MONTHS_AHEAD
+    today = datetime.now(UTC).date()
+    ahead = today.year * 12 + today.month - 1 + KEPT_MONTHS_AHEAD
     bind.execute(sa.text("INSERT INTO mrr_month_ends_state (id, kept_through, stale, reason) "
                          "VALUES (1, :through, :stale, :reason)"),
                  {"through": f"{ahead // 12:04d}-{ahead % 12 + 1:02d}", "stale": stale,
@@ -60,6 +67,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_invoices_payable_due_on", table_name="invoices")
     op.drop_table("mrr_month_ends_state")
     op.drop_index("ix_mrr_month_ends_month", table_name="mrr_month_ends")
     op.drop_table("mrr_month_ends")

@@ -221,3 +221,46 @@ def test_a_bridge_past_the_kept_months_is_computed_from_the_subscriptions(engine
         rows = mrr_bridge_months(s, "2031-10", "2032-03")
         assert as_rows(rows) == as_rows(reference_bridge(s, "2031-10", "2032-03"))
         assert as_rows(rows[:9]) == as_rows(kept_mrr_bridge(s, "2031-10", "2031-12"))
+
+
+@pytest.mark.postgres_only
+def test_two_changes_to_one_customer_at_once_leave_its_rows_true(engine):
+    """The second transaction waits for the first's lock on the customer, then recomputes from what
+    the first committed: neither change is lost from the kept rows."""
+    import threading
+    import time
+
+    with transaction(engine) as s:
+        rebuild_mrr_month_ends(s, today=TODAY)
+        for price in P["EUR"]:
+            upsert_product(s, price.product)
+            upsert_price(s, price)
+        upsert_customer(s, Customer("cus-x", "Twice", "EUR"))
+        for n in (1, 2):
+            start_subscription(s, make_subscription(f"sub-x{n}", "cus-x", "EUR", date(2026, 1, 1),
+                                                    [SubscriptionItem("seat", P["EUR"][0], quantity=D(2))]))
+    first_wrote = threading.Event()
+    errors: list[BaseException] = []
+
+    def change(subscription_id: str, quantity: int, hold: float) -> None:
+        try:
+            with transaction(engine) as s:
+                amend_subscription(s, subscription_id, Amendment(
+                    "", 0, AmendmentAction.CHANGE_QUANTITY, date(2026, 3, 10), item_id="seat", quantity=D(quantity)))
+                first_wrote.set()
+                time.sleep(hold)  # the other change runs meanwhile
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    one = threading.Thread(target=change, args=("sub-x1", 5, 0.5))
+    one.start()
+    first_wrote.wait(10)
+    two = threading.Thread(target=change, args=("sub-x2", 7, 0))
+    two.start()
+    one.join(20)
+    two.join(20)
+    assert errors == []
+    with Session(engine) as s:
+        assert check_mrr_month_ends(s) == []
+        [march] = [r for r in kept_mrr_bridge(s, "2026-03", "2026-03") if r.currency == "EUR"]
+    assert march.closing == D("399.96")  # (5 + 7) × 33.33
