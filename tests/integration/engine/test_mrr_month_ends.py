@@ -264,3 +264,27 @@ def test_two_changes_to_one_customer_at_once_leave_its_rows_true(engine):
         assert check_mrr_month_ends(s) == []
         [march] = [r for r in kept_mrr_bridge(s, "2026-03", "2026-03") if r.currency == "EUR"]
     assert march.closing == D("399.96")  # (5 + 7) × 33.33
+
+
+@pytest.mark.postgres_only
+def test_the_customers_of_a_status_in_pages_are_the_ones_their_standings_give(engine):
+    from billing_engine.reporting import STATUSES, billing_status
+    from billing_engine.storage import reporting as reporting_store
+
+    seed_histories(engine, 13, customers=25)
+    on = date(2026, 3, 31)
+    with Session(engine) as s:
+        expected = {status: [] for status in STATUSES}
+        for st in reporting_store.customer_standings(s, on):
+            expected[billing_status(subscriptions=st.subscriptions, past_due=st.past_due, running=st.running,
+                                    cancelling=st.cancelling)].append((st.customer_id, st.currency))
+        for status in STATUSES:
+            pages, after = [], None
+            while True:
+                page = dashboard.figure_customers(s, "2026-03", f"status:{status}", as_of=on, limit=3, after=after)
+                pages += [(c.customer_id, c.currency) for c in page]
+                if len(page) < 3:
+                    break
+                after = pages[-1]
+            assert pages == expected[status], status
+        assert sum(map(len, expected.values())) == 25 and len([k for k, v in expected.items() if v]) >= 2
