@@ -5,6 +5,12 @@ The metrics read recurring item versions through an ``MrrSource``:
 ``SubscriptionMrrSource`` over ``Subscription`` objects, ``DatabaseMrrSource`` over the
 engine's tables (streamed by customer, with a fast path that reads plain subscriptions as
 rows and counts customers with identical histories once).
+
+Each customer's MRR and ARR at the month ends where they change are kept in ``mrr_month_ends``
+(``refresh_customer_mrr`` with every subscription change, ``rebuild_mrr_month_ends``,
+``check_mrr_month_ends``): the bridge and its movements for the API, the CLI and the dashboard
+are sums over those rows (``kept_mrr_bridge``), the same rows as ``mrr_bridge`` computes from the
+versions, which stays the reference and the path past the kept months (docs/reporting.md §4).
 """
 
 from __future__ import annotations
