@@ -288,3 +288,28 @@ def test_the_customers_of_a_status_in_pages_are_the_ones_their_standings_give(en
                 after = pages[-1]
             assert pages == expected[status], status
         assert sum(map(len, expected.values())) == 25 and len([k for k, v in expected.items() if v]) >= 2
+
+
+def test_an_upgrade_of_a_database_with_subscriptions_computes_from_them_until_rebuilt(engine):
+    from alembic import command
+
+    from connector.database import alembic_config, upgrade
+
+    seed_histories(engine, 21, customers=6)
+    with Session(engine) as s:
+        kept = as_rows(mrr_bridge_months(s, "2024-01", "2026-12"))
+    config = alembic_config(engine.url.render_as_string(hide_password=False))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.downgrade(config, "0022_exchange_rates")
+    upgrade(engine)
+    with Session(engine) as s:
+        state = revenue_store.month_ends_state(s)
+        assert state is not None and state[1]  # awaits a rebuild
+        assert revenue_store.month_ends_of(s) == []
+        assert as_rows(mrr_bridge_months(s, "2024-01", "2026-12")) == kept  # from the subscriptions
+    with transaction(engine) as s:
+        rebuild_mrr_month_ends(s, today=TODAY)
+    with Session(engine) as s:
+        assert check_mrr_month_ends(s) == []
+        assert as_rows(kept_mrr_bridge(s, "2024-01", "2026-12")) == kept
