@@ -109,6 +109,22 @@ def mrr_bridge_rows(services: Services, from_month: str, to_month: str) -> list[
     return mrr_bridge_report(services.engine, from_month, to_month)
 
 
+def rebuild_mrr_month_ends(services: Services) -> int:
+    """Recompute every customer's MRR at month ends in one transaction: rows written."""
+    from billing_engine.use_cases.revenue import rebuild_mrr_month_ends as rebuild
+
+    with transaction(services.engine) as session:
+        return rebuild(session)
+
+
+def check_mrr_month_ends(services: Services) -> list[str]:
+    """The differences between the MRR kept at month ends and a computation from the subscriptions."""
+    from billing_engine.use_cases.revenue import check_mrr_month_ends as check
+
+    with transaction(services.engine) as session:
+        return check(session)
+
+
 def prepare_usage_partitions(services: Services, through: date) -> PartitionsPrepared:
     """The monthly partitions of usage events through ``through``'s month, and the events of the
     default partition moved into theirs (PostgreSQL; nothing on SQLite): ``billsync usage

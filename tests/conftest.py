@@ -14,6 +14,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
 
@@ -97,6 +98,17 @@ class TestDatabase:
                 conn.execute(text("TRUNCATE " + ", ".join(f'"{t}"' for t in tables) + " RESTART IDENTITY CASCADE"))
             # A test may move the recorded revision (readiness checks): every test starts at head.
             conn.execute(text("UPDATE alembic_version SET version_num = :head"), {"head": head_revision()})
+            # As a freshly migrated database: the MRR at month ends is kept (docs/reporting.md §4).
+            conn.execute(text("INSERT INTO mrr_month_ends_state (id, kept_through, stale, reason) "
+                              "VALUES (1, :through, false, '')"), {"through": _kept_through()})
+
+
+def _kept_through() -> str:
+    from billing_engine.use_cases.revenue import KEPT_MONTHS_AHEAD
+
+    today = datetime.now(UTC).date()
+    ahead = today.year * 12 + today.month - 1 + KEPT_MONTHS_AHEAD
+    return f"{ahead // 12:04d}-{ahead % 12 + 1:02d}"
 
 
 @pytest.fixture(scope="session")

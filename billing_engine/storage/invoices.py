@@ -69,6 +69,13 @@ class Invoice(SQLModel, table=True):
         Index("ix_invoices_currency_issued_on_id", "currency", "issued_on", "id"),
         # Search by the beginning of a number (``LIKE 'INV-2026-00%'``) whatever the collation.
         Index("ix_invoices_number_prefix", "number", postgresql_ops={"number": "varchar_pattern_ops"}),
+        # Receivables by aging bucket and customers past due (docs/reporting.md): the invoices owed
+        # only, by due date, with what their balance is made of (an index-only scan on PostgreSQL).
+        Index("ix_invoices_payable_due_on", "status", "due_on",
+              postgresql_include=["customer_id", "currency", "total", "amount_paid", "amount_credited",
+                                  "amount_refunded"],
+              postgresql_where=text("status IN ('open', 'uncollectible')"),
+              sqlite_where=text("status IN ('open', 'uncollectible')")),
     )
     id: int | None = Field(default=None, primary_key=True)
     customer_id: str = Field(foreign_key="customers.id", max_length=64, nullable=False)

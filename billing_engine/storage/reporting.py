@@ -167,12 +167,9 @@ def customer_standings(session: Session, on: date, *, after: str | None = None,
         after = last
 
 
-def status_counts(session: Session, on: date) -> dict[str, int] | None:
-    """PostgreSQL: customers per billing status on ``on`` in one grouped query, by the rules of
-    ``billing_engine.reporting.billing_status`` (``none``, ``past_due``, ``active``, ``cancelling``,
-    ``cancelled``); ``None`` elsewhere (the caller counts ``customer_standings``)."""
-    if not is_postgresql(session):
-        return None
+def _status_of_customers(on: date) -> tuple[Any, Any, Any]:
+    """``(customers joined with their standing, the status expression, the customers table)`` by the
+    rules of ``billing_engine.reporting.billing_status`` (PostgreSQL)."""
     c, s, t = CustomerRow.__table__, SubscriptionRow.__table__, Invoice.__table__
     running_now = or_(s.c.ends_before.is_(None), s.c.ends_before > on)
     subs = (select(s.c.customer_id.label("customer_id"), func.count().label("n"),
@@ -188,8 +185,37 @@ def status_counts(session: Session, on: date) -> dict[str, int] | None:
                   else_=literal("cancelled")).label("status")
     joined = c.outerjoin(subs, subs.c.customer_id == c.c.id).outerjoin(
         late, and_(late.c.customer_id == c.c.id, late.c.currency == c.c.currency))
+    return joined, status, c
+
+
+def status_counts(session: Session, on: date) -> dict[str, int] | None:
+    """PostgreSQL: customers per billing status on ``on`` in one grouped query, by the rules of
+    ``billing_engine.reporting.billing_status`` (``none``, ``past_due``, ``active``, ``cancelling``,
+    ``cancelled``); ``None`` elsewhere (the caller counts ``customer_standings``)."""
+    if not is_postgresql(session):
+        return None
+    joined, status, _ = _status_of_customers(on)
     return {name: count for name, count in session.execute(
         select(status, func.count()).select_from(joined).group_by(status))}
+
+
+def status_customers(session: Session, on: date, status: str, *, limit: int, after: tuple[str, str] | None = None,
+                     currency: str | None = None) -> list[tuple[str, str]] | None:
+    """PostgreSQL: ``(customer id, currency)`` of the customers with ``status`` on ``on``, by id after
+    ``after`` (a keyset page), in one query; ``None`` elsewhere (the caller reads
+    ``customer_standings``)."""
+    if not is_postgresql(session):
+        return None
+    joined, expression, c = _status_of_customers(on)
+    ranked = select(c.c.id.label("id"), c.c.currency.label("currency"), expression).select_from(joined)
+    if currency is not None:
+        ranked = ranked.where(c.c.currency == currency)
+    if after is not None:
+        ranked = ranked.where(or_(c.c.id > after[0], and_(c.c.id == after[0], c.c.currency > after[1])))
+    inner = ranked.subquery()
+    return [(cid, cur) for cid, cur in session.execute(
+        select(inner.c.id, inner.c.currency).where(inner.c.status == status)
+        .order_by(inner.c.id, inner.c.currency).limit(limit))]
 
 
 def _past_due_customers(session: Session, on: date, first: str, last: str) -> set[tuple[str, str]]:

@@ -320,6 +320,10 @@ def figure_customers(session: Session, month: str, figure: str, *, as_of: date, 
         names = reporting_store.customers_named(session, [r[0] for r in rows])
         return [FigureCustomer(cid, names.get(cid, ""), cur, amount, invoices=count)
                 for cid, cur, amount, count in rows]
+    found = reporting_store.status_customers(session, as_of, value, limit=limit, after=after, currency=currency)
+    if found is not None:
+        names = reporting_store.customers_named(session, [cid for cid, _ in found])
+        return [FigureCustomer(cid, names.get(cid, ""), cur, None) for cid, cur in found]
     out: list[FigureCustomer] = []
     start = None
     if after is not None:

@@ -5,13 +5,19 @@ The metrics read recurring item versions through an ``MrrSource``:
 ``SubscriptionMrrSource`` over ``Subscription`` objects, ``DatabaseMrrSource`` over the
 engine's tables (streamed by customer, with a fast path that reads plain subscriptions as
 rows and counts customers with identical histories once).
+
+Each customer's MRR and ARR at the month ends where they change are kept in ``mrr_month_ends``
+(``refresh_customer_mrr`` with every subscription change, ``rebuild_mrr_month_ends``,
+``check_mrr_month_ends``): the bridge and its movements for the API, the CLI and the dashboard
+are sums over those rows (``kept_mrr_bridge``), the same rows as ``mrr_bridge`` computes from the
+versions, which stays the reference and the path past the kept months (docs/reporting.md §4).
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any, Protocol
 
@@ -24,10 +30,13 @@ from billing_engine.revenue import (
     ItemMrr,
     Movement,
     annual_amount,
+    classify,
     month_range,
+    parse_month,
     previous_month_end,
 )
 from billing_engine.storage import invoices as invoice_store
+from billing_engine.storage import revenue as revenue_store
 from billing_engine.storage import subscriptions as subscription_store
 from billing_engine.storage.catalog import load_prices
 from billing_engine.storage.database import Session
@@ -402,9 +411,9 @@ def mrr_bridge_report(session_or_engine: Any, from_month: str, to_month: str) ->
     (``month, currency, opening, new, expansion, reactivation, contraction, churn, closing, arr,
     customers``). Takes a ``Session`` or an engine (then reads in its own session)."""
     if isinstance(session_or_engine, Session):
-        return mrr_bridge_rows(session_or_engine, from_month, to_month, source=database_mrr_source())
+        return [row.as_row() for row in _bridge_months(session_or_engine, from_month, to_month)]
     with Session(session_or_engine) as session:
-        return mrr_bridge_rows(session, from_month, to_month, source=database_mrr_source())
+        return [row.as_row() for row in _bridge_months(session, from_month, to_month)]
 
 
 def customer_mrr(session: Session, customer_id: str, on: date) -> Decimal:
@@ -442,8 +451,17 @@ def mrr_bridge_months(session: Session, from_month: str, to_month: str, *,
     months = month_range(from_month, to_month)
     if len(months) > MAX_BRIDGE_MONTHS:
         raise InvalidInputError("to", f"at most {MAX_BRIDGE_MONTHS} months at a time")
-    rows, _ = mrr_bridge(session, from_month, to_month, source=database_mrr_source(), collect_movements=False)
+    rows = _bridge_months(session, from_month, to_month)
     return [row for row in rows if currency is None or row.currency == currency]
+
+
+def _bridge_months(session: Session, from_month: str, to_month: str) -> list[BridgeRow]:
+    """From ``mrr_month_ends`` when it covers the range and is not awaiting a rebuild, else from
+    the subscriptions (the same rows)."""
+    if _kept_covers(session, to_month):
+        return kept_mrr_bridge(session, from_month, to_month)
+    rows, _ = mrr_bridge(session, from_month, to_month, source=database_mrr_source(), collect_movements=False)
+    return rows
 
 
 def bridge_totals(rows: Sequence[BridgeRow]) -> list[BridgeRow]:
@@ -472,9 +490,201 @@ def mrr_movements(session: Session, month: str, *, limit: int, after: tuple[str,
     customer and currency after ``after`` (keyset pages), optionally of one currency and kind."""
     if kind is not None and kind not in MOVEMENT_KINDS:
         raise InvalidInputError("kind", f"unknown movement {kind!r}; use one of {', '.join(MOVEMENT_KINDS)}")
+    parse_month(month)
+    if _kept_covers(session, month):
+        return [Movement(m, cid, cur, str(k), before, after) for cid, cur, m, before, after, _, _, k in
+                revenue_store.month_end_movements(session, month, limit=limit, after=after, currency=currency,
+                                                  kind=kind)]
     _, moves = mrr_bridge(session, month, month, source=database_mrr_source())
     chosen = sorted((m for m in moves if (currency is None or m.currency == currency)
                      and (kind is None or m.kind == kind)
                      and (after is None or (m.customer_id, m.currency) > after)),
                     key=lambda m: (m.customer_id, m.currency))
     return chosen[:limit]
+
+
+# ---------------------------------------------------------------- MRR kept at month ends
+
+#: How many months after the current one a rebuild keeps (a bridge reaching further is computed
+#: from the subscriptions until the next rebuild moves the horizon).
+KEPT_MONTHS_AHEAD = 60
+
+
+def _last_day(month: str) -> date:
+    from billing_engine.revenue import month_end
+
+    return month_end(*parse_month(month))
+
+
+def month_end_rows(versions: Sequence[MrrVersion], kept_through: str) -> list[revenue_store.MonthEndRow]:
+    """The ``mrr_month_ends`` rows of one customer's versions (pure): for each currency, a row at the
+    first month end a version covers and at every month end where the rounded MRR or the ARR
+    differs from the previous month end's, through ``kept_through`` (``YYYY-MM``).
+
+    The MRR at a month end is Σ of the versions in force on it, rounded half up once; ARR is that
+    unrounded sum × 12, rounded once; the kind is ``classify``'s, a customer being reactivated
+    rather than new when a recurring item with MRR > 0 was in force at an earlier month end.
+    """
+    from billing_engine.revenue import month_end
+
+    until = _last_day(kept_through)
+    by_currency: dict[tuple[str, str], list[MrrVersion]] = defaultdict(list)
+    for version in versions:
+        by_currency[(version[0].customer_id, version[0].currency)].append(version)
+    out: list[revenue_store.MonthEndRow] = []
+    for (customer_id, currency), mine in sorted(by_currency.items()):
+        quantum = round_money(ZERO, currency)
+        ends = sorted({month_end(d.year, d.month) for _, starts, stops in mine
+                       for d in (starts, stops) if d is not None})
+        before = before_arr = quantum
+        ever = False
+        for index, day in enumerate(ends):
+            if day > until:
+                break
+            total, positive = ZERO, False
+            for item, starts, stops in mine:
+                if starts <= day and (stops is None or day < stops):
+                    total += item.mrr
+                    positive = positive or item.mrr > 0
+            value = total.quantize(quantum, ROUND_HALF_UP)
+            annual = (total * 12).quantize(quantum, ROUND_HALF_UP)
+            if index == 0 or value != before or annual != before_arr:
+                kind = classify(before, value, had_mrr_before=ever)
+                out.append((customer_id, currency, f"{day.year:04d}-{day.month:02d}", before, value, before_arr,
+                            annual, kind))
+            ever = ever or positive
+            before, before_arr = value, annual
+    return out
+
+
+def refresh_customer_mrr(session: Session, customer_id: str) -> None:
+    """Recompute one customer's ``mrr_month_ends`` rows from its subscriptions as they stand in this
+    transaction (after a subscription of it is started, amended, renewed or cancelled). The
+    customer's row is locked first, so two transactions changing two of its subscriptions
+    recompute one after the other, the second from the state the first committed. Nothing to do
+    while the rows are not kept (never built, or awaiting a rebuild)."""
+    state = revenue_store.month_ends_state(session)
+    if state is None or state[1]:
+        return
+    kept_through = state[0]
+    revenue_store.lock_customer(session, customer_id)
+    session.flush()
+    versions = list(DatabaseMrrSource()._versions_of(session, [customer_id], _last_day(kept_through), {}, {}))
+    revenue_store.replace_month_ends(session, [customer_id], month_end_rows(versions, kept_through))
+
+
+def rebuild_mrr_month_ends(session: Session, *, today: date | None = None, batch_size: int = 2000) -> int:
+    """Recompute ``mrr_month_ends`` for every customer from the subscriptions (``billsync metrics
+    rebuild-mrr``), through ``KEPT_MONTHS_AHEAD`` months after ``today``'s, in the caller's
+    transaction; the number of rows written. Changes recorded meanwhile wait for it (PostgreSQL
+    table lock) and are then recomputed on top."""
+    from billing_engine.periods import add_months
+
+    today = today or datetime.now(UTC).date()
+    ahead = add_months(date(today.year, today.month, 1), KEPT_MONTHS_AHEAD)
+    kept_through = f"{ahead.year:04d}-{ahead.month:02d}"
+    revenue_store.lock_month_ends(session)
+    revenue_store.clear_month_ends(session)
+    written = 0
+    batch: list[revenue_store.MonthEndRow] = []
+    for versions in _versions_by_customer(session, _last_day(kept_through), batch_size):
+        batch.extend(month_end_rows(versions, kept_through))
+        if len(batch) >= 5000:
+            revenue_store.insert_month_ends(session, batch)
+            written += len(batch)
+            batch = []
+    revenue_store.insert_month_ends(session, batch)
+    revenue_store.set_month_ends_state(session, kept_through)
+    return written + len(batch)
+
+
+def _versions_by_customer(session: Session, until: date, batch_size: int) -> Iterable[list[MrrVersion]]:
+    current: str | None = None
+    versions: list[MrrVersion] = []
+    for version in DatabaseMrrSource(batch_size).recurring_versions(session, until):
+        if version[0].customer_id != current:
+            if versions:
+                yield versions
+            current, versions = version[0].customer_id, []
+        versions.append(version)
+    if versions:
+        yield versions
+
+
+def check_mrr_month_ends(session: Session, *, batch_size: int = 2000) -> list[str]:
+    """The differences between ``mrr_month_ends`` and a computation from the subscriptions, one line
+    each (``customer currency month: kept … computed …``); empty when they agree."""
+    kept: dict[tuple[str, str, str], tuple[Any, ...]] = {
+        row[:3]: row[3:] for row in revenue_store.month_ends_of(session)}
+    state = revenue_store.month_ends_state(session)
+    if state is None:
+        return ["mrr_month_ends was never built (billsync metrics rebuild-mrr)"]
+    kept_through, stale = state
+    problems = []
+    if stale:
+        problems.append("mrr_month_ends awaits a rebuild (billsync metrics rebuild-mrr)")
+    for versions in _versions_by_customer(session, _last_day(kept_through), batch_size):
+        for row in month_end_rows(versions, kept_through):
+            stored = kept.pop(row[:3], None)
+            if stored != row[3:]:
+                problems.append(f"{row[0]} {row[1]} {row[2]}: kept {_describe_row(stored)}, "
+                                f"computed {_describe_row(row[3:])}")
+    for key, stored in sorted(kept.items()):
+        problems.append(f"{key[0]} {key[1]} {key[2]}: kept {_describe_row(stored)}, computed nothing")
+    return problems
+
+
+def _describe_row(values: tuple[Any, ...] | None) -> str:
+    if values is None:
+        return "nothing"
+    mrr_before, mrr, arr_before, arr, kind = values
+    return f"MRR {mrr_before} -> {mrr}, ARR {arr_before} -> {arr} ({kind or 'no movement'})"
+
+
+def _kept_covers(session: Session, to_month: str) -> bool:
+    state = revenue_store.month_ends_state(session)
+    return state is not None and not state[1] and to_month <= state[0]
+
+
+def kept_mrr_bridge(session: Session, from_month: str, to_month: str) -> list[BridgeRow]:
+    """The MRR bridge from ``mrr_month_ends`` (the same rows as ``mrr_bridge`` without movements):
+    each currency's level at the opening month end plus, per month, the sums of the changes."""
+    months = month_range(from_month, to_month)
+    opening_month = f"{previous_month_end(from_month):%Y-%m}"
+    totals = revenue_store.month_end_totals(session, to_month)
+    currencies = sorted(revenue_store.month_end_currencies(session))
+    labels = [label for label, _ in months]
+    index = {label: i for i, label in enumerate(labels)}
+    level: dict[str, list[Any]] = {c: [round_money(ZERO, c), 0, round_money(ZERO, c)] for c in currencies}
+    change: dict[str, list[list[Any]]] = {c: [[ZERO, 0, ZERO] for _ in labels] for c in currencies}
+    sums = {c: [dict.fromkeys(MOVEMENT_KINDS, ZERO) for _ in labels] for c in currencies}
+    movers = {c: [dict.fromkeys(MOVEMENT_KINDS, 0) for _ in labels] for c in currencies}
+    for t in totals:
+        if t.month <= opening_month:
+            entry = level[t.currency]
+        else:
+            i = index[t.month]
+            entry = change[t.currency][i]
+            if t.kind is not None:
+                sums[t.currency][i][t.kind] += t.moved
+                movers[t.currency][i][t.kind] += t.customers
+        entry[0] += t.mrr_change
+        entry[1] += t.customers_change
+        entry[2] += t.arr_change
+    rows = []
+    running: dict[str, list[Any]] = {c: list(level[c]) for c in currencies}
+    for i, label in enumerate(labels):
+        for currency in currencies:
+            opening, count, arr = running[currency]
+            mrr_change, count_change, arr_change = change[currency][i]
+            closing = opening + mrr_change
+            running[currency] = [closing, count + count_change, arr + arr_change]
+            s = sums[currency][i]
+            row = BridgeRow(period=label, currency=currency, opening=opening, new=s["new"],
+                            expansion=s["expansion"], reactivation=s["reactivation"],
+                            contraction=s["contraction"], churn=s["churn"], closing=closing,
+                            customers=count + count_change, arr=arr + arr_change, movers=movers[currency][i])
+            if not row.holds():  # pragma: no cover - guarded by construction
+                raise AssertionError(f"MRR bridge does not hold for {label} {currency}")
+            rows.append(row)
+    return rows

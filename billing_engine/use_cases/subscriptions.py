@@ -5,8 +5,9 @@ subscription's link to the deal that changed it.
 The pure ``Subscription`` does the validating and derives every version; this module
 checks what only the database knows (the customer and prices exist, the external key is
 free, the stored price is the one given) and writes the rows and the outbox events in the
-caller's transaction. Recording amendments is serialised per subscription (row lock on
-PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite, UNIQUE sequence).
+caller's transaction, with the customer's MRR at month ends (``revenue.refresh_customer_mrr``).
+Recording amendments is serialised per subscription (row lock on PostgreSQL, ``BEGIN IMMEDIATE``
+on SQLite, UNIQUE sequence).
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ from billing_engine.subscriptions import (
 )
 from billing_engine.use_cases.catalog import get_price
 from billing_engine.use_cases.customers import find_customer_by_salesforce_id, get_customer
+from billing_engine.use_cases.revenue import refresh_customer_mrr
 
 
 def start_subscription(session: Session, subscription: Subscription, *, now: datetime | None = None) -> Subscription:
@@ -55,6 +57,7 @@ def start_subscription(session: Session, subscription: Subscription, *, now: dat
     for item in subscription.items:
         _check_price_stored(session, item)
     store.add_subscription(session, subscription)
+    refresh_customer_mrr(session, subscription.customer_id)
     created_at = ob.changed_at(now, subscription.starts_on)
     add_events(session, [
         ob.new_event(ob.SUBSCRIPTION_CREATED, "subscription", subscription.subscription_id, {
@@ -118,6 +121,7 @@ def amend_subscription(session: Session, subscription_id: str, amendment: Amendm
     except IntegrityError:
         raise ConflictError(f"subscription {subscription_id}",
                             "was amended concurrently; reload and try again") from None
+    refresh_customer_mrr(session, amended.customer_id)
     add_events(session, [ob.customer_summary_event(amended.customer_id, ob.changed_at(now, recorded.effective_on))])
     return amended
 

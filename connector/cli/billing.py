@@ -162,6 +162,39 @@ def mrr(from_month: str, to_month: str, as_csv: bool) -> None:
                              for c in BRIDGE_COLUMNS))
 
 
+@metrics.command("rebuild-mrr")
+def rebuild_mrr() -> None:
+    """Recompute every customer's MRR and ARR at month ends from the subscriptions.
+
+    The MRR bridge, the dashboard and their drill-downs sum these rows; they are kept up to date
+    by every subscription change. Run it after an upgrade that asks for it, or when
+    ``billsync metrics check-mrr`` reports a difference. Safe to run at any time.
+    """
+    services = load_services()
+    from connector.billing_jobs import rebuild_mrr_month_ends
+
+    with reported_as():
+        written = rebuild_mrr_month_ends(services)
+    click.echo(f"MRR at month ends rebuilt: {written} rows")
+
+
+@metrics.command("check-mrr")
+def check_mrr() -> None:
+    """Compare the MRR kept at month ends with a computation from the subscriptions.
+
+    Exits 0 when they agree; otherwise prints one line per difference and exits non-zero
+    (``billsync metrics rebuild-mrr`` repairs them).
+    """
+    services = load_services()
+    from connector.billing_jobs import check_mrr_month_ends
+
+    with reported_as():
+        problems = check_mrr_month_ends(services)
+    if problems:
+        raise UserError(problems)
+    click.echo("MRR at month ends agrees with the subscriptions")
+
+
 @metrics.command("dashboard")
 @click.option("--month", required=True, metavar="YYYY-MM", help="The month.")
 @click.option("--currency", default=None, metavar="CODE",

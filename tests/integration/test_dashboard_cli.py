@@ -115,3 +115,27 @@ def test_bad_dashboard_options_are_one_clear_line(env, args, message):
     code, output = run(["metrics", "dashboard", *args], env)
     assert code == 2 and output.startswith(f"error: {message}"), output
     assert len(output.strip().splitlines()) == 1
+
+
+def test_the_mrr_kept_at_month_ends_is_checked_and_rebuilt(env, engine):
+    from sqlalchemy import update
+
+    from billing_engine.storage.revenue import MrrMonthEnd
+    from connector.database import transaction
+
+    seed_subscriptions(engine)
+    code, output = run(["metrics", "check-mrr"], env)
+    assert (code, output.strip()) == (0, "MRR at month ends agrees with the subscriptions")
+    _, bridge = run(["metrics", "mrr", "--from", "2026-01", "--to", "2026-06", "--csv"], env)
+    t = MrrMonthEnd.__table__
+    with transaction(engine) as s:
+        s.execute(update(t).where(t.c.customer_id == "cus-a", t.c.month == "2026-03").values(mrr=Decimal("1.00")))
+    code, output = run(["metrics", "check-mrr"], env)
+    assert code != 0 and "Traceback" not in output
+    assert output.strip().splitlines() == [
+        "error: cus-a EUR 2026-03: kept MRR 2145.00 -> 1.00, ARR 25740.00 -> 29700.00 (expansion), "
+        "computed MRR 2145.00 -> 2475.00, ARR 25740.00 -> 29700.00 (expansion)"]
+    code, output = run(["metrics", "rebuild-mrr"], env)
+    assert code == 0 and output.startswith("MRR at month ends rebuilt: ") and output.strip().endswith(" rows")
+    assert run(["metrics", "check-mrr"], env)[0] == 0
+    assert run(["metrics", "mrr", "--from", "2026-01", "--to", "2026-06", "--csv"], env)[1] == bridge
