@@ -34,6 +34,8 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.auth",
     "connector.console.invoices",
     "connector.console.customers",
+    "connector.console.review",
+    "connector.console.sync",
 )
 HERE = Path(__file__).parent
 log = logging.getLogger("billsync.console")
