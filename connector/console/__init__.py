@@ -36,6 +36,7 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.customers",
     "connector.console.review",
     "connector.console.sync",
+    "connector.console.jobs",
 )
 HERE = Path(__file__).parent
 log = logging.getLogger("billsync.console")
