@@ -37,6 +37,7 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.review",
     "connector.console.sync",
     "connector.console.jobs",
+    "connector.console.mappings",
 )
 HERE = Path(__file__).parent
 log = logging.getLogger("billsync.console")
