@@ -97,7 +97,7 @@ def test_an_admin_retries_a_dead_letter_and_repairs_a_month_edited_in_salesforce
     assert Decimal(str(balance["Balance__c"])) != Decimal("1")
 
 
-def test_the_review_queue_a_bill_run_followed_on_its_page_and_the_mappings(tab, connected_console, services):
+def test_the_review_queue_a_bill_run_followed_on_its_page_and_the_mappings(tab, connected_console, services, org):
     page, console = tab, connected_console
     sign_in(page, console, "admin@example.com")
     page.click("nav.sections >> text=Review")
@@ -133,3 +133,12 @@ def test_the_review_queue_a_bill_run_followed_on_its_page_and_the_mappings(tab, 
     page.click("#check")
     assert "match the org" in page.inner_text("#check-result")
     screenshot(page, "mappings")
+
+    org.seed("small", 0)
+    [won] = services.salesforce().query_all("SELECT Id FROM Opportunity WHERE IsWon = true ORDER BY CloseDate LIMIT 1")
+    page.fill("#record_id", won["Id"])
+    page.click("form[role=search] button[type=submit]")
+    assert page.inner_text("#engine-command") == "start_subscription"
+    assert "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100" in page.inner_text("#preview-lines")
+    assert page.inner_text("#mrr-change") == "€2,645.00"
+    screenshot(page, "mappings-preview")
