@@ -21,7 +21,7 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
     screenshot(page, "sign-in")
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Invoices")
-    expect(page.locator("nav.sections a")).to_have_text(["Invoices", "Customers"])
+    expect(page.locator("nav.sections a")).to_have_text(["Invoices", "Customers", "Review", "Sync", "Jobs"])
     assert row_numbers(page) == ["INV-2026-000002", "INV-2026-000001"]
     screenshot(page, "invoices")
 
@@ -69,7 +69,7 @@ def test_the_same_journey_in_french(french_page, console, browser):
     page = french_page
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Factures")
-    expect(page.locator("nav.sections a")).to_have_text(["Factures", "Clients"])
+    expect(page.locator("nav.sections a")).to_have_text(["Factures", "Clients", "Revue", "Synchro", "Tâches"])
     page.select_option("#status", "open")
     page.fill("#currency", "EUR")
     page.click("text=Filtrer")
