@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import re
 import threading
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 
 import pytest
@@ -142,3 +142,33 @@ def test_the_review_queue_a_bill_run_followed_on_its_page_and_the_mappings(tab, 
     assert "Licences 12 × graduated: 5 × 200 + 5 × 150 + 2 × 100" in page.inner_text("#preview-lines")
     assert page.inner_text("#mrr-change") == "€2,645.00"
     screenshot(page, "mappings-preview")
+
+
+def test_finance_finalizes_a_held_draft_from_the_review_queue(page, console, settings):
+    """The March bill run run with HOLD_INVOICES_FOR_REVIEW leaves two drafts for finance."""
+    from connector.billing_jobs import run_bill_run
+    from connector.settings import load_settings
+    from connector.wiring import build_services
+
+    held = build_services(load_settings({"DATABASE_URL": settings.database_url, "LOG_LEVEL": "warning",
+                                         "HOLD_INVOICES_FOR_REVIEW": "true"}))
+    try:
+        run_bill_run(held, date(2026, 3, 1))
+    finally:
+        held.engine.dispose()
+    sign_in(page, console, "fin@example.com")
+    page.click("nav.sections >> text=Review")
+    assert page.inner_text("#held-count") == "2"
+    rows = page.locator("#held tbody tr")
+    assert "Customer cus-b" in rows.nth(0).inner_text() and "Held for review by the bill run." in rows.nth(0).inner_text()
+    screenshot(page, "review-held")
+    rows.nth(0).locator("button:has-text('Finalize')").click()
+    assert "is finalized" in page.inner_text(".notice.success")
+    page.click("nav.sections >> text=Review")
+    assert page.inner_text("#held-count") == "1"
+    row = page.locator("#held tbody tr").first
+    row.locator("input[name=reason]").fill("Deal lost before the invoice went out")
+    row.locator("button:has-text('Void')").click()
+    assert "The invoice is void." in page.inner_text(".notice.success")
+    page.click("nav.sections >> text=Review")
+    assert "No draft is waiting for review." in page.inner_text("main")
