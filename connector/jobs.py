@@ -9,15 +9,16 @@ reads the row (``find_job``) and refreshes itself until the job ends.
 
 Two starts never run two jobs of one kind at once: ``active_kind`` holds the kind while the job
 is queued or running (NULL after), under a UNIQUE constraint, so the second ``enqueue`` fails
-with ``JobBusyError`` naming the job already under way. A job whose worker died (no progress for
-``JOB_LEASE``) is claimed again: the bill run and the pull are idempotent, so running one again
-only finishes the work.
+with ``JobBusyError`` naming the job already under way. A job whose worker died (no heartbeat for
+``JOB_LEASE``; a live worker beats every ``HEARTBEAT_SECONDS``) is claimed again: the bill run and
+the pull are idempotent, so running one again only finishes the work.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
@@ -37,8 +38,11 @@ log = logging.getLogger("billsync.jobs")
 
 KINDS = ("bill_run", "pull")
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
-#: A running job with no progress for this long belongs to a dead worker and is claimed again.
+#: A running job whose worker has not said it is alive for this long belongs to a dead worker and
+#: is claimed again.
 JOB_LEASE = timedelta(minutes=15)
+#: How often a worker says its job is alive (between the progress reports, e.g. a long pull).
+HEARTBEAT_SECONDS = 60
 ERROR_MAX_LENGTH = 2000
 
 
@@ -160,6 +164,13 @@ def report_progress(engine: Engine, job_id: int, done: int, total: int, *, now: 
                         .values(done_count=done, total_count=total, heartbeat_at=now))
 
 
+def beat(engine: Engine, job_id: int, *, now: datetime) -> None:
+    """Say the job's worker is alive (its lease starts again)."""
+    with transaction(engine) as session:
+        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == RUNNING)  # type: ignore[arg-type]
+                        .values(heartbeat_at=now))
+
+
 def finish_job(engine: Engine, job_id: int, *, now: datetime, result: dict[str, Any] | None = None,
                error: str | None = None) -> None:
     """Settle a job: ``done`` with its result, or ``failed`` with its error; its kind is free again."""
@@ -205,6 +216,17 @@ def run_job(services: Services, job: Job) -> Job:
     def progress(done: int, total: int) -> None:
         report_progress(engine, job.id, done, total, now=datetime.now(UTC))
 
+    done = threading.Event()
+
+    def keep_alive() -> None:
+        while not done.wait(HEARTBEAT_SECONDS):
+            try:
+                beat(engine, job.id, now=datetime.now(UTC))
+            except Exception as exc:  # the next beat may succeed; the job goes on meanwhile
+                log.warning("job %s: heartbeat not written: %s", job.id, exc.__class__.__name__)
+
+    alive = threading.Thread(target=keep_alive, name=f"job-{job.id}-heartbeat", daemon=True)
+    alive.start()
     try:
         result = RUNNERS[job.kind](services, job, progress)
     except Exception as exc:
@@ -212,6 +234,9 @@ def run_job(services: Services, job: Job) -> Job:
         finish_job(engine, job.id, now=datetime.now(UTC), error=f"{exc.__class__.__name__}: {exc}")
     else:
         finish_job(engine, job.id, now=datetime.now(UTC), result=result)
+    finally:
+        done.set()
+        alive.join(timeout=10)
     with Session(engine) as session:
         settled = find_job(session, job.id)
     assert settled is not None

@@ -146,3 +146,25 @@ def test_only_admins_start_a_pull_and_it_needs_salesforce(app, client, finance):
 def test_an_unknown_job_is_a_404(finance):
     assert finance.get("/jobs/999").status_code == 404
     assert finance.get("/jobs/999/status.json").status_code == 404
+
+
+def test_a_long_job_keeps_its_lease_while_its_worker_lives(app, settings, monkeypatch):
+    engine = app.extensions["billsync"].engine
+    now = datetime.now(UTC)
+    job = jobs.enqueue(engine, "pull", {"full": "true"}, requested_by="console:a", now=now)
+    claimed = jobs.claim_job(engine, worker_id="w1", now=now - jobs.JOB_LEASE)  # claimed a lease ago
+    monkeypatch.setattr(jobs, "HEARTBEAT_SECONDS", 0.05)
+    seen: list[object] = []
+
+    def slow_pull(services, running, progress):
+        threading.Event().wait(0.5)  # long enough for a few heartbeats
+        seen.append(jobs.claim_job(engine, worker_id="w2", now=datetime.now(UTC)))  # still held by w1
+        return {"objects": [], "failed_records": 0, "paused": None}
+
+    monkeypatch.setitem(jobs.RUNNERS, "pull", slow_pull)
+    services = build_services(settings)
+    try:
+        settled = jobs.run_job(services, claimed)
+    finally:
+        services.engine.dispose()
+    assert seen == [None] and settled.id == job.id and settled.status == "done"
