@@ -7,6 +7,7 @@ clock call these same functions; the engine does the work (``use_cases.billing.b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import UTC, date, datetime, timedelta
 from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
@@ -76,7 +77,7 @@ def bill_run_date_problem(services: Services, as_of: date, *, allow_future: bool
 
 
 def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None,
-                 dry_run: bool = False) -> BillRunResult:
+                 dry_run: bool = False, progress: Callable[[int, int], None] | None = None) -> BillRunResult:
     """Bill everything due up to ``as_of`` (finalized, or drafts when HOLD_INVOICES_FOR_REVIEW).
 
     Customers without a tax rate of their own are taxed at DEFAULT_TAX_RATE, each line by its product's
@@ -84,14 +85,16 @@ def run_bill_run(services: Services, as_of: date, *, now: datetime | None = None
     more than BILL_RUN_MAX_PERIODS recurring periods of one subscription stays a draft held for
     review. Nothing before BILLING_STARTS_ON is invoiced; on a connected org without it, the run
     refuses (``require_cut_over``) before touching anything. ``dry_run``: compute the run and
-    write nothing (the invoices are in ``previews``).
+    write nothing (the invoices are in ``previews``). ``progress(done, total)``: customers looked
+    at so far, after each batch.
     """
     settings = services.settings
     require_cut_over(settings, now)
     return bill_customers(services.engine, as_of, hold_for_review=settings.hold_invoices_for_review, now=now,
                           default_tax_percent=settings.default_tax_rate, bills_from=settings.billing_starts_on,
                           max_periods=settings.bill_run_max_periods, dry_run=dry_run,
-                          seller_country=settings.seller_country, guard=anomaly_guard(settings))
+                          seller_country=settings.seller_country, guard=anomaly_guard(settings),
+                          progress=progress)
 
 
 def anomaly_guard(settings: Settings) -> AnomalyGuard | None:

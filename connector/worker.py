@@ -132,10 +132,29 @@ class _DocumentsDrain:
         return report.generated
 
 
+class _JobsDrain:
+    """Jobs started from the console (a bill run, a full pull): one claimed and run per pass."""
+
+    def __init__(self, services: Services, worker_id: str):
+        self.services, self.worker_id = services, worker_id
+
+    def __call__(self, should_stop: Callable[[], bool]) -> int:
+        from connector.jobs import claim_job, run_job
+
+        job = claim_job(self.services.engine, worker_id=self.worker_id, now=datetime.now(UTC))
+        if job is None:
+            return 0
+        log.info("job %s (%s) started, asked by %s", job.id, job.kind, job.requested_by)
+        settled = run_job(self.services, job)
+        log.info("job %s (%s) %s", settled.id, settled.kind, settled.status)
+        return 1
+
+
 def drains_for(services: Services, *, worker_id: str, batch_size: int, lease: timedelta) -> list[Drain]:
-    """What a worker drains, in order: notifications first (they change what the push sends), then the
-    documents of new invoices (their PDFs are pushed too), then the outbox."""
-    drains: list[Drain] = []
+    """What a worker drains, in order: the jobs started from the console, notifications (they change
+    what the push sends), then the documents of new invoices (their PDFs are pushed too), then the
+    outbox."""
+    drains: list[Drain] = [Drain("console jobs", _JobsDrain(services, worker_id))]
     if services.settings.sf_auth != "none":
         inbox = _InboxDrain(services, worker_id, batch_size)
         drains.append(Drain("webhook inbox", inbox, lambda: inbox.paused_until))

@@ -175,6 +175,7 @@ def run_billing(
     sequence: str = DEFAULT_INVOICE_SEQUENCE,
     dry_run: bool = False,
     guard: AnomalyGuard | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BillRunResult:
     """Bill every customer with charges due up to ``as_of``: one invoice per currency.
 
@@ -197,7 +198,8 @@ def run_billing(
     every transaction rolled back) and return the invoices in ``previews``. ``guard``: the anomaly
     guard (``use_cases.anomalies``) scores every invoice against its customer's history; one with
     findings is held as a draft (or only flagged) and its findings are stored with it
-    (``invoices_anomalous``).
+    (``invoices_anomalous``). ``progress(done, total)``
+    is called after each batch: the customers looked at so far out of every customer.
     """
     check_bill_run_date(as_of)
     if max_periods is not None and max_periods < 1:
@@ -206,6 +208,12 @@ def run_billing(
                    dry_run, BillRunResult(as_of=as_of, max_periods=max_periods, dry_run=dry_run), guard)
     after: str | None = None
     busy: list[BillingAccount] = []
+    total = done = 0
+    if progress is not None:
+        with Session(engine) as session:
+            total = catalog_store.count_customers(session)
+            session.rollback()
+        progress(0, total)
     while True:
         with Session(engine) as session:
             accounts = list(source.customers_due(session, as_of, after, batch_size))
@@ -214,9 +222,14 @@ def run_billing(
             break
         after = accounts[-1].customer_id
         busy.extend(run.batch(accounts, wait=False))
+        done += len(accounts)
+        if progress is not None:
+            progress(min(done, total), total)
     # Customers another run was billing: wait until it lets go, then bill what it left.
     for start in range(0, len(busy), batch_size):
         run.batch(busy[start:start + batch_size], wait=True)
+    if progress is not None:
+        progress(total, total)
     return run.result
 
 
@@ -1054,7 +1067,8 @@ def database_charge_source(default_tax_percent: Decimal = ZERO, bills_from: date
 def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, now: datetime | None = None,
                    default_tax_percent: Decimal = ZERO, batch_size: int = 500, max_periods: int | None = None,
                    dry_run: bool = False, bills_from: date | None = None,
-                   seller_country: str | None = None, guard: AnomalyGuard | None = None) -> BillRunResult:
+                   seller_country: str | None = None, guard: AnomalyGuard | None = None,
+                   progress: Callable[[int, int], None] | None = None) -> BillRunResult:
     """The bill run over the database: every customer's charges due up to ``as_of`` invoiced
     (finalized, or held as drafts: all with ``hold_for_review``, those covering more than
     ``max_periods`` periods of a subscription otherwise), MRR changes announced. Owns its
@@ -1064,4 +1078,4 @@ def bill_customers(engine: Any, as_of: date, *, hold_for_review: bool = False, n
     anomaly guard (``use_cases.anomalies.AnomalyGuard``; None: no screening)."""
     return run_billing(engine, as_of, source=database_charge_source(default_tax_percent, bills_from, seller_country),
                        hold_for_review=hold_for_review, max_periods=max_periods, batch_size=batch_size, now=now,
-                       dry_run=dry_run, guard=guard)
+                       dry_run=dry_run, guard=guard, progress=progress)

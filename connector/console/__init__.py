@@ -36,6 +36,10 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.customers",
     "connector.console.dashboard",
     "connector.console.rates",
+    "connector.console.review",
+    "connector.console.sync",
+    "connector.console.jobs",
+    "connector.console.mappings",
 )
 HERE = Path(__file__).parent
 log = logging.getLogger("billsync.console")

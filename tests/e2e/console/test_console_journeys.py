@@ -21,7 +21,8 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
     screenshot(page, "sign-in")
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Dashboard")
-    expect(page.locator("nav.sections a")).to_have_text(["Dashboard", "Invoices", "Customers", "Exchange rates"])
+    expect(page.locator("nav.sections a")).to_have_text(["Dashboard", "Invoices", "Customers", "Review", "Sync", "Jobs",
+                                                                 "Exchange rates"])
     page.click("nav.sections >> text=Invoices")
     assert row_numbers(page) == ["INV-2026-000002", "INV-2026-000001"]
     screenshot(page, "invoices")
@@ -70,7 +71,8 @@ def test_the_same_journey_in_french(french_page, console, browser):
     page = french_page
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Tableau de bord")
-    expect(page.locator("nav.sections a")).to_have_text(["Tableau de bord", "Factures", "Clients", "Taux de change"])
+    expect(page.locator("nav.sections a")).to_have_text(["Tableau de bord", "Factures", "Clients", "Revue",
+                                                                 "Synchro", "Tâches", "Taux de change"])
     page.click("nav.sections >> text=Factures")
     page.select_option("#status", "open")
     page.fill("#currency", "EUR")
