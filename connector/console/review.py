@@ -54,7 +54,11 @@ class ResolveForm(FlaskForm):
 
 
 def held_reason(inv: invoice_queries.InvoiceDetail, *, hold_all: bool, max_periods: int) -> str:
-    """Why a bill run's draft waits for review, read from its lines and the settings it ran with."""
+    """Why a bill run's draft waits for review: the anomaly guard's findings when it held it, else
+    what its lines and the settings it ran with say."""
+    findings = [a.reason for a in inv.anomalies if a.released_at is None]
+    if findings:
+        return _("Held by the anomaly guard: %(reasons)s", reasons=" ".join(findings))
     periods = Counter(line.product_code for line in {(ln.product_code, ln.starts_on): ln for ln in inv.lines
                                                      if ln.kind == "recurring"}.values())
     most = max(periods.values(), default=0)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
 import pytest
 from sqlmodel import Session, select
@@ -104,6 +105,17 @@ def test_the_review_queue_lists_held_drafts_with_their_reason_and_open_flags(fin
     assert "Edited after Closed Won (LIC quantity 10 → 15)." in page and "billsync cannot bill this account" in page
     assert 'id="flag-count">2<' in page
     assert 'action="/review/flags/' in page and f'action="/invoices/{held["cus-a"]}/finalize"' in page
+
+
+def test_a_draft_the_anomaly_guard_held_shows_its_findings_in_the_queue(app, finance, held):
+    from billing_engine.storage.anomalies import InvoiceAnomaly
+
+    with transaction(app.extensions["billsync"].engine) as session:
+        session.add(InvoiceAnomaly(invoice_id=held["cus-a"], kind="quantity", score=Decimal("9.5"), created_at=AT,
+                                   reason="LIC quantity 120 is 10 times the usual 12 of this customer."))
+    page = text(finance.get("/review/"))
+    assert "Held by the anomaly guard: LIC quantity 120 is 10 times the usual 12 of this customer." in page
+    assert page.count("Every invoice is held for review (HOLD_INVOICES_FOR_REVIEW).") == 1  # the other draft
 
 
 def test_a_held_draft_is_finalized_from_the_queue_and_leaves_it(finance, held):
