@@ -43,6 +43,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.api.auth",  # API keys (name, prefix, hash of the secret, scopes)
     "connector.api.idempotency",  # POSTs' Idempotency-Keys and their stored responses
     "connector.console.users",  # console users (role, language, lock-out) and the cookie signing key
+    "connector.console.submissions",  # console action forms already carried out
     "connector.jobs",  # bill runs and pulls started from the console, for the worker
 )
 

@@ -83,6 +83,7 @@ class Job:
     total_count: int | None
     result: dict[str, Any] | None
     error: str | None
+    worker_id: str | None = None
 
     @property
     def active(self) -> bool:
@@ -107,7 +108,7 @@ def _job(row: JobRow) -> Job:
     assert row.id is not None
     return Job(row.id, row.kind, row.status, json.loads(row.params_json), row.requested_by, row.requested_at,
                row.started_at, row.finished_at, row.done_count, row.total_count,
-               json.loads(row.result_json) if row.result_json else None, row.error)
+               json.loads(row.result_json) if row.result_json else None, row.error, row.worker_id)
 
 
 def active_job(session: Session, kind: str) -> Job | None:
@@ -158,24 +159,32 @@ def claim_job(engine: Engine, *, worker_id: str, now: datetime) -> Job | None:
         return _job(row)
 
 
-def report_progress(engine: Engine, job_id: int, done: int, total: int, *, now: datetime) -> None:
+def _held_by(job_id: int, worker_id: str | None) -> Any:
+    """The job's row while ``worker_id`` still holds it (a worker whose lease was taken over by
+    another changes nothing any more); ``None``: whoever holds it."""
+    condition = (JobRow.id == job_id) & (JobRow.status == RUNNING)  # type: ignore[operator]
+    return condition if worker_id is None else condition & (JobRow.worker_id == worker_id)  # type: ignore[operator]
+
+
+def report_progress(engine: Engine, job_id: int, done: int, total: int, *, now: datetime,
+                    worker_id: str | None = None) -> None:
     with transaction(engine) as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id)  # type: ignore[arg-type]
+        session.execute(update(JobRow).where(_held_by(job_id, worker_id))
                         .values(done_count=done, total_count=total, heartbeat_at=now))
 
 
-def beat(engine: Engine, job_id: int, *, now: datetime) -> None:
+def beat(engine: Engine, job_id: int, *, now: datetime, worker_id: str | None = None) -> None:
     """Say the job's worker is alive (its lease starts again)."""
     with transaction(engine) as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id, JobRow.status == RUNNING)  # type: ignore[arg-type]
-                        .values(heartbeat_at=now))
+        session.execute(update(JobRow).where(_held_by(job_id, worker_id)).values(heartbeat_at=now))
 
 
 def finish_job(engine: Engine, job_id: int, *, now: datetime, result: dict[str, Any] | None = None,
-               error: str | None = None) -> None:
-    """Settle a job: ``done`` with its result, or ``failed`` with its error; its kind is free again."""
+               error: str | None = None, worker_id: str | None = None) -> None:
+    """Settle a job: ``done`` with its result, or ``failed`` with its error; its kind is free again.
+    With ``worker_id``, only while that worker still holds the job."""
     with transaction(engine) as session:
-        session.execute(update(JobRow).where(JobRow.id == job_id).values(  # type: ignore[arg-type]
+        session.execute(update(JobRow).where(_held_by(job_id, worker_id)).values(
             status=FAILED if error else DONE, active_kind=None, finished_at=now, heartbeat_at=now,
             result_json=json.dumps(result) if result is not None else None,
             error=error[:ERROR_MAX_LENGTH] if error else None))
@@ -208,20 +217,32 @@ RUNNERS: dict[str, Callable[[Services, Job, Callable[[int, int], None]], dict[st
     "bill_run": _bill_run, "pull": _pull}
 
 
+def _readable(exc: Exception, job: Job) -> str:
+    """What the job's page says of a failure: a refusal of the engine or the settings as it is
+    worded for people; anything else (a driver's or a client's text may name hosts and tables)
+    only by its kind, the worker's log having the details."""
+    from billing_engine.errors import BillingError
+    from connector.settings import SettingsError
+
+    if isinstance(exc, BillingError | SettingsError):
+        return str(exc)
+    return f"{exc.__class__.__name__}: an unexpected error; the worker's log has the details (job {job.id})"
+
+
 def run_job(services: Services, job: Job) -> Job:
     """Do a claimed job, reporting its progress, and settle it. A job's failure is recorded on it
     (the worker goes on); the settled job is returned."""
     engine = services.engine
 
     def progress(done: int, total: int) -> None:
-        report_progress(engine, job.id, done, total, now=datetime.now(UTC))
+        report_progress(engine, job.id, done, total, now=datetime.now(UTC), worker_id=job.worker_id)
 
     done = threading.Event()
 
     def keep_alive() -> None:
         while not done.wait(HEARTBEAT_SECONDS):
             try:
-                beat(engine, job.id, now=datetime.now(UTC))
+                beat(engine, job.id, now=datetime.now(UTC), worker_id=job.worker_id)
             except Exception as exc:  # the next beat may succeed; the job goes on meanwhile
                 log.warning("job %s: heartbeat not written: %s", job.id, exc.__class__.__name__)
 
@@ -231,9 +252,9 @@ def run_job(services: Services, job: Job) -> Job:
         result = RUNNERS[job.kind](services, job, progress)
     except Exception as exc:
         log.exception("job %s (%s) failed", job.id, job.kind)
-        finish_job(engine, job.id, now=datetime.now(UTC), error=f"{exc.__class__.__name__}: {exc}")
+        finish_job(engine, job.id, now=datetime.now(UTC), error=_readable(exc, job), worker_id=job.worker_id)
     else:
-        finish_job(engine, job.id, now=datetime.now(UTC), result=result)
+        finish_job(engine, job.id, now=datetime.now(UTC), result=result, worker_id=job.worker_id)
     finally:
         done.set()
         alive.join(timeout=10)

@@ -160,8 +160,11 @@ def revoke_key(engine: Engine, name_or_prefix: str, *, now: datetime) -> tuple[A
         row.revoked_at = now
         session.add(row)
         session.flush()
-        KEYS.forget(row.secret_hash)
-        return ApiKey.of(row), True
+        revoked, secret_hash = ApiKey.of(row), row.secret_hash
+    # Forgotten once the revocation is committed: a request in between would read the key still
+    # active and trust it again for KEY_CACHE_SECONDS.
+    KEYS.forget(secret_hash)
+    return revoked, True
 
 
 # ---------------------------------------------------------------- the request's key

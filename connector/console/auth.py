@@ -15,7 +15,7 @@ from flask_wtf import FlaskForm
 from wtforms import EmailField, HiddenField, PasswordField, StringField
 from wtforms.validators import AnyOf, DataRequired, Length
 
-from connector.console import framework, users
+from connector.console import framework, submissions, users
 from connector.console.framework import ConsoleBlueprint, console_state
 
 blueprint = ConsoleBlueprint("console_auth", __name__, public=True)
@@ -35,8 +35,9 @@ class LanguageForm(FlaskForm):
 
 
 def safe_next(target: str | None) -> str:
-    """A page of this site to go back to; anything else (another host, a scheme) is the home page."""
-    if target:
+    """A page of this site to go back to; anything else (another host, a scheme, a backslash or a
+    control character, which browsers may read as another host) is the home page."""
+    if target and not any(c == "\\" or ord(c) < 0x20 or ord(c) == 0x7f for c in target):
         parts = urlsplit(target)
         if not parts.scheme and not parts.netloc and target.startswith("/") and not target.startswith("//"):
             return target
@@ -110,4 +111,5 @@ def console_context() -> dict[str, Any]:
     return {"nav_items": [n for n in nav if n.visible_to(current_user)], "language_names": LANGUAGE_NAMES,
             "current_locale": lambda: str(get_locale()),
             "role_label": lambda role: ROLE_LABELS.get(role, role),
-            "timeline_label": lambda kind: TIMELINE_LABELS.get(kind, kind)}
+            "timeline_label": lambda kind: TIMELINE_LABELS.get(kind, kind),
+            "new_submission": submissions.new_key}

@@ -8,7 +8,7 @@ the signed-in user (``console:<e-mail>``).
 
 from __future__ import annotations
 
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -18,12 +18,13 @@ from flask_babel import lazy_gettext as _l
 from flask_login import current_user
 from flask_wtf import FlaskForm
 from werkzeug.wrappers import Response as WerkzeugResponse
-from wtforms import DateField, StringField, TextAreaField
+from wtforms import DateField, HiddenField, StringField, TextAreaField
 from wtforms.validators import AnyOf, DataRequired, Length, Optional, Regexp, ValidationError
 
 from billing_engine.errors import BillingError, InvalidInputError, NotFoundError
 from billing_engine.use_cases import billing, documents, payments
 from billing_engine.use_cases import invoices as invoice_queries
+from connector.console import submissions
 from connector.console.formatting import parse_amount, plain
 from connector.console.framework import (
     ConsoleBlueprint,
@@ -81,12 +82,14 @@ class VoidForm(FlaskForm):
 
 
 class CreditNoteForm(FlaskForm):
+    submission = HiddenField(validators=[Optional(), Regexp(submissions.KEY_PATTERN)])
     reason = TextAreaField(_l("Reason"), validators=[DataRequired(), Length(max=500), Regexp(TEXT)])
     amount = StringField(_l("Net amount (empty: all that is left)"), validators=[Optional(), Length(max=40),
                                                                                 _amount])
 
 
 class PaymentForm(FlaskForm):
+    submission = HiddenField(validators=[Optional(), Regexp(submissions.KEY_PATTERN)])
     amount = StringField(_l("Amount received"), validators=[DataRequired(), Length(max=40), _amount])
     received_on = DateField(_l("Received on"), validators=[DataRequired()])
     reference = StringField(_l("Bank reference"), validators=[Optional(), Length(max=200),
@@ -249,6 +252,8 @@ def credit_invoice(invoice_id: int):
     today = business_date()
     try:
         with writing() as session:
+            if not _first_submission(session, form, "invoice.credit"):
+                return _done(invoice_id, _("This form was already sent: nothing changed."))
             before = invoice_queries.get_invoice(session, invoice_id, as_of=today)
             note_id = billing.credit_invoice(session, invoice_id, reason=form.reason.data, on=today, lines=None,
                                              amount=amount, currency=before.currency if amount is not None else None)
@@ -272,6 +277,8 @@ def record_payment(invoice_id: int):
         return _invoice_page(invoice_id, status=422, error=_form_errors(form), forms={"payment": form})
     try:
         with writing() as session:
+            if not _first_submission(session, form, "payment.record"):
+                return _done(invoice_id, _("This form was already sent: nothing changed."))
             inv = invoice_queries.get_invoice(session, invoice_id, as_of=business_date())
             result = payments.record_payment(
                 session, customer_id=inv.customer_id, amount=form.amount.amount, currency=inv.currency,
@@ -291,6 +298,14 @@ def record_payment(invoice_id: int):
     if not result.created:
         return _done(invoice_id, _("This bank reference was already recorded: nothing changed."))
     return _done(invoice_id, _("The payment is recorded."))
+
+
+def _first_submission(session: Any, form: FlaskForm, action: str) -> bool:
+    """Claim the form's submission key with the effect (a form sent twice is carried out once)."""
+    key = form.submission.data  # type: ignore[attr-defined]
+    if not key:
+        return True
+    return submissions.claim(session, key, user_id=current_user.id, action=action, now=datetime.now(UTC))
 
 
 def _form_errors(form: FlaskForm) -> str:

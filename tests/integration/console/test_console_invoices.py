@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import re
+from datetime import UTC, datetime
+from decimal import Decimal
+
 from billing_engine.use_cases import audit
 from connector.database import transaction
 from tests.integration.console.conftest import csrf_token
@@ -108,3 +112,27 @@ def test_an_invoice_links_its_pdf_and_its_salesforce_record(app, settings, clien
     second = text(client.get("/invoices/2"))
     assert "/invoices/2/pdf" not in second and "salesforce.com" not in second
     assert browser.get("/invoices/2/pdf").status_code == 404
+
+
+def test_a_payment_or_credit_note_form_sent_twice_is_carried_out_once(app, finance):
+    from billing_engine.use_cases import invoices
+
+    page = finance.get("/invoices/1").get_data(as_text=True)
+    [key] = re.findall(r'name="submission" value="([0-9a-f]{32})"', page.split('id="payment-form"')[1])[:1]
+    form = {"amount": "100.00", "received_on": "2026-02-10", "submission": key,
+            "csrf_token": csrf_token(finance, "/invoices/1")}
+    first, again = finance.post("/invoices/1/payments", data=form), finance.post("/invoices/1/payments", data=form)
+    assert (first.status_code, again.status_code) == (303, 303)
+    assert "This form was already sent: nothing changed." in text(finance.get("/invoices/1"))
+    with transaction(app.extensions["billsync"].engine) as session:
+        detail = invoices.get_invoice(session, 1, as_of=datetime.now(UTC).date())
+    assert [p.amount.amount for p in detail.payments] == [Decimal("100.00")]
+
+    credit = {"amount": "10.00", "reason": "goodwill", "submission": "ab" * 16,
+              "csrf_token": csrf_token(finance, "/invoices/2")}
+    assert finance.post("/invoices/2/credit-notes", data=credit).status_code == 303
+    assert finance.post("/invoices/2/credit-notes", data=credit).status_code == 303
+    with transaction(app.extensions["billsync"].engine) as session:
+        assert len(invoices.get_invoice(session, 2, as_of=datetime.now(UTC).date()).credit_notes) == 1
+    bad = finance.post("/invoices/2/credit-notes", data={**credit, "submission": "not-a-key"})
+    assert bad.status_code == 422

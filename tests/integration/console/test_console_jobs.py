@@ -8,6 +8,7 @@ import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from sqlmodel import Session
 
 from connector import jobs
 from connector.console.users import create_user
@@ -98,6 +99,15 @@ def test_a_job_whose_worker_died_is_claimed_again(app):
     assert jobs.claim_job(engine, worker_id="w1", now=now).id == job.id
     assert jobs.claim_job(engine, worker_id="w2", now=now + timedelta(minutes=5)) is None
     assert jobs.claim_job(engine, worker_id="w2", now=now + jobs.JOB_LEASE + timedelta(seconds=1)).id == job.id
+    # The first worker, slow but not dead, can no longer settle the job the second one runs.
+    late = now + jobs.JOB_LEASE + timedelta(seconds=2)
+    jobs.finish_job(engine, job.id, now=late, result={"invoices_created": 1}, worker_id="w1")
+    jobs.beat(engine, job.id, now=late, worker_id="w1")
+    with Session(engine) as session:
+        taken = jobs.find_job(session, job.id)
+    assert (taken.status, taken.worker_id, taken.result) == ("running", "w2", None)
+    with pytest.raises(jobs.JobBusyError):  # its kind is still taken
+        jobs.enqueue(engine, "bill_run", {"as_of": "2026-03-01"}, requested_by="console:b", now=late)
 
 
 def test_a_failed_job_shows_its_error(app, settings, finance, monkeypatch):
@@ -108,7 +118,8 @@ def test_a_failed_job_shows_its_error(app, settings, finance, monkeypatch):
     url = start_bill_run(finance).headers["Location"]
     run_the_worker(settings)
     page = text(finance.get(url))
-    assert "Failed" in page and "RuntimeError: the engine is on fire" in page
+    assert "Failed" in page and "RuntimeError: an unexpected error" in page
+    assert "on fire" not in page  # an exception's own text stays in the worker's log
     assert start_bill_run(finance).headers["Location"] != url  # a new run may start
 
 

@@ -104,3 +104,14 @@ def test_an_unknown_page_is_a_console_page_for_a_browser_and_json_elsewhere(fina
     assert page.headers["X-Content-Type-Options"] == "nosniff"
     api = finance.get("/nowhere", headers={"Accept": "application/json"})
     assert api.status_code == 404 and api.is_json
+
+
+def test_after_sign_in_only_a_page_of_this_site_is_opened(app):
+    for target, lands in (("/invoices/1", "/invoices/1"), ("/%5Cevil.example", "/"), ("/\\evil.example", "/"),
+                          ("//evil.example", "/"), ("https://evil.example/", "/"), ("/\tevil", "/")):
+        client = app.test_client()
+        response = client.post("/sign-in", data={"email": "fin@example.com", "password": PASSWORD,
+                                                  "next": target.replace("%5C", "\\"),
+                                                  "csrf_token": csrf_token(client)})
+        assert response.status_code == 303, target
+        assert response.headers["Location"] == lands, target
