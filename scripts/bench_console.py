@@ -32,6 +32,7 @@ sys.path.insert(0, str(ROOT / "scripts"))
 
 import psycopg  # noqa: E402
 from bench_dashboard_data import month_start, percentile, seed, with_database  # noqa: E402
+from sqlmodel import Session  # noqa: E402
 
 from connector import create_app  # noqa: E402
 from connector.console.users import create_user  # noqa: E402
@@ -87,9 +88,18 @@ def main() -> None:
             upgrade(engine)
             started = time.perf_counter()
             seed(database_url, args.customers, args.invoices, today)
-            engine.dispose()
             print(f"seeded {args.customers:,} customers and subscriptions, {args.invoices:,} invoices "
                   f"in {time.perf_counter() - started:.1f} s")
+            # The seed writes rows with COPY, past the subscription use cases: rebuild the MRR and the
+            # standings kept at month ends as ``billsync metrics rebuild-mrr`` does.
+            from billing_engine.use_cases.revenue import rebuild_mrr_month_ends
+
+            with Session(engine) as session:
+                rebuild_mrr_month_ends(session)
+                session.commit()
+            engine.dispose()
+            with psycopg.connect(database_url, autocommit=True) as conn:
+                conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load, at once
         app = create_app(load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning",
                                         "SECRET_KEY": "bench-console-signing-key-not-for-production"}))
         engine = app.extensions["billsync"].engine

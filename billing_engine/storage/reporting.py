@@ -13,9 +13,11 @@ from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Numeric, and_, case, func, literal, or_, select, type_coerce
+from sqlalchemy import Numeric, and_, case, func, literal, or_, select, tuple_, type_coerce
 from sqlmodel import Session
 
+from billing_engine.payments import aging_bucket
+from billing_engine.storage import revenue as revenue_store
 from billing_engine.storage.catalog import CustomerRow
 from billing_engine.storage.columns import to_decimal_value
 from billing_engine.storage.database import is_postgresql
@@ -65,16 +67,24 @@ class AgingTotal:
 
 def receivables_aging(session: Session, as_of: date) -> list[AgingTotal]:
     """Σ balances of open and uncollectible invoices with a balance > 0, per currency and aging
-    bucket on ``as_of``, with the number of invoices."""
+    bucket on ``as_of``, with the number of invoices. On PostgreSQL one grouped sum per currency and
+    due date (a few hundred rows, over ``ix_invoices_owed_due_on`` alone), bucketed here."""
     t = Invoice.__table__
-    bucket = _bucket(t, as_of).label("bucket")
     if is_postgresql(session):
-        balance = _balance(t)
-        rows = session.execute(select(t.c.currency, bucket, func.sum(balance), func.count())
-                               .where(t.c.status.in_(PAYABLE), balance > 0)
-                               .group_by(t.c.currency, bucket))
-        return [AgingTotal(currency, name, amount, count) for currency, name, amount, count in rows]
-    sums: dict[tuple[str, str], list[Any]] = {}
+        def n(column: Any) -> Any:
+            return func.sum(type_coerce(column, Numeric(asdecimal=True)))
+
+        sums: dict[tuple[str, str], list[Any]] = {}
+        for currency, due_on, total, paid, credited, refunded, count in session.execute(
+                select(t.c.currency, t.c.due_on, n(t.c.total), n(t.c.amount_paid), n(t.c.amount_credited),
+                       n(t.c.amount_refunded), func.count())
+                .where(t.c.status.in_(PAYABLE), _balance(t) > 0).group_by(t.c.currency, t.c.due_on)):
+            entry = sums.setdefault((currency, aging_bucket(due_on or as_of, as_of)), [ZERO, 0])
+            entry[0] += total - paid - credited + refunded
+            entry[1] += count
+        return [AgingTotal(currency, name, amount, count) for (currency, name), (amount, count) in sums.items()]
+    bucket = _bucket(t, as_of).label("bucket")
+    sums = {}
     for currency, name, total, paid, credited, refunded in session.execute(
             select(t.c.currency, bucket, t.c.total, t.c.amount_paid, t.c.amount_credited, t.c.amount_refunded)
             .where(t.c.status.in_(PAYABLE))):
@@ -189,14 +199,32 @@ def _status_of_customers(on: date) -> tuple[Any, Any, Any]:
 
 
 def status_counts(session: Session, on: date) -> dict[str, int] | None:
-    """PostgreSQL: customers per billing status on ``on`` in one grouped query, by the rules of
+    """PostgreSQL: customers per billing status on ``on``, by the rules of
     ``billing_engine.reporting.billing_status`` (``none``, ``past_due``, ``active``, ``cancelling``,
-    ``cancelled``); ``None`` elsewhere (the caller counts ``customer_standings``)."""
+    ``cancelled``); ``None`` elsewhere (the caller counts ``customer_standings``).
+
+    While ``subscription_standings`` is kept (with ``mrr_month_ends``), one grouped count of its
+    rows, the customers past due probed in a hash of the owed invoices past their due date (read
+    from their index); else one grouped query over every customer and its subscriptions."""
     if not is_postgresql(session):
         return None
-    joined, status, _ = _status_of_customers(on)
-    return {name: count for name, count in session.execute(
-        select(status, func.count()).select_from(joined).group_by(status))}
+    state = revenue_store.month_ends_state(session)
+    if state is None or state[1]:
+        joined, status, _ = _status_of_customers(on)
+        return {name: count for name, count in session.execute(
+            select(status, func.count()).select_from(joined).group_by(status))}
+    c, t = CustomerRow.__table__, Invoice.__table__
+    k = revenue_store.SubscriptionStanding.__table__
+    late = (select(t.c.customer_id, t.c.currency)
+            .where(t.c.status.in_(PAYABLE), t.c.due_on < on, _balance(t) > 0))
+    status = case((tuple_(k.c.customer_id, k.c.currency).in_(late), literal("past_due")),
+                  (k.c.running_until > on, literal("active")), (k.c.cancelling_until > on, literal("cancelling")),
+                  else_=literal("cancelled"))
+    counts = {name: count for name, count in session.execute(select(status, func.count()).group_by(status))}
+    customers = session.execute(select(func.count()).select_from(c)).scalar_one()
+    if customers > sum(counts.values()):
+        counts["none"] = customers - sum(counts.values())
+    return counts
 
 
 def status_customers(session: Session, on: date, status: str, *, limit: int, after: tuple[str, str] | None = None,

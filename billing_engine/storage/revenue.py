@@ -11,7 +11,21 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Index, Numeric, and_, case, delete, func, insert, or_, select, text, type_coerce
+from sqlalchemy import (
+    Date,
+    Index,
+    Numeric,
+    and_,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    text,
+    type_coerce,
+)
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.storage.catalog import CustomerRow
@@ -97,6 +111,26 @@ class MrrMonthEndsState(SQLModel, table=True):
     stale: bool = Field(default=False, nullable=False)
     reason: str = Field(default="", max_length=200, nullable=False)
 
+
+class SubscriptionStanding(SQLModel, table=True):
+    """What a customer's billing status on any date is made of, from its subscriptions (kept with
+    ``mrr_month_ends``, one row per customer with a subscription): on a date ``on`` a subscription
+    runs or is about to start while ``on < running_until`` (the latest start, and the latest end of
+    a subscription not cancelled, ``9999-12-31`` when one has none); once none runs, one cancelled
+    still runs until its end while ``on < cancelling_until`` (NULL: no cancelled subscription).
+    ``currency`` is the customer's (fixed once it has a subscription), for its invoices past due."""
+
+    __tablename__ = "subscription_standings"
+    customer_id: str = Field(primary_key=True, foreign_key="customers.id", max_length=64)
+    currency: str = Field(max_length=3, nullable=False)
+    running_until: date = Field(nullable=False)
+    cancelling_until: date | None = Field(default=None, nullable=True)
+
+
+#: A subscription without an end runs until this day.
+NO_END = date.max
+#: ``(currency, running_until, cancelling_until)``.
+Standing = tuple[str, date, date | None]
 
 MonthEndRow = tuple[str, str, str, Decimal, Decimal, Decimal, Decimal, str | None]
 _COLUMNS = ("customer_id", "currency", "month", "mrr_before", "mrr", "arr_before", "arr", "kind")
@@ -203,6 +237,55 @@ def month_end_movements(session: Session, month: str, *, limit: int, after: tupl
              .order_by(t.c.customer_id, t.c.currency).limit(limit))
     return [(cid, cur, m, to_decimal_value(mb), to_decimal_value(v), to_decimal_value(ab), to_decimal_value(a), k)
             for cid, cur, m, mb, v, ab, a, k in session.execute(query)]
+
+
+def standings_from_subscriptions(session: Session, customer_ids: Sequence[str] | None = None,
+                                 ) -> dict[str, Standing]:
+    """``customer id → (currency, running_until, cancelling_until)`` computed from the subscriptions
+    (of these customers, or all): see ``SubscriptionStanding``."""
+    from billing_engine.storage.subscriptions import SubscriptionRow
+
+    s, c = SubscriptionRow.__table__, CustomerRow.__table__
+    end = func.coalesce(s.c.ends_before, literal(NO_END, Date))
+    query = (select(s.c.customer_id, c.c.currency, func.max(s.c.starts_on),
+                    func.max(case((s.c.status == "active", end))), func.max(case((s.c.status == "cancelled", end))))
+             .join(c, c.c.id == s.c.customer_id).group_by(s.c.customer_id, c.c.currency))
+    if customer_ids is not None:
+        query = query.where(one_of(session, s.c.customer_id, list(customer_ids)))
+    return {cid: (currency, max(_day(started), _day(running) or _day(started)), _day(cancelling))
+            for cid, currency, started, running, cancelling in session.execute(query)}
+
+
+def _day(value: Any) -> Any:
+    """A date from an aggregate (SQLite returns its ISO text)."""
+    return date.fromisoformat(value) if isinstance(value, str) else value
+
+
+def replace_standings(session: Session, customer_ids: Sequence[str], standings: dict[str, Standing]) -> None:
+    """Replace these customers' standings with ``standings`` (customers without one: no row)."""
+    t = SubscriptionStanding.__table__
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 900):
+        session.execute(delete(t).where(one_of(session, t.c.customer_id, ids[start:start + 900])))
+    insert_standings(session, standings)
+
+
+def insert_standings(session: Session, standings: dict[str, Standing]) -> None:
+    rows = [{"customer_id": cid, "currency": currency, "running_until": running, "cancelling_until": cancelling}
+            for cid, (currency, running, cancelling) in standings.items()]
+    for start in range(0, len(rows), 5000):
+        session.execute(insert(SubscriptionStanding.__table__), rows[start:start + 5000])
+
+
+def clear_standings(session: Session) -> None:
+    session.execute(delete(SubscriptionStanding.__table__))
+
+
+def standings_of(session: Session) -> dict[str, Standing]:
+    """Every kept standing."""
+    t = SubscriptionStanding.__table__
+    return {cid: (currency, running, cancelling) for cid, currency, running, cancelling in session.execute(
+        select(t.c.customer_id, t.c.currency, t.c.running_until, t.c.cancelling_until))}
 
 
 def month_ends_state(session: Session) -> tuple[str, bool] | None:

@@ -558,8 +558,8 @@ def month_end_rows(versions: Sequence[MrrVersion], kept_through: str) -> list[re
 
 
 def refresh_customer_mrr(session: Session, customer_id: str) -> None:
-    """Recompute one customer's ``mrr_month_ends`` rows from its subscriptions as they stand in this
-    transaction (after a subscription of it is started, amended, renewed or cancelled). The
+    """Recompute one customer's ``mrr_month_ends`` rows and its standing (``subscription_standings``,
+    what its billing status is made of) from its subscriptions as they stand in this transaction (after a subscription of it is started, amended, renewed or cancelled). The
     customer's row is locked first, so two transactions changing two of its subscriptions
     recompute one after the other, the second from the state the first committed. Nothing to do
     while the rows are not kept (never built, or awaiting a rebuild)."""
@@ -571,11 +571,13 @@ def refresh_customer_mrr(session: Session, customer_id: str) -> None:
     session.flush()
     versions = list(DatabaseMrrSource()._versions_of(session, [customer_id], _last_day(kept_through), {}, {}))
     revenue_store.replace_month_ends(session, [customer_id], month_end_rows(versions, kept_through))
+    revenue_store.replace_standings(session, [customer_id],
+                                    revenue_store.standings_from_subscriptions(session, [customer_id]))
 
 
 def rebuild_mrr_month_ends(session: Session, *, today: date | None = None, batch_size: int = 2000) -> int:
-    """Recompute ``mrr_month_ends`` for every customer from the subscriptions (``billsync metrics
-    rebuild-mrr``), through ``KEPT_MONTHS_AHEAD`` months after ``today``'s, in the caller's
+    """Recompute ``mrr_month_ends`` and ``subscription_standings`` for every customer from the
+    subscriptions (``billsync metrics rebuild-mrr``), through ``KEPT_MONTHS_AHEAD`` months after ``today``'s, in the caller's
     transaction; the number of rows written. Changes recorded meanwhile wait for it (PostgreSQL
     table lock) and are then recomputed on top."""
     from billing_engine.periods import add_months
@@ -594,6 +596,8 @@ def rebuild_mrr_month_ends(session: Session, *, today: date | None = None, batch
             written += len(batch)
             batch = []
     revenue_store.insert_month_ends(session, batch)
+    revenue_store.clear_standings(session)
+    revenue_store.insert_standings(session, revenue_store.standings_from_subscriptions(session))
     revenue_store.set_month_ends_state(session, kept_through)
     return written + len(batch)
 
@@ -631,7 +635,22 @@ def check_mrr_month_ends(session: Session, *, batch_size: int = 2000) -> list[st
                                 f"computed {_describe_row(row[3:])}")
     for key, stored in sorted(kept.items()):
         problems.append(f"{key[0]} {key[1]} {key[2]}: kept {_describe_row(stored)}, computed nothing")
+    standings = revenue_store.standings_of(session)
+    for cid, computed in sorted(revenue_store.standings_from_subscriptions(session).items()):
+        standing = standings.pop(cid, None)
+        if standing != computed:
+            problems.append(f"{cid} standing: kept {_describe_standing(standing)}, "
+                            f"computed {_describe_standing(computed)}")
+    for cid, standing in sorted(standings.items()):
+        problems.append(f"{cid} standing: kept {_describe_standing(standing)}, computed nothing")
     return problems
+
+
+def _describe_standing(standing: revenue_store.Standing | None) -> str:
+    if standing is None:
+        return "nothing"
+    currency, running, cancelling = standing
+    return f"{currency}, running until {running}, cancelling until {cancelling or 'never'}"
 
 
 def _describe_row(values: tuple[Any, ...] | None) -> str:

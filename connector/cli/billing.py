@@ -164,9 +164,10 @@ def mrr(from_month: str, to_month: str, as_csv: bool) -> None:
 
 @metrics.command("rebuild-mrr")
 def rebuild_mrr() -> None:
-    """Recompute every customer's MRR and ARR at month ends from the subscriptions.
+    """Recompute every customer's MRR and ARR at month ends, and its standing, from the subscriptions.
 
-    The MRR bridge, the dashboard and their drill-downs sum these rows; they are kept up to date
+    The MRR bridge, the dashboard and their drill-downs sum these rows (the standings give the
+    customers by status); they are kept up to date
     by every subscription change. Run it after an upgrade that asks for it, or when
     ``billsync metrics check-mrr`` reports a difference. Safe to run at any time.
     """
@@ -180,7 +181,7 @@ def rebuild_mrr() -> None:
 
 @metrics.command("check-mrr")
 def check_mrr() -> None:
-    """Compare the MRR kept at month ends with a computation from the subscriptions.
+    """Compare the MRR kept at month ends and the standings with a computation from the subscriptions.
 
     Exits 0 when they agree; otherwise prints one line per difference and exits non-zero
     (``billsync metrics rebuild-mrr`` repairs them).

@@ -313,3 +313,55 @@ def test_an_upgrade_of_a_database_with_subscriptions_computes_from_them_until_re
     with Session(engine) as s:
         assert check_mrr_month_ends(s) == []
         assert as_rows(kept_mrr_bridge(s, "2024-01", "2026-12")) == kept
+
+
+def _kept_status(standing, on: date) -> str:
+    if standing is None:
+        return "none"
+    _, running_until, cancelling_until = standing
+    if on < running_until:
+        return "active"
+    return "cancelling" if cancelling_until is not None and on < cancelling_until else "cancelled"
+
+
+def test_the_kept_standings_give_every_customer_s_status_on_any_date(engine):
+    from collections import Counter
+
+    from billing_engine.reporting import billing_status
+    from billing_engine.storage import reporting as reporting_store
+    from connector.database import is_postgresql
+
+    seed_histories(engine, 13, customers=40)
+    with transaction(engine) as s:
+        upsert_customer(s, Customer("cus-idle", "Idle", "EUR"))  # no subscription: none
+    with Session(engine) as s:
+        kept = revenue_store.standings_of(s)
+        assert kept == revenue_store.standings_from_subscriptions(s)
+        days = [date(2023, 1, 1).fromordinal(date(2023, 1, 1).toordinal() + n) for n in range(0, 3400, 23)]
+        seen = set()
+        for on in days:
+            computed = {st.customer_id: billing_status(subscriptions=st.subscriptions, past_due=st.past_due,
+                                                       running=st.running, cancelling=st.cancelling)
+                        for st in reporting_store.customer_standings(s, on)}
+            assert {cid: _kept_status(kept.get(cid), on) for cid in computed} == computed, on
+            seen |= set(computed.values())
+            if is_postgresql(s.get_bind()):
+                assert reporting_store.status_counts(s, on) == Counter(computed.values()), on
+    assert seen == {"active", "cancelling", "cancelled", "none"}
+
+
+def test_the_check_names_a_standing_that_differs_and_a_rebuild_repairs_it(engine):
+    seed_histories(engine, 17, customers=4)
+    t = revenue_store.SubscriptionStanding.__table__
+    with Session(engine) as s:
+        cid = sorted(revenue_store.standings_of(s))[0]
+    with transaction(engine) as s:
+        s.execute(update(t).where(t.c.customer_id == cid).values(running_until=date(2000, 1, 1)))
+    with Session(engine) as s:
+        problems = check_mrr_month_ends(s)
+    assert len(problems) == 1 and problems[0].startswith(f"{cid} standing: kept ")
+    assert "running until 2000-01-01" in problems[0]
+    with transaction(engine) as s:
+        rebuild_mrr_month_ends(s, today=TODAY)
+    with Session(engine) as s:
+        assert check_mrr_month_ends(s) == []
