@@ -1,8 +1,8 @@
 """each customer's standing (what its billing status on any date is made of), kept with
 ``mrr_month_ends``; the owed invoices' index holds those with a balance only, by due date
 
-Revision ID: 0026_subscription_standings
-Revises: 0025_mrr_month_ends
+Revision ID: 0028_subscription_standings
+Revises: 0027_console_submissions
 Create Date: 2026-12-06
 
 The standings are computed here from the subscriptions, so they are true whatever state
@@ -14,8 +14,8 @@ import sqlalchemy as sa
 import sqlmodel
 from alembic import op
 
-revision = "0026_subscription_standings"
-down_revision = "0025_mrr_month_ends"
+revision = "0028_subscription_standings"
+down_revision = "0027_console_submissions"
 branch_labels = None
 depends_on = None
 
