@@ -56,7 +56,7 @@ def web(host: str, port: int | None) -> None:
 @click.option("--lease-seconds", type=click.IntRange(0, 86400), default=300, show_default=True,
               help="A row in flight longer than this belongs to a dead worker and is claimed again.")
 def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_seconds: int) -> None:
-    """Drain the webhook inbox and the Salesforce outbox (run any number)."""
+    """Run the console's jobs and drain the webhook inbox and the Salesforce outbox (run any number)."""
     from connector.sync.push import default_worker_id
 
     services = load_services()
@@ -64,7 +64,7 @@ def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_second
     drains = drains_for(services, worker_id=worker_id, batch_size=batch_size,
                         lease=timedelta(seconds=lease_seconds))
     if not drains:
-        click.echo("worker: nothing to drain (Salesforce is not configured: SF_AUTH=none)")
+        click.echo("worker: nothing to drain")
         return
     stop = threading.Event()
 
@@ -77,6 +77,8 @@ def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_second
     poll = poll_seconds if poll_seconds is not None else min(5.0, float(services.settings.push_interval_seconds))
     click.echo(f"worker {worker_id}: draining {', '.join(d.name for d in drains)}"
                + (" once" if once else f", polling every {poll:g} s"))
+    if services.settings.sf_auth == "none":
+        click.echo("  Salesforce is not configured (SF_AUTH=none): no inbox or outbox to drain")
     with reported_as("worker"):
         total = run_worker(drains, once=once, poll_seconds=poll, stop=stop)
     click.echo(f"worker {worker_id}: stopped after {total} items")

@@ -29,7 +29,8 @@ def test_worker_once_drains_the_outbox_and_exits(services, org, database_url):
     bill_customers(services.engine, accounts, lines=3)
     result = CliRunner().invoke(cli, ["worker", "--once"], env=sandbox_environment(org, database_url))
     assert result.exit_code == 0, result.output
-    assert "draining webhook inbox, outbox once" in result.output and "stopped after 40 items" in result.output
+    assert "draining console jobs, webhook inbox, outbox once" in result.output
+    assert "stopped after 40 items" in result.output
     assert outbox_statuses(services.engine) == {"done": 40}
     state, duplicates = salesforce_invoices(services.salesforce())
     assert duplicates == [] and state == engine_invoices(services.engine)
@@ -56,15 +57,16 @@ def test_worker_keeps_polling_and_stops_cleanly_on_sigterm(services, org, databa
     assert "polling every 0.2 s" in out and "stopped after 10 items" in out
 
 
-def test_worker_without_salesforce_says_there_is_nothing_to_drain(database_url):
+def test_worker_without_salesforce_runs_console_jobs_only_and_says_so(database_url):
     result = CliRunner().invoke(cli, ["worker", "--once"], env={"DATABASE_URL": database_url, "SF_AUTH": "none",
                                                                 "LOG_LEVEL": "warning"})
     assert result.exit_code == 0, result.output
-    assert "nothing to drain (Salesforce is not configured: SF_AUTH=none)" in result.output
+    assert "draining console jobs once" in result.output
+    assert "Salesforce is not configured (SF_AUTH=none): no inbox or outbox to drain" in result.output
 
 
 def test_worker_applies_stored_notifications_against_fresh_salesforce_data(services, org, database_url):
-    """Issue "Webhooks": the worker processes the inbox the web process filled (store first, process after)."""
+    """The worker processes the inbox the web process filled (store first, process after)."""
     from datetime import UTC, datetime
 
     from sqlmodel import Session, select
