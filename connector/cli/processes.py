@@ -63,9 +63,6 @@ def worker(once: bool, batch_size: int, poll_seconds: float | None, lease_second
     worker_id = f"worker-{default_worker_id()}"
     drains = drains_for(services, worker_id=worker_id, batch_size=batch_size,
                         lease=timedelta(seconds=lease_seconds))
-    if not drains:
-        click.echo("worker: nothing to drain")
-        return
     stop = threading.Event()
 
     def _stop(signum: int, _frame: Any) -> None:
