@@ -10,6 +10,7 @@ minor unit; nothing is recomputed here.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from datetime import UTC, datetime, time
 from typing import Any
@@ -146,9 +147,28 @@ def render_pdf(source: DocumentSource, seller: Seller, *, xml_note: str = "",
     _payment_and_mentions(pdf)
     if facturx_xml is not None:
         attach_facturx(pdf, facturx_xml)
-    data = bytes(pdf.output(output_producer_class=OutputProducer))
+    data = bytes(pdf.output(output_producer_class=_dated(OutputProducer)))
     SubsetMap.pick.cache_clear()  # fpdf2 caches every document's picks: let them go
     return data
+
+
+@functools.cache
+def _dated(writer: type) -> type:
+    """``writer`` dating the XMP it makes (documents without an attached XML) by the document's own
+    date: fpdf2 stamps its modify and metadata dates with the time of writing, so the same
+    document rendered twice would differ."""
+
+    class Dated(writer):  # type: ignore[misc, valid-type]
+        def _build_xmp_from_info(self) -> str:
+            xmp = super()._build_xmp_from_info()
+            when = self.fpdf.creation_date.astimezone(UTC).isoformat(timespec="seconds")
+            for field in ("xmp:ModifyDate", "xmp:MetadataDate"):
+                head, found, tail = xmp.partition(f'{field}="')
+                if found:
+                    xmp = f'{head}{found}{when}{tail[tail.index(chr(34)):]}'
+            return xmp
+
+    return Dated
 
 
 def attach_facturx(pdf: FPDF, xml: bytes) -> None:

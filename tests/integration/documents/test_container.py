@@ -16,6 +16,7 @@ from sqlmodel import Session
 
 from billing_engine.use_cases.documents import document_sources
 from connector.documents.pdf import render_pdf
+from connector.documents.render import render_document
 from connector.documents.seller import seller_identity
 from connector.documents.wording import label
 
@@ -109,3 +110,28 @@ def test_the_fonts_are_embedded_as_fpdf2_itself_embeds_them(issued, seller_servi
         with monkeypatch.context() as patched:  # fpdf2's own writer: every font subset, map and width made anew
             patched.setattr(pdf_module, "OutputProducer", fpdf.output.OutputProducer)
             assert render_pdf(source, seller, facturx_xml=one.document.xml) == ours, case
+
+
+def test_a_document_without_xml_rendered_later_is_the_same_file(issued, seller_services, seller_settings,
+                                                                 monkeypatch):
+    import datetime as dt
+
+    import fpdf.output
+
+    one = issued["cus-kw"]  # KWD: no Factur-X XML, so the XMP is fpdf2's, dated by the document
+    with Session(seller_services.engine) as session:
+        [source] = document_sources(session, [(one.kind, one.row.id)])
+
+    class Clock(type):
+        def __instancecheck__(cls, value):  # fpdf2's own isinstance checks still see a datetime
+            return isinstance(value, dt.datetime)
+
+    class Later(dt.datetime, metaclass=Clock):  # fpdf2 writes an hour of 2031 as the time of writing
+        @classmethod
+        def now(cls, tz=None):
+            return dt.datetime(2031, 7, 14, 12, 0, 5, tzinfo=tz)
+
+    monkeypatch.setattr(fpdf.output, "datetime", Later)
+    again = render_document(source, seller_identity(seller_settings)).pdf
+    assert again == one.document.pdf
+    assert b'xmp:ModifyDate="2026-' in again and b"2031-07-14" not in again
