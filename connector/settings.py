@@ -463,6 +463,10 @@ VARIABLES: tuple[Var, ...] = (
         "Wrong passwords in a row that lock a console user out."),
     Var("CONSOLE_LOCKOUT_MINUTES", parse_int(1, 10080), "15",
         "How long a locked-out console user cannot sign in."),
+    # Rate limits of the public pages (connector/limits.py): checkout and portal link requests.
+    Var("RATE_LIMIT_STORAGE_URI", parse_text, "memory://",
+        "Where request counts for rate limits are kept: memory:// (one process) or redis://host:port/db "
+        "(shared by every web process); a password in it is masked wherever billsync shows settings."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -606,6 +610,7 @@ class Settings:
     secret_key: str | None
     console_lockout_attempts: int
     console_lockout_minutes: int
+    rate_limit_storage_uri: str
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

@@ -83,6 +83,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     services = build_services(settings, web=True)
     app = make_app("billsync")
     app.extensions["billsync"] = services
+    from connector.limits import install_limits
+
+    install_limits(app, services.settings.rate_limit_storage_uri)
 
     from connector.api.health import blueprint as health
 
