@@ -59,6 +59,8 @@ class ProductRow(SQLModel, table=True):
     tax_category: str | None = Field(default=None, max_length=20)
     tax_rate_percent: Decimal | None = decimal_field(nullable=True)
     tax_exemption_reason: str | None = Field(default=None, max_length=255)
+    #: Offered on the self-service pages: the pricing page, checkout and the portal's plan changes.
+    self_service: bool = Field(default=False, nullable=False)
 
 
 class PriceRow(SQLModel, table=True):
