@@ -110,9 +110,16 @@ class Tools:
         if tool is None:
             raise MCPError(types.INVALID_PARAMS, f"no tool named {name[:80]!r}; tools/list names them")
         try:
-            check_key(self.engine, self._key)
+            key = check_key(self.engine, self._key)
         except KeyRefused as exc:
+            log.warning("tool %s refused: %s", name, exc)
             raise MCPError(KEY_REFUSED, str(exc)) from None
+        result = self._run(tool, arguments)
+        log.info("tool %s by API key %r (%s...): %s", name, key.name, key.prefix,
+                 "error" if result.is_error else "answered")
+        return result
+
+    def _run(self, tool: ReadTool, arguments: dict[str, Any] | None) -> types.CallToolResult:
         try:
             parsed = tool.arguments.model_validate(arguments or {})
         except ValidationError as exc:
@@ -126,7 +133,7 @@ class Tools:
         except BillingError as exc:
             return _refusal(str(exc).strip().splitlines() or [type(exc).__name__])
         except Exception as exc:
-            log.error("tool %s failed", name, exc_info=exc)
+            log.error("tool %s failed", tool.name, exc_info=exc)
             return _refusal([f"unexpected failure ({type(exc).__name__}); the server's log has the details"])
         return types.CallToolResult(content=[types.TextContent(text=json.dumps(answer, ensure_ascii=False))],
                                     structured_content=answer)
@@ -143,9 +150,11 @@ def build_server(tools: Tools) -> Server[Any]:
     return Server(SERVER_NAME, instructions=INSTRUCTIONS, on_list_tools=list_tools, on_call_tool=call_tool)
 
 
-async def serve(services: Services, key: str) -> None:
-    """Serve MCP on stdin/stdout until the client closes stdin."""
-    server = build_server(Tools(services, key))
+async def serve(services: Services, key: ApiKey, secret: str) -> None:
+    """Serve MCP on stdin/stdout with the API key ``key`` (its ``secret``) until the client
+    closes stdin."""
+    server = build_server(Tools(services, secret))
+    log.info("MCP server on stdio: %d read-only tools, API key %r (%s...)", len(TOOLS), key.name, key.prefix)
     async with stdio_server() as (read_stream, write_stream):
         await server.run(read_stream, write_stream,
                          server.create_initialization_options(NotificationOptions()))

@@ -7,17 +7,21 @@ answers with the JSON API's own shapes: the response models and conversions of
 
 A tool is declared with ``read_tool``: its name, a title, a pydantic model of its arguments
 (which gives the tool's JSON Schema and validates each call) and a function of the context
-and the arguments; its docstring is what the assistant reads. A new read tool is one
-arguments model and one decorated function::
+and the arguments returning a JSON object; its docstring is what the assistant reads. A new
+read tool is one arguments model and one decorated function, for example::
 
-    class ChurnRiskArguments(ToolArguments):
-        limit: int = Field(20, ge=1, le=100)
+    class CustomerInvoicesArguments(ToolArguments):
+        customer_id: str = Field(pattern=CUSTOMER_ID_PATTERN, description="The customer's id.")
 
-    @read_tool("churn_risks", "Customers at risk of churning", ChurnRiskArguments)
-    def churn_risks(context: ToolContext, arguments: ChurnRiskArguments) -> dict[str, Any]:
-        \"\"\"The customers most at risk of churning, with why.\"\"\"
-        rows = churn.churn_risks(context.session, as_of=context.today, limit=arguments.limit)
-        return {"data": [risk_out(r).model_dump(mode="json") for r in rows]}
+    @read_tool("customer_invoices", "A customer's invoices", CustomerInvoicesArguments)
+    def customer_invoices(context: ToolContext, arguments: CustomerInvoicesArguments) -> dict[str, Any]:
+        \"\"\"A customer's latest invoices, as `GET /api/v1/invoices?customer_id=...`.\"\"\"
+        filters = invoice_queries.InvoiceFilters(customer_id=arguments.customer_id)
+        page = invoice_queries.list_invoices(context.session, as_of=context.today, filters=filters)
+        return {"data": [_json(summary_out(i)) for i in page.items]}
+
+The server lists every declared tool and serves it; engine errors (``InvalidInputError``,
+``NotFoundError``) become the call's error lines.
 """
 
 from __future__ import annotations

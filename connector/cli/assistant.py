@@ -22,8 +22,8 @@ def mcp() -> None:
     key = services.settings.billsync_api_key
     with reported_as():
         try:
-            check_key(services.engine, key)
+            checked = check_key(services.engine, key)
         except KeyRefused as exc:
             raise UserError(str(exc)) from None
     assert key is not None
-    anyio.run(serve, services, key)
+    anyio.run(serve, services, checked, key)

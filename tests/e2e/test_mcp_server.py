@@ -71,8 +71,8 @@ def api(app):
     return get
 
 
-def server(database_url: str, key: str | None) -> StdioServerParameters:
-    env = {"DATABASE_URL": database_url, "LOG_LEVEL": "warning", "BILLSYNC_TIMEZONE": "UTC"}
+def server(database_url: str, key: str | None, log_level: str = "warning") -> StdioServerParameters:
+    env = {"DATABASE_URL": database_url, "LOG_LEVEL": log_level, "BILLSYNC_TIMEZONE": "UTC"}
     if key is not None:
         env["BILLSYNC_API_KEY"] = key
     return StdioServerParameters(command=sys.executable, args=["-m", "connector.cli", "mcp"], env=env)
@@ -86,10 +86,12 @@ def start(database_url: str, key: str | None) -> subprocess.CompletedProcess[str
 
 
 async def session_calls(database_url: str, key: str, calls: list[tuple[str, dict[str, Any]]],
-                        between: Any = None) -> tuple[list[Any], list[Any]]:
+                        between: Any = None, *, log_level: str = "warning",
+                        errlog: Any = sys.stderr) -> tuple[list[Any], list[Any]]:
     """The tools listed, then each call's result (or the MCPError it raised); ``between`` runs
     after the listing."""
-    async with stdio_client(server(database_url, key)) as (read, write), ClientSession(read, write) as session:
+    async with stdio_client(server(database_url, key, log_level), errlog=errlog) as (read, write), \
+            ClientSession(read, write) as session:
         await session.initialize()
         tools = (await session.list_tools()).tools
         if between is not None:
@@ -194,3 +196,19 @@ def test_a_key_revoked_while_it_runs_is_refused_at_the_next_call(app, database_u
     assert isinstance(refused, MCPError)
     assert refused.message == "BILLSYNC_API_KEY: the API key was revoked"
     assert key not in refused.message
+
+
+def test_the_key_is_in_no_log_line_even_at_debug_level(app, database_url, tmp_path):
+    key = new_key(app, "assistant", "read")
+    log_file = tmp_path / "stderr.log"
+
+    with log_file.open("w") as errlog:
+        _, [found, refused] = anyio.run(lambda: session_calls(
+            database_url, key, [("find_customer", {"text": "cus-a"}), ("explain_invoice", {"invoice": "x"})],
+            log_level="debug", errlog=errlog))
+
+    logged = log_file.read_text()
+    assert not found.is_error and refused.is_error
+    assert f"tool find_customer by API key 'assistant' ({key[:12]}...): answered" in logged
+    assert f"tool explain_invoice by API key 'assistant' ({key[:12]}...): error" in logged
+    assert "DEBUG" in logged and key not in logged and key[12:] not in logged
