@@ -455,6 +455,10 @@ VARIABLES: tuple[Var, ...] = (
     # The JSON API (connector/api, docs/api.md).
     Var("API_IDEMPOTENCY_HOURS", parse_int(24, 8760), "24",
         "How long a POST's Idempotency-Key and its stored response are kept (at least 24 hours)."),
+    # The MCP server (billsync mcp, docs/intelligence.md): the API key its tools read with.
+    Var("BILLSYNC_API_KEY", parse_text, None,
+        "The API key (read scope) `billsync mcp` serves its read-only tools with; no other process uses it.",
+        secret=True),
     # The web console (connector/console, docs/console.md).
     Var("SECRET_KEY", parse_text, None,
         "Signs the console's session cookies and CSRF tokens (a long random string); unset: one is generated "
@@ -607,6 +611,7 @@ class Settings:
     db_pool_timeout_seconds: int
     web_read_timeout_seconds: int
     api_idempotency_hours: int
+    billsync_api_key: str | None
     secret_key: str | None
     console_lockout_attempts: int
     console_lockout_minutes: int

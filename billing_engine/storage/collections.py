@@ -25,6 +25,8 @@ from typing import Any
 from sqlalchemy import Index, Text, UniqueConstraint, func, select, text, update
 from sqlmodel import Field, Session, SQLModel
 
+from billing_engine.customers import Customer
+from billing_engine.storage.catalog import CustomerRow, customer_from_row
 from billing_engine.storage.columns import money_field, timestamp_field
 from billing_engine.storage.database import dialect_insert
 from billing_engine.storage.invoices import Invoice
@@ -230,6 +232,20 @@ def dunning_steps_of(session: Session, invoice_ids: Iterable[int]) -> dict[int, 
                                    .order_by(DunningStep.sent_on, DunningStep.id)):
             out.setdefault(row.invoice_id, []).append(row)
     return out
+
+
+def customers_matching(session: Session, fragment: str, limit: int) -> list[Customer]:
+    """At most ``limit`` customers, by id, whose id, name, Salesforce Account Id or collection
+    e-mail contains ``fragment`` (in any case; ``%`` and ``_`` are plain characters)."""
+    cust, prof = CustomerRow.__table__, CollectionProfile.__table__  # type: ignore[attr-defined]
+    needle = fragment.lower()
+    query = (select(cust).outerjoin(prof, prof.c.customer_id == cust.c.id)
+             .where(func.lower(cust.c.id).contains(needle, autoescape=True)
+                    | func.lower(cust.c.name).contains(needle, autoescape=True)
+                    | func.lower(cust.c.salesforce_account_id).contains(needle, autoescape=True)
+                    | func.lower(prof.c.email).contains(needle, autoescape=True))
+             .order_by(cust.c.id).limit(limit))
+    return [customer_from_row(row) for row in session.execute(query)]
 
 
 def profiles_of(session: Session, customer_ids: Iterable[str]) -> dict[str, CollectionProfile]:

@@ -25,6 +25,7 @@ from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.money import Money, money_of
 from billing_engine.payments import AGING_BUCKETS, aging, payment_name, shown_reference
 from billing_engine.storage import catalog as catalog_store
+from billing_engine.storage import collections as collection_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
 from billing_engine.storage.database import Session
@@ -34,6 +35,8 @@ ZERO = Decimal(0)
 MAX_PAGE_SIZE = 1000
 #: Longest customer id.
 MAX_CUSTOMER_ID = 64
+#: Longest text a customer search looks for.
+MAX_SEARCH_LENGTH = 254
 
 
 @dataclass(frozen=True)
@@ -97,7 +100,21 @@ def list_customers(session: Session, *, as_of: date, after: str | None = None, l
         check_customer_id(after, "after")
     customers = catalog_store.customers_after(session, after, limit + 1)
     more = len(customers) > limit
-    customers = customers[:limit]
+    items = _list_items(session, customers[:limit], as_of)
+    return CustomerPage(items, items[-1].customer_id if more and items else None)
+
+
+def find_customers(session: Session, fragment: str, *, as_of: date, limit: int = 20) -> tuple[CustomerListItem, ...]:
+    """The customers whose id, name, Salesforce Account Id or collection e-mail contains
+    ``fragment`` (in any case), by id, at most ``limit``, each as in the customer list."""
+    if not isinstance(fragment, str) or not 1 <= len(fragment.strip()) <= MAX_SEARCH_LENGTH:
+        raise InvalidInputError("text", f"must be 1 to {MAX_SEARCH_LENGTH} characters")
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInputError("limit", f"{limit} is not between 1 and {MAX_PAGE_SIZE}")
+    return _list_items(session, collection_store.customers_matching(session, fragment.strip(), limit), as_of)
+
+
+def _list_items(session: Session, customers: list[Customer], as_of: date) -> tuple[CustomerListItem, ...]:
     ids = [c.customer_id for c in customers]
     payable = invoice_store.payable_invoices_of_customers(session, ids)
     credits = payment_store.credit_balances_of_customers(session, ids)
@@ -108,7 +125,7 @@ def list_customers(session: Session, *, as_of: date, after: str | None = None, l
         mine = {cur: bal for (owner, cur), bal in credits.items() if owner == cid}
         balances = tuple(b for b in _balances(invoices, mine, as_of) if b.balance_due.amount or b.credit.amount)
         items.append(CustomerListItem(cid, customer.name, customer.currency, customer.salesforce_account_id, balances))
-    return CustomerPage(tuple(items), ids[-1] if more and ids else None)
+    return tuple(items)
 
 
 def _balances(invoices: list[invoice_store.Invoice], credits: dict[str, Decimal],

@@ -1,4 +1,5 @@
-"""Invoice queries: the invoice list (filters, keyset pages) and one invoice in full.
+"""Invoice queries: the invoice list (filters, keyset pages), the overdue invoices and one invoice
+in full.
 
 Reads only; the changes (finalize, void, write off, credit) are in ``use_cases.billing``.
 Every amount is a ``Money`` (an exact ``Decimal`` with its currency). The payment status of
@@ -24,6 +25,7 @@ from billing_engine.invoicing import InvoiceStatus
 from billing_engine.money import Money, check_currency, money_of
 from billing_engine.payments import invoice_balance, payment_status, shown_reference
 from billing_engine.storage import catalog as catalog_store
+from billing_engine.storage import collections as collection_store
 from billing_engine.storage import invoices as invoice_store
 from billing_engine.storage import payments as payment_store
 from billing_engine.storage.database import Session
@@ -138,6 +140,29 @@ def list_invoices(session: Session, *, as_of: date, filters: InvoiceFilters = In
         inv.currency, inv.issued_on, inv.due_on, money_of(inv.total, inv.currency),
         money_of(_amount_due(inv), inv.currency)) for inv in rows)
     return InvoicePage(items, items[-1].cursor if more else None)
+
+
+@dataclass(frozen=True)
+class OverdueInvoices:
+    items: tuple[InvoiceSummary, ...]  # the oldest due first, at most the limit asked
+    count: int  # every overdue invoice matching, beyond the limit too
+
+
+def overdue_invoices(session: Session, *, as_of: date, customer_id: str | None = None,
+                     limit: int = 100) -> OverdueInvoices:
+    """The open invoices with a balance still due after their due date, as of ``as_of`` (their
+    payment status is ``overdue`` in the invoice list), by due date and id, each as in the list."""
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise InvalidInputError("limit", f"{limit} is not between 1 and {MAX_PAGE_SIZE}")
+    if customer_id is not None and not 1 <= len(customer_id) <= 64:
+        raise InvalidInputError("customer", "must be 1 to 64 characters")
+    rows = [inv for inv in collection_store.open_invoices_due_before(session, as_of)
+            if (customer_id is None or inv.customer_id == customer_id) and _payment_status(inv, as_of) == "overdue"]
+    names = catalog_store.customer_names(session, {inv.customer_id for inv in rows[:limit]})
+    return OverdueInvoices(tuple(InvoiceSummary(
+        inv.id, inv.number, inv.customer_id, names.get(inv.customer_id, ""), inv.status, "overdue", inv.currency,
+        inv.issued_on, inv.due_on, money_of(inv.total, inv.currency), money_of(_amount_due(inv), inv.currency))
+        for inv in rows[:limit]), len(rows))
 
 
 def utc(moment: datetime) -> datetime:

@@ -138,7 +138,7 @@ def _balance(b: accounts.CurrencyBalance) -> BalanceOut:
                       aging=AgingOut(**{_BUCKETS[name]: money(value) for name, value in b.aging.items()}))
 
 
-def _summary(item: accounts.CustomerListItem) -> CustomerSummaryOut:
+def customer_summary_out(item: accounts.CustomerListItem) -> CustomerSummaryOut:
     return CustomerSummaryOut(id=item.customer_id, name=item.name, currency=item.currency,
                               salesforce_account_id=item.salesforce_account_id,
                               balances=[_balance(b) for b in item.balances])
@@ -154,7 +154,7 @@ def list_customers(query: CustomerQuery):
         result = accounts.list_customers(session, as_of=query.on or business_date(),
                                          after=after[0] if after else None, limit=query.limit)
     following = next_url(query, encode_cursor(LISTING, [result.next])) if result.next else None
-    return respond(CustomerPageOut(data=[_summary(c) for c in result.items], next=following))
+    return respond(CustomerPageOut(data=[customer_summary_out(c) for c in result.items], next=following))
 
 
 @blueprint.get("/customers/<customer_id>", scope="read", responses={200: CustomerOut})

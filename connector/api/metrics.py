@@ -74,7 +74,7 @@ class MovementPage(Page[MovementOut]):
     pass
 
 
-def _row(row: BridgeRow) -> BridgeRowOut:
+def bridge_row_out(row: BridgeRow) -> BridgeRowOut:
     def m(value):
         return Money.of(value, row.currency)
 
@@ -97,7 +97,8 @@ def get_mrr_bridge(query: BridgeQuery):
         raise invalid([{"parameter": "to", "detail": "must not be before from"}])
     with reading() as session:
         rows = revenue.mrr_bridge_months(session, query.from_month, query.to_month, currency=query.currency)
-    return respond(Bridge(months=[_row(r) for r in rows], totals=[_row(r) for r in revenue.bridge_totals(rows)]))
+    return respond(Bridge(months=[bridge_row_out(r) for r in rows],
+                          totals=[bridge_row_out(r) for r in revenue.bridge_totals(rows)]))
 
 
 @blueprint.get("/metrics/mrr/<month>/movements", scope="read", responses={200: MovementPage})

@@ -17,6 +17,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``api_keys`` | ``api-key create``, ``api-key list``, ``api-key revoke`` |
 | ``collections`` | added to the ``payments`` group: ``collections``, ``sepa-export``, ``sepa-return``, ``mandate ...``, ``import-statement``, ``unmatched``, ``match``, ``set-aside``, ``dunning``, ``dunning-profile``, ``late-charges`` |
 | ``usage`` | ``usage import``, ``usage partitions`` |
+| ``assistant`` | ``mcp`` (the MCP server of AI assistants' read-only tools) |
 | (the sandbox) | ``sandbox ...``, when the sandbox is installed |
 
 Pipes: when the reader of stdout goes away (``billsync metrics mrr ... | head -2``), the
@@ -90,6 +91,7 @@ def cli(debug: bool) -> None:
 def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
     from connector.cli.api_keys import api_key
+    from connector.cli.assistant import mcp
     from connector.cli.billing import bill_run, metrics
     from connector.cli.collections import add_collection_commands
     from connector.cli.config import config
@@ -115,6 +117,7 @@ def _register_commands() -> None:
     for command in (invoices, payments):
         cli.add_command(command)
     cli.add_command(documents)
+    cli.add_command(mcp)
     _register_sandbox()
 
 

@@ -6,7 +6,7 @@ Rules: docs/billing-rules.md §13 Invoices, §15 Credit notes and customer credi
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import Decimal as D
 
 import pytest
@@ -15,14 +15,16 @@ from sqlmodel import Session
 from billing_engine.charges import ChargeLine
 from billing_engine.errors import ConflictError, InvalidInputError, NotFoundError
 from billing_engine.money import Money
-from billing_engine.use_cases.accounts import customer_statement, get_customer, list_customers
+from billing_engine.use_cases.accounts import customer_statement, find_customers, get_customer, list_customers
 from billing_engine.use_cases.billing import credit_invoice, finalize_invoice, run_billing, void_invoice
+from billing_engine.use_cases.collections import set_collection_profile
 from billing_engine.use_cases.invoices import (
     InvoiceCursor,
     InvoiceFilters,
     find_invoice_id,
     get_invoice,
     list_invoices,
+    overdue_invoices,
 )
 from billing_engine.use_cases.payments import get_payment, record_payment, refund_payment
 from connector.database import transaction
@@ -308,6 +310,43 @@ def test_customers_with_balances_credit_and_aging_on_a_fixed_date(billed):
     assert [c.customer_id for c in page1.items] == ["cus-a", "cus-b"] and page1.next == "cus-b"
     assert [c.customer_id for c in page2.items] == ["cus-c"] and page2.next is None
     assert page2.items[0].balances == ()
+
+
+def test_customers_are_found_by_a_part_of_their_id_name_or_collection_email_in_any_case(billed):
+    with transaction(billed) as s:
+        set_collection_profile(s, "cus-b", email="AP_team@b-example.com", now=datetime(2026, 2, 1, tzinfo=UTC))
+    with Session(billed) as s:
+        listed = {c.customer_id: c for c in list_customers(s, as_of=FEB).items}
+
+        def found(text, limit=20):
+            return [c.customer_id for c in find_customers(s, text, as_of=FEB, limit=limit)]
+
+        assert found("CUS-") == ["cus-a", "cus-b", "cus-c"] and found("cus-", limit=2) == ["cus-a", "cus-b"]
+        assert found(" ap_TEAM@ ") == ["cus-b"] and found("b-example") == ["cus-b"]
+        assert found("%") == [] and found("ap%team") == [] and found("_") == ["cus-b"]
+        assert find_customers(s, "cus-a", as_of=FEB) == (listed["cus-a"],)
+        for text in ("", "   ", "x" * 255):
+            with pytest.raises(InvalidInputError) as err:
+                find_customers(s, text, as_of=FEB)
+            assert err.value.field == "text"
+
+
+def test_overdue_invoices_are_the_open_ones_past_due_with_a_balance_oldest_due_first(billed):
+    ids = ids_by_number(billed)
+    with transaction(billed) as s:
+        record_payment(s, customer_id="cus-b", amount="11.00", currency="EUR", received_on=FEB,
+                       method="card", source="stripe", external_reference="ch_b",
+                       allocations=[(ids["INV-2026-000002"], "11.00")])
+    with Session(billed) as s:
+        listed = list_invoices(s, as_of=date(2026, 3, 10), limit=100).items
+        overdue = overdue_invoices(s, as_of=date(2026, 3, 10))
+        of_a = overdue_invoices(s, as_of=date(2026, 3, 10), customer_id="cus-a", limit=1)
+        before_due = overdue_invoices(s, as_of=date(2026, 1, 31))
+    assert [i.number for i in overdue.items] == ["INV-2026-000001", "INV-2026-000003", "INV-2026-000004"]
+    assert overdue.count == 3
+    assert set(overdue.items) == {i for i in listed if i.payment_status == "overdue"}
+    assert [i.number for i in of_a.items] == ["INV-2026-000001"] and of_a.count == 2
+    assert (before_due.items, before_due.count) == ((), 0)
 
 
 def test_the_statement_runs_a_balance_through_every_movement(billed):
