@@ -91,6 +91,7 @@ def _register_commands() -> None:
     """Each command group lives in its own module; they are all registered here."""
     from connector.cli.api_keys import api_key
     from connector.cli.billing import bill_run, metrics
+    from connector.cli.churn import churn
     from connector.cli.collections import add_collection_commands
     from connector.cli.config import config
     from connector.cli.database import db
@@ -115,6 +116,7 @@ def _register_commands() -> None:
     for command in (invoices, payments):
         cli.add_command(command)
     cli.add_command(documents)
+    cli.add_command(churn)
     _register_sandbox()
 
 
