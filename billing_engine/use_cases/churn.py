@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 
 from billing_engine import churn as rules_
 from billing_engine.churn import (
@@ -194,7 +194,9 @@ def _json(params: ModelParams) -> str:
 def _evaluation(row: churn_store.ChurnModelRow | None, rules: ChurnRules) -> Evaluation | None:
     if row is None:
         return None
-    return Evaluation(row.id, row.trained_at, row.trained_through, row.holdout_from, row.train_rows,
+    trained_at = row.trained_at if row.trained_at is None or row.trained_at.tzinfo else row.trained_at.replace(
+        tzinfo=UTC)  # SQLite gives back naive UTC times
+    return Evaluation(row.id, trained_at, row.trained_through, row.holdout_from, row.train_rows,
                       row.train_churned, row.holdout_rows, row.holdout_churned, row.churned_customers,
                       row.model_auc, row.baseline_auc, row.churned_customers >= rules.min_churned)
 

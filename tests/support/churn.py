@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import UTC, date, datetime, timedelta
 
 from billing_engine.churn import CustomerFacts, InvoiceFacts, measure, month_end, shift_month
 
@@ -168,7 +168,11 @@ def write_histories(engine, count: int = 36, *, account_ids: list[str] | None = 
     from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem, make_subscription
     from billing_engine.use_cases.catalog import upsert_price, upsert_product
     from billing_engine.use_cases.customers import upsert_customer
-    from billing_engine.use_cases.subscriptions import amend_subscription, cancel_subscription, start_subscription
+    from billing_engine.use_cases.subscriptions import (
+        amend_subscription,
+        cancel_subscription,
+        start_subscription,
+    )
     from connector.database import transaction
 
     price = make_price("pr-churn-seat", make_product("p-churn-seat", "SEAT", "Seats"), currency="EUR",
