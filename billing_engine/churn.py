@@ -164,9 +164,10 @@ def _describe_count(one_en: str, many_en: str, none_en: str, one_fr: str, many_f
 
 
 def _usage_decline(facts: CustomerFacts, on: date) -> float:
-    """The drop of the last three months' usage against the three before, measured against the
-    allowance when there is one (0: no drop or no usage; 1: usage stopped)."""
-    month = month_key(on)
+    """The drop of the last three complete months' usage against the three before, measured against
+    the allowance when there is one (0: no drop or no usage; 1: usage stopped). A month still under
+    way on ``on`` does not count: its usage is not all in."""
+    month = month_key(on) if on == month_end(month_key(on)) else shift_month(month_key(on), -1)
     last = sum(facts.usage.get(shift_month(month, -i), 0.0) for i in range(TREND_MONTHS))
     before = sum(facts.usage.get(shift_month(month, -i), 0.0) for i in range(TREND_MONTHS, 2 * TREND_MONTHS))
     reference = max(before, facts.allowance * TREND_MONTHS)

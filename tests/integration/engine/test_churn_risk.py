@@ -171,3 +171,40 @@ def test_the_cli_refuses_bad_input_and_a_disabled_feature_in_one_line_each(datab
     code, output = run(database_url, "churn", "score", CHURN_MIN_CHURNED="zero")
     lines = output.strip().splitlines()
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: CHURN_MIN_CHURNED: ")
+
+
+def test_the_history_read_holds_overdue_invoices_settlements_and_usage_by_month(engine):
+    """What ``customer_facts`` reads besides MRR and amendments: an invoice unpaid past its due date
+    is overdue by the days since; one paid late is not overdue once paid; usage sums by month."""
+    from datetime import date
+    from decimal import Decimal as D
+
+    from billing_engine.churn import baseline_score, measure
+    from billing_engine.storage.churn import customer_facts
+    from billing_engine.storage.invoices import Invoice
+    from billing_engine.storage.payments import Payment, PaymentAllocation
+    from billing_engine.storage.usage import UsageEventRow
+
+    write_histories(engine, 6)
+    with Session(engine) as s, s.begin():
+        s.add(Invoice(id=901, customer_id="ch-001", currency="EUR", status="open", number="INV-T-1",
+                      issued_on=date(2026, 9, 15), due_on=date(2026, 10, 15), total=D("300.00"), created_at=NOW))
+        s.add(Invoice(id=902, customer_id="ch-002", currency="EUR", status="paid", number="INV-T-2",
+                      issued_on=date(2026, 10, 1), due_on=date(2026, 11, 1), total=D("300.00"), created_at=NOW))
+        s.flush()
+        s.add(Payment(id=901, customer_id="ch-002", currency="EUR", amount=D("300.00"), received_on=date(2026, 11, 20),
+                      method="transfer", source="bank", external_reference="T-901", created_at=NOW))
+        s.flush()
+        s.add(PaymentAllocation(payment_id=901, invoice_id=902, amount=D("300.00")))
+        for n, (month, quantity) in enumerate([(6, 3000), (7, 3000), (8, 3000), (9, 600), (10, 600), (11, 600), (12, 50)]):
+            s.add(UsageEventRow(event_id=9000 + n, occurred_on=date(2026, month, 3), subscription_id="sub-ch-004",
+                                subscription_item_id="seats", quantity=D(quantity), occurred_at=NOW, recorded_at=NOW))
+    with Session(engine) as s:
+        facts = {f.customer_id: f for f in customer_facts(s, HISTORY_TODAY)}
+    overdue = measure(facts["ch-001"], HISTORY_TODAY)
+    assert overdue["overdue_days"] == (HISTORY_TODAY - date(2026, 10, 15)).days == 52
+    assert measure(facts["ch-002"], HISTORY_TODAY)["overdue_days"] == 0
+    assert measure(facts["ch-002"], date(2026, 11, 10))["overdue_days"] == 9  # before it was paid
+    usage = measure(facts["ch-004"], HISTORY_TODAY)
+    assert usage["usage_decline"] == pytest.approx((9000 - 1800) / 9000)  # Sep–Nov against Jun–Aug; December is not over
+    assert "an invoice overdue by 52 days" in baseline_score(facts["ch-001"], HISTORY_TODAY).reasons_text()
