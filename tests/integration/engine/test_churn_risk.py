@@ -208,3 +208,32 @@ def test_the_history_read_holds_overdue_invoices_settlements_and_usage_by_month(
     usage = measure(facts["ch-004"], HISTORY_TODAY)
     assert usage["usage_decline"] == pytest.approx((9000 - 1800) / 9000)  # Sep–Nov against Jun–Aug; December is not over
     assert "an invoice overdue by 52 days" in baseline_score(facts["ch-001"], HISTORY_TODAY).reasons_text()
+
+
+def test_a_model_trained_as_of_a_day_learns_nothing_from_what_happened_after_it(engine, histories):
+    """The same training day gives the same model whatever happens later: changes after the day
+    (here, every remaining customer cancelling in July, within three months of the last month end
+    known) are neither features nor labels."""
+    from datetime import date
+
+    from billing_engine.use_cases.subscriptions import cancel_subscription
+
+    rules = ChurnRules(min_churned=3)
+    day = date(2026, 6, 15)
+    with transaction(engine) as s:
+        first = train_churn_model(s, day, now=NOW, rules=rules)
+    assert first.trained, first.message
+    assert first.evaluation.trained_through == "2026-05"
+    for n, cid in enumerate(histories):
+        if not decliner(n) and not surprise_leaver(n):
+            with transaction(engine) as s:
+                cancel_subscription(s, f"sub-{cid}", date(2026, 7, 1), immediate=True, now=NOW)
+    with transaction(engine) as s:
+        second = train_churn_model(s, day, now=NOW, rules=rules)
+        later = train_churn_model(s, HISTORY_TODAY, now=NOW, rules=rules)
+    with Session(engine) as s:
+        models = {m.id: m for m in s.scalars(select(ChurnModelRow))}
+    a, b = models[first.evaluation.model_id], models[second.evaluation.model_id]
+    assert (a.params_json, a.holdout_from, a.train_rows, a.holdout_rows) == (
+        b.params_json, b.holdout_from, b.train_rows, b.holdout_rows)
+    assert models[later.evaluation.model_id].params_json != a.params_json  # today's training sees them
