@@ -10,12 +10,14 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
 | ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
 | ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
+| ``churn_score`` | daily at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_scoring`` as of today (``billsync churn score``) |
+| ``churn_train`` | monthly, the 1st at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_training`` as of today (``billsync churn train``) |
 | ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
 into one, and a job's exception is logged and never stops the clock. Without a
-Salesforce connection (``SF_AUTH=none``) only the bill run, the collection jobs and the partitions are
-scheduled.
+Salesforce connection (``SF_AUTH=none``) only the bill run, the collection jobs, the churn jobs and the
+partitions are scheduled; the churn jobs only with ``CHURN_RISK=on``.
 
 **One leader.** Any number of ``billsync clock`` processes may run (a deploy overlap, a
 second dyno): a ``Clock`` runs its scheduler only while it holds the leadership lock
@@ -58,7 +60,8 @@ if TYPE_CHECKING:
 log = logging.getLogger("billsync.clock")
 
 PUSH_BATCH_SIZE = 200
-CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a daily run delayed in a running clock (busy, host asleep) still runs
+CRON_MISFIRE_GRACE_SECONDS = 6 * 3600
+CHURN_TRAIN_MISFIRE_SECONDS = 7 * 86400  # a monthly training missed by a stopped clock still runs that week  # a daily run delayed in a running clock (busy, host asleep) still runs
 
 
 @dataclass(frozen=True)
@@ -84,9 +87,12 @@ USE_CASES: dict[str, UseCase] = {
     "collections": UseCase("connector.collection_jobs", "run_collections"),
     "dunning": UseCase("connector.collection_jobs", "run_dunning"),
     "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
+    "churn_score": UseCase("connector.churn_jobs", "run_churn_scoring"),
+    "churn_train": UseCase("connector.churn_jobs", "run_churn_training"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
-DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning")  # recorded in clock_runs, caught up when missed
+CHURN_JOBS = ("churn_score", "churn_train")  # scheduled only with CHURN_RISK=on
+DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning", "churn_score")  # recorded in clock_runs, caught up when missed
 
 
 def worker_id() -> str:
@@ -162,6 +168,21 @@ def dunning_job(services: Services, today: date | None = None) -> Any:
     return report
 
 
+def churn_score_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
+    report = USE_CASES["churn_score"].resolve()(services, as_of)
+    log.info("churn risk as of %s: %s customers scored (%s), %s changed, %s no longer paying", as_of,
+             report.scored, report.method, report.changed, report.removed)
+    return report
+
+
+def churn_train_job(services: Services, today: date | None = None) -> Any:
+    as_of = today or _today(services)
+    report = USE_CASES["churn_train"].resolve()(services, as_of)
+    log.info("churn model as of %s: %s", as_of, report.message)
+    return report
+
+
 #: How many months after the current one the usage events' partitions are prepared.
 PARTITION_MONTHS_AHEAD = 3
 #: How often the clock prepares them (idempotent and quick when they exist).
@@ -182,7 +203,7 @@ def partitions_job(services: Services, today: date | None = None) -> Any:
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
     "collections": collections_job, "dunning": dunning_job,
-    "partitions": partitions_job,
+    "partitions": partitions_job, "churn_score": churn_score_job, "churn_train": churn_train_job,
 }
 
 
@@ -231,10 +252,13 @@ def missed_runs(services: Services, now: datetime) -> set[str]:
     settings = services.settings
     local = now.astimezone(ZoneInfo(settings.billsync_timezone))
     times = {"bill_run": settings.bill_run_at, "reconcile": settings.reconcile_at,
-             "collections": settings.collections_at, "dunning": settings.dunning_at}
+             "collections": settings.collections_at, "dunning": settings.dunning_at,
+             "churn_score": settings.churn_score_at}
     missed = set()
     for name in DAILY_JOBS:
         if name in SALESFORCE_JOBS and not is_connected(settings):
+            continue
+        if name in CHURN_JOBS and settings.churn_risk != "on":
             continue
         if local.time().replace(tzinfo=None) < times[name]:
             continue
@@ -286,6 +310,12 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
         **daily("collections"))
     add("dunning", CronTrigger(hour=settings.dunning_at.hour, minute=settings.dunning_at.minute,
                                timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("dunning"))
+    if settings.churn_risk == "on":
+        at = settings.churn_score_at
+        add("churn_score", CronTrigger(hour=at.hour, minute=at.minute, timezone=settings.billsync_timezone),
+            CRON_MISFIRE_GRACE_SECONDS, **daily("churn_score"))
+        add("churn_train", CronTrigger(day=1, hour=at.hour, minute=at.minute, timezone=settings.billsync_timezone),
+            CHURN_TRAIN_MISFIRE_SECONDS)
     add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
         PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
     return scheduler
@@ -300,6 +330,8 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "collections": f"daily at {settings.collections_at:%H:%M} {settings.billsync_timezone}",
         "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
         "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
+        "churn_score": f"daily at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
+        "churn_train": f"monthly on the 1st at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
     }[name]
 
 

@@ -509,6 +509,14 @@ VARIABLES: tuple[Var, ...] = (
     Var("ANOMALY_BACKBILL_DAYS", parse_int(1, 3660), "92",
         "A line whose period starts more days than this (or than the customer's usual) before the bill date "
         "is reported as back-billed."),
+    # Churn risk (docs/intelligence.md): each paying customer scored 0–100 with its three main reasons.
+    Var("CHURN_RISK", parse_choice("off", "on"), "on",
+        "on: the clock scores every paying customer daily at CHURN_SCORE_AT and trains the model monthly; "
+        "the scores are pushed to the Account (Churn_Risk__c); off: nothing is scored or trained."),
+    Var("CHURN_MIN_CHURNED", parse_int(1, 1000000), "30",
+        "Churned customers the history must hold before a model trained on it replaces the baseline rules."),
+    Var("CHURN_SCORE_AT", parse_time_of_day, "04:30",
+        "Local time of the daily churn scoring (and, on the first of the month, of the model's training)."),
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
@@ -633,6 +641,9 @@ class Settings:
     anomaly_min_history: int
     anomaly_history_months: int
     anomaly_backbill_days: int
+    churn_risk: str
+    churn_min_churned: int
+    churn_score_at: time
     billing_starts_on: date | None
     collections_at: time
     sepa_creditor_name: str | None

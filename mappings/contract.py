@@ -102,7 +102,7 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     }),
     "account_summary": frozenset({
         "salesforce_account_id", "customer_id", "currency", "mrr", "arr", "balance", "last_invoice_on",
-        "billing_status", "billing_ends_on",
+        "billing_status", "billing_ends_on", "churn_risk", "churn_risk_reasons",
     }),
     # an invoice's or credit note's PDF, attached to its Invoice__c or Credit_Note__c (connector/documents/push.py)
     "document": frozenset({

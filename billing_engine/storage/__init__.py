@@ -1,5 +1,5 @@
 """Storage of the billing engine: SQLModel tables and the row <-> domain mapping, one module per
-subject (catalog, subscriptions, invoices, anomalies (the anomaly guard's findings), documents, payments,
+subject (catalog, subscriptions, invoices, anomalies (the anomaly guard's findings), churn (churn risk scores and models), documents, payments,
 collections, usage, revenue, exchange rates, outbox, audit), plus the shared column types (``columns``)
 and SQL plumbing (``database``).
 
@@ -11,6 +11,7 @@ from billing_engine.storage import (
     anomalies,
     audit,
     catalog,
+    churn,
     collections,
     documents,
     exchange_rates,
@@ -30,5 +31,5 @@ BILLING_MODELS = (
     invoices.BillRunError, outbox.OutboxRow, documents.InvoiceDocument, anomalies.InvoiceAnomaly,
 )
 
-__all__ = ["BILLING_MODELS", "anomalies", "audit", "catalog", "collections", "documents", "exchange_rates", "invoices", "outbox", "payments",
+__all__ = ["BILLING_MODELS", "anomalies", "audit", "catalog", "churn", "collections", "documents", "exchange_rates", "invoices", "outbox", "payments",
            "revenue", "subscriptions", "usage"]

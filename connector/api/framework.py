@@ -176,6 +176,7 @@ class ApiState:
         self.reader = services.engine.execution_options(**{READ_ONLY: True})
         self.idempotency_hours = services.settings.api_idempotency_hours
         self.timezone = services.settings.billsync_timezone
+        self.churn_min_churned = services.settings.churn_min_churned
         self._purged_at = 0.0
         self._lock = threading.Lock()
 

@@ -9,6 +9,7 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.invoices",
     "connector.api.payments",
     "connector.api.customers",
+    "connector.api.churn",
     "connector.api.operations",
     "connector.api.collections",
     "connector.api.usage",

@@ -93,6 +93,7 @@ def _register_commands() -> None:
     from connector.cli.api_keys import api_key
     from connector.cli.assistant import mcp
     from connector.cli.billing import bill_run, metrics
+    from connector.cli.churn import churn
     from connector.cli.collections import add_collection_commands
     from connector.cli.config import config
     from connector.cli.database import db
@@ -118,6 +119,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     cli.add_command(documents)
     cli.add_command(mcp)
+    cli.add_command(churn)
     _register_sandbox()
 
 

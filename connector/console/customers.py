@@ -1,8 +1,9 @@
 """Customers: the list with MRR, balance and status, and one customer with its balances and
 its statement (the ledger the API's ``/customers/{id}/statement`` gives, with a running balance).
 
-Reads only: ``billing_engine.use_cases.accounts`` (balances, statement) and
-``billing_engine.use_cases.revenue`` (MRR).
+Reads only: ``billing_engine.use_cases.accounts`` (balances, statement),
+``billing_engine.use_cases.revenue`` (MRR) and ``billing_engine.use_cases.churn`` (the churn risk
+and its reasons, in the page's language; the customers by risk at ``/customers/churn-risk``).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from datetime import date
 from decimal import Decimal
 
 from flask import render_template, request, url_for
+from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
 from flask_wtf import FlaskForm
 from wtforms import DateField
@@ -18,9 +20,9 @@ from wtforms.validators import Optional
 
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import Money
-from billing_engine.use_cases import accounts, revenue
+from billing_engine.use_cases import accounts, churn, revenue
 from connector.console import timeline as customer_timeline
-from connector.console.framework import ConsoleBlueprint, Nav, business_date, reading, refusal
+from connector.console.framework import ConsoleBlueprint, Nav, business_date, console_state, reading, refusal
 
 blueprint = ConsoleBlueprint("console_customers", __name__, url_prefix="/customers",
                              nav=Nav(_l("Customers"), "console_customers.list_customers", order=30))
@@ -67,6 +69,38 @@ def list_customers():
                            first_url=first_url, status_labels=STATUS_LABELS), 422 if error else 200
 
 
+def reasons_language() -> str:
+    """The reasons are worded in English and French: French for a French page."""
+    locale = get_locale()
+    return "fr" if locale is not None and locale.language == "fr" else "en"
+
+
+@blueprint.get("/churn-risk")
+def list_churn_risks():
+    """Scored customers from the riskiest, with their reasons (keyset pages: ``after=SCORE:ID``)."""
+    raw = request.args.get("after") or None
+    after, error, rows = None, None, []
+    if raw is not None:
+        score, _, cid = raw.partition(":")
+        if not score.isdigit() or not cid or int(score) > 100:
+            error = _l("This page link is not valid; start from the first page.")
+        else:
+            after = (int(score), cid)
+    settings = console_state().settings
+    with reading() as session:
+        evaluation = churn.churn_evaluation(session, churn.ChurnRules(min_churned=settings.churn_min_churned))
+        if error is None:
+            rows = churn.churn_risks(session, limit=PAGE_SIZE + 1, after=after)
+    more = len(rows) > PAGE_SIZE
+    rows = rows[:PAGE_SIZE]
+    next_url = url_for("console_customers.list_churn_risks", after=f"{rows[-1].score}:{rows[-1].customer_id}") \
+        if more else None
+    return render_template("console/customers/churn.html", rows=rows, error=error, next_url=next_url,
+                           lang=reasons_language(), evaluation=evaluation, enabled=settings.churn_risk == "on",
+                           min_churned=settings.churn_min_churned, first_url=url_for("console_customers.list_churn_risks") if raw else None), \
+        422 if error else 200
+
+
 @blueprint.get("/<customer_id>")
 def show_customer(customer_id: str):
     today = business_date()
@@ -89,7 +123,9 @@ def show_customer(customer_id: str):
         except InvalidInputError as exc:
             error = refusal(exc)
         events = customer_timeline.customer_timeline(session, customer.customer_id, through=today)
+        risk = churn.customer_churn_risk(session, customer.customer_id)
     return render_template(
         "console/customers/show.html", customer=customer, mrr=mrr, statement=statement, form=form,
         starts_on=starts_on, through=through, error=error, entry_labels=ENTRY_LABELS, events=events,
+        risk=risk, lang=reasons_language(),
         status=status_of(mrr.amount, customer.balances), status_labels=STATUS_LABELS), 422 if error else 200

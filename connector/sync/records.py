@@ -28,6 +28,7 @@ from sqlmodel import Session
 
 from billing_engine.payments import payment_name
 from billing_engine.use_cases import exports
+from billing_engine.use_cases.churn import churn_summaries
 from connector.sync.installation import Keys
 
 OPPORTUNITY_PREFIX = "006"
@@ -204,7 +205,10 @@ def load_credit_note_lines(session: Session, credit_note_ids: Iterable[int],
 # ---------------------------------------------------------------- account summary
 
 
-def account_summary_record(summary: exports.AccountBillingSummary) -> dict[str, Any]:
+def account_summary_record(summary: exports.AccountBillingSummary,
+                           churn_risk: tuple[int, str] | None = None) -> dict[str, Any]:
+    """The Account summary, with the customer's churn risk when it is scored (``churn_risk``: the
+    score and its reasons in one line; empty fields when not scored, docs/intelligence.md)."""
     return {
         "salesforce_account_id": summary.salesforce_account_id,
         "customer_id": summary.customer_id,
@@ -215,6 +219,8 @@ def account_summary_record(summary: exports.AccountBillingSummary) -> dict[str, 
         "last_invoice_on": summary.last_invoice_on,
         "billing_status": summary.billing_status,
         "billing_ends_on": last_day(summary.ends_before),
+        "churn_risk": churn_risk[0] if churn_risk else None,
+        "churn_risk_reasons": churn_risk[1] if churn_risk else None,
     }
 
 
@@ -222,8 +228,10 @@ def load_account_summaries(session: Session, customer_ids: Iterable[str],
                            as_of: date) -> dict[str, dict[str, Any] | None]:
     """``account_summary`` records by customer id (the engine's Account summary as of ``as_of``,
     ``exports.account_summaries``); ``None`` for a customer without a Salesforce Account."""
-    return {cid: account_summary_record(summary) if summary.salesforce_account_id else None
-            for cid, summary in exports.account_summaries(session, customer_ids, as_of).items()}
+    summaries = exports.account_summaries(session, customer_ids, as_of)
+    risks = churn_summaries(session, list(summaries))
+    return {cid: account_summary_record(summary, risks.get(cid)) if summary.salesforce_account_id else None
+            for cid, summary in summaries.items()}
 
 
 # ---------------------------------------------------------------- subscription link

@@ -201,7 +201,7 @@ def test_a_clock_started_after_the_bill_run_time_runs_the_missed_run_once(make_c
     assert names(recorded, "bill_run") == ["bill_run"]
     assert names(recorded, "reconcile") == ["reconcile", "reconcile"]
     runs = {run.job: run for run in clock_runs.all_runs(again.services.engine)}
-    assert set(runs) == {"bill_run", "reconcile", "collections", "dunning"}
+    assert set(runs) == {"bill_run", "reconcile", "collections", "dunning", "churn_score"}  # churn at 04:30
     assert names(recorded, "collections", "dunning") == ["collections", "dunning"]
     for run in runs.values():
         assert run.run_date == DAY and run.attempts == 1
@@ -277,7 +277,8 @@ def test_two_clocks_started_together_run_each_job_once_over_a_simulated_day(make
         assert len(times) == len(set(times)) == 86400 // interval  # on time, never twice
     runs = clock_runs.all_runs(clocks[0].services.engine)
     assert [(run.job, run.run_date, run.attempts) for run in runs] == [
-        ("bill_run", DAY, 1), ("collections", DAY, 1), ("dunning", DAY, 1), ("reconcile", DAY, 1)]
+        ("bill_run", DAY, 1), ("churn_score", DAY, 1), ("collections", DAY, 1), ("dunning", DAY, 1),
+        ("reconcile", DAY, 1)]
     assert all(run.finished_at is not None for run in runs)
 
 

@@ -44,7 +44,8 @@ def test_a_connected_clock_schedules_its_jobs_from_settings(database_url):
                              PULL_INTERVAL_SECONDS="120", PUSH_INTERVAL_SECONDS="15", BILL_RUN_AT="01:45",
                              RECONCILE_AT="04:10", COLLECTIONS_AT="00:45", DUNNING_AT="08:30")
     jobs, scheduler = jobs_of(services)
-    assert set(jobs) == {"pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions"}
+    assert set(jobs) == {"pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions",
+                         "churn_score", "churn_train"}
     assert str(scheduler.timezone) == "Europe/Paris"
 
     pull, push = jobs["pull"].trigger, jobs["push"].trigger
@@ -79,8 +80,38 @@ def test_pull_and_push_run_as_soon_as_the_clock_starts(database_url):
 
 
 def test_without_salesforce_only_the_bill_run_the_collection_jobs_and_the_partitions_are_scheduled(database_url):
-    jobs, _ = jobs_of(make_services(database_url))
+    jobs, _ = jobs_of(make_services(database_url, CHURN_RISK="off"))
     assert set(jobs) == {"bill_run", "collections", "dunning", "partitions"}
+
+
+def test_churn_risk_is_scored_daily_and_trained_monthly_unless_turned_off(database_url):
+    jobs, _ = jobs_of(make_services(database_url, CHURN_SCORE_AT="05:15", BILLSYNC_TIMEZONE="Europe/Paris"))
+    assert {"churn_score", "churn_train"} <= set(jobs)
+    score = {f.name: str(f) for f in jobs["churn_score"].trigger.fields}
+    train = {f.name: str(f) for f in jobs["churn_train"].trigger.fields}
+    assert (score["day"], score["hour"], score["minute"]) == ("*", "5", "15")
+    assert (train["day"], train["hour"], train["minute"]) == ("1", "5", "15")
+    assert str(jobs["churn_train"].trigger.timezone) == "Europe/Paris"
+    start = datetime(2026, 12, 6, 9, 0, tzinfo=UTC)
+    assert jobs["churn_train"].trigger.get_next_fire_time(None, start).date() == date(2027, 1, 1)
+    off, _ = jobs_of(make_services(database_url, CHURN_RISK="off"))
+    assert not {"churn_score", "churn_train"} & set(off)
+
+
+def test_the_churn_jobs_call_the_functions_the_cli_calls(database_url, monkeypatch):
+    import connector.churn_jobs
+
+    calls = []
+    monkeypatch.setattr(connector.churn_jobs, "run_churn_scoring", lambda *a, **k: calls.append(("score", a)) or
+                        types.SimpleNamespace(scored=3, method="baseline", changed=1, removed=0))
+    monkeypatch.setattr(connector.churn_jobs, "run_churn_training", lambda *a, **k: calls.append(("train", a)) or
+                        types.SimpleNamespace(message="trained"))
+    monkeypatch.setattr(clock_module, "_now", lambda: datetime(2027, 1, 1, 4, 30, tzinfo=UTC))
+    services = make_services(database_url)
+    jobs, _ = jobs_of(services)
+    for name in ("churn_score", "churn_train"):
+        jobs[name].func(*jobs[name].args)
+    assert calls == [("score", (services, date(2027, 1, 1))), ("train", (services, date(2027, 1, 1)))]
 
 
 @pytest.fixture
@@ -193,7 +224,7 @@ def test_clock_list_prints_the_schedule(database_url):
     result = CliRunner().invoke(cli, ["clock", "--list"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "clock: 7 jobs (time zone UTC)"
+    assert lines[0] == "clock: 9 jobs (time zone UTC)"
     text = "\n".join(lines)
     assert "push       every 10 s" in text and "connector.sync.push.push_outbox" in text
     assert "bill_run   daily at 02:30 UTC" in text and "connector.billing_jobs.run_bill_run" in text

@@ -52,7 +52,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billing_Timezone__c", "string"), f("MRR__c", "currency", scale=2), f("ARR__c", "currency", scale=2),
         f("Balance__c", "currency", scale=2), f("Last_Invoice_Date__c", "date"),
         f("Billing_Status__c", "picklist", values=("active", "cancelling", "past_due", "cancelled", "none")),
-        f("Billing_Ends_On__c", "date"),
+        f("Billing_Ends_On__c", "date"), f("Churn_Risk__c", "double", scale=0), f("Churn_Risk_Reasons__c", "textarea"),
         f("Billing_Review_Flag__c", "boolean"), f("Billing_Review_Reason__c", "string"),
         f("Billing_Language__c", "picklist", values=("en", "fr")), f("Buyer_Reference__c", "string"),
     ]},

@@ -161,10 +161,12 @@ def test_the_account_summary_updates_the_account_by_id(defaults):
     assert spec.is_update_by_id
     out = apply_outbound(spec, {"salesforce_account_id": ACC[:15], "customer_id": "cus_1", "currency": "EUR",
                                 "mrr": Decimal("11250.00"), "arr": Decimal("135000.00"), "balance": Decimal("0"),
-                                "last_invoice_on": None, "billing_status": "past_due", "billing_ends_on": None})
+                                "last_invoice_on": None, "billing_status": "past_due", "billing_ends_on": None,
+                                "churn_risk": 72, "churn_risk_reasons": "an invoice overdue by 40 days; …"})
     assert out == {"attributes": {"type": "Account"}, "Id": ACC, "Billsync_Customer_Id__c": "cus_1",
                    "MRR__c": Decimal("11250.00"), "ARR__c": Decimal("135000.00"), "Balance__c": Decimal("0"),
-                   "Last_Invoice_Date__c": None, "Billing_Status__c": "past_due", "Billing_Ends_On__c": None}
+                   "Last_Invoice_Date__c": None, "Billing_Status__c": "past_due", "Billing_Ends_On__c": None,
+                   "Churn_Risk__c": 72, "Churn_Risk_Reasons__c": "an invoice overdue by 40 days; …"}
     assert json.loads(json.dumps(out, default=str))["MRR__c"] == "11250.00"  # exact through a str encoder
 
 
@@ -174,15 +176,16 @@ def test_an_account_summary_with_too_many_decimals_is_refused(defaults):
         apply_outbound(defaults.get_outbound("account_summary"), {
             "salesforce_account_id": ACC, "customer_id": "c", "currency": "EUR", "mrr": Decimal("8.333"),
             "arr": Decimal("100"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "active",
-            "billing_ends_on": None})
+            "billing_ends_on": None, "churn_risk": None, "churn_risk_reasons": None})
 
 
 def test_a_cancelling_account_shows_the_last_day_it_is_billed(defaults):
     out = apply_outbound(defaults.get_outbound("account_summary"), {
         "salesforce_account_id": ACC, "customer_id": "cus_1", "currency": "EUR", "mrr": Decimal("500.00"),
         "arr": Decimal("6000.00"), "balance": Decimal("0"), "last_invoice_on": None, "billing_status": "cancelling",
-        "billing_ends_on": date(2026, 12, 31)})
+        "billing_ends_on": date(2026, 12, 31), "churn_risk": None, "churn_risk_reasons": None})
     assert (out["Billing_Status__c"], out["Billing_Ends_On__c"]) == ("cancelling", "2026-12-31")
+    assert (out["Churn_Risk__c"], out["Churn_Risk_Reasons__c"]) == (None, None)  # not scored: emptied
 
 
 def test_the_subscription_id_goes_back_to_the_opportunity_with_its_status(defaults):

@@ -13,7 +13,10 @@ const ACCOUNT_FIELDS = [
     'Account.Billing_Review_Flag__c',
     'Account.Billing_Review_Reason__c'
 ];
-const OPTIONAL_FIELDS = ['Account.CurrencyIsoCode'];
+// Churn risk (written with the account summary) is optional: an org deployed before it still shows the rest.
+const OPTIONAL_FIELDS = ['Account.CurrencyIsoCode', 'Account.Churn_Risk__c', 'Account.Churn_Risk_Reasons__c'];
+const HIGH_RISK = 70;
+const MEDIUM_RISK = 40;
 
 // billsync's records under the account, each read from its related list (a list the org lacks
 // shows nothing, the others still do).
@@ -116,6 +119,30 @@ export default class BillingAccountPanel extends LightningElement {
 
     get reviewReason() {
         return valueOf(this.account, 'Billing_Review_Flag__c') ? valueOf(this.account, 'Billing_Review_Reason__c') : null;
+    }
+
+    get churnRisk() {
+        const value = valueOf(this.account, 'Churn_Risk__c');
+        return value === null || value === undefined || value === '' ? null : Math.round(Number(value));
+    }
+
+    get hasChurnRisk() {
+        return this.churnRisk !== null;
+    }
+
+    get churnRiskText() {
+        const level = this.churnRisk >= HIGH_RISK ? 'high' : this.churnRisk >= MEDIUM_RISK ? 'medium' : 'low';
+        return `${this.churnRisk} / 100 (${level})`;
+    }
+
+    get churnRiskClass() {
+        const tone = this.churnRisk >= HIGH_RISK ? 'error' : this.churnRisk >= MEDIUM_RISK ? 'warning' : 'success';
+        return `slds-badge slds-theme_${tone}`;
+    }
+
+    get churnReasons() {
+        const text = valueOf(this.account, 'Churn_Risk_Reasons__c') || '';
+        return text.split(';').map((r) => r.trim()).filter((r) => r).map((r, i) => ({ id: `reason-${i}`, text: r }));
     }
 
     get subscriptionRows() {

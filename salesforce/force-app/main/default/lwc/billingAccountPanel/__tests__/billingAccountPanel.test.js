@@ -73,6 +73,31 @@ describe('c-billing-account-panel', () => {
         expect(element.shadowRoot.querySelector('[data-id="empty"]')).toBeNull();
     });
 
+    it('shows the churn risk with its level and its three reasons, and nothing of it when not scored', async () => {
+        const element = await mount();
+        getRecord.emit(record('001000000000001AAA', {
+            Billing_Status__c: 'active', MRR__c: 500, ARR__c: 6000, Balance__c: 0, CurrencyIsoCode: 'EUR',
+            Billing_Review_Flag__c: false, Churn_Risk__c: 82,
+            Churn_Risk_Reasons__c: 'MRR fell 40 % in three months; 2 seat reductions or removed items in six months; '
+                + 'an invoice overdue by 45 days'
+        }));
+        await flush();
+
+        expect(text(element, 'churn-risk')).toBe('82 / 100 (high)');
+        expect(element.shadowRoot.querySelector('[data-id="churn-risk"]').className).toContain('slds-theme_error');
+        const reasons = [...element.shadowRoot.querySelectorAll('[data-id="churn-reason"]')].map((e) => e.textContent);
+        expect(reasons).toEqual(['MRR fell 40 % in three months', '2 seat reductions or removed items in six months',
+            'an invoice overdue by 45 days']);
+
+        getRecord.emit(record('001000000000001AAA', {
+            Billing_Status__c: 'active', MRR__c: 500, ARR__c: 6000, Balance__c: 0, CurrencyIsoCode: 'EUR',
+            Billing_Review_Flag__c: false, Churn_Risk__c: null, Churn_Risk_Reasons__c: null
+        }));
+        await flush();
+        expect(element.shadowRoot.querySelector('[data-id="churn-risk"]')).toBeNull();
+        expect(text(element, 'mrr')).toBe('500.00 EUR');
+    });
+
     it('says plainly when the account has no subscription and nothing billed', async () => {
         const element = await mount();
         getRecord.emit(record('001000000000001AAA', {

@@ -1,0 +1,243 @@
+"""Churn risk: the scores kept per customer, the models trained with their evaluation, and the
+billing history the signals read (docs/intelligence.md, Churn risk).
+
+``churn_scores``: one row per customer scored — the score 0–100, its three reasons (JSON:
+signal, value, weight), the method (``baseline`` or ``model``) and when it was scored.
+``churn_models``: one row per training — the fitted parameters (JSON), the months trained on
+and held out, the counts, and the holdout's ROC AUC of the model and of the baseline.
+
+``customer_facts`` reads every customer's history as the pure module's ``CustomerFacts`` in a
+fixed number of queries: the MRR at month ends where it changed (``mrr_month_ends``), the first
+subscription start, the invoices' due and settlement dates, the contractions recorded by
+amendments, the direct debits returned, the usage per month and the units included.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Index, Text, delete, func, select
+from sqlmodel import Field, Session, SQLModel
+
+from billing_engine.churn import CustomerFacts, InvoiceFacts, ModelParams, Reason
+from billing_engine.storage.catalog import CustomerRow, PriceRow
+from billing_engine.storage.collections import DirectDebit
+from billing_engine.storage.columns import timestamp_field
+from billing_engine.storage.database import bulk_insert
+from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.payments import Payment, PaymentAllocation
+from billing_engine.storage.revenue import MrrMonthEnd
+from billing_engine.storage.subscriptions import AmendmentRow, SubscriptionItemRow, SubscriptionRow
+from billing_engine.storage.usage import UsageEventRow
+
+_SETTLED_STATUSES = ("paid",)
+_OWED_STATUSES = ("open", "uncollectible")
+
+
+class ChurnScoreRow(SQLModel, table=True):
+    __tablename__ = "churn_scores"
+    __table_args__ = (Index("ix_churn_scores_rank", "score", "customer_id"),)
+    customer_id: str = Field(primary_key=True, foreign_key="customers.id", max_length=64)
+    score: int = Field(nullable=False)
+    reasons_json: str = Field(default="[]", sa_type=Text, nullable=False)
+    method: str = Field(max_length=16, nullable=False)
+    model_id: int | None = Field(default=None, nullable=True)
+    scored_on: date = Field(nullable=False)
+    scored_at: datetime = timestamp_field()
+
+
+class ChurnModelRow(SQLModel, table=True):
+    __tablename__ = "churn_models"
+    id: int | None = Field(default=None, primary_key=True)
+    trained_at: datetime = timestamp_field()
+    trained_through: str = Field(max_length=7, nullable=False)  # YYYY-MM, the last month end known
+    holdout_from: str = Field(max_length=7, nullable=False)
+    params_json: str = Field(sa_type=Text, nullable=False)
+    train_rows: int = Field(nullable=False)
+    train_churned: int = Field(nullable=False)
+    holdout_rows: int = Field(nullable=False)
+    holdout_churned: int = Field(nullable=False)
+    churned_customers: int = Field(nullable=False)
+    model_auc: float | None = Field(default=None, nullable=True)
+    baseline_auc: float | None = Field(default=None, nullable=True)
+
+
+# ---------------------------------------------------------------- scores
+
+
+def reasons_to_json(reasons: Sequence[Reason]) -> str:
+    return json.dumps([{"signal": r.signal, "value": r.value, "weight": r.weight} for r in reasons])
+
+
+def reasons_from_json(text: str) -> tuple[Reason, ...]:
+    return tuple(Reason(str(r["signal"]), float(r["value"]), float(r["weight"])) for r in json.loads(text or "[]"))
+
+
+def stored_scores(session: Session, customer_ids: Sequence[str] | None = None) -> dict[str, ChurnScoreRow]:
+    t = ChurnScoreRow
+    if customer_ids is None:
+        return {r.customer_id: r for r in session.scalars(select(t))}
+    out: dict[str, ChurnScoreRow] = {}
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 900):
+        for row in session.scalars(select(t).where(t.customer_id.in_(ids[start:start + 900]))):
+            out[row.customer_id] = row
+    return out
+
+
+def save_scores(session: Session, rows: Sequence[dict[str, Any]]) -> None:
+    """Each row replaces the customer's score (one row per customer)."""
+    delete_scores(session, [r["customer_id"] for r in rows])
+    bulk_insert(session, ChurnScoreRow, rows)
+
+
+def delete_scores(session: Session, customer_ids: Sequence[str]) -> None:
+    ids = list(customer_ids)
+    for start in range(0, len(ids), 900):
+        session.execute(delete(ChurnScoreRow).where(ChurnScoreRow.customer_id.in_(ids[start:start + 900])))
+
+
+def ranked_scores(session: Session, *, limit: int, after: tuple[int, str] | None = None,
+                  ) -> list[tuple[ChurnScoreRow, str]]:
+    """Scores from the highest, then by customer id, with the customer's name (keyset pages)."""
+    t, c = ChurnScoreRow, CustomerRow
+    query = select(t, c.name).join(c, c.id == t.customer_id)
+    if after is not None:
+        score, cid = after
+        query = query.where((t.score < score) | ((t.score == score) & (t.customer_id > cid)))
+    rows = session.execute(query.order_by(t.score.desc(), t.customer_id).limit(limit)).all()  # type: ignore[attr-defined]
+    return [(row[0], row[1]) for row in rows]
+
+
+# ---------------------------------------------------------------- models
+
+
+def add_model(session: Session, values: dict[str, Any]) -> int:
+    row = ChurnModelRow(**values)
+    session.add(row)
+    session.flush()
+    assert row.id is not None
+    return row.id
+
+
+def latest_model(session: Session) -> ChurnModelRow | None:
+    t = ChurnModelRow
+    return session.scalars(select(t).order_by(t.id.desc()).limit(1)).first()  # type: ignore[union-attr]
+
+
+def model_params(row: ChurnModelRow) -> ModelParams:
+    return ModelParams.from_json(json.loads(row.params_json))
+
+
+def churned_customers(session: Session, through: str) -> int:
+    """Customers whose MRR went to zero at a month end up to ``through`` (a ``churn`` movement)."""
+    t = MrrMonthEnd
+    return int(session.scalar(select(func.count(func.distinct(t.customer_id)))
+                              .where(t.kind == "churn", t.month <= through)) or 0)
+
+
+def first_mrr_month(session: Session) -> str | None:
+    return session.scalar(select(func.min(MrrMonthEnd.month)))
+
+
+# ---------------------------------------------------------------- history
+
+
+@dataclass
+class _Building:
+    first_started_on: date | None = None
+    allowance: float = 0.0
+
+
+def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
+    """Every customer with an MRR history, as ``CustomerFacts`` known on ``through``."""
+    mrr: dict[str, dict[str, float]] = defaultdict(dict)
+    last_month = f"{through.year:04d}-{through.month:02d}"
+    m = MrrMonthEnd
+    for cid, month, value in session.execute(select(m.customer_id, m.month, m.mrr).where(m.month <= last_month)):
+        mrr[cid][month] = mrr[cid].get(month, 0.0) + float(Decimal(value))
+    if not mrr:
+        return []
+    building: dict[str, _Building] = defaultdict(_Building)
+    s = SubscriptionRow
+    sub_customer: dict[str, str] = {}
+    for sid, cid, starts_on in session.execute(select(s.id, s.customer_id, s.starts_on)):
+        sub_customer[sid] = cid
+        b = building[cid]
+        if b.first_started_on is None or starts_on < b.first_started_on:
+            b.first_started_on = starts_on
+
+    events: dict[str, dict[str, list[date]]] = defaultdict(lambda: defaultdict(list))
+    _contractions(session, sub_customer, events, through)
+    d = DirectDebit
+    for cid, returned_on in session.execute(select(d.customer_id, d.returned_on).where(
+            d.status == "returned", d.returned_on.is_not(None), d.returned_on <= through)):  # type: ignore[union-attr]
+        events[cid]["payment_return"].append(returned_on)
+
+    invoices: dict[str, list[InvoiceFacts]] = defaultdict(list)
+    i, a, p = Invoice, PaymentAllocation, Payment
+    settled = dict(session.execute(select(a.invoice_id, func.max(p.received_on)).join(p, p.id == a.payment_id)
+                                   .group_by(a.invoice_id)).all())
+    for iid, cid, status, due_on, changed_at in session.execute(select(
+            i.id, i.customer_id, i.status, i.due_on, i.status_changed_at).where(
+            i.status.in_(_SETTLED_STATUSES + _OWED_STATUSES), i.due_on.is_not(None),  # type: ignore[union-attr]
+            i.due_on <= through)):
+        settled_on = None
+        if status in _SETTLED_STATUSES:
+            settled_on = settled.get(iid) or (changed_at.date() if changed_at else due_on)
+        invoices[cid].append(InvoiceFacts(due_on, settled_on))
+
+    usage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    u = UsageEventRow
+    month_of = func.strftime("%Y-%m", u.occurred_on) if session.get_bind().dialect.name == "sqlite" \
+        else func.to_char(u.occurred_on, "YYYY-MM")
+    for sid, month, quantity in session.execute(select(u.subscription_id, month_of, func.sum(u.quantity))
+                                                .where(u.occurred_on <= through)
+                                                .group_by(u.subscription_id, month_of)):
+        cid = sub_customer.get(sid)
+        if cid is not None:
+            usage[cid][month] += float(Decimal(quantity))
+    it, pr = SubscriptionItemRow, PriceRow
+    for sid, included, quantity in session.execute(select(it.subscription_id, pr.included_units, it.quantity)
+                                                   .join(pr, pr.id == it.price_id)
+                                                   .where(pr.included_units.is_not(None))):  # type: ignore[union-attr]
+        cid = sub_customer.get(sid)
+        if cid is not None:
+            building[cid].allowance += float(Decimal(included)) * max(1.0, float(Decimal(quantity)))
+
+    return [CustomerFacts(cid, building[cid].first_started_on if cid in building else None, dict(values),
+                          tuple(invoices.get(cid, ())),
+                          {kind: tuple(sorted(ds)) for kind, ds in events.get(cid, {}).items()},
+                          dict(usage.get(cid, {})), building[cid].allowance if cid in building else 0.0)
+            for cid, values in sorted(mrr.items())]
+
+
+def _contractions(session: Session, sub_customer: dict[str, str], events: dict[str, dict[str, list[date]]],
+                  through: date) -> None:
+    """A quantity lowered or an item removed by an amendment, dated by its effect."""
+    quantities: dict[tuple[str, str], Decimal] = {}
+    it = SubscriptionItemRow
+    for sid, item_id, quantity in session.execute(select(it.subscription_id, it.item_id, it.quantity)):
+        quantities[(sid, item_id)] = Decimal(quantity)
+    am = AmendmentRow
+    for sid, action, item_id, quantity, effective_on in session.execute(
+            select(am.subscription_id, am.action, am.item_id, am.quantity, am.effective_on)
+            .where(am.effective_on <= through).order_by(am.subscription_id, am.sequence)):
+        cid = sub_customer.get(sid)
+        key = (sid, item_id or "")
+        if action == "remove_item":
+            if cid is not None:
+                events[cid]["contraction"].append(effective_on)
+            quantities.pop(key, None)
+        elif action in ("change_quantity", "add_item") and quantity is not None:
+            new = Decimal(quantity)
+            old = quantities.get(key)
+            if action == "change_quantity" and old is not None and new < old and cid is not None:
+                events[cid]["contraction"].append(effective_on)
+            quantities[key] = new

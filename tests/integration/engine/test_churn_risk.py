@@ -1,0 +1,239 @@
+"""Churn risk over the database (docs/intelligence.md, Churn risk): histories written through the
+subscription use cases; the baseline scores until the history holds CHURN_MIN_CHURNED churned
+customers, then the model trained on it; its evaluation is stored; a declining customer's reasons
+name its seat reductions and its MRR fall; changed scores ask for the Account summary again; and
+``billsync churn`` refuses bad input in one line per problem."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+
+import pytest
+from click.testing import CliRunner
+from sqlmodel import Session, select
+
+from billing_engine.storage.churn import ChurnModelRow, ChurnScoreRow
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.use_cases.churn import (
+    ChurnRules,
+    churn_evaluation,
+    churn_risks,
+    customer_churn_risk,
+    score_customers,
+    train_churn_model,
+)
+from connector.cli import cli
+from connector.database import transaction
+from tests.support.churn import HISTORY_TODAY, decliner, surprise_leaver, write_histories
+
+NOW = datetime(2026, 12, 6, 5, 0, tzinfo=UTC)
+
+
+@pytest.fixture
+def histories(engine):
+    return write_histories(engine, 30)
+
+
+def run(database_url, *args, **env):
+    result = CliRunner().invoke(cli, list(args), env={"DATABASE_URL": database_url, "LOG_LEVEL": "warning",
+                                                      "BILLSYNC_TIMEZONE": "UTC", **env})
+    return result.exit_code, result.output
+
+
+def _paying(ids):
+    with_mrr = []
+    for n, cid in enumerate(ids):
+        if (decliner(n) or surprise_leaver(n)):
+            continue
+        with_mrr.append(cid)
+    return with_mrr
+
+
+def test_the_baseline_scores_until_enough_customers_churned_then_the_trained_model(engine, histories):
+    few = ChurnRules(min_churned=100)
+    with transaction(engine) as s:
+        report = train_churn_model(s, HISTORY_TODAY, now=NOW, rules=few)
+    assert not report.trained and "CHURN_MIN_CHURNED" in report.message
+    with transaction(engine) as s:
+        scored = score_customers(s, HISTORY_TODAY, now=NOW, rules=few)
+    assert scored.method == "baseline" and scored.model_id is None
+    with Session(engine) as s:
+        assert s.scalars(select(ChurnModelRow)).all() == []
+        assert {r.method for r in s.scalars(select(ChurnScoreRow))} == {"baseline"}
+
+    enough = ChurnRules(min_churned=3)
+    with transaction(engine) as s:
+        report = train_churn_model(s, HISTORY_TODAY, now=NOW, rules=enough)
+    assert report.trained, report.message
+    evaluation = report.evaluation
+    assert evaluation.in_use and evaluation.trained_at == NOW and evaluation.churned_customers >= 3
+    assert evaluation.trained_through == "2026-11"
+    assert evaluation.train_churned >= 1 and evaluation.holdout_churned >= 1
+    assert 0.0 <= evaluation.model_auc <= 1.0 and 0.0 <= evaluation.baseline_auc <= 1.0
+    with transaction(engine) as s:
+        scored = score_customers(s, HISTORY_TODAY, now=NOW, rules=enough)
+    assert scored.method == "model" and scored.model_id == evaluation.model_id
+    with Session(engine) as s:
+        assert {r.method for r in s.scalars(select(ChurnScoreRow))} == {"model"}
+        # The same model with a higher threshold (CHURN_MIN_CHURNED raised): back to the baseline.
+        assert churn_evaluation(s, few).in_use is False
+    with transaction(engine) as s:
+        assert score_customers(s, HISTORY_TODAY, now=NOW, rules=few).method == "baseline"
+
+
+def test_scores_are_from_0_to_100_with_three_reasons_and_a_declining_customer_ranks_first(engine, histories):
+    with transaction(engine) as s:
+        report = score_customers(s, HISTORY_TODAY, now=NOW)
+    with Session(engine) as s:
+        risks = churn_risks(s, limit=100)
+    # Every customer still paying on the day is scored; those who left are not.
+    paying = {r.customer_id for r in risks}
+    assert report.scored == len(paying) and set(_paying(histories)) <= paying
+    assert not any(surprise_leaver(n) and cid in paying for n, cid in enumerate(histories))
+    for r in risks:
+        assert 0 <= r.score <= 100 and len(r.reasons) == 3
+    assert [r.score for r in risks] == sorted((r.score for r in risks), reverse=True)
+    # Decliners still paying today (their cancellation is ahead) reduced their seats twice: they rank first.
+    declining = [cid for n, cid in enumerate(histories) if decliner(n) and cid in paying]
+    assert declining
+    top = risks[0]
+    assert top.customer_id in declining
+    assert {"contraction", "mrr_trend"} <= {r.signal for r in top.reasons}
+    assert "seat reductions or removed items in six months" in "; ".join(top.reasons_text())
+    steady = next(r for r in risks if r.customer_id in _paying(histories))
+    assert steady.score < top.score
+    with Session(engine) as s:
+        one = customer_churn_risk(s, top.customer_id)
+    assert one.score == top.score and one.reasons_text("fr")[0] != one.reasons_text("en")[0]
+
+
+def test_a_changed_score_asks_for_the_account_summary_again_and_an_unchanged_one_does_not(engine, histories):
+    def summary_rows(s):
+        return s.scalars(select(OutboxRow).where(OutboxRow.topic == "customer.summary_changed",
+                                                 OutboxRow.status == "pending")).all()
+
+    with Session(engine) as s:
+        for row in s.scalars(select(OutboxRow)):
+            row.status = "done"
+        s.commit()
+    with transaction(engine) as s:
+        first = score_customers(s, HISTORY_TODAY, now=NOW)
+    with Session(engine) as s:
+        assert {r.aggregate_id for r in summary_rows(s)} == {r.customer_id for r in churn_risks(s, limit=100)}
+        assert first.changed == first.scored
+        for row in s.scalars(select(OutboxRow)):
+            row.status = "done"
+        s.commit()
+    with transaction(engine) as s:
+        again = score_customers(s, HISTORY_TODAY, now=NOW)
+    assert again.changed == 0
+    with Session(engine) as s:
+        assert summary_rows(s) == []
+
+
+def test_the_cli_scores_trains_lists_and_shows_the_evaluation(engine, database_url, histories):
+    code, output = run(database_url, "churn", "evaluation")
+    assert code == 0 and "no model trained yet" in output
+    code, output = run(database_url, "churn", "train", "--as-of", "2026-12-06", CHURN_MIN_CHURNED="100")
+    assert code == 0 and "the model needs 100 (CHURN_MIN_CHURNED)" in output
+    code, output = run(database_url, "churn", "train", "--as-of", "2026-12-06", CHURN_MIN_CHURNED="3")
+    assert code == 0, output
+    assert "holdout ROC AUC: model" in output and "baseline" in output
+    code, output = run(database_url, "churn", "score", "--as-of", "2026-12-06", CHURN_MIN_CHURNED="3")
+    assert code == 0 and "by the model 1" in output, output
+    code, output = run(database_url, "churn", "list", "--limit", "2")
+    assert code == 0, output
+    lines = output.splitlines()
+    assert lines[0].split() == ["score", "customer", "name", "reasons"] and len(lines) == 4
+    assert lines[-1].startswith("next page: --after ")
+    code, output = run(database_url, "churn", "list", "--after", lines[-1].split()[-1], "--json", "--lang", "fr")
+    assert code == 0
+    rows = json.loads(output)
+    assert rows and all(0 <= r["score"] <= 100 and len(r["reasons"]) == 3 for r in rows)
+    code, output = run(database_url, "churn", "evaluation", "--json", CHURN_MIN_CHURNED="3")
+    assert code == 0 and json.loads(output)["in_use"] is True
+
+
+def test_the_cli_refuses_bad_input_and_a_disabled_feature_in_one_line_each(database_url):
+    code, output = run(database_url, "churn", "score", "--as-of", "2026-13-01")
+    assert code == 2 and output.strip().splitlines() == [
+        "error: --as-of: '2026-13-01' is not a valid date (month must be in 1..12)"]
+    code, output = run(database_url, "churn", "score", CHURN_RISK="off")
+    assert code == 2 and output.strip().splitlines() == [
+        "error: churn score: CHURN_RISK is off: set CHURN_RISK=on to score customers and train the model"]
+    code, output = run(database_url, "churn", "train", CHURN_RISK="off")
+    assert code == 2 and len(output.strip().splitlines()) == 1
+    code, output = run(database_url, "churn", "list", "--after", "high")
+    assert code == 2 and output.strip().splitlines()[0].startswith("error: --after: 'high' is not a cursor")
+    code, output = run(database_url, "churn", "list", "--limit", "0")
+    assert code == 2 and "--limit" in output
+    code, output = run(database_url, "churn", "score", CHURN_MIN_CHURNED="zero")
+    lines = output.strip().splitlines()
+    assert code == 2 and len(lines) == 1 and lines[0].startswith("error: CHURN_MIN_CHURNED: ")
+
+
+def test_the_history_read_holds_overdue_invoices_settlements_and_usage_by_month(engine):
+    """What ``customer_facts`` reads besides MRR and amendments: an invoice unpaid past its due date
+    is overdue by the days since; one paid late is not overdue once paid; usage sums by month."""
+    from datetime import date
+    from decimal import Decimal as D
+
+    from billing_engine.churn import baseline_score, measure
+    from billing_engine.storage.churn import customer_facts
+    from billing_engine.storage.invoices import Invoice
+    from billing_engine.storage.payments import Payment, PaymentAllocation
+    from billing_engine.storage.usage import UsageEventRow
+
+    write_histories(engine, 6)
+    with Session(engine) as s, s.begin():
+        s.add(Invoice(id=901, customer_id="ch-001", currency="EUR", status="open", number="INV-T-1",
+                      issued_on=date(2026, 9, 15), due_on=date(2026, 10, 15), total=D("300.00"), created_at=NOW))
+        s.add(Invoice(id=902, customer_id="ch-002", currency="EUR", status="paid", number="INV-T-2",
+                      issued_on=date(2026, 10, 1), due_on=date(2026, 11, 1), total=D("300.00"), created_at=NOW))
+        s.flush()
+        s.add(Payment(id=901, customer_id="ch-002", currency="EUR", amount=D("300.00"), received_on=date(2026, 11, 20),
+                      method="transfer", source="bank", external_reference="T-901", created_at=NOW))
+        s.flush()
+        s.add(PaymentAllocation(payment_id=901, invoice_id=902, amount=D("300.00")))
+        for n, (month, quantity) in enumerate([(6, 3000), (7, 3000), (8, 3000), (9, 600), (10, 600), (11, 600), (12, 50)]):
+            s.add(UsageEventRow(event_id=9000 + n, occurred_on=date(2026, month, 3), subscription_id="sub-ch-004",
+                                subscription_item_id="seats", quantity=D(quantity), occurred_at=NOW, recorded_at=NOW))
+    with Session(engine) as s:
+        facts = {f.customer_id: f for f in customer_facts(s, HISTORY_TODAY)}
+    overdue = measure(facts["ch-001"], HISTORY_TODAY)
+    assert overdue["overdue_days"] == (HISTORY_TODAY - date(2026, 10, 15)).days == 52
+    assert measure(facts["ch-002"], HISTORY_TODAY)["overdue_days"] == 0
+    assert measure(facts["ch-002"], date(2026, 11, 10))["overdue_days"] == 9  # before it was paid
+    usage = measure(facts["ch-004"], HISTORY_TODAY)
+    assert usage["usage_decline"] == pytest.approx((9000 - 1800) / 9000)  # Sep–Nov against Jun–Aug; December is not over
+    assert "an invoice overdue by 52 days" in baseline_score(facts["ch-001"], HISTORY_TODAY).reasons_text()
+
+
+def test_a_model_trained_as_of_a_day_learns_nothing_from_what_happened_after_it(engine, histories):
+    """The same training day gives the same model whatever happens later: changes after the day
+    (here, every remaining customer cancelling in July, within three months of the last month end
+    known) are neither features nor labels."""
+    from datetime import date
+
+    from billing_engine.use_cases.subscriptions import cancel_subscription
+
+    rules = ChurnRules(min_churned=3)
+    day = date(2026, 6, 15)
+    with transaction(engine) as s:
+        first = train_churn_model(s, day, now=NOW, rules=rules)
+    assert first.trained, first.message
+    assert first.evaluation.trained_through == "2026-05"
+    for n, cid in enumerate(histories):
+        if not decliner(n) and not surprise_leaver(n):
+            with transaction(engine) as s:
+                cancel_subscription(s, f"sub-{cid}", date(2026, 7, 1), immediate=True, now=NOW)
+    with transaction(engine) as s:
+        second = train_churn_model(s, day, now=NOW, rules=rules)
+        later = train_churn_model(s, HISTORY_TODAY, now=NOW, rules=rules)
+    with Session(engine) as s:
+        models = {m.id: m for m in s.scalars(select(ChurnModelRow))}
+    a, b = models[first.evaluation.model_id], models[second.evaluation.model_id]
+    assert (a.params_json, a.holdout_from, a.train_rows, a.holdout_rows) == (
+        b.params_json, b.holdout_from, b.train_rows, b.holdout_rows)
+    assert models[later.evaluation.model_id].params_json != a.params_json  # today's training sees them
