@@ -14,10 +14,9 @@ depends_on = None
 
 
 def upgrade() -> None:
-    with op.batch_alter_table("products") as batch:
-        batch.add_column(sa.Column("self_service", sa.Boolean(), nullable=False, server_default=sa.false()))
+    # In place (SQLite too): rebuilding the table would trip the foreign keys pointing to it.
+    op.add_column("products", sa.Column("self_service", sa.Boolean(), nullable=False, server_default=sa.false()))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table("products") as batch:
-        batch.drop_column("self_service")
+    op.drop_column("products", "self_service")  # SQLite ≥ 3.35 drops a column in place
