@@ -160,3 +160,40 @@ def test_with_salesforce_down_the_order_completes_and_reaches_it_once_after_reco
     sf = services.salesforce()
     accounts, deals, lines = deals_in_salesforce(sf, BUYER["company_name"])
     assert (len(accounts), len(deals), len(lines)) == (1, 1, 1)
+
+
+def place(client, engine) -> None:
+    assert client.post("/buy/order", data=open_form(client, plan_id(engine))).status_code == 303
+
+
+def test_an_account_with_the_same_vat_number_that_billsync_does_not_bill_is_the_buyers(shop):
+    client, services = shop
+    sf = services.salesforce()
+    existing = sf.upsert("Account", "Billsync_Customer_Id__c", "placeholder", {"Name": "Zephyr (prospect)"}).id
+    sf.update("Account", existing, {"Billsync_Customer_Id__c": None, "VAT_Id__c": "FR40303265045"})
+    place(client, services.engine)
+    push_outbox(services, worker_id="w1")
+    accounts = list(sf.query_all("SELECT Id, Name, Billsync_Customer_Id__c FROM Account"))
+    assert [(a["Id"], a["Name"]) for a in accounts] == [(existing, "Zephyr (prospect)")]
+    assert accounts[0]["Billsync_Customer_Id__c"].startswith("cus-web-")
+    [deal] = deals_in_salesforce(sf, "Zephyr (prospect)")[1]
+    assert deal["AccountId"] == existing
+
+
+def test_the_pull_knows_the_deal_by_the_ids_written_on_it_even_if_the_link_was_not_recorded(shop):
+    client, services = shop
+    place(client, services.engine)
+    push_outbox(services, worker_id="w1")
+    with Session(services.engine) as session:  # as if billsync stopped before recording the link
+        session.execute(SubscriptionRow.__table__.update().values(external_key=None))
+        session.execute(CustomerRow.__table__.update().values(salesforce_account_id=None))
+        session.commit()
+    report = pull_changes(services)
+    assert (report.failed_records, report.object_errors) == (0, [])
+    [deal] = deals_in_salesforce(services.salesforce(), BUYER["company_name"])[1]
+    with Session(services.engine) as session:
+        [subscription] = session.exec(select(SubscriptionRow)).all()
+        [customer] = session.exec(select(CustomerRow)).all()
+    assert subscription[0].external_key == deal["Id"]
+    assert customer[0].salesforce_account_id == deal["AccountId"]
+    assert customer[0].id.startswith("cus-web-")
