@@ -279,13 +279,19 @@ def checkout():
     return _form_page(form, plans)
 
 
+def _submitted() -> tuple[list[Plan], OrderForm]:
+    """The plans on sale and the submitted form, checked (its ``errors`` say what is wrong)."""
+    plans = _plans()
+    form = OrderForm.from_request()
+    form.check(plans)
+    return plans, form
+
+
 @blueprint.post("/checkout")
 @limiter.limit(PREVIEW_LIMIT)
 def preview():
     """The engine's preview of the order: first invoice, tax per line, what follows. Nothing is kept."""
-    plans = _plans()
-    form = OrderForm.from_request()
-    form.check(plans)
+    plans, form = _submitted()
     if form.errors:
         return _form_page(form, plans, 422)
     today, now = _today_and_now()
@@ -312,9 +318,7 @@ def preview():
 def order():
     """Place the order: the customer and the subscription exist at once; Salesforce hears of it
     through the outbox (the same submission twice places one order)."""
-    plans = _plans()
-    form = OrderForm.from_request()
-    form.check(plans)
+    plans, form = _submitted()
     if form.errors:
         return _form_page(form, plans, 422)
     today, now = _today_and_now()

@@ -42,7 +42,7 @@ from sqlmodel import Session
 
 from billing_engine.errors import BillingError
 from billing_engine.use_cases import self_service
-from connector.queue import TRANSIENT_DELAY, Outcome
+from connector.queue import Outcome
 from connector.salesforce.errors import (
     SalesforceAuthError,
     SalesforceError,
@@ -50,7 +50,7 @@ from connector.salesforce.errors import (
     SalesforceRetryableError,
 )
 from connector.salesforce.soql import build_soql
-from connector.sync.outbox_claims import ClaimedRow, Settlement
+from connector.sync.outbox_claims import ClaimedRow, Settlement, unsent
 
 log = logging.getLogger("billsync.push")
 
@@ -79,27 +79,19 @@ def deliver_sold_deals(client: Any, engine: Any, rows: Sequence[ClaimedRow], now
     result = DealDelivery()
     for row in rows:
         if result.stop is not None:
-            result.settlements.append(_unsent(row, result.stop, now))
+            result.settlements.append(unsent(row, result.stop, now))
             continue
         try:
             opportunity_id = _deliver(client, engine, row, now, result)
         except (SalesforceLimitError, SalesforceRetryableError, SalesforceAuthError) as stop:
             result.stop = stop
-            result.settlements.append(_unsent(row, stop, now))
+            result.settlements.append(unsent(row, stop, now))
         except (DealError, SalesforceError, BillingError) as exc:
             log.warning("push: deal of %s not written: %s", row.aggregate_id, exc)
             result.settlements.append(Settlement(row.id, Outcome.FAILED, str(exc)))
         else:
             result.settlements.append(Settlement(row.id, Outcome.DONE, None, result=opportunity_id))
     return result
-
-
-def _unsent(row: ClaimedRow, stop: SalesforceError, now: datetime) -> Settlement:
-    if isinstance(stop, SalesforceLimitError):
-        return Settlement(row.id, Outcome.RELEASE, retry_at=stop.resume_after)
-    if isinstance(stop, SalesforceAuthError):
-        return Settlement(row.id, Outcome.RELEASE)
-    return Settlement(row.id, Outcome.TRANSIENT, f"Salesforce unavailable: {stop}", retry_at=now + TRANSIENT_DELAY)
 
 
 def _deliver(client: Any, engine: Any, row: ClaimedRow, now: datetime, result: DealDelivery) -> str:
