@@ -68,7 +68,8 @@ def test_a_new_customer_buys_twelve_seats_and_the_deal_reaches_salesforce_once(p
     accounts, deals, lines = salesforce_deal(shop.services.salesforce(), "Borealis Robotics SAS")
     assert len(accounts) == 1
     [deal] = deals
-    assert (deal["AccountId"], deal["StageName"], deal["IsWon"]) == (accounts[0]["Id"], "Closed Won", True)
+    assert (deal["AccountId"], deal["StageName"], deal["IsWon"], deal["LeadSource"]) == (
+        accounts[0]["Id"], "Closed Won", True, "Self-Service")
     assert [(ln["ProductCode"], Decimal(str(ln["Quantity"])), Decimal(str(ln["TotalPrice"])))
             for ln in lines if ln["OpportunityId"] == deal["Id"]] == [("LIC", Decimal(12), Decimal("1950.00"))]
 

@@ -11,6 +11,7 @@ from sqlmodel import Session
 
 from billing_engine.storage.audit import AuditRow
 from billing_engine.storage.catalog import CustomerRow
+from billing_engine.storage.outbox import OutboxRow
 from billing_engine.storage.subscriptions import SubscriptionRow
 from connector import create_app
 from connector.settings import load_settings
@@ -156,10 +157,15 @@ def test_with_salesforce_down_the_order_completes_and_reaches_it_once_after_reco
 
     later = datetime.now(UTC) + timedelta(minutes=10)
     push_outbox(services, worker_id="w1", now=later)
-    push_outbox(services, worker_id="w1", now=later + timedelta(minutes=10))
     sf = services.salesforce()
     accounts, deals, lines = deals_in_salesforce(sf, BUYER["company_name"])
     assert (len(accounts), len(deals), len(lines)) == (1, 1, 1)
+    with Session(services.engine) as session:  # sent again (a worker that died before settling): still once
+        session.execute(OutboxRow.__table__.update().where(OutboxRow.topic == "subscription.sold_online")
+                        .values(status="pending", next_attempt_at=later))
+        session.commit()
+    push_outbox(services, worker_id="w2", now=later + timedelta(minutes=10))
+    assert tuple(map(len, deals_in_salesforce(sf, BUYER["company_name"]))) == (1, 1, 1)
 
 
 def place(client, engine) -> None:
