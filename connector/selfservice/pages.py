@@ -45,10 +45,12 @@ LANGUAGES = {"en": "English", "fr": "Français"}
 #: Orders a client may place per minute; previews it may ask for.
 ORDER_LIMIT = "5 per minute"
 PREVIEW_LIMIT = "30 per minute"
+LIVE_QUOTE_LIMIT = "120 per minute"
 MAX_QUANTITY = 10000
 _EMAIL = re.compile(r"[^@\s]+@[^@\s]+\.[A-Za-z]{2,}")
 
-blueprint = Blueprint("selfservice", __name__, url_prefix="/buy", template_folder="templates")
+blueprint = Blueprint("selfservice", __name__, url_prefix="/buy", template_folder="templates",
+                      static_folder="static", static_url_path="/static")
 
 
 @blueprint.before_request
@@ -311,6 +313,34 @@ def preview():
              for line in quote.preview.lines]
     return render_template("selfservice/preview.html", form=form, plan=plan, quote=quote, lines=lines,
                            country_name=countries().get(form.country, form.country))
+
+
+@blueprint.post("/quote")
+@limiter.limit(LIVE_QUOTE_LIMIT)
+def live_quote():
+    """The live price beside the form (JSON): the first invoice's subtotal, tax and total, and what
+    each period costs, as soon as the plan, seats and country are known (the name and e-mail may
+    still be empty). ``{"ok": false, "errors": {...}}`` with 422 while the form cannot be priced."""
+    plans = _plans()
+    form = OrderForm.from_request()
+    form.company_name = form.company_name or "—"
+    form.contact_email = form.contact_email or "quote@example.com"
+    form.check(plans)
+    if form.errors:
+        return {"ok": False, "errors": form.errors}, 422
+    today, now = _today_and_now()
+    settings = _services().settings
+    try:
+        with _session() as s:
+            quote = self_service.quote_order(s, form.order(), on=today, now=now,
+                                             default_tax_percent=settings.default_tax_rate,
+                                             seller_country=settings.seller_country)
+    except InvalidInputError as exc:
+        return {"ok": False, "errors": {exc.field: str(exc)}}, 422
+    p = quote.preview
+    return {"ok": True, "subtotal": _plan_money(p.subtotal, p.currency), "tax": _plan_money(p.tax, p.currency),
+            "total": _plan_money(p.total, p.currency),
+            "recurring": f"{_plan_money(quote.recurring, p.currency)} {interval_label(quote.interval)}"}
 
 
 @blueprint.post("/order")

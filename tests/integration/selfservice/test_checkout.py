@@ -203,3 +203,15 @@ def test_the_pull_knows_the_deal_by_the_ids_written_on_it_even_if_the_link_was_n
     assert subscription[0].external_key == deal["Id"]
     assert customer[0].salesforce_account_id == deal["AccountId"]
     assert customer[0].id.startswith("cus-web-")
+
+
+def test_the_live_price_is_the_engines_and_keeps_nothing(shop):
+    client, services = shop
+    form = {**open_form(client, plan_id(services.engine)), "company_name": "", "contact_email": ""}
+    answer = client.post("/buy/quote", data=form)
+    assert answer.status_code == 200
+    assert answer.get_json() == {"ok": True, "subtotal": "€1,950.00", "tax": "€0.00", "total": "€1,950.00",
+                                 "recurring": "€1,950.00 per month"}
+    unpriced = client.post("/buy/quote", data={**form, "quantity": "twelve"})
+    assert unpriced.status_code == 422 and set(unpriced.get_json()["errors"]) == {"quantity"}
+    assert counts(services.engine) == (0, 0, 0)
