@@ -2,7 +2,8 @@
 
 ``GET /buy`` lists the plans (the self-service products' recurring prices) with their pricing
 explained; ``GET /buy/checkout`` is the order form; ``POST /buy/checkout`` checks it and shows the
-engine's preview of the first invoice (nothing is kept); ``POST /buy/order`` places the order
+engine's preview of the first invoice (nothing is kept), and ``POST /buy/quote`` the same figures
+as JSON for the live price beside the form; ``POST /buy/order`` places the order
 (CSRF-checked, rate limited, idempotent by the form's submission key) and ``GET /buy/done/<key>``
 confirms it. A form with mistakes comes back with a message next to each field, never a 500.
 """
