@@ -102,6 +102,7 @@ def test_the_same_journey_in_french(french_page, shop):
 def test_the_language_switch_turns_the_pages_french(page, shop):
     page.goto(shop.url + "/buy")
     assert page.inner_text("h1") == "Plans and prices"
+    screenshot(page, "pricing-en")
     page.click("a[lang=fr]")
     assert page.inner_text("h1") == "Offres et tarifs"
     page.click("a[lang=en]")
