@@ -54,6 +54,7 @@ class Product:
     salesforce_product_id: str | None = None
     active: bool = True
     tax: ProductTax = ProductTax()  # its VAT category (docs/billing-rules.md §14 Tax)
+    self_service: bool = False  # offered on the self-service pages (docs/self-service.md)
 
     def __post_init__(self) -> None:
         check_id(self.product_id, "product_id")

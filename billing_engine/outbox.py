@@ -61,17 +61,20 @@ CUSTOMER_SUMMARY_CHANGED = "customer.summary_changed"
 SUBSCRIPTION_CREATED = "subscription.created"
 SUBSCRIPTION_CHANGED = "subscription.changed"
 DOCUMENT_STORED = "document.stored"
+#: A buyer ordered a subscription on the self-service checkout: its Account, Closed Won Opportunity
+#: and lines are to be written in Salesforce (docs/self-service.md).
+SUBSCRIPTION_SOLD_ONLINE = "subscription.sold_online"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
     CUSTOMER_SUMMARY_CHANGED, INVOICE_OVERDUE, INVOICE_REMINDED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
-    DOCUMENT_STORED,
+    DOCUMENT_STORED, SUBSCRIPTION_SOLD_ONLINE,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
 #: Written by earlier versions next to ``customer.summary_changed`` for the same change; no
 #: longer written, still read by the push so rows left in an outbox drain as summaries.
 LEGACY_CUSTOMER_MRR_CHANGED = "customer.mrr_changed"
-ONCE_PER_AGGREGATE_TOPICS = frozenset({SUBSCRIPTION_CREATED})
+ONCE_PER_AGGREGATE_TOPICS = frozenset({SUBSCRIPTION_CREATED, SUBSCRIPTION_SOLD_ONLINE})
 
 STATUS_PENDING = "pending"
 STATUS_IN_FLIGHT = "in_flight"

@@ -357,6 +357,8 @@ def banner(web_url: str, sandbox_url: str | None, env: Mapping[str, str], demo: 
         lines.append("      sign in as (shown once; 'scripts/billsync users list' lists the users):")
         lines += list(console_users)
     lines.append(f"    web:      {web_url}   (health {web_url}/healthz, readiness {web_url}/readyz)")
+    lines.append(f"    buy:      {web_url}/buy   (the self-service plans and checkout; in demo mode the sandbox's "
+                 "Licences plans, e.g. 12 LIC seats for 1,950.00 EUR a month; docs/self-service.md)")
     if sandbox_url:
         lines.append(f"    sandbox:  {sandbox_url}   (a local Salesforce org: 20 accounts, 30 opportunities, "
                      "12 Closed Won; CA instance/sandbox/ca.pem)")

@@ -75,8 +75,8 @@ def build_services(settings: Settings | None = None, *, web: bool = False) -> Se
 
 def build_app(settings: Settings | None = None) -> Flask:
     """The web process's app: flask-openapi3's ``OpenAPI`` (a Flask subclass) serving the
-    probes, the webhooks, the JSON API under ``/api/v1`` (``connector.api.routes``) and the web
-    console (``connector.console``)."""
+    probes, the webhooks, the JSON API under ``/api/v1`` (``connector.api.routes``), the web
+    console (``connector.console``) and the self-service pages (``connector.selfservice``)."""
     from connector.api.framework import install_api, make_app
     from connector.api.routes import API_MODULES
 
@@ -99,6 +99,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     from connector.console import install_console
 
     install_console(app)
+    from connector.selfservice import install_selfservice
+
+    install_selfservice(app)
     _install_request_log(app)
     _install_error_handlers(app)
     return app

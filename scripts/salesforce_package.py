@@ -62,6 +62,18 @@ STANDARD_OBJECTS = ("Account", "Product2", "PricebookEntry", "Opportunity", "Opp
 PANEL_ONLY = frozenset({"Billsync_Preview_Lines__c"})
 #: What the connector reads beyond the mappings: open deals are found by stage for previews.
 CONNECTOR_READS = {"Opportunity": frozenset({"IsClosed", "StageName"})}
+#: What the connector writes beyond the mappings: the Account, Closed Won Opportunity and lines of a
+#: self-service order (connector/sync/deals.py), which it creates. Only the integration user gets
+#: them: they stay the reps' fields (billsync fills them once, on the records it creates).
+CONNECTOR_WRITES = {
+    "Account": frozenset({"Name", "CurrencyIsoCode", "BillingCountry", "VAT_Id__c", "Billing_Language__c", "Type",
+                          "Billsync_Customer_Id__c"}),
+    "Opportunity": frozenset({"Name", "AccountId", "StageName", "CloseDate", "Type", "LeadSource", "CurrencyIsoCode",
+                              "Service_Start_Date__c", "Term_Months__c", "Auto_Renew__c", "Description",
+                              "Billsync_Subscription_Id__c"}),
+    "OpportunityLineItem": frozenset({"OpportunityId", "PricebookEntryId", "Quantity", "TotalPrice"}),
+}
+CONNECTOR_CREATES = frozenset({"Account", "Opportunity"})
 #: What the connector deletes: moving records to this installation's keys deletes stale invoice lines.
 CONNECTOR_DELETES = frozenset({"Invoice_Line__c"})
 #: Objects whose access Salesforce grants through their parent (no object permission of their own).
@@ -489,12 +501,16 @@ def integration_permissions(schema: Schema, access: Access) -> dict[str, Any]:
     for obj in _permission_objects(access.objects()):
         custom = obj.endswith("__c")
         written_here = obj in access.edit or any(CONTROLLED_BY_PARENT.get(o) == obj for o in access.edit)
-        objects[obj] = {"create": custom, "read": True, "edit": written_here, "delete": obj in CONNECTOR_DELETES,
+        objects[obj] = {"create": custom or obj in CONNECTOR_CREATES, "read": True, "edit": written_here, "delete": obj in CONNECTOR_DELETES,
                         "view_all": True}
     fields: dict[str, tuple[bool, bool]] = {}
-    for obj in sorted(access.objects()):
-        for name in permissionable_fields(schema, obj, access.reads(obj)):
-            fields[f"{obj}.{name}"] = (True, name in access.edit.get(obj, set()))
+    for obj in sorted(access.objects() | set(CONNECTOR_WRITES)):
+        written = access.edit.get(obj, set()) | CONNECTOR_WRITES.get(obj, frozenset())
+        for name in permissionable_fields(schema, obj, access.reads(obj) | written):
+            fields[f"{obj}.{name}"] = (True, name in written)
+    for obj in CONNECTOR_CREATES:
+        objects.setdefault(obj, {"create": True, "read": True, "edit": True, "delete": False, "view_all": True})
+        objects[obj]["edit"] = True
     return {"objects": objects, "fields": fields}
 
 

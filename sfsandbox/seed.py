@@ -28,17 +28,20 @@ def _tiers(*rows: tuple[int | None, str]) -> list[dict[str, Any]]:
     return out
 
 
-# code, name, family, model, charge type, interval, EUR unit price, extra Product2 fields, tiers, overage
+# code, name, family, model, charge type, interval, EUR unit price, extra Product2 fields, tiers, overage.
+# The self-service plans (Self_Service__c, listed at /buy): the Licences family, e.g. 12 LIC seats
+# cost 5 × 200 + 5 × 150 + 2 × 100 = 1,950.00 EUR per month before tax.
 CATALOGUE: list[tuple[str, str, str, str, str, str | None, str, dict, list | None, str | None]] = [
     ("LIC", "Licences", "Licences", "graduated", "recurring", "month", "0",
-     {"Unit_Of_Measure__c": "licence"}, _tiers((5, "200"), (10, "150"), (None, "100")), None),
+     {"Unit_Of_Measure__c": "licence", "Self_Service__c": True}, _tiers((5, "200"), (10, "150"), (None, "100")), None),
     ("LIC-Y", "Licences (yearly)", "Licences", "graduated", "recurring", "year", "0",
-     {"Unit_Of_Measure__c": "licence"}, _tiers((5, "2000"), (10, "1500"), (None, "1000")), None),
+     {"Unit_Of_Measure__c": "licence", "Self_Service__c": True}, _tiers((5, "2000"), (10, "1500"), (None, "1000")), None),
     ("DATA", "Data plan", "Usage", "allowance", "usage", "month", "10",
      {"Included_Units__c": "40", "Unit_Of_Measure__c": "GB"}, None, "0.50"),
     ("PLATFORM", "Platform fee", "Platform", "flat", "recurring", "month", "500", {}, None, None),
     ("PLATFORM-Y", "Platform fee (yearly)", "Platform", "flat", "recurring", "year", "5000", {}, None, None),
-    ("SEATS", "Seats", "Licences", "per_unit", "recurring", "month", "25", {"Unit_Of_Measure__c": "seat"}, None, None),
+    ("SEATS", "Seats", "Licences", "per_unit", "recurring", "month", "25",
+     {"Unit_Of_Measure__c": "seat", "Self_Service__c": True}, None, None),
     ("API-1000", "API calls (package of 1,000)", "Usage", "package", "usage", "month", "5",
      {"Package_Size__c": "1000", "Unit_Of_Measure__c": "API call"}, None, None),
     ("STORAGE", "Storage", "Usage", "volume", "usage", "month", "0", {"Unit_Of_Measure__c": "GB"},

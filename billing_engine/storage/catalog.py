@@ -195,7 +195,7 @@ def save_customer(session: Session, customer: Customer) -> None:
 def product_from_row(row: Any) -> Product:
     tax = ProductTax(TaxCategory(row.tax_category) if row.tax_category else None, row.tax_rate_percent,
                      row.tax_exemption_reason or "")
-    return Product(row.id, row.code, row.name, row.salesforce_product_id, row.active, tax)
+    return Product(row.id, row.code, row.name, row.salesforce_product_id, row.active, tax, bool(row.self_service))
 
 
 def find_product(session: Session, product_id: str) -> Product | None:
@@ -214,6 +214,7 @@ def save_product(session: Session, product: Product) -> None:
         session.add(row)
     row.code, row.name = product.code, product.name
     row.salesforce_product_id, row.active = product.salesforce_product_id, product.active
+    row.self_service = product.self_service
     row.tax_category = product.tax.category.value if product.tax.category else None
     row.tax_rate_percent, row.tax_exemption_reason = product.tax.percent, product.tax.exemption_reason or None
     session.flush()
@@ -247,6 +248,16 @@ def load_prices(session: Session, price_ids: Iterable[str], cache: dict[str, Pri
             product_of[p.id] = product_from_row(p)
     for row in rows:
         cache[row.id] = price_from_row(row, product_of[row.product_id])
+
+
+def self_service_prices(session: Session) -> list[Price]:
+    """The prices of the active products offered on the self-service pages, by product code and price id."""
+    ids = session.exec(select(PriceRow.id).join(ProductRow, ProductRow.id == PriceRow.product_id)
+                       .where(ProductRow.self_service == True, ProductRow.active == True)  # noqa: E712
+                       .order_by(ProductRow.code, PriceRow.id)).all()
+    cache: dict[str, Price] = {}
+    load_prices(session, ids, cache)
+    return [cache[i] for i in ids]
 
 
 def find_price(session: Session, price_id: str, cache: dict[str, Price] | None = None) -> Price | None:

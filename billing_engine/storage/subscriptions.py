@@ -182,6 +182,14 @@ def subscription_id_of_key(session: Session, external_key: str) -> str | None:
     return session.exec(select(SubscriptionRow.id).where(SubscriptionRow.external_key == external_key)).first()
 
 
+def set_external_key(session: Session, subscription_id: str, external_key: str) -> None:
+    row = session.get(SubscriptionRow, subscription_id)
+    if row is not None:
+        row.external_key = external_key
+        session.add(row)
+        session.flush()
+
+
 def customer_has_subscriptions(session: Session, customer_id: str) -> bool:
     return session.exec(select(SubscriptionRow.id).where(SubscriptionRow.customer_id == customer_id)).first() \
         is not None

@@ -43,6 +43,10 @@ def get_customer(session: Session, customer_id: str) -> Customer:
     return customer
 
 
+def find_customer(session: Session, customer_id: str) -> Customer | None:
+    return store.find_customer(session, customer_id)
+
+
 def find_customer_by_salesforce_id(session: Session, account_id: str) -> Customer | None:
     customer_id = store.customer_id_of_account(session, account_id)
     return None if customer_id is None else get_customer(session, customer_id)

@@ -39,6 +39,7 @@ class PreviewLine:
     quantity: Decimal
     unit_price: Decimal
     amount: Decimal  # net, before tax
+    tax_percent: Decimal = ZERO  # the line's VAT rate
 
 
 @dataclass(frozen=True)
@@ -94,7 +95,7 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
     draft = assemble_invoice(charges, currency=new.currency, line_tax=lambda c: rule.line_tax(c.product_code))
     by_key = {c.key: c for c in charges}
     lines = tuple(PreviewLine(line.kind, line.product_code, line.description, by_key[line.charge_key].explanation,
-                              line.quantity, line.unit_price, line.net)
+                              line.quantity, line.unit_price, line.net, line.tax_percent)
                   for line in (*draft.lines, *(draft.credit_note.lines if draft.credit_note else ())))
     totals = draft.totals
 

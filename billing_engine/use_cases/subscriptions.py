@@ -167,6 +167,26 @@ def announce_subscription_change(session: Session, subscription_id: str, *, cust
         "customer_id": customer_id}, now)])
 
 
+def link_subscription_to_deal(session: Session, subscription_id: str, opportunity_id: str, *,
+                              now: datetime) -> Subscription:
+    """Give a subscription started without a deal (a self-service checkout) the Salesforce
+    Opportunity billsync wrote for it, as its external key: the pull then knows that deal as this
+    subscription. Linking it to the same deal again changes nothing; to another deal is refused."""
+    current = get_subscription(session, subscription_id, for_update=True)
+    if current.external_key == opportunity_id:
+        return current
+    if current.external_key:
+        raise ConflictError(f"subscription {subscription_id}",
+                            f"already comes from the deal {current.external_key}, not {opportunity_id}")
+    other = store.subscription_id_of_key(session, opportunity_id)
+    if other is not None:
+        raise ConflictError(f"external_key {opportunity_id}", f"already belongs to subscription {other}")
+    store.set_external_key(session, subscription_id, opportunity_id)
+    announce_subscription_change(session, subscription_id, customer_id=current.customer_id,
+                                 opportunity_id=opportunity_id, now=now)
+    return replace(current, external_key=opportunity_id)
+
+
 # ---------------------------------------------------------------- reading: lists, overview, timeline
 
 #: Statuses a list can filter by (``Subscription.status_on``).

@@ -32,7 +32,7 @@ from simple_salesforce.format import format_external_id
 from sqlmodel import Session
 
 from billing_engine.use_cases.documents import DocumentExport, documents_for_export
-from connector.queue import TRANSIENT_DELAY, Outcome
+from connector.queue import Outcome
 from connector.salesforce.errors import (
     RETRYABLE_CODES,
     SalesforceAuthError,
@@ -41,7 +41,7 @@ from connector.salesforce.errors import (
     SalesforceRetryableError,
 )
 from connector.sync.installation import Keys
-from connector.sync.outbox_claims import ClaimedRow, Settlement
+from connector.sync.outbox_claims import ClaimedRow, Settlement, unsent
 from mappings import InvalidRecordError, MappingsError, apply_outbound
 
 log = logging.getLogger("billsync.push")
@@ -99,16 +99,8 @@ def deliver_documents(client: Any, specs: Any, engine: Any, keys: Keys, rows: Se
     except (SalesforceLimitError, SalesforceRetryableError, SalesforceAuthError) as stop:
         result.stop = stop
     for doc in documents:
-        result.settlements.append(doc.outcome or _unsent(doc.row, result.stop, now))
+        result.settlements.append(doc.outcome or unsent(doc.row, result.stop, now))
     return result
-
-
-def _unsent(row: ClaimedRow, stop: SalesforceError | None, now: datetime) -> Settlement:
-    if isinstance(stop, SalesforceLimitError):
-        return Settlement(row.id, Outcome.RELEASE, retry_at=stop.resume_after)
-    if isinstance(stop, SalesforceAuthError) or stop is None:
-        return Settlement(row.id, Outcome.RELEASE)
-    return Settlement(row.id, Outcome.TRANSIENT, f"Salesforce unavailable: {stop}", retry_at=now + TRANSIENT_DELAY)
 
 
 def _look_up(client: Any, base: str, docs: list[_Document], result: DocumentDelivery) -> None:

@@ -169,6 +169,7 @@ def apply_command(session: Session, command: Mapping[str, Any], *, object_name: 
     handler = _HANDLERS.get(name)
     if handler is None:
         raise ApplyError(f"unknown engine command {name!r}")
+    command, hints = _without_hints(command)
     synced = find_synced(session, object_name, key)
     if synced is not None and synced.command_hash == command_hash(command):
         if modstamp is not None and (synced.modstamp is None or modstamp > synced.modstamp):
@@ -178,7 +179,23 @@ def apply_command(session: Session, command: Mapping[str, Any], *, object_name: 
         return ApplyResult(UNCHANGED, synced.engine_id, "unchanged")
     if handler is _upsert_product:
         return _upsert_product(session, command, object_name, synced, modstamp, now, seller_country)
+    if handler is _upsert_customer or handler is _start_subscription:
+        return handler(session, command, object_name, synced, modstamp, now, hints)
     return handler(session, command, object_name, synced, modstamp, now)
+
+
+#: Keys that name the billsync record a Salesforce record was written for (a self-service
+#: checkout's Account and Opportunity): they say which record it is, not what it holds, so they
+#: are not part of the command that is compared and remembered.
+HINT_KEYS = ("customer_id", "billsync_subscription_id")
+
+
+def _without_hints(command: Mapping[str, Any]) -> tuple[Mapping[str, Any], dict[str, Any]]:
+    data = command.get("data") or {}
+    hints = {k: data[k] for k in HINT_KEYS if data.get(k)}
+    if not any(k in data for k in HINT_KEYS):
+        return command, hints
+    return {**command, "data": {k: v for k, v in data.items() if k not in HINT_KEYS}}, hints
 
 
 # ------------------------------------------------------------------ customers
@@ -261,10 +278,15 @@ def customer_from(data: Mapping[str, Any], customer_id: str) -> Customer:
     )
 
 
-def _upsert_customer(session, command, object_name, synced, modstamp, now) -> ApplyResult:
+def _upsert_customer(session, command, object_name, synced, modstamp, now, hints=None) -> ApplyResult:
     data = command["data"]
     account_id = data.get("salesforce_account_id") or command["key"]
     existing = customers_uc.find_customer_by_salesforce_id(session, account_id)
+    if existing is None and (hints or {}).get("customer_id"):
+        # An Account billsync wrote for a customer of its own (a self-service checkout): that customer.
+        written_for = customers_uc.find_customer(session, hints["customer_id"])
+        if written_for is not None and not written_for.salesforce_account_id:
+            existing = written_for
     customer_id = existing.customer_id if existing else f"cus-{account_id}"
     customer = customer_from({**data, "salesforce_account_id": account_id}, customer_id)
     customers_uc.upsert_customer(session, customer)
@@ -343,7 +365,7 @@ def _upsert_product(session, command, object_name, synced, modstamp, now, seller
     existed = catalog_uc.find_product(session, product_id) is not None
     product = Product(product_id, data.get("code") or "", data.get("name") or "", salesforce_id,
                       True if data.get("active") is None else bool(data["active"]),
-                      product_tax_from(data, seller_country))
+                      product_tax_from(data, seller_country), bool(data.get("self_service")))
     catalog_uc.upsert_product(session, product)
     _remember(session, object_name, command, product_id, modstamp, now)
     # Its prices carry the product's model, charge type and interval: derive them again.
@@ -467,9 +489,15 @@ def _changed_after_apply(session, command, object_name, synced, modstamp, now, e
     return ApplyResult(FLAGGED, engine_id, reason)
 
 
-def _start_subscription(session, command, object_name, synced, modstamp, now) -> ApplyResult:
+def _start_subscription(session, command, object_name, synced, modstamp, now, hints=None) -> ApplyResult:
     opportunity_id = command["key"]
     existing = subscriptions_uc.find_subscription_id_by_key(session, opportunity_id)
+    if existing is None and (hints or {}).get("billsync_subscription_id"):
+        # A won deal billsync wrote for a subscription of its own (a self-service checkout): that one.
+        adopted = _adopt_written_deal(session, hints["billsync_subscription_id"], command, now)
+        if adopted is not None:
+            _remember(session, object_name, command, adopted, modstamp, now)
+            return ApplyResult(UNCHANGED, adopted, f"subscription {adopted} already exists (written by billsync)")
     if synced is not None and existing is not None:
         return _changed_after_apply(session, command, object_name, synced, modstamp, now, existing)
     if existing is not None:  # applied before, e.g. by another path: adopt it
@@ -483,6 +511,23 @@ def _start_subscription(session, command, object_name, synced, modstamp, now) ->
     return ApplyResult(APPLIED, subscription.subscription_id,
                        f"started subscription {subscription.subscription_id} for customer {customer.customer_id} "
                        f"({len(subscription.items)} items, from {subscription.starts_on.isoformat()})")
+
+
+def _adopt_written_deal(session: Session, subscription_id: str, command: Mapping[str, Any],
+                        now: datetime) -> str | None:
+    """The subscription a deal written by billsync names, linked to the deal (None when there is no
+    such subscription, or it belongs to another deal or another Account's customer)."""
+    try:
+        subscription = subscriptions_uc.get_subscription(session, subscription_id)
+    except NotFoundError:
+        return None
+    if subscription.external_key not in (None, "", command["key"]):
+        return None
+    customer = _customer_for(session, command["data"])
+    if subscription.customer_id != customer.customer_id:
+        return None
+    subscriptions_uc.link_subscription_to_deal(session, subscription_id, command["key"], now=now)
+    return subscription_id
 
 
 def _subscription_changed(session: Session, subscription_id: str, opportunity_id: str, customer_id: str,

@@ -175,3 +175,17 @@ def outbox_letters(session: Session, *, status: str, limit: int | None = 50,
         query = query.limit(limit)
     return [OutboxLetter(r.id, r.topic, r.aggregate_type, r.aggregate_id, r.status, r.attempts, r.last_error,
                          utc(r.next_attempt_at), utc(r.created_at)) for r in session.execute(query).all()]
+
+
+def unsent(row: ClaimedRow, stop: Any, now: datetime) -> Settlement:
+    """What becomes of a claimed row the push did not send because Salesforce stopped it (``stop``,
+    a ``SalesforceError``; None: the push stopped for another reason): released until a limit
+    pause ends, released at once after an auth failure, else retried soon."""
+    from connector.queue import TRANSIENT_DELAY, Outcome
+    from connector.salesforce.errors import SalesforceAuthError, SalesforceLimitError
+
+    if isinstance(stop, SalesforceLimitError):
+        return Settlement(row.id, Outcome.RELEASE, retry_at=stop.resume_after)
+    if isinstance(stop, SalesforceAuthError) or stop is None:
+        return Settlement(row.id, Outcome.RELEASE)
+    return Settlement(row.id, Outcome.TRANSIENT, f"Salesforce unavailable: {stop}", retry_at=now + TRANSIENT_DELAY)

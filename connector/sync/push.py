@@ -24,6 +24,10 @@ refund, its payment and the invoices the payment paid.
 A ``document.stored`` row attaches an invoice's PDF to its ``Invoice__c`` (``connector.documents.push``),
 after the other rows claimed with it.
 
+A ``subscription.sold_online`` row (an order placed on the self-service checkout) writes its
+Account, its Closed Won Opportunity and the Opportunity's lines (``connector.sync.deals``), before
+the other rows claimed with it.
+
 A ``customer.summary_changed`` row writes the Account summary and, with it, the subscription
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
 cancellation recorded or taking effect shows on the Account and on its Opportunities together.
@@ -245,7 +249,10 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                 report.rekeyed = checked.rekey.line() if checked.rekey else None
             # The invoices' PDFs go after the records claimed with them (their invoices first).
             documents = [r for r in rows if r.topic == ob.DOCUMENT_STORED]
-            batch = _Batch([r for r in rows if r.topic != ob.DOCUMENT_STORED], now=batch_now)
+            # Deals sold online go first: their Account and Opportunity, then what refers to them.
+            deals = [r for r in rows if r.topic == ob.SUBSCRIPTION_SOLD_ONLINE]
+            batch = _Batch([r for r in rows if r.topic not in (ob.DOCUMENT_STORED, ob.SUBSCRIPTION_SOLD_ONLINE)],
+                           now=batch_now)
             batch.keys = keys
             try:
                 _plan(batch)
@@ -255,6 +262,8 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
             except BaseException:
                 _release(services.engine, rows, worker_id, batch_now)
                 raise
+            if deals:
+                sender.submit(_Deals(deals, batch_now))
             if batch.rows:
                 sender.submit(batch)
             if documents:
@@ -304,6 +313,15 @@ class _Documents:
     keys: Keys
 
 
+@dataclass
+class _Deals:
+    """Claimed ``subscription.sold_online`` rows: Accounts, Opportunities and lines to write
+    (``connector.sync.deals``)."""
+
+    rows: list[ClaimedRow]
+    now: datetime
+
+
 class _Sender:
     """Sends and settles built batches in order, on its own thread."""
 
@@ -311,7 +329,7 @@ class _Sender:
         self.services, self.worker_id, self.report = services, worker_id, report
         self.clients = [client]
         self.concurrency = concurrency
-        self.queue: queue.Queue[_Batch | _Documents | None] = queue.Queue(maxsize=1)
+        self.queue: queue.Queue[_Batch | _Documents | _Deals | None] = queue.Queue(maxsize=1)
         self.stopped = threading.Event()
         self.stop: SalesforceError | None = None
         self.failure: BaseException | None = None
@@ -320,7 +338,7 @@ class _Sender:
         self.thread = threading.Thread(target=self._run, name="billsync-push-sender", daemon=True)
         self.thread.start()
 
-    def submit(self, batch: _Batch | _Documents) -> None:
+    def submit(self, batch: _Batch | _Documents | _Deals) -> None:
         self.queue.put(batch)
 
     def close(self) -> None:
@@ -337,6 +355,8 @@ class _Sender:
             try:
                 if isinstance(batch, _Documents):
                     stop = self._deliver_documents(batch)
+                elif isinstance(batch, _Deals):
+                    stop = self._deliver_deals(batch)
                 elif self.stopped.is_set():  # the push stopped: give the batch back untouched
                     self._settle(batch, None, release_all=True)
                     continue
@@ -369,6 +389,33 @@ class _Sender:
         self._settle(batch, stop)
         return stop
 
+    def _deliver_deals(self, batch: _Deals) -> SalesforceError | None:
+        from connector.sync.deals import deliver_sold_deals
+
+        if self.stopped.is_set():
+            settlements = [Settlement(r.id, Outcome.RELEASE) for r in batch.rows]
+            stop = None
+        else:
+            delivery = deliver_sold_deals(self._client(0), self.services.engine, batch.rows, batch.now)
+            settlements, stop = delivery.settlements, delivery.stop
+            with self.lock:
+                self.report.records_sent += delivery.sent
+                self.report.composite_calls += delivery.calls
+        return self._settle_rows(batch.rows, settlements, batch.now, stop)
+
+    def _settle_rows(self, rows: list[ClaimedRow], settlements: list[Settlement], now: datetime,
+                     stop: SalesforceError | None) -> SalesforceError | None:
+        counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=now,
+                             claimed={r.id: r for r in rows})
+        with self.lock:
+            r = self.report
+            r.done += counts.done
+            r.retrying += counts.retrying
+            r.dead += counts.dead
+            r.released += counts.released
+            r.superseded += counts.superseded
+        return stop
+
     def _deliver_documents(self, batch: _Documents) -> SalesforceError | None:
         from connector.documents.push import deliver_documents
 
@@ -382,16 +429,7 @@ class _Sender:
             with self.lock:
                 self.report.records_sent += delivery.sent
                 self.report.composite_calls += delivery.calls
-        counts = settle_rows(self.services.engine, settlements, worker_id=self.worker_id, now=batch.now,
-                             claimed={r.id: r for r in batch.rows})
-        with self.lock:
-            r = self.report
-            r.done += counts.done
-            r.retrying += counts.retrying
-            r.dead += counts.dead
-            r.released += counts.released
-            r.superseded += counts.superseded
-        return stop
+        return self._settle_rows(batch.rows, settlements, batch.now, stop)
 
     def _settle(self, batch: _Batch, stop: SalesforceError | None, *, release_all: bool = False) -> None:
         if release_all:

@@ -67,6 +67,7 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Tax_Category__c", "picklist",
           values=("standard", "reduced", "zero", "exempt", "reverse_charge", "out_of_scope")),
         f("Tax_Rate__c", "percent", scale=3), f("Tax_Exemption_Reason__c", "string"),
+        f("Self_Service__c", "boolean"),
     ]},
     "Pricebook2": {"fields": [f("Name", "string"), f("IsActive", "boolean"), f("IsStandard", "boolean", ro=True)]},
     "PricebookEntry": {"fields": [

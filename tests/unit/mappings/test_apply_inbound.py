@@ -20,7 +20,7 @@ def account(**overrides):
         "Billing_Timezone__c": None, "BillingStreet": "Hauptstr. 1", "BillingCity": "Berlin", "BillingState": None,
         "BillingPostalCode": "10115", "BillingCountry": "DE", "Payment_Terms_Days__c": None,
         "Tax_Rate__c": Decimal("19.000"), "Tax_Exempt_Reason__c": None, "VAT_Id__c": "DE123456789",
-        "Billing_Language__c": None,
+        "Billing_Language__c": None, "Billsync_Customer_Id__c": None,
     }
     return {**record, **overrides}
 
@@ -32,7 +32,7 @@ def test_an_account_becomes_upsert_customer(defaults, context):
         "billing_address": {"street": "Hauptstr. 1", "city": "Berlin", "state": None, "postal_code": "10115",
                             "country": "DE"},
         "payment_terms_days": 30, "tax_rate": Decimal("19.000"), "tax_exempt_reason": None, "vat_id": "DE123456789",
-        "language": None,
+        "language": None, "customer_id": None,
     }}
 
 
@@ -65,7 +65,7 @@ def product(**overrides):
         "Pricing_Model__c": "graduated", "Charge_Type__c": None, "Billing_Interval__c": "month",
         "Package_Size__c": None, "Included_Units__c": None, "Percent__c": None,
         "Percent_Of_Products__c": None, "Unit_Of_Measure__c": "licence", "Tax_Category__c": "standard",
-        "Tax_Rate__c": None, "Tax_Exemption_Reason__c": None,
+        "Tax_Rate__c": None, "Tax_Exemption_Reason__c": None, "Self_Service__c": True,
     }
     return {**record, **overrides}
 
@@ -77,7 +77,7 @@ def test_a_product2_becomes_upsert_product(defaults, context):
         "salesforce_product_id": "01t7F000000AbCdQAK", "code": "LIC", "name": "Licences", "active": True,
         "pricing_model": "graduated", "charge_type": "recurring", "interval": "month", "package_size": None,
         "included_units": None, "percent": None, "percent_of_products": None, "unit_of_measure": "licence",
-        "tax_category": "standard", "tax_rate": None, "tax_exemption_reason": None,
+        "tax_category": "standard", "tax_rate": None, "tax_exemption_reason": None, "self_service": True,
     }
     support = apply_inbound(defaults.get_inbound("product"), product(
         Pricing_Model__c="percent_of", Percent__c=Decimal("10"), Percent_Of_Products__c="LIC, DATA"), context)
@@ -138,6 +138,7 @@ def opportunity(**overrides):
     record = {
         "Id": OPP, "SystemModstamp": "2026-11-20T10:00:00.000+0000", "Type": None, "AccountId": ACC,
         "Name": "Acme – licences", "Subscription_Reference__c": None, "Service_Start_Date__c": None,
+        "Billsync_Subscription_Id__c": None,
         "CloseDate": "2026-11-20", "Term_Months__c": None, "Auto_Renew__c": True, "Billing_Anchor_Day__c": None,
         "Renewal_Uplift__c": None, "Minimum_Commitment__c": None, "Cancellation_Mode__c": None, "Billed_Through__c": None,
         "CurrencyIsoCode": "EUR", "SyncedQuoteId": None, "PO_Number__c": None, "Buyer_Reference__c": None,
@@ -156,7 +157,8 @@ def test_a_won_deal_without_a_quote_starts_a_subscription_from_its_products(defa
         "salesforce_opportunity_id": OPP, "salesforce_account_id": ACC, "name": "Acme – licences",
         "subscription_reference": None, "starts_on": date(2026, 11, 20), "term_months": 12, "auto_renew": True,
         "anchor_day": None, "renewal_uplift": None, "minimum_commitment": None, "cancellation_mode": "end_of_term",
-        "currency": "EUR", "billed_through": None, "purchase_order": None, "buyer_reference": None,
+        "currency": "EUR", "billed_through": None, "billsync_subscription_id": None, "purchase_order": None,
+        "buyer_reference": None,
         "items": [{
             "salesforce_line_id": "00k7F000001AbCdQAK", "product_code": "LIC",
             "salesforce_product_id": "01t7F000000AbCdQAK", "quantity": Decimal("12.00"),

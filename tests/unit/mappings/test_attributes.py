@@ -54,6 +54,7 @@ def deal(**values) -> dict:
     record = {
         "attributes": {"type": "Opportunity"}, "Id": "006000000000001AAA", "AccountId": "001000000000001AAA",
         "Name": "Acme 2026", "Type": "New Business", "Subscription_Reference__c": None,
+        "Billsync_Subscription_Id__c": None,
         "Service_Start_Date__c": None, "CloseDate": "2026-01-01", "Term_Months__c": None, "Auto_Renew__c": None,
         "Billing_Anchor_Day__c": None, "Renewal_Uplift__c": None, "Minimum_Commitment__c": None,
         "Cancellation_Mode__c": None, "CurrencyIsoCode": "EUR", "Billed_Through__c": None, "PO_Number__c": None,

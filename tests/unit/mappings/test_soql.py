@@ -15,7 +15,7 @@ def test_the_account_query_selects_every_mapped_field(defaults):
     assert soql == (
         "SELECT Id, SystemModstamp, Name, CurrencyIsoCode, Billing_Timezone__c, BillingStreet, BillingCity, "
         "BillingState, BillingPostalCode, BillingCountry, Payment_Terms_Days__c, Tax_Rate__c, Tax_Exempt_Reason__c, "
-        "VAT_Id__c, Billing_Language__c FROM Account WHERE (SystemModstamp > {}) ORDER BY SystemModstamp")
+        "VAT_Id__c, Billsync_Customer_Id__c, Billing_Language__c FROM Account WHERE (SystemModstamp > {}) ORDER BY SystemModstamp")
     bound = format_soql(soql, datetime(2026, 11, 24, 9, 0, tzinfo=UTC))
     assert bound.endswith("WHERE (SystemModstamp > 2026-11-24T09:00:00+00:00) ORDER BY SystemModstamp")
 
