@@ -12,7 +12,6 @@ from datetime import UTC, date, datetime
 from decimal import Decimal as D
 from typing import Any
 
-import anyio
 import pytest
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
@@ -26,6 +25,7 @@ from connector import create_app
 from connector.api.auth import revoke_key
 from connector.database import transaction
 from tests.support.api import bearer, new_key, seed_subscriptions
+from tests.support.asynchronous import run_async
 from tests.support.billing import StaticSource, account, seed
 from tests.support.dashboard import seed_this_month
 
@@ -128,7 +128,7 @@ def test_each_tool_answers_what_the_api_answers_for_the_same_data(app, api, data
         ("held_invoices", {}),
     ]
 
-    tools, results = anyio.run(session_calls, database_url, key, calls)
+    tools, results = run_async(session_calls, database_url, key, calls)
 
     assert {t.name for t in tools} == TOOLS
     assert all(t.annotations.read_only_hint and t.input_schema["type"] == "object" for t in tools)
@@ -156,7 +156,7 @@ def test_bad_arguments_and_unknown_records_come_back_as_tool_errors(app, databas
              ("overdue_invoices", {"limit": 0, "colour": "red"}),
              ("void_invoice", {"invoice": "1"})]
 
-    _, results = anyio.run(session_calls, database_url, key, calls)
+    _, results = run_async(session_calls, database_url, key, calls)
 
     missing, no_line, bad_month, bad_args, unknown = results
     assert missing.is_error and "'INV-1999-000001' not found" in missing.content[0].text
@@ -191,7 +191,7 @@ def test_a_key_revoked_while_it_runs_is_refused_at_the_next_call(app, database_u
     def revoke() -> None:
         revoke_key(engine, "assistant", now=datetime.now(UTC))
 
-    _, [refused] = anyio.run(session_calls, database_url, key, [("held_invoices", {})], revoke)
+    _, [refused] = run_async(session_calls, database_url, key, [("held_invoices", {})], revoke)
 
     assert isinstance(refused, MCPError)
     assert refused.message == "BILLSYNC_API_KEY: the API key was revoked"
@@ -203,7 +203,7 @@ def test_the_key_is_in_no_log_line_even_at_debug_level(app, database_url, tmp_pa
     log_file = tmp_path / "stderr.log"
 
     with log_file.open("w") as errlog:
-        _, [found, refused] = anyio.run(lambda: session_calls(
+        _, [found, refused] = run_async(lambda: session_calls(
             database_url, key, [("find_customer", {"text": "cus-a"}), ("explain_invoice", {"invoice": "x"})],
             log_level="debug", errlog=errlog))
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import anyio
 import pytest
 from mcp import Client
 from pydantic import Field
@@ -17,6 +16,7 @@ from connector.api.invoices import CUSTOMER_ID_PATTERN, summary_out
 from connector.assistant.server import Tools, build_server
 from connector.assistant.tools import TOOLS, ToolArguments, ToolContext, read_tool
 from tests.support.api import bearer, new_key, seed_subscriptions
+from tests.support.asynchronous import run_async
 
 
 @pytest.fixture
@@ -54,7 +54,7 @@ def test_a_declared_read_tool_is_listed_and_answers_as_the_api(registry, setting
     key = new_key(app, "assistant", "read")
     declare_customer_invoices()
 
-    tools, (found, refused) = anyio.run(listed_and_called, build_server(Tools(services, key)), [
+    tools, (found, refused) = run_async(listed_and_called, build_server(Tools(services, key)), [
         ("customer_invoices", {"customer_id": "cus-a"}), ("customer_invoices", {"customer_id": "cus a"})])
 
     listed = tools["customer_invoices"]
