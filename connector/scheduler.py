@@ -10,6 +10,7 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
 | ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
 | ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
+| ``forecast`` | monthly on the 1st at FORECAST_AT, and at start | ``connector.billing_jobs.store_month_forecast`` for today's month (``billsync metrics forecast --store``): the month's MRR forecast stored once; not scheduled with ``FORECAST=off`` |
 | ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
@@ -84,6 +85,7 @@ USE_CASES: dict[str, UseCase] = {
     "collections": UseCase("connector.collection_jobs", "run_collections"),
     "dunning": UseCase("connector.collection_jobs", "run_dunning"),
     "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
+    "forecast": UseCase("connector.billing_jobs", "store_month_forecast"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
 DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning")  # recorded in clock_runs, caught up when missed
@@ -179,10 +181,18 @@ def partitions_job(services: Services, today: date | None = None) -> Any:
     return report
 
 
+def forecast_job(services: Services, today: date | None = None) -> Any:
+    day = today or _today(services)
+    result = USE_CASES["forecast"].resolve()(services, day)
+    if result.stored:
+        log.info("MRR forecast made in %s stored: %s rows", result.made_in, result.rows)
+    return result
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
     "collections": collections_job, "dunning": dunning_job,
-    "partitions": partitions_job,
+    "partitions": partitions_job, "forecast": forecast_job,
 }
 
 
@@ -288,6 +298,10 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
                                timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS, **daily("dunning"))
     add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
         PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
+    if settings.forecast == "on":  # stored once a month: at start too, so a month the clock missed is stored
+        add("forecast", CronTrigger(day=1, hour=settings.forecast_at.hour, minute=settings.forecast_at.minute,
+                                    timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
+            next_run_time=start)
     return scheduler
 
 
@@ -300,6 +314,7 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "collections": f"daily at {settings.collections_at:%H:%M} {settings.billsync_timezone}",
         "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
         "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
+        "forecast": f"monthly on the 1st at {settings.forecast_at:%H:%M} {settings.billsync_timezone}, and at start",
     }[name]
 
 
