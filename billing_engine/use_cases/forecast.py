@@ -117,7 +117,8 @@ def mrr_forecast(session: Session, made_in: str, *, reporting_currency: str,
 
 def _rates_report(rates: RateSet, month: str, currencies: list[str],
                   reporting: str) -> tuple[list[RateUsed], list[MissingRate]]:
-    used, missing = [], []
+    used: list[RateUsed] = []
+    missing: list[MissingRate] = []
     if not currencies or set(currencies) == {reporting}:
         return used, missing
     for cur in sorted((set(currencies) | {reporting}) - {BASE_CURRENCY}):

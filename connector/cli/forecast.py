@@ -57,11 +57,11 @@ def forecast_command(month: str | None, currency: str | None, history_months: in
         from connector.billing_jobs import store_month_forecast
 
         with reported_as():
-            result = store_month_forecast(services, _today(services))
-        if result.stored:
-            click.echo(f"MRR forecast made in {result.made_in} stored: {result.rows} rows")
+            stored = store_month_forecast(services, _today(services))
+        if stored.stored:
+            click.echo(f"MRR forecast made in {stored.made_in} stored: {stored.rows} rows")
         else:
-            click.echo(f"MRR forecast made in {result.made_in} was already stored; unchanged")
+            click.echo(f"MRR forecast made in {stored.made_in} was already stored; unchanged")
         return
     from sqlmodel import Session
 
@@ -94,7 +94,7 @@ def _print_forecast(result) -> None:
     click.echo(f"MRR forecast made in {result.made_in}; reporting currency {result.reporting_currency} "
                f"at the rates of {result.rates_month}")
     header = ["month", "currency", "contracted", "expected", "low", "high"]
-    rows = []
+    rows: list[list[str]] = []
     for c in result.currencies:
         rows.extend([m.month, c.currency, str(m.contracted), str(m.expected), str(m.low), str(m.high)]
                     for m in c.months)

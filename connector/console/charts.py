@@ -56,6 +56,8 @@ class Chart:
     ticks: tuple[Tick, ...]
     columns: tuple[Column, ...]
     line: str  # SVG polyline points ("" for a column chart)
+    band: str = ""  # SVG polygon points of a band (low to high), "" without one
+    second_line: str = ""  # SVG polyline points of a second, dashed line
 
     @property
     def tick_x(self) -> str:
@@ -185,3 +187,40 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
     return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
                  baseline=px(base), ticks=_ticks(step_size, ceiling, y_of, axis_label), columns=tuple(columns),
                  line="")
+
+
+def band_chart(points: Sequence[tuple[str, Decimal, Decimal, Decimal, Decimal]], *,
+               value_label: Callable[[Decimal], str], title: Callable[[Decimal, Decimal, Decimal, Decimal], str],
+               axis_label: Callable[[Decimal], str], month_label: Callable[[str], str],
+               year_label: Callable[[str], str]) -> Chart:
+    """A forecast over months: ``(month, contracted, expected, low, high)`` each; the band from low
+    to high as an area, the expected value as a line with a point per month (the last one labelled,
+    each with every figure as its title) and the contracted value as a dashed line."""
+    top = max((max(c, h) for _, c, _, _, h in points), default=ZERO)
+    step, ceiling = _scale(top)
+    width = MONTH_WIDTH
+    plot_height = HEIGHT - TOP - BOTTOM
+    plot_width = width - LEFT - RIGHT
+    base = HEIGHT - BOTTOM
+
+    def y_of(value: Decimal) -> Decimal:
+        return base - plot_height * max(value, ZERO) / ceiling
+
+    slot = plot_width / max(len(points), 1)
+    columns, expected, contracted, highs, lows = [], [], [], [], []
+    for index, (month, committed, value, low, high) in enumerate(points):
+        centre = LEFT + slot * index + slot / 2
+        y = y_of(value)
+        last = index == len(points) - 1
+        columns.append(Column(x=px(centre), y=px(y), width="0", height="0", centre=px(centre), label_y=px(y - 10),
+                              axis_label=month_label(month), label=value_label(value) if last else "",
+                              kind="total", title=title(committed, value, low, high),
+                              sub_label=year_label(month) if index == 0 or month.endswith("-01") else "",
+                              label_end=px(centre + 4)))
+        expected.append(f"{px(centre)},{px(y)}")
+        contracted.append(f"{px(centre)},{px(y_of(committed))}")
+        highs.append(f"{px(centre)},{px(y_of(high))}")
+        lows.append(f"{px(centre)},{px(y_of(low))}")
+    return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
+                 baseline=px(base), ticks=_ticks(step, ceiling, y_of, axis_label), columns=tuple(columns),
+                 line=" ".join(expected), band=" ".join(highs + lows[::-1]), second_line=" ".join(contracted))
