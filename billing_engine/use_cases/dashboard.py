@@ -131,7 +131,7 @@ def dashboard(session: Session, month: str, *, as_of: date, reporting_currency: 
     rate_sets = dict(zip(rate_months, month_rate_sets(session, [parse_month(m) for m in rate_months],
                                                      set(currencies) | {reporting_currency}), strict=True))
     per_currency = tuple(_currency_figures(currency, labels, by_key, aging) for currency in currencies)
-    rates_used, missing = _rates_report(rate_sets, {m: _currencies_of(m, rows, aging, as_of_label)
+    rates_used, missing = rates_report(rate_sets, {m: _currencies_of(m, rows, aging, as_of_label)
                                                     for m in rate_months}, reporting_currency)
     reporting = _reporting_figures(reporting_currency, labels, by_key, aging, rate_sets, as_of_label)
     statuses = reporting_store.status_counts(session, as_of)
@@ -158,8 +158,10 @@ def _currencies_of(month: str, rows: list[BridgeRow], aging: list[reporting_stor
     return out
 
 
-def _rates_report(rate_sets: dict[str, RateSet], needed: dict[str, set[str]],
-                  reporting_currency: str) -> tuple[list[RateUsed], list[MissingRate]]:
+def rates_report(rate_sets: dict[str, RateSet], needed: dict[str, set[str]],
+                 reporting_currency: str) -> tuple[list[RateUsed], list[MissingRate]]:
+    """Per month, the rates a conversion of the ``needed`` currencies used and the ones missing
+    (nothing when a month needs no other currency than the reporting one)."""
     used, missing = [], []
     for month in sorted(rate_sets):
         wanted = needed[month]

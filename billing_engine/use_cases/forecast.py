@@ -18,7 +18,7 @@ from datetime import UTC, date, datetime
 from decimal import Decimal
 
 from billing_engine.errors import InvalidInputError
-from billing_engine.exchange_rates import BASE_CURRENCY, RateSet, convert_total
+from billing_engine.exchange_rates import RateSet, convert_total
 from billing_engine.forecast import (
     HORIZON_MONTHS,
     ForecastMonth,
@@ -35,7 +35,7 @@ from billing_engine.revenue import BridgeRow, parse_month
 from billing_engine.storage import forecasts as forecast_store
 from billing_engine.storage.database import Session
 from billing_engine.use_cases import revenue
-from billing_engine.use_cases.dashboard import MissingRate, RateUsed
+from billing_engine.use_cases.dashboard import MissingRate, RateUsed, rates_report
 from billing_engine.use_cases.exchange_rates import month_rate_sets
 
 #: How many complete months of history the rates come from, by default and at most.
@@ -109,25 +109,11 @@ def mrr_forecast(session: Session, made_in: str, *, reporting_currency: str,
     rates_month = months_after(made_in, -1)
     [rates] = month_rate_sets(session, [parse_month(rates_month)],
                               {c.currency for c in per_currency} | {reporting_currency})
-    used, missing = _rates_report(rates, rates_month, [c.currency for c in per_currency], reporting_currency)
+    used, missing = rates_report({rates_month: rates}, {rates_month: {c.currency for c in per_currency}},
+                                 reporting_currency)
     reporting = None if missing else tuple(_converted(per_currency, made_in, reporting_currency, rates))
     return Forecast(made_in, reporting_currency, tuple(per_currency), reporting, rates_month, tuple(used),
                     tuple(missing))
-
-
-def _rates_report(rates: RateSet, month: str, currencies: list[str],
-                  reporting: str) -> tuple[list[RateUsed], list[MissingRate]]:
-    used: list[RateUsed] = []
-    missing: list[MissingRate] = []
-    if not currencies or set(currencies) == {reporting}:
-        return used, missing
-    for cur in sorted((set(currencies) | {reporting}) - {BASE_CURRENCY}):
-        rate = rates.rates.get(cur)
-        if rate is None:
-            missing.append(MissingRate(month, cur))
-        else:
-            used.append(RateUsed(month, cur, rate.rate, rate.on, rate.source))
-    return used, missing
 
 
 def _converted(per_currency: list[CurrencyForecast], made_in: str, reporting: str,

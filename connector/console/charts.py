@@ -138,6 +138,20 @@ def month_chart(points: Sequence[tuple[str, Decimal | None]], *, value_label: Ca
                  line=" ".join(vertices) if line else "")
 
 
+def _frame(top: Decimal, width: Decimal, count: int) -> tuple[Decimal, Decimal, Callable[[Decimal], Decimal],
+                                                                Decimal, Decimal]:
+    """A chart's scale for values up to ``top`` and ``count`` categories: the gridline step, the
+    axis's ceiling, the y of a value (never below the baseline), the width of a category, the baseline."""
+    step, ceiling = _scale(top)
+    plot_height = HEIGHT - TOP - BOTTOM
+    base = HEIGHT - BOTTOM
+
+    def y_of(value: Decimal) -> Decimal:
+        return base - plot_height * max(value, ZERO) / ceiling
+
+    return step, ceiling, y_of, (width - LEFT - RIGHT) / max(count, 1), base
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -164,16 +178,8 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
             low, high = running - step.amount, running
             running = low
         spans.append((min(low, high), max(low, high)))
-    step_size, ceiling = _scale(max((high for _, high in spans), default=ZERO))
     width = WATERFALL_WIDTH
-    plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = width - LEFT - RIGHT
-    base = HEIGHT - BOTTOM
-
-    def y_of(value: Decimal) -> Decimal:
-        return base - plot_height * max(value, ZERO) / ceiling
-
-    slot = plot_width / max(len(steps), 1)
+    step_size, ceiling, y_of, slot, base = _frame(max((high for _, high in spans), default=ZERO), width, len(steps))
     bar = slot * Decimal("0.6")
     columns = []
     for index, (item, (low, high)) in enumerate(zip(steps, spans, strict=True)):
@@ -196,17 +202,9 @@ def band_chart(points: Sequence[tuple[str, Decimal, Decimal, Decimal, Decimal]],
     """A forecast over months: ``(month, contracted, expected, low, high)`` each; the band from low
     to high as an area, the expected value as a line with a point per month (the last one labelled,
     each with every figure as its title) and the contracted value as a dashed line."""
-    top = max((max(c, h) for _, c, _, _, h in points), default=ZERO)
-    step, ceiling = _scale(top)
     width = MONTH_WIDTH
-    plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = width - LEFT - RIGHT
-    base = HEIGHT - BOTTOM
-
-    def y_of(value: Decimal) -> Decimal:
-        return base - plot_height * max(value, ZERO) / ceiling
-
-    slot = plot_width / max(len(points), 1)
+    step, ceiling, y_of, slot, base = _frame(max((max(c, h) for _, c, _, _, h in points), default=ZERO), width,
+                                             len(points))
     columns, expected, contracted, highs, lows = [], [], [], [], []
     for index, (month, committed, value, low, high) in enumerate(points):
         centre = LEFT + slot * index + slot / 2
