@@ -182,7 +182,9 @@ def _forecast(today: date, reporting_currency: str, currency: str | None) -> dic
         chart = charts.band_chart([(m.month, m.contracted, m.expected, m.low, m.high) for m in months],
                                   value_label=value, title=title, axis_label=axis, month_label=_month_label,
                                   year_label=_year_label)
-    return {"forecast": result, "forecast_months": months, "forecast_chart": chart, "forecast_rates": rates,
+    shown = None if rates is None else {name: (getattr(rates, name) * 100).quantize(Decimal("0.01"))
+                                        for name in ("churn", "expansion")} | {"months": rates.months}
+    return {"forecast": result, "forecast_months": months, "forecast_chart": chart, "forecast_rates": shown,
             "forecast_money": lambda amount: Money(amount, code)}
 
 
