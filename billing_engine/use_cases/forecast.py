@@ -13,6 +13,7 @@ arithmetic is ``billing_engine.forecast``'s (pure).
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import Decimal
@@ -78,16 +79,34 @@ def _by_currency(rows: list[BridgeRow]) -> dict[str, list[BridgeRow]]:
     return out
 
 
+def bridge_range(made_in: str, history_months: int = DEFAULT_HISTORY_MONTHS) -> tuple[str, str]:
+    """The first and last months of the MRR bridge the forecast made in ``made_in`` reads."""
+    return months_after(made_in, -history_months), months_after(made_in, HORIZON_MONTHS - 1)
+
+
+def shared_bridge(session: Session, *ranges: tuple[str, str]) -> list[BridgeRow] | None:
+    """The MRR bridge's rows of one range covering every ``(first, last)`` range, read once (a
+    month's rows are the same whatever the range); ``None`` when it would be longer than a
+    bridge may be (then each reads its own)."""
+    first, last = min(r[0] for r in ranges), max(r[1] for r in ranges)
+    if horizon_of(first, last) > revenue.MAX_BRIDGE_MONTHS:
+        return None
+    return revenue.mrr_bridge_months(session, first, last)
+
+
 def currency_forecasts(session: Session, made_in: str, *, history_months: int = DEFAULT_HISTORY_MONTHS,
-                       currency: str | None = None) -> list[CurrencyForecast]:
+                       currency: str | None = None,
+                       bridge: Sequence[BridgeRow] | None = None) -> list[CurrencyForecast]:
     """Per currency with MRR in the history or ahead: the history's rates and the 12 months'
-    forecast from ``made_in``."""
+    forecast from ``made_in``. ``bridge``: rows covering ``bridge_range`` when already read."""
     _check(made_in, history_months)
     if currency is not None:
         check_currency(currency)
-    first = months_after(made_in, -history_months)
-    last = months_after(made_in, HORIZON_MONTHS - 1)
-    rows = revenue.mrr_bridge_months(session, first, last, currency=currency)
+    first, last = bridge_range(made_in, history_months)
+    if bridge is None:
+        rows = revenue.mrr_bridge_months(session, first, last, currency=currency)
+    else:
+        rows = [r for r in bridge if first <= r.period <= last and currency in (None, r.currency)]
     out = []
     for cur, mine in sorted(_by_currency(rows).items()):
         if not any(r.opening or r.closing for r in mine):
@@ -100,12 +119,14 @@ def currency_forecasts(session: Session, made_in: str, *, history_months: int = 
 
 
 def mrr_forecast(session: Session, made_in: str, *, reporting_currency: str,
-                 history_months: int = DEFAULT_HISTORY_MONTHS, currency: str | None = None) -> Forecast:
+                 history_months: int = DEFAULT_HISTORY_MONTHS, currency: str | None = None,
+                 bridge: Sequence[BridgeRow] | None = None) -> Forecast:
     """The forecast made in ``made_in`` (``YYYY-MM``), per currency and added up in the reporting
     currency at the rates of the month before ``made_in`` (the last complete month, as its
     dashboard converts; a future month has no rate yet)."""
     check_currency(reporting_currency)
-    per_currency = currency_forecasts(session, made_in, history_months=history_months, currency=currency)
+    per_currency = currency_forecasts(session, made_in, history_months=history_months, currency=currency,
+                                      bridge=bridge)
     rates_month = months_after(made_in, -1)
     [rates] = month_rate_sets(session, [parse_month(rates_month)],
                               {c.currency for c in per_currency} | {reporting_currency})

@@ -124,12 +124,20 @@ def show():
     chosen = request.args.get("currency") or None
     from connector.sync_health import process_api_status, sync_health
 
+    made_in = forecast.month_of(today)
     try:
         with reading() as session:
+            bridge = None
+            if settings.forecast == "on":  # one read of the MRR bridge for the dashboard and the forecast
+                bridge = forecast.shared_bridge(session, dashboard.bridge_range(month, months),
+                                                forecast.bridge_range(made_in, settings.forecast_history_months))
             board = dashboard.dashboard(session, month, as_of=_as_of(month, today),
-                                        reporting_currency=reporting_currency, months=months)
+                                        reporting_currency=reporting_currency, months=months, bridge=bridge)
             health = sync_health(console_state().reader, session,
                                  api_status=process_api_status(services_of(current_app)))
+            predicted = None if settings.forecast == "off" else forecast.mrr_forecast(
+                session, made_in, reporting_currency=reporting_currency,
+                history_months=settings.forecast_history_months, bridge=bridge)
     except InvalidInputError as exc:
         return render_template("console/dashboard/show.html", board=None, error=refusal(exc), month=month,
                                months=months, series_months=SERIES_MONTHS), 422
@@ -139,7 +147,7 @@ def show():
     figures = board.reporting if chosen is None else by_currency[chosen]
     single = None if figures is board.reporting else figures.currency
     drawn = _charts(figures, month, single)
-    drawn.update(_forecast(today, reporting_currency, single))
+    drawn.update(_forecast(predicted, reporting_currency, single))
     latest = figures.series[-1] if figures.series else None
     return render_template(
         "console/dashboard/show.html", board=board, figures=figures, health=health, month=month, months=months,
@@ -149,15 +157,11 @@ def show():
         figure_url=lambda figure: _figure_url(month, figure, single), **drawn)
 
 
-def _forecast(today: date, reporting_currency: str, currency: str | None) -> dict:
+def _forecast(result: forecast.Forecast | None, reporting_currency: str, currency: str | None) -> dict:
     """The MRR forecast made in the current month, in the chosen currency or the reporting one:
     its chart, its months and the history's rates (nothing with FORECAST=off)."""
-    settings = console_state().settings
-    if settings.forecast == "off":
+    if result is None:
         return {"forecast": None}
-    with reading() as session:
-        result = forecast.mrr_forecast(session, forecast.month_of(today), reporting_currency=reporting_currency,
-                                       history_months=settings.forecast_history_months)
     by_currency = {c.currency: c for c in result.currencies}
     code = currency or reporting_currency
     rates = None

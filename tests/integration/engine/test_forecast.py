@@ -170,3 +170,20 @@ def test_accuracy_compares_past_snapshots_with_the_actual_month_ends(seeded):
     errors = [abs(f.expected - actual[(f.month, "EUR")]) * 100 / actual[(f.month, "EUR")] for f in (july, august)]
     assert eur1.expected_mape == (sum(errors) / 2).quantize(D("0.01"), ROUND_HALF_UP)
     assert eur1.within_band == 2
+
+
+def test_one_shared_read_of_the_bridge_gives_the_same_dashboard_and_forecast(seeded):
+    from billing_engine.use_cases import dashboard as dash
+
+    with Session(seeded) as session:
+        bridge = fc.shared_bridge(session, dash.bridge_range("2026-05"), fc.bridge_range(MADE_IN))
+        assert bridge is not None and min(r.period for r in bridge) == "2025-05"
+        assert max(r.period for r in bridge) == "2027-06"
+        for kwargs in ({}, {"currency": "EUR"}):
+            assert fc.mrr_forecast(session, MADE_IN, reporting_currency="EUR", bridge=bridge, **kwargs) == \
+                fc.mrr_forecast(session, MADE_IN, reporting_currency="EUR", **kwargs)
+        shared = dash.dashboard(session, "2026-05", as_of=date(2026, 5, 31), reporting_currency="EUR", bridge=bridge)
+        alone = dash.dashboard(session, "2026-05", as_of=date(2026, 5, 31), reporting_currency="EUR")
+        assert shared == alone
+        # Ten years apart: too long to read at once, each reads its own.
+        assert fc.shared_bridge(session, dash.bridge_range("2016-05"), fc.bridge_range(MADE_IN)) is None
