@@ -187,3 +187,17 @@ def test_one_shared_read_of_the_bridge_gives_the_same_dashboard_and_forecast(see
         assert shared == alone
         # Ten years apart: too long to read at once, each reads its own.
         assert fc.shared_bridge(session, dash.bridge_range("2016-05"), fc.bridge_range(MADE_IN)) is None
+
+
+def test_a_downgrade_dated_ahead_lowers_the_contract_from_its_month(seeded):
+    from billing_engine.subscriptions import Amendment, AmendmentAction
+    from billing_engine.use_cases.subscriptions import amend_subscription
+
+    with transaction(seeded) as session:  # Hudson Co moves to 250.00 a month from 15 December
+        amend_subscription(session, "sub-f3", Amendment("down", 0, AmendmentAction.CHANGE_PRICE, date(2026, 12, 15),
+                                                        item_id="f3-plan", unit_price=D("250"), reason="downgrade"),
+                           now=datetime(2026, 7, 1, tzinfo=UTC))
+    with Session(seeded) as session:
+        usd = _months(fc.mrr_forecast(session, MADE_IN, reporting_currency="EUR"), "USD")
+    assert [m.contracted for m in usd[4:7]] == [D("300.00"), D("250.00"), D("250.00")]
+    assert usd[5].month == "2026-12"
