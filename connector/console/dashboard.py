@@ -189,7 +189,8 @@ def _forecast(result: forecast.Forecast | None, reporting_currency: str, currenc
     shown = None if rates is None else {name: (getattr(rates, name) * 100).quantize(Decimal("0.01"))
                                         for name in ("churn", "expansion")} | {"months": rates.months}
     return {"forecast": result, "forecast_months": months, "forecast_chart": chart, "forecast_rates": shown,
-            "forecast_money": lambda amount: Money(amount, code)}
+            "forecast_money": lambda amount: Money(amount, code),
+            "forecast_month": lambda month: format_date(date(*parse_month(month), 1), format="MMM yyyy")}
 
 
 @blueprint.get("/customers")

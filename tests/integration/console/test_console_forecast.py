@@ -6,11 +6,12 @@ from __future__ import annotations
 import html
 import re
 from dataclasses import replace
-from datetime import datetime
+from datetime import date, datetime
 from decimal import Decimal
 from zoneinfo import ZoneInfo
 
 import pytest
+from babel.dates import format_date
 from babel.numbers import format_currency
 
 from billing_engine.forecast import months_after
@@ -79,6 +80,8 @@ def test_in_french(app, finance, this_month):
     assert _cell(page, f"fc-contracted-{eur[3]['month']}") == format_currency(
         Decimal(eur[3]["contracted"]["amount"]), "EUR", locale="fr")
     assert "Contractuel" in _forecast_section(page)
+    year, month = (int(part) for part in eur[0]["month"].split("-"))
+    assert format_date(date(year, month, 1), format="MMM yyyy", locale="fr") in _forecast_section(page)
 
 
 def test_a_missing_rate_is_said_not_guessed(app, finance):
