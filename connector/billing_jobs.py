@@ -1,6 +1,7 @@
 """The billing use cases as the connector runs them, with the settings applied.
 
-The CLI (``billsync bill-run``, ``billsync metrics mrr``, ``billsync usage partitions``) and the
+The CLI (``billsync bill-run``, ``billsync metrics mrr``, ``billsync metrics forecast --store``,
+``billsync usage partitions``) and the
 clock call these same functions; the engine does the work (``use_cases.billing.bill_customers`` and
 ``use_cases.revenue.mrr_bridge_report`` read their data from the database in batches).
 """
@@ -22,6 +23,7 @@ from connector.database import transaction
 from connector.settings import SettingsError
 
 if TYPE_CHECKING:
+    from billing_engine.use_cases.forecast import StoredForecast
     from connector.settings import Settings
     from connector.wiring import Services
 
@@ -126,6 +128,15 @@ def check_mrr_month_ends(services: Services) -> list[str]:
 
     with transaction(services.engine) as session:
         return check(session)
+
+
+def store_month_forecast(services: Services, today: date) -> StoredForecast:
+    """Store the MRR forecast made in ``today``'s month, once (``billsync metrics forecast --store``
+    and the clock on the 1st of each month)."""
+    from billing_engine.use_cases.forecast import month_of, store_forecast
+
+    with transaction(services.engine) as session:
+        return store_forecast(session, month_of(today), history_months=services.settings.forecast_history_months)
 
 
 def prepare_usage_partitions(services: Services, through: date) -> PartitionsPrepared:

@@ -12,6 +12,7 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
 | ``churn_score`` | daily at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_scoring`` as of today (``billsync churn score``) |
 | ``churn_train`` | monthly, the 1st at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_training`` as of today (``billsync churn train``) |
+| ``forecast`` | monthly on the 1st at FORECAST_AT, and at start | ``connector.billing_jobs.store_month_forecast`` for today's month (``billsync metrics forecast --store``): the month's MRR forecast stored once; not scheduled with ``FORECAST=off`` |
 | ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
 Each job runs at most once at a time (``max_instances=1``), missed runs are coalesced
@@ -89,6 +90,7 @@ USE_CASES: dict[str, UseCase] = {
     "partitions": UseCase("connector.billing_jobs", "prepare_usage_partitions"),
     "churn_score": UseCase("connector.churn_jobs", "run_churn_scoring"),
     "churn_train": UseCase("connector.churn_jobs", "run_churn_training"),
+    "forecast": UseCase("connector.billing_jobs", "store_month_forecast"),
 }
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
 CHURN_JOBS = ("churn_score", "churn_train")  # scheduled only with CHURN_RISK=on
@@ -200,10 +202,19 @@ def partitions_job(services: Services, today: date | None = None) -> Any:
     return report
 
 
+def forecast_job(services: Services, today: date | None = None) -> Any:
+    day = today or _today(services)
+    result = USE_CASES["forecast"].resolve()(services, day)
+    if result.stored:
+        log.info("MRR forecast made in %s stored: %s rows", result.made_in, result.rows)
+    return result
+
+
 JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
     "collections": collections_job, "dunning": dunning_job,
     "partitions": partitions_job, "churn_score": churn_score_job, "churn_train": churn_train_job,
+    "partitions": partitions_job, "forecast": forecast_job,
 }
 
 
@@ -318,6 +329,10 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
             CHURN_TRAIN_MISFIRE_SECONDS)
     add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
         PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
+    if settings.forecast == "on":  # stored once a month: at start too, so a month the clock missed is stored
+        add("forecast", CronTrigger(day=1, hour=settings.forecast_at.hour, minute=settings.forecast_at.minute,
+                                    timezone=settings.billsync_timezone), CRON_MISFIRE_GRACE_SECONDS,
+            next_run_time=start)
     return scheduler
 
 
@@ -332,6 +347,7 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
         "churn_score": f"daily at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
         "churn_train": f"monthly on the 1st at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
+        "forecast": f"monthly on the 1st at {settings.forecast_at:%H:%M} {settings.billsync_timezone}, and at start",
     }[name]
 
 

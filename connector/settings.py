@@ -520,6 +520,13 @@ VARIABLES: tuple[Var, ...] = (
     Var("BILLING_STARTS_ON", parse_date, None,
         "The cut-over: the first day billsync invoices (YYYY-MM-DD); nothing before it is billed. "
         "Required for bill runs once Salesforce is connected."),
+    # The MRR forecast (docs/intelligence.md): contracted MRR ahead, expected churn and expansion from history.
+    Var("FORECAST", parse_choice("on", "off"), "on",
+        "on: the MRR forecast is shown (dashboard, API, CLI) and the clock stores it each month; off: neither."),
+    Var("FORECAST_HISTORY_MONTHS", parse_int(1, 60), "12",
+        "How many complete months of MRR movements the forecast's churn and expansion rates come from."),
+    Var("FORECAST_AT", parse_time_of_day, "04:30",
+        "Local time (BILLSYNC_TIMEZONE) on the 1st of each month when the clock stores the month's forecast."),
     # Collections (docs/payments.md): overdue invoices, SEPA direct debits, dunning, late charges.
     Var("COLLECTIONS_AT", parse_time_of_day, "00:30",
         "Local time of the daily collections job: direct debits due are booked, unpaid invoices past "
@@ -644,6 +651,9 @@ class Settings:
     churn_risk: str
     churn_min_churned: int
     churn_score_at: time
+    forecast: str
+    forecast_history_months: int
+    forecast_at: time
     billing_starts_on: date | None
     collections_at: time
     sepa_creditor_name: str | None

@@ -101,7 +101,8 @@ def main() -> None:
             with psycopg.connect(database_url, autocommit=True) as conn:
                 conn.execute("VACUUM ANALYZE")  # what autovacuum does after a bulk load, at once
         app = create_app(load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning",
-                                        "SECRET_KEY": "bench-console-signing-key-not-for-production"}))
+                                        "SECRET_KEY": "bench-console-signing-key-not-for-production",
+                                        "FORECAST": os.environ.get("FORECAST", "on")}))
         engine = app.extensions["billsync"].engine
         try:
             create_user(engine, "bench@example.com", role="finance", password=PASSWORD, now=datetime.now(UTC))

@@ -1,5 +1,5 @@
 """Storage of the billing engine: SQLModel tables and the row <-> domain mapping, one module per
-subject (catalog, subscriptions, invoices, anomalies (the anomaly guard's findings), churn (churn risk scores and models), documents, payments,
+subject (catalog, subscriptions, invoices, anomalies (the anomaly guard's findings), churn (churn risk scores and models), documents, forecasts (the MRR forecasts as made), payments,
 collections, usage, revenue, exchange rates, outbox, audit), plus the shared column types (``columns``)
 and SQL plumbing (``database``).
 
@@ -15,6 +15,7 @@ from billing_engine.storage import (
     collections,
     documents,
     exchange_rates,
+    forecasts,
     invoices,
     outbox,
     payments,
@@ -31,5 +32,5 @@ BILLING_MODELS = (
     invoices.BillRunError, outbox.OutboxRow, documents.InvoiceDocument, anomalies.InvoiceAnomaly,
 )
 
-__all__ = ["BILLING_MODELS", "anomalies", "audit", "catalog", "churn", "collections", "documents", "exchange_rates", "invoices", "outbox", "payments",
+__all__ = ["BILLING_MODELS", "anomalies", "audit", "catalog", "churn", "collections", "documents", "exchange_rates", "forecasts", "invoices", "outbox", "payments",
            "revenue", "subscriptions", "usage"]

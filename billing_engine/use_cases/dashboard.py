@@ -12,6 +12,7 @@ not kept by date, so they are not figures of the past.
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
@@ -114,13 +115,23 @@ def _check(month: str, months: int, reporting_currency: str) -> None:
     check_currency(reporting_currency)
 
 
+def bridge_range(month: str, months: int = DEFAULT_MONTHS) -> tuple[str, str]:
+    """The first and last months of the MRR bridge the dashboard of ``month`` reads."""
+    return _months_back(month, months + 1), month  # one more month: the focus month's opening customers
+
+
 def dashboard(session: Session, month: str, *, as_of: date, reporting_currency: str,
-              months: int = DEFAULT_MONTHS) -> Dashboard:
+              months: int = DEFAULT_MONTHS, bridge: Sequence[BridgeRow] | None = None) -> Dashboard:
     """The dashboard for ``month`` (``YYYY-MM``): MRR series over the ``months`` months ending with
-    it, its waterfall and ratios, and receivables and statuses on ``as_of``."""
+    it, its waterfall and ratios, and receivables and statuses on ``as_of``. ``bridge``: the MRR
+    bridge's rows of a range covering ``bridge_range`` when the caller read them already (the
+    console reads one range for the dashboard and the forecast)."""
     _check(month, months, reporting_currency)
-    first = _months_back(month, months + 1)  # one more month: the focus month's opening customers
-    rows = revenue.mrr_bridge_months(session, first, month)
+    first, _ = bridge_range(month, months)
+    if bridge is None:
+        rows = revenue.mrr_bridge_months(session, first, month)
+    else:
+        rows = [r for r in bridge if first <= r.period <= month]
     labels = _labels(first, month)
     by_key = {(r.period, r.currency): r for r in rows}
     aging = reporting_store.receivables_aging(session, as_of)
@@ -131,7 +142,7 @@ def dashboard(session: Session, month: str, *, as_of: date, reporting_currency: 
     rate_sets = dict(zip(rate_months, month_rate_sets(session, [parse_month(m) for m in rate_months],
                                                      set(currencies) | {reporting_currency}), strict=True))
     per_currency = tuple(_currency_figures(currency, labels, by_key, aging) for currency in currencies)
-    rates_used, missing = _rates_report(rate_sets, {m: _currencies_of(m, rows, aging, as_of_label)
+    rates_used, missing = rates_report(rate_sets, {m: _currencies_of(m, rows, aging, as_of_label)
                                                     for m in rate_months}, reporting_currency)
     reporting = _reporting_figures(reporting_currency, labels, by_key, aging, rate_sets, as_of_label)
     statuses = reporting_store.status_counts(session, as_of)
@@ -158,8 +169,10 @@ def _currencies_of(month: str, rows: list[BridgeRow], aging: list[reporting_stor
     return out
 
 
-def _rates_report(rate_sets: dict[str, RateSet], needed: dict[str, set[str]],
-                  reporting_currency: str) -> tuple[list[RateUsed], list[MissingRate]]:
+def rates_report(rate_sets: dict[str, RateSet], needed: dict[str, set[str]],
+                 reporting_currency: str) -> tuple[list[RateUsed], list[MissingRate]]:
+    """Per month, the rates a conversion of the ``needed`` currencies used and the ones missing
+    (nothing when a month needs no other currency than the reporting one)."""
     used, missing = [], []
     for month in sorted(rate_sets):
         wanted = needed[month]

@@ -311,3 +311,128 @@ def list_dashboard_customers(query: FigureCustomersQuery):
                                           after=(after[0], after[1]) if after else None, currency=query.currency)
     return respond(FigureCustomerPage(**page(rows, query, listing, key=lambda r: [r.customer_id, r.currency],
                                              item=_figure_customer)))
+
+
+# ---------------------------------------------------------------- the MRR forecast
+
+
+class ForecastQuery(BaseModel):
+    currency: str | Absent = Field(None, pattern=CURRENCY_PATTERN,
+                                   description="The reporting currency (default: the REPORTING_CURRENCY setting).")
+    month: str | Absent = Field(None, pattern=MONTH_PATTERN,
+                                description="The forecast's first month, YYYY-MM (default: the current month).")
+    history_months: int | Absent = Field(None, ge=1, le=60, description="Complete months of history the rates come "
+                                                                        "from (default: FORECAST_HISTORY_MONTHS).")
+
+
+class ForecastMonthOut(BaseModel):
+    month: str
+    horizon: int = Field(description="1 for the forecast's first month, 2 for the next…")
+    contracted: Money = Field(description="MRR at the month's end from the subscriptions as they stand: terms, "
+                                          "renewals and uplifts, recorded cancellations and amendments.")
+    expected: Money = Field(description="Contracted MRR with the history's churn and expansion.")
+    low: Money = Field(description="Expected MRR with one standard deviation more churn and less expansion.")
+    high: Money = Field(description="Expected MRR with one standard deviation less churn and more expansion.")
+
+
+class ForecastRatesOut(BaseModel):
+    expansion: str = Field(description="Mean monthly expansion rate of the history, percent.")
+    churn: str = Field(description="Mean monthly churn rate (contraction and churn) of the history, percent.")
+    expansion_spread: str = Field(description="Standard deviation of the monthly expansion rates, percent.")
+    churn_spread: str = Field(description="Standard deviation of the monthly churn rates, percent.")
+    months: int = Field(description="Months of history with an opening MRR.")
+
+
+class CurrencyForecastOut(BaseModel):
+    currency: str
+    rates: ForecastRatesOut
+    months: list[ForecastMonthOut]
+
+
+class ForecastOut(BaseModel):
+    made_in: str = Field(description="The forecast's first month.")
+    reporting_currency: str
+    currencies: list[CurrencyForecastOut] = Field(description="The forecast in each currency, unconverted.")
+    reporting: list[ForecastMonthOut] | None = Field(description="Every currency converted at the rates of "
+                                                                 "`rates_month`; null when one is missing.")
+    rates_month: str = Field(description="The last complete month, whose rates convert every month ahead.")
+    rates: list[RateUsedOut]
+    missing_rates: list[MissingRateOut]
+
+
+class ForecastAccuracyQuery(BaseModel):
+    currency: str | Absent = Field(None, pattern=CURRENCY_PATTERN, description="Only this currency.")
+
+
+class HorizonAccuracyOut(BaseModel):
+    currency: str
+    horizon: int = Field(description="Months ahead: 1 is the month the forecast was made in.")
+    months: int = Field(description="Stored forecasts of closed months compared with their actual MRR.")
+    contracted_mape: str | None = Field(description="Mean absolute percentage error of the contracted MRR.")
+    expected_mape: str | None = Field(description="Mean absolute percentage error of the expected MRR.")
+    within_band: int = Field(description="Months whose actual MRR fell between low and high.")
+
+
+class ForecastAccuracyOut(BaseModel):
+    horizons: list[HorizonAccuracyOut]
+
+
+def _forecast_on():
+    settings = services_of(current_app).settings
+    if settings.forecast == "off":
+        from connector.api.problems import not_found
+
+        raise not_found("the MRR forecast is turned off (FORECAST=off)")
+    return settings
+
+
+def _forecast_month(m, currency: str) -> ForecastMonthOut:
+    return ForecastMonthOut(month=m.month, horizon=m.horizon, contracted=Money.of(m.contracted, currency),
+                            expected=Money.of(m.expected, currency), low=Money.of(m.low, currency),
+                            high=Money.of(m.high, currency))
+
+
+def _rate_percent(value) -> str:
+    from decimal import Decimal
+
+    return format((value * 100).quantize(Decimal("0.0001")), "f")
+
+
+@blueprint.get("/metrics/forecast", scope="read", responses={200: ForecastOut})
+def get_forecast(query: ForecastQuery):
+    """The MRR forecast of the next 12 months: contracted MRR from the subscriptions and the expected
+    MRR with a band from the history's churn and expansion, per currency and in the reporting currency."""
+    from billing_engine.use_cases import forecast
+
+    settings = _forecast_on()
+    reporting = query.currency or settings.reporting_currency
+    made_in = query.month or forecast.month_of(business_date())
+    with reading() as session:
+        result = forecast.mrr_forecast(session, made_in, reporting_currency=reporting,
+                                       history_months=query.history_months or settings.forecast_history_months)
+    return respond(ForecastOut(
+        made_in=result.made_in, reporting_currency=result.reporting_currency,
+        currencies=[CurrencyForecastOut(
+            currency=c.currency,
+            rates=ForecastRatesOut(expansion=_rate_percent(c.rates.expansion), churn=_rate_percent(c.rates.churn),
+                                   expansion_spread=_rate_percent(c.rates.expansion_spread),
+                                   churn_spread=_rate_percent(c.rates.churn_spread), months=c.rates.months),
+            months=[_forecast_month(m, c.currency) for m in c.months]) for c in result.currencies],
+        reporting=None if result.reporting is None else [_forecast_month(m, reporting) for m in result.reporting],
+        rates_month=result.rates_month,
+        rates=[RateUsedOut(month=r.month, currency=r.currency, rate=format(r.rate, "f"), date=r.rate_on.isoformat(),
+                           source=r.source) for r in result.rates],
+        missing_rates=[MissingRateOut(month=m.month, currency=m.currency) for m in result.missing_rates]))
+
+
+@blueprint.get("/metrics/forecast/accuracy", scope="read", responses={200: ForecastAccuracyOut})
+def get_forecast_accuracy(query: ForecastAccuracyQuery):
+    """How far the stored monthly forecasts were from the actual month-end MRR, per currency and horizon."""
+    from billing_engine.use_cases import forecast
+
+    _forecast_on()
+    with reading() as session:
+        rows = forecast.forecast_accuracy(session, business_date(), currency=query.currency)
+    return respond(ForecastAccuracyOut(horizons=[HorizonAccuracyOut(
+        currency=a.currency, horizon=a.horizon, months=a.months, contracted_mape=_percent(a.contracted_mape),
+        expected_mape=_percent(a.expected_mape), within_band=a.within_band) for a in rows]))

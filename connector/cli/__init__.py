@@ -8,6 +8,7 @@ One module per command group; commands are thin: parse, call one use case, print
 | ``config`` | ``config`` |
 | ``processes`` | ``web``, ``worker``, ``clock`` |
 | ``billing`` | ``bill-run``, ``metrics mrr`` |
+| ``forecast`` | added to the ``metrics`` group: ``forecast``, ``forecast-accuracy`` |
 | ``invoices`` | ``invoices list``, ``show``, ``finalize``, ``void``, ``mark-uncollectible``, ``credit`` |
 | ``payments`` | ``payments record``, ``refund``, ``show`` |
 | ``sync`` | ``sync pull``, ``sync push``, ``sync status``, ``sync retry`` |
@@ -98,6 +99,7 @@ def _register_commands() -> None:
     from connector.cli.config import config
     from connector.cli.database import db
     from connector.cli.documents import documents
+    from connector.cli.forecast import add_forecast_commands
     from connector.cli.invoices import invoices
     from connector.cli.mappings import mappings
     from connector.cli.payments import payments
@@ -114,6 +116,7 @@ def _register_commands() -> None:
         cli.add_command(command)
     cli.add_command(api_key)
     cli.add_command(users)
+    add_forecast_commands(metrics)  # the MRR forecast and its accuracy
     add_collection_commands(payments)  # collections: mandates, SEPA, statements, dunning, late charges
     for command in (invoices, payments):
         cli.add_command(command)

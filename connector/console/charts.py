@@ -56,6 +56,8 @@ class Chart:
     ticks: tuple[Tick, ...]
     columns: tuple[Column, ...]
     line: str  # SVG polyline points ("" for a column chart)
+    band: str = ""  # SVG polygon points of a band (low to high), "" without one
+    second_line: str = ""  # SVG polyline points of a second, dashed line
 
     @property
     def tick_x(self) -> str:
@@ -136,6 +138,20 @@ def month_chart(points: Sequence[tuple[str, Decimal | None]], *, value_label: Ca
                  line=" ".join(vertices) if line else "")
 
 
+def _frame(top: Decimal, width: Decimal, count: int) -> tuple[Decimal, Decimal, Callable[[Decimal], Decimal],
+                                                                Decimal, Decimal]:
+    """A chart's scale for values up to ``top`` and ``count`` categories: the gridline step, the
+    axis's ceiling, the y of a value (never below the baseline), the width of a category, the baseline."""
+    step, ceiling = _scale(top)
+    plot_height = HEIGHT - TOP - BOTTOM
+    base = HEIGHT - BOTTOM
+
+    def y_of(value: Decimal) -> Decimal:
+        return base - plot_height * max(value, ZERO) / ceiling
+
+    return step, ceiling, y_of, (width - LEFT - RIGHT) / max(count, 1), base
+
+
 @dataclass(frozen=True)
 class Step:
     name: str
@@ -162,16 +178,8 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
             low, high = running - step.amount, running
             running = low
         spans.append((min(low, high), max(low, high)))
-    step_size, ceiling = _scale(max((high for _, high in spans), default=ZERO))
     width = WATERFALL_WIDTH
-    plot_height = HEIGHT - TOP - BOTTOM
-    plot_width = width - LEFT - RIGHT
-    base = HEIGHT - BOTTOM
-
-    def y_of(value: Decimal) -> Decimal:
-        return base - plot_height * max(value, ZERO) / ceiling
-
-    slot = plot_width / max(len(steps), 1)
+    step_size, ceiling, y_of, slot, base = _frame(max((high for _, high in spans), default=ZERO), width, len(steps))
     bar = slot * Decimal("0.6")
     columns = []
     for index, (item, (low, high)) in enumerate(zip(steps, spans, strict=True)):
@@ -185,3 +193,32 @@ def waterfall_chart(steps: Sequence[Step], *, value_label: Callable[[Decimal], s
     return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
                  baseline=px(base), ticks=_ticks(step_size, ceiling, y_of, axis_label), columns=tuple(columns),
                  line="")
+
+
+def band_chart(points: Sequence[tuple[str, Decimal, Decimal, Decimal, Decimal]], *,
+               value_label: Callable[[Decimal], str], title: Callable[[Decimal, Decimal, Decimal, Decimal], str],
+               axis_label: Callable[[Decimal], str], month_label: Callable[[str], str],
+               year_label: Callable[[str], str]) -> Chart:
+    """A forecast over months: ``(month, contracted, expected, low, high)`` each; the band from low
+    to high as an area, the expected value as a line with a point per month (the last one labelled,
+    each with every figure as its title) and the contracted value as a dashed line."""
+    width = MONTH_WIDTH
+    step, ceiling, y_of, slot, base = _frame(max((max(c, h) for _, c, _, _, h in points), default=ZERO), width,
+                                             len(points))
+    columns, expected, contracted, highs, lows = [], [], [], [], []
+    for index, (month, committed, value, low, high) in enumerate(points):
+        centre = LEFT + slot * index + slot / 2
+        y = y_of(value)
+        last = index == len(points) - 1
+        columns.append(Column(x=px(centre), y=px(y), width="0", height="0", centre=px(centre), label_y=px(y - 10),
+                              axis_label=month_label(month), label=value_label(value) if last else "",
+                              kind="total", title=title(committed, value, low, high),
+                              sub_label=year_label(month) if index == 0 or month.endswith("-01") else "",
+                              label_end=px(centre + 4)))
+        expected.append(f"{px(centre)},{px(y)}")
+        contracted.append(f"{px(centre)},{px(y_of(committed))}")
+        highs.append(f"{px(centre)},{px(y_of(high))}")
+        lows.append(f"{px(centre)},{px(y_of(low))}")
+    return Chart(width=px(width), height=px(HEIGHT), plot_left=px(LEFT), plot_right=px(width - RIGHT),
+                 baseline=px(base), ticks=_ticks(step, ceiling, y_of, axis_label), columns=tuple(columns),
+                 line=" ".join(expected), band=" ".join(highs + lows[::-1]), second_line=" ".join(contracted))

@@ -1,10 +1,12 @@
 """The dashboard: a month's MRR and ARR over the last months, its MRR waterfall, retention, churn,
 ARPA, customers by status, receivables aging, the sync's health and the exchange rates used, per
-currency or in the reporting currency; and the customers behind each figure (docs/console.md).
+currency or in the reporting currency; the MRR forecast of the next 12 months with its band
+(docs/intelligence.md); and the customers behind each figure (docs/console.md).
 
 Reads only, through the same use cases as ``GET /api/v1/metrics/dashboard`` and
 ``/metrics/dashboard/customers``: ``billing_engine.use_cases.dashboard`` and
-``connector.sync_health``. The charts are inline SVG drawn on the server (``connector.console.charts``).
+``connector.sync_health``; the forecast through ``billing_engine.use_cases.forecast``, as
+``GET /api/v1/metrics/forecast``. The charts are inline SVG drawn on the server (``connector.console.charts``).
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from flask_babel import lazy_gettext as _l
 from billing_engine.errors import InvalidInputError
 from billing_engine.money import Money
 from billing_engine.revenue import month_end, parse_month
-from billing_engine.use_cases import dashboard
+from billing_engine.use_cases import dashboard, forecast
 from connector.console import charts
 from connector.console.formatting import money
 from connector.console.framework import ConsoleBlueprint, Nav, business_date, console_state, reading, refusal
@@ -122,12 +124,20 @@ def show():
     chosen = request.args.get("currency") or None
     from connector.sync_health import process_api_status, sync_health
 
+    made_in = forecast.month_of(today)
     try:
         with reading() as session:
+            bridge = None
+            if settings.forecast == "on":  # one read of the MRR bridge for the dashboard and the forecast
+                bridge = forecast.shared_bridge(session, dashboard.bridge_range(month, months),
+                                                forecast.bridge_range(made_in, settings.forecast_history_months))
             board = dashboard.dashboard(session, month, as_of=_as_of(month, today),
-                                        reporting_currency=reporting_currency, months=months)
+                                        reporting_currency=reporting_currency, months=months, bridge=bridge)
             health = sync_health(console_state().reader, session,
                                  api_status=process_api_status(services_of(current_app)))
+            predicted = None if settings.forecast == "off" else forecast.mrr_forecast(
+                session, made_in, reporting_currency=reporting_currency,
+                history_months=settings.forecast_history_months, bridge=bridge)
     except InvalidInputError as exc:
         return render_template("console/dashboard/show.html", board=None, error=refusal(exc), month=month,
                                months=months, series_months=SERIES_MONTHS), 422
@@ -137,6 +147,7 @@ def show():
     figures = board.reporting if chosen is None else by_currency[chosen]
     single = None if figures is board.reporting else figures.currency
     drawn = _charts(figures, month, single)
+    drawn.update(_forecast(predicted, reporting_currency, single))
     latest = figures.series[-1] if figures.series else None
     return render_template(
         "console/dashboard/show.html", board=board, figures=figures, health=health, month=month, months=months,
@@ -144,6 +155,42 @@ def show():
         month_label=format_date(date(*parse_month(month), 1), format="MMMM yyyy"),
         as_money=lambda amount: None if amount is None else Money(amount, figures.currency),
         figure_url=lambda figure: _figure_url(month, figure, single), **drawn)
+
+
+def _forecast(result: forecast.Forecast | None, reporting_currency: str, currency: str | None) -> dict:
+    """The MRR forecast made in the current month, in the chosen currency or the reporting one:
+    its chart, its months and the history's rates (nothing with FORECAST=off)."""
+    if result is None:
+        return {"forecast": None}
+    by_currency = {c.currency: c for c in result.currencies}
+    code = currency or reporting_currency
+    rates = None
+    if currency is None:
+        months = result.reporting
+    else:
+        chosen = by_currency.get(currency)
+        months = chosen.months if chosen else ()
+        rates = chosen.rates if chosen else None
+    chart = None
+    if months:
+        def value(amount: Decimal) -> str:
+            return money(Money(amount, code))
+
+        def title(contracted: Decimal, expected: Decimal, low: Decimal, high: Decimal) -> str:
+            return _("expected %(expected)s (%(low)s to %(high)s), contracted %(contracted)s",
+                     expected=value(expected), low=value(low), high=value(high), contracted=value(contracted))
+
+        def axis(amount: Decimal) -> str:
+            return format_compact_currency(amount, code, locale=get_locale(), fraction_digits=1)
+
+        chart = charts.band_chart([(m.month, m.contracted, m.expected, m.low, m.high) for m in months],
+                                  value_label=value, title=title, axis_label=axis, month_label=_month_label,
+                                  year_label=_year_label)
+    shown = None if rates is None else {name: (getattr(rates, name) * 100).quantize(Decimal("0.01"))
+                                        for name in ("churn", "expansion")} | {"months": rates.months}
+    return {"forecast": result, "forecast_months": months, "forecast_chart": chart, "forecast_rates": shown,
+            "forecast_money": lambda amount: Money(amount, code),
+            "forecast_month": lambda month: format_date(date(*parse_month(month), 1), format="MMM yyyy")}
 
 
 @blueprint.get("/customers")

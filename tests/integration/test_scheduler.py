@@ -45,7 +45,7 @@ def test_a_connected_clock_schedules_its_jobs_from_settings(database_url):
                              RECONCILE_AT="04:10", COLLECTIONS_AT="00:45", DUNNING_AT="08:30")
     jobs, scheduler = jobs_of(services)
     assert set(jobs) == {"pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions",
-                         "churn_score", "churn_train"}
+                         "churn_score", "churn_train", "forecast"}
     assert str(scheduler.timezone) == "Europe/Paris"
 
     pull, push = jobs["pull"].trigger, jobs["push"].trigger
@@ -59,6 +59,8 @@ def test_a_connected_clock_schedules_its_jobs_from_settings(database_url):
         fields = {f.name: str(f) for f in trigger.fields}
         assert (fields["hour"], fields["minute"]) == (hour, minute)
         assert str(trigger.timezone) == "Europe/Paris"
+    forecast = {f.name: str(f) for f in jobs["forecast"].trigger.fields}
+    assert (forecast["day"], forecast["hour"], forecast["minute"]) == ("1", "4", "30")  # monthly, FORECAST_AT
     for job in jobs.values():
         assert job.max_instances == 1 and job.coalesce is True and job.misfire_grace_time > 0
 
@@ -73,6 +75,7 @@ def test_pull_and_push_run_as_soon_as_the_clock_starts(database_url):
         assert jobs["pull"].next_run_time == start
         assert jobs["push"].next_run_time == start
         assert jobs["partitions"].next_run_time == start
+        assert jobs["forecast"].next_run_time == start  # a month the clock missed is stored at once
         # The bill run waits for its time of day (02:00 UTC by default).
         assert jobs["bill_run"].next_run_time.astimezone(UTC).time() == time_of_day(2, 0)
     finally:
@@ -81,7 +84,12 @@ def test_pull_and_push_run_as_soon_as_the_clock_starts(database_url):
 
 def test_without_salesforce_only_the_bill_run_the_collection_jobs_and_the_partitions_are_scheduled(database_url):
     jobs, _ = jobs_of(make_services(database_url, CHURN_RISK="off"))
-    assert set(jobs) == {"bill_run", "collections", "dunning", "partitions"}
+    assert set(jobs) == {"bill_run", "collections", "dunning", "partitions", "forecast"}
+
+
+def test_with_the_forecast_off_it_is_not_stored(database_url):
+    jobs, _ = jobs_of(make_services(database_url, FORECAST="off"))
+    assert "forecast" not in jobs
 
 
 def test_churn_risk_is_scored_daily_and_trained_monthly_unless_turned_off(database_url):
@@ -146,6 +154,8 @@ def recorded(monkeypatch):
     monkeypatch.setattr(connector.collection_jobs, "run_dunning", recorder("dunning", collected))
     monkeypatch.setattr(connector.billing_jobs, "prepare_usage_partitions",
                         recorder("partitions", types.SimpleNamespace(created=[], moved=0)))
+    monkeypatch.setattr(connector.billing_jobs, "store_month_forecast",
+                        recorder("forecast", types.SimpleNamespace(stored=True, made_in="2026-12", rows=24)))
     return calls
 
 
@@ -154,7 +164,7 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     # 23:30 UTC on 30 November is already 1 December in Auckland.
     monkeypatch.setattr(clock_module, "_now", lambda: datetime(2026, 11, 30, 23, 30, tzinfo=UTC))
     jobs, _ = jobs_of(services)
-    for name in ("pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions"):
+    for name in ("pull", "push", "bill_run", "reconcile", "collections", "dunning", "partitions", "forecast"):
         jobs[name].func(*jobs[name].args)
     by_name = {}
     for name, args, kwargs in recorded:
@@ -166,6 +176,7 @@ def test_each_job_calls_the_use_case_the_cli_calls(database_url, recorded, monke
     assert by_name["reconcile"] == [((services, "2026-11"), {}), ((services, "2026-12"), {})]
     assert by_name["collections"] == by_name["dunning"] == [((services, date(2026, 12, 1)), {})]
     assert by_name["partitions"] == [((services, date(2027, 3, 1)), {})]  # three months after December
+    assert by_name["forecast"] == [((services, date(2026, 12, 1)), {})]
 
 
 def test_a_failing_job_is_logged_and_the_clock_goes_on(database_url, monkeypatch, virtual_clock):
@@ -224,10 +235,12 @@ def test_clock_list_prints_the_schedule(database_url):
     result = CliRunner().invoke(cli, ["clock", "--list"], env=env)
     assert result.exit_code == 0, result.output
     lines = result.output.splitlines()
-    assert lines[0] == "clock: 9 jobs (time zone UTC)"
+    assert lines[0] == "clock: 10 jobs (time zone UTC)"
     text = "\n".join(lines)
     assert "push       every 10 s" in text and "connector.sync.push.push_outbox" in text
     assert "bill_run   daily at 02:30 UTC" in text and "connector.billing_jobs.run_bill_run" in text
+    assert "forecast   monthly on the 1st at 04:30 UTC, and at start" in text
+    assert "connector.billing_jobs.store_month_forecast" in text
 
     result = CliRunner().invoke(cli, ["clock", "--list"], env={"DATABASE_URL": database_url})
     assert result.exit_code == 0

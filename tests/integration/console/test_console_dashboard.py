@@ -128,7 +128,7 @@ def test_the_dashboard_is_the_landing_page(finance):
 
 def test_the_chart_is_an_svg_with_axes_and_month_labels(seeded, finance, today):
     page = _text(finance.get("/dashboard/?months=12"))
-    assert page.count("<svg") == 3
+    assert page.count("<svg") == 4  # MRR, ARR, the waterfall and the forecast
     assert 'class="axis"' in page and 'class="grid"' in page
     assert today.strftime("%b") in page  # the month's short name under the axis
     assert "<script>" not in page

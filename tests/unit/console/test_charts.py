@@ -43,3 +43,26 @@ def test_a_waterfall_floats_each_movement_from_the_running_total():
     assert churn.y == new.y  # churn hangs from the top reached after the new MRR
     assert Decimal(closing.y) == pytest.approx(Decimal(churn.y) + Decimal(churn.height), abs=1)
     assert [c.label for c in chart.columns] == ["300", "+100", "−50", "350"]
+
+
+def test_a_forecast_chart_draws_its_band_around_the_expected_line():
+    points = [("2026-12", Decimal(400), Decimal(380), Decimal(360), Decimal(400)),
+              ("2027-01", Decimal(200), Decimal(180), Decimal(100), Decimal(200))]
+    chart = charts.band_chart(points, value_label=_labels, title=lambda c, e, lo, hi: f"{e} ({lo}-{hi}) {c}",
+                              axis_label=_labels, month_label=lambda m: m[5:], year_label=lambda m: m[:4])
+    base, top = Decimal(chart.baseline), Decimal(chart.ticks[-1].y)
+
+    def y(value):  # the ticks run 0 to 400
+        return base - (base - top) * value / 400
+
+    def ys(points_text):
+        return [Decimal(p.split(",")[1]) for p in points_text.split()]
+
+    assert [t.label for t in chart.ticks] == ["0", "100", "200", "300", "400"]
+    assert ys(chart.line) == [y(Decimal(380)).quantize(Decimal("0.1")), y(Decimal(180)).quantize(Decimal("0.1"))]
+    # The band: the highs left to right, then the lows back.
+    assert ys(chart.band) == [y(v).quantize(Decimal("0.1")) for v in (Decimal(400), Decimal(200), Decimal(100),
+                                                                       Decimal(360))]
+    assert ys(chart.second_line) == [y(Decimal(400)).quantize(Decimal("0.1")), y(Decimal(200)).quantize(Decimal("0.1"))]
+    assert [c.label for c in chart.columns] == ["", "180"]
+    assert chart.columns[0].title == "380 (360-400) 400" and [c.sub_label for c in chart.columns] == ["2026", "2027"]
