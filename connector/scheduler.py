@@ -214,7 +214,7 @@ JOB_FUNCTIONS: dict[str, Callable[..., Any]] = {
     "pull": pull_job, "push": push_job, "bill_run": bill_run_job, "reconcile": reconcile_job,
     "collections": collections_job, "dunning": dunning_job,
     "partitions": partitions_job, "churn_score": churn_score_job, "churn_train": churn_train_job,
-    "partitions": partitions_job, "forecast": forecast_job,
+    "forecast": forecast_job,
 }
 
 
