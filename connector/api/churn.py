@@ -69,7 +69,7 @@ class EvaluationOut(BaseModel):
     in_use: bool = Field(description="Whether the scores come from this model (CHURN_MIN_CHURNED reached).")
 
 
-def _risk(risk: churn.CustomerRisk, lang: str) -> ChurnRiskOut:
+def risk_out(risk: churn.CustomerRisk, lang: str) -> ChurnRiskOut:
     return ChurnRiskOut(customer_id=risk.customer_id, customer_name=risk.customer_name, score=risk.score,
                         reasons=[ReasonOut(signal=r.signal, value=r.value, weight=r.weight, text=r.text(lang))
                                  for r in risk.reasons],
@@ -83,7 +83,7 @@ def list_churn_risks(query: ChurnQuery):
     with reading() as session:
         rows = churn.churn_risks(session, limit=query.limit + 1, after=(after[0], after[1]) if after else None)
     return respond(ChurnRiskPage(**page(rows, query, "churn", key=lambda r: [r.score, r.customer_id],
-                                        item=lambda r: _risk(r, query.lang))))
+                                        item=lambda r: risk_out(r, query.lang))))
 
 
 @blueprint.get("/churn-risks/evaluation", scope="read", responses={200: EvaluationOut})
@@ -103,4 +103,4 @@ def customer_churn_risk(path: ChurnPath, query: LangQuery):
         risk = churn.customer_churn_risk(session, path.customer_id)
     if risk is None:
         raise not_found(f"customer {path.customer_id!r} has no churn risk: it has no MRR, or it was not scored yet")
-    return respond(_risk(risk, query.lang))
+    return respond(risk_out(risk, query.lang))

@@ -35,10 +35,12 @@ from typing import Any, TypeVar
 from pydantic import BaseModel, ConfigDict, Field
 from sqlmodel import Session
 
-from billing_engine.errors import InvalidInputError, NotFoundError
+from billing_engine.errors import ConflictError, InvalidInputError, NotFoundError
 from billing_engine.use_cases import accounts, revenue
 from billing_engine.use_cases import anomalies as anomaly_cases
+from billing_engine.use_cases import churn as churn_cases
 from billing_engine.use_cases import invoices as invoice_queries
+from connector.api.churn import Language, risk_out
 from connector.api.customers import customer_summary_out
 from connector.api.invoices import (
     CUSTOMER_ID_PATTERN,
@@ -209,6 +211,34 @@ def held_invoices(context: ToolContext, arguments: HeldArguments) -> dict[str, A
     rows = rows[:arguments.limit]
     return {"data": [_json(held_out(inv)) for inv in rows],
             "next_after": rows[-1].invoice_id if more and rows else None}
+
+
+# ---------------------------------------------------------------- churn risk
+
+
+class ChurnArguments(ToolArguments):
+    customer_id: str | None = Field(None, pattern=CUSTOMER_ID_PATTERN,
+                                    description="Only this customer (the id `find_customer` answers).")
+    limit: int = Field(20, ge=1, le=MAX_ROWS, description="Most customers answered, riskiest first.")
+    lang: Language = Field("en", description="The language of the reasons: en or fr.")
+
+
+@read_tool("churn_risks", "Churn risks", ChurnArguments)
+def churn_risks(context: ToolContext, arguments: ChurnArguments) -> dict[str, Any]:
+    """The paying customers' churn risk (0 to 100, the risk of paying nothing three month ends
+    later) from the riskiest, each with its three main reasons in plain words and how it was
+    scored (the documented baseline or the model trained on this installation), as
+    `GET /api/v1/churn-risks`; with `customer_id`, that customer's only, as
+    `GET /api/v1/customers/{id}/churn-risk`."""
+    if arguments.customer_id is not None:
+        found = churn_cases.customer_churn_risk(context.session, arguments.customer_id)
+        if found is None:
+            raise ConflictError(f"customer {arguments.customer_id!r}",
+                                "has no churn risk: it has no MRR, or it was not scored yet")
+        risks = [found]
+    else:
+        risks = churn_cases.churn_risks(context.session, limit=arguments.limit, after=None)
+    return {"data": [_json(risk_out(risk, arguments.lang)) for risk in risks]}
 
 
 # ---------------------------------------------------------------- metrics

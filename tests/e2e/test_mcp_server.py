@@ -20,6 +20,7 @@ from mcp.shared.exceptions import MCPError
 from billing_engine.charges import ChargeLine
 from billing_engine.use_cases.anomalies import AnomalyGuard
 from billing_engine.use_cases.billing import run_billing
+from billing_engine.use_cases.churn import score_customers
 from billing_engine.use_cases.collections import set_collection_profile
 from connector import create_app
 from connector.api.auth import revoke_key
@@ -31,7 +32,7 @@ from tests.support.dashboard import seed_this_month
 
 JAN, FEB, MAR = date(2026, 1, 1), date(2026, 2, 1), date(2026, 3, 1)
 TOOLS = {"find_customer", "explain_invoice", "explain_invoice_line", "mrr_bridge", "overdue_invoices",
-         "held_invoices"}
+         "held_invoices", "churn_risks"}
 
 
 def held_charge(key: str, starts_on: date, ends_before: date, currency: str) -> ChargeLine:
@@ -56,6 +57,8 @@ def app(settings):
     assert run_billing(engine, FEB, source=source, guard=AnomalyGuard("hold")).invoices_anomalous == 1
     with transaction(engine) as session:
         set_collection_profile(session, "cus-b", email="Payables@Bravo-Example.com", now=datetime.now(UTC))
+    with transaction(engine) as session:
+        assert score_customers(session, datetime.now(UTC).date(), now=datetime.now(UTC)).scored >= 2
     return app
 
 
@@ -117,6 +120,7 @@ def test_each_tool_answers_what_the_api_answers_for_the_same_data(app, api, data
                    if i["payment_status"] == "overdue"]
     first = overdue_api[0]
     invoice_api = api(f"/api/v1/invoices/{first['id']}")
+    least_risky = api("/api/v1/churn-risks", limit=100)["data"][-1]["customer_id"]
     calls = [
         ("find_customer", {"text": "customer CUS-"}),
         ("find_customer", {"text": "bravo-example"}),
@@ -126,13 +130,15 @@ def test_each_tool_answers_what_the_api_answers_for_the_same_data(app, api, data
         ("mrr_bridge", {"from_month": "2026-01", "to_month": "2026-06"}),
         ("overdue_invoices", {}),
         ("held_invoices", {}),
+        ("churn_risks", {"lang": "fr"}),
+        ("churn_risks", {"customer_id": least_risky}),
     ]
 
     tools, results = run_async(session_calls, database_url, key, calls)
 
     assert {t.name for t in tools} == TOOLS
     assert all(t.annotations.read_only_hint and t.input_schema["type"] == "object" for t in tools)
-    customers, by_email, nobody, invoice, line, bridge, overdue, held = (answer(r) for r in results)
+    customers, by_email, nobody, invoice, line, bridge, overdue, held, risks, one_risk = (answer(r) for r in results)
     listed = {c["id"]: c for c in api("/api/v1/customers")["data"]}
     assert [c["id"] for c in customers["data"]] == ["cus-a", "cus-b", "cus-c"]
     assert customers["data"] == [listed[cid] for cid in ("cus-a", "cus-b", "cus-c")]
@@ -146,6 +152,9 @@ def test_each_tool_answers_what_the_api_answers_for_the_same_data(app, api, data
     assert sorted(overdue["data"], key=lambda i: i["id"]) == sorted(overdue_api, key=lambda i: i["id"])
     assert held["data"] == api("/api/v1/invoices/anomalies")["data"] and held["next_after"] is None
     assert held["data"][0]["customer_id"] == "cus-h" and held["data"][0]["anomalies"][0]["kind"] == "currency"
+    assert risks["data"] == api("/api/v1/churn-risks", lang="fr", limit=20)["data"] and len(risks["data"]) >= 2
+    assert all(len(r["reasons"]) == 3 and 0 <= r["score"] <= 100 for r in risks["data"])
+    assert one_risk["data"] == [api(f"/api/v1/customers/{least_risky}/churn-risk")]
 
 
 def test_bad_arguments_and_unknown_records_come_back_as_tool_errors(app, database_url):
@@ -154,17 +163,19 @@ def test_bad_arguments_and_unknown_records_come_back_as_tool_errors(app, databas
              ("explain_invoice_line", {"invoice": "1", "line": 99}),
              ("mrr_bridge", {"from_month": "2026-13", "to_month": "2026-01"}),
              ("overdue_invoices", {"limit": 0, "colour": "red"}),
-             ("void_invoice", {"invoice": "1"})]
+             ("void_invoice", {"invoice": "1"}),
+             ("churn_risks", {"customer_id": "cus-nobody"})]
 
     _, results = run_async(session_calls, database_url, key, calls)
 
-    missing, no_line, bad_month, bad_args, unknown = results
+    missing, no_line, bad_month, bad_args, unknown, no_customer = results
     assert missing.is_error and "'INV-1999-000001' not found" in missing.content[0].text
     assert no_line.is_error and "line 99 not found" in no_line.content[0].text
     assert bad_month.is_error and bad_month.content[0].text.startswith("from_month: String should match")
     assert bad_args.is_error and {ln.split(":")[0] for ln in bad_args.content[0].text.splitlines()} == \
         {"limit", "colour"}
     assert isinstance(unknown, MCPError) and "no tool named 'void_invoice'" in unknown.message
+    assert no_customer.is_error and "'cus-nobody' not found" in no_customer.content[0].text
 
 
 def test_without_a_key_or_with_a_key_that_cannot_read_it_refuses_to_start(app, database_url):
