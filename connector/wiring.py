@@ -99,6 +99,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     from connector.console import install_console
 
     install_console(app)
+    from connector.portal import install_portal
+
+    install_portal(app)
     _install_request_log(app)
     _install_error_handlers(app)
     return app

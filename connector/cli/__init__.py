@@ -98,6 +98,7 @@ def _register_commands() -> None:
     from connector.cli.invoices import invoices
     from connector.cli.mappings import mappings
     from connector.cli.payments import payments
+    from connector.cli.portal import portal
     from connector.cli.processes import clock, web, worker
     from connector.cli.rates import rates
     from connector.cli.reconcile import reconcile
@@ -115,6 +116,7 @@ def _register_commands() -> None:
     for command in (invoices, payments):
         cli.add_command(command)
     cli.add_command(documents)
+    cli.add_command(portal)
     _register_sandbox()
 
 

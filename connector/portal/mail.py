@@ -1,0 +1,43 @@
+"""The e-mail that carries a portal link, in the customer's language (their billing contact's,
+else from the billing country), sent through ``connector.mail`` (SMTP, or an ``.eml`` file in
+``MAIL_DIR``)."""
+
+from __future__ import annotations
+
+import logging
+from datetime import datetime
+
+from billing_engine.use_cases import collections as collections_uc
+from billing_engine.use_cases import customers as customers_uc
+from connector.mail import Mailer, MailError
+from connector.portal.links import IssuedLink
+from connector.settings import Settings
+
+log = logging.getLogger("billsync.portal")
+
+TEXTS = {
+    "en": ("Your billing portal link",
+           "Hello,\n\nHere is the link to the billing portal of {name}:\n\n{url}\n\n"
+           "It opens the portal once, until {expires} (UTC). If you did not ask for it, ignore this message.\n"),
+    "fr": ("Votre lien vers l'espace de facturation",
+           "Bonjour,\n\nVoici le lien vers l'espace de facturation de {name} :\n\n{url}\n\n"
+           "Il ouvre l'espace une seule fois, jusqu'au {expires} (UTC). Si vous ne l'avez pas demandé, ignorez ce "
+           "message.\n"),
+}
+
+
+def send_link(settings: Settings, session, link: IssuedLink, *, to: str, now: datetime) -> bool:
+    """Send ``link`` to ``to``; False (logged) when the message could not be handed over."""
+    language = collections_uc.get_collection_profile(session, link.customer_id).language
+    subject, text = TEXTS.get(language, TEXTS["en"])
+    name = customers_uc.get_customer(session, link.customer_id).name
+    mailer = Mailer.from_settings(settings)
+    message = mailer.compose(to=to, subject=subject, language=language, now=now,
+                             text=text.format(name=name, url=link.url,
+                                              expires=link.expires_at.strftime("%Y-%m-%d %H:%M")))
+    try:
+        mailer.send(message)
+    except MailError as exc:
+        log.warning("portal link not sent to customer %s: %s", link.customer_id, exc)
+        return False
+    return True

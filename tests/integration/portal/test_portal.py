@@ -1,0 +1,212 @@
+"""The customer portal through the app: links, the session, quantity changes and cancellation
+previewed then confirmed (and billed as previewed), refusals (docs/self-service.md)."""
+
+from __future__ import annotations
+
+import re
+from datetime import UTC, datetime, timedelta
+from decimal import Decimal
+
+from sqlalchemy import update
+from sqlmodel import select
+
+from billing_engine.money import round_money
+from billing_engine.use_cases import audit, invoices, subscriptions
+from billing_engine.use_cases.billing import bill_customers
+from connector.database import transaction
+from connector.portal.tables import PortalChangeRow
+from tests.integration.portal.conftest import csrf_token
+from tests.support.portal import new_link
+
+SID = re.compile(r'href="/portal/subscriptions/([^"]+)"')
+CHANGE = re.compile(r"/portal/changes/([A-Za-z0-9_-]+)$")
+
+
+def text(response) -> str:
+    return response.get_data(as_text=True)
+
+
+def engine_of(app):
+    return app.extensions["billsync"].engine
+
+
+def subscription_path(client) -> str:
+    return "/portal/subscriptions/" + SID.search(text(client.get("/portal/"))).group(1)
+
+
+def preview(client, action: str, **form) -> str:
+    """Post a change's form from the subscription page; the preview's path."""
+    page = subscription_path(client)
+    response = client.post(f"{page}/{action}", data={"csrf_token": csrf_token(client, page), **form})
+    assert response.status_code == 303, text(response)
+    return response.headers["Location"]
+
+
+def confirm(client, change_path: str):
+    return client.post(f"{change_path}/confirm", data={"csrf_token": csrf_token(client, change_path)})
+
+
+def figures(app, change_path: str) -> dict:
+    from connector.portal.changes import figures_of
+
+    public_id = CHANGE.search(change_path).group(1)
+    with transaction(engine_of(app)) as session:
+        row = session.exec(select(PortalChangeRow).where(PortalChangeRow.public_id == public_id)).one()
+        return figures_of(row)
+
+
+def invoice_lines(app, customer_id: str, on) -> list[tuple[str, Decimal]]:
+    with transaction(engine_of(app)) as session:
+        page = invoices.list_invoices(session, as_of=on, filters=invoices.InvoiceFilters(
+            customer_id=customer_id, issued_from=on, issued_before=on + timedelta(days=1)))
+        return sorted((line.description, line.net.amount) for item in page.items
+                      for line in invoices.get_invoice(session, item.invoice_id, as_of=on).lines)
+
+
+def quantity_on(app, subscription_id: str, on) -> Decimal:
+    with transaction(engine_of(app)) as session:
+        version = subscriptions.get_subscription(session, subscription_id).version_on(on)
+        return next(iter(version.items.values())).quantity
+
+
+# ---------------------------------------------------------------- links and the session
+
+
+def test_a_link_opens_the_portal_once(app, seeded):
+    path = new_link(engine_of(app), seeded.customer_a)
+    client = app.test_client()
+    assert "Open my portal" in text(client.get(path))
+    opened = client.post(path, data={"csrf_token": csrf_token(client, path)})
+    assert opened.status_code == 303
+    assert "Alpha SAS" in text(client.get("/portal/"))
+    again = app.test_client()
+    reused = again.post(path, data={"csrf_token": csrf_token(again, path)})
+    assert reused.status_code == 410 and "already used" in text(reused)
+    assert again.get("/portal/").status_code == 401
+
+
+def test_an_expired_or_unknown_link_is_refused(app, seeded):
+    path = new_link(engine_of(app), seeded.customer_a, minutes=5, now=datetime.now(UTC) - timedelta(minutes=6))
+    client = app.test_client()
+    expired = client.post(path, data={"csrf_token": csrf_token(client, path)})
+    assert expired.status_code == 410 and "expired" in text(expired)
+    unknown = "/portal/open/" + "x" * 43
+    assert client.post(unknown, data={"csrf_token": csrf_token(client, unknown)}).status_code == 404
+    assert client.get("/portal/").status_code == 401
+
+
+def test_the_session_ends_after_its_minutes(app, seeded, customer_a):
+    with customer_a.session_transaction() as session:
+        session["portal_until"] = datetime.now(UTC).timestamp() - 1
+    ended = customer_a.get("/portal/")
+    assert ended.status_code == 401 and "session has ended" in text(ended)
+
+
+def test_a_form_without_its_csrf_token_is_refused(app, customer_a):
+    page = subscription_path(customer_a)
+    refused = customer_a.post(f"{page}/quantity", data={"item": "cus-portal-a-seats", "quantity": "15"})
+    assert refused.status_code == 400 and "The form has expired" in text(refused)
+    path = new_link(engine_of(app), "cus-portal-b")
+    assert app.test_client().post(path).status_code == 400
+
+
+# ---------------------------------------------------------------- changes
+
+
+def test_an_upgrade_is_billed_today_exactly_as_previewed(app, seeded, customer_a):
+    change = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="15")
+    shown = text(customer_a.get(change))
+    assert "Takes effect on" in shown and "€1,950.00 → €2,250.00" in shown
+    previewed = figures(app, change)
+    assert previewed["today"]["on"] == seeded.today.isoformat()
+    assert confirm(customer_a, change).status_code == 303
+    assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 15
+
+    bill_customers(engine_of(app), seeded.today)
+    billed = invoice_lines(app, seeded.customer_a, seeded.today)
+    assert billed == sorted((ln["description"], Decimal(ln["amount"])) for ln in previewed["today"]["lines"])
+    assert sum(amount for _, amount in billed) == Decimal(previewed["today"]["subtotal"]) > 0
+
+    next_on = datetime.fromisoformat(previewed["next"]["on"]).date()
+    bill_customers(engine_of(app), next_on)
+    assert invoice_lines(app, seeded.customer_a, next_on) == sorted(
+        (ln["description"], Decimal(ln["amount"])) for ln in previewed["next"]["lines"])
+    assert Decimal(previewed["next"]["subtotal"]) == Decimal("2250.00")  # 5 × 200 + 5 × 150 + 5 × 100
+
+    with transaction(engine_of(app)) as session:
+        [entry] = [e for e in audit.list_actions(session, limit=10, target_id="sub-cus-portal-a")
+                   if e.action == "portal.quantity_changed"]
+    assert entry.actor == "portal:cus-portal-a" and entry.after["quantity"] == "15"
+
+
+def test_a_downgrade_takes_effect_at_the_end_of_the_period(app, seeded, customer_a):
+    change = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="10")
+    previewed = figures(app, change)
+    next_on = datetime.fromisoformat(previewed["next"]["on"]).date()
+    assert previewed["today"]["lines"] == []
+    assert confirm(customer_a, change).status_code == 303
+    assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 12
+    assert quantity_on(app, "sub-cus-portal-a", next_on) == 10
+    assert "quantity becomes 10" in text(customer_a.get(subscription_path(customer_a)))
+    bill_customers(engine_of(app), next_on)
+    billed = invoice_lines(app, seeded.customer_a, next_on)
+    assert sum(amount for _, amount in billed) == Decimal(previewed["next"]["subtotal"]) == Decimal("1750.00")
+
+
+def test_the_timing_rule_is_a_setting(app, seeded, customer_a):
+    app.extensions["billsync"].settings = app.extensions["billsync"].settings.replace(
+        portal_downgrade_timing="now")
+    change = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="10")
+    previewed = figures(app, change)
+    today = previewed["today"]
+    assert today["on"] == seeded.today.isoformat()
+    # The rest of the period: 10 seats charged (1,750.00 a month), 12 credited (1,950.00), prorated by day.
+    next_on = datetime.fromisoformat(previewed["next"]["on"]).date()
+    share = Decimal((next_on - seeded.today).days) / Decimal((next_on - seeded.starts_on).days)
+    assert [ln["amount"] for ln in today["lines"]] == [str(round_money(Decimal(1750) * share, "EUR"))]
+    assert [ln["amount"] for ln in today["credit_lines"]] == [str(round_money(Decimal(1950) * share, "EUR"))]
+    assert today["credit_note_total"] == today["credit_lines"][0]["amount"]
+    assert "Credit note" in text(customer_a.get(change))
+
+
+def test_a_cancellation_keeps_the_subscription_to_the_end_of_the_period_with_its_reason(app, seeded, customer_a):
+    page = subscription_path(customer_a)
+    missing = customer_a.post(f"{page}/cancel", data={"csrf_token": csrf_token(customer_a, page), "reason": ""})
+    assert missing.status_code == 422 and "choose a reason" in text(missing)
+    change = preview(customer_a, "cancel", reason="too_expensive", details="Budget cut for next year")
+    previewed = figures(app, change)
+    assert confirm(customer_a, change).status_code == 303
+    with transaction(engine_of(app)) as session:
+        sub = subscriptions.get_subscription(session, "sub-cus-portal-a")
+        entries = audit.list_actions(session, limit=10, target_id="sub-cus-portal-a")
+    assert sub.ends_before.isoformat() == previewed["ends_before"] == previewed["next"]["on"]
+    assert sub.status_on(seeded.today).value == "cancelled"
+    [entry] = [e for e in entries if e.action == "portal.cancelled"]
+    assert entry.after["reason"] == "too_expensive" and entry.after["details"] == "Budget cut for next year"
+    assert "too_expensive: Budget cut" in sub.cancellation.reason
+
+
+def test_a_stale_expired_or_confirmed_preview_is_refused(app, seeded, customer_a):
+    first = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="15")
+    second = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="20")
+    assert confirm(customer_a, first).status_code == 303
+    again = confirm(customer_a, first)
+    assert again.status_code == 409 and "already confirmed" in text(again)
+    stale = confirm(customer_a, second)
+    assert stale.status_code == 409 and "changed since this preview" in text(stale)
+    third = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="18")
+    with transaction(engine_of(app)) as session:
+        session.execute(update(PortalChangeRow).where(PortalChangeRow.public_id == CHANGE.search(third).group(1))
+                        .values(expires_at=datetime.now(UTC) - timedelta(seconds=1)))
+    expired = confirm(customer_a, third)
+    assert expired.status_code == 409 and "expired" in text(expired)
+    assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 15
+
+
+def test_a_bad_quantity_is_a_message(app, customer_a):
+    page = subscription_path(customer_a)
+    for quantity, message in (("abc", "is not a number"), ("0", "whole number from 1"), ("2.5", "whole number"),
+                              ("12", "is already 12")):
+        response = customer_a.post(f"{page}/quantity", data={
+            "csrf_token": csrf_token(customer_a, page), "item": "cus-portal-a-seats", "quantity": quantity})
+        assert response.status_code == 422 and message in text(response), quantity

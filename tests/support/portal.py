@@ -1,0 +1,69 @@
+"""The customer portal in tests: two customers seeded through the engine's use cases, and links."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
+
+from connector.database import transaction
+
+SEATS_TIERS = [{"up_to": 5, "unit_price": 200}, {"up_to": 10, "unit_price": 150}, {"up_to": None, "unit_price": 100}]
+
+
+@dataclass(frozen=True)
+class Seeded:
+    today: date
+    starts_on: date
+    customer_a: str = "cus-portal-a"
+    customer_b: str = "cus-portal-b"
+    email_a: str = "billing@alpha.example"
+    email_b: str = "ap@beta.example"
+
+
+def portal_today() -> date:
+    return datetime.now(UTC).date()
+
+
+def seed_portal(engine, *, account_a: str | None = None, account_b: str | None = None,
+                today: date | None = None) -> Seeded:
+    """Customer A: a monthly evergreen subscription to 12 seats of a graduated per-seat plan in EUR
+    (1–5 at 200, 6–10 at 150, 11+ at 100: 1,950.00 a month), started 16 days ago and billed since;
+    customer B: 3 seats of the same plan. Both have a billing contact (collection profile)."""
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.customers import Customer
+    from billing_engine.subscriptions import SubscriptionItem, make_subscription
+    from billing_engine.use_cases.billing import bill_customers
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.collections import set_collection_profile
+    from billing_engine.use_cases.customers import upsert_customer
+    from billing_engine.use_cases.subscriptions import start_subscription
+
+    today = today or portal_today()
+    starts_on = today - timedelta(days=16)
+    seeded = Seeded(today, starts_on)
+    seats = make_price("pr-team-seats", make_product("p-team", "TEAM", "Team plan"), currency="EUR",
+                       model="graduated", tiers=SEATS_TIERS)
+    now = datetime.now(UTC)
+    with transaction(engine) as session:
+        upsert_product(session, seats.product)
+        upsert_price(session, seats)
+        for cid, name, account, email, quantity in (
+                (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12),
+                (seeded.customer_b, "Beta GmbH", account_b, seeded.email_b, 3)):
+            upsert_customer(session, Customer(cid, name, "EUR", salesforce_account_id=account))
+            set_collection_profile(session, cid, email=email, now=now)
+            start_subscription(session, make_subscription(
+                f"sub-{cid}", cid, "EUR", starts_on, [SubscriptionItem(f"{cid}-seats", seats,
+                                                                       quantity=Decimal(quantity))],
+                term_months=None))
+    bill_customers(engine, starts_on)
+    return seeded
+
+
+def new_link(engine, customer_id: str, *, minutes: int = 60, now: datetime | None = None) -> str:
+    from connector.portal.links import issue_link
+
+    with transaction(engine) as session:
+        return issue_link(session, customer_id, made_by="test", now=now or datetime.now(UTC), minutes=minutes,
+                          base_url="http://localhost").url.removeprefix("http://localhost")
