@@ -26,9 +26,13 @@ TEXTS = {
 }
 
 
-def send_link(settings: Settings, session, link: IssuedLink, *, to: str, now: datetime) -> bool:
-    """Send ``link`` to ``to``; False (logged) when the message could not be handed over."""
-    language = collections_uc.get_collection_profile(session, link.customer_id).language
+def send_link(settings: Settings, session, link: IssuedLink, *, now: datetime) -> bool:
+    """Send ``link`` to the customer's billing contact; False (logged) when there is none or the
+    message could not be handed over."""
+    profile = collections_uc.get_collection_profile(session, link.customer_id)
+    if not profile.email:
+        return False
+    to, language = profile.email, profile.language
     subject, text = TEXTS.get(language, TEXTS["en"])
     name = customers_uc.get_customer(session, link.customer_id).name
     mailer = Mailer.from_settings(settings)

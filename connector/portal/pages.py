@@ -213,7 +213,7 @@ def request_link():
         for cid in collections_uc.customers_with_billing_email(tx, email):
             link = links.make_link(tx, cid, actor="portal:e-mail request", settings=settings, now=now,
                                    request_id=g.get("request_id"), sent_to=email)
-            send_link(settings, tx, link, to=email, now=now)
+            send_link(settings, tx, link, now=now)
     return render_template("portal/request.html", sent=True)
 
 

@@ -28,10 +28,10 @@ def portal_today() -> date:
 def seed_portal(engine, *, account_a: str | None = None, account_b: str | None = None,
                 today: date | None = None) -> Seeded:
     """Customer A: a monthly evergreen subscription to 12 seats of a graduated per-seat plan in EUR
-    (1–5 at 200, 6–10 at 150, 11+ at 100: 1,950.00 a month), started 16 days ago and billed since;
-    customer B: 3 seats of the same plan. Both have a billing contact (collection profile)."""
-    from billing_engine.catalog import make_price, make_product
-    from billing_engine.customers import Customer
+    (1–5 at 200, 6–10 at 150, 11+ at 100: 1,950.00 a month before 20 % VAT), started 16 days ago and
+    billed since; customer B: 3 seats of the same plan. Both are in France, with a billing contact."""
+    from billing_engine.catalog import Product, make_price
+    from billing_engine.customers import Address, Customer
     from billing_engine.subscriptions import SubscriptionItem, make_subscription
     from billing_engine.use_cases.billing import bill_customers
     from billing_engine.use_cases.catalog import upsert_price, upsert_product
@@ -42,16 +42,20 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
     today = today or portal_today()
     starts_on = today - timedelta(days=16)
     seeded = Seeded(today, starts_on)
-    seats = make_price("pr-team-seats", make_product("p-team", "TEAM", "Team plan"), currency="EUR",
-                       model="graduated", tiers=SEATS_TIERS)
+    from billing_engine.tax import ProductTax, TaxCategory
+
+    team = Product("p-team", "TEAM", "Team plan", tax=ProductTax(TaxCategory.STANDARD))
+    seats = make_price("pr-team-seats", team, currency="EUR", model="graduated", tiers=SEATS_TIERS)
     now = datetime.now(UTC)
     with transaction(engine) as session:
         upsert_product(session, seats.product)
         upsert_price(session, seats)
-        for cid, name, account, email, quantity in (
-                (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12),
-                (seeded.customer_b, "Beta GmbH", account_b, seeded.email_b, 3)):
-            upsert_customer(session, Customer(cid, name, "EUR", salesforce_account_id=account))
+        for cid, name, account, email, quantity, city in (
+                (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12, "Lyon"),
+                (seeded.customer_b, "Beta SARL", account_b, seeded.email_b, 3, "Nantes")):
+            upsert_customer(session, Customer(cid, name, "EUR", salesforce_account_id=account,
+                                              billing_address=Address("1 place Bellecour", "", city, "69002", "",
+                                                                      "FR"), tax_rate_percent=Decimal(20)))
             set_collection_profile(session, cid, email=email, now=now)
             start_subscription(session, make_subscription(
                 f"sub-{cid}", cid, "EUR", starts_on, [SubscriptionItem(f"{cid}-seats", seats,

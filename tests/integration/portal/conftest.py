@@ -7,9 +7,18 @@ import re
 import pytest
 
 from connector import create_app
+from connector.settings import load_settings
+from tests.support.documents import SELLER
 from tests.support.portal import new_link, seed_portal
 
 TOKEN = re.compile(r'name="csrf_token"(?: type="hidden")? value="([^"]+)"')
+
+
+@pytest.fixture
+def settings(database_url, tmp_path):
+    """A seller complete enough for invoice PDFs; mail written to files under the test's folder."""
+    return load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning", "MAIL_DIR": str(tmp_path / "mail"),
+                          **SELLER})
 
 
 @pytest.fixture
