@@ -210,3 +210,20 @@ def test_a_bad_quantity_is_a_message(app, customer_a):
         response = customer_a.post(f"{page}/quantity", data={
             "csrf_token": csrf_token(customer_a, page), "item": "cus-portal-a-seats", "quantity": quantity})
         assert response.status_code == 422 and message in text(response), quantity
+
+
+def test_the_portal_speaks_the_browser_s_language_and_has_a_switch(app, seeded):
+    from tests.integration.portal.conftest import open_portal
+
+    client = app.test_client()
+    client.environ_base["HTTP_ACCEPT_LANGUAGE"] = "fr-FR,fr;q=0.9"
+    assert open_portal(client, engine_of(app), seeded.customer_a).status_code == 303
+    home = text(client.get("/portal/"))
+    assert "Abonnements" in home and "1\u202f950,00\xa0€" in home
+    change = preview(client, "quantity", item="cus-portal-a-seats", quantity="15")
+    shown = text(client.get(change))
+    assert "Prend effet le" in shown and "Dû aujourd'hui" in shown and "Prochaine facture" in shown
+    switched = client.post("/language", data={"locale": "en", "next": change,
+                                              "csrf_token": csrf_token(client, change)})
+    assert switched.status_code == 303 and switched.headers["Location"].endswith(change)
+    assert "Takes effect on" in text(client.get(change))
