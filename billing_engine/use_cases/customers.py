@@ -1,5 +1,5 @@
-"""Customer use cases: create or update a customer, find one, and ask for its Account summary
-to be pushed again.
+"""Customer use cases: create or update a customer, find one, ask for its Account summary
+to be pushed again, and pass a customer's message on to sales.
 
 A Salesforce Account id belongs to one customer only; a customer's currency is fixed
 once it has subscriptions. Bad input raises the domain's ``InvalidInputError`` /
@@ -10,8 +10,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from billing_engine import outbox as ob
 from billing_engine.customers import Customer
-from billing_engine.errors import ConflictError, NotFoundError
+from billing_engine.errors import ConflictError, InvalidInputError, NotFoundError
 from billing_engine.outbox import customer_summary_event
 from billing_engine.storage import catalog as store
 from billing_engine.storage.database import Session
@@ -53,3 +54,22 @@ def request_customer_summary(session: Session, customer_ids: str | list[str], *,
     coalesced per customer): after a change of the customer itself, or to repair drift."""
     ids = [customer_ids] if isinstance(customer_ids, str) else customer_ids
     add_events(session, [customer_summary_event(cid, now) for cid in sorted(set(ids))])
+
+
+#: Longest message a customer may send to sales.
+MAX_SALES_MESSAGE = 4000
+
+
+def request_sales_contact(session: Session, customer_id: str, *, message_id: str, message: str, contact: str = "",
+                          now: datetime) -> None:
+    """``customer.sales_requested``: the customer wrote to sales (from the portal); the push makes it a
+    task for the owner of the customer's Account, once (keyed by ``message_id``)."""
+    customer = get_customer(session, customer_id)
+    text = (message or "").strip()
+    if not text:
+        raise InvalidInputError("message", "write a few words")
+    if len(text) > MAX_SALES_MESSAGE or any(ord(c) < 32 and c not in "\r\n\t" for c in text):
+        raise InvalidInputError("message", f"at most {MAX_SALES_MESSAGE} printable characters")
+    add_events(session, [ob.new_event(ob.CUSTOMER_SALES_REQUESTED, "customer", customer.customer_id, {
+        "message_id": message_id, "customer_id": customer.customer_id, "customer_name": customer.name,
+        "message": text, "contact": contact, "sent_on": now.date()}, now)])

@@ -99,11 +99,12 @@ def deliver_documents(client: Any, specs: Any, engine: Any, keys: Keys, rows: Se
     except (SalesforceLimitError, SalesforceRetryableError, SalesforceAuthError) as stop:
         result.stop = stop
     for doc in documents:
-        result.settlements.append(doc.outcome or _unsent(doc.row, result.stop, now))
+        result.settlements.append(doc.outcome or unsent(doc.row, result.stop, now))
     return result
 
 
-def _unsent(row: ClaimedRow, stop: SalesforceError | None, now: datetime) -> Settlement:
+def unsent(row: ClaimedRow, stop: SalesforceError | None, now: datetime) -> Settlement:
+    """The settlement of a row the push stopped before sending: released, or retried soon."""
     if isinstance(stop, SalesforceLimitError):
         return Settlement(row.id, Outcome.RELEASE, retry_at=stop.resume_after)
     if isinstance(stop, SalesforceAuthError) or stop is None:
@@ -175,13 +176,14 @@ def _upload(client: Any, base: str, specs: Any, docs: list[_Document], result: D
             doc.outcome = Settlement(doc.row.id, Outcome.DONE, None, result=record_id)
             result.sent += 1
             continue
-        code, message = _error(answer.body if answer else None, answer.status if answer else 0)
+        code, message = answer_error(answer.body if answer else None, answer.status if answer else 0)
         transient = answer is None or code in RETRYABLE_CODES or answer.status >= 500
         doc.outcome = Settlement(doc.row.id, Outcome.TRANSIENT if transient else Outcome.FAILED,
                                  f"ContentVersion {doc.key}: {code}: {message}")
 
 
-def _error(body: Any, status: int) -> tuple[str, str]:
+def answer_error(body: Any, status: int) -> tuple[str, str]:
+    """The error code and message of a refused subrequest."""
     item = body[0] if isinstance(body, list) and body else body
     if isinstance(item, dict):
         return (str(item.get("errorCode") or item.get("statusCode") or f"HTTP_{status}"),
@@ -190,5 +192,5 @@ def _error(body: Any, status: int) -> tuple[str, str]:
 
 
 def _describe(body: Any, status: int) -> str:
-    code, message = _error(body, status)
+    code, message = answer_error(body, status)
     return f"{code}: {message}" if message else code

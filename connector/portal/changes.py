@@ -222,6 +222,7 @@ def confirm_change(engine: Engine, settings: Settings, *, customer_id: str, publ
         if claimed != 1:
             raise ChangeRefusedError(CONFIRMED)
         amendment_id = current.next_amendment_id()
+        before_quantity: str | None = None
         if row.kind == QUANTITY:
             before_quantity = next((str(i.quantity) for i in changeable_items(current, today)
                                     if i.item_id == row.item_id), None)
@@ -240,9 +241,22 @@ def confirm_change(engine: Engine, settings: Settings, *, customer_id: str, publ
             after = {"ends_before": changed.ends_before, "reason": row.reason_code, "details": row.reason_text}
             action = "portal.cancelled"
         session.execute(update(table).where(table.c.id == row.id).values(amendment_id=amendment_id))
+        figures = figures_of(row)
+        if row.kind == QUANTITY:
+            product = next((i.price.product.name for i in changeable_items(current, today) if i.item_id == row.item_id),
+                           row.item_id)
+            description = f"{product}: quantity {before_quantity} → {row.quantity} from {row.effective_on}"
+        else:
+            description = f"Cancelled at the end of the period ({row.reason_code}" + \
+                (f": {row.reason_text})" if row.reason_text else ")")
+        subscriptions_uc.announce_self_service_change(
+            session, row.subscription_id, change_id=row.public_id,
+            kind="amendment" if row.kind == QUANTITY else "cancellation", amendment_id=amendment_id,
+            effective_on=row.effective_on, mrr_before=Decimal(figures["mrr_before"]),
+            mrr_after=Decimal(figures["mrr_after"]), description=description, now=now)
         audit.record_action(session, at=now, actor=f"portal:{customer_id}", action=action,
                             target_type="subscription", target_id=row.subscription_id, before=before,
-                            after={**after, "amendment_id": amendment_id, "preview": figures_of(row)},
+                            after={**after, "amendment_id": amendment_id, "preview": figures},
                             request_id=request_id)
         row.confirmed_at, row.amendment_id = now, amendment_id
     return row, changed

@@ -8,6 +8,7 @@ carries the form's CSRF token. Every change is recorded in the audit log as ``po
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -39,6 +40,7 @@ from billing_engine.money import Money
 from billing_engine.use_cases import accounts, documents, invoices
 from billing_engine.use_cases import audit as audit_log
 from billing_engine.use_cases import collections as collections_uc
+from billing_engine.use_cases import customers as customers_uc
 from billing_engine.use_cases import subscriptions as subscriptions_uc
 from connector.console.framework import refusal, security_headers
 from connector.database import READ_ONLY, is_unavailable, transaction
@@ -412,3 +414,26 @@ def credit_note_pdf(cid: str):
             abort(404)
         doc = documents.get_document(tx, credit_note_id=credit_note_id)
     return _pdf(doc)
+
+
+# ---------------------------------------------------------------- talk to sales
+
+
+@blueprint.route("/contact", methods=["GET", "POST"])
+@limiter.limit("10 per hour", methods=["POST"])
+def contact():
+    """A message to the customer's sales rep: a task for the owner of the customer's Account."""
+    if request.method == "GET":
+        return render_template("portal/contact.html", message="")
+    message = request.form.get("message", "")
+    now = _now()
+    message_id = secrets.token_hex(8)
+    try:
+        with transaction(_engine()) as tx:
+            customers_uc.request_sales_contact(tx, customer_id(), message_id=message_id, message=message, now=now)
+            _audit(tx, "portal.sales_requested", "customer", customer_id(),
+                   after={"message_id": message_id, "message": message.strip()})
+    except InvalidInputError as exc:
+        return render_template("portal/contact.html", message=message, error=refusal(exc)), 422
+    flash(_("Your message is on its way to your account manager."), "success")
+    return redirect(url_for("portal.home"), 303)

@@ -1,0 +1,101 @@
+"""What customers do in the portal reaches Salesforce (the sandbox): each confirmed change is one
+Closed Won deal (Amendment or Cancellation, LeadSource Self-Service) naming the subscription, sent
+through the outbox exactly once; the pull does not apply those deals again; a message to sales is
+a task for the Account's owner."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, time
+from decimal import Decimal
+
+import pytest
+from sqlalchemy import update
+from sqlmodel import Session, select
+
+from billing_engine.storage.outbox import OutboxRow
+from billing_engine.use_cases import subscriptions
+from connector import create_app
+from connector.sync.pull import pull_changes
+from tests.integration.portal.conftest import csrf_token, open_portal
+from tests.integration.portal.test_portal import confirm, preview, text
+from tests.integration.sync.test_pull import salesforce
+from tests.integration.sync.test_subscription_records import drain
+from tests.support.portal import seed_portal
+
+pytestmark = pytest.mark.timeout(180)
+
+DEALS = ("SELECT Id, Name, AccountId, StageName, Type, LeadSource, Subscription_Reference__c, Service_Start_Date__c, "
+         "Amount, CurrencyIsoCode, Cancellation_Mode__c, Description, Billsync_Change_Id__c FROM Opportunity "
+         "WHERE LeadSource = 'Self-Service' ORDER BY CreatedDate")
+
+
+@pytest.fixture
+def connected(org, services, connected_settings):
+    """An Account owned by a rep in the sandbox, pulled, and its customer's subscription seeded."""
+    sf = salesforce(org)
+    rep = sf.User.create({"LastName": "Martin", "Username": "rep@alpha.example", "Email": "rep@alpha.example"})["id"]
+    account = sf.Account.create({"Name": "Alpha SAS", "OwnerId": rep, "CurrencyIsoCode": "EUR",
+                                 "BillingCountry": "France", "Tax_Rate__c": 20})["id"]
+    other = sf.Account.create({"Name": "Beta SARL", "CurrencyIsoCode": "EUR", "BillingCountry": "France",
+                               "Tax_Rate__c": 20})["id"]
+    seeded = seed_portal(services.engine, account_a=account, account_b=other)
+    pull_changes(services)
+    app = create_app(connected_settings)
+    client = app.test_client()
+    assert open_portal(client, services.engine, seeded.customer_a).status_code == 303
+    return sf, client, seeded, rep, account
+
+
+def test_each_portal_change_is_one_self_service_deal_and_is_not_applied_again(connected, services):
+    sf, client, seeded, _rep, account = connected
+    upgrade = preview(client, "quantity", item="cus-portal-a-seats", quantity="15")
+    assert confirm(client, upgrade).status_code == 303
+    cancel = preview(client, "cancel", reason="switching", details="Moving to an in-house tool")
+    assert confirm(client, cancel).status_code == 303
+    drain(services, seeded.today)
+
+    amendment, cancellation = sf.query(DEALS)["records"]
+    assert (amendment["Type"], amendment["StageName"], amendment["AccountId"]) == ("Amendment", "Closed Won", account)
+    assert amendment["Subscription_Reference__c"] == "sub-cus-portal-a"
+    assert amendment["Service_Start_Date__c"] == seeded.today.isoformat()
+    assert Decimal(str(amendment["Amount"])) == Decimal("300.00")  # MRR 1,950.00 → 2,250.00
+    assert "quantity 12 → 15" in amendment["Description"]
+    assert cancellation["Type"] == "Cancellation" and cancellation["Cancellation_Mode__c"] == "end_of_term"
+    assert "switching: Moving to an in-house tool" in cancellation["Description"]
+    assert Decimal(str(cancellation["Amount"])) == Decimal("-2250.00")
+    [shown] = sf.query(f"SELECT MRR__c FROM Account WHERE Id = '{account}'")["records"]
+    assert Decimal(str(shown["MRR__c"])) == Decimal("2250.00")
+
+    # Sent again (a worker died before settling its row): the same deals, updated in place.
+    with Session(services.engine) as session:
+        session.execute(update(OutboxRow).where(OutboxRow.topic == "subscription.self_service_changed")
+                        .values(status="pending", next_attempt_at=datetime.combine(seeded.today, time(5), UTC)))
+        session.commit()
+    drain(services, seeded.today)
+    assert len(sf.query(DEALS)["records"]) == 2
+
+    # The pull reads the won deals and leaves these out: no second amendment, no error.
+    report = pull_changes(services)
+    with Session(services.engine) as session:
+        sub = subscriptions.get_subscription(session, "sub-cus-portal-a")
+    assert len(sub.amendments) == 2
+    [opportunities] = [o for o in report.objects if o.object_name == "Opportunity"]
+    assert (opportunities.fetched, opportunities.applied, opportunities.failed, opportunities.flagged) == (0, 0, 0, 0)
+    assert opportunities.error is None
+
+
+def test_talk_to_sales_is_a_task_for_the_account_owner(connected, services):
+    sf, client, seeded, rep, account = connected
+    empty = client.post("/portal/contact", data={"message": " ", "csrf_token": csrf_token(client, "/portal/contact")})
+    assert empty.status_code == 422 and "write a few words" in text(empty)
+    sent = client.post("/portal/contact", data={"message": "We open a second office: 20 more seats?",
+                                                "csrf_token": csrf_token(client, "/portal/contact")})
+    assert sent.status_code == 303
+    drain(services, seeded.today)
+    [task] = sf.query("SELECT Subject, Description, WhatId, OwnerId, Status, Billsync_Message_Id__c FROM Task")[
+        "records"]
+    assert (task["OwnerId"], task["WhatId"], task["Status"]) == (rep, account, "Not Started")
+    assert "Alpha SAS" in task["Subject"] and "20 more seats" in task["Description"]
+    with Session(services.engine) as session:
+        assert session.exec(select(OutboxRow).where(OutboxRow.topic == "customer.sales_requested")).one().status \
+            == "done"
