@@ -14,7 +14,8 @@ Row contract (read by the connector's push, docs/architecture.md §4 How data fl
   ``document.stored``: an invoice's or credit note's PDF was stored, to attach it in Salesforce;
   ``subscription.self_service_changed``: a customer changed or cancelled a subscription in the
   portal, recorded in Salesforce as a won deal; ``customer.sales_requested``: a customer wrote to
-  sales from the portal, a task for the Account's owner);
+  sales from the portal, a task for the Account's owner; ``customer.billing_details_changed``: a
+  customer edited their billing address or VAT number in the portal, written to the Account);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
   the push upserts by an external id derived from them, so re-sending is safe;
 - ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
@@ -66,11 +67,12 @@ SUBSCRIPTION_CHANGED = "subscription.changed"
 DOCUMENT_STORED = "document.stored"
 SUBSCRIPTION_SELF_SERVICE_CHANGED = "subscription.self_service_changed"
 CUSTOMER_SALES_REQUESTED = "customer.sales_requested"
+CUSTOMER_BILLING_DETAILS_CHANGED = "customer.billing_details_changed"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
     CUSTOMER_SUMMARY_CHANGED, INVOICE_OVERDUE, INVOICE_REMINDED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
-    DOCUMENT_STORED, SUBSCRIPTION_SELF_SERVICE_CHANGED, CUSTOMER_SALES_REQUESTED,
+    DOCUMENT_STORED, SUBSCRIPTION_SELF_SERVICE_CHANGED, CUSTOMER_SALES_REQUESTED, CUSTOMER_BILLING_DETAILS_CHANGED,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
 #: Written by earlier versions next to ``customer.summary_changed`` for the same change; no

@@ -132,6 +132,8 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     }),
     # a customer's message to sales from the portal, a task for the Account's owner
     "sales_request": frozenset({"id", "subject", "message", "salesforce_account_id", "owner_id", "sent_on"}),
+    # billing details a customer edited in the portal, written back to the Account
+    "billing_details": frozenset({"salesforce_account_id", "street", "city", "postal_code", "country", "vat_id"}),
 }
 
 # An admin's custom attributes (an inbound spec's ``attributes:``), carried from a deal to the

@@ -1,5 +1,5 @@
 """Customer use cases: create or update a customer, find one, ask for its Account summary
-to be pushed again, and pass a customer's message on to sales.
+to be pushed again, change its billing details and pass its message on to sales (the portal).
 
 A Salesforce Account id belongs to one customer only; a customer's currency is fixed
 once it has subscriptions. Bad input raises the domain's ``InvalidInputError`` /
@@ -8,10 +8,11 @@ once it has subscriptions. Bad input raises the domain's ``InvalidInputError`` /
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
 from billing_engine import outbox as ob
-from billing_engine.customers import Customer
+from billing_engine.customers import Address, Customer
 from billing_engine.errors import ConflictError, InvalidInputError, NotFoundError
 from billing_engine.outbox import customer_summary_event
 from billing_engine.storage import catalog as store
@@ -73,3 +74,18 @@ def request_sales_contact(session: Session, customer_id: str, *, message_id: str
     add_events(session, [ob.new_event(ob.CUSTOMER_SALES_REQUESTED, "customer", customer.customer_id, {
         "message_id": message_id, "customer_id": customer.customer_id, "customer_name": customer.name,
         "message": text, "contact": contact, "sent_on": now.date()}, now)])
+
+
+def change_billing_details(session: Session, customer_id: str, *, address: Address, vat_id: str | None,
+                           now: datetime) -> tuple[Customer, Customer]:
+    """The customer's billing address and VAT number (checked by the caller) as the customer gave
+    them; ``customer.billing_details_changed`` writes them to its Salesforce Account too, so the
+    Account (the source of the next pull) says the same. Returns the customer before and after."""
+    before = get_customer(session, customer_id)
+    after = upsert_customer(session, replace(before, billing_address=address, vat_id=vat_id))
+    if after != before:
+        add_events(session, [ob.new_event(ob.CUSTOMER_BILLING_DETAILS_CHANGED, "customer", customer_id, {
+            "customer_id": customer_id, "street": "\n".join(x for x in (address.line1, address.line2) if x),
+            "city": address.city, "postal_code": address.postal_code, "country": address.country,
+            "vat_id": vat_id or ""}, now)])
+    return before, after

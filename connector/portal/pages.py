@@ -437,3 +437,49 @@ def contact():
         return render_template("portal/contact.html", message=message, error=refusal(exc)), 422
     flash(_("Your message is on its way to your account manager."), "success")
     return redirect(url_for("portal.home"), 303)
+
+
+# ---------------------------------------------------------------- billing details
+
+DETAIL_FIELDS = ("line1", "line2", "postal_code", "city", "country", "vat_id")
+DETAIL_LENGTHS = {"line1": 255, "line2": 255, "postal_code": 20, "city": 40, "country": 2, "vat_id": 32}
+
+
+def _details_page(values: dict[str, str], *, status: int = 200, error: str | None = None):
+    return render_template("portal/billing_details.html", values=values, error=error), status
+
+
+@blueprint.route("/billing-details", methods=["GET", "POST"])
+def billing_details():
+    """The billing address and VAT number invoices carry, as the customer edits them (the VAT number
+    checked with python-stdnum for an EU one)."""
+    from billing_engine.customers import Address
+    from connector.sync.apply import ApplyError, country_code, vat_number
+
+    if request.method == "GET":
+        with reading() as tx:
+            customer = customers_uc.get_customer(tx, customer_id())
+        a = customer.billing_address
+        return _details_page({"line1": a.line1, "line2": a.line2, "postal_code": a.postal_code, "city": a.city,
+                              "country": a.country, "vat_id": customer.vat_id or ""})
+    values = {name: (request.form.get(name) or "").strip() for name in DETAIL_FIELDS}
+    too_long = [name for name, value in values.items() if len(value) > DETAIL_LENGTHS[name]
+                or any(ord(c) < 32 for c in value)]
+    if too_long or not values["country"]:
+        return _details_page(values, status=422, error=_("Check the fields: %(fields)s.", fields=", ".join(
+            too_long or ["country"])))
+    try:
+        country = country_code(values["country"])
+        address = Address(values["line1"], values["line2"], values["city"], values["postal_code"], "", country)
+        vat_id = vat_number(values["vat_id"], country)
+    except (ApplyError, InvalidInputError) as exc:
+        return _details_page(values, status=422, error=str(exc) if isinstance(exc, ApplyError) else refusal(exc))
+    now = _now()
+    with transaction(_engine()) as tx:
+        before, after = customers_uc.change_billing_details(tx, customer_id(), address=address, vat_id=vat_id,
+                                                            now=now)
+        _audit(tx, "portal.billing_details_changed", "customer", customer_id(),
+               before={"billing_address": before.billing_address, "vat_id": before.vat_id},
+               after={"billing_address": after.billing_address, "vat_id": after.vat_id})
+    flash(_("Your billing details are saved: your next invoices carry them."), "success")
+    return redirect(url_for("portal.billing_details"), 303)

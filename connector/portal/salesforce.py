@@ -11,6 +11,9 @@ Two outbox topics, delivered here after the other rows claimed with them:
 - ``customer.sales_requested`` (a message to sales) → the mapping ``sales_request``: a Task on the
   Account for its owner (``OwnerId`` read from the Account when it is sent), upserted by
   ``Billsync_Message_Id__c``.
+- ``customer.billing_details_changed`` (billing address and VAT number edited) → the mapping
+  ``billing_details``: the Account updated by Id, so that the pull reads back what the customer
+  entered.
 
 A customer without a Salesforce Account has nothing to write: its rows are done with a note.
 Outcomes per row as for documents: done, transient (a lock, an unavailable Salesforce), failed
@@ -44,7 +47,6 @@ from connector.sync.installation import Keys
 from connector.sync.outbox_claims import ClaimedRow, Settlement
 from mappings import InvalidRecordError, MappingsError, apply_outbound
 
-TOPICS = frozenset({ob.SUBSCRIPTION_SELF_SERVICE_CHANGED, ob.CUSTOMER_SALES_REQUESTED})
 PER_CALL = 12  # a look-up and an upsert each at most: 24 of a composite's 25 subrequests
 
 
@@ -88,6 +90,12 @@ def _request_record(row: ClaimedRow, keys: Keys, account_id: str, owner_id: str 
                                                                   "to talk to sales",
             "message": f"{p['message']}{contact}", "salesforce_account_id": account_id, "owner_id": owner_id,
             "sent_on": p["sent_on"]}
+
+
+def _details_record(row: ClaimedRow, account_id: str) -> dict[str, Any]:
+    p = row.payload
+    return {"salesforce_account_id": account_id, "street": p["street"], "city": p["city"],
+            "postal_code": p["postal_code"], "country": p["country"], "vat_id": p["vat_id"] or None}
 
 
 def deliver_portal_rows(client: Any, specs: Any, engine: Any, keys: Keys, rows: Sequence[ClaimedRow],
@@ -143,21 +151,27 @@ def _upsert(client: Any, base: str, specs: Any, keys: Keys, items: list[_Item], 
             result: PortalDelivery) -> None:
     subrequests, sending = [], []
     for n, item in enumerate(items):
-        change = item.row.topic == ob.SUBSCRIPTION_SELF_SERVICE_CHANGED
-        source, obj, key_field = (("portal_change", "Opportunity", "Billsync_Change_Id__c") if change
-                                  else ("sales_request", "Task", "Billsync_Message_Id__c"))
+        account = item.account_id or ""
         try:
-            engine_record = _change_record(item.row, keys, item.account_id or "") if change else \
-                _request_record(item.row, keys, item.account_id or "", owners.get(item.account_id or ""))
+            if item.row.topic == ob.SUBSCRIPTION_SELF_SERVICE_CHANGED:
+                source, key_field = "portal_change", "Billsync_Change_Id__c"
+                engine_record = _change_record(item.row, keys, account)
+            elif item.row.topic == ob.CUSTOMER_SALES_REQUESTED:
+                source, key_field = "sales_request", "Billsync_Message_Id__c"
+                engine_record = _request_record(item.row, keys, account, owners.get(account))
+            else:
+                source, key_field = "billing_details", "Id"
+                engine_record = _details_record(item.row, account)
             [spec] = specs.outbound_for(source)
             record = apply_outbound(spec, engine_record)
         except (InvalidRecordError, MappingsError, ValueError, KeyError) as exc:
-            item.outcome = Settlement(item.row.id, Outcome.FAILED, f"mapping {source!r}: {exc}")
+            item.outcome = Settlement(item.row.id, Outcome.FAILED, f"mapping {item.row.topic!r}: {exc}")
             continue
-        key = engine_record["id"]
+        obj = spec.object
+        key = record[key_field]
         body = {k: v for k, v in record.items() if k not in ("attributes", key_field)}
-        subrequests.append({"method": "PATCH", "referenceId": f"upsert{n}", "body": body,
-                            "url": f"{base}/{obj}/{format_external_id(key_field, key)}"})
+        url = f"{base}/{obj}/{key}" if key_field == "Id" else f"{base}/{obj}/{format_external_id(key_field, key)}"
+        subrequests.append({"method": "PATCH", "referenceId": f"upsert{n}", "body": body, "url": url})
         sending.append((n, item, f"{obj} {key}"))
     if not subrequests:
         return
@@ -166,7 +180,7 @@ def _upsert(client: Any, base: str, specs: Any, keys: Keys, items: list[_Item], 
     for n, item, what in sending:
         answer = answers.get(f"upsert{n}")
         if answer is not None and answer.success:
-            record_id = answer.body.get("id") if isinstance(answer.body, dict) else None
+            record_id = answer.body.get("id") if isinstance(answer.body, dict) else item.account_id
             item.outcome = Settlement(item.row.id, Outcome.DONE, None, result=record_id)
             result.sent += 1
             continue

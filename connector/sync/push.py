@@ -22,9 +22,9 @@ A ``credit_note.issued`` row writes the credit note, its lines and the invoice i
 credited amount, balance and payment status changed); a ``payment.refunded`` row writes the
 refund, its payment and the invoices the payment paid.
 A ``document.stored`` row attaches an invoice's PDF to its ``Invoice__c`` (``connector.documents.push``),
-after the other rows claimed with it; ``subscription.self_service_changed`` and
-``customer.sales_requested`` rows (the customer portal) write their deal or task the same way
-(``connector.portal.salesforce``).
+after the other rows claimed with it; the customer portal's ``subscription.self_service_changed``,
+``customer.sales_requested`` and ``customer.billing_details_changed`` rows write their deal, task or
+Account fields the same way (``connector.portal.salesforce``).
 
 A ``customer.summary_changed`` row writes the Account summary and, with it, the subscription
 link (status and end date) of each of the customer's deals: one event refreshes both, so a
@@ -113,7 +113,8 @@ PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
 SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
 #: What customers did in the customer portal: deals and tasks (``connector.portal.salesforce``).
-PORTAL_TOPICS = frozenset({ob.SUBSCRIPTION_SELF_SERVICE_CHANGED, ob.CUSTOMER_SALES_REQUESTED})
+PORTAL_TOPICS = frozenset({ob.SUBSCRIPTION_SELF_SERVICE_CHANGED, ob.CUSTOMER_SALES_REQUESTED,
+                           ob.CUSTOMER_BILLING_DETAILS_CHANGED})
 
 Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("credit_note", 3),
 #                         ("credit_note_lines", 3), ("refund", 2), ("account_summary", "cus_1"), ...

@@ -227,3 +227,22 @@ def test_the_portal_speaks_the_browser_s_language_and_has_a_switch(app, seeded):
                                               "csrf_token": csrf_token(client, change)})
     assert switched.status_code == 303 and switched.headers["Location"].endswith(change)
     assert "Takes effect on" in text(client.get(change))
+
+
+def test_billing_details_are_edited_with_a_checked_vat_number(app, seeded, customer_a):
+    from billing_engine.use_cases.customers import get_customer
+
+    page = "/portal/billing-details"
+    form = {"line1": "12 quai Saint-Antoine", "line2": "", "postal_code": "69002", "city": "Lyon", "country": "FR"}
+    bad = customer_a.post(page, data={**form, "vat_id": "FR 12 345", "csrf_token": csrf_token(customer_a, page)})
+    assert bad.status_code == 422 and "is not a valid VAT number" in text(bad)
+    saved = customer_a.post(page, data={**form, "vat_id": "FR 40 303 265 045",
+                                        "csrf_token": csrf_token(customer_a, page)})
+    assert saved.status_code == 303
+    assert "Your billing details are saved" in text(customer_a.get(page))
+    with transaction(engine_of(app)) as session:
+        customer = get_customer(session, seeded.customer_a)
+        [entry] = [e for e in audit.list_actions(session, limit=10, target_id=seeded.customer_a)
+                   if e.action == "portal.billing_details_changed"]
+    assert customer.vat_id == "FR40303265045" and customer.billing_address.line1 == "12 quai Saint-Antoine"
+    assert entry.actor == "portal:cus-portal-a" and entry.after["vat_id"] == "FR40303265045"

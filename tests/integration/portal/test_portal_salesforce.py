@@ -99,3 +99,22 @@ def test_talk_to_sales_is_a_task_for_the_account_owner(connected, services):
     with Session(services.engine) as session:
         assert session.exec(select(OutboxRow).where(OutboxRow.topic == "customer.sales_requested")).one().status \
             == "done"
+
+
+def test_billing_details_edited_in_the_portal_are_written_to_the_account(connected, services):
+    sf, client, seeded, _rep, account = connected
+    page = "/portal/billing-details"
+    saved = client.post(page, data={"line1": "12 quai Saint-Antoine", "line2": "", "postal_code": "69002",
+                                    "city": "Lyon", "country": "FR", "vat_id": "FR40303265045",
+                                    "csrf_token": csrf_token(client, page)})
+    assert saved.status_code == 303
+    drain(services, seeded.today)
+    [shown] = sf.query(f"SELECT BillingStreet, BillingCity, BillingPostalCode, BillingCountry, VAT_Id__c FROM Account "
+                       f"WHERE Id = '{account}'")["records"]
+    assert (shown["BillingStreet"], shown["BillingCity"], shown["BillingCountry"], shown["VAT_Id__c"]) == (
+        "12 quai Saint-Antoine", "Lyon", "FR", "FR40303265045")
+    pull_changes(services)  # the Account read back says the same: the customer keeps what it entered
+    with Session(services.engine) as session:
+        from billing_engine.use_cases.customers import get_customer
+
+        assert get_customer(session, seeded.customer_a).vat_id == "FR40303265045"

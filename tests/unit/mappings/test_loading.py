@@ -34,7 +34,7 @@ def problems_of(tmp_path: Path, text: str, name: str = "custom.yaml") -> list[st
 def test_the_defaults_load_without_problems(defaults):
     assert sorted(s.name for s in defaults.inbound) == ["customer", "price", "product", "subscription"]
     assert sorted(s.name for s in defaults.outbound) == [
-        "account_review", "account_summary", "credit_note", "credit_note_line", "deal_preview", "document", "invoice",
+        "account_review", "account_summary", "billing_details", "credit_note", "credit_note_line", "deal_preview", "document", "invoice",
         "invoice_line", "opportunity_review", "payment", "portal_change", "refund", "sales_request", "subscription",
         "subscription_item", "subscription_link"]
     assert [s.name for s in defaults.inbound_for("account")] == ["customer"]
