@@ -29,7 +29,8 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
                 today: date | None = None) -> Seeded:
     """Customer A: a monthly evergreen subscription to 12 seats of a graduated per-seat plan in EUR
     (1–5 at 200, 6–10 at 150, 11+ at 100: 1,950.00 a month before 20 % VAT), started 16 days ago and
-    billed since; customer B: 3 seats of the same plan. Both are in France, with a billing contact."""
+    billed since; customer B: 3 seats of the same plan at a contract price of 120.00 a seat. Both are in
+    France, with a billing contact."""
     from billing_engine.catalog import Product, make_price
     from billing_engine.customers import Address, Customer
     from billing_engine.subscriptions import SubscriptionItem, make_subscription
@@ -50,16 +51,16 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
     with transaction(engine) as session:
         upsert_product(session, seats.product)
         upsert_price(session, seats)
-        for cid, name, account, email, quantity, city in (
-                (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12, "Lyon"),
-                (seeded.customer_b, "Beta SARL", account_b, seeded.email_b, 3, "Nantes")):
+        for cid, name, account, email, quantity, city, contract_price in (
+                (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12, "Lyon", None),
+                (seeded.customer_b, "Beta SARL", account_b, seeded.email_b, 3, "Nantes", Decimal(120))):
             upsert_customer(session, Customer(cid, name, "EUR", salesforce_account_id=account,
                                               billing_address=Address("1 place Bellecour", "", city, "69002", "",
                                                                       "FR"), tax_rate_percent=Decimal(20)))
             set_collection_profile(session, cid, email=email, now=now)
             start_subscription(session, make_subscription(
-                f"sub-{cid}", cid, "EUR", starts_on, [SubscriptionItem(f"{cid}-seats", seats,
-                                                                       quantity=Decimal(quantity))],
+                f"sub-{cid}", cid, "EUR", starts_on, [SubscriptionItem(f"{cid}-seats", seats, quantity=Decimal(quantity),
+                                                                       contract_unit_price=contract_price)],
                 term_months=None))
     bill_customers(engine, starts_on)
     return seeded

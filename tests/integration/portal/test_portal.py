@@ -246,3 +246,14 @@ def test_billing_details_are_edited_with_a_checked_vat_number(app, seeded, custo
                    if e.action == "portal.billing_details_changed"]
     assert customer.vat_id == "FR40303265045" and customer.billing_address.line1 == "12 quai Saint-Antoine"
     assert entry.actor == "portal:cus-portal-a" and entry.after["vat_id"] == "FR40303265045"
+
+
+def test_a_contract_price_is_kept_through_a_portal_change(app, seeded, customer_b):
+    change = preview(customer_b, "quantity", item="cus-portal-b-seats", quantity="5")
+    previewed = figures(app, change)
+    assert previewed["next"]["subtotal"] == "600.00"  # 5 × 120.00, not the catalog's 5 × 200.00
+    assert confirm(customer_b, change).status_code == 303
+    with transaction(engine_of(app)) as session:
+        version = subscriptions.get_subscription(session, "sub-cus-portal-b").version_on(seeded.today)
+    assert version.items["cus-portal-b-seats"].contract_unit_price == Decimal(120)
+    assert version.items["cus-portal-b-seats"].quantity == 5
