@@ -72,3 +72,19 @@ def new_link(engine, customer_id: str, *, minutes: int = 60, now: datetime | Non
     with transaction(engine) as session:
         return issue_link(session, customer_id, made_by="test", now=now or datetime.now(UTC), minutes=minutes,
                           base_url="http://localhost").url.removeprefix("http://localhost")
+
+
+@dataclass(frozen=True)
+class Connected:
+    seeded: Seeded
+    rep: str  # the User owning customer A's Account
+    account: str  # customer A's Account
+
+
+def seed_connected(sf, engine) -> Connected:
+    """``seed_portal`` with each customer on an Account of the sandbox (``sf``), customer A's owned by a rep."""
+    rep = sf.User.create({"LastName": "Martin", "Username": "rep@alpha.example", "Email": "rep@alpha.example"})["id"]
+    accounts = [sf.Account.create({"Name": name, "CurrencyIsoCode": "EUR", "BillingCountry": "France",
+                                   "Tax_Rate__c": 20, **owner})["id"]
+                for name, owner in (("Alpha SAS", {"OwnerId": rep}), ("Beta SARL", {}))]
+    return Connected(seed_portal(engine, account_a=accounts[0], account_b=accounts[1]), rep, accounts[0])

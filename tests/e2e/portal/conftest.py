@@ -14,7 +14,7 @@ from connector.sync.pull import pull_changes
 from tests.e2e.console.conftest import _tab, browser, screenshot, spaces  # noqa: F401 - fixtures and helpers
 from tests.integration.sync.test_pull import salesforce
 from tests.support.api import live_server
-from tests.support.portal import Seeded, new_link, seed_portal
+from tests.support.portal import Seeded, new_link, seed_connected
 
 
 def pytest_collection_modifyitems(items):
@@ -45,16 +45,11 @@ def portal(org, services, connected_settings) -> Iterator[Portal]:
     """Customer A (12 seats of the graduated Team plan, monthly, in EUR) on an Account owned by a rep
     in the sandbox, pulled; the app connected to the sandbox, served on a loopback port."""
     sf = salesforce(org)
-    rep = sf.User.create({"LastName": "Martin", "Username": "rep@alpha.example", "Email": "rep@alpha.example"})["id"]
-    account = sf.Account.create({"Name": "Alpha SAS", "OwnerId": rep, "CurrencyIsoCode": "EUR",
-                                 "BillingCountry": "France", "Tax_Rate__c": 20})["id"]
-    other = sf.Account.create({"Name": "Beta SARL", "CurrencyIsoCode": "EUR", "BillingCountry": "France",
-                               "Tax_Rate__c": 20})["id"]
-    seeded = seed_portal(services.engine, account_a=account, account_b=other)
+    connected = seed_connected(sf, services.engine)
     pull_changes(services)
     app = create_app(connected_settings)
     with live_server(app) as url:
-        yield Portal(url, app, seeded, sf, rep, account)
+        yield Portal(url, app, connected.seeded, sf, connected.rep, connected.account)
 
 
 @pytest.fixture

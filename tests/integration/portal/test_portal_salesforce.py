@@ -20,7 +20,7 @@ from tests.integration.portal.conftest import csrf_token, open_portal
 from tests.integration.portal.test_portal import confirm, preview, text
 from tests.integration.sync.test_pull import salesforce
 from tests.integration.sync.test_subscription_records import drain
-from tests.support.portal import seed_portal
+from tests.support.portal import seed_connected
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -33,17 +33,11 @@ DEALS = ("SELECT Id, Name, AccountId, StageName, Type, LeadSource, Subscription_
 def connected(org, services, connected_settings):
     """An Account owned by a rep in the sandbox, pulled, and its customer's subscription seeded."""
     sf = salesforce(org)
-    rep = sf.User.create({"LastName": "Martin", "Username": "rep@alpha.example", "Email": "rep@alpha.example"})["id"]
-    account = sf.Account.create({"Name": "Alpha SAS", "OwnerId": rep, "CurrencyIsoCode": "EUR",
-                                 "BillingCountry": "France", "Tax_Rate__c": 20})["id"]
-    other = sf.Account.create({"Name": "Beta SARL", "CurrencyIsoCode": "EUR", "BillingCountry": "France",
-                               "Tax_Rate__c": 20})["id"]
-    seeded = seed_portal(services.engine, account_a=account, account_b=other)
+    connected = seed_connected(sf, services.engine)
     pull_changes(services)
-    app = create_app(connected_settings)
-    client = app.test_client()
-    assert open_portal(client, services.engine, seeded.customer_a).status_code == 303
-    return sf, client, seeded, rep, account
+    client = create_app(connected_settings).test_client()
+    assert open_portal(client, services.engine, connected.seeded.customer_a).status_code == 303
+    return sf, client, connected.seeded, connected.rep, connected.account
 
 
 def test_each_portal_change_is_one_self_service_deal_and_is_not_applied_again(connected, services):
