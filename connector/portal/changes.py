@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import secrets
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -21,11 +21,12 @@ from zoneinfo import ZoneInfo
 from sqlalchemy import Engine, select, update
 from sqlmodel import Session
 
-from billing_engine.catalog import ChargeType
+from billing_engine.catalog import ChargeType, Price
 from billing_engine.errors import InvalidInputError, NotFoundError
 from billing_engine.periods import period_containing
-from billing_engine.subscriptions import Amendment, AmendmentAction, Subscription
+from billing_engine.subscriptions import Amendment, AmendmentAction, Subscription, SubscriptionItem
 from billing_engine.use_cases import audit
+from billing_engine.use_cases import catalog as catalog_uc
 from billing_engine.use_cases import subscriptions as subscriptions_uc
 from billing_engine.use_cases.preview import ChargesPreview, preview_change_invoices
 from connector.database import transaction
@@ -36,7 +37,7 @@ from connector.settings import Settings
 CANCEL_REASONS = ("too_expensive", "missing_features", "not_using", "switching", "temporary", "other")
 MAX_QUANTITY = Decimal(100000)
 MAX_REASON_TEXT = 500
-QUANTITY, CANCEL = "quantity", "cancel"
+QUANTITY, PLAN, CANCEL = "quantity", "plan", "cancel"
 #: Why a confirmation is refused.
 EXPIRED, STALE, CONFIRMED = "expired", "stale", "confirmed"
 
@@ -108,11 +109,17 @@ def _figures(preview: ChargesPreview) -> dict[str, Any]:
 class _Draft:
     subscription_id: str
     kind: str
-    amendment: Amendment
+    amendments: tuple[Amendment, ...]
     item_id: str | None = None
     quantity: Decimal | None = None
     reason_code: str | None = None
     reason_text: str = ""
+    price_id: str | None = None
+    new_item_id: str | None = None
+
+    @property
+    def effective_on(self) -> date:
+        return self.amendments[0].effective_on
 
 
 def _preview(engine: Engine, settings: Settings, customer_id: str, draft: _Draft, *, today: date,
@@ -121,11 +128,12 @@ def _preview(engine: Engine, settings: Settings, customer_id: str, draft: _Draft
         try:
             before = owned_subscription(session, customer_id, draft.subscription_id)
             next_on = next_period_start(before, today)
-            after = subscriptions_uc.amend_subscription(session, draft.subscription_id, draft.amendment, now=now)
+            for amendment in draft.amendments:
+                after = subscriptions_uc.amend_subscription(session, draft.subscription_id, amendment, now=now)
             due_today, next_invoice = preview_change_invoices(
-                session, draft.subscription_id, before, today, max(next_on, draft.amendment.effective_on),
+                session, draft.subscription_id, before, today, max(next_on, draft.effective_on),
                 default_tax_percent=settings.default_tax_rate, seller_country=settings.seller_country)
-            mrr_on = draft.amendment.effective_on if draft.kind == QUANTITY else (after.ends_before or next_on)
+            mrr_on = draft.effective_on if draft.kind != CANCEL else (after.ends_before or next_on)
             figures = {
                 "today": _figures(due_today), "next": _figures(next_invoice),
                 "mrr_before": str(subscriptions_uc.subscription_overview(before, mrr_on - timedelta(days=1)).mrr),
@@ -138,7 +146,8 @@ def _preview(engine: Engine, settings: Settings, customer_id: str, draft: _Draft
     row = PortalChangeRow(
         public_id=secrets.token_urlsafe(16), customer_id=customer_id, subscription_id=draft.subscription_id,
         kind=draft.kind, item_id=draft.item_id, quantity=None if draft.quantity is None else str(draft.quantity),
-        effective_on=draft.amendment.effective_on, previewed_on=today, amendments=amendments,
+        price_id=draft.price_id, new_item_id=draft.new_item_id,
+        effective_on=draft.effective_on, previewed_on=today, amendments=amendments,
         reason_code=draft.reason_code, reason_text=draft.reason_text, preview=json.dumps(figures),
         created_at=now, expires_at=now + timedelta(minutes=settings.portal_preview_minutes))
     with transaction(engine) as session:
@@ -163,7 +172,53 @@ def preview_quantity(engine: Engine, settings: Settings, *, customer_id: str, su
     amendment = Amendment("", 0, AmendmentAction.CHANGE_QUANTITY, effective_on, item_id=item_id, quantity=quantity,
                           reason="customer portal")
     return _preview(engine, settings, customer_id,
-                    _Draft(subscription_id, QUANTITY, amendment, item_id=item_id, quantity=quantity),
+                    _Draft(subscription_id, QUANTITY, (amendment,), item_id=item_id, quantity=quantity),
+                    today=today, amendments=len(subscription.amendments), now=now)
+
+
+def plan_options(session: Session, subscription: Subscription, item: Any) -> list[Price]:
+    """The plans an item may switch to: the other self-service prices in its currency and interval."""
+    if item.price.interval is None:
+        return []
+    return [price for price in catalog_uc.self_service_prices(session, subscription.currency,
+                                                               item.price.interval.value)
+            if price.price_id != item.price.price_id]
+
+
+def _plan_switch(current: Subscription, item: Any, price: Price, new_item_id: str, effective_on: date
+                 ) -> tuple[Amendment, ...]:
+    """The old plan's item removed and the new plan's added, with the same quantity, on the same day."""
+    return (Amendment("", 0, AmendmentAction.REMOVE_ITEM, effective_on, item_id=item.item_id,
+                      reason="customer portal: plan switch"),
+            Amendment("", 0, AmendmentAction.ADD_ITEM, effective_on,
+                      item=SubscriptionItem(new_item_id, price, quantity=item.quantity),
+                      reason="customer portal: plan switch"))
+
+
+def preview_plan_switch(engine: Engine, settings: Settings, *, customer_id: str, subscription_id: str, item_id: str,
+                        price_id: str, now: datetime) -> PortalChangeRow:
+    """Preview moving an item to another self-service plan (same quantity), with the timing rule's date:
+    a plan that costs more a month is an upgrade, one that costs less a downgrade."""
+    from billing_engine.use_cases.revenue import item_monthly_amount
+
+    today = business_today(settings, now)
+    with Session(engine) as session:
+        subscription = owned_subscription(session, customer_id, subscription_id)
+        items = {item.item_id: item for item in changeable_items(subscription, today)}
+        if item_id not in items:
+            raise NotFoundError("item", "(not yours)")
+        options = {p.price_id: p for p in plan_options(session, subscription, items[item_id])}
+    if price_id not in options:
+        raise InvalidInputError("plan", "choose one of the plans offered")
+    item, price = items[item_id], options[price_id]
+    new_item_id = f"{item_id[:40]}-{secrets.token_hex(4)}"
+    new_item = SubscriptionItem(new_item_id, price, quantity=item.quantity)
+    old_monthly = item_monthly_amount(item, {item.item_id: item}) or Decimal(0)
+    new_monthly = item_monthly_amount(new_item, {new_item_id: new_item}) or Decimal(0)
+    effective_on = effective_date(settings, subscription, today, increase=new_monthly > old_monthly)
+    return _preview(engine, settings, customer_id,
+                    _Draft(subscription_id, PLAN, _plan_switch(subscription, item, price, new_item_id, effective_on),
+                           item_id=item_id, quantity=item.quantity, price_id=price_id, new_item_id=new_item_id),
                     today=today, amendments=len(subscription.amendments), now=now)
 
 
@@ -183,7 +238,7 @@ def preview_cancellation(engine: Engine, settings: Settings, *, customer_id: str
     amendment = Amendment("", 0, AmendmentAction.CANCEL, max(today, subscription.starts_on),
                           reason=_cancel_reason(reason_code, reason_text))
     return _preview(engine, settings, customer_id,
-                    _Draft(subscription_id, CANCEL, amendment, reason_code=reason_code, reason_text=reason_text),
+                    _Draft(subscription_id, CANCEL, (amendment,), reason_code=reason_code, reason_text=reason_text),
                     today=today, amendments=len(subscription.amendments), now=now)
 
 
@@ -233,6 +288,19 @@ def confirm_change(engine: Engine, settings: Settings, *, customer_id: str, publ
             after: dict[str, Any] = {"item_id": row.item_id, "quantity": row.quantity,
                                      "effective_on": row.effective_on}
             action = "portal.quantity_changed"
+        elif row.kind == PLAN:
+            item = next((i for i in changeable_items(current, today) if i.item_id == row.item_id), None)
+            if item is None or row.price_id is None or row.new_item_id is None:
+                raise ChangeRefusedError(STALE)
+            price = catalog_uc.get_price(session, row.price_id)
+            changed = current
+            for amendment in _plan_switch(current, item, price, row.new_item_id, row.effective_on):
+                changed = subscriptions_uc.amend_subscription(session, row.subscription_id, replace(
+                    amendment, amendment_id=changed.next_amendment_id()), now=now)
+            before = {"item_id": row.item_id, "plan": item.price.product.name, "price_id": item.price.price_id}
+            after = {"item_id": row.new_item_id, "plan": price.product.name, "price_id": price.price_id,
+                     "effective_on": row.effective_on}
+            action = "portal.plan_switched"
         else:
             changed = subscriptions_uc.cancel_subscription(
                 session, row.subscription_id, row.effective_on, amendment_id=amendment_id,
@@ -246,12 +314,14 @@ def confirm_change(engine: Engine, settings: Settings, *, customer_id: str, publ
             product = next((i.price.product.name for i in changeable_items(current, today) if i.item_id == row.item_id),
                            row.item_id)
             description = f"{product}: quantity {before_quantity} → {row.quantity} from {row.effective_on}"
+        elif row.kind == PLAN:
+            description = f"Plan {before['plan']} → {after['plan']} ({row.quantity}) from {row.effective_on}"
         else:
             description = f"Cancelled at the end of the period ({row.reason_code}" + \
                 (f": {row.reason_text})" if row.reason_text else ")")
         subscriptions_uc.announce_self_service_change(
             session, row.subscription_id, change_id=row.public_id,
-            kind="amendment" if row.kind == QUANTITY else "cancellation", amendment_id=amendment_id,
+            kind="cancellation" if row.kind == CANCEL else "amendment", amendment_id=amendment_id,
             effective_on=row.effective_on, mrr_before=Decimal(figures["mrr_before"]),
             mrr_after=Decimal(figures["mrr_after"]), description=description, now=now)
         audit.record_action(session, at=now, actor=f"portal:{customer_id}", action=action,

@@ -282,10 +282,12 @@ def _subscription_page(sid: str, *, status: int = 200, error: str | None = None,
     today = _today()
     with reading() as tx:
         subscription = changes.owned_subscription(tx, customer_id(), subscription_id)
+        changeable = {item.item_id: changes.plan_options(tx, subscription, item)
+                      for item in changes.changeable_items(subscription, today)}
     overview = subscriptions_uc.subscription_overview(subscription, today)
-    changeable = {item.item_id for item in changes.changeable_items(subscription, today)}
     items = [(o, o.item.item_id in changeable,
-              None if o.monthly_amount is None else Money(o.monthly_amount, subscription.currency))
+              None if o.monthly_amount is None else Money(o.monthly_amount, subscription.currency),
+              changeable.get(o.item.item_id, []))
              for o in overview.items]
     upcoming = sorted((a for a in subscription.amendments if a.effective_on > today), key=lambda a: a.effective_on)
     return render_template("portal/subscription.html", sid=sid, overview=overview, items=items, upcoming=upcoming,
@@ -305,6 +307,18 @@ def preview_quantity(sid: str):
         row = changes.preview_quantity(_engine(), _settings(), customer_id=customer_id(),
                                        subscription_id=subscription_id, item_id=request.form.get("item", ""),
                                        quantity_text=request.form.get("quantity", ""), now=_now())
+    except InvalidInputError as exc:
+        return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
+    return redirect(url_for("portal.change", change_id=row.public_id), 303)
+
+
+@blueprint.post("/subscriptions/<sid>/plan")
+def preview_plan(sid: str):
+    subscription_id = record_id("subscription", sid)
+    try:
+        row = changes.preview_plan_switch(_engine(), _settings(), customer_id=customer_id(),
+                                          subscription_id=subscription_id, item_id=request.form.get("item", ""),
+                                          price_id=request.form.get("plan", ""), now=_now())
     except InvalidInputError as exc:
         return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
     return redirect(url_for("portal.change", change_id=row.public_id), 303)
@@ -370,8 +384,8 @@ def confirm(change_id: str):
         if isinstance(exc, NotFoundError):
             raise
         return _change_page(change_id, status=422, error=refusal(exc))
-    flash(_("Your change is recorded.") if row.kind == changes.QUANTITY else
-          _("Your subscription is cancelled: it ends at the end of the period."), "success")
+    flash(_("Your subscription is cancelled: it ends at the end of the period.") if row.kind == changes.CANCEL
+          else _("Your change is recorded."), "success")
     return redirect(url_for("portal.subscription", sid=public_id("subscription", row.subscription_id)), 303)
 
 

@@ -35,9 +35,11 @@ class PortalChangeRow(SQLModel, table=True):
     public_id: str = Field(max_length=32, unique=True)
     customer_id: str = Field(max_length=64, index=True)
     subscription_id: str = Field(max_length=64)
-    kind: str = Field(max_length=20)  # quantity, cancel
+    kind: str = Field(max_length=20)  # quantity, plan, cancel
     item_id: str | None = Field(default=None, max_length=64)
     quantity: str | None = Field(default=None, max_length=40)
+    price_id: str | None = Field(default=None, max_length=64)  # a plan switch: the new plan's price
+    new_item_id: str | None = Field(default=None, max_length=64)  # … and the item it adds
     effective_on: date
     previewed_on: date
     amendments: int

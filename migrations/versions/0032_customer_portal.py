@@ -41,6 +41,8 @@ def upgrade() -> None:
         sa.Column("kind", text(length=20), nullable=False),
         sa.Column("item_id", text(length=64), nullable=True),
         sa.Column("quantity", text(length=40), nullable=True),
+        sa.Column("price_id", text(length=64), nullable=True),
+        sa.Column("new_item_id", text(length=64), nullable=True),
         sa.Column("effective_on", sa.Date(), nullable=False),
         sa.Column("previewed_on", sa.Date(), nullable=False),
         sa.Column("amendments", sa.Integer(), nullable=False),

@@ -257,3 +257,24 @@ def test_a_contract_price_is_kept_through_a_portal_change(app, seeded, customer_
         version = subscriptions.get_subscription(session, "sub-cus-portal-b").version_on(seeded.today)
     assert version.items["cus-portal-b-seats"].contract_unit_price == Decimal(120)
     assert version.items["cus-portal-b-seats"].quantity == 5
+
+
+def test_a_switch_to_another_self_service_plan_is_billed_as_previewed(app, seeded, customer_a):
+    page = text(customer_a.get(subscription_path(customer_a)))
+    offered = re.findall(r'<option value="(pr-[a-z-]+)">', page)
+    assert offered == ["pr-business"]  # not the USD plan, not a plan off the self-service pages, not its own
+    change = preview(customer_a, "plan", item="cus-portal-a-seats", plan="pr-business")
+    previewed = figures(app, change)
+    assert previewed["today"]["on"] == seeded.today.isoformat()  # 2,100.00 a month > 1,950.00: an upgrade, now
+    assert (previewed["mrr_before"], previewed["mrr_after"]) == ("1950.00", "2100.00")
+    assert confirm(customer_a, change).status_code == 303
+    with transaction(engine_of(app)) as session:
+        version = subscriptions.get_subscription(session, "sub-cus-portal-a").version_on(seeded.today)
+    [item] = version.items.values()
+    assert (item.price.price_id, item.quantity) == ("pr-business", 12)
+    bill_customers(engine_of(app), seeded.today)
+    assert invoice_lines(app, seeded.customer_a, seeded.today) == sorted(
+        (ln["description"], Decimal(ln["amount"])) for ln in previewed["today"]["lines"])
+    refused = customer_a.post(f"{subscription_path(customer_a)}/plan", data={
+        "item": item.item_id, "plan": "pr-custom", "csrf_token": csrf_token(customer_a, subscription_path(customer_a))})
+    assert refused.status_code == 422 and "choose one of the plans offered" in text(refused)
