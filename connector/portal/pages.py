@@ -12,7 +12,8 @@ import secrets
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 from flask import (
@@ -284,6 +285,7 @@ def _subscription_page(sid: str, *, status: int = 200, error: str | None = None,
         subscription = changes.owned_subscription(tx, customer_id(), subscription_id)
         changeable = {item.item_id: changes.plan_options(tx, subscription, item)
                       for item in changes.changeable_items(subscription, today)}
+        usage = usage_so_far(tx, subscription, today)
     overview = subscriptions_uc.subscription_overview(subscription, today)
     items = [(o, o.item.item_id in changeable,
               None if o.monthly_amount is None else Money(o.monthly_amount, subscription.currency),
@@ -292,7 +294,28 @@ def _subscription_page(sid: str, *, status: int = 200, error: str | None = None,
     upcoming = sorted((a for a in subscription.amendments if a.effective_on > today), key=lambda a: a.effective_on)
     return render_template("portal/subscription.html", sid=sid, overview=overview, items=items, upcoming=upcoming,
                            subscription=subscription, mrr=Money(overview.mrr, subscription.currency), error=error,
-                           form=form or {}, reasons=changes.CANCEL_REASONS, today=today), status
+                           form=form or {}, reasons=changes.CANCEL_REASONS, today=today, usage=usage), status
+
+
+def usage_so_far(tx: Session, subscription: Any, today: date) -> dict[str, tuple[Any, Any, Any]]:
+    """Per usage item: the usage recorded in its current period so far, what the plan includes (an
+    allowance's units, else None) and the period."""
+    from billing_engine.catalog import ChargeType
+    from billing_engine.charges import usage_windows
+    from billing_engine.use_cases.usage import usage_quantities
+
+    version = subscription.version_on(today)
+    if version is None:
+        return {}
+    out = {}
+    for item_id, window in usage_windows(subscription, today):
+        item = version.items.get(item_id)
+        if item is None or item.price.charge_type is not ChargeType.USAGE or not window.contains(today):
+            continue
+        totals = usage_quantities(tx, subscription.subscription_id, [item_id], window.starts_on,
+                                  today + timedelta(days=1), lambda _item, on: on)
+        out[item_id] = (sum(totals.values(), Decimal(0)), item.price.terms.included_units, window)
+    return out
 
 
 @blueprint.get("/subscriptions/<sid>")

@@ -278,3 +278,33 @@ def test_a_switch_to_another_self_service_plan_is_billed_as_previewed(app, seede
     refused = customer_a.post(f"{subscription_path(customer_a)}/plan", data={
         "item": item.item_id, "plan": "pr-custom", "csrf_token": csrf_token(customer_a, subscription_path(customer_a))})
     assert refused.status_code == 422 and "choose one of the plans offered" in text(refused)
+
+
+def test_a_usage_plan_shows_the_usage_so_far_against_its_allowance(app, seeded):
+    from billing_engine.catalog import Product, make_price
+    from billing_engine.customers import Customer
+    from billing_engine.subscriptions import SubscriptionItem, make_subscription
+    from billing_engine.tax import ProductTax, TaxCategory
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.customers import upsert_customer
+    from billing_engine.use_cases.subscriptions import start_subscription
+    from billing_engine.use_cases.usage import record_usage
+    from tests.integration.portal.conftest import open_portal
+
+    data = make_price("pr-data", Product("p-data", "DATA", "Data transfer", tax=ProductTax(TaxCategory.STANDARD)),
+                      currency="EUR", model="allowance", charge_type="usage", unit_price="50", included_units="1000",
+                      overage_unit_price="0.02")
+    with transaction(engine_of(app)) as session:
+        upsert_product(session, data.product)
+        upsert_price(session, data)
+        upsert_customer(session, Customer("cus-portal-c", "Gamma SA", "EUR"))
+        start_subscription(session, make_subscription("sub-cus-portal-c", "cus-portal-c", "EUR", seeded.starts_on,
+                                                      [SubscriptionItem("c-data", data)], term_months=None))
+        for n, (days_ago, quantity) in enumerate(((10, "300"), (1, "450"))):
+            record_usage(session, subscription_id="sub-cus-portal-c", item_id="c-data", quantity=quantity,
+                         occurred_at=datetime.now(UTC) - timedelta(days=days_ago), source="test",
+                         idempotency_key=f"u{n}")
+    client = app.test_client()
+    assert open_portal(client, engine_of(app), "cus-portal-c").status_code == 303
+    page = text(client.get(subscription_path(client)))
+    assert re.search(r'data-testid="usage-c-data">750 used of 1,000 included<', page)
