@@ -73,7 +73,11 @@ def quantity_on(app, subscription_id: str, on) -> Decimal:
 
 
 def test_a_link_opens_the_portal_once(app, seeded):
+    from connector.wiring import logged_path
+
     path = new_link(engine_of(app), seeded.customer_a)
+    token = path.rsplit("/", 1)[1]
+    assert token not in logged_path(app, path)  # the request log hides it
     client = app.test_client()
     assert "Open my portal" in text(client.get(path))
     opened = client.post(path, data={"csrf_token": csrf_token(client, path)})
