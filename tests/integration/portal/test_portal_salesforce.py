@@ -5,7 +5,7 @@ a task for the Account's owner."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, datetime, time, timedelta
 from decimal import Decimal
 
 import pytest
@@ -112,3 +112,31 @@ def test_billing_details_edited_in_the_portal_are_written_to_the_account(connect
         from billing_engine.use_cases.customers import get_customer
 
         assert get_customer(session, seeded.customer_a).vat_id == "FR40303265045"
+
+
+def test_a_change_made_while_salesforce_is_down_arrives_once_when_it_is_back(connected, org, connected_settings):
+    from connector.sync.push import push_outbox
+    from connector.wiring import build_services
+    from sfsandbox.server import AdminClient
+
+    sf, client, seeded, _rep, _account = connected
+    change = preview(client, "quantity", item="cus-portal-a-seats", quantity="15")
+    assert confirm(client, change).status_code == 303
+    quick = build_services(connected_settings.replace(sf_retry_max_seconds=1))
+    admin = AdminClient(org.url, org.admin_token, org.ca_path)
+    at = datetime.combine(seeded.today, time(6), UTC)
+    admin.faults(error_rate_5xx="1")
+    try:
+        push_outbox(quick, worker_id="w1", batch_size=200, now=at)
+    finally:
+        admin.faults(error_rate_5xx="0")
+    assert sf.query(DEALS)["records"] == []
+    for _ in range(6):
+        at += timedelta(hours=1)
+        push_outbox(quick, worker_id="w1", batch_size=200, now=at)
+    [deal] = sf.query(DEALS)["records"]
+    assert deal["Type"] == "Amendment"
+    with Session(quick.engine) as session:
+        row = session.exec(select(OutboxRow).where(OutboxRow.topic == "subscription.self_service_changed")).one()
+    assert row.status == "done"
+    quick.engine.dispose()
