@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from datetime import datetime
+from email.message import EmailMessage
 
 from billing_engine.use_cases import collections as collections_uc
 from billing_engine.use_cases import customers as customers_uc
@@ -26,22 +27,23 @@ TEXTS = {
 }
 
 
-def send_link(settings: Settings, session, link: IssuedLink, *, now: datetime) -> bool:
-    """Send ``link`` to the customer's billing contact; False (logged) when there is none or the
-    message could not be handed over."""
+def link_message(settings: Settings, session, link: IssuedLink, *, now: datetime) -> EmailMessage | None:
+    """The message carrying ``link`` to the customer's billing contact (None without one)."""
     profile = collections_uc.get_collection_profile(session, link.customer_id)
     if not profile.email:
-        return False
-    to, language = profile.email, profile.language
-    subject, text = TEXTS.get(language, TEXTS["en"])
+        return None
+    subject, text = TEXTS.get(profile.language, TEXTS["en"])
     name = customers_uc.get_customer(session, link.customer_id).name
-    mailer = Mailer.from_settings(settings)
-    message = mailer.compose(to=to, subject=subject, language=language, now=now,
-                             text=text.format(name=name, url=link.url,
-                                              expires=link.expires_at.strftime("%Y-%m-%d %H:%M")))
+    return Mailer.from_settings(settings).compose(
+        to=profile.email, subject=subject, language=profile.language, now=now,
+        text=text.format(name=name, url=link.url, expires=link.expires_at.strftime("%Y-%m-%d %H:%M")))
+
+
+def send(settings: Settings, message: EmailMessage) -> bool:
+    """Hand the message over; False (logged) when it could not be."""
     try:
-        mailer.send(message)
+        Mailer.from_settings(settings).send(message)
     except MailError as exc:
-        log.warning("portal link not sent to customer %s: %s", link.customer_id, exc)
+        log.warning("portal link not sent: %s", exc)
         return False
     return True

@@ -47,7 +47,8 @@ from connector.console.framework import refusal, security_headers
 from connector.database import READ_ONLY, is_unavailable, transaction
 from connector.limits import limiter
 from connector.portal import changes, links
-from connector.portal.mail import send_link
+from connector.portal.mail import link_message
+from connector.portal.mail import send as send_mail
 from connector.settings import Settings
 
 log = logging.getLogger("billsync.portal")
@@ -212,11 +213,15 @@ def request_link():
                                email=email), 422
     settings = _settings()
     now = _now()
+    messages = []
     with transaction(_engine()) as tx:
         for cid in collections_uc.customers_with_billing_email(tx, email):
             link = links.make_link(tx, cid, actor="portal:e-mail request", settings=settings, now=now,
                                    request_id=g.get("request_id"), sent_to=email)
-            send_link(settings, tx, link, now=now)
+            messages.append(link_message(settings, tx, link, now=now))
+    for message in messages:  # once the links are stored: a slow mail server holds no transaction
+        if message is not None:
+            send_mail(settings, message)
     return render_template("portal/request.html", sent=True)
 
 
