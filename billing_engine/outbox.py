@@ -11,7 +11,11 @@ Row contract (read by the connector's push, docs/architecture.md §4 How data fl
 - ``topic``: one of ``TOPICS`` (``invoice.finalized``, ``invoice.status_changed``,
   ``invoice.overdue``, ``invoice.reminded``, ``credit_note.issued``, ``payment.recorded``, ``payment.refunded``,
   ``customer.summary_changed``, ``subscription.created``, ``subscription.changed``,
-  ``document.stored``: an invoice's or credit note's PDF was stored, to attach it in Salesforce);
+  ``document.stored``: an invoice's or credit note's PDF was stored, to attach it in Salesforce;
+  ``subscription.self_service_changed``: a customer changed or cancelled a subscription in the
+  portal, recorded in Salesforce as a won deal; ``customer.sales_requested``: a customer wrote to
+  sales from the portal, a task for the Account's owner; ``customer.billing_details_changed``: a
+  customer edited their billing address or VAT number in the portal, written to the Account);
 - ``aggregate_type`` / ``aggregate_id``: what the row is about (``invoice`` 42);
   the push upserts by an external id derived from them, so re-sending is safe;
 - ``payload``: JSON text; exact decimals are **strings** ("1234.50"), dates ISO
@@ -64,11 +68,15 @@ DOCUMENT_STORED = "document.stored"
 #: A buyer ordered a subscription on the self-service checkout: its Account, Closed Won Opportunity
 #: and lines are to be written in Salesforce (docs/self-service.md).
 SUBSCRIPTION_SOLD_ONLINE = "subscription.sold_online"
+SUBSCRIPTION_SELF_SERVICE_CHANGED = "subscription.self_service_changed"
+CUSTOMER_SALES_REQUESTED = "customer.sales_requested"
+CUSTOMER_BILLING_DETAILS_CHANGED = "customer.billing_details_changed"
 
 TOPICS = frozenset({
     INVOICE_FINALIZED, INVOICE_STATUS_CHANGED, CREDIT_NOTE_ISSUED, PAYMENT_RECORDED, PAYMENT_REFUNDED,
     CUSTOMER_SUMMARY_CHANGED, INVOICE_OVERDUE, INVOICE_REMINDED, SUBSCRIPTION_CREATED, SUBSCRIPTION_CHANGED,
-    DOCUMENT_STORED, SUBSCRIPTION_SOLD_ONLINE,
+    DOCUMENT_STORED, SUBSCRIPTION_SOLD_ONLINE, SUBSCRIPTION_SELF_SERVICE_CHANGED, CUSTOMER_SALES_REQUESTED,
+    CUSTOMER_BILLING_DETAILS_CHANGED,
 })
 COALESCED_TOPICS = frozenset({CUSTOMER_SUMMARY_CHANGED})
 #: Written by earlier versions next to ``customer.summary_changed`` for the same change; no

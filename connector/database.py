@@ -45,6 +45,7 @@ MODEL_MODULES: tuple[str, ...] = (
     "connector.console.users",  # console users (role, language, lock-out) and the cookie signing key
     "connector.console.submissions",  # console action forms already carried out
     "connector.jobs",  # bill runs and pulls started from the console, for the worker
+    "connector.portal.tables",  # customer portal links (hashed) and previewed changes
 )
 
 

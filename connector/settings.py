@@ -471,6 +471,20 @@ VARIABLES: tuple[Var, ...] = (
     Var("RATE_LIMIT_STORAGE_URI", parse_text, "memory://",
         "Where request counts for rate limits are kept: memory:// (one process) or redis://host:port/db "
         "(shared by every web process); a password in it is masked wherever billsync shows settings."),
+    # The customer portal (connector/portal, docs/self-service.md).
+    Var("PORTAL_URL", parse_url, "http://localhost:5000",
+        "The address customers open billsync's public pages at: portal links sent by e-mail or printed start "
+        "with it."),
+    Var("PORTAL_LINK_MINUTES", parse_int(5, 10080), "60",
+        "How long a portal link may be opened (once) after it is made."),
+    Var("PORTAL_SESSION_MINUTES", parse_int(5, 1440), "60",
+        "How long a customer's portal session lasts after opening a link."),
+    Var("PORTAL_PREVIEW_MINUTES", parse_int(1, 1440), "30",
+        "How long a previewed portal change may be confirmed."),
+    Var("PORTAL_UPGRADE_TIMING", parse_choice("now", "period_end"), "now",
+        "When a quantity increase made in the portal takes effect: now (prorated) or period_end."),
+    Var("PORTAL_DOWNGRADE_TIMING", parse_choice("now", "period_end"), "period_end",
+        "When a quantity decrease made in the portal takes effect: period_end or now (prorated credit)."),
     # Mappings, sync and the clock's schedule.
     Var("MAPPINGS_DIR", parse_path, None,
         "Folder of admin mapping files that override or extend mappings/defaults/*.yaml (file by file)."),
@@ -631,6 +645,12 @@ class Settings:
     console_lockout_attempts: int
     console_lockout_minutes: int
     rate_limit_storage_uri: str
+    portal_url: str
+    portal_link_minutes: int
+    portal_session_minutes: int
+    portal_preview_minutes: int
+    portal_upgrade_timing: str
+    portal_downgrade_timing: str
     mappings_dir: Path | None
     pull_interval_seconds: int
     push_interval_seconds: int

@@ -102,6 +102,9 @@ def build_app(settings: Settings | None = None) -> Flask:
     from connector.selfservice import install_selfservice
 
     install_selfservice(app)
+    from connector.portal import install_portal
+
+    install_portal(app)
     _install_request_log(app)
     _install_error_handlers(app)
     return app

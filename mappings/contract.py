@@ -127,6 +127,15 @@ ENGINE_RECORDS: dict[str, frozenset[str]] = {
     # billsync's open reviews of a record: a checkbox and a plain-language reason (both cleared when resolved)
     "opportunity_review": frozenset({"salesforce_opportunity_id", "flagged", "reason"}),
     "account_review": frozenset({"salesforce_account_id", "flagged", "reason"}),
+    # a change a customer made in the portal, recorded as a won deal (connector/portal/salesforce.py)
+    "portal_change": frozenset({
+        "id", "name", "kind", "salesforce_account_id", "subscription_id", "changed_on", "effective_on",
+        "cancellation_mode", "mrr_change", "currency", "description",
+    }),
+    # a customer's message to sales from the portal, a task for the Account's owner
+    "sales_request": frozenset({"id", "subject", "message", "salesforce_account_id", "owner_id", "sent_on"}),
+    # billing details a customer edited in the portal, written back to the Account
+    "billing_details": frozenset({"salesforce_account_id", "street", "city", "postal_code", "country", "vat_id"}),
 }
 
 # An admin's custom attributes (an inbound spec's ``attributes:``), carried from a deal to the

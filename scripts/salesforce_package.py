@@ -89,12 +89,20 @@ MAX_NAME = 40
 # ================================================================ what billsync reads and writes
 
 
+#: Outbound mappings that write what people set too: the deals and tasks billsync records for what
+#: customers do in the portal, and the billing details they edit there. The fields they write stay
+#: editable by people (on layouts and in the people's permission sets).
+SHARED_WRITES = frozenset({"portal_change", "sales_request", "billing_details"})
+
+
 @dataclass
 class Access:
-    """Per object, the fields billsync reads and the fields it writes (a written field is read too)."""
+    """Per object, the fields billsync reads and the fields it writes (a written field is read too);
+    ``owned``: the written fields people only read (billsync's figures)."""
 
     read: dict[str, set[str]] = field(default_factory=dict)
     edit: dict[str, set[str]] = field(default_factory=dict)
+    owned: dict[str, set[str]] = field(default_factory=dict)
 
     def add(self, kind: str, obj: str, name: str) -> None:
         getattr(self, kind).setdefault(obj, set()).add(name)
@@ -160,6 +168,17 @@ def mapped_access(schema: Schema, specs: MappingSet) -> Access:
             elif target.field(name) is not None:
                 access.add("edit", target.name, target.field(name).name)
         access.add("read", target.name, "Id")
+    for out in specs.outbound:
+        if schema.get(out.object) is None:
+            continue
+        key = [out.key.name] if out.key.name != "Id" else []  # billsync's key: never people's to set
+        for name in key if out.name in SHARED_WRITES else [f.name for f in out.fields] + key:
+            relation = schema.get(out.object).relationships.get(name.partition(".")[0].lower()) if "." in name \
+                else None
+            written = relation.name if relation is not None else (
+                schema.get(out.object).field(name).name if schema.get(out.object).field(name) else None)
+            if written is not None:
+                access.add("owned", out.object, written)
     return access
 
 
@@ -408,7 +427,7 @@ def _written_by_billsync(obj: ObjectDef) -> set[str]:
 
 def layouts(schema: Schema, access: Access) -> dict[str, str]:
     _WRITTEN.clear()
-    _WRITTEN.update({k: set(v) for k, v in access.edit.items()})
+    _WRITTEN.update({k: set(v) for k, v in access.owned.items()})
     out: dict[str, str] = {}
     for obj in schema.objects.values():
         if not obj.custom:
@@ -421,7 +440,7 @@ def layouts(schema: Schema, access: Access) -> dict[str, str]:
             actions)
     account = schema.get("Account")
     if account is not None:
-        billing = [f.name for f in custom_fields(account) if f.name in access.edit.get("Account", set())]
+        billing = [f.name for f in custom_fields(account) if f.name in access.owned.get("Account", set())]
         settings = [f.name for f in custom_fields(account) if f.name not in billing]
         out["Account-Billsync Account Layout"] = layout_xml(schema, account, [
             ("Account Information", ["Name", "Type", "Industry", "Phone", "Website"]),
@@ -429,7 +448,7 @@ def layouts(schema: Schema, access: Access) -> dict[str, str]:
             ("Billing settings", settings), ("Billing summary (billsync)", billing)])
     deal = schema.get("Opportunity")
     if deal is not None:
-        written = access.edit.get("Opportunity", set())
+        written = access.owned.get("Opportunity", set())
         preview = [f.name for f in custom_fields(deal) if f.name.startswith("Billsync_Preview")
                    or f.name == "Billsync_Previewed_At__c"]
         billing = [f.name for f in custom_fields(deal) if f.name in written and f.name not in preview]
@@ -534,7 +553,7 @@ def permission_set_xml(label: str, description: str, objects: dict[str, dict[str
 def permission_sets(schema: Schema, access: Access) -> dict[str, str]:
     integration = integration_permissions(schema, access)
     billing_objects = [o.name for o in schema.objects.values() if o.custom]
-    written = {f"{o}.{n}" for o, names in access.edit.items() for n in permissionable_fields(schema, o, names)}
+    written = {f"{o}.{n}" for o, names in access.owned.items() for n in permissionable_fields(schema, o, names)}
     read_by_billsync = {f"{o}.{n}" for o, names in access.read.items() for n in permissionable_fields(schema, o, names)}
     every_custom = {f"{o.name}.{n}" for o in schema.objects.values()
                     for n in permissionable_fields(schema, o.name, [f.name for f in custom_fields(o)])}

@@ -282,6 +282,14 @@ def price_id_in_slot(session: Session, product_id: str, currency: str, interval:
         PriceRow.id != other_than)).first()
 
 
+def self_service_price_ids(session: Session, currency: str, interval: str) -> list[str]:
+    """The recurring prices, in this currency and interval, of the active products offered on the
+    self-service pages, in id order."""
+    return list(session.exec(select(PriceRow.id).join(ProductRow, ProductRow.id == PriceRow.product_id).where(
+        ProductRow.self_service.is_(True), ProductRow.active.is_(True), PriceRow.currency == currency,
+        PriceRow.interval == interval, PriceRow.charge_type == "recurring").order_by(PriceRow.id)).all())
+
+
 def save_price(session: Session, price: Price) -> None:
     row = session.get(PriceRow, price.price_id)
     terms = price.terms

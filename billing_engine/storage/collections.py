@@ -441,3 +441,10 @@ def bank_entry(session: Session, entry_id: int, *, lock: bool = False) -> BankEn
 
 def debit_by_id_for_update(session: Session, debit_id: int) -> DirectDebit | None:
     return session.scalars(select(DirectDebit).where(DirectDebit.id == debit_id).with_for_update()).first()
+
+
+def customers_with_email(session: Session, email: str) -> list[str]:
+    """The customers whose billing contact (collection profile) is ``email``, compared without case."""
+    return list(session.scalars(select(CollectionProfile.customer_id)
+                                .where(func.lower(CollectionProfile.email) == email.strip().lower())
+                                .order_by(CollectionProfile.customer_id)))

@@ -73,3 +73,11 @@ def find_price_of_product(session: Session, product_code: str, currency: str) ->
         return None
     ids = store.price_ids_of_product(session, product_id, currency)
     return get_price(session, ids[0]) if ids else None
+
+
+def self_service_prices(session: Session, currency: str, interval: str) -> list[Price]:
+    """The plans a customer may switch to on the self-service pages: the recurring prices in
+    ``currency`` and ``interval`` of the active products offered there."""
+    cache: dict[str, Price] = {}
+    return [get_price(session, price_id, cache) for price_id in store.self_service_price_ids(session, currency,
+                                                                                              interval)]

@@ -128,6 +128,15 @@ def get_collection_profile(session: Session, customer_id: str) -> CollectionProf
     return _profile_view(customer, store.profiles_of(session, [customer_id]).get(customer_id))
 
 
+def customers_with_billing_email(session: Session, email: str) -> list[str]:
+    """The customers whose billing contact is ``email`` (case ignored); none for a malformed address."""
+    try:
+        checked = check_email(email)
+    except InvalidInputError:
+        return []
+    return store.customers_with_email(session, checked)
+
+
 _UNCHANGED = object()
 
 

@@ -1,5 +1,5 @@
-"""Customer use cases: create or update a customer, find one, and ask for its Account summary
-to be pushed again.
+"""Customer use cases: create or update a customer, find one, ask for its Account summary
+to be pushed again, change its billing details and pass its message on to sales (the portal).
 
 A Salesforce Account id belongs to one customer only; a customer's currency is fixed
 once it has subscriptions. Bad input raises the domain's ``InvalidInputError`` /
@@ -8,10 +8,12 @@ once it has subscriptions. Bad input raises the domain's ``InvalidInputError`` /
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import datetime
 
-from billing_engine.customers import Customer
-from billing_engine.errors import ConflictError, NotFoundError
+from billing_engine import outbox as ob
+from billing_engine.customers import Address, Customer
+from billing_engine.errors import ConflictError, InvalidInputError, NotFoundError
 from billing_engine.outbox import customer_summary_event
 from billing_engine.storage import catalog as store
 from billing_engine.storage.database import Session
@@ -57,3 +59,37 @@ def request_customer_summary(session: Session, customer_ids: str | list[str], *,
     coalesced per customer): after a change of the customer itself, or to repair drift."""
     ids = [customer_ids] if isinstance(customer_ids, str) else customer_ids
     add_events(session, [customer_summary_event(cid, now) for cid in sorted(set(ids))])
+
+
+#: Longest message a customer may send to sales.
+MAX_SALES_MESSAGE = 4000
+
+
+def request_sales_contact(session: Session, customer_id: str, *, message_id: str, message: str, contact: str = "",
+                          now: datetime) -> None:
+    """``customer.sales_requested``: the customer wrote to sales (from the portal); the push makes it a
+    task for the owner of the customer's Account, once (keyed by ``message_id``)."""
+    customer = get_customer(session, customer_id)
+    text = (message or "").strip()
+    if not text:
+        raise InvalidInputError("message", "write a few words")
+    if len(text) > MAX_SALES_MESSAGE or any(ord(c) < 32 and c not in "\r\n\t" for c in text):
+        raise InvalidInputError("message", f"at most {MAX_SALES_MESSAGE} printable characters")
+    add_events(session, [ob.new_event(ob.CUSTOMER_SALES_REQUESTED, "customer", customer.customer_id, {
+        "message_id": message_id, "customer_id": customer.customer_id, "customer_name": customer.name,
+        "message": text, "contact": contact, "sent_on": now.date()}, now)])
+
+
+def change_billing_details(session: Session, customer_id: str, *, address: Address, vat_id: str | None,
+                           now: datetime) -> tuple[Customer, Customer]:
+    """The customer's billing address and VAT number (checked by the caller) as the customer gave
+    them; ``customer.billing_details_changed`` writes them to its Salesforce Account too, so the
+    Account (the source of the next pull) says the same. Returns the customer before and after."""
+    before = get_customer(session, customer_id)
+    after = upsert_customer(session, replace(before, billing_address=address, vat_id=vat_id))
+    if after != before:
+        add_events(session, [ob.new_event(ob.CUSTOMER_BILLING_DETAILS_CHANGED, "customer", customer_id, {
+            "customer_id": customer_id, "street": "\n".join(x for x in (address.line1, address.line2) if x),
+            "city": address.city, "postal_code": address.postal_code, "country": address.country,
+            "vat_id": vat_id or ""}, now)])
+    return before, after

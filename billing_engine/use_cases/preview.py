@@ -14,8 +14,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
+from typing import Any
 
 from billing_engine.charges import charges_due
+from billing_engine.errors import NotFoundError
 from billing_engine.invoicing import assemble_invoice
 from billing_engine.money import round_money
 from billing_engine.storage import invoices as invoice_store
@@ -85,18 +87,8 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         billed = invoice_store.billed_lines_for_subscriptions(session, [subscription_id]).get(subscription_id, [])
     known = {line.key for line in charges_due(old, on, billed)} if old is not None else set()
     charges = [line for line in charges_due(new, on, billed) if line.key not in known]
-    customer = get_customer(session, new.customer_id)
-    products = {item.price.product.code: item.price.product.tax for v in new.versions(on)
-                for item in v.items.values()}
-    rule = TaxRule(customer_country=customer.billing_address.country, customer_vat_id=customer.vat_id,
-                   standard_percent=customer.tax_rate(default_tax_percent),
-                   customer_exempt_reason=customer.tax_exempt_reason, seller_country=seller_country,
-                   products=products)
-    draft = assemble_invoice(charges, currency=new.currency, line_tax=lambda c: rule.line_tax(c.product_code))
-    by_key = {c.key: c for c in charges}
-    lines = tuple(PreviewLine(line.kind, line.product_code, line.description, by_key[line.charge_key].explanation,
-                              line.quantity, line.unit_price, line.net, line.tax_percent)
-                  for line in (*draft.lines, *(draft.credit_note.lines if draft.credit_note else ())))
+    draft, invoice_lines, credit_lines = _drafted(session, new, charges, on, default_tax_percent, seller_country)
+    lines = invoice_lines + credit_lines
     totals = draft.totals
 
     def mrr(subscriptions: Sequence[Subscription]) -> Decimal:
@@ -119,3 +111,66 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         credit_note_total=draft.credit_note.total if draft.credit_note is not None else None,
         mrr_before=mrr(before), mrr_after=mrr(after), deal_mrr=mrr_new - mrr_old, deal_arr=arr_new - arr_old,
         attributes=new.attributes)
+
+
+def _drafted(session: Session, subscription: Subscription, charges: Sequence[Any], on: date,
+             default_tax_percent: Decimal, seller_country: str | None,
+             ) -> tuple[Any, tuple[PreviewLine, ...], tuple[PreviewLine, ...]]:
+    """The invoice draft of ``charges``, taxed as the bill run taxes them, its invoice's lines and its
+    credit note's (credits that exceed the charges; amounts credited, positive)."""
+    customer = get_customer(session, subscription.customer_id)
+    products = {item.price.product.code: item.price.product.tax for v in subscription.versions(on)
+                for item in v.items.values()}
+    rule = TaxRule(customer_country=customer.billing_address.country, customer_vat_id=customer.vat_id,
+                   standard_percent=customer.tax_rate(default_tax_percent),
+                   customer_exempt_reason=customer.tax_exempt_reason, seller_country=seller_country,
+                   products=products)
+    draft = assemble_invoice(charges, currency=subscription.currency, line_tax=lambda c: rule.line_tax(c.product_code))
+    by_key = {c.key: c for c in charges}
+
+    def previewed(lines: Sequence[Any]) -> tuple[PreviewLine, ...]:
+        return tuple(PreviewLine(line.kind, line.product_code, line.description,
+                                 by_key[line.charge_key].explanation, line.quantity, line.unit_price, line.net,
+                                 line.tax_percent)
+                     for line in lines)
+
+    return draft, previewed(draft.lines), previewed(draft.credit_note.lines if draft.credit_note else ())
+
+
+@dataclass(frozen=True)
+class ChargesPreview:
+    """The charges of one subscription a bill run on ``on`` would invoice (net amounts before tax)."""
+
+    on: date
+    currency: str
+    lines: tuple[PreviewLine, ...]  # the invoice's
+    subtotal: Decimal
+    discount: Decimal
+    tax: Decimal
+    total: Decimal
+    credit_lines: tuple[PreviewLine, ...]  # the credit note's, when credits exceed the charges
+    credit_note_total: Decimal | None
+
+
+def preview_change_invoices(session: Session, subscription_id: str, before: Subscription, today: date,
+                            next_on: date, *, default_tax_percent: Decimal = ZERO,
+                            seller_country: str | None = None) -> tuple[ChargesPreview, ChargesPreview]:
+    """What a change to a subscription (recorded in the session, ``before`` it) bills: the charges
+    it adds to what a bill run on ``today`` invoices, and the invoice a bill run on ``next_on`` (the
+    next period's start) then draws for the subscription. Nothing is written."""
+    new = find_subscription(session, subscription_id)
+    if new is None:
+        raise NotFoundError("subscription", subscription_id)
+    billed = invoice_store.billed_lines_for_subscriptions(session, [subscription_id]).get(subscription_id, [])
+    known = {line.key for line in charges_due(before, today, billed)}
+    due_today = charges_due(new, today, billed)
+    billed_today = {line.key for line in due_today}
+    previews = []
+    for on, charges in ((today, [c for c in due_today if c.key not in known]),
+                        (next_on, [c for c in charges_due(new, next_on, billed) if c.key not in billed_today])):
+        draft, lines, credit_lines = _drafted(session, new, charges, on, default_tax_percent, seller_country)
+        totals = draft.totals
+        previews.append(ChargesPreview(on, new.currency, lines, totals.subtotal, totals.discount, totals.tax,
+                                       totals.total, credit_lines,
+                                       draft.credit_note.total if draft.credit_note else None))
+    return previews[0], previews[1]

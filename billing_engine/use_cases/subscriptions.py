@@ -185,6 +185,20 @@ def link_subscription_to_deal(session: Session, subscription_id: str, opportunit
     announce_subscription_change(session, subscription_id, customer_id=current.customer_id,
                                  opportunity_id=opportunity_id, now=now)
     return replace(current, external_key=opportunity_id)
+def announce_self_service_change(session: Session, subscription_id: str, *, change_id: str, kind: str,
+                                 amendment_id: str, effective_on: date, mrr_before: Decimal, mrr_after: Decimal,
+                                 description: str, now: datetime) -> None:
+    """``subscription.self_service_changed``: the customer changed (``kind`` ``amendment``) or cancelled
+    (``cancellation``) the subscription themselves, as amendment ``amendment_id``; the push records it
+    in Salesforce as a won deal of that kind, once (keyed by ``change_id``), with the MRR it moves."""
+    if kind not in ("amendment", "cancellation"):
+        raise InvalidInputError("kind", f"{kind!r} is not amendment or cancellation")
+    sub = get_subscription(session, subscription_id)
+    add_events(session, [ob.new_event(ob.SUBSCRIPTION_SELF_SERVICE_CHANGED, "subscription", subscription_id, {
+        "change_id": change_id, "kind": kind, "subscription_id": subscription_id, "customer_id": sub.customer_id,
+        "amendment_id": amendment_id, "currency": sub.currency, "effective_on": effective_on,
+        "ends_before": sub.ends_before, "mrr_before": mrr_before, "mrr_after": mrr_after,
+        "description": description, "changed_on": now.date()}, now)])
 
 
 # ---------------------------------------------------------------- reading: lists, overview, timeline

@@ -14,4 +14,5 @@ API_MODULES: tuple[str, ...] = (
     "connector.api.collections",
     "connector.api.usage",
     "connector.api.documents",
+    "connector.api.portal_links",
 )

@@ -103,6 +103,7 @@ def _register_commands() -> None:
     from connector.cli.invoices import invoices
     from connector.cli.mappings import mappings
     from connector.cli.payments import payments
+    from connector.cli.portal import portal
     from connector.cli.processes import clock, web, worker
     from connector.cli.rates import rates
     from connector.cli.reconcile import reconcile
@@ -123,6 +124,7 @@ def _register_commands() -> None:
     cli.add_command(documents)
     cli.add_command(mcp)
     cli.add_command(churn)
+    cli.add_command(portal)
     _register_sandbox()
 
 

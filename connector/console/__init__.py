@@ -40,6 +40,7 @@ CONSOLE_MODULES: tuple[str, ...] = (
     "connector.console.sync",
     "connector.console.jobs",
     "connector.console.mappings",
+    "connector.console.mail",
 )
 HERE = Path(__file__).parent
 log = logging.getLogger("billsync.console")

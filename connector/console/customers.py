@@ -11,9 +11,10 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 
-from flask import render_template, request, url_for
+from flask import g, render_template, request, url_for
 from flask_babel import get_locale
 from flask_babel import lazy_gettext as _l
+from flask_login import current_user
 from flask_wtf import FlaskForm
 from wtforms import DateField
 from wtforms.validators import Optional
@@ -22,7 +23,16 @@ from billing_engine.errors import InvalidInputError
 from billing_engine.money import Money
 from billing_engine.use_cases import accounts, churn, revenue
 from connector.console import timeline as customer_timeline
-from connector.console.framework import ConsoleBlueprint, Nav, business_date, console_state, reading, refusal
+from connector.console.framework import (
+    ConsoleBlueprint,
+    Nav,
+    acting,
+    business_date,
+    console_state,
+    reading,
+    refusal,
+    writing,
+)
 
 blueprint = ConsoleBlueprint("console_customers", __name__, url_prefix="/customers",
                              nav=Nav(_l("Customers"), "console_customers.list_customers", order=30))
@@ -129,3 +139,17 @@ def show_customer(customer_id: str):
         starts_on=starts_on, through=through, error=error, entry_labels=ENTRY_LABELS, events=events,
         risk=risk, lang=reasons_language(),
         status=status_of(mrr.amount, customer.balances), status_labels=STATUS_LABELS), 422 if error else 200
+
+
+@blueprint.post("/<customer_id>/portal-link")
+@acting
+def portal_link(customer_id: str):
+    """A link that opens the customer's portal once (``PORTAL_LINK_MINUTES``), shown to copy and send."""
+    from datetime import UTC, datetime
+
+    from connector.portal.links import make_link
+
+    with writing() as session:
+        link = make_link(session, customer_id, actor=current_user.actor, settings=console_state().settings,
+                         now=datetime.now(UTC), request_id=g.get("request_id"))
+    return render_template("console/customers/portal_link.html", link=link)

@@ -167,13 +167,14 @@ def _upload(client: Any, base: str, specs: Any, docs: list[_Document], result: D
             doc.outcome = Settlement(doc.row.id, Outcome.DONE, None, result=record_id)
             result.sent += 1
             continue
-        code, message = _error(answer.body if answer else None, answer.status if answer else 0)
+        code, message = answer_error(answer.body if answer else None, answer.status if answer else 0)
         transient = answer is None or code in RETRYABLE_CODES or answer.status >= 500
         doc.outcome = Settlement(doc.row.id, Outcome.TRANSIENT if transient else Outcome.FAILED,
                                  f"ContentVersion {doc.key}: {code}: {message}")
 
 
-def _error(body: Any, status: int) -> tuple[str, str]:
+def answer_error(body: Any, status: int) -> tuple[str, str]:
+    """The error code and message of a refused subrequest."""
     item = body[0] if isinstance(body, list) and body else body
     if isinstance(item, dict):
         return (str(item.get("errorCode") or item.get("statusCode") or f"HTTP_{status}"),
@@ -182,5 +183,5 @@ def _error(body: Any, status: int) -> tuple[str, str]:
 
 
 def _describe(body: Any, status: int) -> str:
-    code, message = _error(body, status)
+    code, message = answer_error(body, status)
     return f"{code}: {message}" if message else code

@@ -62,7 +62,8 @@ class Keys:
     """The external ids this installation writes: ``<installation>-inv-<invoice id>``,
     ``<installation>-line-<line id>``, ``<installation>-pay-<payment id>``, ``<installation>-cn-<credit
     note id>``, ``<installation>-cnl-<credit note line id>``, ``<installation>-ref-<refund id>``,
-    ``<installation>-doc-<document id>`` (at most 35 characters)."""
+    ``<installation>-doc-<document id>`` (at most 35 characters); for what customers do in the portal,
+    ``<installation>-chg-<change id>`` and ``<installation>-msg-<message id>`` (at most 45)."""
 
     installation_id: str
 
@@ -90,6 +91,12 @@ class Keys:
 
     def document(self, document_id: int | str) -> str:
         return f"{self.installation_id}-{_TAGS['document']}-{document_id}"
+
+    def portal_change(self, change_id: str) -> str:
+        return f"{self.installation_id}-chg-{change_id}"
+
+    def sales_request(self, message_id: str) -> str:
+        return f"{self.installation_id}-msg-{message_id}"
 
     def engine_id(self, kind: str, key: str | None) -> int | None:
         """The engine id in one of this installation's keys (``kind``: invoice, line, payment, credit_note,

@@ -22,7 +22,9 @@ A ``credit_note.issued`` row writes the credit note, its lines and the invoice i
 credited amount, balance and payment status changed); a ``payment.refunded`` row writes the
 refund, its payment and the invoices the payment paid.
 A ``document.stored`` row attaches an invoice's PDF to its ``Invoice__c`` (``connector.documents.push``),
-after the other rows claimed with it.
+after the other rows claimed with it; the customer portal's ``subscription.self_service_changed``,
+``customer.sales_requested`` and ``customer.billing_details_changed`` rows write their deal, task or
+Account fields the same way (``connector.portal.salesforce``).
 
 A ``subscription.sold_online`` row (an order placed on the self-service checkout) writes its
 Account, its Closed Won Opportunity and the Opportunity's lines (``connector.sync.deals``), before
@@ -114,6 +116,9 @@ COLLECTION_TOPICS = frozenset({ob.INVOICE_OVERDUE, ob.INVOICE_REMINDED})
 PAYMENT_TOPICS = frozenset({ob.PAYMENT_RECORDED, ob.PAYMENT_REFUNDED})
 SUMMARY_TOPICS = frozenset({ob.CUSTOMER_SUMMARY_CHANGED, ob.LEGACY_CUSTOMER_MRR_CHANGED})
 SUBSCRIPTION_TOPICS = frozenset({ob.SUBSCRIPTION_CREATED, ob.SUBSCRIPTION_CHANGED})
+#: What customers did in the customer portal: deals and tasks (``connector.portal.salesforce``).
+PORTAL_TOPICS = frozenset({ob.SUBSCRIPTION_SELF_SERVICE_CHANGED, ob.CUSTOMER_SALES_REQUESTED,
+                           ob.CUSTOMER_BILLING_DETAILS_CHANGED})
 
 Need = tuple[str, Any]  # ("invoice", 42), ("invoice_lines", 42), ("payment", 7), ("credit_note", 3),
 #                         ("credit_note_lines", 3), ("refund", 2), ("account_summary", "cus_1"), ...
@@ -247,11 +252,14 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                     raise
                 keys, report.check_calls = checked.keys, checked.calls
                 report.rekeyed = checked.rekey.line() if checked.rekey else None
-            # The invoices' PDFs go after the records claimed with them (their invoices first).
+            # The invoices' PDFs go after the records claimed with them (their invoices first); so do the
+            # deals and tasks of what customers did in the portal (their Accounts' summaries first).
             documents = [r for r in rows if r.topic == ob.DOCUMENT_STORED]
             # Deals sold online go first: their Account and Opportunity, then what refers to them.
             deals = [r for r in rows if r.topic == ob.SUBSCRIPTION_SOLD_ONLINE]
-            batch = _Batch([r for r in rows if r.topic not in (ob.DOCUMENT_STORED, ob.SUBSCRIPTION_SOLD_ONLINE)],
+            portal = [r for r in rows if r.topic in PORTAL_TOPICS]
+            batch = _Batch([r for r in rows if r.topic not in (ob.DOCUMENT_STORED, ob.SUBSCRIPTION_SOLD_ONLINE)
+                            and r.topic not in PORTAL_TOPICS],
                            now=batch_now)
             batch.keys = keys
             try:
@@ -268,6 +276,8 @@ def push_outbox(services: Services, *, worker_id: str | None = None, batch_size:
                 sender.submit(batch)
             if documents:
                 sender.submit(_Documents(documents, batch_now, specs, keys))
+            if portal:
+                sender.submit(_Documents(portal, batch_now, specs, keys, portal=True))
     finally:
         sender.close()
     if sender.stop is None and sender.failure is None and not (should_stop is not None and should_stop()):
@@ -305,12 +315,14 @@ def _release(engine: Any, rows: list[ClaimedRow], worker_id: str, now: datetime)
 
 @dataclass
 class _Documents:
-    """Claimed ``document.stored`` rows: PDFs to attach (``connector.documents.push``)."""
+    """Claimed ``document.stored`` rows: PDFs to attach (``connector.documents.push``); with ``portal``,
+    the portal's rows: deals and tasks to write (``connector.portal.salesforce``)."""
 
     rows: list[ClaimedRow]
     now: datetime
     specs: Any
     keys: Keys
+    portal: bool = False  # the portal's deals and tasks (``connector.portal.salesforce``) instead
 
 
 @dataclass
@@ -418,13 +430,14 @@ class _Sender:
 
     def _deliver_documents(self, batch: _Documents) -> SalesforceError | None:
         from connector.documents.push import deliver_documents
+        from connector.portal.salesforce import deliver_portal_rows
 
         if self.stopped.is_set():
             settlements = [Settlement(r.id, Outcome.RELEASE) for r in batch.rows]
             stop = None
         else:
-            delivery = deliver_documents(self._client(0), batch.specs, self.services.engine, batch.keys, batch.rows,
-                                         batch.now)
+            deliver = deliver_portal_rows if batch.portal else deliver_documents
+            delivery = deliver(self._client(0), batch.specs, self.services.engine, batch.keys, batch.rows, batch.now)
             settlements, stop = delivery.settlements, delivery.stop
             with self.lock:
                 self.report.records_sent += delivery.sent

@@ -22,7 +22,7 @@ def test_finance_filters_invoices_reads_a_tiered_line_and_records_a_partial_paym
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Dashboard")
     expect(page.locator("nav.sections a")).to_have_text(["Dashboard", "Invoices", "Customers", "Review", "Sync", "Jobs",
-                                                                 "Exchange rates"])
+                                                                 "Exchange rates", "Mail"])
     page.click("nav.sections >> text=Invoices")
     assert row_numbers(page) == ["INV-2026-000002", "INV-2026-000001"]
     screenshot(page, "invoices")
@@ -72,7 +72,7 @@ def test_the_same_journey_in_french(french_page, console, browser):
     sign_in(page, console, "fin@example.com")
     expect(page.locator("h1")).to_have_text("Tableau de bord")
     expect(page.locator("nav.sections a")).to_have_text(["Tableau de bord", "Factures", "Clients", "Revue",
-                                                                 "Synchro", "Tâches", "Taux de change"])
+                                                                 "Synchro", "Tâches", "Taux de change", "Courriels"])
     page.click("nav.sections >> text=Factures")
     page.select_option("#status", "open")
     page.fill("#currency", "EUR")

@@ -95,7 +95,9 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("Billsync_Preview_Total__c", "currency", scale=2), f("Billsync_Preview_MRR__c", "currency", scale=2),
         f("Billsync_Preview_ARR__c", "currency", scale=2), f("Billsync_Preview_Note__c", "string"),
         f("Billsync_Preview_Lines__c", "textarea"), f("Billsync_Previewed_At__c", "datetime"),
-        f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"),
+        f("PO_Number__c", "string"), f("Buyer_Reference__c", "string"), f("Description", "textarea"),
+        f("LeadSource", "picklist", values=("Web", "Self-Service", "Other")),
+        f("Billsync_Change_Id__c", "string", ext=True),
     ], "childRelationships": [
         {"childSObject": "OpportunityLineItem", "field": "OpportunityId", "relationshipName": "OpportunityLineItems"},
         {"childSObject": "Quote", "field": "OpportunityId", "relationshipName": "Quotes"},
@@ -138,6 +140,12 @@ OBJECTS: dict[str, dict[str, Any]] = {
         f("VersionData", "base64", create_only=True), f("FirstPublishLocationId", "reference", create_only=True),
         f("ContentDocumentId", "reference", ref="ContentDocument", rel="ContentDocument", create_only=True),
         f("Checksum", "string", ro=True), f("Billsync_Document_Id__c", "string", ext=True),
+    ]},
+    "Task": {"fields": [
+        f("Subject", "string"), f("Description", "textarea"), f("WhatId", "reference", ref="Account", rel="What"),
+        f("OwnerId", "reference", ref="User", rel="Owner"), f("ActivityDate", "date"),
+        f("Status", "picklist", values=("Not Started", "Completed")),
+        f("Priority", "picklist", values=("High", "Normal", "Low")), f("Billsync_Message_Id__c", "string", ext=True),
     ]},
     "Payment__c": {"fields": [
         f("Name", "string"), f("Billsync_Payment_Id__c", "string", ext=True),

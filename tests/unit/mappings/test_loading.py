@@ -34,9 +34,9 @@ def problems_of(tmp_path: Path, text: str, name: str = "custom.yaml") -> list[st
 def test_the_defaults_load_without_problems(defaults):
     assert sorted(s.name for s in defaults.inbound) == ["customer", "price", "product", "subscription"]
     assert sorted(s.name for s in defaults.outbound) == [
-        "account_review", "account_summary", "credit_note", "credit_note_line", "deal_preview", "document", "invoice",
-        "invoice_line", "opportunity_review", "payment", "refund", "subscription", "subscription_item",
-        "subscription_link"]
+        "account_review", "account_summary", "billing_details", "credit_note", "credit_note_line", "deal_preview", "document", "invoice",
+        "invoice_line", "opportunity_review", "payment", "portal_change", "refund", "sales_request", "subscription",
+        "subscription_item", "subscription_link"]
     assert [s.name for s in defaults.inbound_for("account")] == ["customer"]
     assert [s.object for s in defaults.outbound_for("invoice_line")] == ["Invoice_Line__c"]
     assert sorted(Path(f).name for f in defaults.files) == sorted(p.name for p in DEFAULTS_DIR.glob("*.yaml"))

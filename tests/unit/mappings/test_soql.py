@@ -26,7 +26,8 @@ def test_the_opportunity_query_has_its_filter_paths_and_line_subquery(defaults):
     assert ", Service_Start_Date__c, CloseDate, " in soql and ", SyncedQuoteId, " in soql
     assert ("(SELECT Id, Product2.ProductCode, PricebookEntry.Product2.ProductCode, Product2Id, Quantity, UnitPrice, "
             "ListPrice, Discount, Discount_Amount__c, ServiceDate FROM OpportunityLineItems)") in soql
-    assert soql.endswith("FROM Opportunity WHERE (IsWon = true) AND (Id IN {}) LIMIT 200")
+    assert soql.endswith("FROM Opportunity WHERE (IsWon = true AND Billsync_Change_Id__c = null) AND (Id IN {}) "
+                         "LIMIT 200")
     assert format_soql(soql, ["006A", "006B"]).endswith("AND (Id IN ('006A','006B')) LIMIT 200")
 
 
