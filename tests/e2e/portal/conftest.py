@@ -11,7 +11,7 @@ import pytest
 
 from connector import create_app
 from connector.sync.pull import pull_changes
-from tests.e2e.console.conftest import _tab, browser, screenshot, spaces  # noqa: F401 - fixtures and helpers
+from tests.e2e.console.conftest import _tab, screenshot, spaces  # noqa: F401 - helpers
 from tests.integration.sync.test_pull import salesforce
 from tests.support.api import live_server
 from tests.support.portal import Seeded, new_link, seed_connected
@@ -53,10 +53,10 @@ def portal(org, services, connected_settings) -> Iterator[Portal]:
 
 
 @pytest.fixture
-def page(browser, portal):  # noqa: F811 - the console's browser fixture
+def page(browser, portal):
     yield from _tab(browser, "en-US")
 
 
 @pytest.fixture
-def french_page(browser, portal):  # noqa: F811
+def french_page(browser, portal):
     yield from _tab(browser, "fr-FR")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from connector import create_app
-from tests.e2e.console.conftest import _tab, browser  # noqa: F401  (the console's browser fixture)
+from tests.e2e.console.conftest import _tab
 from tests.support.api import live_server
 from tests.support.selfservice import seed_catalog
 
@@ -42,12 +42,12 @@ def shop(org, services, connected_settings) -> Iterator[Shop]:
 
 
 @pytest.fixture
-def page(browser, shop):  # noqa: F811
+def page(browser, shop):
     yield from _tab(browser, "en-US")
 
 
 @pytest.fixture
-def french_page(browser, shop):  # noqa: F811
+def french_page(browser, shop):
     yield from _tab(browser, "fr-FR")
 
 
