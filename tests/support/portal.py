@@ -21,15 +21,6 @@ class Seeded:
     email_b: str = "ap@beta.example"
 
 
-def offer_on_self_service(session, *product_ids: str) -> None:
-    """Mark products as offered on the self-service pages (as the catalog's sync does from Salesforce)."""
-    from sqlalchemy import update
-
-    from billing_engine.storage.catalog import ProductRow
-
-    session.execute(update(ProductRow).where(ProductRow.id.in_(product_ids)).values(self_service=True))
-
-
 def portal_today() -> date:
     return datetime.now(UTC).date()
 
@@ -55,12 +46,13 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
     from billing_engine.tax import ProductTax, TaxCategory
 
     standard = ProductTax(TaxCategory.STANDARD)
-    team = Product("p-team", "TEAM", "Team plan", tax=standard)
+    team = Product("p-team", "TEAM", "Team plan", tax=standard, self_service=True)
     seats = make_price("pr-team-seats", team, currency="EUR", model="graduated", tiers=SEATS_TIERS)
     # Other plans: offered on the self-service pages in EUR (Business), in USD only (Scale), not offered (Custom).
-    others = [make_price("pr-business", Product("p-business", "BUSINESS", "Business plan", tax=standard),
+    others = [make_price("pr-business", Product("p-business", "BUSINESS", "Business plan", tax=standard,
+                                                         self_service=True),
                          currency="EUR", model="per_unit", unit_price="175"),
-              make_price("pr-scale-usd", Product("p-scale", "SCALE", "Scale plan", tax=standard), currency="USD",
+              make_price("pr-scale-usd", Product("p-scale", "SCALE", "Scale plan", tax=standard, self_service=True), currency="USD",
                          model="per_unit", unit_price="150"),
               make_price("pr-custom", Product("p-custom", "CUSTOM", "Custom plan", tax=standard), currency="EUR",
                          model="per_unit", unit_price="90")]
@@ -69,7 +61,6 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
         for price in (seats, *others):
             upsert_product(session, price.product)
             upsert_price(session, price)
-        offer_on_self_service(session, "p-team", "p-business", "p-scale")
         for cid, name, account, email, quantity, city, contract_price in (
                 (seeded.customer_a, "Alpha SAS", account_a, seeded.email_a, 12, "Lyon", None),
                 (seeded.customer_b, "Beta SARL", account_b, seeded.email_b, 3, "Nantes", Decimal(120))):
