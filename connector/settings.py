@@ -468,6 +468,9 @@ VARIABLES: tuple[Var, ...] = (
     Var("CONSOLE_LOCKOUT_MINUTES", parse_int(1, 10080), "15",
         "How long a locked-out console user cannot sign in."),
     # Rate limits of the public pages (connector/limits.py): checkout and portal link requests.
+    Var("PROXY_HOPS", parse_int(0, 5), "0",
+        "Reverse proxies in front of the web process that set X-Forwarded-For/-Proto (a load balancer: 1); "
+        "the client's address (what the rate limits count) is then read from them. 0: the headers are ignored."),
     Var("RATE_LIMIT_STORAGE_URI", parse_text, "memory://",
         "Where request counts for rate limits are kept: memory:// (one process) or redis://host:port/db "
         "(shared by every web process); a password in it is masked wherever billsync shows settings."),
@@ -644,6 +647,7 @@ class Settings:
     secret_key: str | None
     console_lockout_attempts: int
     console_lockout_minutes: int
+    proxy_hops: int
     rate_limit_storage_uri: str
     portal_url: str
     portal_link_minutes: int

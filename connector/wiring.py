@@ -85,7 +85,7 @@ def build_app(settings: Settings | None = None) -> Flask:
     app.extensions["billsync"] = services
     from connector.limits import install_limits
 
-    install_limits(app, services.settings.rate_limit_storage_uri)
+    install_limits(app, services.settings.rate_limit_storage_uri, proxy_hops=services.settings.proxy_hops)
 
     from connector.api.health import blueprint as health
 

@@ -50,3 +50,25 @@ def test_two_web_processes_share_the_counts_through_redis(database_url):
     _app(database_url, "memory://", f"{path}-elsewhere")  # a process counting in memory starts from zero
     second = _app(database_url, "redis://127.0.0.1:6379/15", path).test_client()  # another web process
     assert second.get(path).status_code == 429
+
+
+def test_behind_a_proxy_each_forwarded_client_has_its_own_budget(database_url):
+    def app(hops: int):
+        made = create_app(load_settings({"DATABASE_URL": database_url, "LOG_LEVEL": "warning", "PROXY_HOPS": str(hops)}))
+
+        @limiter.limit("1 per minute")
+        def limited() -> str:
+            return "ok"
+
+        made.add_url_rule("/try-forwarded", endpoint="limited-forwarded", view_func=limited)
+        return made.test_client()
+
+    def get(client, forwarded_for: str) -> int:
+        return client.get("/try-forwarded", headers={"X-Forwarded-For": forwarded_for},
+                          environ_base={"REMOTE_ADDR": "10.0.0.2"}).status_code  # the load balancer
+
+    behind = app(1)
+    assert [get(behind, "203.0.113.5"), get(behind, "203.0.113.6")] == [200, 200]  # two buyers
+    assert get(behind, "203.0.113.5") == 429
+    direct = app(0)  # no proxy: the header is the client's own claim, and is ignored
+    assert [get(direct, "198.51.100.1"), get(direct, "198.51.100.2")] == [200, 429]
