@@ -14,6 +14,10 @@ English and French. A new signal — self-service cancel reasons, support reques
 ``Signal`` in ``SIGNALS``; dated facts of a new kind travel in ``CustomerFacts.events`` under
 the signal's name, so ``recent_events`` measures them without a new field
 (``event_count_signal`` builds such a signal in one call).
+
+Amounts (MRR) and quantities (usage, units included) stay ``Decimal`` as the engine keeps them;
+only a signal's value — a ratio, a count, days or months, no amount — becomes a ``float``, at the
+boundary where the features meet the model (scikit-learn and the logistic formula need floats).
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import math
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
+from decimal import Decimal
 
 from billing_engine.errors import InvalidInputError
 from billing_engine.periods import add_months
@@ -35,14 +40,29 @@ EVENT_MONTHS = 6
 LANGUAGES = ("en", "fr")
 BASELINE = "baseline"
 MODEL = "model"
+ZERO = Decimal(0)
 
 
 @dataclass(frozen=True)
 class InvoiceFacts:
-    """An invoice as the risk sees it: when it was due and when it was settled (``None``: not yet)."""
+    """An invoice as the risk sees it: when it was due and when it stopped being owed — paid,
+    credited or voided (``None``: still owed). On a day before ``settled_on`` it was owed."""
 
     due_on: date
     settled_on: date | None = None
+
+
+@dataclass(frozen=True)
+class AllowancePeriod:
+    """Units included per month by one subscription item from ``starts_on`` until the day before
+    ``ends_before`` (``None``: still running)."""
+
+    starts_on: date
+    ends_before: date | None
+    units: Decimal
+
+    def active_on(self, on: date) -> bool:
+        return self.starts_on <= on and (self.ends_before is None or on < self.ends_before)
 
 
 @dataclass(frozen=True)
@@ -53,16 +73,17 @@ class CustomerFacts:
     the last at or before it, 0 before the first); ``first_started_on``: its first subscription's
     start; ``events``: dated facts by kind (``contraction``: a quantity lowered or an item removed by
     an amendment; ``payment_return``: a direct debit returned; any kind a new signal reads);
-    ``usage``: units used per month; ``allowance``: units included per month (0: none).
+    ``usage``: units used per month; ``allowances``: the units included per month, each with the
+    days its item ran (``allowance_on`` sums those running on a day).
     """
 
     customer_id: str
     first_started_on: date | None
-    mrr: Mapping[str, float] = field(default_factory=dict)
+    mrr: Mapping[str, Decimal] = field(default_factory=dict)
     invoices: Sequence[InvoiceFacts] = ()
     events: Mapping[str, Sequence[date]] = field(default_factory=dict)
-    usage: Mapping[str, float] = field(default_factory=dict)
-    allowance: float = 0.0
+    usage: Mapping[str, Decimal] = field(default_factory=dict)
+    allowances: Sequence[AllowancePeriod] = ()
 
 
 # ---------------------------------------------------------------- months
@@ -83,13 +104,18 @@ def shift_month(month: str, months: int) -> str:
     return month_key(add_months(date(year, number, 1), months))
 
 
-def mrr_at(facts: CustomerFacts, month: str) -> float:
+def mrr_at(facts: CustomerFacts, month: str) -> Decimal:
     """The MRR at the end of ``month``: the last change at or before it."""
     best: str | None = None
     for key in facts.mrr:
         if key <= month and (best is None or key > best):
             best = key
-    return facts.mrr[best] if best is not None else 0.0
+    return facts.mrr[best] if best is not None else ZERO
+
+
+def allowance_on(facts: CustomerFacts, on: date) -> Decimal:
+    """Units included per month by the items running on ``on`` (none started later, none ended)."""
+    return sum((a.units for a in facts.allowances if a.active_on(on)), ZERO)
 
 
 def recent_events(facts: CustomerFacts, kind: str, on: date, months: int = EVENT_MONTHS) -> float:
@@ -124,7 +150,7 @@ def _mrr_trend(facts: CustomerFacts, on: date) -> float:
     now, before = mrr_at(facts, month), mrr_at(facts, shift_month(month, -TREND_MONTHS))
     if before <= 0:
         return 0.0
-    return max(-1.0, min(1.0, (now - before) / before))
+    return max(-1.0, min(1.0, float((now - before) / before)))  # a ratio: float at the feature boundary
 
 
 def _describe_mrr_trend(value: float, lang: str) -> str:
@@ -168,12 +194,13 @@ def _usage_decline(facts: CustomerFacts, on: date) -> float:
     the allowance when there is one (0: no drop or no usage; 1: usage stopped). A month still under
     way on ``on`` does not count: its usage is not all in."""
     month = month_key(on) if on == month_end(month_key(on)) else shift_month(month_key(on), -1)
-    last = sum(facts.usage.get(shift_month(month, -i), 0.0) for i in range(TREND_MONTHS))
-    before = sum(facts.usage.get(shift_month(month, -i), 0.0) for i in range(TREND_MONTHS, 2 * TREND_MONTHS))
-    reference = max(before, facts.allowance * TREND_MONTHS)
+    last = sum((facts.usage.get(shift_month(month, -i), ZERO) for i in range(TREND_MONTHS)), ZERO)
+    before = sum((facts.usage.get(shift_month(month, -i), ZERO) for i in range(TREND_MONTHS, 2 * TREND_MONTHS)),
+                 ZERO)
+    reference = max(before, allowance_on(facts, on) * TREND_MONTHS)
     if reference <= 0 or last >= before:
         return 0.0
-    return min(1.0, (before - last) / reference)
+    return min(1.0, float((before - last) / reference))  # a ratio: float at the feature boundary
 
 
 def _describe_usage(value: float, lang: str) -> str:

@@ -13,6 +13,7 @@ from billing_engine.use_cases.churn import (
     ScoringReport,
     TrainingReport,
     churn_evaluation,
+    model_is_current,
     score_customers,
     train_churn_model,
 )
@@ -54,3 +55,9 @@ def run_churn_training(services: Services, as_of: date, *, now: datetime | None 
 def latest_evaluation(services: Services) -> Evaluation | None:
     with transaction(services.engine) as session:
         return churn_evaluation(session, churn_rules(services.settings))
+
+
+def churn_model_is_current(services: Services, as_of: date) -> bool:
+    """Whether this month's model is trained (on the history through the last month end)."""
+    with transaction(services.engine) as session:
+        return model_is_current(session, as_of)

@@ -10,8 +10,8 @@ Jobs (times in BILLSYNC_TIMEZONE):
 | ``reconcile`` | daily at RECONCILE_AT | ``connector.sync.reconcile.reconcile_period`` for the previous and the current month (``billsync reconcile``), report only |
 | ``collections`` | daily at COLLECTIONS_AT | ``connector.collection_jobs.run_collections`` as of today (``billsync payments collections``): direct debits due booked, unpaid invoices past due marked overdue |
 | ``dunning`` | daily at DUNNING_AT | ``connector.collection_jobs.run_dunning`` as of today (``billsync payments dunning``): the reminders of DUNNING_SCHEDULE |
-| ``churn_score`` | daily at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_scoring`` as of today (``billsync churn score``) |
-| ``churn_train`` | monthly, the 1st at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_training`` as of today (``billsync churn train``) |
+| ``churn_score`` | daily at CHURN_SCORE_AT (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_scoring`` as of today (``billsync churn score``), after ``run_churn_training`` when this month's model is not trained yet |
+| ``churn_train`` | monthly, the 1st at CHURN_SCORE_AT, and at start when this month's model is not trained (CHURN_RISK=on) | ``connector.churn_jobs.run_churn_training`` as of today (``billsync churn train``); skipped when this month's model is trained |
 | ``forecast`` | monthly on the 1st at FORECAST_AT, and at start | ``connector.billing_jobs.store_month_forecast`` for today's month (``billsync metrics forecast --store``): the month's MRR forecast stored once; not scheduled with ``FORECAST=off`` |
 | ``partitions`` | at start, then every 6 hours | ``connector.billing_jobs.prepare_usage_partitions`` through the third month ahead (``billsync usage partitions``); nothing to do on SQLite |
 
@@ -33,6 +33,14 @@ after a daily job's time with no finished run for today (none, or one whose cloc
 halfway) runs it at once; a scheduled daily run whose date already finished is skipped.
 The bill run, the reconciliation and the collection jobs are idempotent, so running one again is
 safe.
+
+**The month's churn model comes before the day's scores.** The two churn jobs never run at once
+(one lock), and a scoring first trains when this month's model is not trained yet
+(``connector.churn_jobs.churn_model_is_current``: none trained on the history through the last
+month end): on the 1st the scores use the model trained that day, whichever job fires first. A
+clock that starts or takes the lead when this month's model is not trained runs ``churn_train`` at
+once, so a training missed while no clock ran is caught up (the scheduler's jobs live in memory:
+a stopped clock remembers no missed run).
 """
 
 from __future__ import annotations
@@ -61,8 +69,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("billsync.clock")
 
 PUSH_BATCH_SIZE = 200
-CRON_MISFIRE_GRACE_SECONDS = 6 * 3600
-CHURN_TRAIN_MISFIRE_SECONDS = 7 * 86400  # a monthly training missed by a stopped clock still runs that week  # a daily run delayed in a running clock (busy, host asleep) still runs
+CRON_MISFIRE_GRACE_SECONDS = 6 * 3600  # a daily run delayed in a running clock (busy, host asleep) still runs
+# A monthly training delayed in a running clock still runs that week; one missed while no clock ran
+# is caught up at start (``missed_training``).
+CHURN_TRAIN_MISFIRE_SECONDS = 7 * 86400
 
 
 @dataclass(frozen=True)
@@ -95,6 +105,10 @@ USE_CASES: dict[str, UseCase] = {
 SALESFORCE_JOBS = ("pull", "push", "reconcile")
 CHURN_JOBS = ("churn_score", "churn_train")  # scheduled only with CHURN_RISK=on
 DAILY_JOBS = ("bill_run", "reconcile", "collections", "dunning", "churn_score")  # recorded in clock_runs, caught up when missed
+#: Whether this month's churn model is trained (the scoring trains first when it is not).
+CHURN_MODEL_CURRENT = UseCase("connector.churn_jobs", "churn_model_is_current")
+#: Held by a churn job while it runs: the training and a scoring never overlap.
+_CHURN_LOCK = threading.Lock()
 
 
 def worker_id() -> str:
@@ -171,15 +185,33 @@ def dunning_job(services: Services, today: date | None = None) -> Any:
 
 
 def churn_score_job(services: Services, today: date | None = None) -> Any:
+    """Score as of today; when this month's model is not trained yet (the 1st, or a training
+    missed), train first, so the day's scores use it. A failed training leaves the scoring to the
+    model in use."""
     as_of = today or _today(services)
-    report = USE_CASES["churn_score"].resolve()(services, as_of)
+    with _CHURN_LOCK:
+        if not CHURN_MODEL_CURRENT.resolve()(services, as_of):
+            try:
+                _train(services, as_of)
+            except Exception:
+                log.exception("churn model as of %s: the training failed; scoring with the model in use", as_of)
+        report = USE_CASES["churn_score"].resolve()(services, as_of)
     log.info("churn risk as of %s: %s customers scored (%s), %s changed, %s no longer paying", as_of,
              report.scored, report.method, report.changed, report.removed)
     return report
 
 
 def churn_train_job(services: Services, today: date | None = None) -> Any:
+    """Train as of today unless this month's model is trained (by a scoring that ran first)."""
     as_of = today or _today(services)
+    with _CHURN_LOCK:
+        if CHURN_MODEL_CURRENT.resolve()(services, as_of):
+            log.info("churn model as of %s: this month's model is trained; skipped", as_of)
+            return None
+        return _train(services, as_of)
+
+
+def _train(services: Services, as_of: date) -> Any:
     report = USE_CASES["churn_train"].resolve()(services, as_of)
     log.info("churn model as of %s: %s", as_of, report.message)
     return report
@@ -283,6 +315,20 @@ def missed_runs(services: Services, now: datetime) -> set[str]:
     return missed
 
 
+def missed_training(services: Services, now: datetime) -> bool:
+    """Whether churn risk is on and this month's model is not trained (the monthly training was
+    missed, or never ran): the clock runs ``churn_train`` at start."""
+    settings = services.settings
+    if settings.churn_risk != "on":
+        return False
+    local = now.astimezone(ZoneInfo(settings.billsync_timezone))
+    try:
+        return not CHURN_MODEL_CURRENT.resolve()(services, local.date())
+    except Exception as exc:  # the job itself checks again, and reports the database's state
+        log.warning("clock: cannot read this month's churn model (%s); training now", exc.__class__.__name__)
+        return True
+
+
 # ---------------------------------------------------------------- the scheduler
 
 
@@ -293,7 +339,8 @@ def is_connected(settings: Settings) -> bool:
 def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = BackgroundScheduler,
                     *, now: datetime | None = None, catch_up: Collection[str] = ()) -> BaseScheduler:
     """The clock's scheduler with its jobs (not started); the daily jobs named in
-    ``catch_up`` run at ``now`` first. Tests pass a scheduler they step themselves."""
+    ``catch_up`` (and ``churn_train`` when named there) run at ``now`` first. Tests pass a
+    scheduler they step themselves."""
     settings = services.settings
     scheduler = scheduler_cls(timezone=settings.billsync_timezone)
     start = now or _now()
@@ -307,6 +354,7 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
             settings.pull_interval_seconds, next_run_time=start)
         add("push", IntervalTrigger(seconds=settings.push_interval_seconds, timezone=settings.billsync_timezone),
             settings.push_interval_seconds, next_run_time=start)
+
     def daily(name: str) -> dict[str, Any]:
         return {"next_run_time": start} if name in catch_up else {}
 
@@ -326,7 +374,7 @@ def build_scheduler(services: Services, scheduler_cls: type[BaseScheduler] = Bac
         add("churn_score", CronTrigger(hour=at.hour, minute=at.minute, timezone=settings.billsync_timezone),
             CRON_MISFIRE_GRACE_SECONDS, **daily("churn_score"))
         add("churn_train", CronTrigger(day=1, hour=at.hour, minute=at.minute, timezone=settings.billsync_timezone),
-            CHURN_TRAIN_MISFIRE_SECONDS)
+            CHURN_TRAIN_MISFIRE_SECONDS, **daily("churn_train"))
     add("partitions", IntervalTrigger(hours=PARTITIONS_EVERY_HOURS, timezone=settings.billsync_timezone),
         PARTITIONS_EVERY_HOURS * 3600, next_run_time=start)
     if settings.forecast == "on":  # stored once a month: at start too, so a month the clock missed is stored
@@ -346,7 +394,8 @@ def describe_trigger(name: str, settings: Settings) -> str:
         "dunning": f"daily at {settings.dunning_at:%H:%M} {settings.billsync_timezone}",
         "partitions": f"every {PARTITIONS_EVERY_HOURS} h",
         "churn_score": f"daily at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
-        "churn_train": f"monthly on the 1st at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}",
+        "churn_train": f"monthly on the 1st at {settings.churn_score_at:%H:%M} {settings.billsync_timezone}, "
+                       "before that day's scoring, and at start when this month's model is not trained",
         "forecast": f"monthly on the 1st at {settings.forecast_at:%H:%M} {settings.billsync_timezone}, and at start",
     }[name]
 
@@ -402,6 +451,9 @@ class Clock:
         missed = missed_runs(self.services, now)
         for name in sorted(missed):
             log.info("clock: today's %s has not finished; running it now", name)
+        if missed_training(self.services, now):
+            log.info("clock: this month's churn model is not trained; training it now")
+            missed = {*missed, "churn_train"}
         scheduler = build_scheduler(self.services, self.scheduler_cls, now=now, catch_up=missed)
         scheduler.start()
         self.scheduler = scheduler

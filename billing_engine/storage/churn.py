@@ -9,7 +9,18 @@ and held out, the counts, and the holdout's ROC AUC of the model and of the base
 ``customer_facts`` reads every customer's history as the pure module's ``CustomerFacts`` in a
 fixed number of queries: the MRR at month ends where it changed (``mrr_month_ends``), the first
 subscription start, the invoices' due and settlement dates, the contractions recorded by
-amendments, the direct debits returned, the usage per month and the units included.
+amendments, the direct debits returned, the usage per month and the units included with the days
+each item ran. Amounts and quantities stay ``Decimal``.
+
+Everything is dated so that a signal measured on a day reads that day's state, whatever happened
+since: an invoice stopped being owed on the day it was paid, credited or voided — the latest
+payment received or credit note applied to it (a credit note voids an issued invoice), or, when
+neither is recorded, the day its status last changed; units included count only while their item
+ran (from the subscription's start or the amendment adding it, until the amendment removing it or
+the subscription's end). What the tables do not keep is approximated: an invoice's status history
+is not stored, so a paid invoice reopened by a refund is read as owed since its due date; the date
+of customer credit applied to an invoice is not stored, so an invoice settled that way counts as
+settled when its status last changed.
 """
 
 from __future__ import annotations
@@ -17,7 +28,6 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
@@ -25,18 +35,18 @@ from typing import Any
 from sqlalchemy import Index, Text, delete, func, select
 from sqlmodel import Field, Session, SQLModel
 
-from billing_engine.churn import CustomerFacts, InvoiceFacts, ModelParams, Reason
+from billing_engine.churn import AllowancePeriod, CustomerFacts, InvoiceFacts, ModelParams, Reason
 from billing_engine.storage.catalog import CustomerRow, PriceRow
 from billing_engine.storage.collections import DirectDebit
 from billing_engine.storage.columns import timestamp_field
 from billing_engine.storage.database import bulk_insert
-from billing_engine.storage.invoices import Invoice
+from billing_engine.storage.invoices import CreditNote, Invoice
 from billing_engine.storage.payments import Payment, PaymentAllocation
 from billing_engine.storage.revenue import MrrMonthEnd
 from billing_engine.storage.subscriptions import AmendmentRow, SubscriptionItemRow, SubscriptionRow
 from billing_engine.storage.usage import UsageEventRow
 
-_SETTLED_STATUSES = ("paid",)
+_SETTLED_STATUSES = ("paid", "void")  # no longer owed: since the day it was settled or voided
 _OWED_STATUSES = ("open", "uncollectible")
 
 
@@ -149,29 +159,27 @@ def first_mrr_month(session: Session) -> str | None:
 # ---------------------------------------------------------------- history
 
 
-@dataclass
-class _Building:
-    first_started_on: date | None = None
-    allowance: float = 0.0
+def _decimal(value: Any) -> Decimal:
+    return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
 def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
     """Every customer with an MRR history, as ``CustomerFacts`` known on ``through``."""
-    mrr: dict[str, dict[str, float]] = defaultdict(dict)
+    mrr: dict[str, dict[str, Decimal]] = defaultdict(dict)
     last_month = f"{through.year:04d}-{through.month:02d}"
     m = MrrMonthEnd
     for cid, month, value in session.execute(select(m.customer_id, m.month, m.mrr).where(m.month <= last_month)):
-        mrr[cid][month] = mrr[cid].get(month, 0.0) + float(Decimal(value))
+        mrr[cid][month] = mrr[cid].get(month, Decimal(0)) + _decimal(value)
     if not mrr:
         return []
-    building: dict[str, _Building] = defaultdict(_Building)
+    first_started: dict[str, date] = {}
     s = SubscriptionRow
-    sub_customer: dict[str, str] = {}
-    for sid, cid, starts_on in session.execute(select(s.id, s.customer_id, s.starts_on)):
-        sub_customer[sid] = cid
-        b = building[cid]
-        if b.first_started_on is None or starts_on < b.first_started_on:
-            b.first_started_on = starts_on
+    subscriptions: dict[str, tuple[str, date, date | None]] = {}
+    for sid, cid, starts_on, ends_before in session.execute(select(s.id, s.customer_id, s.starts_on, s.ends_before)):
+        subscriptions[sid] = (cid, starts_on, ends_before)
+        if cid not in first_started or starts_on < first_started[cid]:
+            first_started[cid] = starts_on
+    sub_customer = {sid: cid for sid, (cid, _, _) in subscriptions.items()}
 
     events: dict[str, dict[str, list[date]]] = defaultdict(lambda: defaultdict(list))
     _contractions(session, sub_customer, events, through)
@@ -180,20 +188,7 @@ def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
             d.status == "returned", d.returned_on.is_not(None), d.returned_on <= through)):  # type: ignore[union-attr]
         events[cid]["payment_return"].append(returned_on)
 
-    invoices: dict[str, list[InvoiceFacts]] = defaultdict(list)
-    i, a, p = Invoice, PaymentAllocation, Payment
-    settled = dict(session.execute(select(a.invoice_id, func.max(p.received_on)).join(p, p.id == a.payment_id)
-                                   .group_by(a.invoice_id)).all())
-    for iid, cid, status, due_on, changed_at in session.execute(select(
-            i.id, i.customer_id, i.status, i.due_on, i.status_changed_at).where(
-            i.status.in_(_SETTLED_STATUSES + _OWED_STATUSES), i.due_on.is_not(None),  # type: ignore[union-attr]
-            i.due_on <= through)):
-        settled_on = None
-        if status in _SETTLED_STATUSES:
-            settled_on = settled.get(iid) or (changed_at.date() if changed_at else due_on)
-        invoices[cid].append(InvoiceFacts(due_on, settled_on))
-
-    usage: dict[str, dict[str, float]] = defaultdict(lambda: defaultdict(float))
+    usage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     u = UsageEventRow
     month_of = func.strftime("%Y-%m", u.occurred_on) if session.get_bind().dialect.name == "sqlite" \
         else func.to_char(u.occurred_on, "YYYY-MM")
@@ -202,20 +197,80 @@ def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
                                                 .group_by(u.subscription_id, month_of)):
         cid = sub_customer.get(sid)
         if cid is not None:
-            usage[cid][month] += float(Decimal(quantity))
-    it, pr = SubscriptionItemRow, PriceRow
-    for sid, included, quantity in session.execute(select(it.subscription_id, pr.included_units, it.quantity)
-                                                   .join(pr, pr.id == it.price_id)
-                                                   .where(pr.included_units.is_not(None))):  # type: ignore[union-attr]
-        cid = sub_customer.get(sid)
-        if cid is not None:
-            building[cid].allowance += float(Decimal(included)) * max(1.0, float(Decimal(quantity)))
+            usage[cid][month] += _decimal(quantity)
 
-    return [CustomerFacts(cid, building[cid].first_started_on if cid in building else None, dict(values),
-                          tuple(invoices.get(cid, ())),
+    invoices = _invoices(session, through)
+    allowances = _allowances(session, subscriptions, through)
+    return [CustomerFacts(cid, first_started.get(cid), dict(values), tuple(invoices.get(cid, ())),
                           {kind: tuple(sorted(ds)) for kind, ds in events.get(cid, {}).items()},
-                          dict(usage.get(cid, {})), building[cid].allowance if cid in building else 0.0)
+                          dict(usage.get(cid, {})), tuple(allowances.get(cid, ())))
             for cid, values in sorted(mrr.items())]
+
+
+def _invoices(session: Session, through: date) -> dict[str, list[InvoiceFacts]]:
+    """Every issued invoice due by ``through`` with the day it stopped being owed (``None``: owed)."""
+    i, a, p, cn = Invoice, PaymentAllocation, Payment, CreditNote
+    last_document: dict[int, date] = {}
+    for iid, received_on in session.execute(select(a.invoice_id, func.max(p.received_on))
+                                            .join(p, p.id == a.payment_id).group_by(a.invoice_id)):
+        last_document[iid] = received_on
+    for iid, issued_on in session.execute(select(cn.invoice_id, func.max(cn.issued_on))
+                                          .where(cn.invoice_id.is_not(None), cn.applied_to_invoice > 0)  # type: ignore[union-attr]
+                                          .group_by(cn.invoice_id)):
+        last_document[iid] = max(issued_on, last_document.get(iid, issued_on))
+    out: dict[str, list[InvoiceFacts]] = defaultdict(list)
+    for iid, cid, status, due_on, changed_at in session.execute(select(
+            i.id, i.customer_id, i.status, i.due_on, i.status_changed_at).where(
+            i.status.in_(_SETTLED_STATUSES + _OWED_STATUSES), i.issued_on.is_not(None),  # type: ignore[union-attr]
+            i.due_on.is_not(None), i.due_on <= through)):  # type: ignore[union-attr]
+        settled_on = None
+        if status in _SETTLED_STATUSES:
+            settled_on = last_document.get(iid) or (changed_at.date() if changed_at else due_on)
+        out[cid].append(InvoiceFacts(due_on, settled_on))
+    return out
+
+
+def _allowances(session: Session, subscriptions: dict[str, tuple[str, date, date | None]],
+                through: date) -> dict[str, list[AllowancePeriod]]:
+    """Per customer, the units each item includes per month (included units × quantity, at least
+    one) and the days it ran: from the subscription's start or the amendment adding it, changed by
+    the amendments changing its quantity, until the amendment removing it or the subscription's end."""
+    included = {pid: _decimal(units) for pid, units in session.execute(
+        select(PriceRow.id, PriceRow.included_units).where(PriceRow.included_units.is_not(None)))}  # type: ignore[union-attr]
+    if not included:
+        return {}
+    # (subscription, item) → its included units per unit, and the (day, quantity) changes
+    per_unit: dict[tuple[str, str], Decimal] = {}
+    changes: dict[tuple[str, str], list[tuple[date, int, Decimal | None]]] = defaultdict(list)  # None: removed
+    it = SubscriptionItemRow
+    for sid, item_id, price_id, quantity in session.execute(select(it.subscription_id, it.item_id, it.price_id,
+                                                                   it.quantity)):
+        if price_id in included and sid in subscriptions:
+            per_unit[(sid, item_id)] = included[price_id]
+            changes[(sid, item_id)].append((subscriptions[sid][1], -1, _decimal(quantity)))
+    am = AmendmentRow
+    for sid, sequence, action, item_id, quantity, price_id, effective_on in session.execute(
+            select(am.subscription_id, am.sequence, am.action, am.item_id, am.quantity, am.price_id,
+                   am.effective_on).where(am.effective_on <= through)):
+        key = (sid, item_id or "")
+        if action == "add_item" and price_id in included and quantity is not None:
+            per_unit[key] = included[price_id]
+            changes[key].append((effective_on, sequence, _decimal(quantity)))
+        elif action == "change_quantity" and key in per_unit and quantity is not None:
+            changes[key].append((effective_on, sequence, _decimal(quantity)))
+        elif action == "remove_item" and key in per_unit:
+            changes[key].append((effective_on, sequence, None))
+    out: dict[str, list[AllowancePeriod]] = defaultdict(list)
+    for key, dated in changes.items():
+        cid, _, ends = subscriptions[key[0]]
+        dated.sort(key=lambda change: (change[0], change[1]))
+        for n, (starts_on, _, quantity) in enumerate(dated):
+            ends_before = dated[n + 1][0] if n + 1 < len(dated) else ends
+            if ends is not None and (ends_before is None or ends < ends_before):
+                ends_before = ends
+            if quantity is not None and (ends_before is None or starts_on < ends_before):
+                out[cid].append(AllowancePeriod(starts_on, ends_before, per_unit[key] * max(Decimal(1), quantity)))
+    return out
 
 
 def _contractions(session: Session, sub_customer: dict[str, str], events: dict[str, dict[str, list[date]]],

@@ -201,6 +201,13 @@ def _evaluation(row: churn_store.ChurnModelRow | None, rules: ChurnRules) -> Eva
                       row.model_auc, row.baseline_auc, row.churned_customers >= rules.min_churned)
 
 
+def model_is_current(session: Session, as_of: date) -> bool:
+    """Whether the latest model was trained on the history through the month end before ``as_of``'s
+    month, as the month's training on its 1st does (``False``: none was trained this month)."""
+    row = churn_store.latest_model(session)
+    return row is not None and row.trained_through >= rules_.shift_month(month_key(as_of), -1)
+
+
 def churn_evaluation(session: Session, rules: ChurnRules | None = None) -> Evaluation | None:
     """The latest training's evaluation (``None``: never trained)."""
     return _evaluation(churn_store.latest_model(session), rules or ChurnRules())

@@ -114,12 +114,69 @@ def test_the_churn_jobs_call_the_functions_the_cli_calls(database_url, monkeypat
                         types.SimpleNamespace(scored=3, method="baseline", changed=1, removed=0))
     monkeypatch.setattr(connector.churn_jobs, "run_churn_training", lambda *a, **k: calls.append(("train", a)) or
                         types.SimpleNamespace(message="trained"))
+    monkeypatch.setattr(connector.churn_jobs, "churn_model_is_current", lambda *a: False)
     monkeypatch.setattr(clock_module, "_now", lambda: datetime(2027, 1, 1, 4, 30, tzinfo=UTC))
     services = make_services(database_url)
     jobs, _ = jobs_of(services)
-    for name in ("churn_score", "churn_train"):
+    for name in ("churn_train", "churn_score"):
         jobs[name].func(*jobs[name].args)
-    assert calls == [("score", (services, date(2027, 1, 1))), ("train", (services, date(2027, 1, 1)))]
+    day = date(2027, 1, 1)
+    # A scoring while this month's model is not trained trains first.
+    assert calls == [("train", (services, day)), ("train", (services, day)), ("score", (services, day))]
+
+
+def _churn_history(database_url):
+    from tests.support.churn import write_histories
+
+    services = make_services(database_url, CHURN_MIN_CHURNED="3")
+    write_histories(services.engine, 30)
+    return services
+
+
+def _models_and_methods(services):
+    from billing_engine.storage.churn import ChurnModelRow, ChurnScoreRow
+
+    with Session(services.engine) as session:
+        models = session.exec(select(ChurnModelRow)).all()
+        return models, {row.method for row in session.exec(select(ChurnScoreRow))}
+
+
+def test_on_the_1st_the_days_scores_use_the_model_trained_that_day(database_url, monkeypatch):
+    services = _churn_history(database_url)
+    monkeypatch.setattr(clock_module, "_now", lambda: datetime(2026, 12, 1, 4, 30, tzinfo=UTC))
+    jobs, _ = jobs_of(services)
+    for name in ("churn_score", "churn_train"):  # the same minute: the scoring may fire first
+        jobs[name].func(*jobs[name].args)
+    models, methods = _models_and_methods(services)
+    assert [m.trained_through for m in models] == ["2026-11"]  # trained once, before the scoring
+    assert methods == {"model"}
+
+
+def test_a_clock_started_with_this_months_model_missing_trains_it_at_once(database_url, virtual_clock):
+    from connector.clock_lock import clock_lock_for
+    from connector.scheduler import Clock
+
+    services = _churn_history(database_url)
+    virtual_clock.now = datetime(2026, 12, 3, 1, 0, tzinfo=UTC)  # the 1st's training was missed; before 04:30
+    clock = Clock(services, clock_lock_for(services.engine), SteppedScheduler)
+    try:
+        clock.step()
+        clock.scheduler.run_due()
+        models, methods = _models_and_methods(services)
+        assert [m.trained_through for m in models] == ["2026-11"] and methods == set()
+        virtual_clock.advance(hours=3, minutes=30)
+        clock.scheduler.run_due()  # 04:30: the scoring uses it, and trains nothing more
+        models, methods = _models_and_methods(services)
+        assert len(models) == 1 and methods == {"model"}
+    finally:
+        clock.close()
+
+    again = Clock(services, clock_lock_for(services.engine), SteppedScheduler)  # a restart: the model is there
+    try:
+        again.step()
+        assert again.scheduler.get_job("churn_train").next_run_time.date() == date(2027, 1, 1)
+    finally:
+        again.close()
 
 
 @pytest.fixture

@@ -16,8 +16,9 @@ import math
 import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal
 
-from billing_engine.churn import CustomerFacts, InvoiceFacts, measure, month_end, shift_month
+from billing_engine.churn import AllowancePeriod, CustomerFacts, InvoiceFacts, measure, month_end, shift_month
 
 #: The drivers' weights in the hazard's log-odds (per unit of each signal's value).
 HAZARD = {"contraction": 0.9, "mrr_trend": -4.0, "overdue_days": 0.04, "payment_return": 1.0,
@@ -35,16 +36,17 @@ class _Customer:
     usage_level: float
     unhappy: bool = False
     churned: str | None = None
-    mrr: dict[str, float] = field(default_factory=dict)
+    mrr: dict[str, Decimal] = field(default_factory=dict)
     invoices: list[InvoiceFacts] = field(default_factory=list)
     contractions: list[date] = field(default_factory=list)
     returns: list[date] = field(default_factory=list)
-    usage: dict[str, float] = field(default_factory=dict)
+    usage: dict[str, Decimal] = field(default_factory=dict)
 
     def facts(self) -> CustomerFacts:
         return CustomerFacts(self.cid, self.started, dict(self.mrr), tuple(self.invoices),
                              {"contraction": tuple(self.contractions), "payment_return": tuple(self.returns)},
-                             dict(self.usage), self.allowance)
+                             dict(self.usage),
+                             (AllowancePeriod(self.started, None, Decimal(str(self.allowance))),) if self.allowance else ())
 
 
 @dataclass(frozen=True)
@@ -93,9 +95,9 @@ def simulate(customers: int = 300, months: int = 30, *, seed: int = 7, start: st
                 c.contractions.append(first_day + timedelta(days=rng.randint(0, 27)))
             elif rng.random() < 0.03:
                 c.seats += rng.randint(1, 5)
-            c.mrr[month] = round(c.seats * c.price, 2)
+            c.mrr[month] = Decimal(str(round(c.seats * c.price, 2)))
             c.usage_level *= rng.uniform(0.75, 0.95) if c.unhappy else rng.uniform(0.95, 1.08)
-            c.usage[month] = max(0.0, c.usage_level * rng.uniform(0.85, 1.15))
+            c.usage[month] = Decimal(str(max(0.0, c.usage_level * rng.uniform(0.85, 1.15))))
             due = first_day + timedelta(days=30)
             late = rng.random() < (0.35 if c.unhappy else 0.06)
             delay = rng.randint(10, 75) if late else -rng.randint(0, 10)
@@ -109,7 +111,7 @@ def simulate(customers: int = 300, months: int = 30, *, seed: int = 7, start: st
             logit += HAZARD["young"] * (1.0 if values["tenure_months"] < 6 else 0.0)
             if rng.random() < 1.0 / (1.0 + math.exp(-logit)):
                 c.churned = shift_month(month, 1)
-                c.mrr[c.churned] = 0.0
+                c.mrr[c.churned] = Decimal(0)
                 drivers[c.cid] = present
         month = shift_month(month, 1)
     last = shift_month(month, -1)

@@ -7,14 +7,18 @@ name its seat reductions and its MRR fall; changed scores ask for the Account su
 from __future__ import annotations
 
 import json
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime, timedelta
+from decimal import Decimal as D
 
 import pytest
 from click.testing import CliRunner
 from sqlmodel import Session, select
 
-from billing_engine.storage.churn import ChurnModelRow, ChurnScoreRow
+from billing_engine.churn import allowance_on, measure
+from billing_engine.storage.churn import ChurnModelRow, ChurnScoreRow, customer_facts
+from billing_engine.storage.invoices import CreditNote, Invoice
 from billing_engine.storage.outbox import OutboxRow
+from billing_engine.storage.usage import UsageEventRow
 from billing_engine.use_cases.churn import (
     ChurnRules,
     churn_evaluation,
@@ -237,3 +241,88 @@ def test_a_model_trained_as_of_a_day_learns_nothing_from_what_happened_after_it(
     assert (a.params_json, a.holdout_from, a.train_rows, a.holdout_rows) == (
         b.params_json, b.holdout_from, b.train_rows, b.holdout_rows)
     assert models[later.evaluation.model_id].params_json != a.params_json  # today's training sees them
+
+
+# ---------------------------------------------------------------- the signals read the day's state
+
+SCORED_ON = date(2026, 6, 30)
+
+
+def _allowance_customer(engine):
+    """A customer paying seats since 2025; a data plan including 1000 units a month ended in March
+    2026, another including 5000 starts in 2027; its usage fell from 100 to 40 units a month in April 2026."""
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.customers import Customer
+    from billing_engine.subscriptions import SubscriptionItem, make_subscription
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.customers import upsert_customer
+    from billing_engine.use_cases.subscriptions import cancel_subscription, start_subscription
+
+    seat = make_price("pr-al-seat", make_product("p-al-seat", "ALSEAT", "Seats"), currency="EUR",
+                      model="per_unit", unit_price="30")
+    small = make_price("pr-al-small", make_product("p-al-small", "ALDATA1", "Data 1000"), currency="EUR",
+                       model="allowance", charge_type="usage", unit_price="10", included_units="1000",
+                       overage_unit_price="0.50")
+    large = make_price("pr-al-large", make_product("p-al-large", "ALDATA5", "Data 5000"), currency="EUR",
+                       model="allowance", charge_type="usage", unit_price="40", included_units="5000",
+                       overage_unit_price="0.50")
+    with transaction(engine) as s:
+        for price in (seat, small, large):
+            upsert_product(s, price.product)
+            upsert_price(s, price)
+        upsert_customer(s, Customer("al-1", "Allowance customer", "EUR"))
+        start_subscription(s, make_subscription("sub-al-seats", "al-1", "EUR", date(2025, 1, 1),
+                                                [SubscriptionItem("seats", seat, quantity=D(5))]), now=NOW)
+        start_subscription(s, make_subscription("sub-al-old", "al-1", "EUR", date(2025, 1, 1),
+                                                [SubscriptionItem("data", small, quantity=D(1))]), now=NOW)
+        cancel_subscription(s, "sub-al-old", date(2026, 3, 1), immediate=True, now=NOW)
+        start_subscription(s, make_subscription("sub-al-new", "al-1", "EUR", date(2027, 1, 1),
+                                                [SubscriptionItem("data", large, quantity=D(1))]), now=NOW)
+    with Session(engine) as s:
+        for n, (month, quantity) in enumerate([(1, 100), (2, 100), (3, 100), (4, 40), (5, 40), (6, 40)]):
+            day = date(2026, month, 15)
+            s.add(UsageEventRow(event_id=9_000_000 + n, occurred_on=day, subscription_id="sub-al-seats",
+                                subscription_item_id="seats", quantity=D(quantity),
+                                occurred_at=datetime(day.year, day.month, day.day, tzinfo=UTC), recorded_at=NOW))
+        s.commit()
+
+
+def test_units_included_count_only_for_items_running_on_the_scoring_day(engine):
+    _allowance_customer(engine)
+    with Session(engine) as s:
+        facts = next(f for f in customer_facts(s, SCORED_ON) if f.customer_id == "al-1")
+    # 300 units in the three months before, 120 in the last three: down 60 % of its level, as no
+    # plan includes units on the day (the old one ended, the new one has not started).
+    assert measure(facts, SCORED_ON)["usage_decline"] == pytest.approx(0.6)
+    assert allowance_on(facts, date(2026, 2, 28)) == D(1000)
+    assert allowance_on(facts, SCORED_ON) == D(0)
+    assert allowance_on(facts, date(2027, 1, 1)) == D(5000)
+    assert all(isinstance(v, D) for v in facts.mrr.values()) and all(isinstance(v, D) for v in facts.usage.values())
+
+
+def _invoice(s, number, due_on, status, changed_on):
+    inv = Invoice(customer_id="al-1", currency="EUR", status=status, number=number, issued_on=due_on - timedelta(30),
+                  due_on=due_on, subtotal=D(100), net=D(100), total=D(100),
+                  created_at=NOW, finalized_at=datetime(2026, 1, 1, tzinfo=UTC),
+                  status_changed_at=datetime(changed_on.year, changed_on.month, changed_on.day, tzinfo=UTC))
+    s.add(inv)
+    s.flush()
+    return inv.id
+
+
+def test_an_invoice_owed_on_the_day_counts_as_overdue_though_it_was_voided_or_credited_later(engine):
+    _allowance_customer(engine)
+    with Session(engine) as s:
+        voided = _invoice(s, "CH-T-1", date(2026, 4, 1), "void", date(2026, 8, 1))
+        credited = _invoice(s, "CH-T-2", date(2026, 5, 1), "paid", date(2026, 7, 20))
+        for iid, number, on in ((voided, "CN-CH-T-1", date(2026, 8, 1)), (credited, "CN-CH-T-2", date(2026, 7, 20))):
+            s.add(CreditNote(number=number, customer_id="al-1", invoice_id=iid, currency="EUR", reason="test",
+                             issued_on=on, net=D(100), total=D(100), applied_to_invoice=D(100), created_at=NOW))
+        s.commit()
+    with Session(engine) as s:
+        on_the_day = next(f for f in customer_facts(s, SCORED_ON) if f.customer_id == "al-1")
+        later = next(f for f in customer_facts(s, date(2026, 8, 15)) if f.customer_id == "al-1")
+    # On 30 June the invoice due 1 April was still owed: 90 days overdue; voided 1 August, and the
+    # one due 1 May credited 20 July, nothing is overdue on 15 August.
+    assert measure(on_the_day, SCORED_ON)["overdue_days"] == 90.0
+    assert measure(later, date(2026, 8, 15))["overdue_days"] == 0.0

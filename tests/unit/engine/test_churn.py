@@ -6,11 +6,13 @@ the ROC AUC is the rank statistic it claims to be."""
 from __future__ import annotations
 
 from datetime import date, timedelta
+from decimal import Decimal as D
 
 import pytest
 
 from billing_engine.churn import (
     SIGNALS,
+    AllowancePeriod,
     CustomerFacts,
     InvoiceFacts,
     Snapshot,
@@ -34,18 +36,20 @@ ON = date(2026, 6, 30)
 
 
 def steady(cid: str = "steady") -> CustomerFacts:
-    return CustomerFacts(cid, date(2022, 3, 1), {"2022-03": 1000.0},
+    return CustomerFacts(cid, date(2022, 3, 1), {"2022-03": D(1000)},
                          tuple(InvoiceFacts(month_end(shift_month("2026-01", i)), month_end(shift_month("2026-01", i)))
                                for i in range(6)),
-                         {}, {shift_month("2026-01", i): 900.0 for i in range(6)}, 1000.0)
+                         {}, {shift_month("2026-01", i): D(900) for i in range(6)},
+                         (AllowancePeriod(date(2022, 3, 1), None, D(1000)),))
 
 
 def at_risk() -> CustomerFacts:
     """MRR halved by two seat reductions, an invoice 50 days late; usage steady, an old customer."""
-    return CustomerFacts("at-risk", date(2021, 5, 1), {"2021-05": 1000.0, "2026-04": 700.0, "2026-05": 500.0},
+    return CustomerFacts("at-risk", date(2021, 5, 1), {"2021-05": D(1000), "2026-04": D(700), "2026-05": D(500)},
                          (InvoiceFacts(date(2026, 5, 11), None), InvoiceFacts(date(2026, 6, 10), date(2026, 6, 8))),
                          {"contraction": (date(2026, 4, 12), date(2026, 5, 20))},
-                         {shift_month("2026-01", i): 1000.0 for i in range(6)}, 1000.0)
+                         {shift_month("2026-01", i): D(1000) for i in range(6)},
+                         (AllowancePeriod(date(2021, 5, 1), None, D(1000)),))
 
 
 @pytest.fixture(scope="module")
@@ -94,11 +98,12 @@ def test_the_trained_models_reasons_for_a_churning_customer_name_drivers_it_show
 
 def test_signals_never_read_facts_dated_after_the_scoring_day():
     facts = at_risk()
-    later = CustomerFacts(facts.customer_id, facts.first_started_on, {**facts.mrr, "2026-07": 0.0},
+    later = CustomerFacts(facts.customer_id, facts.first_started_on, {**facts.mrr, "2026-07": D(0)},
                           (*facts.invoices, InvoiceFacts(date(2026, 7, 1), None)),
                           {"contraction": (*facts.events["contraction"], date(2026, 7, 2)),
                            "payment_return": (date(2026, 7, 3),)},
-                          {**facts.usage, "2026-07": 0.0}, facts.allowance)
+                          {**facts.usage, "2026-07": D(0)},
+                          (*facts.allowances, AllowancePeriod(date(2026, 7, 1), None, D(50000))))
     assert measure(later, ON) == measure(facts, ON)
 
 
@@ -148,7 +153,7 @@ def test_roc_auc_is_the_probability_that_a_churned_customer_ranks_above_one_that
 def test_a_new_signal_plugs_in_as_one_definition_and_reads_its_own_dated_facts():
     support = event_count_signal("support_request", points_each=5.0, most=15.0,
                                  describe=lambda v, lang: f"{int(v)} support requests")
-    facts = CustomerFacts("c", date(2020, 1, 1), {"2020-01": 100.0},
+    facts = CustomerFacts("c", date(2020, 1, 1), {"2020-01": D(100)},
                           events={"support_request": tuple(ON - timedelta(days=d) for d in (1, 20, 40, 400))})
     score = baseline_score(facts, ON, (*SIGNALS, support))
     assert score.reasons[0].signal == "support_request" and score.reasons[0].value == 3.0
