@@ -244,6 +244,16 @@ SIGNALS: tuple[Signal, ...] = (
         "no direct debit returned", "{n} prélèvement rejeté en six mois", "{n} prélèvements rejetés en six mois",
         "aucun prélèvement rejeté")),
     Signal("usage_decline", _usage_decline, lambda v: min(20.0, v * 30.0), _describe_usage),
+    # What customers did themselves in the portal (the audit log's portal.cancelled and
+    # portal.sales_requested): a subscription cancelled online, a message to sales.
+    event_count_signal("self_service_cancel", points_each=20.0, most=30.0, describe=_describe_count(
+        "{n} subscription cancelled online in six months", "{n} subscriptions cancelled online in six months",
+        "nothing cancelled online", "{n} abonnement résilié en ligne en six mois",
+        "{n} abonnements résiliés en ligne en six mois", "aucune résiliation en ligne")),
+    event_count_signal("sales_request", points_each=5.0, most=10.0, describe=_describe_count(
+        "{n} request to sales from the portal in six months", "{n} requests to sales from the portal in six months",
+        "no request to sales", "{n} demande au commercial depuis le portail en six mois",
+        "{n} demandes au commercial depuis le portail en six mois", "aucune demande au commercial")),
     Signal("tenure_months", _tenure, lambda v: max(0.0, (12.0 - v) / 12.0) * 10.0, _describe_tenure,
            risky_when_high=False),
 )

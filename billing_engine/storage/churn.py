@@ -28,7 +28,7 @@ from __future__ import annotations
 import json
 from collections import defaultdict
 from collections.abc import Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -36,6 +36,7 @@ from sqlalchemy import Index, Text, delete, func, select
 from sqlmodel import Field, Session, SQLModel
 
 from billing_engine.churn import AllowancePeriod, CustomerFacts, InvoiceFacts, ModelParams, Reason
+from billing_engine.storage.audit import AuditRow
 from billing_engine.storage.catalog import CustomerRow, PriceRow
 from billing_engine.storage.collections import DirectDebit
 from billing_engine.storage.columns import timestamp_field
@@ -163,6 +164,20 @@ def _decimal(value: Any) -> Decimal:
     return value if isinstance(value, Decimal) else Decimal(str(value))
 
 
+#: The audit log's actions by customers in the portal that are churn signals (billing_engine.churn).
+PORTAL_SIGNALS = {"portal.cancelled": "self_service_cancel", "portal.sales_requested": "sales_request"}
+PORTAL_ACTOR = "portal:"
+
+
+def _portal_actions(session: Session, events: dict[str, dict[str, list[date]]], through: date) -> None:
+    """The cancellations and requests to sales customers made in the portal up to ``through``."""
+    a = AuditRow
+    until = datetime.combine(through, datetime.max.time(), tzinfo=UTC)
+    for actor, action, at in session.execute(select(a.actor, a.action, a.at).where(
+            a.action.in_(list(PORTAL_SIGNALS)), a.actor.startswith(PORTAL_ACTOR), a.at <= until)):  # type: ignore[attr-defined]
+        events[actor.removeprefix(PORTAL_ACTOR)][PORTAL_SIGNALS[action]].append(at.date())
+
+
 def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
     """Every customer with an MRR history, as ``CustomerFacts`` known on ``through``."""
     mrr: dict[str, dict[str, Decimal]] = defaultdict(dict)
@@ -187,6 +202,7 @@ def customer_facts(session: Session, through: date) -> list[CustomerFacts]:
     for cid, returned_on in session.execute(select(d.customer_id, d.returned_on).where(
             d.status == "returned", d.returned_on.is_not(None), d.returned_on <= through)):  # type: ignore[union-attr]
         events[cid]["payment_return"].append(returned_on)
+    _portal_actions(session, events, through)
 
     usage: dict[str, dict[str, Decimal]] = defaultdict(lambda: defaultdict(Decimal))
     u = UsageEventRow

@@ -326,3 +326,30 @@ def test_an_invoice_owed_on_the_day_counts_as_overdue_though_it_was_voided_or_cr
     # one due 1 May credited 20 July, nothing is overdue on 15 August.
     assert measure(on_the_day, SCORED_ON)["overdue_days"] == 90.0
     assert measure(later, date(2026, 8, 15))["overdue_days"] == 0.0
+
+
+def test_a_cancellation_and_a_request_to_sales_in_the_portal_raise_the_risk_and_say_why(engine, histories):
+    from billing_engine.use_cases.audit import record_action
+
+    steady = _paying(histories)[-1]
+    with transaction(engine) as s:
+        score_customers(s, HISTORY_TODAY, now=NOW)
+    with Session(engine) as s:
+        before = customer_churn_risk(s, steady)
+    at = datetime.combine(HISTORY_TODAY - timedelta(days=20), datetime.min.time(), tzinfo=UTC)
+    with transaction(engine) as s:
+        record_action(s, at=at, actor=f"portal:{steady}", action="portal.cancelled", target_type="subscription",
+                      target_id="sub-any", after={"reason": "too_expensive"})
+        record_action(s, at=at, actor=f"portal:{steady}", action="portal.sales_requested", target_type="customer",
+                      target_id=steady, after={"message": "Can we talk about the price?"})
+        # After the scoring day: not known on it.
+        record_action(s, at=at + timedelta(days=40), actor=f"portal:{steady}", action="portal.sales_requested",
+                      target_type="customer", target_id=steady, after={"message": "later"})
+        score_customers(s, HISTORY_TODAY, now=NOW)
+    with Session(engine) as s:
+        after = customer_churn_risk(s, steady)
+    assert after.score >= before.score + 25  # 20 points for the cancellation, 5 for the request
+    words = "; ".join(after.reasons_text())
+    assert "1 subscription cancelled online in six months" in words
+    assert "1 request to sales from the portal in six months" in words
+    assert "1 abonnement résilié en ligne en six mois" in "; ".join(after.reasons_text("fr"))
