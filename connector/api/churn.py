@@ -35,7 +35,7 @@ class LangQuery(BaseModel):
 
 class ReasonOut(BaseModel):
     signal: str = Field(description="The signal: mrr_trend, contraction, overdue_days, payment_return, "
-                                    "usage_decline, tenure_months.")
+                                    "usage_decline, self_service_cancel, sales_request, tenure_months.")
     value: float = Field(description="The signal's value on the scoring day.")
     weight: float = Field(description="Its weight in the score: baseline points, or the model's contribution.")
     text: str = Field(description="The reason in plain words.")
