@@ -210,11 +210,17 @@ def test_an_existing_account_like_the_buyer_is_left_untouched_and_a_new_account_
     assert customer[0].salesforce_account_id == own["Id"]
 
 
-def _refuse_deals(monkeypatch) -> None:
+def place_with_the_deal_refused(client, services, monkeypatch) -> dict:
+    """Place an order and push it while Salesforce refuses its Opportunity; the Account it created."""
     def refused(*args, **kwargs):
         raise DealError("Opportunity: FIELD_CUSTOM_VALIDATION_EXCEPTION: refused")
 
-    monkeypatch.setattr("connector.sync.deals.write_deal", refused)
+    place(client, services.engine)
+    with monkeypatch.context() as m:
+        m.setattr("connector.sync.deals.write_deal", refused)
+        push_outbox(services, worker_id="w1")
+    [account] = records(services.salesforce(), "SELECT Id, Billing_Language__c FROM Account")
+    return account
 
 
 def _sold_online_row(engine) -> OutboxRow:
@@ -225,13 +231,9 @@ def _sold_online_row(engine) -> OutboxRow:
 def test_a_retry_after_a_refused_deal_leaves_the_account_as_the_rep_edited_it(shop, monkeypatch):
     client, services = shop
     sf = services.salesforce()
-    place(client, services.engine)
-    with monkeypatch.context() as m:
-        _refuse_deals(m)
-        push_outbox(services, worker_id="w1")
+    account = place_with_the_deal_refused(client, services, monkeypatch)
     refused = _sold_online_row(services.engine)
     assert (refused.status, refused.attempts) == ("pending", 1) and "refused" in refused.last_error
-    [account] = records(sf, "SELECT Id, Billing_Language__c FROM Account")
     edited = {"Name": "Zephyr Analytics (HQ)", "Type": "Customer - Channel", "BillingCountry": "DE",
               "CurrencyIsoCode": "USD", "VAT_Id__c": "DE136695976",
               "Billing_Language__c": "fr" if account["Billing_Language__c"] != "fr" else "en"}
@@ -248,12 +250,7 @@ def test_a_retry_after_a_refused_deal_leaves_the_account_as_the_rep_edited_it(sh
 @pytest.mark.parametrize("race", [False, True], ids=["linked-before", "linked-meanwhile"])
 def test_an_account_another_customer_holds_fails_the_row_with_the_reason(shop, monkeypatch, race):
     client, services = shop
-    sf = services.salesforce()
-    place(client, services.engine)
-    with monkeypatch.context() as m:
-        _refuse_deals(m)
-        push_outbox(services, worker_id="w1")
-    [account] = records(sf, "SELECT Id FROM Account")
+    account = place_with_the_deal_refused(client, services, monkeypatch)
     with Session(services.engine) as session, session.begin():  # the pull billed that Account meanwhile
         upsert_customer(session, Customer(f"cus-{account['Id']}", "Zephyr Analytics", "EUR",
                                           salesforce_account_id=account["Id"]))
