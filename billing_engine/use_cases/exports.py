@@ -550,12 +550,13 @@ def subscriptions_for_export(session: Session, subscription_ids: Iterable[str],
             subscription_id=sub.subscription_id, external_key=sub.external_key, customer_id=sub.customer_id,
             salesforce_account_id=customer.salesforce_account_id if customer else None, currency=sub.currency,
             status=link.status, ends_before=link.ends_before, starts_on=sub.starts_on, term_months=sub.term_months,
-            auto_renew=sub.auto_renew, **_subscription_dates(sub, as_of), mrr=mrr.get(key, zero),
+            auto_renew=sub.auto_renew, **subscription_dates(sub, as_of), mrr=mrr.get(key, zero),
             arr=arr.get(key, zero), items=_export_items(sub, as_of))
     return out
 
 
-def _subscription_dates(sub: Subscription, as_of: date) -> dict[str, date | None]:
+def subscription_dates(sub: Subscription, as_of: date) -> dict[str, date | None]:
+    """``term_ends_before``, ``renews_on`` and ``next_invoice_on`` of ``SubscriptionExport``."""
     end = sub.ends_before
     day = max(as_of, sub.starts_on)
     if end is not None and day >= end:

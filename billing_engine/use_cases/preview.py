@@ -5,7 +5,8 @@ change (a new subscription, an amendment, a renewal or a cancellation, applied i
 transaction the caller rolls back) and returns the invoice the change would produce on
 its date (the first invoice of a new subscription; for a change, only the charges and
 credits it adds to what is billed already), the customer's MRR before and after, and the
-MRR and ARR the change itself adds. Nothing is written.
+MRR and ARR the change itself adds. Nothing is written. ``preview_new_subscription`` prices a
+subscription and customer held in memory only (a checkout's order before it is placed).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from decimal import Decimal
 from typing import Any
 
 from billing_engine.charges import charges_due
+from billing_engine.customers import Customer
 from billing_engine.errors import NotFoundError
 from billing_engine.invoicing import assemble_invoice
 from billing_engine.money import round_money
@@ -85,9 +87,25 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         old, billed = None, []
     else:
         billed = invoice_store.billed_lines_for_subscriptions(session, [subscription_id]).get(subscription_id, [])
+    return _preview(new, old, billed, before, after, get_customer(session, new.customer_id), on,
+                    default_tax_percent=default_tax_percent, seller_country=seller_country)
+
+
+def preview_new_subscription(subscription: Subscription, customer: Customer, on: date, *,
+                             default_tax_percent: Decimal = ZERO, seller_country: str | None = None) -> DealPreview:
+    """The first invoice of a subscription not written anywhere, for a customer with no other
+    subscription (neither written either), as ``preview_subscription_change`` would price it once
+    both are stored."""
+    return _preview(subscription, None, [], [], [subscription], customer, on,
+                    default_tax_percent=default_tax_percent, seller_country=seller_country)
+
+
+def _preview(new: Subscription, old: Subscription | None, billed: Sequence[Any], before: Sequence[Subscription],
+             after: Sequence[Subscription], customer: Customer, on: date, *, default_tax_percent: Decimal,
+             seller_country: str | None) -> DealPreview:
     known = {line.key for line in charges_due(old, on, billed)} if old is not None else set()
     charges = [line for line in charges_due(new, on, billed) if line.key not in known]
-    draft, invoice_lines, credit_lines = _drafted(session, new, charges, on, default_tax_percent, seller_country)
+    draft, invoice_lines, credit_lines = _drafted(customer, new, charges, on, default_tax_percent, seller_country)
     lines = invoice_lines + credit_lines
     totals = draft.totals
 
@@ -113,12 +131,11 @@ def preview_subscription_change(session: Session, subscription_id: str, before: 
         attributes=new.attributes)
 
 
-def _drafted(session: Session, subscription: Subscription, charges: Sequence[Any], on: date,
+def _drafted(customer: Customer, subscription: Subscription, charges: Sequence[Any], on: date,
              default_tax_percent: Decimal, seller_country: str | None,
              ) -> tuple[Any, tuple[PreviewLine, ...], tuple[PreviewLine, ...]]:
-    """The invoice draft of ``charges``, taxed as the bill run taxes them, its invoice's lines and its
-    credit note's (credits that exceed the charges; amounts credited, positive)."""
-    customer = get_customer(session, subscription.customer_id)
+    """The invoice draft of ``charges`` for ``customer``, taxed as the bill run taxes them, its invoice's
+    lines and its credit note's (credits that exceed the charges; amounts credited, positive)."""
     products = {item.price.product.code: item.price.product.tax for v in subscription.versions(on)
                 for item in v.items.values()}
     rule = TaxRule(customer_country=customer.billing_address.country, customer_vat_id=customer.vat_id,
@@ -165,10 +182,11 @@ def preview_change_invoices(session: Session, subscription_id: str, before: Subs
     known = {line.key for line in charges_due(before, today, billed)}
     due_today = charges_due(new, today, billed)
     billed_today = {line.key for line in due_today}
+    customer = get_customer(session, new.customer_id)
     previews = []
     for on, charges in ((today, [c for c in due_today if c.key not in known]),
                         (next_on, [c for c in charges_due(new, next_on, billed) if c.key not in billed_today])):
-        draft, lines, credit_lines = _drafted(session, new, charges, on, default_tax_percent, seller_country)
+        draft, lines, credit_lines = _drafted(customer, new, charges, on, default_tax_percent, seller_country)
         totals = draft.totals
         previews.append(ChargesPreview(on, new.currency, lines, totals.subtotal, totals.discount, totals.tax,
                                        totals.total, credit_lines,

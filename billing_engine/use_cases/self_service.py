@@ -26,12 +26,12 @@ from billing_engine.storage import catalog as catalog_store
 from billing_engine.storage.database import Session
 from billing_engine.storage.outbox import add_events
 from billing_engine.storage.subscriptions import subscription_exists
-from billing_engine.subscriptions import SubscriptionItem, make_subscription
+from billing_engine.subscriptions import Subscription, SubscriptionItem, make_subscription
 from billing_engine.use_cases.audit import record_action
 from billing_engine.use_cases.catalog import get_price
 from billing_engine.use_cases.customers import upsert_customer
-from billing_engine.use_cases.exports import subscriptions_for_export
-from billing_engine.use_cases.preview import DealPreview, preview_subscription_change
+from billing_engine.use_cases.exports import subscription_dates
+from billing_engine.use_cases.preview import DealPreview, preview_new_subscription
 from billing_engine.use_cases.subscriptions import start_subscription
 
 _KEY = re.compile(r"[a-f0-9]{32}")
@@ -91,7 +91,8 @@ def ids_of(key: str) -> tuple[str, str]:
     return f"cus-web-{key}", f"sub-web-{key}"
 
 
-def _write(session: Session, order: Order, on: date, now: datetime) -> tuple[str, str]:
+def _order_records(session: Session, order: Order, on: date) -> tuple[Price, Customer, Subscription]:
+    """The plan, the customer and the subscription of an order, in memory."""
     price = get_plan(session, order.price_id)
     customer_id, subscription_id = ids_of(order.key)
     if order.quantity <= 0 or order.quantity != order.quantity.to_integral_value():
@@ -99,31 +100,33 @@ def _write(session: Session, order: Order, on: date, now: datetime) -> tuple[str
     customer = Customer(customer_id=customer_id, name=order.company_name.strip(), currency=price.currency,
                         timezone=order.timezone, billing_address=Address(country=order.country),
                         vat_id=order.vat_id or None, language=order.language)
-    upsert_customer(session, customer)
     item = SubscriptionItem(item_id=f"{subscription_id}-1", price=get_price(session, price.price_id),
                             quantity=order.quantity)
     subscription = make_subscription(subscription_id, customer_id, price.currency, on, [item], term_months=None,
                                      auto_renew=True)
+    return price, customer, subscription
+
+
+def _write(session: Session, order: Order, on: date, now: datetime) -> tuple[str, str]:
+    _, customer, subscription = _order_records(session, order, on)
+    upsert_customer(session, customer)
     start_subscription(session, subscription, now=now)
-    return customer_id, subscription_id
+    return customer.customer_id, subscription.subscription_id
 
 
-def quote_order(session: Session, order: Order, *, on: date, now: datetime,
+def quote_order(session: Session, order: Order, *, on: date,
                 default_tax_percent: Decimal = Decimal(0), seller_country: str | None = None) -> OrderQuote:
-    """What the order would bill if placed on ``on``. It is written in the caller's transaction to be
-    priced by the engine: the caller rolls it back."""
+    """What the order would bill if placed on ``on``, priced by the engine as the bill run will bill
+    it (``preview_new_subscription``). Nothing is written: the session is only read."""
     _, subscription_id = ids_of(order.key)
     if subscription_exists(session, subscription_id):
         raise InvalidInputError("key", "this order was placed already")
-    _write(session, order, on, now)
-    preview = preview_subscription_change(session, subscription_id, [], on, first_invoice=True,
-                                          default_tax_percent=default_tax_percent, seller_country=seller_country)
-    assert preview is not None  # it was written just above
-    export = subscriptions_for_export(session, [subscription_id], on)[subscription_id]
-    price = get_plan(session, order.price_id)
+    price, customer, subscription = _order_records(session, order, on)
+    preview = preview_new_subscription(subscription, customer, on, default_tax_percent=default_tax_percent,
+                                       seller_country=seller_country)
     recurring = round_money(rate(price.terms, order.quantity).amount, price.currency)
-    return OrderQuote(preview=preview, recurring=recurring,
-                      interval=price.interval.value if price.interval else "", next_invoice_on=export.next_invoice_on)
+    return OrderQuote(preview=preview, recurring=recurring, interval=price.interval.value if price.interval else "",
+                      next_invoice_on=subscription_dates(subscription, on)["next_invoice_on"])
 
 
 def place_order(session: Session, order: Order, *, on: date, now: datetime, request_id: str | None = None,

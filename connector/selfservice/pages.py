@@ -297,11 +297,11 @@ def preview():
     plans, form = _submitted()
     if form.errors:
         return _form_page(form, plans, 422)
-    today, now = _today_and_now()
+    today, _ = _today_and_now()
     settings = _services().settings
     try:
         with _session() as s:
-            quote = self_service.quote_order(s, form.order(), on=today, now=now,
+            quote = self_service.quote_order(s, form.order(), on=today,
                                              default_tax_percent=settings.default_tax_rate,
                                              seller_country=settings.seller_country)
     except InvalidInputError as exc:
@@ -329,11 +329,11 @@ def live_quote():
     form.check(plans)
     if form.errors:
         return {"ok": False, "errors": form.errors}, 422
-    today, now = _today_and_now()
+    today, _ = _today_and_now()
     settings = _services().settings
     try:
         with _session() as s:
-            quote = self_service.quote_order(s, form.order(), on=today, now=now,
+            quote = self_service.quote_order(s, form.order(), on=today,
                                              default_tax_percent=settings.default_tax_rate,
                                              seller_country=settings.seller_country)
     except InvalidInputError as exc:

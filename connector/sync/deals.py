@@ -4,20 +4,20 @@ the Closed Won Opportunity and its OpportunityLineItems in Salesforce, exactly o
 A ``subscription.sold_online`` outbox row (written with the order) is delivered here by the push
 (``connector.sync.push``), one row at a time:
 
-1. **The Account.** The customer's own Account when it has one; else an Account that billsync bills
-   for no customer yet (``Billsync_Customer_Id__c`` empty) with the same VAT number
-   (``VAT_Id__c``, compact form), else one with the same name whose ``Website`` contains the
-   contact's e-mail domain (not for public mail domains): it is adopted by writing
-   ``Billsync_Customer_Id__c`` on it, nothing else of it changes. Otherwise an Account is upserted
-   by its external id ``Billsync_Customer_Id__c`` = the customer id, so a retry finds the one it
-   created.
+1. **The Account.** The customer's own Account when it has one; else the Account billsync created
+   for this customer (found by its external id ``Billsync_Customer_Id__c`` = the customer id, so a
+   retry finds it and leaves it as it is), else a new Account created with that external id. An
+   order from the public form never takes an existing Account: one with the same VAT number, or
+   the same name and a website in the contact's mail domain, is only named in the Opportunity's
+   description as a possible duplicate (nothing of it is written).
 2. **The Opportunity and its lines**, in one all-or-none composite call: the Opportunity upserted by
    its external id ``Billsync_Subscription_Id__c`` = the subscription id (``StageName`` Closed Won,
    ``Type`` New Business, ``LeadSource`` Self-Service), then each line the Opportunity does not
    have yet (looked up first by its PricebookEntry: Salesforce gives OpportunityLineItem no
    external id), with ``TotalPrice`` the line's price per period.
 3. **The link**: the customer gets the Account, the subscription the Opportunity as its external
-   key (``self_service.link_sold_deal``), so the pull knows that deal as this subscription. Should
+   key (``self_service.link_sold_deal``), so the pull knows that deal as this subscription. A link
+   that cannot be recorded (the Account is another customer's) fails the row with the reason. Should
    the link not be recorded (a crash after the send), the pull still recognises both records by
    the billsync ids written on them (``connector.sync.apply``, ``HINT_KEYS``).
 
@@ -38,8 +38,10 @@ from datetime import datetime
 from typing import Any
 
 from simple_salesforce.format import format_external_id
+from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session
 
+from billing_engine.customers import Customer
 from billing_engine.errors import BillingError
 from billing_engine.use_cases import self_service
 from connector.queue import Outcome
@@ -56,7 +58,7 @@ log = logging.getLogger("billsync.push")
 
 #: The Lead Source of every deal sold on the checkout (a value of Opportunity.LeadSource).
 LEAD_SOURCE = "Self-Service"
-#: Mail domains shared by many companies: an Account is never matched by them.
+#: Mail domains shared by many companies: no Account is a possible duplicate by them.
 PUBLIC_MAIL_DOMAINS = frozenset({"gmail.com", "googlemail.com", "outlook.com", "hotmail.com", "hotmail.fr",
                                  "live.com", "yahoo.com", "yahoo.fr", "icloud.com", "me.com", "gmx.de", "gmx.net",
                                  "orange.fr", "free.fr", "laposte.net", "protonmail.com", "proton.me", "web.de"})
@@ -102,29 +104,33 @@ def _deliver(client: Any, engine: Any, row: ClaimedRow, now: datetime, result: D
     if deal is None:
         raise DealError(f"subscription {subscription_id} not found")
     contact = str(row.payload.get("contact_email") or "")
-    account_id = _account(client, deal, contact, result)
+    customer = deal.customer
+    account_id = customer.salesforce_account_id or _own_account(client, customer, result)
+    duplicate = None if customer.salesforce_account_id else possible_duplicate(
+        client, account_id, customer.name, customer.vat_id, contact, result)
     opportunity_id = write_deal(client, key_field="Billsync_Subscription_Id__c", key=subscription_id,
-                                fields=opportunity_fields(deal, account_id, contact),
+                                fields=opportunity_fields(deal, account_id, contact, duplicate),
                                 lines=[line_fields(line) for line in deal.lines], result=result)
-    with Session(engine) as session, session.begin():
-        self_service.link_sold_deal(session, subscription_id, account_id=account_id,
-                                    opportunity_id=opportunity_id, now=now)
+    try:
+        with Session(engine) as session, session.begin():
+            self_service.link_sold_deal(session, subscription_id, account_id=account_id,
+                                        opportunity_id=opportunity_id, now=now)
+    except SQLAlchemyError as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise DealError(f"Account {account_id} and Opportunity {opportunity_id} of {subscription_id} "
+                        f"not linked: {reason}") from exc
     return opportunity_id
 
 
 # ---------------------------------------------------------------- the Account
 
 
-def _account(client: Any, deal: self_service.SoldDeal, contact: str, result: DealDelivery) -> str:
-    customer = deal.customer
-    if customer.salesforce_account_id:
-        return customer.salesforce_account_id
-    matched = match_account(client, customer.name, customer.vat_id, contact, result)
-    if matched is not None:
-        client.update("Account", matched, {"Billsync_Customer_Id__c": customer.customer_id})
-        result.calls += 1
-        result.sent += 1
-        return matched
+def _own_account(client: Any, customer: Customer, result: DealDelivery) -> str:
+    """The Account billsync created for this customer (left as it is), else a new one."""
+    by_key = build_soql("SELECT Id FROM Account WHERE Billsync_Customer_Id__c = {} LIMIT 1", customer.customer_id)
+    found = _query_ids(client, by_key, result)
+    if found:
+        return found[0]
     fields = {"Name": customer.name, "CurrencyIsoCode": customer.currency,
               "BillingCountry": customer.billing_address.country or None, "VAT_Id__c": customer.vat_id,
               "Billing_Language__c": customer.language, "Type": "Customer - Direct"}
@@ -134,28 +140,28 @@ def _account(client: Any, deal: self_service.SoldDeal, contact: str, result: Dea
     result.sent += 1
     if upserted.id:
         return upserted.id
-    found = _query_ids(client, build_soql("SELECT Id FROM Account WHERE Billsync_Customer_Id__c = {}",
-                                          customer.customer_id), result)
+    found = _query_ids(client, by_key, result)
     if not found:
         raise DealError(f"Account {customer.customer_id}: Salesforce gave no id for it")
     return found[0]
 
 
-def match_account(client: Any, name: str, vat_id: str | None, contact: str, result: DealDelivery) -> str | None:
-    """An Account billsync bills no customer for yet that is this buyer: same VAT number, else same
-    name and a website in the contact's mail domain (public mail domains never match)."""
+def possible_duplicate(client: Any, account_id: str, name: str, vat_id: str | None, contact: str,
+                       result: DealDelivery) -> str | None:
+    """Another Account that may be this buyer's (it is only named, never written): the same VAT
+    number, else the same name and a website in the contact's mail domain (public mail domains
+    never match)."""
     if vat_id:
-        found = _query_ids(client, build_soql("SELECT Id FROM Account WHERE VAT_Id__c = {} AND "
-                                              "Billsync_Customer_Id__c = null ORDER BY CreatedDate LIMIT 1", vat_id),
-                           result)
+        found = _query_ids(client, build_soql("SELECT Id FROM Account WHERE VAT_Id__c = {} AND Id != {} "
+                                              "ORDER BY CreatedDate LIMIT 1", vat_id, account_id), result)
         if found:
             return found[0]
     domain = contact.rpartition("@")[2].strip().lower()
     if domain and "." in domain and domain not in PUBLIC_MAIL_DOMAINS:
         pattern = "%" + domain.replace("\\", "").replace("%", "").replace("_", "\\_") + "%"
         found = _query_ids(client, build_soql("SELECT Id FROM Account WHERE Name = {} AND Website LIKE {} AND "
-                                              "Billsync_Customer_Id__c = null ORDER BY CreatedDate LIMIT 1",
-                                              name, pattern), result)
+                                              "Id != {} ORDER BY CreatedDate LIMIT 1", name, pattern, account_id),
+                           result)
         if found:
             return found[0]
     return None
@@ -170,13 +176,17 @@ def _query_ids(client: Any, soql: str, result: DealDelivery) -> list[str]:
 # ---------------------------------------------------------------- the Opportunity and its lines
 
 
-def opportunity_fields(deal: self_service.SoldDeal, account_id: str, contact: str) -> dict[str, Any]:
+def opportunity_fields(deal: self_service.SoldDeal, account_id: str, contact: str,
+                       duplicate: str | None = None) -> dict[str, Any]:
     products = ", ".join(line.product_name for line in deal.lines)
+    description = f"Ordered online by {contact}" if contact else "Ordered online"
+    if duplicate:
+        description += f". Possible duplicate of Account {duplicate}"
     return {
         "Name": f"{deal.customer.name} – {products}"[:120], "AccountId": account_id, "StageName": "Closed Won",
         "CloseDate": deal.starts_on, "Type": "New Business", "LeadSource": LEAD_SOURCE,
         "CurrencyIsoCode": deal.currency, "Service_Start_Date__c": deal.starts_on, "Term_Months__c": 0,
-        "Auto_Renew__c": True, "Description": f"Ordered online by {contact}" if contact else "Ordered online",
+        "Auto_Renew__c": True, "Description": description,
     }
 
 

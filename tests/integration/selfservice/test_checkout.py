@@ -3,18 +3,27 @@ at once and reaches Salesforce with the push, exactly once, whatever happens in 
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import event, func, select
+from sqlalchemy.engine import Engine
 from sqlmodel import Session
 
+from billing_engine.customers import Customer
 from billing_engine.storage.audit import AuditRow
 from billing_engine.storage.catalog import CustomerRow
 from billing_engine.storage.outbox import OutboxRow
 from billing_engine.storage.subscriptions import SubscriptionRow
+from billing_engine.use_cases.customers import upsert_customer
+from billing_engine.use_cases.exports import subscriptions_for_export
+from billing_engine.use_cases.preview import preview_subscription_change
+from billing_engine.use_cases.self_service import Order, place_order, quote_order
 from connector import create_app
+from connector.queue import MAX_ATTEMPTS
 from connector.settings import load_settings
+from connector.sync.deals import DealError
 from connector.sync.pull import pull_changes
 from connector.sync.push import push_outbox
 from connector.wiring import build_services
@@ -153,7 +162,6 @@ def test_with_salesforce_down_the_order_completes_and_reaches_it_once_after_reco
     report = push_outbox(services, worker_id="w1")
     assert report.stop_reason and report.done == 0
     admin.faults(error_rate_5xx="0")
-    from datetime import UTC, datetime, timedelta
 
     later = datetime.now(UTC) + timedelta(minutes=10)
     push_outbox(services, worker_id="w1", now=later)
@@ -168,22 +176,100 @@ def test_with_salesforce_down_the_order_completes_and_reaches_it_once_after_reco
     assert tuple(map(len, deals_in_salesforce(sf, BUYER["company_name"]))) == (1, 1, 1)
 
 
+def records(sf, soql: str) -> list[dict]:
+    return list(sf.query_all(soql))
+
+
 def place(client, engine) -> None:
     assert client.post("/buy/order", data=open_form(client, plan_id(engine))).status_code == 303
 
 
-def test_an_account_with_the_same_vat_number_that_billsync_does_not_bill_is_the_buyers(shop):
+@pytest.mark.parametrize("prospect", [
+    {"Name": "Zephyr (prospect)", "VAT_Id__c": "FR40303265045"},
+    {"Name": BUYER["company_name"], "Website": "https://www.zephyr-analytics.example"},
+], ids=["same-vat-number", "same-name-and-domain"])
+def test_an_existing_account_like_the_buyer_is_left_untouched_and_a_new_account_holds_the_order(shop, prospect):
     client, services = shop
     sf = services.salesforce()
-    existing = sf.upsert("Account", "Billsync_Customer_Id__c", "placeholder", {"Name": "Zephyr (prospect)"}).id
-    sf.update("Account", existing, {"Billsync_Customer_Id__c": None, "VAT_Id__c": "FR40303265045"})
+    existing = sf.upsert("Account", "Billsync_Customer_Id__c", "placeholder", {**prospect, "Type": "Prospect"}).id
+    sf.update("Account", existing, {"Billsync_Customer_Id__c": None})
+    before = records(sf, f"SELECT Name, Type, VAT_Id__c, Website, LastModifiedDate, Billsync_Customer_Id__c "
+                          f"FROM Account WHERE Id = '{existing}'")[0]
     place(client, services.engine)
-    push_outbox(services, worker_id="w1")
-    accounts = list(sf.query_all("SELECT Id, Name, Billsync_Customer_Id__c FROM Account"))
-    assert [(a["Id"], a["Name"]) for a in accounts] == [(existing, "Zephyr (prospect)")]
-    assert accounts[0]["Billsync_Customer_Id__c"].startswith("cus-web-")
-    [deal] = deals_in_salesforce(sf, "Zephyr (prospect)")[1]
-    assert deal["AccountId"] == existing
+    assert push_outbox(services, worker_id="w1").dead == 0
+    after = records(sf, f"SELECT Name, Type, VAT_Id__c, Website, LastModifiedDate, Billsync_Customer_Id__c "
+                         f"FROM Account WHERE Id = '{existing}'")[0]
+    assert after == before and after["Billsync_Customer_Id__c"] is None
+    [deal] = records(sf, "SELECT AccountId, Description FROM Opportunity WHERE LeadSource = 'Self-Service'")
+    [own] = records(sf, f"SELECT Id, Name, Billsync_Customer_Id__c FROM Account WHERE Id = '{deal['AccountId']}'")
+    assert own["Id"] != existing and own["Name"] == BUYER["company_name"]
+    assert own["Billsync_Customer_Id__c"].startswith("cus-web-")
+    assert f"Possible duplicate of Account {existing}" in deal["Description"]
+    with Session(services.engine) as session:
+        [customer] = session.exec(select(CustomerRow)).all()
+    assert customer[0].salesforce_account_id == own["Id"]
+
+
+def place_with_the_deal_refused(client, services, monkeypatch) -> dict:
+    """Place an order and push it while Salesforce refuses its Opportunity; the Account it created."""
+    def refused(*args, **kwargs):
+        raise DealError("Opportunity: FIELD_CUSTOM_VALIDATION_EXCEPTION: refused")
+
+    place(client, services.engine)
+    with monkeypatch.context() as m:
+        m.setattr("connector.sync.deals.write_deal", refused)
+        push_outbox(services, worker_id="w1")
+    [account] = records(services.salesforce(), "SELECT Id, Billing_Language__c FROM Account")
+    return account
+
+
+def _sold_online_row(engine) -> OutboxRow:
+    with Session(engine) as session:
+        return session.exec(select(OutboxRow).where(OutboxRow.topic == "subscription.sold_online")).one()[0]
+
+
+def test_a_retry_after_a_refused_deal_leaves_the_account_as_the_rep_edited_it(shop, monkeypatch):
+    client, services = shop
+    sf = services.salesforce()
+    account = place_with_the_deal_refused(client, services, monkeypatch)
+    refused = _sold_online_row(services.engine)
+    assert (refused.status, refused.attempts) == ("pending", 1) and "refused" in refused.last_error
+    edited = {"Name": "Zephyr Analytics (HQ)", "Type": "Customer - Channel", "BillingCountry": "DE",
+              "CurrencyIsoCode": "USD", "VAT_Id__c": "DE136695976",
+              "Billing_Language__c": "fr" if account["Billing_Language__c"] != "fr" else "en"}
+    sf.update("Account", account["Id"], edited)
+
+    assert push_outbox(services, worker_id="w1", now=datetime.now(UTC) + timedelta(hours=1)).dead == 0
+    assert _sold_online_row(services.engine).status == "done"
+    [again] = records(sf, f"SELECT Id, {', '.join(edited)} FROM Account")
+    assert (again["Id"], {k: again[k] for k in edited}) == (account["Id"], edited)
+    [deal] = records(sf, "SELECT AccountId FROM Opportunity WHERE LeadSource = 'Self-Service'")
+    assert deal["AccountId"] == account["Id"]
+
+
+@pytest.mark.parametrize("race", [False, True], ids=["linked-before", "linked-meanwhile"])
+def test_an_account_another_customer_holds_fails_the_row_with_the_reason(shop, monkeypatch, race):
+    client, services = shop
+    account = place_with_the_deal_refused(client, services, monkeypatch)
+    with Session(services.engine) as session, session.begin():  # the pull billed that Account meanwhile
+        upsert_customer(session, Customer(f"cus-{account['Id']}", "Zephyr Analytics", "EUR",
+                                          salesforce_account_id=account["Id"]))
+    if race:  # linked between the check and the write: the database's unique key refuses it
+        monkeypatch.setattr("billing_engine.use_cases.customers.store.customer_id_of_account", lambda *a: None)
+
+    report = push_outbox(services, worker_id="w1", now=datetime.now(UTC) + timedelta(hours=1))
+    row = _sold_online_row(services.engine)
+    assert (report.done, row.status, row.attempts) == (0, "pending", 2)  # failed: retried later
+    assert account["Id"] in row.last_error
+    assert ("not linked" if race else f"already belongs to customer cus-{account['Id']}") in row.last_error
+    with Session(services.engine) as session:
+        web = session.exec(select(CustomerRow).where(CustomerRow.id.startswith("cus-web-"))).one()[0]
+    assert web.salesforce_account_id is None
+    with Session(services.engine) as session:  # the last attempt: a dead letter
+        session.execute(OutboxRow.__table__.update().values(attempts=MAX_ATTEMPTS - 1))
+        session.commit()
+    push_outbox(services, worker_id="w1", now=datetime.now(UTC) + timedelta(days=2))
+    assert _sold_online_row(services.engine).status == "dead"
 
 
 def test_the_pull_knows_the_deal_by_the_ids_written_on_it_even_if_the_link_was_not_recorded(shop):
@@ -208,10 +294,38 @@ def test_the_pull_knows_the_deal_by_the_ids_written_on_it_even_if_the_link_was_n
 def test_the_live_price_is_the_engines_and_keeps_nothing(shop):
     client, services = shop
     form = {**open_form(client, plan_id(services.engine)), "company_name": "", "contact_email": ""}
-    answer = client.post("/buy/quote", data=form)
+    statements: list[str] = []
+
+    def seen(conn, cursor, statement, *args):
+        statements.append(statement.lstrip().split(None, 1)[0].upper())
+
+    event.listen(Engine, "before_cursor_execute", seen)
+    try:
+        answer = client.post("/buy/quote", data=form)
+    finally:
+        event.remove(Engine, "before_cursor_execute", seen)
+    assert statements and not {"INSERT", "UPDATE", "DELETE"} & set(statements)  # not even rolled back
     assert answer.status_code == 200
     assert answer.get_json() == {"ok": True, "subtotal": "€1,950.00", "tax": "€0.00", "total": "€1,950.00",
                                  "recurring": "€1,950.00 per month"}
     unpriced = client.post("/buy/quote", data={**form, "quantity": "twelve"})
     assert unpriced.status_code == 422 and set(unpriced.get_json()["errors"]) == {"quantity"}
     assert counts(services.engine) == (0, 0, 0)
+
+
+@pytest.mark.parametrize(("code", "country", "vat_id"), [("LIC", "FR", None), ("LIC-Y", "DE", "DE136695976")])
+def test_the_price_shown_before_the_order_is_what_the_placed_order_bills(shop, code, country, vat_id):
+    _, services = shop
+    order = Order(key="ab" * 16, company_name="Zephyr Analytics SAS", contact_email="billing@zephyr.example",
+                  country=country, price_id=plan_id(services.engine, code), quantity=Decimal(12), vat_id=vat_id)
+    now = datetime.now(UTC)
+    today = now.date()
+    with Session(services.engine) as session:
+        quote = quote_order(session, order, on=today, default_tax_percent=Decimal(20), seller_country="FR")
+        placed = place_order(session, order, on=today, now=now)
+        stored = preview_subscription_change(session, placed.subscription_id, [], today, first_invoice=True,
+                                             default_tax_percent=Decimal(20), seller_country="FR")
+        export = subscriptions_for_export(session, [placed.subscription_id], today)[placed.subscription_id]
+        session.rollback()
+    assert quote.preview == stored
+    assert quote.next_invoice_on == export.next_invoice_on

@@ -13,7 +13,7 @@ import pytest
 
 from billing_engine.customers import Address, Customer
 from billing_engine.use_cases.self_service import SoldDeal, SoldLine
-from connector.sync.deals import DealDelivery, DealError, line_fields, match_account, opportunity_fields
+from connector.sync.deals import DealDelivery, DealError, line_fields, opportunity_fields, possible_duplicate
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -63,10 +63,17 @@ class _Org:
         return {"records": []}
 
 
-def test_a_public_mail_domain_never_matches_an_account():
+def test_a_public_mail_domain_never_names_a_possible_duplicate():
     org = _Org()
-    assert match_account(org, "Borealis SAS", None, "founder@gmail.com", DealDelivery()) is None
+    assert possible_duplicate(org, "001OWN", "Borealis SAS", None, "founder@gmail.com", DealDelivery()) is None
     assert org.queries == []
-    match_account(org, "Borealis SAS", "FR40303265045", "it@borealis.example", DealDelivery())
-    assert [q.split(" WHERE ")[1].split(" AND Billsync")[0] for q in org.queries] == [
+    possible_duplicate(org, "001OWN", "Borealis SAS", "FR40303265045", "it@borealis.example", DealDelivery())
+    assert [q.split(" WHERE ")[1].split(" AND Id")[0] for q in org.queries] == [
         "VAT_Id__c = 'FR40303265045'", "Name = 'Borealis SAS' AND Website LIKE '%borealis.example%'"]
+    assert all("Id != '001OWN'" in q for q in org.queries)
+
+
+def test_a_possible_duplicate_is_named_in_the_deals_description_only():
+    deal = opportunity_fields(DEAL, "001000000000001AAA", "it@borealis.example", "001000000000009AAA")
+    assert deal["AccountId"] == "001000000000001AAA"
+    assert deal["Description"] == "Ordered online by it@borealis.example. Possible duplicate of Account 001000000000009AAA"
