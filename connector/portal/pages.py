@@ -308,8 +308,14 @@ def _subscription_page(sid: str, *, status: int = 200, error: str | None = None,
               changeable.get(o.item.item_id, []))
              for o in overview.items]
     upcoming = sorted((a for a in subscription.amendments if a.effective_on > today), key=lambda a: a.effective_on)
+    ending = {}  # the plan of each item a change to come removes
+    for a in upcoming:
+        version = subscription.version_on(a.effective_on - timedelta(days=1)) if a.item_id else None
+        if version is not None and a.item_id in version.items:
+            ending[a.item_id] = version.items[a.item_id].price.product.name
     return render_template("portal/subscription.html", sid=sid, overview=overview, items=items, upcoming=upcoming,
                            subscription=subscription, mrr=Money(overview.mrr, subscription.currency), error=error,
+                           ending=ending,
                            form=form or {}, reasons=changes.CANCEL_REASONS, today=today, usage=usage), status
 
 

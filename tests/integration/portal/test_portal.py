@@ -354,6 +354,19 @@ def test_a_switch_to_another_self_service_plan_is_billed_as_previewed(app, seede
     assert refused.status_code == 422 and "choose one of the plans offered" in text(refused)
 
 
+def test_a_plan_switch_to_come_is_shown_in_words(app, seeded, customer_a):
+    app.extensions["billsync"].settings = app.extensions["billsync"].settings.replace(
+        portal_upgrade_timing="next_period")
+    change = preview(customer_a, "plan", item="cus-portal-a-seats", plan="pr-business")
+    assert confirm(customer_a, change).status_code == 303
+    page = subscription_path(customer_a)
+    upcoming = text(customer_a.get(page)).split('data-testid="upcoming"')[1].split("</ul>")[0]
+    assert "plan Team plan ends" in upcoming and "plan Business plan starts" in upcoming
+    assert "_item" not in upcoming
+    french = text(customer_a.get(page, headers={"Accept-Language": "fr"})).split('data-testid="upcoming"')[1]
+    assert "fin de la formule Team plan" in french and "début de la formule Business plan" in french
+
+
 def test_a_usage_plan_shows_the_usage_so_far_against_its_allowance(app, seeded):
     from billing_engine.catalog import Product, make_price
     from billing_engine.customers import Customer
