@@ -12,12 +12,12 @@ subscription and customer held in memory only (a checkout's order before it is p
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
-from billing_engine.charges import charges_due
+from billing_engine.charges import ChargeLine, charges_due
 from billing_engine.customers import Customer
 from billing_engine.errors import NotFoundError
 from billing_engine.invoicing import assemble_invoice
@@ -179,12 +179,11 @@ def preview_change_invoices(session: Session, subscription_id: str, before: Subs
     if new is None:
         raise NotFoundError("subscription", subscription_id)
     billed = invoice_store.billed_lines_for_subscriptions(session, [subscription_id]).get(subscription_id, [])
-    known = {line.key for line in charges_due(before, today, billed)}
     due_today = charges_due(new, today, billed)
     billed_today = {line.key for line in due_today}
     customer = get_customer(session, new.customer_id)
     previews = []
-    for on, charges in ((today, [c for c in due_today if c.key not in known]),
+    for on, charges in ((today, _added_today(charges_due(before, today, billed), due_today)),
                         (next_on, [c for c in charges_due(new, next_on, billed) if c.key not in billed_today])):
         draft, lines, credit_lines = _drafted(customer, new, charges, on, default_tax_percent, seller_country)
         totals = draft.totals
@@ -192,3 +191,23 @@ def preview_change_invoices(session: Session, subscription_id: str, before: Subs
                                        totals.total, credit_lines,
                                        draft.credit_note.total if draft.credit_note else None))
     return previews[0], previews[1]
+
+
+REPLACED_SUFFIX = "~replaced"
+
+
+def _added_today(before: Sequence[ChargeLine], after: Sequence[ChargeLine]) -> list[ChargeLine]:
+    """What a change adds to the subscription's invoice of the day: the lines owed after it that
+    were not owed, identical, before it, and each line owed before it that is no longer owed as it
+    was, reversed (a line whose amount changed shows as its old line reversed and its new line), so
+    that the sum is what the day's bill run invoices after the change minus what it would have
+    invoiced without it."""
+    def owed(line: ChargeLine) -> tuple[Any, ...]:
+        return line.key, line.amount, line.discount, line.quantity, line.unit_price, line.product_code
+
+    unchanged = {owed(line) for line in before} & {owed(line) for line in after}
+    added = [line for line in after if owed(line) not in unchanged]
+    reversed_ = [replace(line, key=line.key + REPLACED_SUFFIX, quantity=-line.quantity, amount=-line.amount,
+                         discount=-line.discount, description=f"Replaced: {line.description}")
+                 for line in before if owed(line) not in unchanged]
+    return reversed_ + added

@@ -1,7 +1,8 @@
 """The customer portal (docs/self-service.md): a customer opens it with a signed, expiring,
-single-use link and sees their subscriptions, invoices and credit notes; changes a quantity or
-cancels (previewed, then confirmed exactly as previewed, as an amendment in the engine); asks for
-a new link by e-mail; writes to their sales rep.
+single-use link and sees their subscriptions, invoices and credit notes; changes a quantity,
+switches plans or cancels (previewed, then confirmed exactly as previewed, as amendments in the
+engine); edits their billing address and VAT number; asks for a new link by e-mail; writes to their
+sales rep.
 
 ``install_portal(app)`` adds its pages (``connector.portal.pages``) to the web process's app,
 after the console: it shares the console's signed session cookie, CSRF protection, languages and

@@ -39,7 +39,7 @@ MAX_QUANTITY = Decimal(100000)
 MAX_REASON_TEXT = 500
 QUANTITY, PLAN, CANCEL = "quantity", "plan", "cancel"
 #: Why a confirmation is refused.
-EXPIRED, STALE, CONFIRMED = "expired", "stale", "confirmed"
+EXPIRED, STALE, CONFIRMED, REPRICED = "expired", "stale", "confirmed", "repriced"
 
 
 class ChangeRefusedError(Exception):
@@ -53,10 +53,12 @@ def business_today(settings: Settings, now: datetime) -> date:
     return now.astimezone(ZoneInfo(settings.billsync_timezone)).date()
 
 
-def owned_subscription(session: Session, customer_id: str, subscription_id: str) -> Subscription:
-    """The customer's subscription; someone else's is not found, like one that does not exist."""
+def owned_subscription(session: Session, customer_id: str, subscription_id: str, *,
+                       for_update: bool = False) -> Subscription:
+    """The customer's subscription; someone else's is not found, like one that does not exist.
+    ``for_update``: locked until the transaction ends."""
     try:
-        subscription = subscriptions_uc.get_subscription(session, subscription_id)
+        subscription = subscriptions_uc.get_subscription(session, subscription_id, for_update=for_update)
     except NotFoundError:
         raise NotFoundError("subscription", "(not yours)") from None
     if subscription.customer_id != customer_id:
@@ -122,25 +124,39 @@ class _Draft:
         return self.amendments[0].effective_on
 
 
+def _draft_figures(session: Session, settings: Settings, customer_id: str, draft: _Draft, *, today: date,
+                   now: datetime) -> dict[str, Any]:
+    """The figures a preview shows: the draft's amendments applied in ``session`` (the caller undoes
+    them), what the bill run of today adds, the next invoice, the MRR before and after."""
+    before = owned_subscription(session, customer_id, draft.subscription_id)
+    next_on = next_period_start(before, today)
+    for amendment in draft.amendments:
+        after = subscriptions_uc.amend_subscription(session, draft.subscription_id, amendment, now=now)
+    due_today, next_invoice = preview_change_invoices(
+        session, draft.subscription_id, before, today, max(next_on, draft.effective_on),
+        default_tax_percent=settings.default_tax_rate, seller_country=settings.seller_country)
+    mrr_on = draft.effective_on if draft.kind != CANCEL else (after.ends_before or next_on)
+    return {
+        "today": _figures(due_today), "next": _figures(next_invoice),
+        "mrr_before": str(subscriptions_uc.subscription_overview(before, mrr_on - timedelta(days=1)).mrr),
+        "mrr_after": str(subscriptions_uc.subscription_overview(after, mrr_on).mrr),
+        "ends_before": after.ends_before.isoformat() if after.ends_before else None,
+        "currency": before.currency,
+    }
+
+
+def _amounts(figures: dict[str, Any]) -> dict[str, Any]:
+    """The amounts and dates of a preview's figures (its lines' wording aside)."""
+    return {key: ({k: v for k, v in value.items() if k not in ("lines", "credit_lines")}
+                  if isinstance(value, dict) else value)
+            for key, value in figures.items()}
+
+
 def _preview(engine: Engine, settings: Settings, customer_id: str, draft: _Draft, *, today: date,
              amendments: int, now: datetime) -> PortalChangeRow:
     with Session(engine, expire_on_commit=False) as session:
         try:
-            before = owned_subscription(session, customer_id, draft.subscription_id)
-            next_on = next_period_start(before, today)
-            for amendment in draft.amendments:
-                after = subscriptions_uc.amend_subscription(session, draft.subscription_id, amendment, now=now)
-            due_today, next_invoice = preview_change_invoices(
-                session, draft.subscription_id, before, today, max(next_on, draft.effective_on),
-                default_tax_percent=settings.default_tax_rate, seller_country=settings.seller_country)
-            mrr_on = draft.effective_on if draft.kind != CANCEL else (after.ends_before or next_on)
-            figures = {
-                "today": _figures(due_today), "next": _figures(next_invoice),
-                "mrr_before": str(subscriptions_uc.subscription_overview(before, mrr_on - timedelta(days=1)).mrr),
-                "mrr_after": str(subscriptions_uc.subscription_overview(after, mrr_on).mrr),
-                "ends_before": after.ends_before.isoformat() if after.ends_before else None,
-                "currency": before.currency,
-            }
+            figures = _draft_figures(session, settings, customer_id, draft, today=today, now=now)
         finally:
             session.rollback()
     row = PortalChangeRow(
@@ -242,6 +258,35 @@ def preview_cancellation(engine: Engine, settings: Settings, *, customer_id: str
                     today=today, amendments=len(subscription.amendments), now=now)
 
 
+def _check_figures(session: Session, settings: Settings, row: PortalChangeRow, current: Subscription, *,
+                   today: date, now: datetime) -> None:
+    """``ChangeRefusedError`` unless the change, previewed again now, shows the amounts its preview
+    showed (prices, tiers, tax and the plans offered may have changed since); nothing is written."""
+    if row.kind == QUANTITY:
+        amendments: tuple[Amendment, ...] = (Amendment(
+            "", 0, AmendmentAction.CHANGE_QUANTITY, row.effective_on, item_id=row.item_id,
+            quantity=Decimal(row.quantity or "0"), reason="customer portal"),)
+    elif row.kind == PLAN:
+        item = next((i for i in changeable_items(current, today) if i.item_id == row.item_id), None)
+        if item is None or row.price_id is None or row.new_item_id is None:
+            raise ChangeRefusedError(STALE)
+        offered = {p.price_id: p for p in plan_options(session, current, item)}
+        if row.price_id not in offered:
+            raise ChangeRefusedError(REPRICED)
+        amendments = _plan_switch(current, item, offered[row.price_id], row.new_item_id, row.effective_on)
+    else:
+        amendments = (Amendment("", 0, AmendmentAction.CANCEL, row.effective_on,
+                                reason=_cancel_reason(row.reason_code or "other", row.reason_text)),)
+    draft = _Draft(row.subscription_id, row.kind, amendments)
+    savepoint = session.begin_nested()
+    try:
+        figures = _draft_figures(session, settings, row.customer_id, draft, today=today, now=now)
+    finally:
+        savepoint.rollback()
+    if _amounts(figures) != _amounts(figures_of(row)):
+        raise ChangeRefusedError(REPRICED)
+
+
 def _cancel_reason(code: str, text: str) -> str:
     return f"customer portal: {code}" + (f": {text}" if text else "")
 
@@ -268,9 +313,10 @@ def confirm_change(engine: Engine, settings: Settings, *, customer_id: str, publ
             raise ChangeRefusedError(CONFIRMED)
         if now >= row.expires_at or today != row.previewed_on:
             raise ChangeRefusedError(EXPIRED)
-        current = owned_subscription(session, customer_id, row.subscription_id)
+        current = owned_subscription(session, customer_id, row.subscription_id, for_update=True)
         if len(current.amendments) != row.amendments:
             raise ChangeRefusedError(STALE)
+        _check_figures(session, settings, row, current, today=today, now=now)
         table = PortalChangeRow.__table__  # type: ignore[attr-defined]
         claimed = session.execute(update(table).where(table.c.id == row.id, table.c.confirmed_at.is_(None))
                                   .values(confirmed_at=now)).rowcount  # type: ignore[attr-defined]

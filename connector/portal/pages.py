@@ -8,10 +8,11 @@ carries the form's CSRF token. Every change is recorded in the audit log as ``po
 from __future__ import annotations
 
 import logging
-import secrets
+import re
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import replace
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -23,6 +24,7 @@ from flask import (
     current_app,
     flash,
     g,
+    make_response,
     redirect,
     render_template,
     request,
@@ -36,13 +38,14 @@ from itsdangerous import BadSignature, URLSafeSerializer
 from sqlmodel import Session
 from werkzeug.exceptions import HTTPException
 
-from billing_engine.errors import BillingError, InvalidInputError, NotFoundError
+from billing_engine.errors import BillingError, ConflictError, InvalidInputError, NotFoundError
 from billing_engine.money import Money
 from billing_engine.use_cases import accounts, documents, invoices
 from billing_engine.use_cases import audit as audit_log
 from billing_engine.use_cases import collections as collections_uc
 from billing_engine.use_cases import customers as customers_uc
 from billing_engine.use_cases import subscriptions as subscriptions_uc
+from connector.console import submissions
 from connector.console.framework import refusal, security_headers
 from connector.database import READ_ONLY, is_unavailable, transaction
 from connector.limits import limiter
@@ -69,6 +72,7 @@ LINK_REFUSALS = {links.UNKNOWN: _l("This link is not valid."),
                  links.USED: _l("This link was already used: a link opens the portal once.")}
 CHANGE_REFUSALS = {changes.EXPIRED: _l("This preview has expired: preview the change again."),
                    changes.STALE: _l("The subscription changed since this preview: preview the change again."),
+                   changes.REPRICED: _l("Prices changed since the preview: preview the change again."),
                    changes.CONFIRMED: _l("This change was already confirmed.")}
 
 
@@ -204,7 +208,9 @@ def _audit(conn_session, action: str, target_type: str, target_id: str | int, *,
 @blueprint.route("/request", methods=["GET", "POST"])
 @limiter.limit("5 per minute", methods=["POST"])
 def request_link():
-    """Ask for a link by e-mail: the same answer whether or not the address is a billing contact."""
+    """Ask for a link by e-mail: the same answer whether or not the address is a billing contact, given
+    as fast: the mail goes out once the link is stored and the answer written (a mail server's delay
+    does not tell a known address from an unknown one)."""
     if request.method == "GET":
         return render_template("portal/request.html", sent=False)
     email = (request.form.get("email") or "").strip()[:254]
@@ -219,10 +225,15 @@ def request_link():
             link = links.make_link(tx, cid, actor="portal:e-mail request", settings=settings, now=now,
                                    request_id=g.get("request_id"), sent_to=email)
             messages.append(link_message(settings, tx, link, now=now))
-    for message in messages:  # once the links are stored: a slow mail server holds no transaction
-        if message is not None:
-            send_mail(settings, message)
-    return render_template("portal/request.html", sent=True)
+    response = make_response(render_template("portal/request.html", sent=True))
+
+    def send_after_the_answer() -> None:  # the links are stored: a slow mail server holds no transaction
+        for message in messages:
+            if message is not None:
+                send_mail(settings, message)
+
+    response.call_on_close(send_after_the_answer)
+    return response
 
 
 @blueprint.get("/open/<token>")
@@ -297,8 +308,14 @@ def _subscription_page(sid: str, *, status: int = 200, error: str | None = None,
               changeable.get(o.item.item_id, []))
              for o in overview.items]
     upcoming = sorted((a for a in subscription.amendments if a.effective_on > today), key=lambda a: a.effective_on)
+    ending = {}  # the plan of each item a change to come removes
+    for a in upcoming:
+        version = subscription.version_on(a.effective_on - timedelta(days=1)) if a.item_id else None
+        if version is not None and a.item_id in version.items:
+            ending[a.item_id] = version.items[a.item_id].price.product.name
     return render_template("portal/subscription.html", sid=sid, overview=overview, items=items, upcoming=upcoming,
                            subscription=subscription, mrr=Money(overview.mrr, subscription.currency), error=error,
+                           ending=ending,
                            form=form or {}, reasons=changes.CANCEL_REASONS, today=today, usage=usage), status
 
 
@@ -328,6 +345,13 @@ def subscription(sid: str):
     return _subscription_page(sid)
 
 
+def _refused_change(sid: str, exc: BillingError):
+    """The subscription's page again, saying why the change cannot be previewed (a subscription that
+    is not the customer's stays not found)."""
+    return _subscription_page(sid, status=409 if isinstance(exc, ConflictError) else 422, error=refusal(exc),
+                              form=dict(request.form))
+
+
 @blueprint.post("/subscriptions/<sid>/quantity")
 def preview_quantity(sid: str):
     subscription_id = record_id("subscription", sid)
@@ -335,8 +359,8 @@ def preview_quantity(sid: str):
         row = changes.preview_quantity(_engine(), _settings(), customer_id=customer_id(),
                                        subscription_id=subscription_id, item_id=request.form.get("item", ""),
                                        quantity_text=request.form.get("quantity", ""), now=_now())
-    except InvalidInputError as exc:
-        return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
+    except BillingError as exc:
+        return _refused_change(sid, exc)
     return redirect(url_for("portal.change", change_id=row.public_id), 303)
 
 
@@ -347,8 +371,8 @@ def preview_plan(sid: str):
         row = changes.preview_plan_switch(_engine(), _settings(), customer_id=customer_id(),
                                           subscription_id=subscription_id, item_id=request.form.get("item", ""),
                                           price_id=request.form.get("plan", ""), now=_now())
-    except InvalidInputError as exc:
-        return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
+    except BillingError as exc:
+        return _refused_change(sid, exc)
     return redirect(url_for("portal.change", change_id=row.public_id), 303)
 
 
@@ -464,19 +488,22 @@ def credit_note_pdf(cid: str):
 @blueprint.route("/contact", methods=["GET", "POST"])
 @limiter.limit("10 per hour", methods=["POST"])
 def contact():
-    """A message to the customer's sales rep: a task for the owner of the customer's Account."""
+    """A message to the customer's sales rep: a task for the owner of the customer's Account. The
+    form's submission key is the message's id, so a form sent twice is one task."""
     if request.method == "GET":
-        return render_template("portal/contact.html", message="")
+        return render_template("portal/contact.html", message="", submission=submissions.new_key())
     message = request.form.get("message", "")
     now = _now()
-    message_id = secrets.token_hex(8)
+    submission = request.form.get("submission", "")
+    message_id = submission if re.fullmatch(submissions.KEY_PATTERN, submission) else submissions.new_key()
     try:
         with transaction(_engine()) as tx:
             customers_uc.request_sales_contact(tx, customer_id(), message_id=message_id, message=message, now=now)
             _audit(tx, "portal.sales_requested", "customer", customer_id(),
                    after={"message_id": message_id, "message": message.strip()})
     except InvalidInputError as exc:
-        return render_template("portal/contact.html", message=message, error=refusal(exc)), 422
+        return render_template("portal/contact.html", message=message, submission=message_id,
+                               error=refusal(exc)), 422
     flash(_("Your message is on its way to your account manager."), "success")
     return redirect(url_for("portal.home"), 303)
 
@@ -518,6 +545,9 @@ def billing_details():
         return _details_page(values, status=422, error=str(exc) if isinstance(exc, ApplyError) else refusal(exc))
     now = _now()
     with transaction(_engine()) as tx:
+        previous = customers_uc.get_customer(tx, customer_id()).billing_address
+        if previous.country == address.country:  # the page does not show the region: it stays as it was
+            address = replace(address, region=previous.region)
         before, after = customers_uc.change_billing_details(tx, customer_id(), address=address, vat_id=vat_id,
                                                             now=now)
         _audit(tx, "portal.billing_details_changed", "customer", customer_id(),

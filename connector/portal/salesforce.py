@@ -1,9 +1,9 @@
 """What customers do in the portal, written to Salesforce by the push, exactly once.
 
-Two outbox topics, delivered here after the other rows claimed with them:
+Three outbox topics, delivered here after the other rows claimed with them:
 
-- ``subscription.self_service_changed`` (a quantity change or a cancellation confirmed in the
-  portal) → the mapping ``portal_change`` (``mappings/defaults/portal.yaml``): a Closed Won
+- ``subscription.self_service_changed`` (a quantity change, a plan switch or a cancellation
+  confirmed in the portal) → the mapping ``portal_change`` (``mappings/defaults/portal.yaml``): a Closed Won
   Opportunity of Type Amendment or Cancellation, LeadSource Self-Service, naming the subscription in
   ``Subscription_Reference__c``, upserted by ``Billsync_Change_Id__c`` (``<installation>-chg-<change
   id>``): a row sent twice (a worker died before settling it, Salesforce was down) is the same deal.

@@ -26,11 +26,12 @@ def portal_today() -> date:
 
 
 def seed_portal(engine, *, account_a: str | None = None, account_b: str | None = None,
-                today: date | None = None) -> Seeded:
+                today: date | None = None, starts_on: date | None = None, billed: bool = True) -> Seeded:
     """Customer A: a monthly evergreen subscription to 12 seats of a graduated per-seat plan in EUR
     (1–5 at 200, 6–10 at 150, 11+ at 100: 1,950.00 a month before 20 % VAT), started 16 days ago and
     billed since; customer B: 3 seats of the same plan at a contract price of 120.00 a seat. Both are in
-    France, with a billing contact."""
+    France, with a billing contact. ``starts_on`` (16 days ago unless given) and ``billed`` (whether the
+    bill run of that day ran) set when the subscriptions started."""
     from billing_engine.catalog import Product, make_price
     from billing_engine.customers import Address, Customer
     from billing_engine.subscriptions import SubscriptionItem, make_subscription
@@ -41,7 +42,7 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
     from billing_engine.use_cases.subscriptions import start_subscription
 
     today = today or portal_today()
-    starts_on = today - timedelta(days=16)
+    starts_on = starts_on or today - timedelta(days=16)
     seeded = Seeded(today, starts_on)
     from billing_engine.tax import ProductTax, TaxCategory
 
@@ -72,7 +73,8 @@ def seed_portal(engine, *, account_a: str | None = None, account_b: str | None =
                 f"sub-{cid}", cid, "EUR", starts_on, [SubscriptionItem(f"{cid}-seats", seats, quantity=Decimal(quantity),
                                                                        contract_unit_price=contract_price)],
                 term_months=None))
-    bill_customers(engine, starts_on)
+    if billed:
+        bill_customers(engine, starts_on)
     return seeded
 
 

@@ -143,6 +143,25 @@ def test_an_upgrade_is_billed_today_exactly_as_previewed(app, seeded, customer_a
     assert entry.actor == "portal:cus-portal-a" and entry.after["quantity"] == "15"
 
 
+def test_an_upgrade_on_a_period_s_first_day_before_its_bill_run_shows_what_it_adds(app):
+    from tests.integration.portal.conftest import open_portal
+    from tests.support.portal import portal_today, seed_portal
+
+    today = portal_today()
+    seed_portal(engine_of(app), starts_on=today, billed=False)  # 12 seats owed today: 1,950.00, not billed yet
+    client = app.test_client()
+    assert open_portal(client, engine_of(app), "cus-portal-a").status_code == 303
+    change = preview(client, "quantity", item="cus-portal-a-seats", quantity="15")
+    previewed = figures(app, change)
+    assert Decimal(previewed["today"]["subtotal"]) == Decimal("300.00")  # 2,250.00 now owed instead of 1,950.00
+    assert "€300.00" in text(client.get(change))
+    assert confirm(client, change).status_code == 303
+
+    bill_customers(engine_of(app), today)
+    billed = sum(amount for _, amount in invoice_lines(app, "cus-portal-a", today))
+    assert billed == Decimal("1950.00") + Decimal(previewed["today"]["subtotal"])
+
+
 def test_a_downgrade_takes_effect_at_the_end_of_the_period(app, seeded, customer_a):
     change = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="10")
     previewed = figures(app, change)
@@ -207,6 +226,29 @@ def test_a_stale_expired_or_confirmed_preview_is_refused(app, seeded, customer_a
     assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 15
 
 
+def test_a_preview_whose_prices_changed_is_refused_at_confirmation(app, seeded, customer_a):
+    from dataclasses import replace
+
+    from billing_engine.catalog import Product
+    from billing_engine.tax import ProductTax, TaxCategory
+    from billing_engine.use_cases.catalog import upsert_product
+    from billing_engine.use_cases.customers import get_customer, upsert_customer
+
+    change = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="15")
+    switch = preview(customer_a, "plan", item="cus-portal-a-seats", plan="pr-business")
+    with transaction(engine_of(app)) as session:  # VAT at 10 %; the Business plan leaves the self-service pages
+        upsert_customer(session, replace(get_customer(session, seeded.customer_a), tax_rate_percent=Decimal(10)))
+        upsert_product(session, Product("p-business", "BUSINESS", "Business plan",
+                                        tax=ProductTax(TaxCategory.STANDARD)))
+    for path in (change, switch):
+        refused = confirm(customer_a, path)
+        assert refused.status_code == 409 and "Prices changed since the preview" in text(refused)
+    assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 12
+    again = preview(customer_a, "quantity", item="cus-portal-a-seats", quantity="15")
+    assert confirm(customer_a, again).status_code == 303
+    assert quantity_on(app, "sub-cus-portal-a", seeded.today) == 15
+
+
 def test_a_bad_quantity_is_a_message(app, customer_a):
     page = subscription_path(customer_a)
     for quantity, message in (("abc", "is not a number"), ("0", "whole number from 1"), ("2.5", "whole number"),
@@ -252,6 +294,34 @@ def test_billing_details_are_edited_with_a_checked_vat_number(app, seeded, custo
     assert entry.actor == "portal:cus-portal-a" and entry.after["vat_id"] == "FR40303265045"
 
 
+def test_saving_billing_details_keeps_the_region(app, seeded, customer_a):
+    from dataclasses import replace
+
+    from billing_engine.use_cases.customers import get_customer, upsert_customer
+
+    with transaction(engine_of(app)) as session:
+        customer = get_customer(session, seeded.customer_a)
+        upsert_customer(session, replace(customer, billing_address=replace(customer.billing_address,
+                                                                           region="Auvergne-Rhône-Alpes")))
+    page = "/portal/billing-details"
+    saved = customer_a.post(page, data={"line1": "12 quai Saint-Antoine", "line2": "", "postal_code": "69002",
+                                        "city": "Lyon", "country": "FR", "vat_id": "",
+                                        "csrf_token": csrf_token(customer_a, page)})
+    assert saved.status_code == 303
+    with transaction(engine_of(app)) as session:
+        address = get_customer(session, seeded.customer_a).billing_address
+    assert (address.line1, address.region) == ("12 quai Saint-Antoine", "Auvergne-Rhône-Alpes")
+
+
+def test_a_change_that_cannot_be_previewed_is_a_message_on_the_subscription_page(app, seeded, customer_a):
+    page = subscription_path(customer_a)
+    for action, form in (("quantity", {"item": "no-such-item", "quantity": "15"}),
+                         ("plan", {"item": "no-such-item", "plan": "pr-business"})):
+        response = customer_a.post(f"{page}/{action}", data={"csrf_token": csrf_token(customer_a, page), **form})
+        assert response.status_code == 422 and "Not found" in text(response)
+        assert "Team plan" in text(response)  # the subscription's page, with its items
+
+
 def test_a_contract_price_is_kept_through_a_portal_change(app, seeded, customer_b):
     change = preview(customer_b, "quantity", item="cus-portal-b-seats", quantity="5")
     previewed = figures(app, change)
@@ -282,6 +352,19 @@ def test_a_switch_to_another_self_service_plan_is_billed_as_previewed(app, seede
     refused = customer_a.post(f"{subscription_path(customer_a)}/plan", data={
         "item": item.item_id, "plan": "pr-custom", "csrf_token": csrf_token(customer_a, subscription_path(customer_a))})
     assert refused.status_code == 422 and "choose one of the plans offered" in text(refused)
+
+
+def test_a_plan_switch_to_come_is_shown_in_words(app, seeded, customer_a):
+    app.extensions["billsync"].settings = app.extensions["billsync"].settings.replace(
+        portal_upgrade_timing="next_period")
+    change = preview(customer_a, "plan", item="cus-portal-a-seats", plan="pr-business")
+    assert confirm(customer_a, change).status_code == 303
+    page = subscription_path(customer_a)
+    upcoming = text(customer_a.get(page)).split('data-testid="upcoming"')[1].split("</ul>")[0]
+    assert "plan Team plan ends" in upcoming and "plan Business plan starts" in upcoming
+    assert "_item" not in upcoming
+    french = text(customer_a.get(page, headers={"Accept-Language": "fr"})).split('data-testid="upcoming"')[1]
+    assert "fin de la formule Team plan" in french and "début de la formule Business plan" in french
 
 
 def test_a_usage_plan_shows_the_usage_so_far_against_its_allowance(app, seeded):

@@ -43,7 +43,8 @@ def test_a_link_asked_for_by_e_mail_reaches_only_the_billing_contact(app, settin
     answers = []
     for email in ("BILLING@alpha.example", "nobody@nowhere.example"):
         response = client.post("/portal/request", data={"email": email,
-                                                         "csrf_token": csrf_token(client, "/portal/request")})
+                                                         "csrf_token": csrf_token(client, "/portal/request")},
+                               buffered=True)
         assert response.status_code == 200
         answers.append(text(response).split('<main class="page">')[1])
     assert answers[0] == answers[1] and "a link is on its way" in answers[0]
@@ -57,6 +58,17 @@ def test_a_link_asked_for_by_e_mail_reaches_only_the_billing_contact(app, settin
         [entry] = [e for e in audit.list_actions(session, limit=20, target_id=seeded.customer_a)
                    if e.action == "portal.link_issued"]
     assert entry.actor == "portal:e-mail request" and "/portal/open/" not in str(entry.after)  # never the token
+
+
+def test_the_link_is_mailed_after_the_answer(app, settings, seeded):
+    client = app.test_client()
+    response = client.post("/portal/request", data={"email": seeded.email_a,
+                                                     "csrf_token": csrf_token(client, "/portal/request")})
+    assert response.status_code == 200 and "a link is on its way" in text(response)
+    assert mails(settings) == []  # the answer is written before the mail server is spoken to
+    response.close()
+    [mail] = mails(settings)
+    assert mail["To"] == seeded.email_a
 
 
 def test_link_requests_are_rate_limited(app, seeded):
@@ -116,7 +128,7 @@ def test_finance_makes_a_link_on_the_customer_page_and_reads_the_mails(app, sett
 
     customer = app.test_client()
     customer.post("/portal/request", data={"email": seeded.email_b,
-                                           "csrf_token": csrf_token(customer, "/portal/request")})
+                                           "csrf_token": csrf_token(customer, "/portal/request")}, buffered=True)
     listed = text(finance.get("/mail/"))
     assert seeded.email_b in listed and "Votre lien vers" in listed
     name = re.search(r'href="/mail/([^"]+)"', listed).group(1)
