@@ -68,7 +68,7 @@ def row_counts(url: str) -> dict[str, int]:
 def test_check_passes_on_the_shipped_defaults(env):
     result = run(env, "mappings", "check")
     assert result.exit_code == 0, result.output
-    assert result.output.startswith("mappings OK: 10 files")
+    assert result.output.startswith("mappings OK: 11 files")
 
 
 def test_check_reports_each_problem_of_a_broken_file_on_its_own_line(env, tmp_path):
@@ -123,7 +123,7 @@ def test_preview_of_a_lost_deal_or_not_an_id(org, env):
                                  "LIMIT 1")["records"][0]["Id"]
     result = run(env, "mappings", "preview", lost)
     assert result.exit_code == 0
-    assert "not pulled: it does not match the mapping's filter (IsWon = true)" in result.output
+    assert "not pulled: it does not match the mapping's filter (IsWon = true AND Billsync_Change_Id__c = null)" in result.output
 
     result = run(env, "mappings", "preview", "not-an-id")
     assert result.exit_code == 2
