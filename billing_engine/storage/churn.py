@@ -173,8 +173,16 @@ def _portal_actions(session: Session, events: dict[str, dict[str, list[date]]], 
     """The cancellations and requests to sales customers made in the portal up to ``through``."""
     a = AuditRow
     until = datetime.combine(through, datetime.max.time(), tzinfo=UTC)
-    for actor, action, at in session.execute(select(a.actor, a.action, a.at).where(
-            a.action.in_(list(PORTAL_SIGNALS)), a.actor.startswith(PORTAL_ACTOR), a.at <= until)):  # type: ignore[attr-defined]
+    seen: set[tuple[str, str, str]] = set()
+    for actor, action, at, after in session.execute(select(a.actor, a.action, a.at, a.after).where(
+            a.action.in_(list(PORTAL_SIGNALS)), a.actor.startswith(PORTAL_ACTOR), a.at <= until)  # type: ignore[attr-defined]
+            .order_by(a.id)):
+        message_id = str((json.loads(after) if after else {}).get("message_id") or "") if action == \
+            "portal.sales_requested" else ""
+        if message_id:  # a message sent twice (its form resubmitted) is one request
+            if (actor, action, message_id) in seen:
+                continue
+            seen.add((actor, action, message_id))
         events[actor.removeprefix(PORTAL_ACTOR)][PORTAL_SIGNALS[action]].append(at.date())
 
 
@@ -297,13 +305,16 @@ def _contractions(session: Session, sub_customer: dict[str, str], events: dict[s
     for sid, item_id, quantity in session.execute(select(it.subscription_id, it.item_id, it.quantity)):
         quantities[(sid, item_id)] = Decimal(quantity)
     am = AmendmentRow
-    for sid, action, item_id, quantity, effective_on in session.execute(
-            select(am.subscription_id, am.action, am.item_id, am.quantity, am.effective_on)
-            .where(am.effective_on <= through).order_by(am.subscription_id, am.sequence)):
+    rows = session.execute(select(am.subscription_id, am.action, am.item_id, am.quantity, am.effective_on)
+                           .where(am.effective_on <= through).order_by(am.subscription_id, am.sequence)).all()
+    # An item removed and another added on the same day is a switch of plan, not a removal (the MRR
+    # trend shows whether it was a cheaper plan).
+    switched = {(sid, effective_on) for sid, action, _, _, effective_on in rows if action == "add_item"}
+    for sid, action, item_id, quantity, effective_on in rows:
         cid = sub_customer.get(sid)
         key = (sid, item_id or "")
         if action == "remove_item":
-            if cid is not None:
+            if cid is not None and (sid, effective_on) not in switched:
                 events[cid]["contraction"].append(effective_on)
             quantities.pop(key, None)
         elif action in ("change_quantity", "add_item") and quantity is not None:

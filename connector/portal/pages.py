@@ -229,8 +229,12 @@ def request_link():
 
     def send_after_the_answer() -> None:  # the links are stored: a slow mail server holds no transaction
         for message in messages:
-            if message is not None:
+            if message is None:
+                continue
+            try:  # one message failing never keeps the others from going out
                 send_mail(settings, message)
+            except Exception:
+                log.exception("portal link not sent")
 
     response.call_on_close(send_after_the_answer)
     return response

@@ -37,7 +37,7 @@ from billing_engine.use_cases.customers import get_customer
 from billing_engine.use_cases.subscriptions import get_subscription
 from connector.console.formatting import money, number
 from connector.console.framework import security_headers
-from connector.database import is_unavailable
+from connector.database import READ_ONLY, is_unavailable
 from connector.limits import limiter
 
 log = logging.getLogger("billsync.selfservice")
@@ -90,7 +90,9 @@ def _services() -> Any:
 
 @contextmanager
 def _session() -> Iterator[Session]:
-    with Session(_services().engine, expire_on_commit=False) as s:
+    """A session that only reads (the plans, a quote, a confirmation page): on SQLite it never takes
+    the write lock, so a buyer's live prices never queue behind the bill run."""
+    with Session(_services().engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False) as s:
         try:
             yield s
         finally:

@@ -38,7 +38,7 @@ from datetime import datetime
 from typing import Any
 
 from simple_salesforce.format import format_external_id
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import Session
 
 from billing_engine.customers import Customer
@@ -115,7 +115,7 @@ def _deliver(client: Any, engine: Any, row: ClaimedRow, now: datetime, result: D
         with Session(engine) as session, session.begin():
             self_service.link_sold_deal(session, subscription_id, account_id=account_id,
                                         opportunity_id=opportunity_id, now=now)
-    except SQLAlchemyError as exc:
+    except IntegrityError as exc:  # the Account or the deal is another's: a database outage is raised as it is
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise DealError(f"Account {account_id} and Opportunity {opportunity_id} of {subscription_id} "
                         f"not linked: {reason}") from exc

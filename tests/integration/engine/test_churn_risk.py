@@ -340,8 +340,10 @@ def test_a_cancellation_and_a_request_to_sales_in_the_portal_raise_the_risk_and_
     with transaction(engine) as s:
         record_action(s, at=at, actor=f"portal:{steady}", action="portal.cancelled", target_type="subscription",
                       target_id="sub-any", after={"reason": "too_expensive"})
-        record_action(s, at=at, actor=f"portal:{steady}", action="portal.sales_requested", target_type="customer",
-                      target_id=steady, after={"message": "Can we talk about the price?"})
+        for _ in range(2):  # the same form sent twice: one request
+            record_action(s, at=at, actor=f"portal:{steady}", action="portal.sales_requested",
+                          target_type="customer", target_id=steady,
+                          after={"message_id": "k" * 32, "message": "Can we talk about the price?"})
         # After the scoring day: not known on it.
         record_action(s, at=at + timedelta(days=40), actor=f"portal:{steady}", action="portal.sales_requested",
                       target_type="customer", target_id=steady, after={"message": "later"})
@@ -353,3 +355,34 @@ def test_a_cancellation_and_a_request_to_sales_in_the_portal_raise_the_risk_and_
     assert "1 subscription cancelled online in six months" in words
     assert "1 request to sales from the portal in six months" in words
     assert "1 abonnement résilié en ligne en six mois" in "; ".join(after.reasons_text("fr"))
+
+
+def test_a_switch_of_plan_is_not_a_removed_item_but_a_removal_alone_is(engine, histories):
+    from billing_engine.catalog import make_price, make_product
+    from billing_engine.subscriptions import Amendment, AmendmentAction, SubscriptionItem
+    from billing_engine.use_cases.catalog import upsert_price, upsert_product
+    from billing_engine.use_cases.subscriptions import amend_subscription
+
+    switcher, remover = _paying(histories)[-1], _paying(histories)[-2]
+    team = make_price("pr-churn-team", make_product("p-churn-team", "TEAM", "Team"), currency="EUR",
+                      model="per_unit", unit_price="45")
+    extra = make_price("pr-churn-extra", make_product("p-churn-extra", "EXTRA", "Extra"), currency="EUR",
+                       model="flat", unit_price="10")
+    on = HISTORY_TODAY - timedelta(days=30)
+    with transaction(engine) as s:
+        for price in (team, extra):
+            upsert_product(s, price.product)
+            upsert_price(s, price)
+        # The switcher moves from seats to the Team plan; the remover drops an add-on it had.
+        amend_subscription(s, f"sub-{switcher}", Amendment("", 0, AmendmentAction.REMOVE_ITEM, on, item_id="seats"),
+                           now=NOW)
+        amend_subscription(s, f"sub-{switcher}", Amendment("", 0, AmendmentAction.ADD_ITEM, on, item=SubscriptionItem(
+            "team", team, quantity=D(10))), now=NOW)
+        amend_subscription(s, f"sub-{remover}", Amendment("", 0, AmendmentAction.ADD_ITEM, on - timedelta(days=60),
+                                                          item=SubscriptionItem("extra", extra, quantity=D(1))), now=NOW)
+        amend_subscription(s, f"sub-{remover}", Amendment("", 0, AmendmentAction.REMOVE_ITEM, on, item_id="extra"),
+                           now=NOW)
+    with Session(engine) as s:
+        facts = {f.customer_id: f for f in customer_facts(s, HISTORY_TODAY)}
+    assert measure(facts[switcher], HISTORY_TODAY)["contraction"] == 0
+    assert measure(facts[remover], HISTORY_TODAY)["contraction"] == 1
