@@ -388,10 +388,8 @@ def preview_cancel(sid: str):
                                            subscription_id=subscription_id,
                                            reason_code=request.form.get("reason", ""),
                                            reason_text=request.form.get("details", ""), now=_now())
-    except InvalidInputError as exc:
-        return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
     except BillingError as exc:
-        return _subscription_page(sid, status=422, error=refusal(exc), form=dict(request.form))
+        return _refused_change(sid, exc)
     return redirect(url_for("portal.change", change_id=row.public_id), 303)
 
 
